@@ -1,0 +1,1 @@
+"""GopherGate benchmark harness: `make bench` / `python -m bench` (see bench/README.md)."""

@@ -1,0 +1,95 @@
+"""`python -m bench`: benchmark the gateway against a fake upstream (see bench/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.procs import REPO_ROOT, BenchSetupError
+from bench.runner import Options, log, run_and_report
+from bench.wrk import WrkError
+
+DEFAULTS = {"duration": 10.0, "warmup": 2.0, "ttfc_requests": 2000}
+QUICK = {"duration": 2.0, "warmup": 1.0, "ttfc_requests": 300}
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=(
+            "Start a fake upstream and the gateway (1 worker), load both with wrk and print requests/s, "
+            "p50/p99 latency, the gateway's added latency and time to first chunk, and its peak RSS."
+        ),
+    )
+    parser.add_argument("--duration", type=float, help="seconds per wrk run (default 10, --quick 2)")
+    parser.add_argument("--connections", type=int, default=64, help="concurrent clients of the loaded runs")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--quick", action="store_true", help="short runs, for a smoke test")
+    parser.add_argument("--warmup", type=float, help="seconds of gateway warm-up per mode (default 2)")
+    parser.add_argument("--ttfc-requests", type=int, help="sequential streams for time to first chunk")
+    parser.add_argument(
+        "--soak-requests",
+        type=int,
+        default=100_000,
+        help="top up the load until the gateway has served this many requests, then read its RSS",
+    )
+    parser.add_argument("--target", metavar="URL", help="bench this already-running server instead")
+    parser.add_argument("--key", help="client key for --target (sent as a Bearer token)")
+    parser.add_argument(
+        "--target-pid", type=int, help="pid of --target, for RSS (found from its port if omitted)"
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    parser.add_argument("--model", default="gpt-4o-mini")
+    parser.add_argument(
+        "--gateway-env",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment variable for the gateway (repeatable)",
+    )
+    parser.add_argument("--results-dir", type=Path, default=REPO_ROOT / "bench" / "results")
+    args = parser.parse_args(argv)
+    base = QUICK if args.quick else DEFAULTS
+    if args.connections < 1:
+        parser.error("--connections must be at least 1")
+    return Options(
+        duration_s=args.duration if args.duration is not None else base["duration"],
+        connections=args.connections,
+        threads=max(1, args.threads),
+        warmup_s=args.warmup if args.warmup is not None else base["warmup"],
+        ttfc_requests=args.ttfc_requests if args.ttfc_requests is not None else int(base["ttfc_requests"]),
+        soak_requests=args.soak_requests,
+        pin=not args.no_pin,
+        model=args.model,
+        results_dir=args.results_dir,
+        target=args.target,
+        key=args.key,
+        target_pid=args.target_pid,
+        gateway_env=dict(args.gateway_env),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    try:
+        run_and_report(opts)
+    except (BenchSetupError, WrkError) as exc:
+        log(f"cannot run the benchmark: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Targets and the printed report. Targets are shown as met / not met; nothing here fails a run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bench.results import NON_STREAM, STREAM, BenchResults, Measured, Scenario
+from bench.rss import MB, RssSample
+
+TARGET_CONNECTIONS = 64
+SOAK_TARGET_REQUESTS = 100_000
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    value: float | None
+    limit: float
+    unit: str
+    at_least: bool
+    """True for ``value >= limit`` (throughput), False for ``value <= limit`` (latency, memory)."""
+    note: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        if self.value is None:
+            return None
+        return self.value >= self.limit if self.at_least else self.value <= self.limit
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "value": self.value,
+            "limit": self.limit,
+            "unit": self.unit,
+            "comparison": ">=" if self.at_least else "<=",
+            "met": self.met,
+            "note": self.note,
+        }
+
+
+def _rps(scenario: Scenario | None) -> float | None:
+    if scenario is None or scenario.gateway.result is None:
+        return None
+    return scenario.gateway.result.requests_per_s
+
+
+def evaluate_targets(results: BenchResults, connections: int) -> list[Target]:
+    """The issue's targets for this 2-core machine, against what this run measured."""
+    note = "" if connections == TARGET_CONNECTIONS else f"target is for 64 clients, ran {connections}"
+    targets = [
+        Target(
+            f"non-stream req/s, {connections} clients",
+            _rps(results.scenario(NON_STREAM, connections)),
+            5000,
+            "req/s",
+            True,
+            note,
+        ),
+        Target(
+            f"streams/s (20 chunks), {connections} clients",
+            _rps(results.scenario(STREAM, connections)),
+            2500,
+            "req/s",
+            True,
+            note,
+        ),
+    ]
+    for mode in (NON_STREAM, STREAM):
+        one = results.scenario(mode, 1)
+        targets.append(
+            Target(f"{mode} added p50, 1 client", one.added("p50_ms") if one else None, 0.3, "ms", False)
+        )
+        targets.append(
+            Target(f"{mode} added p99, 1 client", one.added("p99_ms") if one else None, 1.0, "ms", False)
+        )
+    targets.append(Target("added time to first chunk, p50", results.ttfc.added("p50_ms"), 0.5, "ms", False))
+    after = results.memory.after_soak
+    requests = results.memory.requests_before_after_soak
+    rss_note = "" if requests >= SOAK_TARGET_REQUESTS else f"only {requests:,} requests were sent"
+    targets.append(
+        Target(
+            "gateway RSS after 100k requests",
+            after.total_bytes / MB if after else None,
+            150,
+            "MB",
+            False,
+            rss_note if after else (results.memory.note or "not measured"),
+        )
+    )
+    return targets
+
+
+def _fmt(value: float | None, digits: int = 2, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _get(obj: object | None, attr: str) -> float | None:
+    if obj is None:
+        return None
+    value: float = getattr(obj, attr)
+    return value
+
+
+def _fmt_rps(measured: Measured) -> str:
+    if measured.result is None:
+        return "error" if measured.error else "-"
+    return f"{measured.result.requests_per_s:,.0f}"
+
+
+def _mb(sample: RssSample | None) -> str:
+    return "-" if sample is None else f"{sample.total_bytes / MB:.1f} MB"
+
+
+def render(results: BenchResults, targets: list[Target]) -> str:
+    cfg = results.config
+    out: list[str] = []
+    out.append("GopherGate benchmark")
+    out.append(f"  gateway : {cfg['gateway']}")
+    out.append(f"  direct  : {cfg['direct']}")
+    out.append(f"  load    : wrk -t{cfg['wrk_threads']}, {cfg['duration_s']:g} s per run")
+    out.append(f"  CPUs    : {cfg['cpus']}")
+    out.append("")
+    header = (
+        f"{'scenario':<22} | {'gateway req/s':>13} {'p50 ms':>8} {'p99 ms':>8} | "
+        f"{'direct req/s':>12} {'p50 ms':>8} {'p99 ms':>8} | {'added p50':>9} {'p99 ms':>8}"
+    )
+    out.append(header)
+    out.append("-" * len(header))
+    for sc in results.scenarios:
+        gw, direct = sc.gateway.result, sc.direct.result
+        out.append(
+            f"{sc.label:<22} | {_fmt_rps(sc.gateway):>13} {_fmt(_get(gw, 'p50_ms')):>8} "
+            f"{_fmt(_get(gw, 'p99_ms')):>8} | {_fmt_rps(sc.direct):>12} {_fmt(_get(direct, 'p50_ms')):>8} "
+            f"{_fmt(_get(direct, 'p99_ms')):>8} | {_fmt(sc.added('p50_ms'), signed=True):>9} "
+            f"{_fmt(sc.added('p99_ms'), signed=True):>8}"
+        )
+    out.append("")
+    ttfc = results.ttfc
+    n = ttfc.gateway.requests if ttfc.gateway else ttfc.direct.requests if ttfc.direct else 0
+    out.append(f"time to first chunk, 1 client, {n:,} sequential streams (ms):")
+    for name, result in (("gateway", ttfc.gateway), ("direct", ttfc.direct)):
+        out.append(
+            f"  {name:<8} p50 {_fmt(_get(result, 'p50_ms'), 3):>7}  p99 {_fmt(_get(result, 'p99_ms'), 3):>7}"
+            f"   (whole stream p50 {_fmt(_get(result, 'total_p50_ms'), 3)})"
+        )
+    added_p50, added_p99 = _fmt(ttfc.added("p50_ms"), 3, True), _fmt(ttfc.added("p99_ms"), 3, True)
+    out.append(f"  {'added':<8} p50 {added_p50:>7}  p99 {added_p99:>7}")
+    mem = results.memory
+    out.append("")
+    out.append("gateway RSS (main process + workers):")
+    if mem.note and mem.peak is None:
+        out.append(f"  {mem.note}")
+    else:
+        procs = mem.peak.processes if mem.peak else 0
+        out.append(
+            f"  at start {_mb(mem.at_start)}, peak {_mb(mem.peak)} ({procs} processes), "
+            f"after {mem.requests_before_after_soak:,} requests {_mb(mem.after_soak)}"
+        )
+    out.append(f"  requests sent through the gateway in total: {results.gateway_requests:,}")
+    out.append("")
+    out.append("targets (informational, never fail the run):")
+    for t in targets:
+        mark = {True: "met", False: "NOT MET", None: "n/a"}[t.met]
+        op = ">=" if t.at_least else "<="
+        value = "-" if t.value is None else f"{t.value:,.0f}" if t.unit == "req/s" else f"{t.value:.3f}"
+        if t.unit == "MB" and t.value is not None:
+            value = f"{t.value:.1f}"
+        note = f"  ({t.note})" if t.note else ""
+        out.append(f"  [{mark:^7}] {t.name:<38} {op} {t.limit:g} {t.unit:<6} got {value}{note}")
+    if results.problems:
+        out.append("")
+        out.append("problems seen:")
+        out.extend(f"  - {p}" for p in results.problems)
+    return "\n".join(out)

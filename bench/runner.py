@@ -1,0 +1,313 @@
+"""Orchestrates a benchmark run: processes, warm-up, timed wrk runs, time to first chunk, soak, memory."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import fake_upstream
+from bench.client import Endpoint, check_endpoint, measure_ttfc, request_body
+from bench.procs import (
+    CpuPlan,
+    ManagedProcess,
+    create_client_key,
+    find_listening_pid,
+    free_port,
+    gateway_env,
+    pin_self,
+    plan_cpus,
+    start_fake_upstream,
+    start_gateway,
+)
+from bench.report import evaluate_targets, render
+from bench.results import NON_STREAM, STREAM, BenchResults, Measured, Scenario
+from bench.rss import RssSampler
+from bench.wrk import WrkError, WrkResult, find_wrk, run_wrk
+
+MAX_SOAK_ROUND_S = 60
+SOAK_ROUND_REQUESTS = 25_000
+
+
+@dataclass
+class Options:
+    duration_s: float
+    connections: int
+    threads: int
+    warmup_s: float
+    ttfc_requests: int
+    soak_requests: int
+    pin: bool
+    model: str
+    results_dir: Path
+    target: str | None = None
+    key: str | None = None
+    target_pid: int | None = None
+    gateway_env: dict[str, str] = field(default_factory=dict)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    def __init__(self, opts: Options, plan: CpuPlan) -> None:
+        self.opts = opts
+        self.plan = plan
+        self.gateway_proc: ManagedProcess | None = None
+        self.gateway: Endpoint | None = None
+        self.direct: Endpoint | None = None
+        self.sampler: RssSampler | None = None
+        self.results = BenchResults(config={})
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def _gateway_alive(self) -> bool:
+        if self.gateway_proc is None or self.gateway_proc.alive():
+            return True
+        problem = (
+            f"the gateway exited with code {self.gateway_proc.popen.returncode} during the run; "
+            f"log tail:\n{self.gateway_proc.log_tail()}"
+        )
+        if problem not in self.results.problems:
+            self.results.problems.append(problem)
+        return False
+
+    def _wrk(self, endpoint: Endpoint, mode: str, connections: int, duration_s: float) -> Measured:
+        body = request_body(self.opts.model, stream=mode == STREAM)
+        try:
+            result = run_wrk(
+                endpoint.url,
+                body,
+                endpoint.headers,
+                connections=connections,
+                duration_s=duration_s,
+                threads=self.opts.threads,
+                cpu_prefix=self.plan.prefix(self.plan.load),
+            )
+        except (WrkError, subprocess.TimeoutExpired) as exc:
+            return Measured(error=str(exc))
+        return Measured(result=result)
+
+    def _count(self, measured: Measured) -> None:
+        if measured.result is not None:
+            self.results.gateway_requests += measured.result.requests
+
+    def _note_errors(self, where: str, result: WrkResult | None) -> None:
+        if result is None:
+            return
+        if result.non_2xx or result.socket_errors or result.timeouts:
+            self.results.problems.append(
+                f"{where}: {result.non_2xx:,} non-2xx responses, {result.socket_errors:,} socket errors, "
+                f"{result.timeouts:,} timeouts out of {result.requests:,} requests"
+            )
+
+    # -- phases --------------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        assert self.gateway and self.direct
+        for name, endpoint in (("gateway", self.gateway), ("direct", self.direct)):
+            found = check_endpoint(endpoint, self.opts.model, fake_upstream.STREAM_CONTENT_CHUNKS)
+            self.results.checks[name] = found
+            if name == "gateway":
+                self.results.gateway_requests += 2
+            for mode, problems in found.items():
+                for problem in problems:
+                    self.results.problems.append(f"{name} {mode} response check: {problem}")
+
+    def warm_up(self) -> None:
+        assert self.gateway
+        if self.opts.warmup_s <= 0:
+            return
+        for mode in (NON_STREAM, STREAM):
+            if not self._gateway_alive():
+                return
+            log(f"warm-up: gateway {mode}, {self.opts.connections} clients, {self.opts.warmup_s:g} s")
+            measured = self._wrk(self.gateway, mode, self.opts.connections, self.opts.warmup_s)
+            self._count(measured)
+
+    def timed_runs(self) -> None:
+        assert self.gateway and self.direct
+        for mode in (NON_STREAM, STREAM):
+            for connections in dict.fromkeys((self.opts.connections, 1)):
+                scenario = Scenario(mode, connections)
+                self.results.scenarios.append(scenario)
+                if self._gateway_alive():
+                    log(f"{scenario.label}: gateway, {self.opts.duration_s:g} s")
+                    scenario.gateway = self._wrk(self.gateway, mode, connections, self.opts.duration_s)
+                    self._count(scenario.gateway)
+                    self._note_errors(f"gateway {scenario.label}", scenario.gateway.result)
+                    if scenario.gateway.error:
+                        self.results.problems.append(f"gateway {scenario.label}: {scenario.gateway.error}")
+                else:
+                    scenario.gateway = Measured(error="gateway not running")
+                log(f"{scenario.label}: direct, {self.opts.duration_s:g} s")
+                scenario.direct = self._wrk(self.direct, mode, connections, self.opts.duration_s)
+                self._note_errors(f"direct {scenario.label}", scenario.direct.result)
+                if scenario.direct.error:
+                    self.results.problems.append(f"direct {scenario.label}: {scenario.direct.error}")
+
+    def time_to_first_chunk(self) -> None:
+        assert self.gateway and self.direct
+        n = self.opts.ttfc_requests
+        if n <= 0:
+            return
+        if self._gateway_alive():
+            log(f"time to first chunk: gateway, {n:,} sequential streams")
+            gw = measure_ttfc(self.gateway, self.opts.model, n)
+            self.results.ttfc.gateway = gw
+            self.results.gateway_requests += gw.sent
+            if gw.errors:
+                self.results.problems.append(
+                    f"gateway time to first chunk: {gw.errors} failed streams, first: {gw.first_error}"
+                )
+        log(f"time to first chunk: direct, {n:,} sequential streams")
+        direct = measure_ttfc(self.direct, self.opts.model, n)
+        self.results.ttfc.direct = direct
+        if direct.errors:
+            self.results.problems.append(
+                f"direct time to first chunk: {direct.errors} failed streams, first: {direct.first_error}"
+            )
+
+    def soak(self) -> None:
+        """Send more load until the gateway has seen ``soak_requests`` requests, alternating modes."""
+        assert self.gateway
+        modes = itertools.cycle((NON_STREAM, STREAM))
+        for _ in range(40):
+            remaining = self.opts.soak_requests - self.results.gateway_requests
+            if remaining <= 0 or not self._gateway_alive():
+                break
+            mode = next(modes)
+            scenario = self.results.scenario(mode, self.opts.connections)
+            measured_rate = (
+                scenario.gateway.result.requests_per_s if scenario and scenario.gateway.result else 0
+            )
+            rate = max(measured_rate, 200.0)
+            duration = max(1, min(MAX_SOAK_ROUND_S, math.ceil(min(remaining, SOAK_ROUND_REQUESTS) / rate)))
+            log(f"soak: gateway {mode}, {self.opts.connections} clients, {duration} s ({remaining:,} to go)")
+            measured = self._wrk(self.gateway, mode, self.opts.connections, duration)
+            self._count(measured)
+            self._note_errors(f"gateway soak {mode}", measured.result)
+            self.results.soak.append({"mode": mode, "duration_s": duration, **measured.to_dict()})
+            if measured.result is None or measured.result.requests == 0:
+                self.results.problems.append(
+                    f"gateway soak {mode}: {measured.error or 'no requests completed'}"
+                )
+                break
+
+    def memory_after_soak(self) -> None:
+        if self.sampler is None:
+            return
+        time.sleep(1.0)
+        self.results.memory.after_soak = self.sampler.sample()
+        self.results.memory.requests_before_after_soak = self.results.gateway_requests
+
+    # -- the whole run -------------------------------------------------------------------------------
+
+    def run(self) -> BenchResults:
+        opts = self.opts
+        find_wrk()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        opts.results_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as stack:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gg-bench-")))
+            upstream_port = free_port()
+            log(f"starting the fake upstream on 127.0.0.1:{upstream_port}")
+            fake = start_fake_upstream(upstream_port, self.plan, tmp / "fake-upstream.log")
+            stack.callback(fake.stop)
+            self.direct = Endpoint.from_url(f"http://127.0.0.1:{upstream_port}", None)
+
+            gateway_pid: int | None
+            if opts.target:
+                self.gateway = Endpoint.from_url(opts.target, opts.key or "sk-bench")
+                gateway_pid = opts.target_pid or find_listening_pid(self.gateway.port)
+                gateway_desc = f"{opts.target} (already running, pid {gateway_pid or 'unknown'})"
+            else:
+                data_dir = tmp / "data"
+                data_dir.mkdir()
+                env = gateway_env(upstream_port, data_dir, opts.gateway_env)
+                log("creating a client key with `gophergate keys create --name bench`")
+                key = create_client_key(env)
+                port = free_port()
+                log_path = opts.results_dir / f"gateway-{stamp}.log"
+                log(f"starting the gateway on 127.0.0.1:{port} (1 worker), log in {log_path}")
+                self.gateway_proc = start_gateway(port, env, self.plan, log_path)
+                stack.callback(self._stop_gateway)
+                self.gateway = Endpoint.from_url(f"http://127.0.0.1:{port}", key)
+                gateway_pid = self.gateway_proc.pid
+                gateway_desc = (
+                    f"{self.gateway.url} (gophergate serve --workers 1, pid {gateway_pid}, log {log_path})"
+                )
+
+            self.results.config = {
+                "started": stamp,
+                "gateway": gateway_desc,
+                "direct": f"{self.direct.url} (bench fake upstream)",
+                "duration_s": opts.duration_s,
+                "connections": opts.connections,
+                "wrk_threads": opts.threads,
+                "warmup_s": opts.warmup_s,
+                "ttfc_requests": opts.ttfc_requests,
+                "soak_requests": opts.soak_requests,
+                "model": opts.model,
+                "stream_chunks": fake_upstream.STREAM_CONTENT_CHUNKS,
+                "cpus": self.plan.describe(),
+                "cpu_count": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            }
+
+            if gateway_pid is not None:
+                self.sampler = RssSampler(gateway_pid)
+                self.sampler.start()
+                stack.callback(self.sampler.stop)
+            else:
+                self.results.memory.note = "gateway pid unknown (pass --target-pid): RSS not measured"
+
+            log("checking one non-streaming and one streaming answer from each side")
+            self.check()
+            self.warm_up()
+            self.timed_runs()
+            self.time_to_first_chunk()
+            self.soak()
+            self.memory_after_soak()
+
+            if self.sampler is not None:
+                self.sampler.stop()
+                memory = self.results.memory
+                memory.samples = list(self.sampler.samples)
+                memory.at_start = memory.samples[0] if memory.samples else None
+                memory.peak = self.sampler.peak
+        return self.results
+
+    def _stop_gateway(self) -> None:
+        if self.gateway_proc is None:
+            return
+        was_alive = self._gateway_alive()
+        code = self.gateway_proc.stop()
+        if was_alive and code not in (0, None, -15):
+            self.results.problems.append(f"the gateway exited with code {code} when asked to stop")
+
+
+def run_and_report(opts: Options) -> Path:
+    plan = plan_cpus(opts.pin)
+    pin_self(plan.load)
+    results = Bench(opts, plan).run()
+    targets = evaluate_targets(results, opts.connections)
+    print(render(results, targets), flush=True)
+    path = opts.results_dir / f"bench-{results.config['started']}.json"
+    document: dict[str, Any] = results.to_dict([t.to_dict() for t in targets])
+    path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    print(f"\nresults written to {path}", flush=True)
+    return path

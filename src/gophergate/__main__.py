@@ -1,0 +1,3 @@
+from gophergate.cli import main
+
+main()

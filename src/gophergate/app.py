@@ -1,0 +1,74 @@
+"""Composition only: ``create_app(settings)`` returns the ASGI app; the lifespan builds the ``Runtime``.
+
+The /v1 surface is raw ASGI (a dispatcher on the path, no framework on the hot path).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gophergate.errors import NotFound
+from gophergate.http import health
+from gophergate.http.io import Scope, request_id, send_error
+from gophergate.http.v1 import V1
+from gophergate.runtime import Runtime
+from gophergate.settings import Settings, load_settings
+
+log = logging.getLogger("gophergate")
+
+
+class GopherGate:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtime: Runtime | None = None
+        self._v1: V1 | None = None
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            if path.startswith("/v1/") and self._v1 is not None:
+                await self._v1(scope, receive, send)
+            elif path == "/healthz":
+                await health.healthz(scope, send)
+            elif path == "/readyz" and self.runtime is not None:
+                await health.readyz(self.runtime, scope, send)
+            else:
+                await send_error(send, NotFound(f"Unknown endpoint: {scope['method']} {path}."), request_id(scope))
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.runtime = await Runtime.start(self.settings)
+                    self._v1 = V1(self.runtime)
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.runtime is not None:
+                    try:
+                        await self.runtime.close()
+                    except Exception:
+                        log.exception("shutdown failed")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(settings: Settings) -> GopherGate:
+    return GopherGate(settings)
+
+
+def factory() -> GopherGate:
+    """Entry point for ASGI servers (``granian --factory gophergate.app:factory``): settings from env."""
+    from gophergate.logs import setup_logging
+
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    return create_app(settings)

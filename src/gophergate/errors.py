@@ -1,0 +1,106 @@
+"""Errors are data: one tree, rendered once as an OpenAI-style body.
+
+GatewayError                      status, type, code, param
+├── InvalidRequest                400 invalid_request_error
+│   └── BodyTooLarge              413
+├── AuthenticationFailed          401 authentication_error
+├── NotFound                      404 (unknown route)
+│   └── ModelNotFound             404 code=model_not_found
+├── MethodNotAllowed              405
+├── UpstreamError                 upstream 4xx passed through with its status and message
+├── UpstreamUnavailable           502 upstream 5xx, refused connection, broken stream
+└── UpstreamTimeout               504
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class GatewayError(Exception):
+    status: int = 500
+    type: str = "api_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        if type is not None:
+            self.type = type
+        self.headers = headers or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def body(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class BodyTooLarge(InvalidRequest):
+    status = 413
+    code = "request_too_large"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class UpstreamError(GatewayError):
+    """An upstream 4xx, relayed with the upstream's status and message."""
+
+    type = "upstream_error"
+
+
+class UpstreamUnavailable(GatewayError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    type = "upstream_error"
+    code = "upstream_timeout"
+
+
+class ClientDisconnected(Exception):
+    """The client went away before the response was complete (recorded as status 499)."""

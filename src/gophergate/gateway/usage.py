@@ -1,0 +1,80 @@
+"""Token usage in the gateway's canonical classes, read from each provider's own fields.
+
+Canonical semantics follow OpenAI: ``prompt`` includes cache reads and writes, ``completion`` includes
+reasoning. Providers that count differently are normalised here and nowhere else (providers.md §10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt: int = 0
+    completion: int = 0
+    reasoning: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    estimated: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.prompt + self.completion
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _details(usage: dict[str, Any], key: str) -> dict[str, Any]:
+    value = usage.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def from_openai(usage: dict[str, Any]) -> Usage:
+    """OpenAI: prompt includes cached tokens, completion includes reasoning."""
+    prompt_details = _details(usage, "prompt_tokens_details")
+    completion_details = _details(usage, "completion_tokens_details")
+    return Usage(
+        prompt=_int(usage.get("prompt_tokens")),
+        completion=_int(usage.get("completion_tokens")),
+        reasoning=_int(completion_details.get("reasoning_tokens")),
+        cache_read=_int(prompt_details.get("cached_tokens")),
+        cache_write=_int(prompt_details.get("cache_write_tokens")),
+    )
+
+
+def from_deepseek(usage: dict[str, Any]) -> Usage:
+    """DeepSeek: prompt = cache hit + miss; a miss is not a cache write."""
+    out = from_openai(usage)
+    hit = _int(usage.get("prompt_cache_hit_tokens"))
+    if hit:
+        out.cache_read = hit
+    out.cache_write = 0
+    return out
+
+
+def from_xai(usage: dict[str, Any]) -> Usage:
+    """xAI reports completion_tokens without the reasoning tokens (docs.x.ai reasoning guide)."""
+    out = from_openai(usage)
+    out.completion += out.reasoning
+    return out
+
+
+def from_moonshot(usage: dict[str, Any]) -> Usage:
+    """Moonshot mirrors the cached count at the top level (older explicit-cache spelling)."""
+    out = from_openai(usage)
+    if not out.cache_read:
+        out.cache_read = _int(usage.get("cached_tokens"))
+    return out
+
+
+USAGE_READERS = {
+    "openai": from_openai,
+    "deepseek": from_deepseek,
+    "xai": from_xai,
+    "moonshot": from_moonshot,
+    "ollama": from_openai,
+}

@@ -1,0 +1,74 @@
+"""Small raw-ASGI helpers: reading a bounded body, sending whole responses, request ids."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from gophergate.errors import BodyTooLarge, GatewayError
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+JSON = b"application/json"
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,64}")
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def request_id(scope: Scope) -> str:
+    """The caller's ``x-request-id`` when it is sane, else a fresh one."""
+    given = header(scope, b"x-request-id")
+    if given is not None and _REQUEST_ID.fullmatch(given):
+        return given.decode()
+    return "req_" + os.urandom(12).hex()
+
+
+async def read_body(receive: Any, scope: Scope, limit: int) -> bytes:
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            from gophergate.errors import ClientDisconnected
+
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def base_headers(req_id: str, content_type: bytes = JSON) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", content_type), (b"x-request-id", req_id.encode())]
+
+
+async def send_bytes(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(
+    send: Any, error: GatewayError, req_id: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = base_headers(req_id)
+    for name, value in error.headers.items():
+        headers.append((name.lower().encode(), value.encode()))
+    if extra:
+        headers.extend(extra)
+    await send_bytes(send, error.status, error.body(), headers)

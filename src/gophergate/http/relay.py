@@ -1,0 +1,58 @@
+"""Relaying a stream to the client: each chunk is sent as it arrives, the client's disconnect is raced.
+
+A watcher task waits on ``receive()`` for ``http.disconnect`` and cancels the relay when it comes, so a client
+that leaves while the upstream is silent is noticed at once, the upstream connection is closed (the
+iterator's ``finally``), and the request is recorded as a disconnect with what was produced so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gophergate.errors import ClientDisconnected
+from gophergate.providers.base import Meter
+from gophergate.wire.sse import DONE
+
+
+async def _watch_disconnect(receive: Any, relay: asyncio.Task[Any], gone: list[bool]) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.append(True)
+            relay.cancel()
+            return
+
+
+async def relay_stream(send: Any, receive: Any, chunks: AsyncIterator[bytes], meter: Meter) -> None:
+    relay = asyncio.current_task()
+    assert relay is not None
+    gone: list[bool] = []
+    watcher = asyncio.create_task(_watch_disconnect(receive, relay, gone))
+    try:
+        try:
+            async for chunk in chunks:
+                if meter.first_chunk is None:
+                    meter.first_chunk = time.perf_counter()
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": DONE, "more_body": False})
+        except asyncio.CancelledError:
+            if gone:
+                relay.uncancel()
+                raise ClientDisconnected() from None
+            raise
+        except (OSError, RuntimeError) as exc:
+            # Servers report a write to a closed connection this way (uvicorn, granian).
+            raise ClientDisconnected() from exc
+        finally:
+            await _aclose(chunks)
+    finally:
+        watcher.cancel()
+
+
+async def _aclose(chunks: AsyncIterator[bytes]) -> None:
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        await close()

@@ -1,0 +1,207 @@
+"""Thin /v1 handlers: authenticate, parse, route, call the provider, relay, and record exactly once."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+
+from gophergate.errors import ClientDisconnected, GatewayError, MethodNotAllowed, ModelNotFound, NotFound
+from gophergate.gateway.metering import finalize
+from gophergate.gateway.resolve import Route
+from gophergate.gateway.validate import check_chat, parse_json_object
+from gophergate.http.auth import authenticate
+from gophergate.http.io import Scope, base_headers, read_body, request_id, send_bytes, send_error
+from gophergate.http.relay import relay_stream
+from gophergate.providers.base import ChatCall, Meter
+from gophergate.recorder.record import RequestRecord
+from gophergate.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+OVERHEAD = b"x-gophergate-overhead-ms"
+SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+
+
+def _overhead(record: RequestRecord, meter: Meter | None, now: float) -> bytes:
+    total = now - record.started
+    if meter is not None and meter.upstream_started is not None:
+        total -= (meter.upstream_done or meter.upstream_headers or now) - meter.upstream_started
+    return f"{max(total, 0.0) * 1000.0:.3f}".encode()
+
+
+def _fail(record: RequestRecord, error: GatewayError) -> None:
+    record.status = error.status
+    record.error_type = error.code or error.type
+    record.error_message = error.message
+
+
+class V1:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path == "/v1/chat/completions":
+            if method == "POST":
+                await self.chat_completions(scope, receive, send)
+            else:
+                await self._simple(scope, receive, send, "chat.completions", self._not_allowed)
+        elif path == "/v1/models":
+            await self._simple(scope, receive, send, "models.list", self._list_models)
+        elif path.startswith("/v1/models/"):
+            await self._simple(scope, receive, send, "models.retrieve", self._get_model)
+        else:
+            await self._simple(scope, receive, send, "unknown", self._unknown)
+
+    # -- chat -------------------------------------------------------------------------------------------------
+    async def chat_completions(self, scope: Scope, receive: Any, send: Any) -> None:
+        rt = self.rt
+        record = RequestRecord(request_id(scope), "chat.completions", time.perf_counter())
+        meter: Meter | None = None
+        messages: Any = None
+        started = False  # response headers sent
+        try:
+            if rt.recorder.saturated:
+                raise GatewayError(
+                    "The gateway's request log is backed up; retry shortly.",
+                    status=503,
+                    code="log_backlog",
+                    headers={"retry-after": "1"},
+                )
+            principal = await authenticate(scope, rt.keys)
+            record.client_key_id = principal.key_id
+            body = await read_body(receive, scope, rt.settings.max_body_bytes)
+            data = parse_json_object(body)
+            model, stream, include_usage = check_chat(data)
+            record.requested_model = model
+            record.stream = stream
+            messages = data["messages"]
+            route = rt.resolver.resolve(model)
+            record.provider, record.model = route.provider, route.model
+            provider = rt.providers[route.provider]
+            call = ChatCall(data, route.model, stream, include_usage, record.request_id)
+            meter = Meter()
+            if not stream:
+                out = await provider.chat(call, meter)
+                headers = base_headers(record.request_id)
+                headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
+                record.status = 200
+                started = True
+                await send_bytes(send, 200, out, headers)
+                meter.first_chunk = time.perf_counter()
+                return
+            chunks = await provider.open_chat_stream(call, meter)
+            headers = base_headers(record.request_id, b"text/event-stream")
+            headers.extend(SSE_HEADERS)
+            headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
+            record.status = 200
+            started = True
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await relay_stream(send, receive, chunks, meter)
+            if meter.stream_error is not None:
+                record.error_type = "upstream_stream_error"
+                record.error_message = meter.stream_error
+                record.status = 502
+        except GatewayError as exc:
+            _fail(record, exc)
+            if not started:
+                await self._send_error(send, exc, record, meter)
+        except ClientDisconnected:
+            record.status = 499
+            record.error_type = "client_disconnected"
+            record.error_message = "The client closed the connection before the response was complete."
+        except Exception:
+            log.exception("unexpected error in request %s", record.request_id)
+            error = GatewayError("The gateway hit an internal error; it has been logged.", code="internal_error")
+            _fail(record, error)
+            if not started:
+                await self._send_error(send, error, record, meter)
+        finally:
+            finalize(record, meter, messages)
+            rt.recorder.submit(record)
+
+    async def _send_error(self, send: Any, error: GatewayError, record: RequestRecord, meter: Meter | None) -> None:
+        try:
+            await send_error(
+                send, error, record.request_id, [(OVERHEAD, _overhead(record, meter, time.perf_counter()))]
+            )
+        except Exception:  # the client is gone; the record says what happened
+            pass
+
+    # -- small endpoints --------------------------------------------------------------------------------------
+    async def _simple(self, scope: Scope, receive: Any, send: Any, endpoint: str, handler: Any) -> None:
+        """Authenticated, bodiless endpoints: one JSON answer, one record."""
+        record = RequestRecord(request_id(scope), endpoint, time.perf_counter())
+        try:
+            principal = await authenticate(scope, self.rt.keys)
+            record.client_key_id = principal.key_id
+            status, payload = await handler(scope, record)
+            record.status = status
+            headers = base_headers(record.request_id)
+            headers.append((OVERHEAD, _overhead(record, None, time.perf_counter())))
+            await send_bytes(send, status, orjson.dumps(payload), headers)
+        except GatewayError as exc:
+            _fail(record, exc)
+            await self._send_error(send, exc, record, None)
+        except Exception:
+            log.exception("unexpected error in request %s", record.request_id)
+            error = GatewayError("The gateway hit an internal error; it has been logged.", code="internal_error")
+            _fail(record, error)
+            await self._send_error(send, error, record, None)
+        finally:
+            finalize(record, None, None)
+            self.rt.recorder.submit(record)
+
+    async def _not_allowed(self, scope: Scope, record: RequestRecord) -> tuple[int, Any]:
+        raise MethodNotAllowed(f"Method {scope['method']} is not allowed on {scope['path']}; use POST.")
+
+    async def _unknown(self, scope: Scope, record: RequestRecord) -> tuple[int, Any]:
+        raise NotFound(f"Unknown endpoint: {scope['method']} {scope['path']}.")
+
+    def _model_entries(self) -> list[dict[str, Any]]:
+        rt = self.rt
+        entries: dict[str, dict[str, Any]] = {}
+        created = int(rt.started_at)
+        for provider, ids in sorted(rt.models.items()):
+            for model_id in ids:
+                try:
+                    route: Route | None = rt.resolver.resolve(model_id)
+                except ModelNotFound:
+                    route = None
+                public = model_id if route is not None and route.provider == provider else f"{provider}/{model_id}"
+                entries.setdefault(public, {"id": public, "object": "model", "created": created, "owned_by": provider})
+        for alias in rt.settings.aliases:
+            try:
+                route = rt.resolver.resolve(alias)
+            except ModelNotFound:
+                continue
+            entries.setdefault(alias, {"id": alias, "object": "model", "created": created, "owned_by": route.provider})
+        return sorted(entries.values(), key=lambda e: str(e["id"]))
+
+    async def _list_models(self, scope: Scope, record: RequestRecord) -> tuple[int, Any]:
+        if scope["method"] != "GET":
+            raise MethodNotAllowed(f"Method {scope['method']} is not allowed on {scope['path']}; use GET.")
+        return 200, {"object": "list", "data": self._model_entries()}
+
+    async def _get_model(self, scope: Scope, record: RequestRecord) -> tuple[int, Any]:
+        if scope["method"] != "GET":
+            raise MethodNotAllowed(f"Method {scope['method']} is not allowed on {scope['path']}; use GET.")
+        model_id = unquote(scope["path"][len("/v1/models/") :])
+        record.requested_model = model_id
+        for entry in self._model_entries():
+            if entry["id"] == model_id:
+                record.provider = entry["owned_by"]
+                return 200, entry
+        route = self.rt.resolver.resolve(model_id)  # raises model_not_found for what no provider serves
+        listed = self.rt.models.get(route.provider)
+        if listed is not None and route.model not in listed:
+            raise ModelNotFound(
+                f"The model '{model_id}' does not exist or is not served by this gateway.", param="model"
+            )
+        record.provider = route.provider
+        return 200, {"id": model_id, "object": "model", "created": int(self.rt.started_at), "owned_by": route.provider}

@@ -1,0 +1,67 @@
+"""The narrow provider protocol every upstream implements, and the per-call objects it works with.
+
+Handlers only ever talk to ``Provider``; native providers (Gemini, Anthropic) plug in beside the
+OpenAI-compatible family without touching the HTTP layer. Optional capabilities (embeddings, images,
+responses) are separate protocols checked in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from gophergate.gateway.usage import Usage
+
+
+@dataclass(slots=True)
+class ChatCall:
+    """One chat request after routing. ``body`` is the client's parsed JSON; the provider may copy it."""
+
+    body: dict[str, Any]
+    model: str  # the upstream's model id
+    stream: bool
+    include_usage: bool  # the client asked for a usage chunk (stream_options.include_usage)
+    request_id: str
+
+
+@dataclass(slots=True)
+class Meter:
+    """What a provider reports about one call while it runs; the pipeline turns it into the log record."""
+
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    upstream_started: float | None = None  # perf_counter before the upstream request was sent
+    upstream_headers: float | None = None  # perf_counter when the upstream answered with headers
+    upstream_done: float | None = None  # perf_counter when the upstream body ended
+    first_chunk: float | None = None  # perf_counter when the first chunk went to the client
+    output_text: list[str] = field(default_factory=list)  # for local estimates when no usage arrives
+    stream_error: str | None = None  # an error reported or detected after the stream had started
+
+    def start_upstream(self) -> None:
+        self.upstream_started = time.perf_counter()
+
+    def upstream_answered(self) -> None:
+        self.upstream_headers = time.perf_counter()
+
+    def upstream_finished(self) -> None:
+        self.upstream_done = time.perf_counter()
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+
+    async def chat(self, call: ChatCall, meter: Meter) -> bytes:
+        """A complete OpenAI ``chat.completion`` body. Raises ``GatewayError`` on failure."""
+        ...
+
+    async def open_chat_stream(self, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
+        """Connect and check the upstream's answer (raising ``GatewayError`` before anything is sent to the
+        client); the returned iterator yields OpenAI SSE bytes, without the final ``[DONE]``."""
+        ...
+
+    async def list_models(self) -> list[str]: ...
+
+    async def aclose(self) -> None: ...

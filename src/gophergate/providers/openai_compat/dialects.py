@@ -1,0 +1,316 @@
+"""Per-provider dialect rules of the OpenAI-compatible family; pure functions and one stream state machine.
+
+The request body is forwarded as the client sent it (unknown fields included) except for the rules below,
+each taken from providers.md (section in brackets):
+
+- developer role -> system for every upstream but OpenAI [§11.19];
+- OpenAI reasoning models: ``max_tokens`` -> ``max_completion_tokens`` [§2.2];
+- xAI reasoning models: ``presence_penalty``, ``frequency_penalty``, ``stop`` are errors, so dropped [§6.2];
+- Moonshot K3/K2.6/K2.7-code: fixed sampling parameters are errors, so dropped [§7.2];
+- DeepSeek thinking mode and Moonshot K3/K2.7-code: ``reasoning_content`` of tool-call turns must be sent
+  back; restored from the reasoning store when the client dropped it [§5.5, §7.2];
+- streams always ask for usage; the usage-only chunk is dropped again if the client did not ask [§10].
+
+Responses: Ollama's ``reasoning`` becomes ``reasoning_content`` [§8.1]; xAI's ``completion_tokens`` gets its
+reasoning tokens added so usage has OpenAI semantics [§6.2]; Moonshot's ``choices[0].usage`` is lifted to the
+top-level ``usage`` [§7.3]. Tool-call ids are relayed byte for byte, never shortened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gophergate.gateway.reasoning_store import ReasoningStore
+from gophergate.gateway.usage import USAGE_READERS, Usage
+
+
+def _prefixes(*names: str) -> Callable[[str], bool]:
+    def match(model: str) -> bool:
+        base = model.rsplit("/", 1)[-1].lower()
+        return base.startswith(names)
+
+    return match
+
+
+def _never(model: str) -> bool:
+    return False
+
+
+def _always(model: str) -> bool:
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    name: str
+    developer_to_system: bool = True
+    # Upstream spelling of reasoning text in messages and deltas, when it is not reasoning_content.
+    reasoning_field: str | None = None
+    max_completion_tokens: Callable[[str], bool] = _never
+    dropped_params: tuple[str, ...] = ()
+    drops_params_for: Callable[[str], bool] = _never
+    replays_reasoning: Callable[[str], bool] = _never
+    usage_in_choice: bool = False
+    completion_excludes_reasoning: bool = False
+
+    def read_usage(self, usage: dict[str, Any]) -> Usage:
+        return USAGE_READERS.get(self.name, USAGE_READERS["openai"])(usage)
+
+
+DIALECTS: dict[str, Dialect] = {
+    d.name: d
+    for d in (
+        Dialect(
+            "openai",
+            developer_to_system=False,
+            max_completion_tokens=_prefixes("o1", "o3", "o4", "gpt-5"),
+        ),
+        # DeepSeek thinking mode is on by default for its current models (deepseek-flash, V4.x).
+        Dialect("deepseek", replays_reasoning=_always),
+        Dialect(
+            "xai",
+            dropped_params=("presence_penalty", "frequency_penalty", "stop"),
+            drops_params_for=_prefixes("grok-4", "grok-3-mini"),
+            completion_excludes_reasoning=True,
+        ),
+        Dialect(
+            "moonshot",
+            dropped_params=("temperature", "top_p", "n", "presence_penalty", "frequency_penalty"),
+            drops_params_for=_prefixes("kimi-k3", "kimi-k2.6", "kimi-k2.7"),
+            replays_reasoning=_prefixes("kimi-k3", "kimi-k2.7"),
+            usage_in_choice=True,
+        ),
+        Dialect("ollama", reasoning_field="reasoning"),
+    )
+}
+
+
+def get_dialect(name: str) -> Dialect:
+    try:
+        return DIALECTS[name]
+    except KeyError:
+        raise ValueError(f"unknown dialect {name!r}; expected one of {', '.join(DIALECTS)}") from None
+
+
+# -- requests -------------------------------------------------------------------------------------------------
+
+
+def to_upstream_request(
+    body: dict[str, Any], model: str, stream: bool, dialect: Dialect, store: ReasoningStore | None
+) -> bytes:
+    """The upstream request body. ``body`` is the client's parsed JSON; it is not modified."""
+    out = dict(body)
+    out["model"] = model
+    if stream:
+        options = out.get("stream_options")
+        options = dict(options) if isinstance(options, dict) else {}
+        options["include_usage"] = True
+        out["stream_options"] = options
+    if dialect.max_completion_tokens(model) and "max_tokens" in out:
+        value = out.pop("max_tokens")
+        out.setdefault("max_completion_tokens", value)
+    if dialect.dropped_params and dialect.drops_params_for(model):
+        for param in dialect.dropped_params:
+            out.pop(param, None)
+    messages = out.get("messages")
+    if isinstance(messages, list):
+        out["messages"] = _messages_for(messages, model, dialect, store)
+    return orjson.dumps(out)
+
+
+def _messages_for(messages: list[Any], model: str, dialect: Dialect, store: ReasoningStore | None) -> list[Any]:
+    replay = store is not None and dialect.replays_reasoning(model)
+    result: list[Any] | None = None  # copied only when a message changes
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        changed: dict[str, Any] | None = None
+        role = message.get("role")
+        if role == "developer" and dialect.developer_to_system:
+            changed = dict(message)
+            changed["role"] = "system"
+        elif role == "assistant":
+            if dialect.reasoning_field and "reasoning_content" in message:
+                changed = dict(message)
+                changed[dialect.reasoning_field] = changed.pop("reasoning_content")
+            elif replay and message.get("tool_calls") and not message.get("reasoning_content"):
+                restored = _restore_reasoning(message, store)
+                if restored is not None:
+                    changed = dict(message)
+                    changed["reasoning_content"] = restored
+        if changed is not None:
+            if result is None:
+                result = list(messages)
+            result[i] = changed
+    return messages if result is None else result
+
+
+def _restore_reasoning(message: dict[str, Any], store: ReasoningStore | None) -> str | None:
+    if store is None:
+        return None
+    for call in message.get("tool_calls") or ():
+        if isinstance(call, dict) and isinstance(call.get("id"), str):
+            found = store.get(call["id"])
+            if found is not None:
+                return found
+    return None
+
+
+# -- non-streaming responses ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CompletionInfo:
+    usage: Usage | None
+    finish_reason: str | None
+    text: str
+    changed: bool
+
+
+def from_upstream_response(data: dict[str, Any], dialect: Dialect, store: ReasoningStore | None) -> CompletionInfo:
+    """Apply the response rules in place; report usage, finish reason and whether ``data`` changed."""
+    changed = False
+    finish: str | None = None
+    texts: list[str] = []
+    for choice in data.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        finish = finish or choice.get("finish_reason")
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            continue
+        if dialect.reasoning_field and dialect.reasoning_field in message:
+            message["reasoning_content"] = message.pop(dialect.reasoning_field)
+            changed = True
+        if isinstance(message.get("content"), str):
+            texts.append(message["content"])
+        _remember_reasoning(message, store)
+    usage_obj = data.get("usage")
+    usage = None
+    if isinstance(usage_obj, dict):
+        usage = dialect.read_usage(usage_obj)
+        if dialect.completion_excludes_reasoning and usage.reasoning:
+            _normalise_usage(usage_obj, usage)
+            changed = True
+    return CompletionInfo(usage, finish, "".join(texts), changed)
+
+
+def _remember_reasoning(message: dict[str, Any], store: ReasoningStore | None) -> None:
+    if store is None:
+        return
+    reasoning = message.get("reasoning_content")
+    calls = message.get("tool_calls")
+    if isinstance(reasoning, str) and reasoning and isinstance(calls, list):
+        ids = [c["id"] for c in calls if isinstance(c, dict) and isinstance(c.get("id"), str)]
+        store.put(ids, reasoning)
+
+
+def _normalise_usage(usage_obj: dict[str, Any], usage: Usage) -> None:
+    """Rewrite the client-visible usage with OpenAI semantics (completion includes reasoning)."""
+    usage_obj["completion_tokens"] = usage.completion
+    usage_obj["total_tokens"] = usage.prompt + usage.completion
+
+
+# -- streams --------------------------------------------------------------------------------------------------
+
+
+class StreamTranslator:
+    """Feeds on upstream SSE ``data`` payloads; returns the bytes to relay (the original when unchanged)."""
+
+    __slots__ = (
+        "_dialect",
+        "_include_usage",
+        "_reasoning",
+        "_store",
+        "_tool_ids",
+        "done",
+        "error",
+        "finish_reason",
+        "text",
+        "usage",
+    )
+
+    def __init__(self, dialect: Dialect, include_usage: bool, store: ReasoningStore | None) -> None:
+        self._dialect = dialect
+        self._include_usage = include_usage
+        self._store = store
+        self._reasoning: list[str] = []
+        self._tool_ids: list[str] = []
+        self.text: list[str] = []
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self.done = False
+        self.error: str | None = None
+
+    def feed(self, payload: bytes) -> bytes | None:
+        if payload == b"[DONE]":
+            self.done = True
+            return None
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            self.error = "upstream sent a malformed stream event"
+            return None
+        if not isinstance(chunk, dict):
+            return None
+        if "error" in chunk:
+            err = chunk["error"]
+            self.error = str(err.get("message") if isinstance(err, dict) else err)
+            return b"data: " + payload + b"\n\n"
+        changed = False
+        choices = chunk.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, dict) and self._choice(choice, chunk):
+                    changed = True
+        usage_obj = chunk.get("usage")
+        if isinstance(usage_obj, dict):
+            usage = self._dialect.read_usage(usage_obj)
+            self.usage = usage
+            if self._dialect.completion_excludes_reasoning and usage.reasoning:
+                _normalise_usage(usage_obj, usage)
+                changed = True
+            if not choices and not self._include_usage:
+                return None  # the usage chunk the gateway asked for on its own behalf
+        if changed:
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return b"data: " + payload + b"\n\n"
+
+    def _choice(self, choice: dict[str, Any], chunk: dict[str, Any]) -> bool:
+        changed = False
+        finish = choice.get("finish_reason")
+        if finish:
+            self.finish_reason = finish
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            field = self._dialect.reasoning_field
+            if field and field in delta:
+                delta["reasoning_content"] = delta.pop(field)
+                changed = True
+            content = delta.get("content")
+            if isinstance(content, str):
+                self.text.append(content)
+            reasoning = delta.get("reasoning_content")
+            if isinstance(reasoning, str):
+                self._reasoning.append(reasoning)
+                self.text.append(reasoning)
+            calls = delta.get("tool_calls")
+            if isinstance(calls, list):
+                for call in calls:
+                    if isinstance(call, dict) and isinstance(call.get("id"), str):
+                        self._tool_ids.append(call["id"])
+                    fn = call.get("function") if isinstance(call, dict) else None
+                    if isinstance(fn, dict):
+                        self.text.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
+        if self._dialect.usage_in_choice and isinstance(choice.get("usage"), dict) and chunk.get("usage") is None:
+            chunk["usage"] = choice.pop("usage")
+            changed = True
+        return changed
+
+    def finish(self) -> None:
+        if self._store is not None and self._tool_ids and self._reasoning:
+            self._store.put(self._tool_ids, "".join(self._reasoning))

@@ -1,0 +1,142 @@
+"""One provider class for every OpenAI-compatible upstream; the differences live in ``Dialect`` data."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gophergate.errors import GatewayError, UpstreamUnavailable
+from gophergate.gateway.reasoning_store import ReasoningStore
+from gophergate.providers.base import ChatCall, Meter
+from gophergate.providers.openai_compat.dialects import (
+    Dialect,
+    StreamTranslator,
+    from_upstream_response,
+    to_upstream_request,
+)
+from gophergate.providers.upstream import transport_errors, upstream_error
+from gophergate.wire.sse import SSEDecoder, encode_data
+
+
+def stream_error_event(message: str) -> bytes:
+    """An OpenAI-style error event: the official SDKs raise on a data payload with an ``error`` key."""
+    error = {"error": {"message": message, "type": "upstream_error", "param": None, "code": "upstream_stream_error"}}
+    return encode_data(orjson.dumps(error))
+
+
+class OpenAICompatProvider:
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        api_key: str | None,
+        dialect: Dialect,
+        session: aiohttp.ClientSession,
+        reasoning_store: ReasoningStore | None = None,
+        extra_headers: dict[str, str] | None = None,
+        static_models: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.dialect = dialect
+        self.base_url = base_url.rstrip("/")
+        self.static_models = static_models
+        self._session = session
+        self._store = reasoning_store
+        self._chat_url = self.base_url + "/chat/completions"
+        self._models_url = self.base_url + "/models"
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        headers.update(extra_headers or {})
+        self._headers = headers
+        self._stream_headers = {**headers, "Accept": "text/event-stream"}
+
+    async def chat(self, call: ChatCall, meter: Meter) -> bytes:
+        payload = to_upstream_request(call.body, call.model, False, self.dialect, self._store)
+        meter.start_upstream()
+        with transport_errors(self.name):
+            async with self._session.post(self._chat_url, data=payload, headers=self._headers) as resp:
+                meter.upstream_answered()
+                raw = await resp.read()
+                meter.upstream_finished()
+                if resp.status >= 400:
+                    raise upstream_error(self.name, resp.status, raw, resp.headers)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned a malformed response.") from None
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned an unexpected response.")
+        info = from_upstream_response(data, self.dialect, self._store)
+        meter.usage = info.usage
+        meter.finish_reason = info.finish_reason
+        if info.usage is None and info.text:
+            meter.output_text.append(info.text)
+        return orjson.dumps(data) if info.changed else raw
+
+    async def open_chat_stream(self, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
+        payload = to_upstream_request(call.body, call.model, True, self.dialect, self._store)
+        meter.start_upstream()
+        with transport_errors(self.name):
+            resp = await self._session.post(self._chat_url, data=payload, headers=self._stream_headers)
+            meter.upstream_answered()
+            if resp.status >= 400:
+                try:
+                    raw = await resp.read()
+                finally:
+                    resp.release()
+                raise upstream_error(self.name, resp.status, raw, resp.headers)
+        return self._relay(resp, call, meter)
+
+    async def _relay(self, resp: aiohttp.ClientResponse, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
+        translator = StreamTranslator(self.dialect, call.include_usage, self._store)
+        decoder = SSEDecoder()
+        feed = translator.feed
+        try:
+            with transport_errors(self.name):
+                async for data in resp.content.iter_any():
+                    out = [b for event in decoder.feed(data) if (b := feed(event.data)) is not None]
+                    if out:
+                        yield out[0] if len(out) == 1 else b"".join(out)
+                    if translator.done:
+                        break
+                if not translator.done:
+                    tail = [b for event in decoder.flush() if (b := feed(event.data)) is not None]
+                    if tail:
+                        yield b"".join(tail)
+        except GatewayError as exc:
+            translator.error = exc.message
+            yield stream_error_event(exc.message)
+        else:
+            if not translator.done and translator.error is None:
+                translator.error = "the upstream closed the stream before it was complete"
+                yield stream_error_event(f"Upstream provider '{self.name}' {translator.error}.")
+        finally:
+            meter.upstream_finished()
+            if translator.done:
+                resp.release()
+            else:
+                resp.close()
+            translator.finish()
+            meter.usage = translator.usage
+            meter.finish_reason = translator.finish_reason
+            meter.output_text = translator.text
+            meter.stream_error = translator.error
+
+    async def list_models(self) -> list[str]:
+        with transport_errors(self.name):
+            async with self._session.get(self._models_url, headers=self._headers) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise upstream_error(self.name, resp.status, raw, resp.headers)
+        data: Any = orjson.loads(raw)
+        items = data.get("data") if isinstance(data, dict) else None
+        ids = [str(m["id"]) for m in items or () if isinstance(m, dict) and m.get("id")]
+        return sorted(set(ids) | set(self.static_models))
+
+    async def aclose(self) -> None:
+        return None

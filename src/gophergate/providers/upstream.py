@@ -1,0 +1,122 @@
+"""The upstream HTTP client (one pooled aiohttp session) and the one place transport errors are mapped.
+
+Transport failures become 502 (refused, reset, broken body) or 504 (timeout); upstream 4xx bodies in any
+provider's shape are normalised to the OpenAI error shape with the upstream's status kept.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gophergate.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+
+
+def create_session(
+    *, max_connections: int, connect_timeout: float, read_timeout: float, total_timeout: float
+) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=max_connections,
+        limit_per_host=0,
+        ttl_dns_cache=300,
+        keepalive_timeout=30,
+        enable_cleanup_closed=True,
+    )
+    timeout = aiohttp.ClientTimeout(total=total_timeout, connect=connect_timeout, sock_read=read_timeout)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        json_serialize=lambda obj: orjson.dumps(obj).decode(),
+        auto_decompress=True,
+        skip_auto_headers=("User-Agent",),
+        raise_for_status=False,
+    )
+
+
+@contextmanager
+def transport_errors(provider: str) -> Iterator[None]:
+    """Map aiohttp/asyncio failures talking to ``provider`` to gateway errors (never a traceback)."""
+    try:
+        yield
+    except GatewayError:
+        raise
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamTimeout(f"Upstream provider '{provider}' timed out.") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamUnavailable(f"Could not connect to upstream provider '{provider}'.") from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise UpstreamUnavailable(
+            f"Connection to upstream provider '{provider}' failed: {type(exc).__name__}."
+        ) from exc
+
+
+# Secrets must never travel back to clients inside an upstream's error message.
+_SECRET_PATTERNS = re.compile(r"(sk-[A-Za-z0-9_\-*]{6,}|AIza[0-9A-Za-z_\-]{20,}|xai-[A-Za-z0-9_\-*]{6,})")
+
+
+def scrub(message: str) -> str:
+    return _SECRET_PATTERNS.sub("[redacted]", message)
+
+
+def upstream_error(provider: str, status: int, body: bytes, headers: Any = None) -> GatewayError:
+    """Normalise an upstream error response (OpenAI, xAI flat, Moonshot, Ollama shapes) to a gateway error."""
+    message, err_type, code, param = _parse_error_body(body)
+    message = scrub(message or f"HTTP {status}")
+    extra_headers: dict[str, str] = {}
+    if headers is not None:
+        for name in ("retry-after", "retry-after-ms"):
+            value = headers.get(name)
+            if value:
+                extra_headers[name] = value
+    text = f"Upstream provider '{provider}' returned {status}: {message}"
+    if status >= 500:
+        return UpstreamUnavailable(text, code=code or "upstream_error", headers=extra_headers)
+    if status == 400 and "incorrect api key" in message.lower():
+        # xAI answers a bad key with 400 (providers.md §6.3); it is an authentication failure.
+        status, err_type = 401, "authentication_error"
+    if status in (401, 403):
+        # The gateway's own provider credentials were refused: the status is kept, the message says whose
+        # key it was so that clients do not go looking at their gateway key.
+        text = f"Upstream provider '{provider}' rejected the gateway's provider credentials: {message}"
+        return UpstreamError(
+            text,
+            status=status,
+            type=err_type or "authentication_error",
+            code="upstream_auth_failed",
+            headers=extra_headers,
+        )
+    return UpstreamError(
+        text, status=status, type=err_type or "invalid_request_error", code=code, param=param, headers=extra_headers
+    )
+
+
+def _parse_error_body(body: bytes) -> tuple[str, str | None, str | None, str | None]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:500].decode("utf-8", "replace").strip(), None, None, None
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict):
+            code = err.get("code")
+            return (
+                str(err.get("message") or ""),
+                _opt_str(err.get("type")) or _opt_str(err.get("status")),
+                None if code is None else str(code),
+                _opt_str(err.get("param")),
+            )
+        if isinstance(err, str):  # xAI {"code","error"}, Ollama native {"error"}
+            code = data.get("code")
+            return err, None, None if code is None else str(code), None
+        if isinstance(data.get("message"), str):
+            return data["message"], None, None, None
+    return str(data)[:500], None, None, None
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,0 +1,66 @@
+"""The one record a request produces, finalized exactly once whatever happened to the request."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    request_id: str
+    endpoint: str
+    started: float  # time.perf_counter() at arrival
+    created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    client_key_id: int | None = None
+    requested_model: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    stream: bool = False
+    status: int = 0
+    error_type: str | None = None
+    error_message: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    estimated: bool = False
+    cost_usd: Decimal | None = None
+    latency_ms: float = 0.0
+    ttfb_ms: float | None = None
+    upstream_ms: float | None = None
+    overhead_ms: float | None = None
+    # (request messages, produced text) when tokens must be estimated locally; done by the writer, off the
+    # request path.
+    pending_estimate: tuple[Any, list[str]] | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "created_at": self.created_at,
+            "endpoint": self.endpoint,
+            "client_key_id": self.client_key_id,
+            "requested_model": self.requested_model,
+            "provider": self.provider,
+            "model": self.model,
+            "stream": self.stream,
+            "status": self.status,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+            "finish_reason": self.finish_reason,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "estimated": self.estimated,
+            "cost_usd": self.cost_usd,
+            "latency_ms": self.latency_ms,
+            "ttfb_ms": self.ttfb_ms,
+            "upstream_ms": self.upstream_ms,
+            "overhead_ms": self.overhead_ms,
+        }

@@ -1,0 +1,103 @@
+"""Runtime: every long-lived resource of one server process, built in the lifespan and passed explicitly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gophergate.db.engine import create_engine
+from gophergate.gateway.reasoning_store import ReasoningStore
+from gophergate.gateway.resolve import Resolver
+from gophergate.providers.base import Provider
+from gophergate.providers.registry import build_providers, provider_configs
+from gophergate.providers.upstream import create_session
+from gophergate.recorder.writer import Recorder
+from gophergate.security.client_keys import KeyCache
+from gophergate.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    session: aiohttp.ClientSession
+    providers: dict[str, Provider]
+    resolver: Resolver
+    keys: KeyCache
+    recorder: Recorder
+    reasoning: ReasoningStore
+    started_at: float = field(default_factory=time.time)
+    models: dict[str, list[str]] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Runtime:
+        engine = create_engine(settings.resolved_database_url)
+        keys = KeyCache(engine)
+        await keys.refresh()
+        session = create_session(
+            max_connections=settings.upstream_max_connections,
+            connect_timeout=settings.upstream_connect_timeout,
+            read_timeout=settings.upstream_read_timeout,
+            total_timeout=settings.upstream_total_timeout,
+        )
+        store = ReasoningStore()
+        configs = provider_configs(settings)
+        providers = build_providers(configs, session, store)
+        declared = {model: cfg.name for cfg in configs for model in cfg.models}
+        resolver = Resolver(frozenset(providers), settings.aliases, declared)
+        recorder = Recorder(
+            engine,
+            max_queue=settings.log_queue_size,
+            batch_size=settings.log_batch_size,
+            flush_interval=settings.log_flush_interval_ms / 1000.0,
+        )
+        rt = cls(settings, engine, session, providers, resolver, keys, recorder, store)
+        recorder.start()
+        rt._spawn(keys.run_refresh(settings.key_refresh_seconds), "key-refresh")
+        rt._spawn(rt._refresh_models_forever(), "models-refresh")
+        log.info("providers configured: %s", ", ".join(sorted(providers)) or "none")
+        return rt
+
+    def _spawn(self, coro: object, name: str) -> None:
+        self.tasks.append(asyncio.create_task(coro, name=f"gophergate-{name}"))  # type: ignore[arg-type]
+
+    async def refresh_models(self) -> None:
+        async def one(name: str, provider: Provider) -> None:
+            try:
+                self.models[name] = await provider.list_models()
+            except Exception as exc:  # an unreachable upstream must not stop the others
+                log.warning("listing models of provider %s failed: %s", name, exc)
+
+        await asyncio.gather(*(one(n, p) for n, p in self.providers.items()))
+
+    async def _refresh_models_forever(self) -> None:
+        while True:
+            await self.refresh_models()
+            await asyncio.sleep(self.settings.models_refresh_seconds)
+
+    async def database_ok(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.recorder.close()  # drain every queued row before the engine goes away
+        for provider in self.providers.values():
+            await provider.aclose()
+        await self.session.close()
+        await self.engine.dispose()

@@ -1,0 +1,211 @@
+"""Settings: environment (``GOPHERGATE_*`` and the providers' standard names), ``.env`` and an optional TOML file.
+
+Precedence, highest first: process environment, ``.env``, TOML file, defaults. Settings are validated once at
+start and frozen; every other module receives the ``Settings`` object explicitly.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENCRYPTION_KEY_VAR = "GOPHERGATE_ENCRYPTION_KEY"
+CONFIG_VAR = "GOPHERGATE_CONFIG"
+
+
+def decode_encryption_key(value: str) -> bytes:
+    """Accept 64 hex characters or base64 (standard or url-safe) of exactly 32 bytes."""
+    text = value.strip()
+    if re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        return bytes.fromhex(text)
+    try:
+        raw = base64.b64decode(
+            text + "=" * (-len(text) % 4), altchars=b"-_" if "-" in text or "_" in text else None, validate=True
+        )
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError("must be 64 hex characters or base64 of exactly 32 bytes")
+    return raw
+
+
+class CustomProviderConfig(BaseModel):
+    """A provider entry from the TOML file (``[providers.NAME]``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    # Name of an environment variable holding the key, so the TOML file can stay free of secrets.
+    api_key_env: str | None = None
+    # Dialect of an OpenAI-compatible upstream; custom providers default to plain OpenAI.
+    dialect: str | None = None
+    # Bare model names routed to this provider (custom upstreams have no name pattern of their own).
+    models: tuple[str, ...] = ()
+    headers: dict[str, str] = Field(default_factory=dict)
+    enabled: bool = True
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GOPHERGATE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    encryption_key: SecretStr = Field(description="32-byte key: 64 hex characters or base64. Required.")
+    config: Path | None = Field(None, description="Optional TOML configuration file.")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    log_level: str = "info"
+
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    upstream_connect_timeout: float = Field(10.0, gt=0)
+    upstream_read_timeout: float = Field(300.0, gt=0)
+    upstream_total_timeout: float = Field(900.0, gt=0)
+    upstream_max_connections: int = Field(1024, ge=1)
+
+    log_queue_size: int = Field(100_000, ge=100)
+    log_batch_size: int = Field(1_000, ge=1)
+    log_flush_interval_ms: int = Field(250, ge=1)
+    key_refresh_seconds: float = Field(1.0, gt=0)
+    models_refresh_seconds: float = Field(600.0, gt=0)
+
+    aliases: dict[str, str] = Field(default_factory=dict)
+    providers: dict[str, CustomProviderConfig] = Field(default_factory=dict)
+
+    # The providers' standard environment names (no GOPHERGATE_ prefix), as their official SDKs read them.
+    openai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL"))
+    deepseek_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("DEEPSEEK_API_KEY"))
+    deepseek_base_url: str | None = Field(None, validation_alias=AliasChoices("DEEPSEEK_BASE_URL"))
+    xai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("XAI_API_KEY"))
+    xai_base_url: str | None = Field(None, validation_alias=AliasChoices("XAI_BASE_URL"))
+    moonshot_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("MOONSHOT_API_KEY"))
+    moonshot_base_url: str | None = Field(None, validation_alias=AliasChoices("MOONSHOT_BASE_URL"))
+    ollama_base_url: str | None = Field(None, validation_alias=AliasChoices("OLLAMA_BASE_URL"))
+    ollama_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("OLLAMA_API_KEY"))
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _check_key(cls, value: SecretStr) -> SecretStr:
+        decode_encryption_key(value.get_secret_value())
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        value = value.lower()
+        if value not in {"debug", "info", "warning", "error"}:
+            raise ValueError("must be one of debug, info, warning, error")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = value.split(":", 1)[0]
+        if scheme not in {"sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+asyncpg"}:
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        toml_path = _config_path_from_env()
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    @property
+    def encryption_key_bytes(self) -> bytes:
+        return decode_encryption_key(self.encryption_key.get_secret_value())
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy async URL: the SQLite default lives in the data dir."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'gophergate.db').as_posix()}"
+        return async_database_url(url)
+
+
+def async_database_url(url: str) -> str:
+    if url.startswith("sqlite:"):
+        return "sqlite+aiosqlite:" + url[len("sqlite:") :]
+    if url.startswith("postgres://"):
+        return "postgresql+asyncpg://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        return "postgresql+asyncpg://" + url[len("postgresql://") :]
+    return url
+
+
+def _config_path_from_env() -> Path | None:
+    raw = os.environ.get(CONFIG_VAR)
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise ValueError(f"{CONFIG_VAR}: no such file: {raw}")
+    return path
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings; raises ``pydantic.ValidationError`` or ``ValueError`` on bad configuration."""
+    return Settings(**overrides)
+
+
+def describe_settings_error(exc: Exception) -> str:
+    """One line naming the offending variable, for the CLI to print before exiting."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        loc = err.get("loc") or ()
+        field = str(loc[0]) if loc else "configuration"
+        var = _variable_for_field(field)
+        if err.get("type") == "missing":
+            return f"{var} is not set" + (
+                " (generate one with: python -c 'import secrets; print(secrets.token_hex(32))')"
+                if var == ENCRYPTION_KEY_VAR
+                else ""
+            )
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        return f"{var} is invalid: {message}"
+    return str(exc)
+
+
+def _variable_for_field(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, AliasChoices):
+        first = info.validation_alias.choices[0]
+        if isinstance(first, str):
+            return first
+    if info is not None:
+        return "GOPHERGATE_" + field.upper()
+    return field
