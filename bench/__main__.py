@@ -43,9 +43,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument("--target", metavar="URL", help="bench this already-running server instead")
     parser.add_argument("--key", help="client key for --target (sent as a Bearer token)")
-    parser.add_argument(
-        "--target-pid", type=int, help="pid of --target, for RSS (found from its port if omitted)"
-    )
+    parser.add_argument("--target-pid", type=int, help="pid of --target, for RSS (found from its port if omitted)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--model", default="gpt-4o-mini")
     parser.add_argument(

@@ -77,12 +77,8 @@ def build_stream_events(model: str, created: int, include_usage: bool) -> list[b
         delta: dict[str, Any] = {"content": f"tok{i} "}
         if i == 0:
             delta = {"role": "assistant", "content": "tok0 "}
-        payloads.append(
-            {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]}
-        )
-    payloads.append(
-        {**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]}
-    )
+        payloads.append({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]})
+    payloads.append({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]})
     if include_usage:
         payloads.append({**base, "choices": [], "usage": _usage(STREAM_COMPLETION_TOKENS)})
     events = [b"data: " + orjson.dumps(p) + b"\n\n" for p in payloads]
@@ -298,9 +294,7 @@ def _dechunk(buf: bytearray, start: int) -> tuple[bytes, int] | None:
 async def serve(host: str, port: int, ready: asyncio.Event | None = None) -> None:
     answers = Answers()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: UpstreamProtocol(answers), host, port, reuse_address=True, backlog=2048
-    )
+    server = await loop.create_server(lambda: UpstreamProtocol(answers), host, port, reuse_address=True, backlog=2048)
     if ready is not None:
         ready.set()
     async with server:

@@ -76,7 +76,9 @@ def free_port() -> int:
 class ManagedProcess:
     """A child process in its own session, with its output in a log file."""
 
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str] | None, log_path: Path) -> None:
+    def __init__(
+        self, name: str, cmd: list[str], env: dict[str, str] | None, log_path: Path, cwd: Path = REPO_ROOT
+    ) -> None:
         self.name = name
         self.cmd = cmd
         self.log_path = log_path
@@ -85,7 +87,7 @@ class ManagedProcess:
         self.popen = subprocess.Popen(
             cmd,
             env=env,
-            cwd=REPO_ROOT,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -175,8 +177,14 @@ def gophergate_executable() -> str:
     return found
 
 
+def _inherited(name: str) -> bool:
+    """Whether a variable of ours may reach the gateway: none of its settings or provider keys do."""
+    return not (name.startswith("GOPHERGATE_") or name.endswith(("_API_KEY", "_BASE_URL")))
+
+
 def gateway_env(upstream_port: int, data_dir: Path, extra: dict[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
+    """A hermetic environment: OpenAI pointed at the fake upstream, a fresh key and data dir, nothing else."""
+    env = {name: value for name, value in os.environ.items() if _inherited(name)}
     env.update(
         {
             "GOPHERGATE_ENCRYPTION_KEY": secrets.token_hex(32),
@@ -189,13 +197,12 @@ def gateway_env(upstream_port: int, data_dir: Path, extra: dict[str, str]) -> di
     return env
 
 
-def create_client_key(env: dict[str, str]) -> str:
+def create_client_key(env: dict[str, str], cwd: Path) -> str:
+    """Run `gophergate keys create` (in ``cwd``, away from the repo's .env) and return the key it prints."""
     cmd = [gophergate_executable(), "keys", "create", "--name", "bench"]
-    proc = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
-        raise BenchSetupError(
-            f"`gophergate keys create` exited with {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
-        )
+        raise BenchSetupError(f"`gophergate keys create` exited with {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     lines = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
     if lines and lines[-1].startswith("sk-"):
         return lines[-1]
@@ -206,7 +213,7 @@ def create_client_key(env: dict[str, str]) -> str:
     raise BenchSetupError(f"`gophergate keys create` printed no sk- key:\n{proc.stdout}\n{proc.stderr}")
 
 
-def start_gateway(port: int, env: dict[str, str], plan: CpuPlan, log_path: Path) -> ManagedProcess:
+def start_gateway(port: int, env: dict[str, str], plan: CpuPlan, log_path: Path, cwd: Path) -> ManagedProcess:
     cmd = [
         *plan.prefix(plan.gateway),
         gophergate_executable(),
@@ -218,7 +225,7 @@ def start_gateway(port: int, env: dict[str, str], plan: CpuPlan, log_path: Path)
         "--workers",
         "1",
     ]
-    proc = ManagedProcess("gateway", cmd, env, log_path)
+    proc = ManagedProcess("gateway", cmd, env, log_path, cwd=cwd)
     try:
         wait_for_healthz(f"http://127.0.0.1:{port}/healthz", proc)
     except BenchSetupError:

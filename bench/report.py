@@ -69,12 +69,8 @@ def evaluate_targets(results: BenchResults, connections: int) -> list[Target]:
     ]
     for mode in (NON_STREAM, STREAM):
         one = results.scenario(mode, 1)
-        targets.append(
-            Target(f"{mode} added p50, 1 client", one.added("p50_ms") if one else None, 0.3, "ms", False)
-        )
-        targets.append(
-            Target(f"{mode} added p99, 1 client", one.added("p99_ms") if one else None, 1.0, "ms", False)
-        )
+        targets.append(Target(f"{mode} added p50, 1 client", one.added("p50_ms") if one else None, 0.3, "ms", False))
+        targets.append(Target(f"{mode} added p99, 1 client", one.added("p99_ms") if one else None, 1.0, "ms", False))
     targets.append(Target("added time to first chunk, p50", results.ttfc.added("p50_ms"), 0.5, "ms", False))
     after = results.memory.after_soak
     requests = results.memory.requests_before_after_soak
@@ -112,7 +108,10 @@ def _fmt_rps(measured: Measured) -> str:
 
 
 def _mb(sample: RssSample | None) -> str:
-    return "-" if sample is None else f"{sample.total_bytes / MB:.1f} MB"
+    if sample is None:
+        return "-"
+    pss = "" if sample.pss_bytes is None else f" [{sample.pss_bytes / MB:.1f}]"
+    return f"{sample.total_bytes / MB:.1f} MB{pss}"
 
 
 def render(results: BenchResults, targets: list[Target]) -> str:
@@ -151,26 +150,38 @@ def render(results: BenchResults, targets: list[Target]) -> str:
     out.append(f"  {'added':<8} p50 {added_p50:>7}  p99 {added_p99:>7}")
     mem = results.memory
     out.append("")
-    out.append("gateway RSS (main process + workers):")
+    out.append("gateway memory (main process + workers; RSS summed over the tree, PSS in brackets):")
     if mem.note and mem.peak is None:
         out.append(f"  {mem.note}")
     else:
-        procs = mem.peak.processes if mem.peak else 0
         out.append(
-            f"  at start {_mb(mem.at_start)}, peak {_mb(mem.peak)} ({procs} processes), "
+            f"  at start {_mb(mem.at_start)}, peak {_mb(mem.peak)}, "
             f"after {mem.requests_before_after_soak:,} requests {_mb(mem.after_soak)}"
         )
+        if mem.after_soak is not None:
+            per = ", ".join(f"pid {pid} {rss / MB:.1f} MB" for pid, rss in mem.after_soak.per_process.items())
+            out.append(f"  per process at the end: {per}")
     out.append(f"  requests sent through the gateway in total: {results.gateway_requests:,}")
+    rounds = [
+        f"{r['mode']} {r['result']['requests_per_s']:,.0f}/s" for r in results.soak if r.get("result") is not None
+    ]
+    if rounds:
+        out.append(f"  soak rounds ({results.config['connections']} clients): {', '.join(rounds)}")
     out.append("")
     out.append("targets (informational, never fail the run):")
     for t in targets:
         mark = {True: "met", False: "NOT MET", None: "n/a"}[t.met]
-        op = ">=" if t.at_least else "<="
-        value = "-" if t.value is None else f"{t.value:,.0f}" if t.unit == "req/s" else f"{t.value:.3f}"
-        if t.unit == "MB" and t.value is not None:
+        limit = f"{'>=' if t.at_least else '<='} {t.limit:,g} {t.unit}"
+        if t.value is None:
+            value = "-"
+        elif t.unit == "req/s":
+            value = f"{t.value:,.0f}"
+        elif t.unit == "MB":
             value = f"{t.value:.1f}"
+        else:
+            value = f"{t.value:.3f}"
         note = f"  ({t.note})" if t.note else ""
-        out.append(f"  [{mark:^7}] {t.name:<38} {op} {t.limit:g} {t.unit:<6} got {value}{note}")
+        out.append(f"  [{mark:^7}] {t.name:<38} {limit:<14} got {value}{note}")
     if results.problems:
         out.append("")
         out.append("problems seen:")

@@ -63,12 +63,7 @@ class Ttfc:
     direct: TtfcResult | None = None
 
     def added(self, attr: str) -> float | None:
-        if (
-            self.gateway is None
-            or self.direct is None
-            or not self.gateway.requests
-            or not self.direct.requests
-        ):
+        if self.gateway is None or self.direct is None or not self.gateway.requests or not self.direct.requests:
             return None
         value: float = getattr(self.gateway, attr) - getattr(self.direct, attr)
         return value
@@ -100,7 +95,9 @@ class Memory:
             return {
                 "total_mb": round(sample.total_bytes / MB, 1),
                 "largest_process_mb": round(sample.largest_bytes / MB, 1),
+                "pss_total_mb": None if sample.pss_bytes is None else round(sample.pss_bytes / MB, 1),
                 "processes": sample.processes,
+                "per_process_mb": {str(pid): round(rss / MB, 1) for pid, rss in sample.per_process.items()},
                 "elapsed_s": sample.elapsed_s,
             }
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import psutil
 
 MB = 1024 * 1024
+_HAS_PSS = psutil.LINUX
 
 
 @dataclass
@@ -19,6 +20,10 @@ class RssSample:
     largest_bytes: int
     """RSS of the biggest single process of the tree."""
     processes: int
+    pss_bytes: int | None
+    """Sum of the PSS (shared pages split between their users: the tree's real footprint), Linux only."""
+    per_process: dict[int, int]
+    """RSS of each process, by pid."""
 
 
 @dataclass
@@ -40,15 +45,29 @@ class RssSampler:
             procs = [root, *root.children(recursive=True)]
         except psutil.Error:
             return None
-        sizes: list[int] = []
+        sizes: dict[int, int] = {}
+        pss: int | None = 0
         for proc in procs:
             try:
-                sizes.append(proc.memory_info().rss)
+                if pss is not None and _HAS_PSS:
+                    full = proc.memory_full_info()
+                    sizes[proc.pid] = full.rss
+                    pss += full.pss
+                else:
+                    sizes[proc.pid] = proc.memory_info().rss
+                    pss = None
             except psutil.Error:
                 continue
         if not sizes:
             return None
-        found = RssSample(round(time.monotonic() - self._start, 2), sum(sizes), max(sizes), len(sizes))
+        found = RssSample(
+            elapsed_s=round(time.monotonic() - self._start, 2),
+            total_bytes=sum(sizes.values()),
+            largest_bytes=max(sizes.values()),
+            processes=len(sizes),
+            pss_bytes=pss if _HAS_PSS else None,
+            per_process=sizes,
+        )
         with self._lock:
             self.samples.append(found)
         return found

@@ -190,9 +190,7 @@ class Bench:
                 break
             mode = next(modes)
             scenario = self.results.scenario(mode, self.opts.connections)
-            measured_rate = (
-                scenario.gateway.result.requests_per_s if scenario and scenario.gateway.result else 0
-            )
+            measured_rate = scenario.gateway.result.requests_per_s if scenario and scenario.gateway.result else 0
             rate = max(measured_rate, 200.0)
             duration = max(1, min(MAX_SOAK_ROUND_S, math.ceil(min(remaining, SOAK_ROUND_REQUESTS) / rate)))
             log(f"soak: gateway {mode}, {self.opts.connections} clients, {duration} s ({remaining:,} to go)")
@@ -201,9 +199,7 @@ class Bench:
             self._note_errors(f"gateway soak {mode}", measured.result)
             self.results.soak.append({"mode": mode, "duration_s": duration, **measured.to_dict()})
             if measured.result is None or measured.result.requests == 0:
-                self.results.problems.append(
-                    f"gateway soak {mode}: {measured.error or 'no requests completed'}"
-                )
+                self.results.problems.append(f"gateway soak {mode}: {measured.error or 'no requests completed'}")
                 break
 
     def memory_after_soak(self) -> None:
@@ -232,28 +228,26 @@ class Bench:
             if opts.target:
                 self.gateway = Endpoint.from_url(opts.target, opts.key or "sk-bench")
                 gateway_pid = opts.target_pid or find_listening_pid(self.gateway.port)
-                gateway_desc = f"{opts.target} (already running, pid {gateway_pid or 'unknown'})"
+                gateway_desc = f"{self.gateway.url} (already running, pid {gateway_pid or 'unknown'})"
             else:
                 data_dir = tmp / "data"
                 data_dir.mkdir()
                 env = gateway_env(upstream_port, data_dir, opts.gateway_env)
                 log("creating a client key with `gophergate keys create --name bench`")
-                key = create_client_key(env)
+                key = create_client_key(env, cwd=tmp)
                 port = free_port()
                 log_path = opts.results_dir / f"gateway-{stamp}.log"
                 log(f"starting the gateway on 127.0.0.1:{port} (1 worker), log in {log_path}")
-                self.gateway_proc = start_gateway(port, env, self.plan, log_path)
+                self.gateway_proc = start_gateway(port, env, self.plan, log_path, cwd=tmp)
                 stack.callback(self._stop_gateway)
                 self.gateway = Endpoint.from_url(f"http://127.0.0.1:{port}", key)
                 gateway_pid = self.gateway_proc.pid
-                gateway_desc = (
-                    f"{self.gateway.url} (gophergate serve --workers 1, pid {gateway_pid}, log {log_path})"
-                )
+                gateway_desc = f"{self.gateway.url} (gophergate serve --workers 1, pid {gateway_pid}, log {log_path})"
 
             self.results.config = {
                 "started": stamp,
                 "gateway": gateway_desc,
-                "direct": f"{self.direct.url} (bench fake upstream)",
+                "direct": f"{self.direct.url} (the bench's fake upstream)",
                 "duration_s": opts.duration_s,
                 "connections": opts.connections,
                 "wrk_threads": opts.threads,

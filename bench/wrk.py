@@ -74,7 +74,7 @@ def _lua_string(value: str) -> str:
 def lua_script(body: bytes, headers: dict[str, str]) -> str:
     lines = ['wrk.method = "POST"', f"wrk.body = {_lua_string(body.decode())}"]
     for name, value in headers.items():
-        lines.append(f"wrk.headers[{_lua_string(name)}] = {_lua_string(value)}")
+        lines.append(f"wrk.headers[ {_lua_string(name)} ] = {_lua_string(value)}")
     return "\n".join(lines) + "\n" + _DONE_FUNCTION.replace("__MARKER__", RESULT_MARKER)
 
 
@@ -133,6 +133,7 @@ def run_wrk(
             url,
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + timeout_s + 60)
-    if proc.returncode != 0:
+    if proc.returncode != 0 or proc.stderr.strip():
+        # wrk reports Lua errors on stderr but still exits 0.
         raise WrkError(f"wrk exited with {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}")
     return parse_output(proc.stdout, connections)

@@ -64,6 +64,13 @@ def serve(
 ) -> None:
     """Apply migrations, then serve the gateway (Granian, uvloop)."""
     settings = _settings(config, host=host, port=port, workers=workers)
+    from gophergate.providers.registry import provider_configs
+
+    try:
+        provider_configs(settings)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     _migrate(settings)
     from granian import Granian
     from granian.constants import Interfaces, Loops

@@ -1,0 +1,206 @@
+"""Bad input and failing upstreams: OpenAI-style bodies, the right status, the field named, a log row each."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.integration.conftest import Stack
+from tests.support import free_port
+
+
+def _post(stack: Stack, content: bytes | str, key: str | None = "default", **headers: str) -> httpx.Response:
+    hdrs = {"content-type": "application/json", **headers}
+    if key is not None:
+        hdrs["authorization"] = f"Bearer {stack.gateway.key if key == 'default' else key}"
+    return httpx.post(stack.gateway.base_url + "/chat/completions", content=content, headers=hdrs, timeout=30)
+
+
+def _error(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert "Traceback" not in response.text
+    return dict(body["error"])
+
+
+def _logged(stack: Stack, response: httpx.Response) -> dict[str, Any]:
+    row = stack.gateway.row_for(response.headers["x-request-id"])
+    assert row["status"] == response.status_code
+    assert row["error_message"]
+    return row
+
+
+GOOD = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_malformed_json_is_400(stack: Stack) -> None:
+    response = _post(stack, b'{"model": "gpt-4o-mini", "messages": [')
+    assert response.status_code == 400
+    assert "not valid JSON" in _error(response)["message"]
+    _logged(stack, response)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": 5, "messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": "gpt-4o-mini"}, "messages"),
+        ({"model": "gpt-4o-mini", "messages": "hi"}, "messages"),
+        ({"model": "gpt-4o-mini", "messages": [{"content": "x"}]}, "messages[0].role"),
+        ({"model": "gpt-4o-mini", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": 3}]}, "messages[0].content"),
+        ({**GOOD, "stream": "yes"}, "stream"),
+        ({**GOOD, "max_tokens": -1}, "max_tokens"),
+        ({**GOOD, "temperature": "hot"}, "temperature"),
+        ({**GOOD, "stream_options": {"include_usage": True}}, "stream_options"),
+    ],
+)
+def test_missing_or_ill_typed_field_is_400_naming_the_field(stack: Stack, body: dict[str, Any], param: str) -> None:
+    response = _post(stack, json.dumps(body))
+    assert response.status_code == 400
+    assert _error(response)["param"] == param
+    _logged(stack, response)
+
+
+def test_non_object_body_is_400(stack: Stack) -> None:
+    response = _post(stack, b"[1, 2]")
+    assert response.status_code == 400
+    assert _error(response)["type"] == "invalid_request_error"
+
+
+def test_body_over_limit_is_413(stack: Stack) -> None:
+    big = json.dumps({**GOOD, "messages": [{"role": "user", "content": "x" * (11 * 1024 * 1024)}]})
+    response = _post(stack, big)
+    assert response.status_code == 413
+    _error(response)
+    _logged(stack, response)
+
+
+@pytest.mark.parametrize("key", [None, "sk-gg-not-a-real-key", "sk-gg-" + "A" * 43])
+def test_missing_or_unknown_key_is_401(stack: Stack, key: str | None) -> None:
+    response = _post(stack, json.dumps(GOOD), key=key)
+    assert response.status_code == 401
+    assert _error(response)["type"] == "authentication_error"
+    _logged(stack, response)
+
+
+def test_x_api_key_header_is_accepted(stack: Stack) -> None:
+    response = _post(stack, json.dumps(GOOD), key=None, **{"x-api-key": stack.gateway.key})
+    assert response.status_code == 200
+
+
+def test_upstream_4xx_is_passed_through_with_status_and_message(stack: Stack) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        stack.client().chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "FAIL 400"}])
+    assert info.value.status_code == 400
+    assert "openai" in info.value.message
+
+
+def test_upstream_429_keeps_status_and_retry_after(stack: Stack) -> None:
+    response = _post(stack, json.dumps({**GOOD, "messages": [{"role": "user", "content": "FAIL 429"}]}))
+    assert response.status_code == 429
+    assert response.headers.get("retry-after")
+    _logged(stack, response)
+
+
+def test_upstream_5xx_is_502(stack: Stack) -> None:
+    response = _post(stack, json.dumps({**GOOD, "messages": [{"role": "user", "content": "FAIL 500"}]}))
+    assert response.status_code == 502
+    assert _error(response)["type"] == "upstream_error"
+    row = _logged(stack, response)
+    assert row["prompt_tokens"] == 0 and row["completion_tokens"] == 0
+
+
+def test_upstream_error_messages_never_carry_secrets(stack: Stack) -> None:
+    stack.fakes["openai"].fail_next(
+        401,
+        {
+            "error": {
+                "message": "Incorrect API key provided: sk-upstre*****test.",
+                "type": "invalid_request_error",
+                "code": "invalid_api_key",
+            }
+        },
+    )
+    response = _post(stack, json.dumps(GOOD))
+    assert response.status_code == 401
+    message = _error(response)["message"]
+    assert "sk-upstre" not in message and "gateway's provider credentials" in message
+
+
+def test_xai_bad_key_400_is_reported_as_401(stack: Stack) -> None:
+    stack.fakes["xai"].fail_next(
+        400, {"code": "Client specified an invalid argument", "error": "Incorrect API key provided: xa***xx."}
+    )
+    response = _post(stack, json.dumps({**GOOD, "model": "grok-4.3"}))
+    assert response.status_code == 401
+
+
+def test_refused_connection_is_502(make_gateway: Any) -> None:
+    gateway = make_gateway(env={"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": f"http://127.0.0.1:{free_port()}/v1"})
+    gateway.start()
+    response = httpx.post(
+        gateway.base_url + "/chat/completions", json=GOOD, headers={"authorization": f"Bearer {gateway.key}"}
+    )
+    assert response.status_code == 502
+    assert "connect" in _error(response)["message"].lower()
+    assert gateway.row_for(response.headers["x-request-id"])["status"] == 502
+
+
+def test_upstream_timeout_is_504(make_gateway: Any) -> None:
+    from tests.fakes.openai_compat import FakeOpenAICompat
+
+    with FakeOpenAICompat(dialect="openai", api_key="sk-x") as fake:
+        gateway = make_gateway(
+            env={"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": fake.base_url, "GOPHERGATE_UPSTREAM_READ_TIMEOUT": "0.3"}
+        )
+        gateway.start()
+        response = httpx.post(
+            gateway.base_url + "/chat/completions",
+            json={**GOOD, "messages": [{"role": "user", "content": "SLOW 2000"}]},
+            headers={"authorization": f"Bearer {gateway.key}"},
+            timeout=30,
+        )
+        assert response.status_code == 504
+        assert _error(response)["code"] == "upstream_timeout"
+        assert gateway.row_for(response.headers["x-request-id"])["status"] == 504
+
+
+def test_stream_cut_short_ends_with_error_event_and_estimated_row(stack: Stack) -> None:
+    client = stack.client()
+    received = ""
+    with pytest.raises(openai.APIError):
+        for chunk in client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "CUT right here please"}], stream=True
+        ):
+            if chunk.choices:
+                received += chunk.choices[0].delta.content or ""
+    assert received
+    rows = stack.gateway.wait_rows(1, "error_type = 'upstream_stream_error'")
+    row = rows[-1]
+    assert row["status"] == 502
+    assert row["estimated"] in (True, 1) and row["completion_tokens"] > 0 and row["prompt_tokens"] > 0
+
+
+def test_mid_stream_upstream_error_is_relayed_as_error_event(stack: Stack) -> None:
+    response = _post(stack, json.dumps({**GOOD, "stream": True, "messages": [{"role": "user", "content": "MIDERROR"}]}))
+    assert response.status_code == 200
+    errors = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith('data: {"error"')]
+    assert errors
+    row = stack.gateway.row_for(response.headers["x-request-id"])
+    assert row["error_type"] == "upstream_stream_error"
+
+
+def test_wrong_method_and_unknown_path(stack: Stack) -> None:
+    headers = {"authorization": f"Bearer {stack.gateway.key}"}
+    get = httpx.get(stack.gateway.base_url + "/chat/completions", headers=headers)
+    assert get.status_code == 405
+    _error(get)
+    unknown = httpx.post(stack.gateway.base_url + "/nothing-here", headers=headers)
+    assert unknown.status_code == 404
+    _error(unknown)

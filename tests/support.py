@@ -1,0 +1,185 @@
+"""Test support: the real gateway as a subprocess on a loopback port, and database access for both engines."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+POSTGRES_ENV = "GOPHERGATE_TEST_POSTGRES_URL"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_async(factory: Callable[[], Any]) -> Any:
+    """Run a coroutine to completion from sync code, even when the caller's thread has a running loop."""
+    result: list[Any] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(factory()))
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def query(database_url: str, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    from sqlalchemy import text
+
+    from gophergate.db.engine import create_engine
+    from gophergate.settings import async_database_url
+
+    async def main() -> list[dict[str, Any]]:
+        engine = create_engine(async_database_url(database_url))
+        try:
+            async with engine.connect() as conn:
+                rows = await conn.execute(text(sql), params or {})
+                return [dict(r._mapping) for r in rows]
+        finally:
+            await engine.dispose()
+
+    return list(run_async(main))
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import asyncpg
+
+    base = os.environ[POSTGRES_ENV]
+    name = "gg_test_" + uuid.uuid4().hex[:12]
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(base)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    run_async(lambda: admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.rsplit("/", 1)[0] + "/" + name
+    finally:
+        run_async(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class Gateway:
+    """``gophergate serve`` in a subprocess, with its own data dir and a client key made by the CLI."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        env: dict[str, str] | None = None,
+        database_url: str | None = None,
+        config_toml: str | None = None,
+    ) -> None:
+        self.tmp_path = tmp_path
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.base_url = self.url + "/v1"
+        self.data_dir = tmp_path / "data"
+        self.database_url = database_url or f"sqlite:///{self.data_dir / 'gophergate.db'}"
+        self.log_path = tmp_path / "gateway.log"
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(tmp_path),
+            "GOPHERGATE_ENCRYPTION_KEY": secrets.token_hex(32),
+            "GOPHERGATE_DATA_DIR": str(self.data_dir),
+            "GOPHERGATE_DATABASE_URL": self.database_url,
+            "GOPHERGATE_PORT": str(self.port),
+            "GOPHERGATE_LOG_FLUSH_INTERVAL_MS": "50",
+            "GOPHERGATE_KEY_REFRESH_SECONDS": "0.2",
+        }
+        if config_toml is not None:
+            path = tmp_path / "gophergate.toml"
+            path.write_text(config_toml)
+            self.env["GOPHERGATE_CONFIG"] = str(path)
+        self.env.update(env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.key = ""
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gophergate", *args],
+            env=self.env,
+            cwd=self.tmp_path,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=60,
+        )
+
+    def create_key(self, name: str = "test") -> str:
+        return self.cli("keys", "create", "--name", name).stdout.strip().splitlines()[-1]
+
+    def start(self) -> Gateway:
+        self.key = self.create_key()
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gophergate", "serve"], env=self.env, cwd=self.tmp_path, stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited early:\n{self.log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"gateway did not become ready:\n{self.log_path.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def logs(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def rows(self, where: str = "1=1", params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return query(self.database_url, f"SELECT * FROM request_log WHERE {where} ORDER BY id", params)
+
+    def wait_rows(self, count: int, where: str = "1=1", timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        rows = self.rows(where)
+        while len(rows) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+            rows = self.rows(where)
+        return rows
+
+    def row_for(self, request_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        rows = self.wait_rows(1, f"request_id = '{request_id}'", timeout)
+        assert len(rows) == 1, f"expected one log row for {request_id}, got {len(rows)}"
+        return rows[0]

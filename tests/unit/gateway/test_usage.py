@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from gophergate.gateway.usage import Usage, from_deepseek, from_moonshot, from_openai, from_xai
+
+
+def test_openai_prompt_includes_cache_and_completion_includes_reasoning() -> None:
+    usage = from_openai(
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 50,
+            "prompt_tokens_details": {"cached_tokens": 80, "cache_write_tokens": 10},
+            "completion_tokens_details": {"reasoning_tokens": 30},
+        }
+    )
+    assert usage == Usage(prompt=100, completion=50, reasoning=30, cache_read=80, cache_write=10)
+
+
+def test_deepseek_cache_hit_is_a_read_and_miss_is_not_a_write() -> None:
+    usage = from_deepseek(
+        {
+            "prompt_tokens": 120,
+            "completion_tokens": 300,
+            "prompt_cache_hit_tokens": 100,
+            "prompt_cache_miss_tokens": 20,
+            "completion_tokens_details": {"reasoning_tokens": 250},
+        }
+    )
+    assert (usage.prompt, usage.cache_read, usage.cache_write, usage.reasoning) == (120, 100, 0, 250)
+
+
+def test_xai_completion_excludes_reasoning_so_it_is_added() -> None:
+    usage = from_xai(
+        {
+            "prompt_tokens": 663,
+            "completion_tokens": 50,
+            "total_tokens": 837,
+            "prompt_tokens_details": {"cached_tokens": 654},
+            "completion_tokens_details": {"reasoning_tokens": 124},
+        }
+    )
+    assert (usage.prompt, usage.completion, usage.reasoning, usage.cache_read) == (663, 174, 124, 654)
+    assert usage.total == 837
+
+
+def test_moonshot_top_level_cached_tokens() -> None:
+    assert from_moonshot({"prompt_tokens": 10, "completion_tokens": 2, "cached_tokens": 8}).cache_read == 8
+
+
+def test_garbage_values_count_as_zero() -> None:
+    assert from_openai({"prompt_tokens": "12", "completion_tokens": None, "prompt_tokens_details": 5}) == Usage()

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import asyncio
+import time
+
+from sqlalchemy import func, select
+
+from gophergate.db.engine import create_engine
+from gophergate.db.migrate import upgrade
+from gophergate.db.tables import request_log
+from gophergate.recorder.record import RequestRecord
+from gophergate.recorder.writer import Recorder
+from gophergate.settings import async_database_url
+
+
+def _record(i: int) -> RequestRecord:
+    return RequestRecord(request_id=f"r{i}", endpoint="chat.completions", started=time.perf_counter(), status=200)
+
+
+async def _count(engine) -> int:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(request_log))).scalar_one())
+
+
+async def test_batches_and_drains_on_close(database_url: str) -> None:
+    await asyncio.to_thread(upgrade, async_database_url(database_url))
+    engine = create_engine(async_database_url(database_url))
+    recorder = Recorder(engine, max_queue=1000, batch_size=100, flush_interval=60.0)
+    recorder.start()
+    for i in range(250):
+        recorder.submit(_record(i))
+    await asyncio.sleep(0.3)
+    assert await _count(engine) == 200  # two full batches written at once; the rest waits for the interval
+    await recorder.close()
+    assert await _count(engine) == 250 and recorder.depth == 0
+    await engine.dispose()
+
+
+async def test_estimate_is_applied_by_the_writer(database_url: str) -> None:
+    await asyncio.to_thread(upgrade, async_database_url(database_url))
+    engine = create_engine(async_database_url(database_url))
+    recorder = Recorder(engine, max_queue=1000, batch_size=10, flush_interval=0.01)
+    recorder.start()
+    record = _record(1)
+    record.pending_estimate = ([{"role": "user", "content": "hello world"}], ["Hello", " there, friend"])
+    recorder.submit(record)
+    await recorder.close()
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(request_log))).one()
+    assert row.estimated and row.prompt_tokens > 2 and row.completion_tokens >= 3
+    await engine.dispose()
+
+
+async def test_failed_batch_is_retried_not_lost(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = async_database_url(f"sqlite:///{tmp_path / 'late.db'}")
+    engine = create_engine(url)
+    recorder = Recorder(engine, max_queue=1000, batch_size=10, flush_interval=0.01)
+    recorder.start()
+    recorder.submit(_record(1))
+    await asyncio.sleep(0.3)  # no table yet: the insert fails and is retried
+    assert recorder.failed_batches >= 1
+    await asyncio.to_thread(upgrade, url)
+    await recorder.close()
+    assert await _count(engine) == 1
+    await engine.dispose()
+
+
+def test_saturation_flag_bounds_the_backlog() -> None:
+    recorder = Recorder(None, max_queue=3, batch_size=100, flush_interval=1)  # type: ignore[arg-type]
+    for i in range(3):
+        assert not recorder.saturated
+        recorder.submit(_record(i))
+    assert recorder.saturated

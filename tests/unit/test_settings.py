@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import base64
+import secrets
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from gophergate.providers.registry import provider_configs
+from gophergate.settings import Settings, decode_encryption_key, describe_settings_error
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for name in (
+        "GOPHERGATE_CONFIG",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "DEEPSEEK_API_KEY",
+        "XAI_API_KEY",
+        "MOONSHOT_API_KEY",
+        "OLLAMA_BASE_URL",
+        "GOPHERGATE_ENCRYPTION_KEY",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+KEY = secrets.token_hex(32)
+
+
+def test_key_formats() -> None:
+    raw = secrets.token_bytes(32)
+    assert decode_encryption_key(raw.hex()) == raw
+    assert decode_encryption_key(base64.b64encode(raw).decode()) == raw
+    assert decode_encryption_key(base64.urlsafe_b64encode(raw).decode().rstrip("=")) == raw
+    for bad in ("", "zz" * 32, raw.hex()[:-2], base64.b64encode(raw[:31]).decode()):
+        with pytest.raises(ValueError):
+            decode_encryption_key(bad)
+
+
+def test_missing_key_message_names_the_variable() -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert "GOPHERGATE_ENCRYPTION_KEY is not set" in describe_settings_error(info.value)
+
+
+def test_bad_port_message_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOPHERGATE_ENCRYPTION_KEY", KEY)
+    monkeypatch.setenv("GOPHERGATE_PORT", "99999")
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert describe_settings_error(info.value).startswith("GOPHERGATE_PORT is invalid")
+
+
+def test_env_beats_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "g.toml"
+    config.write_text('port = 9001\nmax_body_bytes = 2048\n[aliases]\nfast = "gpt-4o-mini"\n')
+    monkeypatch.setenv("GOPHERGATE_CONFIG", str(config))
+    monkeypatch.setenv("GOPHERGATE_ENCRYPTION_KEY", KEY)
+    monkeypatch.setenv("GOPHERGATE_PORT", "9002")
+    settings = Settings()
+    assert settings.port == 9002 and settings.max_body_bytes == 2048 and settings.aliases == {"fast": "gpt-4o-mini"}
+
+
+def test_default_database_is_sqlite_in_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOPHERGATE_ENCRYPTION_KEY", KEY)
+    assert Settings().resolved_database_url == "sqlite+aiosqlite:///data/gophergate.db"
+    monkeypatch.setenv("GOPHERGATE_DATABASE_URL", "postgresql://u@h/db")
+    assert Settings().resolved_database_url == "postgresql+asyncpg://u@h/db"
+    monkeypatch.setenv("GOPHERGATE_DATABASE_URL", "mysql://u@h/db")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_providers_from_standard_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOPHERGATE_ENCRYPTION_KEY", KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-o")
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-d")
+    monkeypatch.setenv("OLLAMA_BASE_URL", "http://127.0.0.1:11434")
+    configs = {c.name: c for c in provider_configs(Settings())}
+    assert set(configs) == {"openai", "deepseek", "ollama"}  # xai/moonshot have no key: not offered
+    assert configs["openai"].base_url == "https://api.openai.com/v1"
+    assert configs["deepseek"].base_url == "https://api.deepseek.com"
+    assert configs["ollama"].base_url == "http://127.0.0.1:11434/v1"
+
+
+def test_ollama_base_with_v1_is_not_doubled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOPHERGATE_ENCRYPTION_KEY", KEY)
+    monkeypatch.setenv("OLLAMA_BASE_URL", "http://127.0.0.1:11434/v1/")
+    assert provider_configs(Settings())[0].base_url == "http://127.0.0.1:11434/v1"
+
+
+def test_custom_provider_needs_base_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "g.toml"
+    config.write_text("[providers.acme]\napi_key = 'k'\n")
+    monkeypatch.setenv("GOPHERGATE_CONFIG", str(config))
+    monkeypatch.setenv("GOPHERGATE_ENCRYPTION_KEY", KEY)
+    with pytest.raises(ValueError, match=r"providers\.acme: base_url"):
+        provider_configs(Settings())
