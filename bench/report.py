@@ -107,6 +107,10 @@ def _fmt_rps(measured: Measured) -> str:
     return f"{measured.result.requests_per_s:,.0f}"
 
 
+def _pct(measured: Measured) -> str:
+    return "-" if measured.server_cpu_percent is None else f"{measured.server_cpu_percent:.0f}%"
+
+
 def _mb(sample: RssSample | None) -> str:
     if sample is None:
         return "-"
@@ -124,19 +128,20 @@ def render(results: BenchResults, targets: list[Target]) -> str:
     out.append(f"  CPUs    : {cfg['cpus']}")
     out.append("")
     header = (
-        f"{'scenario':<22} | {'gateway req/s':>13} {'p50 ms':>8} {'p99 ms':>8} | "
-        f"{'direct req/s':>12} {'p50 ms':>8} {'p99 ms':>8} | {'added p50':>9} {'p99 ms':>8}"
+        f"{'scenario':<22} | {'gateway req/s':>13} {'p50 ms':>7} {'p99 ms':>7} {'CPU':>5} | "
+        f"{'direct req/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'CPU':>5} | {'added p50':>9} {'p99 ms':>7}"
     )
     out.append(header)
     out.append("-" * len(header))
     for sc in results.scenarios:
         gw, direct = sc.gateway.result, sc.direct.result
         out.append(
-            f"{sc.label:<22} | {_fmt_rps(sc.gateway):>13} {_fmt(_get(gw, 'p50_ms')):>8} "
-            f"{_fmt(_get(gw, 'p99_ms')):>8} | {_fmt_rps(sc.direct):>12} {_fmt(_get(direct, 'p50_ms')):>8} "
-            f"{_fmt(_get(direct, 'p99_ms')):>8} | {_fmt(sc.added('p50_ms'), signed=True):>9} "
-            f"{_fmt(sc.added('p99_ms'), signed=True):>8}"
+            f"{sc.label:<22} | {_fmt_rps(sc.gateway):>13} {_fmt(_get(gw, 'p50_ms')):>7} "
+            f"{_fmt(_get(gw, 'p99_ms')):>7} {_pct(sc.gateway):>5} | {_fmt_rps(sc.direct):>12} "
+            f"{_fmt(_get(direct, 'p50_ms')):>7} {_fmt(_get(direct, 'p99_ms')):>7} {_pct(sc.direct):>5} | "
+            f"{_fmt(sc.added('p50_ms'), signed=True):>9} {_fmt(sc.added('p99_ms'), signed=True):>7}"
         )
+    out.append("  (CPU: the server's CPU use during the run, 100% = one core)")
     out.append("")
     ttfc = results.ttfc
     n = ttfc.gateway.requests if ttfc.gateway else ttfc.direct.requests if ttfc.direct else 0

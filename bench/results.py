@@ -19,9 +19,15 @@ class Measured:
 
     result: WrkResult | None = None
     error: str | None = None
+    server_cpu_percent: float | None = None
+    """CPU used by the server under test (its whole process tree) during the run; 100 = one core."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"result": self.result.to_dict() if self.result else None, "error": self.error}
+        return {
+            "result": self.result.to_dict() if self.result else None,
+            "error": self.error,
+            "server_cpu_percent": self.server_cpu_percent,
+        }
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Sample the resident memory of a process tree in a background thread."""
+"""Memory (sampled in a background thread) and CPU time of a process tree."""
 
 from __future__ import annotations
 
@@ -10,6 +10,23 @@ import psutil
 
 MB = 1024 * 1024
 _HAS_PSS = psutil.LINUX
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time used so far by a process and its live descendants."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
 
 
 @dataclass

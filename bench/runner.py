@@ -33,7 +33,7 @@ from bench.procs import (
 )
 from bench.report import evaluate_targets, render
 from bench.results import NON_STREAM, STREAM, BenchResults, Measured, Scenario
-from bench.rss import RssSampler
+from bench.rss import RssSampler, tree_cpu_seconds
 from bench.wrk import WrkError, WrkResult, find_wrk, run_wrk
 
 MAX_SOAK_ROUND_S = 60
@@ -69,6 +69,8 @@ class Bench:
         self.gateway: Endpoint | None = None
         self.direct: Endpoint | None = None
         self.sampler: RssSampler | None = None
+        self.gateway_pid: int | None = None
+        self.direct_pid: int | None = None
         self.results = BenchResults(config={})
 
     # -- helpers -------------------------------------------------------------------------------------
@@ -86,6 +88,9 @@ class Bench:
 
     def _wrk(self, endpoint: Endpoint, mode: str, connections: int, duration_s: float) -> Measured:
         body = request_body(self.opts.model, stream=mode == STREAM)
+        server_pid = self.direct_pid if endpoint is self.direct else self.gateway_pid
+        cpu_before = tree_cpu_seconds(server_pid) if server_pid else None
+        started = time.monotonic()
         try:
             result = run_wrk(
                 endpoint.url,
@@ -98,7 +103,12 @@ class Bench:
             )
         except (WrkError, subprocess.TimeoutExpired) as exc:
             return Measured(error=str(exc))
-        return Measured(result=result)
+        elapsed = time.monotonic() - started
+        cpu_after = tree_cpu_seconds(server_pid) if server_pid else None
+        cpu_percent = None
+        if cpu_before is not None and cpu_after is not None and elapsed > 0:
+            cpu_percent = round((cpu_after - cpu_before) / elapsed * 100, 1)
+        return Measured(result=result, server_cpu_percent=cpu_percent)
 
     def _count(self, measured: Measured) -> None:
         if measured.result is not None:
@@ -222,6 +232,7 @@ class Bench:
             log(f"starting the fake upstream on 127.0.0.1:{upstream_port}")
             fake = start_fake_upstream(upstream_port, self.plan, tmp / "fake-upstream.log")
             stack.callback(fake.stop)
+            self.direct_pid = fake.pid
             self.direct = Endpoint.from_url(f"http://127.0.0.1:{upstream_port}", None)
 
             gateway_pid: int | None
@@ -262,6 +273,7 @@ class Bench:
                 "platform": platform.platform(),
             }
 
+            self.gateway_pid = gateway_pid
             if gateway_pid is not None:
                 self.sampler = RssSampler(gateway_pid)
                 self.sampler.start()

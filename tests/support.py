@@ -139,7 +139,12 @@ class Gateway:
         self.key = self.create_key()
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gophergate", "serve"], env=self.env, cwd=self.tmp_path, stdout=log, stderr=log
+            [sys.executable, "-m", "gophergate", "serve"],
+            env=self.env,
+            cwd=self.tmp_path,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # its own process group: a hung worker can be killed with its parent
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -161,7 +166,7 @@ class Gateway:
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             raise
 

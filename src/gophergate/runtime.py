@@ -17,7 +17,7 @@ from gophergate.gateway.resolve import Resolver
 from gophergate.providers.base import Provider
 from gophergate.providers.registry import build_providers, provider_configs
 from gophergate.providers.upstream import create_session
-from gophergate.recorder.writer import Recorder
+from gophergate.recorder.writer import Recorder, replay_spilled
 from gophergate.security.client_keys import KeyCache
 from gophergate.settings import Settings
 
@@ -43,6 +43,7 @@ class Runtime:
         engine = create_engine(settings.resolved_database_url)
         keys = KeyCache(engine)
         await keys.refresh()
+        await replay_spilled(engine, settings.data_dir)
         session = create_session(
             max_connections=settings.upstream_max_connections,
             connect_timeout=settings.upstream_connect_timeout,
@@ -59,6 +60,7 @@ class Runtime:
             max_queue=settings.log_queue_size,
             batch_size=settings.log_batch_size,
             flush_interval=settings.log_flush_interval_ms / 1000.0,
+            spill_dir=settings.data_dir,
         )
         rt = cls(settings, engine, session, providers, resolver, keys, recorder, store)
         recorder.start()
@@ -96,7 +98,8 @@ class Runtime:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.recorder.close()  # drain every queued row before the engine goes away
+        # Drain every queued row before the engine goes away.
+        await self.recorder.close(self.settings.shutdown_drain_seconds)
         for provider in self.providers.values():
             await provider.aclose()
         await self.session.close()

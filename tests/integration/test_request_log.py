@@ -23,7 +23,7 @@ def _env(fake: FakeOpenAICompat, database_url: str, **extra: str) -> dict[str, s
     }
 
 
-def test_n_requests_make_n_rows(make_gateway: Any, database_url: str) -> None:
+def test_n_requests_make_n_rows(database_url: str, make_gateway: Any) -> None:
     with FakeOpenAICompat(dialect="openai", api_key="sk-x") as fake:
         gateway = make_gateway(env=_env(fake, database_url), database_url=database_url).start()
         client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.key, max_retries=0)
@@ -52,7 +52,7 @@ def test_n_requests_make_n_rows(make_gateway: Any, database_url: str) -> None:
         assert sum(1 for r in rows if r["stream"]) == 12
 
 
-def test_sigterm_drains_queued_rows(make_gateway: Any, database_url: str) -> None:
+def test_sigterm_drains_queued_rows(database_url: str, make_gateway: Any) -> None:
     with FakeOpenAICompat(dialect="openai", api_key="sk-x") as fake:
         # A long flush interval and a large batch keep every row queued until shutdown.
         env = _env(fake, database_url, GOPHERGATE_LOG_FLUSH_INTERVAL_MS="600000", GOPHERGATE_LOG_BATCH_SIZE="100000")
@@ -65,7 +65,7 @@ def test_sigterm_drains_queued_rows(make_gateway: Any, database_url: str) -> Non
         assert len(gateway.rows()) == 25
 
 
-def test_sigterm_finishes_in_flight_stream(make_gateway: Any, database_url: str) -> None:
+def test_sigterm_finishes_in_flight_stream(database_url: str, make_gateway: Any) -> None:
     with FakeOpenAICompat(dialect="openai", api_key="sk-x") as fake:
         gateway = make_gateway(env=_env(fake, database_url), database_url=database_url).start()
         client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.key, max_retries=0)
@@ -87,7 +87,7 @@ def test_sigterm_finishes_in_flight_stream(make_gateway: Any, database_url: str)
         assert len(rows) == 1 and rows[0]["status"] == 200
 
 
-def test_client_disconnect_mid_stream_is_recorded_with_estimate(make_gateway: Any, database_url: str) -> None:
+def test_client_disconnect_mid_stream_is_recorded_with_estimate(database_url: str, make_gateway: Any) -> None:
     with FakeOpenAICompat(dialect="openai", api_key="sk-x") as fake:
         gateway = make_gateway(env=_env(fake, database_url), database_url=database_url).start()
         body = b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"SLOW 300 w1 w2 w3 w4 w5"}]}'
@@ -110,7 +110,7 @@ def test_client_disconnect_mid_stream_is_recorded_with_estimate(make_gateway: An
         assert row["latency_ms"] < 1500
 
 
-def test_revoked_key_is_refused(make_gateway: Any, database_url: str) -> None:
+def test_revoked_key_is_refused(database_url: str, make_gateway: Any) -> None:
     with FakeOpenAICompat(dialect="openai", api_key="sk-x") as fake:
         gateway = make_gateway(env=_env(fake, database_url), database_url=database_url).start()
         key = gateway.create_key("to-revoke")

@@ -3,16 +3,25 @@
 Handlers call ``submit`` (``put_nowait``); nothing on the request path waits for the database. The writer
 takes whatever is queued (up to ``batch_size``) at most every ``flush_interval`` and inserts it in one
 transaction. A failed insert is retried with backoff and the batch is kept, so a database outage delays rows
-but does not lose them. ``close`` drains everything still queued before returning (graceful shutdown).
+but does not lose them. ``close`` drains everything still queued before returning (graceful shutdown); if the
+database is still unreachable when the drain deadline passes, the remaining rows are spilled to a JSON-lines
+file in the data dir, which ``replay_spilled`` inserts at the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,7 +42,10 @@ class Recorder:
         batch_size: int,
         flush_interval: float,
         on_commit: Callable[[list[RequestRecord]], None] | None = None,
+        spill_dir: Path | None = None,
     ) -> None:
+        self._spill_dir = spill_dir
+        self._drain_deadline: float | None = None
         self._engine = engine
         self._max_queue = max_queue
         self._batch_size = batch_size
@@ -74,7 +86,8 @@ class Recorder:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="gophergate-log-writer")
 
-    async def close(self) -> None:
+    async def close(self, drain_timeout: float = 30.0) -> None:
+        self._drain_deadline = time.monotonic() + drain_timeout
         self._closing = True
         self._wakeup.set()
         if self._task is not None:
@@ -101,6 +114,17 @@ class Recorder:
             batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
             await self._write(batch)
 
+    def _spill(self, rows: list[dict[str, Any]]) -> None:
+        if self._spill_dir is None:
+            log.error("database unreachable at shutdown: %d request log rows could not be written", len(rows))
+            return
+        self._spill_dir.mkdir(parents=True, exist_ok=True)
+        path = _spill_path(self._spill_dir)
+        with path.open("ab") as fh:
+            for row in rows:
+                fh.write(orjson.dumps(row, default=_json_default) + b"\n")
+        log.error("database unreachable at shutdown: %d request log rows saved to %s for replay", len(rows), path)
+
     async def _write(self, batch: list[RequestRecord]) -> None:
         delay = 0.1
         for record in batch:
@@ -116,6 +140,9 @@ class Recorder:
                 raise
             except Exception:
                 self.failed_batches += 1
+                if self._drain_deadline is not None and time.monotonic() > self._drain_deadline:
+                    self._spill(rows)
+                    return
                 log.warning("writing %d request log rows failed; retrying in %.1fs", len(rows), delay, exc_info=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -139,3 +166,43 @@ def apply_estimate(record: RequestRecord) -> None:
     except Exception:
         log.exception("token estimate failed for request %s", record.request_id)
     record.estimated = True
+
+
+SPILL_PREFIX = "request_log_spill_"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError
+
+
+def _spill_path(directory: Path) -> Path:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    return directory / f"{SPILL_PREFIX}{stamp}_{os.getpid()}.jsonl"
+
+
+async def replay_spilled(engine: AsyncEngine, directory: Path) -> int:
+    """Insert rows a previous process could not write at shutdown; each file is removed once committed."""
+    if not directory.is_dir():
+        return 0
+    total = 0
+    for path in sorted(directory.glob(f"{SPILL_PREFIX}*.jsonl")):
+        rows = []
+        for line in path.read_bytes().splitlines():
+            if not line.strip():
+                continue
+            row = orjson.loads(line)
+            row["created_at"] = dt.datetime.fromisoformat(row["created_at"])
+            if row.get("cost_usd") is not None:
+                row["cost_usd"] = Decimal(row["cost_usd"])
+            rows.append(row)
+        if rows:
+            async with engine.begin() as conn:
+                await conn.execute(insert(request_log), rows)
+        path.unlink()
+        total += len(rows)
+        log.warning("replayed %d request log rows from %s", len(rows), path.name)
+    return total

@@ -71,3 +71,21 @@ def test_saturation_flag_bounds_the_backlog() -> None:
         assert not recorder.saturated
         recorder.submit(_record(i))
     assert recorder.saturated
+
+
+async def test_rows_unwritable_at_shutdown_are_spilled_and_replayed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from gophergate.recorder.writer import replay_spilled
+
+    url = async_database_url(f"sqlite:///{tmp_path / 'down.db'}")
+    engine = create_engine(url)
+    recorder = Recorder(engine, max_queue=1000, batch_size=10, flush_interval=0.01, spill_dir=tmp_path)
+    recorder.start()
+    for i in range(3):
+        recorder.submit(_record(i))
+    await recorder.close(drain_timeout=0.2)  # no table: every insert fails until the deadline
+    spilled = list(tmp_path.glob("request_log_spill_*.jsonl"))
+    assert len(spilled) == 1
+    await asyncio.to_thread(upgrade, url)
+    assert await replay_spilled(engine, tmp_path) == 3
+    assert await _count(engine) == 3 and not list(tmp_path.glob("request_log_spill_*.jsonl"))
+    await engine.dispose()
