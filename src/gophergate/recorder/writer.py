@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -184,25 +183,31 @@ def _spill_path(directory: Path) -> Path:
     return directory / f"{SPILL_PREFIX}{stamp}_{os.getpid()}.jsonl"
 
 
-async def replay_spilled(engine: AsyncEngine, directory: Path) -> int:
-    """Insert rows a previous process could not write at shutdown; each file is removed once committed."""
+def _read_spills(directory: Path) -> list[tuple[Path, list[dict[str, Any]]]]:
     if not directory.is_dir():
-        return 0
-    total = 0
+        return []
+    found = []
     for path in sorted(directory.glob(f"{SPILL_PREFIX}*.jsonl")):
         rows = []
         for line in path.read_bytes().splitlines():
-            if not line.strip():
-                continue
-            row = orjson.loads(line)
-            row["created_at"] = dt.datetime.fromisoformat(row["created_at"])
-            if row.get("cost_usd") is not None:
-                row["cost_usd"] = Decimal(row["cost_usd"])
-            rows.append(row)
+            if line.strip():
+                row = orjson.loads(line)
+                row["created_at"] = dt.datetime.fromisoformat(row["created_at"])
+                if row.get("cost_usd") is not None:
+                    row["cost_usd"] = Decimal(row["cost_usd"])
+                rows.append(row)
+        found.append((path, rows))
+    return found
+
+
+async def replay_spilled(engine: AsyncEngine, directory: Path) -> int:
+    """Insert rows a previous process could not write at shutdown; each file is removed once committed."""
+    total = 0
+    for path, rows in await asyncio.to_thread(_read_spills, directory):
         if rows:
             async with engine.begin() as conn:
                 await conn.execute(insert(request_log), rows)
-        path.unlink()
+        await asyncio.to_thread(path.unlink)
         total += len(rows)
         log.warning("replayed %d request log rows from %s", len(rows), path.name)
     return total

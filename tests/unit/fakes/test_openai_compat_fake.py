@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+
 from tests.fakes.openai_compat import DEFAULT_MODELS, DIALECTS, FakeOpenAICompat
 
 KEY = "sk-upstream-test"
