@@ -21,10 +21,12 @@ class Target:
     at_least: bool
     """True for ``value >= limit`` (throughput), False for ``value <= limit`` (latency, memory)."""
     note: str = ""
+    applicable: bool = True
+    """False when the run did not reach the target's conditions (e.g. fewer than 100k requests)."""
 
     @property
     def met(self) -> bool | None:
-        if self.value is None:
+        if self.value is None or not self.applicable:
             return None
         return self.value >= self.limit if self.at_least else self.value <= self.limit
 
@@ -83,6 +85,7 @@ def evaluate_targets(results: BenchResults, connections: int) -> list[Target]:
             "MB",
             False,
             rss_note if after else (results.memory.note or "not measured"),
+            applicable=requests >= SOAK_TARGET_REQUESTS,
         )
     )
     return targets
@@ -108,7 +111,11 @@ def _fmt_rps(measured: Measured) -> str:
 
 
 def _pct(measured: Measured) -> str:
-    return "-" if measured.server_cpu_percent is None else f"{measured.server_cpu_percent:.0f}%"
+    """The server's CPU use; ``*`` when other processes also took more than 10% of the gateway's core."""
+    if measured.server_cpu_percent is None:
+        return "-"
+    busy = measured.foreign_cpu_percent is not None and measured.foreign_cpu_percent > 10
+    return f"{measured.server_cpu_percent:.0f}%{'*' if busy else ''}"
 
 
 def _mb(sample: RssSample | None) -> str:
@@ -135,21 +142,23 @@ def render(results: BenchResults, targets: list[Target]) -> str:
     out.append("-" * len(header))
     for sc in results.scenarios:
         gw, direct = sc.gateway.result, sc.direct.result
+        gw = gw if gw is not None and gw.requests else None
+        direct = direct if direct is not None and direct.requests else None
         out.append(
             f"{sc.label:<22} | {_fmt_rps(sc.gateway):>13} {_fmt(_get(gw, 'p50_ms')):>7} "
             f"{_fmt(_get(gw, 'p99_ms')):>7} {_pct(sc.gateway):>5} | {_fmt_rps(sc.direct):>12} "
             f"{_fmt(_get(direct, 'p50_ms')):>7} {_fmt(_get(direct, 'p99_ms')):>7} {_pct(sc.direct):>5} | "
             f"{_fmt(sc.added('p50_ms'), signed=True):>9} {_fmt(sc.added('p99_ms'), signed=True):>7}"
         )
-    out.append("  (CPU: the server's CPU use during the run, 100% = one core)")
+    out.append("  (CPU: the server's CPU use during the run, 100% = one core; * = other processes were busy there)")
     out.append("")
     ttfc = results.ttfc
-    n = ttfc.gateway.requests if ttfc.gateway else ttfc.direct.requests if ttfc.direct else 0
-    out.append(f"time to first chunk, 1 client, {n:,} sequential streams (ms):")
+    out.append(f"time to first chunk, 1 client, {cfg['ttfc_requests']:,} sequential streams (ms):")
     for name, result in (("gateway", ttfc.gateway), ("direct", ttfc.direct)):
+        measured = result if result is not None and result.requests else None
         out.append(
-            f"  {name:<8} p50 {_fmt(_get(result, 'p50_ms'), 3):>7}  p99 {_fmt(_get(result, 'p99_ms'), 3):>7}"
-            f"   (whole stream p50 {_fmt(_get(result, 'total_p50_ms'), 3)})"
+            f"  {name:<8} p50 {_fmt(_get(measured, 'p50_ms'), 3):>7}  p99 {_fmt(_get(measured, 'p99_ms'), 3):>7}"
+            f"   (whole stream p50 {_fmt(_get(measured, 'total_p50_ms'), 3)})"
         )
     added_p50, added_p99 = _fmt(ttfc.added("p50_ms"), 3, True), _fmt(ttfc.added("p99_ms"), 3, True)
     out.append(f"  {'added':<8} p50 {added_p50:>7}  p99 {added_p99:>7}")

@@ -21,12 +21,15 @@ class Measured:
     error: str | None = None
     server_cpu_percent: float | None = None
     """CPU used by the server under test (its whole process tree) during the run; 100 = one core."""
+    foreign_cpu_percent: float | None = None
+    """CPU that other processes took on the gateway's pinned core during a gateway run."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "result": self.result.to_dict() if self.result else None,
             "error": self.error,
             "server_cpu_percent": self.server_cpu_percent,
+            "foreign_cpu_percent": self.foreign_cpu_percent,
         }
 
 

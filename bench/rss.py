@@ -29,6 +29,12 @@ def tree_cpu_seconds(pid: int) -> float | None:
     return total
 
 
+def cpu_busy_seconds(cpu: int) -> float:
+    """Non-idle time of one CPU so far, all processes together."""
+    times = psutil.cpu_times(percpu=True)[cpu]
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
 @dataclass
 class RssSample:
     elapsed_s: float

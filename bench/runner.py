@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 
 from bench import fake_upstream
 from bench.client import Endpoint, check_endpoint, measure_ttfc, request_body
@@ -33,11 +34,12 @@ from bench.procs import (
 )
 from bench.report import evaluate_targets, render
 from bench.results import NON_STREAM, STREAM, BenchResults, Measured, Scenario
-from bench.rss import RssSampler, tree_cpu_seconds
-from bench.wrk import WrkError, WrkResult, find_wrk, run_wrk
+from bench.rss import RssSampler, cpu_busy_seconds, tree_cpu_seconds
+from bench.wrk import WrkError, find_wrk, run_wrk
 
 MAX_SOAK_ROUND_S = 60
 SOAK_ROUND_REQUESTS = 25_000
+FOREIGN_CPU_WARN_PERCENT = 10.0
 
 
 @dataclass
@@ -89,7 +91,9 @@ class Bench:
     def _wrk(self, endpoint: Endpoint, mode: str, connections: int, duration_s: float) -> Measured:
         body = request_body(self.opts.model, stream=mode == STREAM)
         server_pid = self.direct_pid if endpoint is self.direct else self.gateway_pid
+        watch_core = self.plan.gateway if endpoint is self.gateway and self.gateway_proc is not None else None
         cpu_before = tree_cpu_seconds(server_pid) if server_pid else None
+        core_before = cpu_busy_seconds(watch_core) if watch_core is not None else None
         started = time.monotonic()
         try:
             result = run_wrk(
@@ -106,18 +110,32 @@ class Bench:
         elapsed = time.monotonic() - started
         cpu_after = tree_cpu_seconds(server_pid) if server_pid else None
         cpu_percent = None
-        if cpu_before is not None and cpu_after is not None and elapsed > 0:
+        # A process that exited during the run takes its CPU time with it: then the figure is unknown.
+        if cpu_before is not None and cpu_after is not None and cpu_after >= cpu_before and elapsed > 0:
             cpu_percent = round((cpu_after - cpu_before) / elapsed * 100, 1)
-        return Measured(result=result, server_cpu_percent=cpu_percent)
+        foreign = None
+        if watch_core is not None and core_before is not None and cpu_percent is not None:
+            core_percent = (cpu_busy_seconds(watch_core) - core_before) / elapsed * 100
+            foreign = round(max(0.0, core_percent - cpu_percent), 1)
+        return Measured(result=result, server_cpu_percent=cpu_percent, foreign_cpu_percent=foreign)
 
     def _count(self, measured: Measured) -> None:
         if measured.result is not None:
             self.results.gateway_requests += measured.result.requests
 
-    def _note_errors(self, where: str, result: WrkResult | None) -> None:
+    def _note_errors(self, where: str, measured: Measured) -> None:
+        foreign = measured.foreign_cpu_percent
+        if foreign is not None and foreign > FOREIGN_CPU_WARN_PERCENT:
+            self.results.problems.append(
+                f"{where}: other processes used {foreign:.0f}% of the gateway's CPU {self.plan.gateway} "
+                "during the run (a busy machine): its figures are unreliable"
+            )
+        result = measured.result
         if result is None:
             return
-        if result.non_2xx or result.socket_errors or result.timeouts:
+        if result.requests == 0:
+            self.results.problems.append(f"{where}: no request completed")
+        elif result.non_2xx or result.socket_errors or result.timeouts:
             self.results.problems.append(
                 f"{where}: {result.non_2xx:,} non-2xx responses, {result.socket_errors:,} socket errors, "
                 f"{result.timeouts:,} timeouts out of {result.requests:,} requests"
@@ -157,14 +175,14 @@ class Bench:
                     log(f"{scenario.label}: gateway, {self.opts.duration_s:g} s")
                     scenario.gateway = self._wrk(self.gateway, mode, connections, self.opts.duration_s)
                     self._count(scenario.gateway)
-                    self._note_errors(f"gateway {scenario.label}", scenario.gateway.result)
+                    self._note_errors(f"gateway {scenario.label}", scenario.gateway)
                     if scenario.gateway.error:
                         self.results.problems.append(f"gateway {scenario.label}: {scenario.gateway.error}")
                 else:
                     scenario.gateway = Measured(error="gateway not running")
                 log(f"{scenario.label}: direct, {self.opts.duration_s:g} s")
                 scenario.direct = self._wrk(self.direct, mode, connections, self.opts.duration_s)
-                self._note_errors(f"direct {scenario.label}", scenario.direct.result)
+                self._note_errors(f"direct {scenario.label}", scenario.direct)
                 if scenario.direct.error:
                     self.results.problems.append(f"direct {scenario.label}: {scenario.direct.error}")
 
@@ -193,24 +211,30 @@ class Bench:
     def soak(self) -> None:
         """Send more load until the gateway has seen ``soak_requests`` requests, alternating modes."""
         assert self.gateway
+        rates: dict[str, float] = {}
+        for mode in (NON_STREAM, STREAM):
+            scenario = self.results.scenario(mode, self.opts.connections)
+            if scenario is not None and scenario.gateway.result is not None:
+                rates[mode] = scenario.gateway.result.requests_per_s
         modes = itertools.cycle((NON_STREAM, STREAM))
         for _ in range(40):
             remaining = self.opts.soak_requests - self.results.gateway_requests
             if remaining <= 0 or not self._gateway_alive():
                 break
             mode = next(modes)
-            scenario = self.results.scenario(mode, self.opts.connections)
-            measured_rate = scenario.gateway.result.requests_per_s if scenario and scenario.gateway.result else 0
-            rate = max(measured_rate, 200.0)
+            rate = max(rates.get(mode, 0.0), 200.0)
             duration = max(1, min(MAX_SOAK_ROUND_S, math.ceil(min(remaining, SOAK_ROUND_REQUESTS) / rate)))
             log(f"soak: gateway {mode}, {self.opts.connections} clients, {duration} s ({remaining:,} to go)")
             measured = self._wrk(self.gateway, mode, self.opts.connections, duration)
             self._count(measured)
-            self._note_errors(f"gateway soak {mode}", measured.result)
+            self._note_errors(f"gateway soak {mode}", measured)
             self.results.soak.append({"mode": mode, "duration_s": duration, **measured.to_dict()})
-            if measured.result is None or measured.result.requests == 0:
-                self.results.problems.append(f"gateway soak {mode}: {measured.error or 'no requests completed'}")
+            if measured.result is None:
+                self.results.problems.append(f"gateway soak {mode}: {measured.error}")
                 break
+            if measured.result.requests == 0:
+                break
+            rates[mode] = measured.result.requests_per_s
 
     def memory_after_soak(self) -> None:
         if self.sampler is None:
@@ -226,6 +250,7 @@ class Bench:
         find_wrk()
         stamp = time.strftime("%Y%m%d-%H%M%S")
         opts.results_dir.mkdir(parents=True, exist_ok=True)
+        busy_before = self._machine_busy()
         with contextlib.ExitStack() as stack:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gg-bench-")))
             upstream_port = free_port()
@@ -267,8 +292,10 @@ class Bench:
                 "soak_requests": opts.soak_requests,
                 "model": opts.model,
                 "stream_chunks": fake_upstream.STREAM_CONTENT_CHUNKS,
-                "cpus": self.plan.describe(),
+                "cpus": self.plan.describe()
+                + (" (the --target server itself is not pinned by the bench)" if opts.target else ""),
                 "cpu_count": os.cpu_count(),
+                "cpu_busy_before_start_percent": busy_before,
                 "python": platform.python_version(),
                 "platform": platform.platform(),
             }
@@ -296,6 +323,18 @@ class Bench:
                 memory.at_start = memory.samples[0] if memory.samples else None
                 memory.peak = self.sampler.peak
         return self.results
+
+    def _machine_busy(self) -> list[float]:
+        """Per-CPU use over one second before the run; a busy machine makes every figure unreliable."""
+        busy: list[float] = psutil.cpu_percent(interval=1.0, percpu=True)
+        worst = max(busy, default=0.0)
+        if worst > FOREIGN_CPU_WARN_PERCENT * 2:
+            self.results.problems.append(
+                "the machine was not idle before the run (CPU use per core: "
+                + ", ".join(f"{b:.0f}%" for b in busy)
+                + "): other processes compete with the gateway, the fake upstream and wrk"
+            )
+        return busy
 
     def _stop_gateway(self) -> None:
         if self.gateway_proc is None:

@@ -7,7 +7,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-import aiohttp
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -15,8 +14,8 @@ from gophergate.db.engine import create_engine
 from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.gateway.resolve import Resolver
 from gophergate.providers.base import Provider
+from gophergate.providers.http_client import UpstreamClient, create_client
 from gophergate.providers.registry import build_providers, provider_configs
-from gophergate.providers.upstream import create_session
 from gophergate.recorder.writer import Recorder, replay_spilled
 from gophergate.security.client_keys import KeyCache
 from gophergate.settings import Settings
@@ -28,7 +27,7 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     engine: AsyncEngine
-    session: aiohttp.ClientSession
+    client: UpstreamClient
     providers: dict[str, Provider]
     resolver: Resolver
     keys: KeyCache
@@ -44,7 +43,8 @@ class Runtime:
         keys = KeyCache(engine)
         await keys.refresh()
         await replay_spilled(engine, settings.data_dir)
-        session = create_session(
+        client = create_client(
+            settings.upstream_client,
             max_connections=settings.upstream_max_connections,
             connect_timeout=settings.upstream_connect_timeout,
             read_timeout=settings.upstream_read_timeout,
@@ -52,7 +52,7 @@ class Runtime:
         )
         store = ReasoningStore()
         configs = provider_configs(settings)
-        providers = build_providers(configs, session, store)
+        providers = build_providers(configs, client, store)
         declared = {model: cfg.name for cfg in configs for model in cfg.models}
         resolver = Resolver(frozenset(providers), settings.aliases, declared)
         recorder = Recorder(
@@ -62,7 +62,7 @@ class Runtime:
             flush_interval=settings.log_flush_interval_ms / 1000.0,
             spill_dir=settings.data_dir,
         )
-        rt = cls(settings, engine, session, providers, resolver, keys, recorder, store)
+        rt = cls(settings, engine, client, providers, resolver, keys, recorder, store)
         recorder.start()
         rt._spawn(keys.run_refresh(settings.key_refresh_seconds), "key-refresh")
         rt._spawn(rt._refresh_models_forever(), "models-refresh")
@@ -102,5 +102,5 @@ class Runtime:
         await self.recorder.close(self.settings.shutdown_drain_seconds)
         for provider in self.providers.values():
             await provider.aclose()
-        await self.session.close()
+        await self.client.close()
         await self.engine.dispose()

@@ -37,13 +37,14 @@ def provider_env(fakes: dict[str, FakeOpenAICompat]) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=["pyreqwest", "aiohttp"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Every stack test runs with both upstream client backends."""
     fakes = {name: FakeOpenAICompat(dialect=name, api_key=UPSTREAM_KEY) for name in DIALECTS}
     for fake in fakes.values():
         fake.start()
     tmp: Path = tmp_path_factory.mktemp("stack")
-    gateway = Gateway(tmp, env=provider_env(fakes))
+    gateway = Gateway(tmp, env={**provider_env(fakes), "GOPHERGATE_UPSTREAM_CLIENT": request.param})
     try:
         gateway.start()
         yield Stack(gateway, fakes)

@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import aiohttp
-
 from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.providers.base import Provider
+from gophergate.providers.http_client import UpstreamClient
 from gophergate.providers.openai_compat.dialects import get_dialect
 from gophergate.providers.openai_compat.provider import OpenAICompatProvider
 from gophergate.providers.openai_compat.specs import BUILTIN_SPECS
@@ -95,7 +94,7 @@ def provider_configs(settings: Settings) -> list[ProviderConfig]:
 
 
 def build_providers(
-    configs: list[ProviderConfig], session: aiohttp.ClientSession, store: ReasoningStore
+    configs: list[ProviderConfig], client: UpstreamClient, store: ReasoningStore
 ) -> dict[str, Provider]:
     providers: dict[str, Provider] = {}
     for cfg in configs:
@@ -104,7 +103,7 @@ def build_providers(
             base_url=cfg.base_url,
             api_key=cfg.api_key,
             dialect=get_dialect(cfg.dialect),
-            session=session,
+            client=client,
             reasoning_store=store,
             extra_headers=dict(cfg.headers),
             static_models=cfg.models,

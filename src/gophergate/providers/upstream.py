@@ -1,4 +1,4 @@
-"""The upstream HTTP client (one pooled aiohttp session) and the one place transport errors are mapped.
+"""The one place upstream transport errors and error bodies are mapped to gateway errors.
 
 Transport failures become 502 (refused, reset, broken body) or 504 (timeout); upstream 4xx bodies in any
 provider's shape are normalised to the OpenAI error shape with the upstream's status kept.
@@ -7,49 +7,31 @@ provider's shape are normalised to the OpenAI error shape with the upstream's st
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
 import orjson
+import pyreqwest.exceptions as reqwest_errors
 
 from gophergate.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 
 
-def create_session(
-    *, max_connections: int, connect_timeout: float, read_timeout: float, total_timeout: float
-) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(
-        limit=max_connections,
-        limit_per_host=0,
-        ttl_dns_cache=300,
-        keepalive_timeout=30,
-        enable_cleanup_closed=True,
-    )
-    timeout = aiohttp.ClientTimeout(total=total_timeout, connect=connect_timeout, sock_read=read_timeout)
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        json_serialize=lambda obj: orjson.dumps(obj).decode(),
-        auto_decompress=True,
-        skip_auto_headers=("User-Agent",),
-        raise_for_status=False,
-    )
-
-
 @contextmanager
 def transport_errors(provider: str) -> Iterator[None]:
-    """Map aiohttp/asyncio failures talking to ``provider`` to gateway errors (never a traceback)."""
+    """Map transport failures (either client backend) talking to ``provider`` to gateway errors."""
     try:
         yield
     except GatewayError:
         raise
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except reqwest_errors.ConnectTimeoutError as exc:
+        raise UpstreamTimeout(f"Connecting to upstream provider '{provider}' timed out.") from exc
+    except (TimeoutError, aiohttp.ServerTimeoutError, reqwest_errors.RequestTimeoutError) as exc:
         raise UpstreamTimeout(f"Upstream provider '{provider}' timed out.") from exc
-    except aiohttp.ClientConnectorError as exc:
+    except (aiohttp.ClientConnectorError, reqwest_errors.ConnectError) as exc:
         raise UpstreamUnavailable(f"Could not connect to upstream provider '{provider}'.") from exc
-    except (aiohttp.ClientError, OSError) as exc:
+    except (aiohttp.ClientError, OSError, reqwest_errors.PyreqwestError) as exc:
         raise UpstreamUnavailable(
             f"Connection to upstream provider '{provider}' failed: {type(exc).__name__}."
         ) from exc
@@ -63,14 +45,16 @@ def scrub(message: str) -> str:
     return _SECRET_PATTERNS.sub("[redacted]", message)
 
 
-def upstream_error(provider: str, status: int, body: bytes, headers: Any = None) -> GatewayError:
+def upstream_error(
+    provider: str, status: int, body: bytes, header: Callable[[str], str | None] | None = None
+) -> GatewayError:
     """Normalise an upstream error response (OpenAI, xAI flat, Moonshot, Ollama shapes) to a gateway error."""
     message, err_type, code, param = _parse_error_body(body)
     message = scrub(message or f"HTTP {status}")
     extra_headers: dict[str, str] = {}
-    if headers is not None:
+    if header is not None:
         for name in ("retry-after", "retry-after-ms"):
-            value = headers.get(name)
+            value = header(name)
             if value:
                 extra_headers[name] = value
     text = f"Upstream provider '{provider}' returned {status}: {message}"

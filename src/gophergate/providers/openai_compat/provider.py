@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from gophergate.errors import GatewayError, UpstreamUnavailable
 from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.providers.base import ChatCall, Meter
+from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
 from gophergate.providers.openai_compat.dialects import (
     Dialect,
     StreamTranslator,
@@ -35,7 +35,7 @@ class OpenAICompatProvider:
         base_url: str,
         api_key: str | None,
         dialect: Dialect,
-        session: aiohttp.ClientSession,
+        client: UpstreamClient,
         reasoning_store: ReasoningStore | None = None,
         extra_headers: dict[str, str] | None = None,
         static_models: tuple[str, ...] = (),
@@ -44,7 +44,7 @@ class OpenAICompatProvider:
         self.dialect = dialect
         self.base_url = base_url.rstrip("/")
         self.static_models = static_models
-        self._session = session
+        self._client = client
         self._store = reasoning_store
         self._chat_url = self.base_url + "/chat/completions"
         self._models_url = self.base_url + "/models"
@@ -59,12 +59,11 @@ class OpenAICompatProvider:
         payload = to_upstream_request(call.body, call.model, False, self.dialect, self._store)
         meter.start_upstream()
         with transport_errors(self.name):
-            async with self._session.post(self._chat_url, data=payload, headers=self._headers) as resp:
-                meter.upstream_answered()
-                raw = await resp.read()
-                meter.upstream_finished()
-                if resp.status >= 400:
-                    raise upstream_error(self.name, resp.status, raw, resp.headers)
+            resp = await self._client.request("POST", self._chat_url, self._headers, payload, stream=False)
+            raw = await resp.read()
+        meter.upstream_finished()
+        if resp.status >= 400:
+            raise upstream_error(self.name, resp.status, raw, resp.header)
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -82,23 +81,23 @@ class OpenAICompatProvider:
         payload = to_upstream_request(call.body, call.model, True, self.dialect, self._store)
         meter.start_upstream()
         with transport_errors(self.name):
-            resp = await self._session.post(self._chat_url, data=payload, headers=self._stream_headers)
+            resp = await self._client.request("POST", self._chat_url, self._stream_headers, payload, stream=True)
             meter.upstream_answered()
             if resp.status >= 400:
                 try:
                     raw = await resp.read()
                 finally:
-                    resp.release()
-                raise upstream_error(self.name, resp.status, raw, resp.headers)
+                    await resp.aclose(reuse=False)
+                raise upstream_error(self.name, resp.status, raw, resp.header)
         return self._relay(resp, call, meter)
 
-    async def _relay(self, resp: aiohttp.ClientResponse, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
+    async def _relay(self, resp: UpstreamResponse, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
         translator = StreamTranslator(self.dialect, call.include_usage, self._store)
         decoder = SSEDecoder()
         feed = translator.feed
         try:
             with transport_errors(self.name):
-                async for data in resp.content.iter_any():
+                async for data in resp.chunks():
                     out = [b for event in decoder.feed(data) if (b := feed(event.data)) is not None]
                     if out:
                         yield out[0] if len(out) == 1 else b"".join(out)
@@ -117,10 +116,7 @@ class OpenAICompatProvider:
                 yield stream_error_event(f"Upstream provider '{self.name}' {translator.error}.")
         finally:
             meter.upstream_finished()
-            if translator.done:
-                resp.release()
-            else:
-                resp.close()
+            await resp.aclose(reuse=translator.done)
             translator.finish()
             meter.usage = translator.usage
             meter.finish_reason = translator.finish_reason
@@ -129,11 +125,14 @@ class OpenAICompatProvider:
 
     async def list_models(self) -> list[str]:
         with transport_errors(self.name):
-            async with self._session.get(self._models_url, headers=self._headers) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise upstream_error(self.name, resp.status, raw, resp.headers)
-        data: Any = orjson.loads(raw)
+            resp = await self._client.request("GET", self._models_url, self._headers, None, stream=False)
+            raw = await resp.read()
+        if resp.status >= 400:
+            raise upstream_error(self.name, resp.status, raw, resp.header)
+        try:
+            data: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned a malformed model list.") from None
         items = data.get("data") if isinstance(data, dict) else None
         ids = [str(m["id"]) for m in items or () if isinstance(m, dict) and m.get("id")]
         return sorted(set(ids) | set(self.static_models))
