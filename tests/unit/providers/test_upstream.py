@@ -29,7 +29,7 @@ def test_5xx_becomes_502_and_non_json_body_is_quoted() -> None:
 
 def test_moonshot_error_without_code() -> None:
     err = upstream_error(
-        "moonshot", 429, b'{"error":{"type":"engine_overloaded_error","message":"busy"}}', {"retry-after": "3"}
+        "moonshot", 429, b'{"error":{"type":"engine_overloaded_error","message":"busy"}}', {"retry-after": "3"}.get
     )
     assert err.status == 429 and err.type == "engine_overloaded_error" and err.headers == {"retry-after": "3"}
 
