@@ -5,6 +5,7 @@ The /v1 surface is raw ASGI (a dispatcher on the path, no framework on the hot p
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -50,6 +51,11 @@ class GopherGate:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                # Everything built so far lives as long as the process: keep it out of the collector's full
+                # passes, which otherwise walk every module object and stalled requests for tens of ms
+                # (measured: 1-client p99 10-15 ms without, ~5 ms with).
+                gc.collect()
+                gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.runtime is not None:

@@ -70,5 +70,11 @@ Index("ix_request_log_client_created", request_log.c.client_key_id, request_log.
 Index("ix_request_log_provider_created", request_log.c.provider, request_log.c.created_at)
 Index("ix_request_log_model_created", request_log.c.model, request_log.c.created_at)
 Index("ix_request_log_status_created", request_log.c.status, request_log.c.created_at)
-Index("ix_request_log_error_created", request_log.c.error_type, request_log.c.created_at)
+# "Errors only, newest first": a partial index, so successful rows (the bulk) cost it nothing.
+Index(
+    "ix_request_log_errors_created",
+    request_log.c.created_at,
+    sqlite_where=request_log.c.status >= 400,
+    postgresql_where=request_log.c.status >= 400,
+)
 Index("ix_request_log_request_id", request_log.c.request_id)

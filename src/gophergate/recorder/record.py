@@ -38,6 +38,34 @@ class RequestRecord:
     # request path.
     pending_estimate: tuple[Any, list[str]] | None = None
 
+    def values(self) -> tuple[Any, ...]:
+        """The stored columns in ``COLUMNS`` order (the writer's hot loop avoids building dicts)."""
+        return (
+            self.request_id,
+            self.created_at,
+            self.endpoint,
+            self.client_key_id,
+            self.requested_model,
+            self.provider,
+            self.model,
+            self.stream,
+            self.status,
+            self.error_type,
+            self.error_message,
+            self.finish_reason,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.reasoning_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.estimated,
+            self.cost_usd,
+            self.latency_ms,
+            self.ttfb_ms,
+            self.upstream_ms,
+            self.overhead_ms,
+        )
+
     def row(self) -> dict[str, Any]:
         return {
             "request_id": self.request_id,
@@ -64,3 +92,8 @@ class RequestRecord:
             "upstream_ms": self.upstream_ms,
             "overhead_ms": self.overhead_ms,
         }
+
+
+COLUMNS: tuple[str, ...] = tuple(
+    RequestRecord("", "", 0.0).row().keys()  # the same order as values()
+)

@@ -27,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophergate.db.tables import request_log
 from gophergate.gateway.estimate import count_messages, count_text
-from gophergate.recorder.record import RequestRecord
+from gophergate.recorder.record import COLUMNS, RequestRecord
+from gophergate.recorder.sink import Sink, create_sink
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Recorder:
         self._spill_dir = spill_dir
         self._drain_deadline: float | None = None
         self._engine = engine
+        self._sink: Sink | None = None
         self._max_queue = max_queue
         self._batch_size = batch_size
         self._flush_interval = flush_interval
@@ -83,6 +85,7 @@ class Recorder:
         return self._task is not None and not self._task.done()
 
     def start(self) -> None:
+        self._sink = create_sink(self._engine)
         self._task = asyncio.create_task(self._run(), name="gophergate-log-writer")
 
     async def close(self, drain_timeout: float = 30.0) -> None:
@@ -91,6 +94,8 @@ class Recorder:
         self._wakeup.set()
         if self._task is not None:
             await self._task
+        if self._sink is not None:
+            await self._sink.close()
 
     async def _run(self) -> None:
         while True:
@@ -113,7 +118,7 @@ class Recorder:
             batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
             await self._write(batch)
 
-    def _spill(self, rows: list[dict[str, Any]]) -> None:
+    def _spill(self, rows: list[tuple[Any, ...]]) -> None:
         if self._spill_dir is None:
             log.error("database unreachable at shutdown: %d request log rows could not be written", len(rows))
             return
@@ -121,19 +126,29 @@ class Recorder:
         path = _spill_path(self._spill_dir)
         with path.open("ab") as fh:
             for row in rows:
-                fh.write(orjson.dumps(row, default=_json_default) + b"\n")
+                fh.write(orjson.dumps(dict(zip(COLUMNS, row, strict=True)), default=_json_default) + b"\n")
         log.error("database unreachable at shutdown: %d request log rows saved to %s for replay", len(rows), path)
 
+    async def _encode(self, batch: list[RequestRecord]) -> list[tuple[Any, ...]]:
+        """Rows for the driver, built in slices that yield to the event loop in between (no long stalls)."""
+        assert self._sink is not None
+        encode = self._sink.encode
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(batch), _SLICE):
+            for record in batch[start : start + _SLICE]:
+                if record.pending_estimate is not None:
+                    apply_estimate(record)
+                rows.append(encode(record.values()))
+            await asyncio.sleep(0)
+        return rows
+
     async def _write(self, batch: list[RequestRecord]) -> None:
+        assert self._sink is not None
         delay = 0.1
-        for record in batch:
-            if record.pending_estimate is not None:
-                apply_estimate(record)
-        rows = [record.row() for record in batch]
+        rows = await self._encode(batch)
         while True:
             try:
-                async with self._engine.begin() as conn:
-                    await conn.execute(insert(request_log), rows)
+                await self._sink.insert(rows)
                 break
             except asyncio.CancelledError:
                 raise
@@ -168,6 +183,7 @@ def apply_estimate(record: RequestRecord) -> None:
 
 
 SPILL_PREFIX = "request_log_spill_"
+_SLICE = 64
 
 
 def _json_default(value: Any) -> Any:

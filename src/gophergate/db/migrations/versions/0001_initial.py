@@ -63,7 +63,13 @@ def upgrade() -> None:
     op.create_index("ix_request_log_provider_created", "request_log", ["provider", "created_at"])
     op.create_index("ix_request_log_model_created", "request_log", ["model", "created_at"])
     op.create_index("ix_request_log_status_created", "request_log", ["status", "created_at"])
-    op.create_index("ix_request_log_error_created", "request_log", ["error_type", "created_at"])
+    op.create_index(
+        "ix_request_log_errors_created",
+        "request_log",
+        ["created_at"],
+        sqlite_where=sa.text("status >= 400"),
+        postgresql_where=sa.text("status >= 400"),
+    )
     op.create_index("ix_request_log_request_id", "request_log", ["request_id"])
 
 

