@@ -1,10 +1,16 @@
-"""The upstream HTTP client behind one small adapter, with two backends.
+"""The upstream HTTP client behind one small adapter, with two backends and a hybrid default.
 
-``pyreqwest`` (Rust, reqwest/hyper) is the default: on the benchmark machine a bare pass-through did
-11.1k req/s with it against 5.7k with aiohttp, the same server and upstream (see bench/README.md).
-``aiohttp`` stays available (``GOPHERGATE_UPSTREAM_CLIENT=aiohttp``) as the mature fallback. Both pool
-keep-alive connections, honour the connect / idle-read / total timeouts, and close the connection when a
-stream is abandoned. Transport failures are mapped in ``upstream.transport_errors``.
+Measured on the benchmark machine (gateway pinned to one core, bench/README.md):
+
+- buffered JSON pass-through: pyreqwest (Rust, reqwest/hyper) 11.1k req/s, aiohttp 5.7k req/s;
+- SSE relay (20 events): aiohttp 2.4k streams/s with 1-client p99 5 ms; pyreqwest 1.4k streams/s with
+  p99 over 500 ms. pyreqwest must be told not to pre-read streamed bodies (see ``ReqwestClient``), and
+  chunk-by-chunk reads through it stall.
+
+So ``auto`` (the default) sends non-streaming requests through pyreqwest and streams through aiohttp;
+``pyreqwest`` and ``aiohttp`` use one library for everything. All pool keep-alive connections, honour the
+connect / idle-read / total timeouts, and close the connection when a stream is abandoned. Transport
+failures are mapped in ``upstream.transport_errors``.
 """
 
 from __future__ import annotations
@@ -192,6 +198,24 @@ class AiohttpClient:
         await self._session.close()
 
 
+class HybridClient:
+    """pyreqwest for buffered requests, aiohttp for streams (the measured best of each)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._buffered = ReqwestClient(**options)
+        self._streams = AiohttpClient(**options)
+
+    async def request(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None, *, stream: bool
+    ) -> UpstreamResponse:
+        client: UpstreamClient = self._streams if stream else self._buffered
+        return await client.request(method, url, headers, body, stream=stream)
+
+    async def close(self) -> None:
+        await self._buffered.close()
+        await self._streams.close()
+
+
 def create_client(
     kind: str, *, max_connections: int, connect_timeout: float, read_timeout: float, total_timeout: float
 ) -> UpstreamClient:
@@ -203,4 +227,6 @@ def create_client(
     }
     if kind == "aiohttp":
         return AiohttpClient(**options)
-    return ReqwestClient(**options)
+    if kind == "pyreqwest":
+        return ReqwestClient(**options)
+    return HybridClient(**options)
