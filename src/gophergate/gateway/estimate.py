@@ -9,6 +9,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+import orjson
+
 
 @cache
 def _encoding() -> Any:
@@ -53,3 +55,44 @@ def count_messages(messages: Any) -> int:
         if isinstance(reasoning, str):
             total += count_text(reasoning)
     return total
+
+
+def texts_from_sse(
+    blocks: list[bytes], reasoning_field: str | None = None, *, reasoning_only: bool = False
+) -> list[str]:
+    """Produced text recovered from relayed OpenAI SSE bytes."""
+    from gophergate.wire.sse import SSEDecoder
+
+    decoder = SSEDecoder()
+    payloads = [e.data for block in blocks for e in decoder.feed(block)]
+    payloads += [e.data for e in decoder.flush()]
+    return texts_from_chunks(payloads, reasoning_field, reasoning_only=reasoning_only)
+
+
+def texts_from_chunks(
+    payloads: list[bytes], reasoning_field: str | None = None, *, reasoning_only: bool = False
+) -> list[str]:
+    """Produced text (content, reasoning, tool-call names and arguments) recovered from OpenAI chunk payloads."""
+    out: list[str] = []
+    fields = ("reasoning_content",) + ((reasoning_field,) if reasoning_field else ())
+    for payload in payloads:
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            continue
+        for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if not isinstance(delta, dict):
+                continue
+            for name in fields:
+                if isinstance(delta.get(name), str):
+                    out.append(delta[name])
+            if reasoning_only:
+                continue
+            if isinstance(delta.get("content"), str):
+                out.append(delta["content"])
+            for call in delta.get("tool_calls") or ():
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict):
+                    out.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
+    return out

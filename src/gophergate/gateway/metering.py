@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from gophergate.providers.base import Meter
-from gophergate.recorder.record import RequestRecord
+from gophergate.recorder.record import PendingEstimate, RequestRecord
 
 
 def finalize(record: RequestRecord, meter: Meter | None, messages: Any) -> None:
@@ -31,6 +31,8 @@ def finalize(record: RequestRecord, meter: Meter | None, messages: Any) -> None:
         record.cache_read_tokens = usage.cache_read
         record.cache_write_tokens = usage.cache_write
         record.estimated = usage.estimated
-    elif meter.upstream_started is not None and record.status != 0 and (record.status < 400 or meter.output_text):
+    elif meter.upstream_started is not None and (record.status < 400 or meter.output_text or meter.output_events):
         # The upstream was reached and produced (or may have produced) output but reported no usage.
-        record.pending_estimate = (messages, meter.output_text)
+        record.pending_estimate = PendingEstimate(
+            messages, meter.output_text, meter.output_events, meter.output_reasoning_field
+        )

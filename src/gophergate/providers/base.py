@@ -36,7 +36,11 @@ class Meter:
     upstream_headers: float | None = None  # perf_counter when the upstream answered with headers
     upstream_done: float | None = None  # perf_counter when the upstream body ended
     first_chunk: float | None = None  # perf_counter when the first chunk went to the client
-    output_text: list[str] = field(default_factory=list)  # for local estimates when no usage arrives
+    # What was produced, for a local estimate when no usage arrives: plain text (buffered answers) and/or the
+    # stream's relayed SSE bytes (parsed only if an estimate is needed, off the request path).
+    output_text: list[str] = field(default_factory=list)
+    output_events: list[bytes] = field(default_factory=list)
+    output_reasoning_field: str | None = None
     stream_error: str | None = None  # an error reported or detected after the stream had started
 
     def start_upstream(self) -> None:

@@ -9,6 +9,14 @@ from typing import Any
 
 
 @dataclass(slots=True)
+class PendingEstimate:
+    messages: Any  # the request's messages
+    texts: list[str]  # produced text, when the provider had it as text
+    events: list[bytes]  # the OpenAI SSE bytes a stream relayed, parsed only now
+    reasoning_field: str | None = None  # an upstream's own spelling of reasoning in those payloads
+
+
+@dataclass(slots=True)
 class RequestRecord:
     request_id: str
     endpoint: str
@@ -34,9 +42,8 @@ class RequestRecord:
     ttfb_ms: float | None = None
     upstream_ms: float | None = None
     overhead_ms: float | None = None
-    # (request messages, produced text) when tokens must be estimated locally; done by the writer, off the
-    # request path.
-    pending_estimate: tuple[Any, list[str]] | None = None
+    # Set when tokens must be estimated locally; the writer does it, off the request path.
+    pending_estimate: PendingEstimate | None = None
 
     def values(self) -> tuple[Any, ...]:
         """The stored columns in ``COLUMNS`` order (the writer's hot loop avoids building dicts)."""

@@ -26,7 +26,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophergate.db.tables import request_log
-from gophergate.gateway.estimate import count_messages, count_text
+from gophergate.gateway.estimate import count_messages, count_text, texts_from_sse
 from gophergate.recorder.record import COLUMNS, RequestRecord
 from gophergate.recorder.sink import Sink, create_sink
 
@@ -171,11 +171,12 @@ class Recorder:
 
 def apply_estimate(record: RequestRecord) -> None:
     """Fill in locally estimated tokens for a request whose upstream reported no usage."""
-    assert record.pending_estimate is not None
-    messages, produced = record.pending_estimate
+    pending = record.pending_estimate
+    assert pending is not None
     record.pending_estimate = None
     try:
-        record.prompt_tokens = count_messages(messages)
+        produced = pending.texts + texts_from_sse(pending.events, pending.reasoning_field)
+        record.prompt_tokens = count_messages(pending.messages)
         record.completion_tokens = count_text("".join(produced))
     except Exception:
         log.exception("token estimate failed for request %s", record.request_id)

@@ -36,10 +36,17 @@ class SSEDecoder:
         buf = self._buf + chunk if self._buf else chunk
         events: list[SSEEvent] = []
         if b"\r" not in buf:
-            # Fast path: LF-only framing, the common case for OpenAI-compatible upstreams.
-            *lines, self._buf = buf.split(b"\n")
-            for line in lines:
-                self._line(line, events)
+            # Fast path: LF-only framing, the common case for OpenAI-compatible upstreams. Whole events are cut
+            # at blank lines; a lone "data: ..." line (nearly every event) needs no line-by-line parsing.
+            *blocks, rest = buf.split(b"\n\n")
+            for block in blocks:
+                if not self._has_data and self._event is None and block[:6] == b"data: " and b"\n" not in block:
+                    events.append(SSEEvent(block[6:]))
+                    continue
+                for line in block.split(b"\n"):
+                    self._line(line, events)
+                self._line(b"", events)
+            self._buf = rest
             return events
         start = 0
         n = len(buf)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import orjson
 
+from gophergate.gateway.estimate import texts_from_sse
 from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.providers.openai_compat.dialects import (
     StreamTranslator,
@@ -114,7 +115,7 @@ def test_unchanged_chunks_are_relayed_byte_for_byte() -> None:
     t = StreamTranslator(get_dialect("openai"), include_usage=False, store=None)
     payload = b'{"id":"c","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}],  "x":1}'
     assert t.feed(payload) == b"data: " + payload + b"\n\n"
-    assert t.text == ["hi"]
+    assert texts_from_sse(t.raw) == ["hi"]
 
 
 def test_moonshot_choice_usage_is_lifted_to_top_level() -> None:
@@ -182,3 +183,49 @@ def test_tool_call_ids_are_never_truncated() -> None:
     )
     out = t.feed(payload)
     assert out is not None and long_id.encode() in out
+
+
+def test_plain_content_chunks_are_not_parsed_but_finish_and_usage_are_seen() -> None:
+    t = StreamTranslator(get_dialect("openai"), include_usage=True, store=None)
+    plain = b'{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}],"usage":null}'
+    assert t.feed(plain) == b"data: " + plain + b"\n\n"
+    assert t.finish_reason is None and t.usage is None
+    t.feed(b'{"choices":[{"index":0,"delta":{},"finish_reason": "length"}],"usage":null}')
+    t.feed(b'{"choices":[],"usage": {"prompt_tokens":2,"completion_tokens":1}}')
+    assert t.finish_reason == "length" and t.usage is not None and t.usage.completion == 1
+
+
+def test_streamed_reasoning_is_stored_for_streamed_tool_calls() -> None:
+    store = ReasoningStore()
+    t = StreamTranslator(get_dialect("deepseek"), include_usage=False, store=store)
+    t.feed(b'{"choices":[{"index":0,"delta":{"reasoning_content":"need "}}]}')
+    t.feed(b'{"choices":[{"index":0,"delta":{"reasoning_content":"weather"}}]}')
+    t.feed(
+        b'{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_9","type":"function",'
+        b'"function":{"name":"f","arguments":"{}"}}]}}]}'
+    )
+    t.finish()
+    assert store.get("call_9") == "need weather"
+
+
+def test_plain_reads_are_relayed_verbatim_and_special_events_parsed() -> None:
+    t = StreamTranslator(get_dialect("openai"), include_usage=False, store=None)
+    plain = b'data: {"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}],"usage":null}\n\n'
+    assert t.feed_bytes(plain[:20]) is None  # no complete event yet
+    assert t.feed_bytes(plain[20:] + b": keep-alive\n\n") == plain + b": keep-alive\n\n"
+    tail = (
+        b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+        b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}\n\ndata: [DONE]\n\n'
+    )
+    out = t.feed_bytes(tail)
+    assert out is not None and b'"finish_reason":"stop"' in out and b"usage" not in out and b"[DONE]" not in out
+    assert t.done and t.finish_reason == "stop" and t.usage is not None
+    assert texts_from_sse(t.raw) == ["a"]
+
+
+def test_marker_split_across_reads_is_still_seen() -> None:
+    t = StreamTranslator(get_dialect("openai"), include_usage=False, store=None)
+    event = b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n'
+    assert t.feed_bytes(event[:30]) is None
+    assert t.feed_bytes(event[30:]) is None  # the usage-only chunk the client did not ask for
+    assert t.usage is not None and t.usage.completion == 2

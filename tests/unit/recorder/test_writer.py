@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from gophergate.db.engine import create_engine
 from gophergate.db.migrate import upgrade
 from gophergate.db.tables import request_log
-from gophergate.recorder.record import RequestRecord
+from gophergate.recorder.record import PendingEstimate, RequestRecord
 from gophergate.recorder.writer import Recorder
 from gophergate.settings import async_database_url
 
@@ -42,7 +42,11 @@ async def test_estimate_is_applied_by_the_writer(database_url: str) -> None:
     recorder = Recorder(engine, max_queue=1000, batch_size=10, flush_interval=0.01)
     recorder.start()
     record = _record(1)
-    record.pending_estimate = ([{"role": "user", "content": "hello world"}], ["Hello", " there, friend"])
+    record.pending_estimate = PendingEstimate(
+        [{"role": "user", "content": "hello world"}],
+        ["Hello"],
+        [b'data: {"choices":[{"index":0,"delta":{"content":" there, friend"}}]}\n\n'],
+    )
     recorder.submit(record)
     await recorder.close()
     async with engine.connect() as conn:

@@ -52,3 +52,13 @@ def test_any_chunking_gives_the_same_events(payloads: list[bytes], sep: bytes, d
     chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
     expected = [(p, None) for p in payloads]  # the decoder strips exactly the one space after "data:"
     assert _all(chunks) == expected
+
+
+def test_event_names_and_ids_survive_the_fast_path() -> None:
+    decoder = SSEDecoder()
+    events = decoder.feed(b"event: ping\ndata: {}\n\nid: 7\ndata: a\n\ndata: b\n\n")
+    assert [(e.event, e.id, e.data) for e in events] == [(b"ping", None, b"{}"), (None, b"7", b"a"), (None, None, b"b")]
+
+
+def test_event_split_between_blank_line_halves() -> None:
+    assert _all([b"data: a\n", b"\ndata: b\n", b"\n"]) == [(b"a", None), (b"b", None)]

@@ -24,8 +24,10 @@ from typing import Any
 
 import orjson
 
+from gophergate.gateway.estimate import texts_from_sse
 from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.gateway.usage import USAGE_READERS, Usage
+from gophergate.wire.sse import SSEDecoder
 
 
 def _prefixes(*names: str) -> Callable[[str], bool]:
@@ -218,19 +220,47 @@ def _normalise_usage(usage_obj: dict[str, Any], usage: Usage) -> None:
 # -- streams --------------------------------------------------------------------------------------------------
 
 
+def _markers(dialect: Dialect) -> tuple[bytes, ...]:
+    # Event bytes holding none of these need no parsing: they are relayed verbatim and kept for later
+    # (estimates, the reasoning store). "usage":null rides on every chunk once usage is asked for, so only an
+    # object counts; both JSON spacings are matched.
+    base: tuple[bytes, ...] = (
+        b'"usage":{',
+        b'"usage": {',
+        b'"error"',
+        b"tool_calls",
+        b'"finish_reason":"',
+        b'"finish_reason": "',
+        b"[DONE]",
+        b"\r",
+    )
+    if dialect.reasoning_field:
+        base += (f'"{dialect.reasoning_field}"'.encode(),)
+    return base
+
+
 class StreamTranslator:
-    """Feeds on upstream SSE ``data`` payloads; returns the bytes to relay (the original when unchanged)."""
+    """Turns upstream SSE bytes into the bytes to relay to the client (the original where unchanged).
+
+    Most of a stream is plain content deltas. ``feed_bytes`` takes whole network reads: the complete events
+    in a read that holds no marker of interest are relayed verbatim without being parsed (one scan per read
+    instead of a JSON parse per event); the rest goes through the SSE decoder and ``feed``. Everything
+    relayed is kept (``raw``) so that produced text (for an estimate) and reasoning (for the reasoning store)
+    can be recovered afterwards, only when needed.
+    """
 
     __slots__ = (
+        "_decoder",
         "_dialect",
         "_include_usage",
-        "_reasoning",
+        "_markers",
+        "_pending",
         "_store",
         "_tool_ids",
         "done",
         "error",
         "finish_reason",
-        "text",
+        "raw",
         "usage",
     )
 
@@ -238,18 +268,48 @@ class StreamTranslator:
         self._dialect = dialect
         self._include_usage = include_usage
         self._store = store
-        self._reasoning: list[str] = []
+        self._markers = _markers(dialect)
         self._tool_ids: list[str] = []
-        self.text: list[str] = []
+        self._decoder = SSEDecoder()
+        self._pending = b""
+        self.raw: list[bytes] = []
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.done = False
         self.error: str | None = None
 
+    def feed_bytes(self, data: bytes) -> bytes | None:
+        buf = self._pending + data if self._pending else data
+        cut = buf.rfind(b"\n\n")
+        if cut < 0:
+            self._pending = buf
+            return None
+        complete, self._pending = buf[: cut + 2], buf[cut + 2 :]
+        for marker in self._markers:
+            if marker in complete:
+                break
+        else:
+            self.raw.append(complete)
+            return complete
+        out = [b for event in self._decoder.feed(complete) if (b := self.feed(event.data)) is not None]
+        return b"".join(out) if out else None
+
+    def flush(self) -> bytes | None:
+        """End of the upstream body: a last event without its blank line still counts."""
+        tail = self._pending
+        self._pending = b""
+        out = [b for event in self._decoder.feed(tail) + self._decoder.flush() if (b := self.feed(event.data))]
+        return b"".join(out) if out else None
+
     def feed(self, payload: bytes) -> bytes | None:
+        """One event's ``data`` payload."""
         if payload == b"[DONE]":
             self.done = True
             return None
+        self.raw.append(b"data: " + payload + b"\n\n")
+        return self._parse(payload)
+
+    def _parse(self, payload: bytes) -> bytes | None:
         try:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -291,26 +351,18 @@ class StreamTranslator:
             if field and field in delta:
                 delta["reasoning_content"] = delta.pop(field)
                 changed = True
-            content = delta.get("content")
-            if isinstance(content, str):
-                self.text.append(content)
-            reasoning = delta.get("reasoning_content")
-            if isinstance(reasoning, str):
-                self._reasoning.append(reasoning)
-                self.text.append(reasoning)
             calls = delta.get("tool_calls")
             if isinstance(calls, list):
                 for call in calls:
                     if isinstance(call, dict) and isinstance(call.get("id"), str):
                         self._tool_ids.append(call["id"])
-                    fn = call.get("function") if isinstance(call, dict) else None
-                    if isinstance(fn, dict):
-                        self.text.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
         if self._dialect.usage_in_choice and isinstance(choice.get("usage"), dict) and chunk.get("usage") is None:
             chunk["usage"] = choice.pop("usage")
             changed = True
         return changed
 
     def finish(self) -> None:
-        if self._store is not None and self._tool_ids and self._reasoning:
-            self._store.put(self._tool_ids, "".join(self._reasoning))
+        if self._store is not None and self._tool_ids:
+            reasoning = "".join(texts_from_sse(self.raw, self._dialect.reasoning_field, reasoning_only=True))
+            if reasoning:
+                self._store.put(self._tool_ids, reasoning)

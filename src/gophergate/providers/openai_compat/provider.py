@@ -18,7 +18,7 @@ from gophergate.providers.openai_compat.dialects import (
     to_upstream_request,
 )
 from gophergate.providers.upstream import transport_errors, upstream_error
-from gophergate.wire.sse import SSEDecoder, encode_data
+from gophergate.wire.sse import encode_data
 
 
 def stream_error_event(message: str) -> bytes:
@@ -93,20 +93,19 @@ class OpenAICompatProvider:
 
     async def _relay(self, resp: UpstreamResponse, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
         translator = StreamTranslator(self.dialect, call.include_usage, self._store)
-        decoder = SSEDecoder()
-        feed = translator.feed
+        feed = translator.feed_bytes
         try:
             with transport_errors(self.name):
                 async for data in resp.chunks():
-                    out = [b for event in decoder.feed(data) if (b := feed(event.data)) is not None]
+                    out = feed(data)
                     if out:
-                        yield out[0] if len(out) == 1 else b"".join(out)
+                        yield out
                     if translator.done:
                         break
                 if not translator.done:
-                    tail = [b for event in decoder.flush() if (b := feed(event.data)) is not None]
+                    tail = translator.flush()
                     if tail:
-                        yield b"".join(tail)
+                        yield tail
         except GatewayError as exc:
             translator.error = exc.message
             yield stream_error_event(exc.message)
@@ -120,7 +119,8 @@ class OpenAICompatProvider:
             translator.finish()
             meter.usage = translator.usage
             meter.finish_reason = translator.finish_reason
-            meter.output_text = translator.text
+            meter.output_events = translator.raw
+            meter.output_reasoning_field = self.dialect.reasoning_field
             meter.stream_error = translator.error
 
     async def list_models(self) -> list[str]:
