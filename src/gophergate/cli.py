@@ -55,6 +55,16 @@ def _migrate(settings: Settings) -> None:
         raise typer.Exit(1) from None
 
 
+def _migrate_in_subprocess() -> None:
+    """``serve`` migrates in a child process: the server's main process (which forks the workers) then never
+    imports SQLAlchemy and Alembic, and stays small."""
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "gophergate", "migrate", "--quiet"], check=False)
+    if result.returncode != 0:
+        raise typer.Exit(result.returncode)
+
+
 @app.command()
 def serve(
     config: ConfigOption = None,
@@ -64,14 +74,14 @@ def serve(
 ) -> None:
     """Apply migrations, then serve the gateway (Granian, uvloop)."""
     settings = _settings(config, host=host, port=port, workers=workers)
-    from gophergate.providers.registry import provider_configs
+    from gophergate.providers.config import provider_configs
 
     try:
         provider_configs(settings)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    _migrate(settings)
+    _migrate_in_subprocess()
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
@@ -94,11 +104,15 @@ def serve(
 
 
 @app.command()
-def migrate(config: ConfigOption = None) -> None:
+def migrate(
+    config: ConfigOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing on success.")] = False,
+) -> None:
     """Apply database migrations and exit."""
     settings = _settings(config)
     _migrate(settings)
-    typer.echo("database is up to date")
+    if not quiet:
+        typer.echo("database is up to date")
 
 
 def _run(coro_factory: Any, settings: Settings) -> Any:

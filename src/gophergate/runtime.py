@@ -14,8 +14,9 @@ from gophergate.db.engine import create_engine
 from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.gateway.resolve import Resolver
 from gophergate.providers.base import Provider
+from gophergate.providers.config import provider_configs
 from gophergate.providers.http_client import UpstreamClient, create_client
-from gophergate.providers.registry import build_providers, provider_configs
+from gophergate.providers.registry import build_providers
 from gophergate.recorder.writer import Recorder, replay_spilled
 from gophergate.security.client_keys import KeyCache
 from gophergate.settings import Settings

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gophergate.providers.registry import provider_configs
+from gophergate.providers.config import provider_configs
 from gophergate.settings import Settings, decode_encryption_key, describe_settings_error
 
 

@@ -1,7 +1,8 @@
-"""Local token estimates for when an upstream reports no usage (a stream cut short, an upstream without usage).
+"""Local token counting for when an upstream reports no usage (a stream cut short, an upstream without usage).
 
-Uses ``bpe-openai`` (o200k_base), which ships its tables: nothing is downloaded at run time. The encoder is
-built lazily once per process, outside the request path's common case (usage reported by the upstream).
+Uses ``bpe-openai`` (o200k_base), which ships its tables: nothing is downloaded at run time. The counting runs
+in the estimator helper process (``estimator.py``); the text extraction helpers here are cheap and used by the
+gateway itself.
 """
 
 from __future__ import annotations
@@ -28,6 +29,20 @@ def count_text(text: str) -> int:
 # Per-message framing overhead as counted by OpenAI chat models (role and separators).
 _PER_MESSAGE = 3
 _PER_REQUEST = 3
+
+
+def message_texts(messages: Any) -> list[str]:
+    """The text of a request's messages (for the heuristic fallback)."""
+    out: list[str] = []
+    for message in messages if isinstance(messages, list) else ():
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            out.append(content)
+        elif isinstance(content, list):
+            out.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return out
 
 
 def count_messages(messages: Any) -> int:

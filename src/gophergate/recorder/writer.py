@@ -26,7 +26,8 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophergate.db.tables import request_log
-from gophergate.gateway.estimate import count_messages, count_text, texts_from_sse
+from gophergate.gateway.estimate import texts_from_sse
+from gophergate.gateway.estimator import Estimator
 from gophergate.recorder.record import COLUMNS, RequestRecord
 from gophergate.recorder.sink import Sink, create_sink
 
@@ -48,6 +49,7 @@ class Recorder:
         self._drain_deadline: float | None = None
         self._engine = engine
         self._sink: Sink | None = None
+        self._estimator = Estimator()
         self._max_queue = max_queue
         self._batch_size = batch_size
         self._flush_interval = flush_interval
@@ -96,6 +98,7 @@ class Recorder:
             await self._task
         if self._sink is not None:
             await self._sink.close()
+        await self._estimator.close()
 
     async def _run(self) -> None:
         while True:
@@ -137,7 +140,7 @@ class Recorder:
         for start in range(0, len(batch), _SLICE):
             for record in batch[start : start + _SLICE]:
                 if record.pending_estimate is not None:
-                    apply_estimate(record)
+                    await apply_estimate(record, self._estimator)
                 rows.append(encode(record.values()))
             await asyncio.sleep(0)
         return rows
@@ -169,17 +172,13 @@ class Recorder:
                 log.exception("request log commit listener failed")
 
 
-def apply_estimate(record: RequestRecord) -> None:
+async def apply_estimate(record: RequestRecord, estimator: Estimator) -> None:
     """Fill in locally estimated tokens for a request whose upstream reported no usage."""
     pending = record.pending_estimate
     assert pending is not None
     record.pending_estimate = None
-    try:
-        produced = pending.texts + texts_from_sse(pending.events, pending.reasoning_field)
-        record.prompt_tokens = count_messages(pending.messages)
-        record.completion_tokens = count_text("".join(produced))
-    except Exception:
-        log.exception("token estimate failed for request %s", record.request_id)
+    produced = "".join(pending.texts + texts_from_sse(pending.events, pending.reasoning_field))
+    record.prompt_tokens, record.completion_tokens = await estimator.estimate(pending.messages, produced)
     record.estimated = True
 
 

@@ -1,0 +1,91 @@
+"""Which providers are configured: the built-in OpenAI-compatible family from the standard environment
+names and the TOML file, plus any number of named custom OpenAI-compatible upstreams from the TOML file.
+
+Pure configuration (no HTTP client imported), so the CLI can validate it before the server starts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from gophergate.providers.openai_compat.dialects import get_dialect
+from gophergate.providers.openai_compat.specs import BUILTIN_SPECS
+from gophergate.settings import CustomProviderConfig, Settings
+
+# Native providers (their own wire format) plug in here in a later issue; names are reserved now so that a
+# custom upstream cannot shadow them.
+NATIVE_PROVIDER_NAMES = frozenset({"anthropic", "gemini"})
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    dialect: str
+    base_url: str
+    api_key: str | None
+    headers: tuple[tuple[str, str], ...] = ()
+    models: tuple[str, ...] = ()
+
+
+def _secret(value: object) -> str | None:
+    if value is None:
+        return None
+    getter = getattr(value, "get_secret_value", None)
+    text = getter() if getter is not None else str(value)
+    return text or None
+
+
+def _toml_key(entry: CustomProviderConfig | None) -> str | None:
+    if entry is None:
+        return None
+    if entry.api_key is not None:
+        return _secret(entry.api_key)
+    if entry.api_key_env:
+        return os.environ.get(entry.api_key_env) or None
+    return None
+
+
+def provider_configs(settings: Settings) -> list[ProviderConfig]:
+    configs: list[ProviderConfig] = []
+    for name, spec in BUILTIN_SPECS.items():
+        entry = settings.providers.get(name)
+        if entry is not None and not entry.enabled:
+            continue
+        key = _secret(getattr(settings, f"{name}_api_key", None)) or _toml_key(entry)
+        if spec.key_required and not key:
+            continue
+        base = getattr(settings, f"{name}_base_url", None) or (entry.base_url if entry else None)
+        if name == "ollama" and base is None and entry is None:
+            continue  # Ollama is offered when OLLAMA_BASE_URL or a [providers.ollama] entry says where it is
+        base = (base or spec.default_base_url).rstrip("/")
+        if spec.api_prefix and not base.endswith(spec.api_prefix):
+            base += spec.api_prefix
+        configs.append(
+            ProviderConfig(
+                name=name,
+                dialect=(entry.dialect if entry and entry.dialect else spec.dialect),
+                base_url=base,
+                api_key=key,
+                headers=tuple((entry.headers if entry else {}).items()),
+                models=entry.models if entry else (),
+            )
+        )
+    for name, entry in settings.providers.items():
+        if name in BUILTIN_SPECS or not entry.enabled:
+            continue
+        if name in NATIVE_PROVIDER_NAMES:
+            raise ValueError(f"providers.{name}: native provider '{name}' is not available in this version")
+        if not entry.base_url:
+            raise ValueError(f"providers.{name}: base_url is required for a custom provider")
+        get_dialect(entry.dialect or "openai")
+        configs.append(
+            ProviderConfig(
+                name=name,
+                dialect=entry.dialect or "openai",
+                base_url=entry.base_url.rstrip("/"),
+                api_key=_toml_key(entry),
+                headers=tuple(entry.headers.items()),
+                models=entry.models,
+            )
+        )
+    return configs
