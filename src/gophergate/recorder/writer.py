@@ -183,7 +183,7 @@ async def apply_estimate(record: RequestRecord, estimator: Estimator) -> None:
 
 
 SPILL_PREFIX = "request_log_spill_"
-_SLICE = 64
+_SLICE = 256
 
 
 def _json_default(value: Any) -> Any:
