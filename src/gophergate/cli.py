@@ -82,25 +82,26 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     _migrate_in_subprocess()
-    from granian import Granian
-    from granian.constants import Interfaces, Loops
-
-    # Workers are separate processes that read their settings from the environment: hand over the
-    # command-line overrides that way.
+    # Workers read their settings from the environment: hand the command-line overrides over that way.
     os.environ["GOPHERGATE_HOST"] = settings.host
     os.environ["GOPHERGATE_PORT"] = str(settings.port)
-    server = Granian(
+    # Replace this process with Granian's own launcher: the supervising process then holds only Granian
+    # (~32 MB instead of ~46 MB with this CLI and pydantic loaded), and signals reach Granian directly.
+    argv = [
+        sys.executable, "-m", "granian",
+        "--interface", "asgi",
+        "--loop", "uvloop",
+        "--factory",
+        "--host", settings.host,
+        "--port", str(settings.port),
+        "--workers", str(settings.workers),
+        "--log-level", settings.log_level,
+        "--backlog", "2048",
         "gophergate.app:factory",
-        factory=True,
-        address=settings.host,
-        port=settings.port,
-        interface=Interfaces.ASGI,
-        loop=Loops.uvloop,
-        workers=settings.workers,
-        log_level=settings.log_level,  # type: ignore[arg-type]
-        backlog=2048,
-    )
-    server.serve()
+    ]  # fmt: skip
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
 
 
 @app.command()

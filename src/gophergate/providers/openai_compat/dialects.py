@@ -285,13 +285,22 @@ class StreamTranslator:
             self._pending = buf
             return None
         complete, self._pending = buf[: cut + 2], buf[cut + 2 :]
+        first = -1
         for marker in self._markers:
-            if marker in complete:
-                break
-        else:
+            at = complete.find(marker)
+            if at >= 0 and (first < 0 or at < first):
+                first = at
+        if first < 0:
             self.raw.append(complete)
             return complete
-        out = [b for event in self._decoder.feed(complete) if (b := self.feed(event.data)) is not None]
+        # Events before the first one holding a marker (usually all but the last few) go out verbatim.
+        sep = complete.rfind(b"\n\n", 0, first)
+        split = sep + 2 if sep >= 0 else 0
+        head, rest = complete[:split], complete[split:]
+        out = [head] if head else []
+        if head:
+            self.raw.append(head)
+        out.extend(b for event in self._decoder.feed(rest) if (b := self.feed(event.data)) is not None)
         return b"".join(out) if out else None
 
     def flush(self) -> bytes | None:
