@@ -68,6 +68,14 @@ class Runtime:
         rt._spawn(keys.run_refresh(settings.key_refresh_seconds), "key-refresh")
         rt._spawn(rt._refresh_models_forever(), "models-refresh")
         log.info("providers configured: %s", ", ".join(sorted(providers)) or "none")
+        if not providers:
+            log.warning(
+                "no provider is configured: set e.g. OPENAI_API_KEY (or DEEPSEEK_API_KEY, XAI_API_KEY, "
+                "MOONSHOT_API_KEY, OLLAMA_BASE_URL) in the environment or .env, or add [providers.NAME] to the "
+                "TOML file, then restart"
+            )
+        if not keys.active_count:
+            log.warning("no client key exists yet: create one with `gophergate keys create --name NAME`")
         return rt
 
     def _spawn(self, coro: object, name: str) -> None:

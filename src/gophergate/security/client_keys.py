@@ -102,6 +102,10 @@ class KeyCache:
     def get(self, key_hash: str) -> Principal | None:
         return self._active.get(key_hash)
 
+    @property
+    def active_count(self) -> int:
+        return len(self._active)
+
     async def resolve(self, key: str) -> Principal | None:
         key_hash = hash_key(key)
         principal = self._active.get(key_hash)
