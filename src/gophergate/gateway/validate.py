@@ -91,7 +91,3 @@ def check_chat(data: dict[str, Any]) -> tuple[str, bool, bool]:
     if tools is not None and not isinstance(tools, list):
         raise _bad("tools", "'tools' must be an array.")
     return model, stream, include_usage
-
-
-def dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj)

@@ -6,7 +6,7 @@ import os
 import re
 from typing import Any
 
-from gophergate.errors import BodyTooLarge, GatewayError
+from gophergate.errors import BodyTooLarge, ClientDisconnected, GatewayError
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -39,8 +39,6 @@ async def read_body(receive: Any, scope: Scope, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            from gophergate.errors import ClientDisconnected
-
             raise ClientDisconnected()
         chunk = message.get("body", b"")
         if chunk:

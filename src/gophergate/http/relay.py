@@ -26,26 +26,37 @@ async def _watch_disconnect(receive: Any, relay: asyncio.Task[Any], gone: list[b
             return
 
 
-async def relay_stream(send: Any, receive: Any, chunks: AsyncIterator[bytes], meter: Meter) -> None:
+async def relay_stream(
+    send: Any, receive: Any, headers: list[tuple[bytes, bytes]], chunks: AsyncIterator[bytes], meter: Meter
+) -> None:
+    """Send the response headers, then every chunk as it comes, then ``[DONE]``; the upstream is always
+    closed (the iterator's ``finally``), whatever happens to the client."""
     relay = asyncio.current_task()
     assert relay is not None
     gone: list[bool] = []
     watcher = asyncio.create_task(_watch_disconnect(receive, relay, gone))
+
+    async def write(message: dict[str, Any]) -> None:
+        try:
+            await send(message)
+        except Exception as exc:
+            # A write to a closed connection: servers report it in different ways (OSError, RuntimeError,
+            # their own exception types).
+            raise ClientDisconnected() from exc
+
     try:
         try:
+            await write({"type": "http.response.start", "status": 200, "headers": headers})
             async for chunk in chunks:
                 if meter.first_chunk is None:
                     meter.first_chunk = time.perf_counter()
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": DONE, "more_body": False})
+                await write({"type": "http.response.body", "body": chunk, "more_body": True})
+            await write({"type": "http.response.body", "body": DONE, "more_body": False})
         except asyncio.CancelledError:
             if gone:
                 relay.uncancel()
                 raise ClientDisconnected() from None
             raise
-        except (OSError, RuntimeError) as exc:
-            # Servers report a write to a closed connection this way (uvicorn, granian).
-            raise ClientDisconnected() from exc
         finally:
             await _aclose(chunks)
     finally:

@@ -92,7 +92,10 @@ class V1:
                 headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
                 record.status = 200
                 started = True
-                await send_bytes(send, 200, out, headers)
+                try:
+                    await send_bytes(send, 200, out, headers)
+                except Exception as exc:  # how servers report a write to a closed connection varies
+                    raise ClientDisconnected() from exc
                 meter.first_chunk = time.perf_counter()
                 return
             chunks = await provider.open_chat_stream(call, meter)
@@ -101,8 +104,7 @@ class V1:
             headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
             record.status = 200
             started = True
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await relay_stream(send, receive, chunks, meter)
+            await relay_stream(send, receive, headers, chunks, meter)
             if meter.stream_error is not None:
                 record.error_type = "upstream_stream_error"
                 record.error_message = meter.stream_error
