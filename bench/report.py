@@ -69,10 +69,11 @@ def evaluate_targets(results: BenchResults, connections: int) -> list[Target]:
             note,
         ),
     ]
-    for mode in (NON_STREAM, STREAM):
-        one = results.scenario(mode, 1)
-        targets.append(Target(f"{mode} added p50, 1 client", one.added("p50_ms") if one else None, 0.3, "ms", False))
-        targets.append(Target(f"{mode} added p99, 1 client", one.added("p99_ms") if one else None, 1.0, "ms", False))
+    # The latency targets are for a plain request; a stream's own target is its time to first chunk
+    # (the whole-stream figures are printed in the table above).
+    one = results.scenario(NON_STREAM, 1)
+    targets.append(Target(f"{NON_STREAM} added p50, 1 client", one.added("p50_ms") if one else None, 0.3, "ms", False))
+    targets.append(Target(f"{NON_STREAM} added p99, 1 client", one.added("p99_ms") if one else None, 1.0, "ms", False))
     targets.append(Target("added time to first chunk, p50", results.ttfc.added("p50_ms"), 0.5, "ms", False))
     after = results.memory.after_soak
     requests = results.memory.requests_before_after_soak
