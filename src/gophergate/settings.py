@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     log_batch_size: int = Field(1_000, ge=1)
     log_flush_interval_ms: int = Field(10, ge=1)
     shutdown_drain_seconds: float = Field(30.0, gt=0)
-    key_refresh_seconds: float = Field(1.0, gt=0)
+    key_refresh_seconds: float = Field(0.25, gt=0)
     models_refresh_seconds: float = Field(600.0, gt=0)
 
     aliases: dict[str, str] = Field(default_factory=dict)
