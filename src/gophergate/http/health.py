@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -24,6 +25,10 @@ async def readyz(rt: Runtime, scope: Scope, send: Any) -> None:
         "details": {
             "log_queue_depth": rt.recorder.depth,
             "log_rows_written": rt.recorder.written,
+            "log_failed_batches": rt.recorder.failed_batches,
+            "log_last_commit_age_s": (
+                None if rt.recorder.last_commit is None else round(time.time() - rt.recorder.last_commit, 3)
+            ),
             "providers": sorted(rt.providers),
         },
     }

@@ -16,7 +16,6 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,6 @@ class Recorder:
         max_queue: int,
         batch_size: int,
         flush_interval: float,
-        on_commit: Callable[[list[RequestRecord]], None] | None = None,
         spill_dir: Path | None = None,
     ) -> None:
         self._spill_dir = spill_dir
@@ -53,7 +51,6 @@ class Recorder:
         self._max_queue = max_queue
         self._batch_size = batch_size
         self._flush_interval = flush_interval
-        self._on_commit = on_commit
         self._queue: deque[RequestRecord] = deque()
         self._wakeup = asyncio.Event()
         self._batch_ready: asyncio.Future[None] | None = None
@@ -62,7 +59,6 @@ class Recorder:
         self.written = 0
         self.failed_batches = 0
         self.last_commit: float | None = None
-        self.overflowed = 0
 
     # -- request path ---------------------------------------------------------------------------------------
     def submit(self, record: RequestRecord) -> None:
@@ -73,8 +69,6 @@ class Recorder:
             self._wakeup.set()
         elif len(queue) >= self._batch_size and self._batch_ready is not None:
             _resolve(self._batch_ready)
-        if len(queue) > self._max_queue:
-            self.overflowed += 1
 
     @property
     def saturated(self) -> bool:
@@ -172,11 +166,6 @@ class Recorder:
                 delay = min(delay * 2, 5.0)
         self.written += len(batch)
         self.last_commit = time.time()
-        if self._on_commit is not None:
-            try:
-                self._on_commit(batch)
-            except Exception:
-                log.exception("request log commit listener failed")
 
 
 async def apply_estimate(record: RequestRecord, estimator: Estimator) -> None:

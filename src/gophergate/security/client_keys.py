@@ -1,9 +1,9 @@
 """Client keys: generated once, shown once, stored as SHA-256; verified against an in-memory cache.
 
-The cache is loaded at start and kept fresh by a background poll of ``client_keys.updated_at`` (so keys made
-or revoked by the CLI in another process reach a running server within ``key_refresh_seconds``). Revocations
-made in-process (admin API) take effect at once. An unknown hash falls back to one database lookup, guarded
-by a small negative cache so that random keys cannot turn into a database load.
+The cache is loaded at start and kept fresh by a background poll of ``client_keys.updated_at``, so keys made
+or revoked by the CLI in another process reach a running server within ``key_refresh_seconds``. An unknown
+hash falls back to one database lookup, guarded by a small negative cache so that random keys cannot turn
+into a database load.
 """
 
 from __future__ import annotations
@@ -99,9 +99,6 @@ class KeyCache:
         self._watermark: dt.datetime | None = None
         self._lookup_lock = asyncio.Lock()
 
-    def get(self, key_hash: str) -> Principal | None:
-        return self._active.get(key_hash)
-
     @property
     def active_count(self) -> int:
         return len(self._active)
@@ -125,12 +122,6 @@ class KeyCache:
                     self._negative.clear()
                 self._negative[key_hash] = now + self.NEGATIVE_TTL
         return principal
-
-    def forget(self, key_id: int) -> None:
-        """Drop a revoked key at once (in-process revocation)."""
-        for key_hash, principal in list(self._active.items()):
-            if principal.key_id == key_id:
-                del self._active[key_hash]
 
     async def _lookup(self, key_hash: str) -> Principal | None:
         async with self._engine.connect() as conn:
