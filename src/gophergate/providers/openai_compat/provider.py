@@ -110,7 +110,8 @@ class OpenAICompatProvider:
             translator.error = exc.message
             yield stream_error_event(exc.message)
         else:
-            if not translator.done and translator.error is None:
+            # Not every OpenAI-compatible server sends [DONE]; a stream that gave its finish reason is complete.
+            if not translator.done and translator.finish_reason is None and translator.error is None:
                 translator.error = "the upstream closed the stream before it was complete"
                 yield stream_error_event(f"Upstream provider '{self.name}' {translator.error}.")
         finally:
