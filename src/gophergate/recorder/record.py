@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 
@@ -46,61 +47,34 @@ class RequestRecord:
     pending_estimate: PendingEstimate | None = None
 
     def values(self) -> tuple[Any, ...]:
-        """The stored columns in ``COLUMNS`` order (the writer's hot loop avoids building dicts)."""
-        return (
-            self.request_id,
-            self.created_at,
-            self.endpoint,
-            self.client_key_id,
-            self.requested_model,
-            self.provider,
-            self.model,
-            self.stream,
-            self.status,
-            self.error_type,
-            self.error_message,
-            self.finish_reason,
-            self.prompt_tokens,
-            self.completion_tokens,
-            self.reasoning_tokens,
-            self.cache_read_tokens,
-            self.cache_write_tokens,
-            self.estimated,
-            self.cost_usd,
-            self.latency_ms,
-            self.ttfb_ms,
-            self.upstream_ms,
-            self.overhead_ms,
-        )
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "request_id": self.request_id,
-            "created_at": self.created_at,
-            "endpoint": self.endpoint,
-            "client_key_id": self.client_key_id,
-            "requested_model": self.requested_model,
-            "provider": self.provider,
-            "model": self.model,
-            "stream": self.stream,
-            "status": self.status,
-            "error_type": self.error_type,
-            "error_message": self.error_message,
-            "finish_reason": self.finish_reason,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "reasoning_tokens": self.reasoning_tokens,
-            "cache_read_tokens": self.cache_read_tokens,
-            "cache_write_tokens": self.cache_write_tokens,
-            "estimated": self.estimated,
-            "cost_usd": self.cost_usd,
-            "latency_ms": self.latency_ms,
-            "ttfb_ms": self.ttfb_ms,
-            "upstream_ms": self.upstream_ms,
-            "overhead_ms": self.overhead_ms,
-        }
+        """The stored columns, in ``COLUMNS`` order."""
+        return _values(self)
 
 
-COLUMNS: tuple[str, ...] = tuple(
-    RequestRecord("", "", 0.0).row().keys()  # the same order as values()
+# The request_log columns the writer fills, in insert order (the id is the database's).
+COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "created_at",
+    "endpoint",
+    "client_key_id",
+    "requested_model",
+    "provider",
+    "model",
+    "stream",
+    "status",
+    "error_type",
+    "error_message",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "estimated",
+    "cost_usd",
+    "latency_ms",
+    "ttfb_ms",
+    "upstream_ms",
+    "overhead_ms",
 )
+_values = attrgetter(*COLUMNS)  # one C call per row instead of a tuple built in Python

@@ -96,3 +96,11 @@ async def test_rows_unwritable_at_shutdown_are_spilled_and_replayed(tmp_path) ->
     assert await replay_spilled(engine, tmp_path) == 3
     assert await _count(engine) == 3 and not list(tmp_path.glob("request_log_spill_*.jsonl"))
     await engine.dispose()
+
+
+def test_record_columns_are_the_request_log_table() -> None:
+    from gophergate.recorder.record import COLUMNS
+
+    assert set(COLUMNS) == {c.name for c in request_log.c} - {"id"}
+    record = _record(1)
+    assert dict(zip(COLUMNS, record.values(), strict=True))["request_id"] == "r1"
