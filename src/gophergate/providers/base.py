@@ -8,11 +8,17 @@ responses) are separate protocols checked in one place.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
+import orjson
+
 from gophergate.gateway.usage import Usage
+
+# Prices a usage for the call's model (exact USD), or None when the model has no known price.
+Pricer = Callable[[Usage], Decimal | None]
 
 
 @dataclass(slots=True)
@@ -24,6 +30,32 @@ class ChatCall:
     stream: bool
     include_usage: bool  # the client asked for a usage chunk (stream_options.include_usage)
     request_id: str
+    pricer: Pricer | None = None  # set by the pipeline when the model has a price
+    max_output_tokens: int | None = None  # the model's output limit from the registry, when known
+
+    def cost_json(self, usage: Usage) -> orjson.Fragment | None:
+        """``usage.cost`` for a response body: the exact USD cost as a JSON number, or None when unknown."""
+        if self.pricer is None:
+            return None
+        total = self.pricer(usage)
+        return None if total is None else orjson.Fragment(format(total, "f").encode())
+
+
+@dataclass(slots=True)
+class EndpointCall:
+    """One non-chat request (embeddings, images, responses) after routing; ``body`` is the client's JSON."""
+
+    body: dict[str, Any]
+    model: str  # the upstream's model id
+    request_id: str
+    stream: bool = False  # /v1/responses only
+    pricer: Pricer | None = None
+
+    def cost_json(self, usage: Usage) -> orjson.Fragment | None:
+        if self.pricer is None:
+            return None
+        total = self.pricer(usage)
+        return None if total is None else orjson.Fragment(format(total, "f").encode())
 
 
 @dataclass(slots=True)
@@ -69,3 +101,28 @@ class Provider(Protocol):
     async def list_models(self) -> list[str]: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsEmbeddings(Protocol):
+    async def embeddings(self, call: EndpointCall, meter: Meter) -> bytes:
+        """A complete OpenAI embeddings ``list`` body; sets ``meter.usage``."""
+        ...
+
+
+@runtime_checkable
+class SupportsImages(Protocol):
+    async def generate_images(self, call: EndpointCall, meter: Meter) -> bytes:
+        """A complete OpenAI images response (``data`` of ``b64_json`` or ``url`` items)."""
+        ...
+
+
+@runtime_checkable
+class SupportsResponses(Protocol):
+    async def responses(self, call: EndpointCall, meter: Meter) -> bytes:
+        """A complete OpenAI Responses API body."""
+        ...
+
+    async def open_responses_stream(self, call: EndpointCall, meter: Meter) -> AsyncIterator[bytes]:
+        """Like ``open_chat_stream`` for the Responses API: yields its SSE events as bytes."""
+        ...
