@@ -35,6 +35,8 @@ class GopherGate:
                 await health.healthz(scope, send)
             elif path == "/readyz" and self.runtime is not None:
                 await health.readyz(self.runtime, scope, send)
+            elif path == "/metrics" and self.runtime is not None:
+                await health.metrics(self.runtime, scope, send)
             else:
                 await send_error(send, NotFound(f"Unknown endpoint: {scope['method']} {path}."), request_id(scope))
         elif kind == "lifespan":

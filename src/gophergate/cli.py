@@ -1,12 +1,16 @@
-"""Command line: ``gophergate serve|migrate|keys|init-env``. Wiring only; the logic lives in the packages."""
+"""Command line: ``gophergate serve|migrate|keys|registry|prices|init-env``.
+
+Wiring only; the logic lives in the packages."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import secrets
 import stat
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +27,10 @@ from gophergate.settings import (
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="GopherGate: a self-hosted LLM gateway.")
 keys_app = typer.Typer(no_args_is_help=True, help="Client keys for the /v1 API.")
 app.add_typer(keys_app, name="keys")
+registry_app = typer.Typer(no_args_is_help=True, help="The model registry (models.dev) used for routing and prices.")
+app.add_typer(registry_app, name="registry")
+prices_app = typer.Typer(no_args_is_help=True, help="Price overrides and discounts (win over the registry).")
+app.add_typer(prices_app, name="prices")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="TOML configuration file (also GOPHERGATE_CONFIG).")
@@ -175,6 +183,186 @@ def keys_revoke(
         typer.echo(f"error: no active key with id {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked key {key_id}")
+
+
+@registry_app.command("refresh")
+def registry_refresh(config: ConfigOption = None) -> None:
+    """Fetch the registry now (unconditionally) and save it; running servers load it within a minute."""
+    from gophergate.pricing.registry import Registry
+
+    settings = _settings(config)
+    registry = Registry(settings.registry_url, settings.data_dir, refresh_hours=settings.registry_refresh_hours)
+
+    async def main() -> Any:
+        await asyncio.to_thread(registry.load_saved)
+        return await registry.refresh(force=True)
+
+    result = asyncio.run(main())
+    if result.outcome == "failed":
+        typer.echo(f"error: registry refresh failed: {result.detail}; the saved copy is unchanged", err=True)
+        raise typer.Exit(1)
+    catalog = registry.catalog
+    assert catalog is not None
+    typer.echo(f"registry {result.outcome}: {catalog.model_count} models, snapshot {catalog.snapshot}")
+
+
+@registry_app.command("show")
+def registry_show(
+    model: Annotated[str, typer.Argument(help="A model id, optionally provider-prefixed (openai/gpt-4o).")],
+    config: ConfigOption = None,
+) -> None:
+    """Show the registry entry and the price a model resolves to (from the saved copy and overrides)."""
+    from gophergate.pricing.overrides import from_config, load_overrides, merge, split_key
+    from gophergate.pricing.pricebook import PriceBook
+    from gophergate.pricing.registry import Registry
+
+    settings = _settings(config)
+    _migrate(settings)
+    registry = Registry(settings.registry_url, settings.data_dir)
+    catalog = registry.load_saved()
+    table = _run(load_overrides, settings)
+    known = _provider_names(settings)
+    provider, bare = split_key(model, known)
+    book = PriceBook(catalog, merge(from_config(settings.prices, known), table))
+    if catalog is None:
+        from gophergate.pricing.fallback import GenaiPrices
+
+        book = PriceBook(None, book.overrides, fallback=GenaiPrices())
+    priced = book.lookup(provider or None, bare)
+    entry = priced.entry
+    if entry is None:
+        typer.echo(f"{model}: not in the registry ({book.source})")
+    else:
+        typer.echo(f"{model}: {entry.provider_id}/{entry.id} ({entry.name})")
+        typer.echo(f"  context {entry.context_window}, max output {entry.max_output_tokens}")
+        typer.echo(f"  input {','.join(entry.input_modalities)}; output {','.join(entry.output_modalities)}")
+    if priced.price is None:
+        typer.echo("  price: unknown (requests are logged with cost NULL and price_unknown)")
+        return
+    rates = ", ".join(f"{k} {format(v, 'f')}" for k, v in priced.price.table.base.as_dict().items())
+    typer.echo(f"  price (USD per 1M tokens): {rates}  [{priced.price.source}]")
+    for tier in priced.price.table.tiers:
+        tier_rates = ", ".join(f"{k} {format(v, 'f')}" for k, v in tier.rates.as_dict().items())
+        typer.echo(f"  prompt over {tier.size} tokens: {tier_rates}")
+    if priced.price.discount is not None:
+        d = priced.price.discount
+        typer.echo(f"  discount {format(d.percent, 'f')}% until {d.until.isoformat()}")
+
+
+def _provider_names(settings: Settings) -> tuple[str, ...]:
+    from gophergate.providers.config import provider_names
+
+    return provider_names(settings)
+
+
+def _decimal_option(name: str, value: str | None, *, maximum: Decimal | None = None) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        number = Decimal(value)
+    except ArithmeticError:
+        number = Decimal("NaN")
+    if not number.is_finite() or number < 0 or (maximum is not None and number > maximum):
+        bound = f" and at most {maximum}" if maximum is not None else ""
+        typer.echo(f"error: {name} must be a number >= 0{bound}", err=True)
+        raise typer.Exit(2)
+    return number
+
+
+PriceOption = Annotated[str | None, typer.Option(help="USD per 1M tokens.")]
+
+
+@prices_app.command("set")
+def prices_set(
+    model: Annotated[str, typer.Argument(help="provider/model, or a bare model for every provider.")],
+    input: PriceOption = None,
+    output: PriceOption = None,
+    cache_read: PriceOption = None,
+    cache_write: PriceOption = None,
+    reasoning: PriceOption = None,
+    discount: Annotated[str | None, typer.Option(help="Percent off every token class (0-100).")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Discount end, exclusive: YYYY-MM-DD (midnight UTC) or an ISO datetime.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Set (replace) the price override of a model; running servers apply it within GOPHERGATE_PRICE_REFRESH_SECONDS."""
+    from gophergate.pricing.catalog import Rates
+    from gophergate.pricing.overrides import set_override, split_key, until_datetime
+
+    settings = _settings(config)
+    rates = Rates(
+        _decimal_option("--input", input),
+        _decimal_option("--output", output),
+        _decimal_option("--cache-read", cache_read),
+        _decimal_option("--cache-write", cache_write),
+        _decimal_option("--reasoning", reasoning),
+    )
+    percent = _decimal_option("--discount", discount, maximum=Decimal(100))
+    if (percent is None) != (until is None):
+        typer.echo("error: --discount and --until go together", err=True)
+        raise typer.Exit(2)
+    if percent is not None and percent <= 0:
+        typer.echo("error: --discount must be more than 0", err=True)
+        raise typer.Exit(2)
+    end: dt.datetime | None = None
+    if until is not None:
+        try:
+            end = until_datetime(dt.datetime.fromisoformat(until) if "T" in until else dt.date.fromisoformat(until))
+        except ValueError:
+            typer.echo("error: --until must be YYYY-MM-DD or an ISO datetime", err=True)
+            raise typer.Exit(2) from None
+    if rates == Rates() and percent is None:
+        typer.echo("error: give at least one price (--input, --output, ...) or a --discount", err=True)
+        raise typer.Exit(2)
+    known = _provider_names(settings)
+    provider, bare = split_key(model, known)
+    _migrate(settings)
+    _run(
+        lambda engine: set_override(engine, provider, bare, rates=rates, discount_percent=percent, discount_until=end),
+        settings,
+    )
+    typer.echo(f"price override set for {model}")
+
+
+@prices_app.command("list")
+def prices_list(config: ConfigOption = None) -> None:
+    """List price overrides: the database's (set here) and the TOML file's."""
+    from gophergate.pricing.overrides import from_config, load_overrides, merge
+
+    settings = _settings(config)
+    _migrate(settings)
+    table = _run(load_overrides, settings)
+    known = _provider_names(settings)
+    merged = merge(from_config(settings.prices, known), table)
+    if not merged:
+        typer.echo("no price overrides")
+        return
+    for override in sorted(merged.values(), key=lambda o: o.key):
+        parts = [f"{k} {format(v, 'f')}" for k, v in override.rates.as_dict().items()]
+        if override.discount is not None:
+            parts.append(
+                f"discount {format(override.discount.percent, 'f')}% until {override.discount.until.isoformat()}"
+            )
+        typer.echo(f"{override.key:<40} {'; '.join(parts)}  ({override.origin})")
+
+
+@prices_app.command("unset")
+def prices_unset(
+    model: Annotated[str, typer.Argument(help="provider/model or bare model, as given to `prices set`.")],
+    config: ConfigOption = None,
+) -> None:
+    """Remove a price override set with `prices set` (TOML ones are edited in the file)."""
+    from gophergate.pricing.overrides import split_key, unset_override
+
+    settings = _settings(config)
+    known = _provider_names(settings)
+    provider, bare = split_key(model, known)
+    _migrate(settings)
+    if not _run(lambda engine: unset_override(engine, provider, bare), settings):
+        typer.echo(f"error: no price override for {model} in the database", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"price override removed for {model}")
 
 
 @app.command("init-env")

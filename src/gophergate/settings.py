@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import os
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -56,6 +58,31 @@ class CustomProviderConfig(BaseModel):
     models: tuple[str, ...] = ()
     headers: dict[str, str] = Field(default_factory=dict)
     enabled: bool = True
+    # The models.dev provider id whose prices and limits apply to this upstream's models (e.g. "openrouter").
+    registry_provider: str | None = None
+
+
+class PriceConfig(BaseModel):
+    """A price override from the TOML file (``[prices."provider/model"]`` or ``[prices."model"]``).
+
+    Prices are USD per 1M tokens and replace the registry's for the classes given; a discount takes
+    ``discount_percent`` off every class until ``discount_until`` (exclusive; a date means its midnight UTC)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: Decimal | None = Field(None, ge=0)
+    output: Decimal | None = Field(None, ge=0)
+    cache_read: Decimal | None = Field(None, ge=0)
+    cache_write: Decimal | None = Field(None, ge=0)
+    reasoning: Decimal | None = Field(None, ge=0)
+    discount_percent: Decimal | None = Field(None, gt=0, le=100)
+    discount_until: dt.datetime | dt.date | None = None
+
+    @model_validator(mode="after")
+    def _check_discount(self) -> PriceConfig:
+        if (self.discount_percent is None) != (self.discount_until is None):
+            raise ValueError("discount_percent and discount_until go together")
+        return self
 
 
 class Settings(BaseSettings):
@@ -92,8 +119,13 @@ class Settings(BaseSettings):
     key_refresh_seconds: float = Field(0.25, gt=0)
     models_refresh_seconds: float = Field(600.0, gt=0)
 
+    registry_url: str = "https://models.dev/api.json"
+    registry_refresh_hours: float = Field(24.0, gt=0)
+    price_refresh_seconds: float = Field(5.0, gt=0)
+
     aliases: dict[str, str] = Field(default_factory=dict)
     providers: dict[str, CustomProviderConfig] = Field(default_factory=dict)
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
 
     # The providers' standard environment names (no GOPHERGATE_ prefix), as their official SDKs read them.
     openai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY"))

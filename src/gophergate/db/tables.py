@@ -15,12 +15,16 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
 
 # BigInteger primary keys become INTEGER on SQLite so that they alias the rowid (autoincrement).
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# Exact decimals (USD amounts, prices): unbounded NUMERIC on PostgreSQL; TEXT on SQLite, whose NUMERIC affinity
+# would turn them into 15-digit floats. Written and read as decimal strings there.
+ExactDecimal = Numeric().with_variant(Text(), "sqlite")
 
 client_keys = Table(
     "client_keys",
@@ -58,11 +62,19 @@ request_log = Table(
     Column("cache_read_tokens", Integer, nullable=False, default=0),
     Column("cache_write_tokens", Integer, nullable=False, default=0),
     Column("estimated", Boolean, nullable=False, default=False),
-    Column("cost_usd", Numeric(20, 10), nullable=True),
+    Column("cost_usd", ExactDecimal, nullable=True),
     Column("latency_ms", Float, nullable=False),
     Column("ttfb_ms", Float, nullable=True),
     Column("upstream_ms", Float, nullable=True),
     Column("overhead_ms", Float, nullable=True),
+    # Cost breakdown by token class (sums to cost_usd), what priced it, and whether no price was known.
+    Column("cost_input_usd", ExactDecimal, nullable=True),
+    Column("cost_cache_read_usd", ExactDecimal, nullable=True),
+    Column("cost_cache_write_usd", ExactDecimal, nullable=True),
+    Column("cost_output_usd", ExactDecimal, nullable=True),
+    Column("cost_reasoning_usd", ExactDecimal, nullable=True),
+    Column("price_source", String(300), nullable=True),
+    Column("price_unknown", Boolean, nullable=False, default=False),
 )
 # One index per dashboard filter, each ending in created_at so "newest first" pages are index scans.
 Index("ix_request_log_created_at", request_log.c.created_at)
@@ -78,3 +90,21 @@ Index(
     postgresql_where=request_log.c.status >= 400,
 )
 Index("ix_request_log_request_id", request_log.c.request_id)
+
+# Per-model price overrides and discounts set with `gophergate prices set` (TOML ones live in the settings).
+price_overrides = Table(
+    "price_overrides",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("provider", String(100), nullable=False),  # "" = any provider
+    Column("model", String(300), nullable=False),
+    Column("input", ExactDecimal, nullable=True),
+    Column("output", ExactDecimal, nullable=True),
+    Column("cache_read", ExactDecimal, nullable=True),
+    Column("cache_write", ExactDecimal, nullable=True),
+    Column("reasoning", ExactDecimal, nullable=True),
+    Column("discount_percent", ExactDecimal, nullable=True),
+    Column("discount_until", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("provider", "model", name="uq_price_overrides_provider_model"),
+)

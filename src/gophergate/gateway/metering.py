@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from gophergate.pricing.bill import bill
 from gophergate.providers.base import Meter
 from gophergate.recorder.record import PendingEstimate, RequestRecord
 
@@ -15,6 +16,7 @@ def finalize(record: RequestRecord, meter: Meter | None, messages: Any) -> None:
     record.latency_ms = (now - record.started) * 1000.0
     record.overhead_ms = record.latency_ms
     if meter is None:
+        bill(record)
         return
     if meter.upstream_started is not None:
         end = meter.upstream_done or now
@@ -36,3 +38,5 @@ def finalize(record: RequestRecord, meter: Meter | None, messages: Any) -> None:
         record.pending_estimate = PendingEstimate(
             messages, meter.output_text, meter.output_events, meter.output_reasoning_field
         )
+    if record.pending_estimate is None:
+        bill(record)  # else the log writer bills once it has estimated the tokens

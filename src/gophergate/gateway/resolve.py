@@ -1,8 +1,11 @@
 """Model -> provider resolution, from in-memory tables only.
 
 Order: a ``provider/model`` prefix naming a configured provider; the alias map; models a provider declares
-(custom upstreams' ``models``); the name-pattern table. A model that resolves to no configured provider is a
+(custom upstreams' ``models``); the model registry (the configured provider it lists the model under,
+canonical providers first); the name-pattern table. A model that resolves to no configured provider is a
 404 ``model_not_found``: never a silent fallback to another provider.
+
+Each route carries the model's registry entry and price, so the request path prices without a lookup.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gophergate.errors import ModelNotFound
+from gophergate.pricing.catalog import LAST_RESORT, PROVIDER_IDS, ModelEntry
+from gophergate.pricing.cost import ModelPrice
+from gophergate.pricing.pricebook import PriceBook
 
 # (prefix, provider) in match order; the registry (pricing issue) takes precedence over this table.
 NAME_PATTERNS: tuple[tuple[str, str], ...] = (
@@ -34,6 +40,8 @@ _MAX_CACHE = 4096
 class Route:
     provider: str
     model: str  # the id sent upstream
+    price: ModelPrice | None = None  # None: no known price
+    entry: ModelEntry | None = None  # the registry's entry, when it has one
 
 
 def pattern_provider(model: str) -> str | None:
@@ -50,11 +58,29 @@ class Resolver:
         providers: frozenset[str],
         aliases: Mapping[str, str],
         declared: Mapping[str, str],
+        book: PriceBook | None = None,
     ) -> None:
         self._providers = providers
         self._aliases = dict(aliases)
         self._declared = dict(declared)  # bare model id -> provider
         self._cache: dict[str, Route] = {}
+        self.book = book or PriceBook(None)
+        self._by_registry_id: dict[str, str] = {}
+        self._index_registry_ids()
+
+    def _index_registry_ids(self) -> None:
+        """models.dev provider id -> the configured gateway provider it stands for."""
+        index: dict[str, str] = {}
+        for name, registry_id in (*PROVIDER_IDS.items(), *LAST_RESORT.items(), *self.book.registry_providers.items()):
+            if name in self._providers:
+                index.setdefault(registry_id, name)
+        self._by_registry_id = index
+
+    def set_book(self, book: PriceBook) -> None:
+        """A new registry copy or new overrides: routes and prices are looked up afresh."""
+        self.book = book
+        self._index_registry_ids()
+        self._cache = {}
 
     def resolve(self, requested: str) -> Route:
         route = self._cache.get(requested)
@@ -70,11 +96,13 @@ class Resolver:
         if "/" in requested:
             prefix, rest = requested.split("/", 1)
             if prefix in self._providers and rest:
-                return Route(prefix, rest)
+                return self._priced(prefix, rest)
         alias = self._aliases.get(requested)
         if alias is not None and depth < 4:
             return self._resolve(alias, depth + 1)
         provider = self._declared.get(requested)
+        if provider is None:
+            provider = self._registry_provider(requested)
         if provider is None:
             provider = pattern_provider(requested)
         if provider is None:
@@ -86,4 +114,18 @@ class Resolver:
                 f"The model '{requested}' belongs to provider '{provider}', which is not configured on this gateway.",
                 param="model",
             )
-        return Route(provider, requested)
+        return self._priced(provider, requested)
+
+    def _registry_provider(self, model: str) -> str | None:
+        catalog = self.book.catalog
+        if catalog is None:
+            return None
+        for registry_id in catalog.providers_for(model):
+            provider = self._by_registry_id.get(registry_id)
+            if provider is not None:
+                return provider
+        return None
+
+    def _priced(self, provider: str, model: str) -> Route:
+        priced = self.book.lookup(provider, model)
+        return Route(provider, model, priced.price, priced.entry)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
+from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote
 
@@ -23,6 +25,7 @@ from gophergate.runtime import Runtime
 log = logging.getLogger(__name__)
 
 OVERHEAD = b"x-gophergate-overhead-ms"
+COST = b"x-gophergate-cost-usd"
 SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
@@ -37,6 +40,43 @@ def _fail(record: RequestRecord, error: GatewayError) -> None:
     record.status = error.status
     record.error_type = error.code or error.type
     record.error_message = error.message
+
+
+def _number(value: Decimal) -> orjson.Fragment:
+    return orjson.Fragment(format(value, "f").encode())
+
+
+def _model_object(public: str, created: int, route: Route) -> dict[str, Any]:
+    """An OpenAI model object, with the registry's limits, modalities, capabilities and prices beside it."""
+    obj: dict[str, Any] = {"id": public, "object": "model", "created": created, "owned_by": route.provider}
+    entry = route.entry
+    if entry is not None:
+        obj["context_window"] = entry.context_window
+        obj["max_output_tokens"] = entry.max_output_tokens
+        obj["modalities"] = {"input": list(entry.input_modalities), "output": list(entry.output_modalities)}
+        obj["capabilities"] = {
+            "tools": entry.tool_call,
+            "reasoning": entry.reasoning,
+            "vision": entry.vision,
+            "structured_output": entry.structured_output,
+        }
+    price = route.price
+    if price is None:
+        obj["pricing"] = None
+        return obj
+    pricing: dict[str, Any] = {"currency": "USD", "unit": "per 1M tokens"}
+    pricing.update({name: _number(value) for name, value in price.table.base.as_dict().items()})
+    if price.table.tiers:
+        pricing["tiers"] = [
+            {"above_prompt_tokens": tier.size, **{n: _number(v) for n, v in tier.rates.as_dict().items()}}
+            for tier in price.table.tiers
+        ]
+    discount = price.discount
+    if discount is not None and discount.factor_at(dt.datetime.now(dt.UTC)) is not None:
+        pricing["discount"] = {"percent": _number(discount.percent), "until": discount.until.isoformat()}
+    pricing["source"] = price.source
+    obj["pricing"] = pricing
+    return obj
 
 
 class V1:
@@ -84,11 +124,22 @@ class V1:
             route = rt.resolver.resolve(model)
             record.provider, record.model = route.provider, route.model
             provider = rt.providers[route.provider]
-            call = ChatCall(data, route.model, stream, include_usage, record.request_id)
+            record.price = route.price
+            call = ChatCall(
+                data,
+                route.model,
+                stream,
+                include_usage,
+                record.request_id,
+                pricer=route.price.total if route.price is not None else None,
+                max_output_tokens=route.entry.max_output_tokens if route.entry is not None else None,
+            )
             meter = Meter()
             if not stream:
                 out = await provider.chat(call, meter)
                 headers = base_headers(record.request_id)
+                if call.cost is not None:
+                    headers.append((COST, format(call.cost, "f").encode()))
                 headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
                 record.status = 200
                 started = True
@@ -175,14 +226,19 @@ class V1:
                     route: Route | None = rt.resolver.resolve(model_id)
                 except ModelNotFound:
                     route = None
-                public = model_id if route is not None and route.provider == provider else f"{provider}/{model_id}"
-                entries.setdefault(public, {"id": public, "object": "model", "created": created, "owned_by": provider})
+                if route is not None and route.provider == provider:
+                    public = model_id
+                else:
+                    public = f"{provider}/{model_id}"
+                    route = rt.resolver.resolve(public)
+                if public not in entries:
+                    entries[public] = _model_object(public, created, route)
         for alias in rt.settings.aliases:
             try:
                 route = rt.resolver.resolve(alias)
             except ModelNotFound:
                 continue
-            entries.setdefault(alias, {"id": alias, "object": "model", "created": created, "owned_by": route.provider})
+            entries.setdefault(alias, _model_object(alias, created, route))
         return sorted(entries.values(), key=lambda e: str(e["id"]))
 
     async def _list_models(self, scope: Scope, record: RequestRecord) -> tuple[int, Any]:
@@ -206,4 +262,4 @@ class V1:
                 f"The model '{model_id}' does not exist or is not served by this gateway.", param="model"
             )
         record.provider = route.provider
-        return 200, {"id": model_id, "object": "model", "created": int(self.rt.started_at), "owned_by": route.provider}
+        return 200, _model_object(model_id, int(self.rt.started_at), route)

@@ -32,12 +32,14 @@ class ChatCall:
     request_id: str
     pricer: Pricer | None = None  # set by the pipeline when the model has a price
     max_output_tokens: int | None = None  # the model's output limit from the registry, when known
+    cost: Decimal | None = None  # set by ``cost_json``: what the client was told
 
     def cost_json(self, usage: Usage) -> orjson.Fragment | None:
         """``usage.cost`` for a response body: the exact USD cost as a JSON number, or None when unknown."""
         if self.pricer is None:
             return None
         total = self.pricer(usage)
+        self.cost = total
         return None if total is None else orjson.Fragment(format(total, "f").encode())
 
 

@@ -89,3 +89,8 @@ def provider_configs(settings: Settings) -> list[ProviderConfig]:
             )
         )
     return configs
+
+
+def provider_names(settings: Settings) -> tuple[str, ...]:
+    """Every name that can be a provider (configured or not): what counts as a ``provider/`` prefix in keys."""
+    return (*BUILTIN_SPECS, *sorted(NATIVE_PROVIDER_NAMES), *settings.providers)

@@ -6,7 +6,10 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gophergate.pricing.cost import ModelPrice
 
 
 @dataclass(slots=True)
@@ -43,6 +46,15 @@ class RequestRecord:
     ttfb_ms: float | None = None
     upstream_ms: float | None = None
     overhead_ms: float | None = None
+    cost_input_usd: Decimal | None = None
+    cost_cache_read_usd: Decimal | None = None
+    cost_cache_write_usd: Decimal | None = None
+    cost_output_usd: Decimal | None = None
+    cost_reasoning_usd: Decimal | None = None
+    price_source: str | None = None
+    price_unknown: bool = False
+    # The price of the routed model (None: unknown); the cost is computed from it once tokens are final.
+    price: ModelPrice | None = None
     # Set when tokens must be estimated locally; the writer does it, off the request path.
     pending_estimate: PendingEstimate | None = None
 
@@ -76,5 +88,14 @@ COLUMNS: tuple[str, ...] = (
     "ttfb_ms",
     "upstream_ms",
     "overhead_ms",
+    "cost_input_usd",
+    "cost_cache_read_usd",
+    "cost_cache_write_usd",
+    "cost_output_usd",
+    "cost_reasoning_usd",
+    "price_source",
+    "price_unknown",
 )
+# Exact decimal columns (USD): decimal text on SQLite.
+DECIMAL_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c.endswith("_usd"))
 _values = attrgetter(*COLUMNS)  # one C call per row instead of a tuple built in Python

@@ -17,10 +17,10 @@ from typing import Any, Protocol
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gophergate.recorder.record import COLUMNS
+from gophergate.recorder.record import COLUMNS, DECIMAL_COLUMNS
 
 _CREATED = COLUMNS.index("created_at")
-_COST = COLUMNS.index("cost_usd")
+_DECIMALS = tuple(COLUMNS.index(c) for c in DECIMAL_COLUMNS)
 
 
 class Sink(Protocol):
@@ -49,18 +49,18 @@ class SqliteSink:
         self._conn: sqlite3.Connection | None = None
 
     def encode(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        # created_at as the naive-UTC text SQLAlchemy's SQLite DateTime reads back; cost as exact decimal text.
-        created: dt.datetime = row[_CREATED]
+        # created_at as the naive-UTC text SQLAlchemy's SQLite DateTime reads back; USD amounts as exact decimal
+        # text (the columns are TEXT on SQLite).
+        out = list(row)
+        created: dt.datetime = out[_CREATED]
         if created.tzinfo is not None:
             created = created.astimezone(dt.UTC).replace(tzinfo=None)
-        cost = row[_COST]
-        return (
-            *row[:_CREATED],
-            created.isoformat(" ", "microseconds"),
-            *row[_CREATED + 1 : _COST],
-            None if cost is None else str(cost),
-            *row[_COST + 1 :],
-        )
+        out[_CREATED] = created.isoformat(" ", "microseconds")
+        for index in _DECIMALS:
+            value = out[index]
+            if value is not None:
+                out[index] = format(value, "f")
+        return tuple(out)
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> None:
         if self._conn is None:

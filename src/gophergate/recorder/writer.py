@@ -27,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gophergate.db.tables import request_log
 from gophergate.gateway.estimate import texts_from_sse
 from gophergate.gateway.estimator import Estimator
-from gophergate.recorder.record import COLUMNS, RequestRecord
+from gophergate.pricing.bill import bill
+from gophergate.recorder.record import COLUMNS, DECIMAL_COLUMNS, RequestRecord
 from gophergate.recorder.sink import Sink, create_sink
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
         self.written = 0
         self.failed_batches = 0
+        # Rows with tokens but no known price (cost NULL), in total and per provider/model (bounded).
+        self.price_unknown = 0
+        self.price_unknown_models: dict[str, int] = {}
+        self.cost_total = Decimal(0)
         self.last_commit: float | None = None
 
     # -- request path ---------------------------------------------------------------------------------------
@@ -142,9 +147,19 @@ class Recorder:
             for record in batch[start : start + _SLICE]:
                 if record.pending_estimate is not None:
                     await apply_estimate(record, self._estimator)
+                if record.price_unknown:
+                    self._count_unknown(record)
+                elif record.cost_usd is not None:
+                    self.cost_total += record.cost_usd
                 rows.append(encode(record.values()))
             await asyncio.sleep(0)
         return rows
+
+    def _count_unknown(self, record: RequestRecord) -> None:
+        self.price_unknown += 1
+        key = f"{record.provider}/{record.model}"
+        if key in self.price_unknown_models or len(self.price_unknown_models) < 100:
+            self.price_unknown_models[key] = self.price_unknown_models.get(key, 0) + 1
 
     async def _write(self, batch: list[RequestRecord]) -> None:
         assert self._sink is not None
@@ -176,6 +191,7 @@ async def apply_estimate(record: RequestRecord, estimator: Estimator) -> None:
     produced = "".join(pending.texts + texts_from_sse(pending.events, pending.reasoning_field))
     record.prompt_tokens, record.completion_tokens = await estimator.estimate(pending.messages, produced)
     record.estimated = True
+    bill(record)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -210,8 +226,9 @@ def _read_spills(directory: Path) -> list[tuple[Path, list[dict[str, Any]]]]:
             if line.strip():
                 row = orjson.loads(line)
                 row["created_at"] = dt.datetime.fromisoformat(row["created_at"])
-                if row.get("cost_usd") is not None:
-                    row["cost_usd"] = Decimal(row["cost_usd"])
+                for name in DECIMAL_COLUMNS:
+                    if row.get(name) is not None:
+                        row[name] = Decimal(row[name])
                 rows.append(row)
         found.append((path, rows))
     return found
@@ -222,6 +239,11 @@ async def replay_spilled(engine: AsyncEngine, directory: Path) -> int:
     total = 0
     for path, rows in await asyncio.to_thread(_read_spills, directory):
         if rows:
+            if engine.dialect.name == "sqlite":  # exact decimal text there
+                for row in rows:
+                    for name in DECIMAL_COLUMNS:
+                        if row.get(name) is not None:
+                            row[name] = format(row[name], "f")
             async with engine.begin() as conn:
                 await conn.execute(insert(request_log), rows)
         await asyncio.to_thread(path.unlink)

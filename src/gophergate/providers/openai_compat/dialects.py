@@ -250,6 +250,7 @@ class StreamTranslator:
     """
 
     __slots__ = (
+        "_cost_json",
         "_decoder",
         "_dialect",
         "_include_usage",
@@ -264,8 +265,15 @@ class StreamTranslator:
         "usage",
     )
 
-    def __init__(self, dialect: Dialect, include_usage: bool, store: ReasoningStore | None) -> None:
+    def __init__(
+        self,
+        dialect: Dialect,
+        include_usage: bool,
+        store: ReasoningStore | None,
+        cost_json: Callable[[Usage], orjson.Fragment | None] | None = None,
+    ) -> None:
         self._dialect = dialect
+        self._cost_json = cost_json
         self._include_usage = include_usage
         self._store = store
         self._markers = _markers(dialect)
@@ -345,6 +353,11 @@ class StreamTranslator:
                 changed = True
             if not choices and not self._include_usage:
                 return None  # the usage chunk the gateway asked for on its own behalf
+            if self._cost_json is not None:
+                cost = self._cost_json(usage)
+                if cost is not None:
+                    usage_obj["cost"] = cost
+                    changed = True
         if changed:
             return b"data: " + orjson.dumps(chunk) + b"\n\n"
         return b"data: " + payload + b"\n\n"

@@ -75,7 +75,13 @@ class OpenAICompatProvider:
         meter.finish_reason = info.finish_reason
         if info.usage is None and info.text:
             meter.output_text.append(info.text)
-        return orjson.dumps(data) if info.changed else raw
+        changed = info.changed
+        if info.usage is not None and call.pricer is not None:
+            cost = call.cost_json(info.usage)
+            if cost is not None:
+                data["usage"]["cost"] = cost
+                changed = True
+        return orjson.dumps(data) if changed else raw
 
     async def open_chat_stream(self, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
         payload = to_upstream_request(call.body, call.model, True, self.dialect, self._store)
@@ -92,7 +98,9 @@ class OpenAICompatProvider:
         return self._relay(resp, call, meter)
 
     async def _relay(self, resp: UpstreamResponse, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
-        translator = StreamTranslator(self.dialect, call.include_usage, self._store)
+        translator = StreamTranslator(
+            self.dialect, call.include_usage, self._store, call.cost_json if call.pricer is not None else None
+        )
         feed = translator.feed_bytes
         try:
             with transport_errors(self.name):

@@ -1,0 +1,271 @@
+"""Where the registry comes from: the saved copy in the data dir, refreshed from ``GOPHERGATE_REGISTRY_URL``.
+
+At start the saved copy is loaded at once (no network on the start path); a fresh copy is then fetched in the
+background and every ``GOPHERGATE_REGISTRY_REFRESH_HOURS``, with conditional requests (ETag /
+Last-Modified). A download that is not a complete, valid catalogue never replaces the good copy. The URL may
+also be a local file path (or ``file://``), read the same way. ``gophergate registry refresh`` forces a fetch
+and saves it; running servers notice the saved copy changed and load it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+
+from gophergate.pricing.catalog import Catalog, CatalogError
+
+log = logging.getLogger(__name__)
+
+SAVED_NAME = "models-dev.json"
+META_NAME = "models-dev.meta.json"
+MAX_BYTES = 64 * 1024 * 1024
+# A new copy with fewer than this share of the current copy's models is taken for a partial download.
+MIN_SHARE = 0.5
+_RETRY_SECONDS = 300.0
+_CHECK_SECONDS = 30.0
+
+
+@dataclass(slots=True)
+class RefreshResult:
+    outcome: str  # "updated" | "not_modified" | "failed"
+    detail: str = ""
+
+
+def _is_path(url: str) -> bool:
+    return urlsplit(url).scheme.lower() in ("", "file")
+
+
+def _local_path(url: str) -> Path:
+    parts = urlsplit(url)
+    return Path(parts.path) if parts.scheme.lower() == "file" else Path(url)
+
+
+class Registry:
+    """Holds the current catalogue and keeps it fresh. ``on_change`` is called with each newly loaded one."""
+
+    def __init__(
+        self,
+        url: str,
+        data_dir: Path,
+        *,
+        refresh_hours: float = 24.0,
+        on_change: Callable[[Catalog], None] | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.url = url
+        self.dir = data_dir / "registry"
+        self.refresh_seconds = refresh_hours * 3600.0
+        self.on_change = on_change
+        self.timeout = timeout
+        self.catalog: Catalog | None = None
+        self.fetched_at: float | None = None  # wall clock of the last successful check (200 or 304)
+        self.etag: str | None = None
+        self.last_modified: str | None = None
+        self.last_error: str | None = None
+        self._saved_mtime: float | None = None
+
+    @property
+    def saved_path(self) -> Path:
+        return self.dir / SAVED_NAME
+
+    @property
+    def meta_path(self) -> Path:
+        return self.dir / META_NAME
+
+    @property
+    def age_seconds(self) -> float | None:
+        return None if self.fetched_at is None else max(time.time() - self.fetched_at, 0.0)
+
+    # -- the saved copy ---------------------------------------------------------------------------------------
+    def _read_meta(self) -> dict[str, Any]:
+        try:
+            meta = orjson.loads(self.meta_path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return {}
+        return meta if isinstance(meta, dict) else {}
+
+    def load_saved(self) -> Catalog | None:
+        """Load the saved copy (at start, and when another process saved a newer one)."""
+        try:
+            stat = self.saved_path.stat()
+            body = self.saved_path.read_bytes()
+        except OSError:
+            return None
+        try:
+            catalog = Catalog.from_document(orjson.loads(body), source=str(self.saved_path), body=body)
+        except (orjson.JSONDecodeError, CatalogError) as exc:
+            log.warning("the saved registry copy %s is unusable (%s); ignoring it", self.saved_path, exc)
+            return None
+        meta = self._read_meta()
+        self.etag = meta.get("etag") if isinstance(meta.get("etag"), str) else None
+        self.last_modified = meta.get("last_modified") if isinstance(meta.get("last_modified"), str) else None
+        fetched = meta.get("fetched_at")
+        self.fetched_at = float(fetched) if isinstance(fetched, (int, float)) else stat.st_mtime
+        self._saved_mtime = stat.st_mtime
+        self._install(catalog)
+        return catalog
+
+    def _save(self, body: bytes) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.saved_path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(body)
+        os.replace(tmp, self.saved_path)
+        self._saved_mtime = self.saved_path.stat().st_mtime
+        self._save_meta()
+
+    def _save_meta(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "url": self.url if not _is_path(self.url) else "file",
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+            "fetched_at": self.fetched_at,
+            "snapshot": self.catalog.snapshot if self.catalog is not None else None,
+        }
+        tmp = self.meta_path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(orjson.dumps(meta))
+        os.replace(tmp, self.meta_path)
+
+    def _install(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        if self.on_change is not None:
+            self.on_change(catalog)
+
+    # -- fetching ---------------------------------------------------------------------------------------------
+    def _validate(self, body: bytes, source: str) -> Catalog:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise CatalogError(f"not valid JSON ({exc})") from None
+        catalog = Catalog.from_document(doc, source=source, body=body)
+        current = self.catalog
+        if current is not None and catalog.model_count < current.model_count * MIN_SHARE:
+            raise CatalogError(
+                f"only {catalog.model_count} models against {current.model_count} in the current copy (partial?)"
+            )
+        return catalog
+
+    async def _download(self, force: bool) -> tuple[int, bytes, dict[str, str]]:
+        headers = {"Accept": "application/json", "User-Agent": "gophergate-registry"}
+        if not force:
+            if self.etag:
+                headers["If-None-Match"] = self.etag
+            if self.last_modified:
+                headers["If-Modified-Since"] = self.last_modified
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(self.url, headers=headers) as resp,
+        ):
+            if resp.status == 304:
+                return 304, b"", {}
+            if resp.status != 200:
+                return resp.status, b"", {}
+            if resp.content_length is not None and resp.content_length > MAX_BYTES:
+                raise CatalogError(f"the registry is larger than {MAX_BYTES} bytes")
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                size += len(chunk)
+                if size > MAX_BYTES:
+                    raise CatalogError(f"the registry is larger than {MAX_BYTES} bytes")
+                chunks.append(chunk)
+            body = b"".join(chunks)
+            if resp.content_length is not None and len(body) != resp.content_length:
+                raise CatalogError("the download ended early")
+            return 200, body, {k: v for k, v in resp.headers.items() if k.lower() in ("etag", "last-modified")}
+
+    async def refresh(self, *, force: bool = False) -> RefreshResult:
+        """Fetch (conditionally unless ``force``), validate, save and install a new copy."""
+        try:
+            if _is_path(self.url):
+                path = _local_path(self.url)
+                body = await asyncio.to_thread(path.read_bytes)
+                status, headers = 200, dict[str, str]()
+            else:
+                status, body, headers = await self._download(force)
+        except (OSError, aiohttp.ClientError, TimeoutError, CatalogError) as exc:
+            return self._failed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        if status == 304:
+            self.fetched_at = time.time()
+            self.last_error = None
+            await asyncio.to_thread(self._save_meta)
+            return RefreshResult("not_modified")
+        if status != 200:
+            return self._failed(f"HTTP {status}")
+        try:
+            catalog = await asyncio.to_thread(self._validate, body, self.url)
+        except CatalogError as exc:
+            return self._failed(f"invalid registry: {exc}")
+        if self.catalog is not None and catalog.snapshot == self.catalog.snapshot:
+            self.fetched_at = time.time()
+            self.last_error = None
+            await asyncio.to_thread(self._save_meta)
+            return RefreshResult("not_modified", "same content")
+        lowered = {k.lower(): v for k, v in headers.items()}
+        self.etag = lowered.get("etag")
+        self.last_modified = lowered.get("last-modified")
+        self.fetched_at = time.time()
+        self.last_error = None
+        self._install(catalog)
+        await asyncio.to_thread(self._save, body)
+        log.info("registry updated: %d models (%s)", catalog.model_count, catalog.snapshot)
+        return RefreshResult("updated", f"{catalog.model_count} models")
+
+    def _failed(self, detail: str) -> RefreshResult:
+        self.last_error = detail
+        where = "a local file" if _is_path(self.url) else urlsplit(self.url).netloc
+        log.warning("registry refresh from %s failed: %s; keeping the current copy", where, detail)
+        return RefreshResult("failed", detail)
+
+    def _saved_changed(self) -> bool:
+        try:
+            mtime = self.saved_path.stat().st_mtime
+        except OSError:
+            return False
+        return self._saved_mtime is None or mtime > self._saved_mtime
+
+    async def run_forever(self) -> None:
+        """Background task: a first fetch right away, then every refresh interval (retries sooner on failure);
+        picks up copies saved by another process (the CLI, another worker) in between."""
+        next_fetch = time.monotonic()
+        first = True
+        while True:
+            if self._saved_changed():
+                await asyncio.to_thread(self.load_saved)
+            now = time.monotonic()
+            if now >= next_fetch:
+                age = self.age_seconds
+                if not first and age is not None and age < self.refresh_seconds:
+                    next_fetch = now + self.refresh_seconds - age  # another process checked recently
+                else:
+                    result = await self.refresh()
+                    next_fetch = now + (self.refresh_seconds if result.outcome != "failed" else _RETRY_SECONDS)
+                first = False
+            await asyncio.sleep(min(_CHECK_SECONDS, max(next_fetch - time.monotonic(), 0.05)))
+
+    def status(self) -> dict[str, Any]:
+        catalog = self.catalog
+        return {
+            "source": "models.dev" if catalog is not None else "offline",
+            "snapshot": catalog.snapshot if catalog is not None else None,
+            "models": catalog.model_count if catalog is not None else 0,
+            "age_seconds": None if self.age_seconds is None else round(self.age_seconds, 1),
+            "fetched_at": (
+                None
+                if self.fetched_at is None
+                else dt.datetime.fromtimestamp(self.fetched_at, dt.UTC).isoformat(timespec="seconds")
+            ),
+            "last_error": self.last_error,
+        }
