@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 POSTGRES_ENV = "GOPHERGATE_TEST_POSTGRES_URL"
+# The project's own small registry snapshot: no test reaches models.dev.
+MINI_REGISTRY = Path(__file__).parent / "fixtures" / "models-dev-mini.json"
+# The real models.dev snapshot beside the checkout, when present (tests that need it skip, saying why).
+FULL_REGISTRY = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "models-dev-api.json"
 
 
 def free_port() -> int:
@@ -112,6 +116,8 @@ class Gateway:
             "GOPHERGATE_PORT": str(self.port),
             "GOPHERGATE_LOG_FLUSH_INTERVAL_MS": "50",
             "GOPHERGATE_KEY_REFRESH_SECONDS": "0.2",
+            "GOPHERGATE_REGISTRY_URL": str(MINI_REGISTRY),
+            "GOPHERGATE_PRICE_REFRESH_SECONDS": "0.2",
         }
         if config_toml is not None:
             path = tmp_path / "gophergate.toml"

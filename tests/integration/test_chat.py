@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from decimal import Decimal
 
 import httpx
 import openai
@@ -39,7 +40,13 @@ def test_sync_chat_returns_upstream_answer_and_usage(stack: Stack) -> None:
     assert row["prompt_tokens"] == completion.usage.prompt_tokens
     assert row["completion_tokens"] == completion.usage.completion_tokens
     assert row["estimated"] is False or row["estimated"] == 0
-    assert row["cost_usd"] is None
+    # gpt-4o-mini in the test registry: $0.15 / 1M input, $0.60 / 1M output (no cache hits here).
+    expected = (
+        Decimal("0.15") * completion.usage.prompt_tokens + Decimal("0.6") * completion.usage.completion_tokens
+    ) / 10**6
+    assert Decimal(str(row["cost_usd"])) == expected
+    assert Decimal(raw.headers["x-gophergate-cost-usd"]) == expected
+    assert Decimal(str(completion.usage.model_extra["cost"])) == expected
     assert row["latency_ms"] > 0 and row["upstream_ms"] is not None
 
 
