@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from gophergate.errors import ModelNotFound
 from gophergate.gateway.resolve import Resolver, Route
+from gophergate.pricing.catalog import Catalog
+from gophergate.pricing.pricebook import PriceBook
+from tests.support import MINI_REGISTRY
 
 ALL = frozenset({"openai", "deepseek", "xai", "moonshot", "ollama"})
 
@@ -54,3 +58,46 @@ def test_known_family_of_unconfigured_provider_is_model_not_found(model: str) ->
 def test_unknown_model_never_falls_back() -> None:
     with pytest.raises(ModelNotFound):
         Resolver(ALL, {}, {}).resolve("llama-3-70b")
+
+
+# -- the registry step --------------------------------------------------------------------------------------
+
+
+def _book() -> PriceBook:
+    body = MINI_REGISTRY.read_bytes()
+    return PriceBook(Catalog.from_document(orjson.loads(body), source="mini", body=body))
+
+
+def test_registry_routes_a_bare_model_to_the_configured_provider_that_lists_it() -> None:
+    resolver = Resolver(frozenset({"openai", "moonshot", "ollama"}), {}, {}, _book())
+    # gpt-oss:120b matches no name pattern; the registry lists it under ollama-cloud only.
+    route = resolver.resolve("gpt-oss:120b")
+    assert (route.provider, route.model) == ("ollama", "gpt-oss:120b")
+    # kimi-k2.6 is listed by moonshotai (canonical) and resellers: the canonical one is configured.
+    assert resolver.resolve("kimi-k2.6").provider == "moonshot"
+
+
+def test_registry_step_skips_providers_that_are_not_configured() -> None:
+    # Only ollama is configured: deepseek-v4-flash is listed by deepseek (not configured) and ollama-cloud.
+    resolver = Resolver(frozenset({"ollama"}), {}, {}, _book())
+    route = resolver.resolve("deepseek-v4-flash")
+    assert route.provider == "ollama"
+    # ...and its price is still deepseek's canonical one (ollama-cloud has none).
+    assert route.entry is not None and route.entry.provider_id == "deepseek"
+    assert route.price is not None
+
+
+def test_routes_carry_price_and_entry_and_unknown_models_have_none() -> None:
+    resolver = Resolver(frozenset({"openai", "moonshot"}), {}, {}, _book())
+    route = resolver.resolve("gpt-4o-2024-08-06")
+    assert route.entry is not None and route.price is not None
+    assert route.price.source.startswith("models.dev:")
+    unknown = resolver.resolve("kimi-k3")  # name pattern: moonshot; not in the registry
+    assert unknown.provider == "moonshot" and unknown.entry is None and unknown.price is None
+
+
+def test_new_price_book_clears_cached_routes() -> None:
+    resolver = Resolver(frozenset({"openai"}), {}, {})
+    assert resolver.resolve("gpt-4o").price is None
+    resolver.set_book(_book())
+    assert resolver.resolve("gpt-4o").price is not None
