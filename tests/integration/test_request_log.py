@@ -6,6 +6,7 @@ import concurrent.futures
 import signal
 import socket
 import time
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -106,6 +107,9 @@ def test_client_disconnect_mid_stream_is_recorded_with_estimate(database_url: st
         row = rows[0]
         assert row["status"] == 499 and row["error_type"] == "client_disconnected"
         assert row["estimated"] in (True, 1) and row["completion_tokens"] > 0
+        # Billed for what was produced, at gpt-4o-mini's price ($0.15 / $0.60 per 1M tokens).
+        expected = (Decimal("0.15") * row["prompt_tokens"] + Decimal("0.6") * row["completion_tokens"]) / 10**6
+        assert Decimal(str(row["cost_usd"])) == expected > 0
         # The upstream stream was abandoned too: the fake saw its client go away well before the 5 words.
         assert row["latency_ms"] < 1500
 
