@@ -62,21 +62,20 @@ def _no_stream(check: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, An
     return run
 
 
-async def _embeddings(provider: Any, call: EndpointCall, meter: Meter) -> bytes:
-    return bytes(await provider.embeddings(call, meter))
+async def _embeddings(provider: SupportsEmbeddings, call: EndpointCall, meter: Meter) -> bytes:
+    return await provider.embeddings(call, meter)
 
 
-async def _images(provider: Any, call: EndpointCall, meter: Meter) -> bytes:
-    return bytes(await provider.generate_images(call, meter))
+async def _images(provider: SupportsImages, call: EndpointCall, meter: Meter) -> bytes:
+    return await provider.generate_images(call, meter)
 
 
-async def _responses(provider: Any, call: EndpointCall, meter: Meter) -> bytes:
-    return bytes(await provider.responses(call, meter))
+async def _responses(provider: SupportsResponses, call: EndpointCall, meter: Meter) -> bytes:
+    return await provider.responses(call, meter)
 
 
-async def _responses_stream(provider: Any, call: EndpointCall, meter: Meter) -> AsyncIterator[bytes]:
-    chunks: AsyncIterator[bytes] = await provider.open_responses_stream(call, meter)
-    return chunks
+async def _responses_stream(provider: SupportsResponses, call: EndpointCall, meter: Meter) -> AsyncIterator[bytes]:
+    return await provider.open_responses_stream(call, meter)
 
 
 EMBEDDINGS = EndpointSpec(

@@ -168,7 +168,7 @@ class V1:
             route = rt.resolver.resolve(model)
             record.provider, record.model = route.provider, route.model
             provider = rt.providers[route.provider]
-            if not isinstance(provider, spec.capability) or (stream and spec.open_stream is None):
+            if not isinstance(provider, spec.capability):
                 raise UnsupportedEndpoint(
                     f"Provider '{route.provider}' (serving model '{model}') does not support {spec.path}.",
                     param="model",
