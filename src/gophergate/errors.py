@@ -2,7 +2,8 @@
 
 GatewayError                      status, type, code, param
 ├── InvalidRequest                400 invalid_request_error
-│   └── BodyTooLarge              413
+│   ├── BodyTooLarge              413
+│   └── UnsupportedEndpoint       400 code=unsupported_endpoint (the model's provider lacks the endpoint)
 ├── AuthenticationFailed          401 authentication_error
 ├── NotFound                      404 (unknown route)
 │   └── ModelNotFound             404 code=model_not_found
@@ -60,6 +61,10 @@ class InvalidRequest(GatewayError):
 class BodyTooLarge(InvalidRequest):
     status = 413
     code = "request_too_large"
+
+
+class UnsupportedEndpoint(InvalidRequest):
+    code = "unsupported_endpoint"
 
 
 class AuthenticationFailed(GatewayError):

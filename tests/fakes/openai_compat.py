@@ -21,14 +21,26 @@ scripted behaviour, so tests can drive it through the gateway without side chann
 
 Otherwise the answer is "echo: " + the text of the last user message, or "tool result: " + the text
 of the last message when that is a tool result.
+
+Beside Chat Completions, the dialects that have them serve (every other dialect answers 404, as the real
+upstream does for a path it lacks):
+
+    POST /embeddings          openai, ollama (§2.8, §8.1): deterministic vectors, float or base64
+    POST /images/generations  openai, xai, ollama (§2.8, §6.4, §8.1): b64_json (and url on xAI)
+    POST /responses           openai (§2.9): body or SSE events, no [DONE]; the triggers above apply to the
+                              text of the last user input (FAIL, SLOW, CUT, MIDERROR, WORDS, CACHE). xAI,
+                              Moonshot and Ollama have a Responses API too; it is not modelled here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import random
 import re
 import string
+import struct
 import threading
 import time
 import uuid
@@ -49,6 +61,24 @@ DEFAULT_MODELS: dict[str, list[str]] = {
     "moonshot": ["kimi-k3", "kimi-k2.6"],
     "ollama": ["llama3.2", "qwen3:8b"],
 }
+
+# Embedding models and their vector sizes (§2.8). ada-002 predates `dimensions` and rejects it.
+EMBEDDING_MODELS: dict[str, dict[str, int]] = {
+    "openai": {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536},
+    "ollama": {"nomic-embed-text": 768, "all-minilm": 384},
+}
+# Image models and the sizes they take; None where the upstream has no `size` (xAI: aspect_ratio, §6.4).
+_GPT_IMAGE_SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")
+IMAGE_MODELS: dict[str, dict[str, tuple[str, ...] | None]] = {
+    "openai": {m: _GPT_IMAGE_SIZES for m in ("gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2")},
+    "xai": {"grok-imagine-image": None, "grok-imagine-image-quality": None},
+    "ollama": {"x/z-image-turbo": ("1024x1024", "768x768", "512x512")},
+}
+# A 1x1 transparent PNG: what every fake image is.
+PNG_1X1 = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+RESPONSES_MIN_OUTPUT_TOKENS = 16  # OpenAI rejects a smaller max_output_tokens
 
 # Ollama derives owned_by from the model name's namespace, "library" for plain names (ollama openai.go).
 OWNED_BY: dict[str, str] = {
@@ -431,6 +461,12 @@ class FakeOpenAICompat:
             route = self._route(request.path)
             if route == "chat" and request.method == "POST":
                 return await self._chat(request, raw)
+            if route == "embeddings" and request.method == "POST" and self.dialect in EMBEDDING_MODELS:
+                return self._embeddings(raw)
+            if route == "images" and request.method == "POST" and self.dialect in IMAGE_MODELS:
+                return self._images(raw)
+            if route == "responses" and request.method == "POST" and self.dialect == "openai":
+                return await self._responses(request, raw)
             if route == "models" and request.method == "GET":
                 return self._json(200, {"object": "list", "data": [self._model_object(m) for m in self.models]})
             if route is not None and route.startswith("model:") and request.method == "GET":
@@ -453,6 +489,10 @@ class FakeOpenAICompat:
                 return "chat"
             if rest == "/models":
                 return "models"
+            if rest in ("/embeddings", "/responses"):
+                return rest[1:]
+            if rest == "/images/generations":
+                return "images"
             if rest.startswith("/models/") and len(rest) > len("/models/"):
                 return "model:" + rest[len("/models/") :]
         return None
@@ -1184,4 +1224,368 @@ class FakeOpenAICompat:
                 return resp
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
+        return resp
+
+    # ----------------------------------------------------------------- embeddings
+
+    def _json_body(self, raw: bytes) -> dict[str, Any]:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise self._bad("We could not parse the JSON body of your request.") from None
+        if not isinstance(body, dict):
+            raise self._bad("Invalid request body: expected a JSON object.")
+        return body
+
+    def _embeddings(self, raw: bytes) -> web.Response:
+        body = self._json_body(raw)
+        ollama = self.dialect == "ollama"
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise self._bad("model is required" if ollama else "you must provide a model parameter", param="model")
+        models = EMBEDDING_MODELS[self.dialect]
+        if model not in models:
+            raise self._unknown_model(model)
+        inputs = self._embedding_inputs(body.get("input"))
+        encoding = body.get("encoding_format")
+        if encoding is not None and encoding not in ("float", "base64"):
+            raise self._bad(
+                "invalid encoding format"
+                if ollama
+                else f"Invalid value: '{encoding}'. Supported values are: 'float' and 'base64'.",
+                param="encoding_format",
+                code="invalid_value",
+            )
+        size = models[model]
+        dimensions = body.get("dimensions")
+        if dimensions is not None:
+            if model == "text-embedding-ada-002":
+                raise self._bad("This model does not support specifying dimensions.", param="dimensions")
+            if not isinstance(dimensions, int) or isinstance(dimensions, bool) or not 1 <= dimensions <= size:
+                raise self._bad(
+                    f"Invalid 'dimensions': expected an integer from 1 to {size}.",
+                    param="dimensions",
+                    code="invalid_value",
+                )
+            size = dimensions
+        data = []
+        for index, item in enumerate(inputs):
+            vector = self._vector(model, item, size)
+            if encoding == "base64":
+                # Little-endian float32, base64-encoded: what the openai SDK decodes (it asks for it by default).
+                embedding: Any = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
+            else:
+                embedding = vector
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        tokens = sum(len(i) if isinstance(i, list) else _words(i) for i in inputs)
+        return self._json(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
+
+    def _embedding_inputs(self, value: Any) -> list[Any]:
+        """The inputs as a list of strings or token arrays; OpenAI's errors for the rest (§2.8)."""
+        if value is None:
+            if self.dialect == "ollama":
+                raise self._bad("invalid input type")
+            raise self._bad("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
+        if isinstance(value, str):
+            value = [value]
+        elif isinstance(value, list) and value and all(isinstance(t, int) for t in value):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            if self.dialect == "ollama":
+                raise self._bad("invalid input")
+            raise self._bad("[] is too short - 'input'", param="input", code="empty_array")
+        for item in value:
+            ok = (isinstance(item, str) and item != "") or (
+                isinstance(item, list) and item and all(isinstance(t, int) for t in item) and self.dialect == "openai"
+            )
+            if not ok:
+                if self.dialect == "ollama":
+                    raise self._bad("invalid input")
+                raise self._bad(
+                    "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference."
+                )
+        return list(value)
+
+    @staticmethod
+    def _vector(model: str, item: Any, size: int) -> list[float]:
+        seed = hashlib.sha256(f"{model}\0{item}".encode()).digest()
+        rng = random.Random(seed)
+        vector = [rng.uniform(-1.0, 1.0) for _ in range(size)]
+        norm = sum(v * v for v in vector) ** 0.5 or 1.0
+        # Rounded through float32 so that the float and base64 encodings carry the same numbers.
+        return [struct.unpack("<f", struct.pack("<f", v / norm))[0] for v in vector]
+
+    # ----------------------------------------------------------------- images
+
+    def _images(self, raw: bytes) -> web.Response:
+        body = self._json_body(raw)
+        d = self.dialect
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise self._bad("you must provide a model parameter", param="model")
+        models = IMAGE_MODELS[d]
+        if model not in models:
+            raise self._unknown_model(model)
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            raise self._bad("Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter")
+        n = body.get("n", 1)
+        if d == "ollama" and n not in (None, 1):
+            raise self._bad("n is not supported")  # experimental endpoint, one image per call (§8.1)
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10:
+            word, bound = ("below minimum", ">= 1") if isinstance(n, int) and n < 1 else ("above maximum", "<= 10")
+            raise self._bad(
+                f"Invalid 'n': integer {word} value. Expected a value {bound}, but got {n} instead.",
+                param="n",
+                code=f"integer_{word.replace(' ', '_')}_value",
+            )
+        fmt = body.get("response_format")
+        default_fmt = "url" if d == "xai" else "b64_json"
+        if fmt is not None and fmt not in ("url", "b64_json"):
+            raise self._bad(
+                f"Invalid value: '{fmt}'. Supported values are: 'url' and 'b64_json'.",
+                param="response_format",
+                code="invalid_value",
+            )
+        if fmt == "url" and d != "xai":
+            # gpt-image models always return b64_json (§2.8); Ollama's endpoint is b64_json only (§8.1).
+            raise self._bad(f"response_format 'url' is not supported for model '{model}'.", param="response_format")
+        sizes = models[model]
+        size = body.get("size")
+        if size is not None and sizes is None:
+            raise self._bad("Argument not supported: size")  # xAI takes aspect_ratio instead (§6.4)
+        if size is not None and sizes is not None and size not in sizes:
+            raise self._bad(
+                f"Invalid value: '{size}'. Supported values are: {', '.join(repr(s) for s in sizes)}.",
+                param="size",
+                code="invalid_value",
+            )
+        trig = _Triggers.parse(prompt)
+        if trig.fail is not None:
+            raise self._scripted_error(trig.fail)
+        fmt = fmt or default_fmt
+        items: list[dict[str, Any]] = []
+        for _ in range(n):
+            if fmt == "url":
+                items.append({"url": f"https://imgen.x.ai/xai-imgen/xai-tmp-imgen-{uuid.uuid4()}.jpeg"})
+            else:
+                items.append({"b64_json": base64.b64encode(PNG_1X1).decode()})
+            if d == "xai":
+                items[-1]["revised_prompt"] = ""
+        result: dict[str, Any] = {"created": int(time.time()), "data": items}
+        if d == "openai":
+            size = size if size not in (None, "auto") else "1024x1024"
+            per_image = 1056 if size == "1024x1024" else 1584
+            text_tokens = _words(prompt)
+            result.update(
+                background="opaque",
+                output_format="png",
+                quality="medium",
+                size=size,
+                usage={
+                    "input_tokens": text_tokens,
+                    "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": 0},
+                    "output_tokens": per_image * n,
+                    "total_tokens": text_tokens + per_image * n,
+                },
+            )
+        return self._json(200, result)
+
+    # ----------------------------------------------------------------- responses
+
+    def _responses_request(self, raw: bytes) -> tuple[dict[str, Any], str, _Triggers]:
+        body = self._json_body(raw)
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise self._bad("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+        for name, hint in (("messages", "input"), ("max_tokens", "max_output_tokens")):
+            if name in body:
+                # Chat Completions fields are unknown to the Responses API (§2.9).
+                raise self._bad(f"Unsupported parameter: '{name}'. Use '{hint}'.", param=name, code="unknown_parameter")
+        if model not in self.models:
+            raise self._unknown_model(model)
+        value = body.get("input")
+        if value is None and body.get("previous_response_id") is None:
+            raise self._bad("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
+        if value is not None and not isinstance(value, (str, list)):
+            raise self._bad(
+                "Invalid type for 'input': expected a string or an array.", param="input", code="invalid_type"
+            )
+        if body.get("stream_options") is not None and body.get("stream") is not True:
+            raise self._bad(
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
+            )
+        limit = body.get("max_output_tokens")
+        if limit is not None and (not isinstance(limit, int) or limit < RESPONSES_MIN_OUTPUT_TOKENS):
+            raise self._bad(
+                f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= "
+                f"{RESPONSES_MIN_OUTPUT_TOKENS}, but got {limit} instead.",
+                param="max_output_tokens",
+                code="integer_below_min_value",
+            )
+        text = self._responses_input_text(value)
+        return body, text, _Triggers.parse(text)
+
+    @staticmethod
+    def _responses_input_text(value: Any) -> str:
+        """The text of the last user input: a string, or the last user message item's text parts."""
+        if isinstance(value, str):
+            return value
+        for item in reversed(value or []):
+            if isinstance(item, dict) and item.get("role") == "user":
+                content = item.get("content")
+                if isinstance(content, str):
+                    return content
+                if isinstance(content, list):
+                    return " ".join(
+                        p["text"]
+                        for p in content
+                        if isinstance(p, dict) and p.get("type") == "input_text" and isinstance(p.get("text"), str)
+                    )
+        return ""
+
+    def _response_object(self, body: dict[str, Any], text: str, trig: _Triggers) -> dict[str, Any]:
+        """The complete response (status completed or incomplete) for the request."""
+        model: str = body["model"]
+        reasoning = model.startswith(("o1", "o3", "o4", "gpt-5"))
+        content = " ".join(f"word{i}" for i in range(1, trig.words + 1)) if trig.words else "echo: " + text
+        reasoning_tokens = _words(text) + 2 if reasoning else 0
+        limit = body.get("max_output_tokens")
+        status, incomplete = "completed", None
+        if isinstance(limit, int) and _words(content) + reasoning_tokens > limit:
+            content = "".join(_pieces(content)[: max(limit - reasoning_tokens, 0)]).rstrip()
+            status, incomplete = "incomplete", {"reason": "max_output_tokens"}
+        input_tokens = _words(text) + _words(str(body.get("instructions") or "")) + 10
+        output: list[dict[str, Any]] = []
+        if reasoning:
+            output.append({"id": "rs_" + uuid.uuid4().hex, "type": "reasoning", "summary": []})
+        output.append(
+            {
+                "id": "msg_" + uuid.uuid4().hex,
+                "type": "message",
+                "status": status,
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": content, "annotations": [], "logprobs": []}],
+            }
+        )
+        output_tokens = _words(content) + reasoning_tokens
+        return {
+            "id": "resp_" + uuid.uuid4().hex,
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": status,
+            "error": None,
+            "incomplete_details": incomplete,
+            "instructions": body.get("instructions"),
+            "max_output_tokens": limit,
+            "model": model,
+            "output": output,
+            "parallel_tool_calls": True,
+            "previous_response_id": body.get("previous_response_id"),
+            "store": body.get("store", True),
+            "temperature": 1.0,
+            "text": {"format": {"type": "text"}},
+            "tool_choice": "auto",
+            "tools": body.get("tools") or [],
+            "top_p": 1.0,
+            "truncation": "disabled",
+            "usage": {
+                "input_tokens": input_tokens,
+                "input_tokens_details": {"cached_tokens": min(trig.cache, input_tokens)},
+                "output_tokens": output_tokens,
+                "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
+                "total_tokens": input_tokens + output_tokens,
+            },
+            "metadata": {},
+        }
+
+    async def _responses(self, request: web.Request, raw: bytes) -> web.StreamResponse:
+        body, text, trig = self._responses_request(raw)
+        if trig.fail is not None:
+            raise self._scripted_error(trig.fail)
+        final = self._response_object(body, text, trig)
+        if body.get("stream") is True:
+            return await self._responses_stream(request, final, trig)
+        if trig.slow_ms:
+            await asyncio.sleep(trig.slow_ms / 1000)
+        payload = orjson.dumps(final)
+        if trig.cut:
+            return await self._cut_body(request, payload)
+        return web.Response(status=200, body=payload, content_type="application/json", headers=self._headers())
+
+    @staticmethod
+    def _responses_events(final: dict[str, Any]) -> list[dict[str, Any]]:
+        """The stream of `final` in the API's order (§2.9); sequence numbers are added when sending."""
+        start = {**final, "status": "in_progress", "output": [], "usage": None, "incomplete_details": None}
+        events: list[dict[str, Any]] = [
+            {"type": "response.created", "response": start},
+            {"type": "response.in_progress", "response": start},
+        ]
+        for index, item in enumerate(final["output"]):
+            if item["type"] != "message":
+                events.append({"type": "response.output_item.added", "output_index": index, "item": item})
+                events.append({"type": "response.output_item.done", "output_index": index, "item": item})
+                continue
+            part = item["content"][0]
+            where = {"item_id": item["id"], "output_index": index}
+            events.append(
+                {
+                    "type": "response.output_item.added",
+                    "output_index": index,
+                    "item": {**item, "status": "in_progress", "content": []},
+                }
+            )
+            empty = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            events.append({"type": "response.content_part.added", **where, "content_index": 0, "part": empty})
+            for piece in _pieces(part["text"]):
+                events.append(
+                    {"type": "response.output_text.delta", **where, "content_index": 0, "delta": piece, "logprobs": []}
+                )
+            events.append(
+                {"type": "response.output_text.done", **where, "content_index": 0, "text": part["text"], "logprobs": []}
+            )
+            events.append({"type": "response.content_part.done", **where, "content_index": 0, "part": part})
+            events.append({"type": "response.output_item.done", "output_index": index, "item": item})
+        terminal = "response.incomplete" if final["status"] == "incomplete" else "response.completed"
+        events.append({"type": terminal, "response": final})
+        return events
+
+    async def _responses_stream(
+        self, request: web.Request, final: dict[str, Any], trig: _Triggers
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(
+            status=200,
+            headers=self._headers({"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}),
+        )
+        await resp.prepare(request)
+        deltas = 0
+        for seq, event in enumerate(self._responses_events(final)):
+            if trig.slow_ms and seq:
+                await asyncio.sleep(trig.slow_ms / 1000)
+            event = {**event, "sequence_number": seq}
+            await resp.write(f"event: {event['type']}\ndata: ".encode() + orjson.dumps(event) + b"\n\n")
+            if event["type"] != "response.output_text.delta":
+                continue
+            deltas += 1
+            if trig.cut and deltas == 2:
+                self._drop_connection(request)
+                return resp
+            if trig.mid_error and deltas == 1:
+                # The live API nests the error under "error" (unlike its reference, which shows the fields
+                # flat); openai-dotnet#881, Effect-TS/effect#7262.
+                message = _GENERIC_MESSAGES[500]
+                inner = {"type": "server_error", "code": "server_error", "param": None, "message": message}
+                error = {"type": "error", "error": inner, "sequence_number": seq + 1}
+                await resp.write(b"event: error\ndata: " + orjson.dumps(error) + b"\n\n")
+                await resp.write_eof()
+                return resp
+        await resp.write_eof()  # no [DONE]: the terminal event ends the stream (§2.9)
         return resp

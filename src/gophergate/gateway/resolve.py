@@ -25,6 +25,7 @@ NAME_PATTERNS: tuple[tuple[str, str], ...] = (
     ("o3", "openai"),
     ("o4", "openai"),
     ("chatgpt-", "openai"),
+    ("text-embedding-", "openai"),
     ("deepseek-", "deepseek"),
     ("grok-", "xai"),
     ("kimi-", "moonshot"),

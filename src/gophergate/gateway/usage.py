@@ -78,3 +78,30 @@ USAGE_READERS = {
     "moonshot": from_moonshot,
     "ollama": from_openai,
 }
+
+
+def from_embeddings(usage: dict[str, Any]) -> Usage:
+    """Embeddings: ``{prompt_tokens, total_tokens}``; there is no completion (providers.md §2.8)."""
+    return Usage(prompt=_int(usage.get("prompt_tokens")))
+
+
+def from_responses(usage: dict[str, Any]) -> Usage:
+    """Responses API: ``input_tokens`` includes cached tokens, ``output_tokens`` includes reasoning (§2.9)."""
+    input_details = _details(usage, "input_tokens_details")
+    output_details = _details(usage, "output_tokens_details")
+    return Usage(
+        prompt=_int(usage.get("input_tokens")),
+        completion=_int(usage.get("output_tokens")),
+        reasoning=_int(output_details.get("reasoning_tokens")),
+        cache_read=_int(input_details.get("cached_tokens")),
+        cache_write=_int(input_details.get("cache_write_tokens")),
+    )
+
+
+def from_images(usage: dict[str, Any]) -> Usage:
+    """gpt-image models: ``input_tokens`` (text + image input) and ``output_tokens`` (the images) (§2.8).
+
+    The same field names as the Responses API; ``input_tokens_details`` splits text and image tokens, which
+    the canonical classes do not distinguish.
+    """
+    return from_responses(usage)

@@ -1,4 +1,4 @@
-"""Light validation of a chat request: only what routing, translation and metering read.
+"""Light validation of /v1 requests: only what routing, translation and metering read.
 
 Everything else is forwarded unchanged, so an upstream stays the judge of its own fields. Each failure is a
 400 that names the field (``param``), like OpenAI's own errors.
@@ -91,3 +91,112 @@ def check_chat(data: dict[str, Any]) -> tuple[str, bool, bool]:
     if tools is not None and not isinstance(tools, list):
         raise _bad("tools", "'tools' must be an array.")
     return model, stream, include_usage
+
+
+def _model(data: dict[str, Any]) -> str:
+    model = data.get("model")
+    if model is None:
+        raise _missing("model")
+    if not isinstance(model, str) or not model.strip():
+        raise _bad("model", "'model' must be a non-empty string.")
+    return model
+
+
+def _stream(data: dict[str, Any]) -> bool:
+    stream = data.get("stream", False)
+    if stream is None:
+        return False
+    if not isinstance(stream, bool):
+        raise _bad("stream", "'stream' must be a boolean.")
+    return stream
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_tokens(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(_is_int(t) and t >= 0 for t in value)
+
+
+_ENCODINGS = ("float", "base64")
+
+
+def check_embeddings(data: dict[str, Any]) -> str:
+    """Return the model or raise ``InvalidRequest`` naming the field (providers.md §2.8)."""
+    model = _model(data)
+    value = data.get("input")
+    if value is None:
+        raise _missing("input")
+    if isinstance(value, str):
+        if not value:
+            raise _bad("input", "'input' must not be an empty string.")
+    elif not isinstance(value, list) or not value:
+        raise _bad("input", "'input' must be a string, an array of strings, or an array of token arrays.")
+    elif all(isinstance(v, str) for v in value):
+        for i, text in enumerate(value):
+            if not text:
+                raise _bad(f"input[{i}]", f"'input[{i}]' must not be an empty string.")
+    elif not (all(_is_int(v) and v >= 0 for v in value) or all(_is_tokens(v) for v in value)):
+        raise _bad("input", "'input' must be a string, an array of strings, or an array of token arrays.")
+    encoding = data.get("encoding_format")
+    if encoding is not None and encoding not in _ENCODINGS:
+        raise _bad("encoding_format", "'encoding_format' must be one of float, base64.")
+    dimensions = data.get("dimensions")
+    if dimensions is not None and (not _is_int(dimensions) or dimensions < 1):
+        raise _bad("dimensions", "'dimensions' must be a positive integer.")
+    return model
+
+
+_IMAGE_FORMATS = ("url", "b64_json")
+MAX_IMAGES = 10
+
+
+def check_images(data: dict[str, Any]) -> str:
+    """Return the model or raise ``InvalidRequest`` naming the field.
+
+    ``model`` is required: OpenAI's own default (dall-e-2) was retired on 2026-05-12 (providers.md, header),
+    and a gateway serving several image providers cannot guess which one is meant.
+    """
+    model = _model(data)
+    prompt = data.get("prompt")
+    if prompt is None:
+        raise _missing("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise _bad("prompt", "'prompt' must be a non-empty string.")
+    n = data.get("n")
+    if n is not None and (not _is_int(n) or not 1 <= n <= MAX_IMAGES):
+        raise _bad("n", f"'n' must be an integer from 1 to {MAX_IMAGES}.")
+    response_format = data.get("response_format")
+    if response_format is not None and response_format not in _IMAGE_FORMATS:
+        raise _bad("response_format", "'response_format' must be one of url, b64_json.")
+    size = data.get("size")
+    if size is not None and not isinstance(size, str):
+        raise _bad("size", "'size' must be a string such as '1024x1024' or 'auto'.")
+    if _stream(data):
+        # Image streams (partial_image events) are not relayed yet; say so rather than fail on the SSE body.
+        raise _bad("stream", "Streaming image generation is not supported by this gateway; omit 'stream'.")
+    return model
+
+
+def check_responses(data: dict[str, Any]) -> tuple[str, bool]:
+    """Return (model, stream) or raise ``InvalidRequest`` naming the field (providers.md §2.9).
+
+    ``input`` may be absent (a ``previous_response_id``, ``conversation`` or ``prompt`` supplies it); the
+    items themselves are the upstream's to judge.
+    """
+    model = _model(data)
+    value = data.get("input")
+    if value is not None and not isinstance(value, str | list):
+        raise _bad("input", "'input' must be a string or an array of input items.")
+    stream = _stream(data)
+    options = data.get("stream_options")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise _bad("stream_options", "'stream_options' must be an object.")
+        if not stream:
+            raise _bad("stream_options", "'stream_options' is only allowed when 'stream' is true.")
+    limit = data.get("max_output_tokens")
+    if limit is not None and (not _is_int(limit) or limit < 1):
+        raise _bad("max_output_tokens", "'max_output_tokens' must be a positive integer.")
+    return model, stream

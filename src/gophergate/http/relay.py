@@ -27,9 +27,16 @@ async def _watch_disconnect(receive: Any, relay: asyncio.Task[Any], gone: list[b
 
 
 async def relay_stream(
-    send: Any, receive: Any, headers: list[tuple[bytes, bytes]], chunks: AsyncIterator[bytes], meter: Meter
+    send: Any,
+    receive: Any,
+    headers: list[tuple[bytes, bytes]],
+    chunks: AsyncIterator[bytes],
+    meter: Meter,
+    *,
+    done: bool = True,
 ) -> None:
-    """Send the response headers, then every chunk as it comes, then ``[DONE]``; the upstream is always
+    """Send the response headers, then every chunk as it comes, then ``[DONE]`` (unless ``done`` is false:
+    the Responses API's streams end after their terminal event, with no sentinel); the upstream is always
     closed (the iterator's ``finally``), whatever happens to the client."""
     relay = asyncio.current_task()
     assert relay is not None
@@ -51,7 +58,7 @@ async def relay_stream(
                 if meter.first_chunk is None:
                     meter.first_chunk = time.perf_counter()
                 await write({"type": "http.response.body", "body": chunk, "more_body": True})
-            await write({"type": "http.response.body", "body": DONE, "more_body": False})
+            await write({"type": "http.response.body", "body": DONE if done else b"", "more_body": False})
         except asyncio.CancelledError:
             if gone:
                 relay.uncancel()

@@ -11,14 +11,22 @@ from urllib.parse import unquote
 
 import orjson
 
-from gophergate.errors import ClientDisconnected, GatewayError, MethodNotAllowed, ModelNotFound, NotFound
+from gophergate.errors import (
+    ClientDisconnected,
+    GatewayError,
+    MethodNotAllowed,
+    ModelNotFound,
+    NotFound,
+    UnsupportedEndpoint,
+)
+from gophergate.gateway.endpoints import ENDPOINTS, EndpointSpec
 from gophergate.gateway.metering import finalize
 from gophergate.gateway.resolve import Route
 from gophergate.gateway.validate import check_chat, parse_json_object
 from gophergate.http.auth import authenticate
 from gophergate.http.io import Scope, base_headers, read_body, request_id, send_bytes, send_error
 from gophergate.http.relay import relay_stream
-from gophergate.providers.base import ChatCall, Meter
+from gophergate.providers.base import ChatCall, EndpointCall, Meter
 from gophergate.recorder.record import RequestRecord
 from gophergate.runtime import Runtime
 
@@ -91,6 +99,11 @@ class V1:
                 await self.chat_completions(scope, receive, send)
             else:
                 await self._simple(scope, receive, send, "chat.completions", self._not_allowed)
+        elif (spec := ENDPOINTS.get(path)) is not None:
+            if method == "POST":
+                await self.endpoint(scope, receive, send, spec)
+            else:
+                await self._simple(scope, receive, send, spec.name, self._not_allowed)
         elif path == "/v1/models":
             await self._simple(scope, receive, send, "models.list", self._list_models)
         elif path.startswith("/v1/models/"):
@@ -176,6 +189,84 @@ class V1:
                 await self._send_error(send, error, record, meter)
         finally:
             finalize(record, meter, messages)
+            rt.recorder.submit(record)
+
+    # -- embeddings, images, responses -------------------------------------------------------------------------
+    async def endpoint(self, scope: Scope, receive: Any, send: Any, spec: EndpointSpec) -> None:
+        """The one path of every non-chat endpoint: parse -> validate -> resolve -> capability -> call -> send,
+        and exactly one record, written in ``finally``."""
+        rt = self.rt
+        record = RequestRecord(request_id(scope), spec.name, time.perf_counter())
+        meter: Meter | None = None
+        prompt: Any = None
+        started = False  # response headers sent
+        try:
+            if rt.recorder.saturated:
+                raise GatewayError(
+                    "The gateway's request log is backed up; retry shortly.",
+                    status=503,
+                    code="log_backlog",
+                    headers={"retry-after": "1"},
+                )
+            principal = await authenticate(scope, rt.keys)
+            record.client_key_id = principal.key_id
+            body = await read_body(receive, scope, rt.settings.max_body_bytes)
+            data = parse_json_object(body)
+            model, stream = spec.check(data)
+            record.requested_model = model
+            record.stream = stream
+            prompt = spec.prompt(data)
+            route = rt.resolver.resolve(model)
+            record.provider, record.model = route.provider, route.model
+            provider = rt.providers[route.provider]
+            if not isinstance(provider, spec.capability):
+                raise UnsupportedEndpoint(
+                    f"Provider '{route.provider}' (serving model '{model}') does not support {spec.path}.",
+                    param="model",
+                )
+            # PRICING: the one place a non-chat call gets its price (EndpointCall.pricer); None until wired.
+            call = EndpointCall(data, route.model, record.request_id, stream=stream, pricer=None)
+            meter = Meter()
+            if not stream:
+                out = await spec.call(provider, call, meter)
+                headers = base_headers(record.request_id)
+                headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
+                record.status = 200
+                started = True
+                try:
+                    await send_bytes(send, 200, out, headers)
+                except Exception as exc:  # how servers report a write to a closed connection varies
+                    raise ClientDisconnected() from exc
+                meter.first_chunk = time.perf_counter()
+                return
+            assert spec.open_stream is not None
+            chunks = await spec.open_stream(provider, call, meter)
+            headers = base_headers(record.request_id, b"text/event-stream")
+            headers.extend(SSE_HEADERS)
+            headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
+            record.status = 200
+            started = True
+            await relay_stream(send, receive, headers, chunks, meter, done=spec.ends_with_done)
+            if meter.stream_error is not None:
+                record.error_type = "upstream_stream_error"
+                record.error_message = meter.stream_error
+                record.status = 502
+        except GatewayError as exc:
+            _fail(record, exc)
+            if not started:
+                await self._send_error(send, exc, record, meter)
+        except ClientDisconnected:
+            record.status = 499
+            record.error_type = "client_disconnected"
+            record.error_message = "The client closed the connection before the response was complete."
+        except Exception:
+            log.exception("unexpected error in request %s", record.request_id)
+            error = GatewayError("The gateway hit an internal error; it has been logged.", code="internal_error")
+            _fail(record, error)
+            if not started:
+                await self._send_error(send, error, record, meter)
+        finally:
+            finalize(record, meter, prompt)
             rt.recorder.submit(record)
 
     async def _send_error(self, send: Any, error: GatewayError, record: RequestRecord, meter: Meter | None) -> None:

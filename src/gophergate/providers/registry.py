@@ -7,7 +7,7 @@ from gophergate.providers.base import Provider
 from gophergate.providers.config import ProviderConfig
 from gophergate.providers.http_client import UpstreamClient
 from gophergate.providers.openai_compat.dialects import get_dialect
-from gophergate.providers.openai_compat.provider import OpenAICompatProvider
+from gophergate.providers.openai_compat.provider import OpenAICompatProvider, OpenAIProvider
 
 
 def build_providers(
@@ -15,11 +15,13 @@ def build_providers(
 ) -> dict[str, Provider]:
     providers: dict[str, Provider] = {}
     for cfg in configs:
-        providers[cfg.name] = OpenAICompatProvider(
+        dialect = get_dialect(cfg.dialect)
+        cls = OpenAIProvider if dialect.responses_api else OpenAICompatProvider
+        providers[cfg.name] = cls(
             name=cfg.name,
             base_url=cfg.base_url,
             api_key=cfg.api_key,
-            dialect=get_dialect(cfg.dialect),
+            dialect=dialect,
             client=client,
             reasoning_store=store,
             extra_headers=dict(cfg.headers),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -855,3 +856,183 @@ def test_sdk_models(fake: FakeOpenAICompat) -> None:
     client = sdk(fake)
     assert [m.id for m in client.models.list()] == fake.models
     assert client.models.retrieve(fake.models[0]).owned_by
+
+
+# --------------------------------------------------------------------------- embeddings, images, responses
+
+
+def post(fake: FakeOpenAICompat, path: str, body: Any) -> tuple[int, Any]:
+    status, _, data = http(fake, body, path=path)
+    return status, json.loads(data)
+
+
+def responses_sse(data: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """(event name, payload) pairs of a Responses stream; asserts each name repeats the payload's type."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for block in data.decode().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if line)
+        if lines:
+            payload = json.loads(lines["data"])
+            assert lines["event"] == payload["type"]
+            out.append((lines["event"], payload))
+    return out
+
+
+@pytest.mark.parametrize(("dialect", "path"), [("deepseek", "/embeddings"), ("moonshot", "/v1/embeddings"),
+                                               ("xai", "/v1/embeddings"), ("deepseek", "/images/generations"),
+                                               ("moonshot", "/v1/images/generations"), ("deepseek", "/v1/responses"),
+                                               ("ollama", "/v1/responses")])  # fmt: skip
+def test_dialects_without_an_endpoint_answer_404(fakes: dict[str, FakeOpenAICompat], dialect: str, path: str) -> None:
+    status, _, _ = http(fakes[dialect], {"model": "m", "input": "x", "prompt": "x"}, path=path)
+    assert status == 404
+
+
+def test_embeddings_are_deterministic_and_sized_per_model(fakes: dict[str, FakeOpenAICompat]) -> None:
+    fake = fakes["openai"]
+    body = {"model": "text-embedding-3-small", "input": ["one two", "three"], "encoding_format": "float"}
+    status, first = post(fake, "/v1/embeddings", body)
+    _, second = post(fake, "/v1/embeddings", body)
+    assert status == 200 and first["data"] == second["data"]
+    assert [len(d["embedding"]) for d in first["data"]] == [1536, 1536]
+    assert first["data"][0]["embedding"] != first["data"][1]["embedding"]
+    assert first["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
+    _, small = post(fake, "/v1/embeddings", {**body, "dimensions": 8})
+    assert len(small["data"][0]["embedding"]) == 8
+
+
+def test_embeddings_base64_decodes_to_the_float_vector(fakes: dict[str, FakeOpenAICompat]) -> None:
+    fake = fakes["openai"]
+    floats = sdk(fake).embeddings.create(model="text-embedding-3-small", input="hi", encoding_format="float")
+    assert fake.last_request.body["encoding_format"] == "float"
+    default = sdk(fake).embeddings.create(model="text-embedding-3-small", input="hi")
+    assert fake.last_request.body["encoding_format"] == "base64"  # the SDK's default
+    assert default.data[0].embedding == floats.data[0].embedding
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "text-embedding-3-small"}, "input"),
+        ({"model": "text-embedding-3-small", "input": []}, "input"),
+        ({"model": "text-embedding-3-small", "input": "x", "encoding_format": "int8"}, "encoding_format"),
+        ({"model": "text-embedding-ada-002", "input": "x", "dimensions": 256}, "dimensions"),
+    ],
+)
+def test_embeddings_reject_what_openai_rejects(
+    fakes: dict[str, FakeOpenAICompat], body: dict[str, Any], param: str
+) -> None:
+    status, error = post(fakes["openai"], "/v1/embeddings", body)
+    assert status == 400 and error["error"]["param"] == param
+
+
+def test_embeddings_reject_an_empty_string(fakes: dict[str, FakeOpenAICompat]) -> None:
+    status, _ = post(fakes["openai"], "/v1/embeddings", {"model": "text-embedding-3-small", "input": ""})
+    assert status == 400
+
+
+def test_ollama_embeddings(fakes: dict[str, FakeOpenAICompat]) -> None:
+    status, body = post(fakes["ollama"], "/v1/embeddings", {"model": "nomic-embed-text", "input": "hello"})
+    assert status == 200 and len(body["data"][0]["embedding"]) == 768
+
+
+def test_images_b64_json_with_gpt_image_usage(fakes: dict[str, FakeOpenAICompat]) -> None:
+    fake = fakes["openai"]
+    result = sdk(fake).images.generate(model="gpt-image-1.5", prompt="a red fox", n=2, response_format="b64_json")
+    assert len(result.data) == 2 and result.data[0].b64_json
+    assert base64.b64decode(result.data[0].b64_json).startswith(b"\x89PNG")
+    assert result.usage is not None and result.usage.input_tokens == 3 and result.usage.output_tokens == 2 * 1056
+
+
+@pytest.mark.parametrize(
+    ("dialect", "body", "param"),
+    [
+        ("openai", {"model": "gpt-image-1.5", "prompt": "x", "n": 11}, "n"),
+        ("openai", {"model": "gpt-image-1.5", "prompt": "x", "n": 0}, "n"),
+        ("openai", {"model": "gpt-image-1.5", "prompt": "x", "size": "256x256"}, "size"),
+        ("openai", {"model": "gpt-image-1.5", "prompt": "x", "response_format": "url"}, "response_format"),
+        ("openai", {"model": "gpt-image-1.5"}, "prompt"),
+        ("xai", {"model": "grok-imagine-image", "prompt": "x", "size": "1024x1024"}, None),
+        ("ollama", {"model": "x/z-image-turbo", "prompt": "x", "n": 2}, None),
+    ],
+)
+def test_images_reject_what_the_upstream_rejects(
+    fakes: dict[str, FakeOpenAICompat], dialect: str, body: dict[str, Any], param: str | None
+) -> None:
+    status, error = post(fakes[dialect], "/v1/images/generations", body)
+    assert status == 400
+    if param is not None:
+        assert error["error"]["param"] == param
+
+
+def test_xai_images_default_to_urls_without_usage(fakes: dict[str, FakeOpenAICompat]) -> None:
+    status, body = post(fakes["xai"], "/v1/images/generations", {"model": "grok-imagine-image", "prompt": "x"})
+    assert status == 200 and body["data"][0]["url"].startswith("https://") and "usage" not in body
+
+
+def test_responses_body_has_output_text_and_usage(fakes: dict[str, FakeOpenAICompat]) -> None:
+    response = sdk(fakes["openai"]).responses.create(model="gpt-5-mini", input="hello there", instructions="be brief")
+    assert response.output_text == "echo: hello there" and response.status == "completed"
+    assert response.usage is not None
+    assert response.usage.input_tokens == 14 and response.usage.output_tokens_details.reasoning_tokens == 4
+    assert response.usage.output_tokens == 3 + 4
+
+
+def test_responses_stream_event_order_and_no_done(fakes: dict[str, FakeOpenAICompat]) -> None:
+    status, _, data = http(
+        fakes["openai"], {"model": "gpt-4o-mini", "input": "a b c", "stream": True}, path="/v1/responses"
+    )
+    assert status == 200 and b"[DONE]" not in data
+    events = responses_sse(data)
+    names = [name for name, _ in events]
+    assert names[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert names[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [p["sequence_number"] for _, p in events] == list(range(len(events)))
+    text = "".join(p["delta"] for name, p in events if name == "response.output_text.delta")
+    assert text == "echo: a b c"
+    assert events[-1][1]["response"]["usage"]["output_tokens"] == 4
+
+
+def test_responses_stream_max_output_tokens_ends_incomplete(fakes: dict[str, FakeOpenAICompat]) -> None:
+    body = {"model": "gpt-4o-mini", "input": "WORDS 40", "stream": True, "max_output_tokens": 16}
+    _, _, data = http(fakes["openai"], body, path="/v1/responses")
+    name, payload = responses_sse(data)[-1]
+    assert name == "response.incomplete"
+    assert payload["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+
+
+def test_responses_stream_triggers(fakes: dict[str, FakeOpenAICompat]) -> None:
+    fake = fakes["openai"]
+    status, _, _ = http(fake, {"model": "gpt-4o-mini", "input": "FAIL 429", "stream": True}, path="/v1/responses")
+    assert status == 429
+    _, _, data = http(fake, {"model": "gpt-4o-mini", "input": "MIDERROR a b", "stream": True}, path="/v1/responses")
+    name, payload = responses_sse(data)[-1]
+    assert name == "error" and payload["error"]["code"] == "server_error"
+    with pytest.raises(openai.APIConnectionError):
+        list(sdk(fake).responses.create(model="gpt-4o-mini", input="CUT a b c d", stream=True))
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "gpt-4o-mini"}, "input"),
+        ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}, "messages"),
+        ({"model": "gpt-4o-mini", "input": "x", "max_tokens": 50}, "max_tokens"),
+        ({"model": "gpt-4o-mini", "input": "x", "max_output_tokens": 5}, "max_output_tokens"),
+        ({"model": "gpt-4o-mini", "input": "x", "stream_options": {}}, "stream_options"),
+    ],
+)
+def test_responses_reject_what_openai_rejects(
+    fakes: dict[str, FakeOpenAICompat], body: dict[str, Any], param: str
+) -> None:
+    status, error = post(fakes["openai"], "/v1/responses", body)
+    assert status == 400 and error["error"]["param"] == param

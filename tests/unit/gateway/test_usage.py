@@ -1,6 +1,15 @@
 from __future__ import annotations
 
-from gophergate.gateway.usage import Usage, from_deepseek, from_moonshot, from_openai, from_xai
+from gophergate.gateway.usage import (
+    Usage,
+    from_deepseek,
+    from_embeddings,
+    from_images,
+    from_moonshot,
+    from_openai,
+    from_responses,
+    from_xai,
+)
 
 
 def test_openai_prompt_includes_cache_and_completion_includes_reasoning() -> None:
@@ -48,3 +57,38 @@ def test_moonshot_top_level_cached_tokens() -> None:
 
 def test_garbage_values_count_as_zero() -> None:
     assert from_openai({"prompt_tokens": "12", "completion_tokens": None, "prompt_tokens_details": 5}) == Usage()
+
+
+def test_embeddings_usage_is_prompt_only() -> None:
+    assert from_embeddings({"prompt_tokens": 8, "total_tokens": 8}) == Usage(prompt=8)
+
+
+def test_responses_input_includes_cache_and_output_includes_reasoning() -> None:
+    usage = from_responses(
+        {
+            "input_tokens": 200,
+            "input_tokens_details": {"cached_tokens": 150, "cache_write_tokens": 20},
+            "output_tokens": 90,
+            "output_tokens_details": {"reasoning_tokens": 64},
+            "total_tokens": 290,
+        }
+    )
+    assert usage == Usage(prompt=200, completion=90, reasoning=64, cache_read=150, cache_write=20)
+    assert usage.total == 290
+
+
+def test_responses_usage_tolerates_missing_and_null_details() -> None:
+    usage = from_responses({"input_tokens": 5, "output_tokens": 2, "input_tokens_details": None})
+    assert usage == Usage(prompt=5, completion=2)
+
+
+def test_gpt_image_usage_counts_text_and_image_input_as_prompt_and_images_as_completion() -> None:
+    usage = from_images(
+        {
+            "input_tokens": 50,
+            "input_tokens_details": {"text_tokens": 10, "image_tokens": 40},
+            "output_tokens": 4160,
+            "total_tokens": 4210,
+        }
+    )
+    assert (usage.prompt, usage.completion, usage.reasoning, usage.cache_read) == (50, 4160, 0, 0)

@@ -58,6 +58,9 @@ class Dialect:
     replays_reasoning: Callable[[str], bool] = _never
     usage_in_choice: bool = False
     completion_excludes_reasoning: bool = False
+    # The upstream serves OpenAI's Responses API (POST /responses). Others have it too (xAI, Moonshot, Ollama's
+    # stateless subset; providers.md §6.1, §7.1, §8.1), with differences the gateway does not translate yet.
+    responses_api: bool = False
 
     def read_usage(self, usage: dict[str, Any]) -> Usage:
         return USAGE_READERS.get(self.name, USAGE_READERS["openai"])(usage)
@@ -70,6 +73,7 @@ DIALECTS: dict[str, Dialect] = {
             "openai",
             developer_to_system=False,
             max_completion_tokens=_prefixes("o1", "o3", "o4", "gpt-5"),
+            responses_api=True,
         ),
         # DeepSeek thinking mode is on by default for its current models (deepseek-flash, V4.x).
         Dialect("deepseek", replays_reasoning=_always),

@@ -1,4 +1,8 @@
-"""One provider class for every OpenAI-compatible upstream; the differences live in ``Dialect`` data."""
+"""One provider class for every OpenAI-compatible upstream; the differences live in ``Dialect`` data.
+
+Every member of the family gets embeddings and image generation (an upstream without them answers with its
+own 404, passed through as usual); ``OpenAIProvider`` adds the Responses API for dialects that have it.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,10 @@ import orjson
 
 from gophergate.errors import GatewayError, UpstreamUnavailable
 from gophergate.gateway.reasoning_store import ReasoningStore
-from gophergate.providers.base import ChatCall, Meter
+from gophergate.gateway.usage import from_embeddings, from_images, from_responses
+from gophergate.providers.base import ChatCall, EndpointCall, Meter
 from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
+from gophergate.providers.openai_compat import responses as resp_api
 from gophergate.providers.openai_compat.dialects import (
     Dialect,
     StreamTranslator,
@@ -48,6 +54,9 @@ class OpenAICompatProvider:
         self._store = reasoning_store
         self._chat_url = self.base_url + "/chat/completions"
         self._models_url = self.base_url + "/models"
+        self._embeddings_url = self.base_url + "/embeddings"
+        self._images_url = self.base_url + "/images/generations"
+        self._responses_url = self.base_url + "/responses"
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -132,6 +141,44 @@ class OpenAICompatProvider:
             meter.output_reasoning_field = self.dialect.reasoning_field
             meter.stream_error = translator.error
 
+    # -- embeddings and images ------------------------------------------------------------------------------------
+    async def embeddings(self, call: EndpointCall, meter: Meter) -> bytes:
+        data, raw = await self._post_json(self._embeddings_url, call, meter)
+        usage_obj = data.get("usage")
+        if isinstance(usage_obj, dict):
+            meter.usage = from_embeddings(usage_obj)
+            if resp_api.add_cost(usage_obj, meter.usage, call):
+                return orjson.dumps(data)
+        return raw
+
+    async def generate_images(self, call: EndpointCall, meter: Meter) -> bytes:
+        # Only gpt-image models report usage; other image upstreams (xAI, Ollama) send none (§2.8, §6.4).
+        data, raw = await self._post_json(self._images_url, call, meter)
+        usage_obj = data.get("usage")
+        if isinstance(usage_obj, dict):
+            meter.usage = from_images(usage_obj)
+            if resp_api.add_cost(usage_obj, meter.usage, call):
+                return orjson.dumps(data)
+        return raw
+
+    async def _post_json(self, url: str, call: EndpointCall, meter: Meter) -> tuple[dict[str, Any], bytes]:
+        """POST the client's body with the upstream's model id; the parsed answer and its bytes."""
+        payload = orjson.dumps({**call.body, "model": call.model})
+        meter.start_upstream()
+        with transport_errors(self.name):
+            resp = await self._client.request("POST", url, self._headers, payload, stream=False)
+            raw = await resp.read()
+        meter.upstream_finished()
+        if resp.status >= 400:
+            raise upstream_error(self.name, resp.status, raw, resp.header)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned a malformed response.") from None
+        if not isinstance(data, dict):
+            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned an unexpected response.")
+        return data, raw
+
     async def list_models(self) -> list[str]:
         with transport_errors(self.name):
             resp = await self._client.request("GET", self._models_url, self._headers, None, stream=False)
@@ -148,3 +195,63 @@ class OpenAICompatProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+class OpenAIProvider(OpenAICompatProvider):
+    """An upstream with OpenAI's Responses API (the ``openai`` dialect): bodies and events pass through."""
+
+    async def responses(self, call: EndpointCall, meter: Meter) -> bytes:
+        data, raw = await self._post_json(self._responses_url, call, meter)
+        meter.finish_reason = resp_api.finish_reason(data)
+        usage_obj = data.get("usage")
+        if isinstance(usage_obj, dict):
+            meter.usage = from_responses(usage_obj)
+            if resp_api.add_cost(usage_obj, meter.usage, call):
+                return orjson.dumps(data)
+        else:
+            meter.output_text.extend(resp_api.output_texts(data))
+        return raw
+
+    async def open_responses_stream(self, call: EndpointCall, meter: Meter) -> AsyncIterator[bytes]:
+        payload = orjson.dumps({**call.body, "model": call.model})
+        meter.start_upstream()
+        with transport_errors(self.name):
+            resp = await self._client.request("POST", self._responses_url, self._stream_headers, payload, stream=True)
+            meter.upstream_answered()
+            if resp.status >= 400:
+                try:
+                    raw = await resp.read()
+                finally:
+                    await resp.aclose(reuse=False)
+                raise upstream_error(self.name, resp.status, raw, resp.header)
+        return self._relay_responses(resp, call, meter)
+
+    async def _relay_responses(self, resp: UpstreamResponse, call: EndpointCall, meter: Meter) -> AsyncIterator[bytes]:
+        state = resp_api.ResponsesStream(call)
+        feed = state.feed_bytes
+        ended = False  # the upstream body ended (not cut, not abandoned by the client)
+        try:
+            with transport_errors(self.name):
+                async for data in resp.chunks():
+                    out = feed(data)
+                    if out:
+                        yield out
+                tail = state.flush()
+                if tail:
+                    yield tail
+            ended = True
+        except GatewayError as exc:
+            state.error = exc.message
+            yield resp_api.stream_error_event(exc.message, state.events)
+        else:
+            if not state.done and state.error is None:
+                state.error = "the upstream closed the stream before it was complete"
+                yield resp_api.stream_error_event(f"Upstream provider '{self.name}' {state.error}.", state.events)
+        finally:
+            meter.upstream_finished()
+            await resp.aclose(reuse=ended and state.done)
+            meter.usage = state.usage
+            meter.finish_reason = state.finish_reason
+            meter.stream_error = state.error
+            if state.usage is None:
+                meter.output_text.extend(state.produced_texts())

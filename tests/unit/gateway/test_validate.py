@@ -1,0 +1,96 @@
+"""Light validation of the non-chat endpoints: each failure is a 400 naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gophergate.errors import InvalidRequest
+from gophergate.gateway.validate import check_embeddings, check_images, check_responses
+
+
+def _param(check: Any, body: dict[str, Any]) -> str | None:
+    with pytest.raises(InvalidRequest) as caught:
+        check(body)
+    assert caught.value.status == 400
+    return caught.value.param
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["text", ["a", "b"], [1, 2, 3], [[1, 2], [3]], [0]],
+)
+def test_embeddings_accept_every_openai_input_shape(value: Any) -> None:
+    assert check_embeddings({"model": "m", "input": value, "encoding_format": "base64", "dimensions": 3}) == "m"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": "x"}, "model"),
+        ({"model": "", "input": "x"}, "model"),
+        ({"model": ["m"], "input": "x"}, "model"),
+        ({"model": "m"}, "input"),
+        ({"model": "m", "input": ""}, "input"),
+        ({"model": "m", "input": []}, "input"),
+        ({"model": "m", "input": [[]]}, "input"),
+        ({"model": "m", "input": [1, "a"]}, "input"),
+        ({"model": "m", "input": [-1]}, "input"),
+        ({"model": "m", "input": [True]}, "input"),
+        ({"model": "m", "input": {"text": "x"}}, "input"),
+        ({"model": "m", "input": ["a", ""]}, "input[1]"),
+        ({"model": "m", "input": "x", "encoding_format": "int8"}, "encoding_format"),
+        ({"model": "m", "input": "x", "dimensions": 0}, "dimensions"),
+        ({"model": "m", "input": "x", "dimensions": 1.5}, "dimensions"),
+        ({"model": "m", "input": "x", "dimensions": True}, "dimensions"),
+    ],
+)
+def test_embeddings_reject_naming_the_param(body: dict[str, Any], param: str) -> None:
+    assert _param(check_embeddings, body) == param
+
+
+def test_images_accept_a_full_request() -> None:
+    body = {"model": "m", "prompt": "p", "n": 10, "response_format": "b64_json", "size": "auto", "quality": "high"}
+    assert check_images(body) == "m"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"prompt": "p"}, "model"),
+        ({"model": "m"}, "prompt"),
+        ({"model": "m", "prompt": ""}, "prompt"),
+        ({"model": "m", "prompt": 3}, "prompt"),
+        ({"model": "m", "prompt": "p", "n": 0}, "n"),
+        ({"model": "m", "prompt": "p", "n": 11}, "n"),
+        ({"model": "m", "prompt": "p", "n": "2"}, "n"),
+        ({"model": "m", "prompt": "p", "response_format": "png"}, "response_format"),
+        ({"model": "m", "prompt": "p", "size": [1024, 1024]}, "size"),
+        ({"model": "m", "prompt": "p", "stream": True}, "stream"),
+    ],
+)
+def test_images_reject_naming_the_param(body: dict[str, Any], param: str) -> None:
+    assert _param(check_images, body) == param
+
+
+def test_responses_return_model_and_stream() -> None:
+    assert check_responses({"model": "m", "input": "x"}) == ("m", False)
+    assert check_responses({"model": "m", "input": [], "stream": True, "stream_options": {}}) == ("m", True)
+    assert check_responses({"model": "m", "previous_response_id": "resp_1"}) == ("m", False)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": "x"}, "model"),
+        ({"model": "m", "input": 1}, "input"),
+        ({"model": "m", "input": {"role": "user"}}, "input"),
+        ({"model": "m", "stream": 1}, "stream"),
+        ({"model": "m", "stream_options": {"include_obfuscation": False}}, "stream_options"),
+        ({"model": "m", "stream": True, "stream_options": []}, "stream_options"),
+        ({"model": "m", "max_output_tokens": 0}, "max_output_tokens"),
+    ],
+)
+def test_responses_reject_naming_the_param(body: dict[str, Any], param: str) -> None:
+    assert _param(check_responses, body) == param

@@ -1,0 +1,41 @@
+"""The stream relay over in-memory ASGI callables."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gophergate.http.relay import relay_stream
+from gophergate.providers.base import Meter
+
+
+async def _chunks() -> AsyncIterator[bytes]:
+    yield b"data: 1\n\n"
+    yield b"data: 2\n\n"
+
+
+async def _relay(**kwargs: Any) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()  # the client never leaves
+        return {}
+
+    await relay_stream(send, receive, [], _chunks(), Meter(), **kwargs)
+    return sent
+
+
+async def test_chat_streams_end_with_done() -> None:
+    sent = await _relay()
+    assert [m.get("body") for m in sent[1:]] == [b"data: 1\n\n", b"data: 2\n\n", b"data: [DONE]\n\n"]
+    assert sent[-1]["more_body"] is False
+
+
+async def test_streams_without_a_sentinel_end_with_an_empty_final_body() -> None:
+    sent = await _relay(done=False)
+    assert [m.get("body") for m in sent[1:]] == [b"data: 1\n\n", b"data: 2\n\n", b""]
+    assert sent[-1]["more_body"] is False
