@@ -300,3 +300,32 @@ def test_cost_is_stored_exactly(database_url: str, make_gateway: Any) -> None:
         assert Decimal(str(row["cost_usd"])) == expected
         assert Decimal(str(row["cost_cache_read_usd"])) == Decimal("0.000000225")
         assert breakdown_sum(row) == expected
+
+
+def test_embeddings_are_priced(env: Env) -> None:
+    raw = env.client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="price me please")
+    usage = raw.parse().usage
+    expected = Decimal("0.02") * usage.prompt_tokens / 10**6  # text-embedding-3-small: $0.02 / 1M input
+    assert usage.prompt_tokens > 0
+    assert Decimal(raw.headers["x-gophergate-cost-usd"]) == expected
+    row = env.gateway.row_for(raw.headers["x-request-id"])
+    assert row["endpoint"] == "embeddings" and dec(row["cost_usd"]) == expected
+
+
+def test_responses_api_is_priced_streamed_and_not(env: Env) -> None:
+    raw = env.client.responses.with_raw_response.create(model="gpt-4o-mini", input="WORDS 5")
+    response = raw.parse()
+    assert response.usage is not None
+    expected = mini_cost(response.usage.input_tokens, response.usage.output_tokens)
+    assert Decimal(raw.headers["x-gophergate-cost-usd"]) == expected
+    assert Decimal(str(response.usage.model_extra["cost"])) == expected
+    assert dec(env.gateway.row_for(raw.headers["x-request-id"])["cost_usd"]) == expected
+    with env.client.responses.with_streaming_response.create(model="gpt-4o-mini", input="WORDS 6", stream=True) as resp:
+        request_id = resp.headers["x-request-id"]
+        events = list(resp.parse())
+    completed = events[-1]
+    assert completed.type == "response.completed"
+    usage = completed.response.usage
+    assert usage is not None
+    row = env.gateway.row_for(request_id)
+    assert dec(row["cost_usd"]) == mini_cost(usage.input_tokens, usage.output_tokens)

@@ -224,12 +224,15 @@ class V1:
                     f"Provider '{route.provider}' (serving model '{model}') does not support {spec.path}.",
                     param="model",
                 )
-            # PRICING: the one place a non-chat call gets its price (EndpointCall.pricer); None until wired.
-            call = EndpointCall(data, route.model, record.request_id, stream=stream, pricer=None)
+            record.price = route.price
+            pricer = route.price.total if route.price is not None else None
+            call = EndpointCall(data, route.model, record.request_id, stream=stream, pricer=pricer)
             meter = Meter()
             if not stream:
                 out = await spec.call(provider, call, meter)
                 headers = base_headers(record.request_id)
+                if call.cost is not None:
+                    headers.append((COST, format(call.cost, "f").encode()))
                 headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
                 record.status = 200
                 started = True

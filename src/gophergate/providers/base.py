@@ -52,11 +52,13 @@ class EndpointCall:
     request_id: str
     stream: bool = False  # /v1/responses only
     pricer: Pricer | None = None
+    cost: Decimal | None = None  # set by ``cost_json``: what the client was told
 
     def cost_json(self, usage: Usage) -> orjson.Fragment | None:
         if self.pricer is None:
             return None
         total = self.pricer(usage)
+        self.cost = total
         return None if total is None else orjson.Fragment(format(total, "f").encode())
 
 
