@@ -18,7 +18,8 @@ def build_providers(
     signatures: SignatureStore | None = None  # one per process, shared by every Gemini call
     for cfg in configs:
         if cfg.dialect == "gemini":
-            signatures = signatures or SignatureStore()
+            if signatures is None:
+                signatures = SignatureStore()
             providers[cfg.name] = GeminiProvider(
                 name=cfg.name,
                 base_url=cfg.base_url,

@@ -235,3 +235,12 @@ async def test_an_unreachable_image_host_is_a_400(client: AiohttpClient) -> None
     with pytest.raises(InvalidRequest) as info:
         await fetch_all(client, [RemoteFile("http://127.0.0.1:9/x.png", "p")])
     assert info.value.param == "p"
+
+
+async def test_more_than_100_embedding_inputs_are_sent_in_batches(fake: FakeGemini, client: AiohttpClient) -> None:
+    fake.clear()
+    texts = [f"t{i}" for i in range(150)]
+    call = EndpointCall({"input": texts}, "gemini-embedding-001", "r")
+    body = orjson.loads(await _provider(fake, client).embeddings(call, Meter()))
+    assert [d["index"] for d in body["data"]] == list(range(150))
+    assert [len(r.body["requests"]) for r in fake.requests] == [100, 50]

@@ -511,3 +511,8 @@ def test_any_valid_chat_request_translates_without_an_exception(body: dict[str, 
                 assert isinstance(part["functionResponse"]["response"], dict)
     roles = [c["role"] for c in out["contents"]]
     assert all(a != b for a, b in itertools.pairwise(roles))  # consecutive same-role turns merged
+
+
+def test_tool_choice_without_tools_is_not_sent() -> None:
+    out = to_gemini(_req([{"role": "user", "content": "x"}], tool_choice="required"), "gemini-2.5-flash", None)
+    assert "toolConfig" not in out

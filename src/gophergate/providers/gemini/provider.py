@@ -35,6 +35,7 @@ from gophergate.providers.openai_compat.provider import stream_error_event
 from gophergate.providers.upstream import transport_errors
 
 _MAX_MODEL_PAGES = 20
+_EMBED_BATCH = 100
 
 
 class GeminiProvider:
@@ -197,17 +198,30 @@ class GeminiProvider:
                 "'encoding_format' must be 'float' or 'base64'.", param="encoding_format", code="invalid_value"
             )
         name = model_path(call.model)
-        requests: list[dict[str, Any]] = []
-        for text in texts:
-            request: dict[str, Any] = {"model": name, "content": {"parts": [{"text": text}]}}
-            if dimensions is not None:
-                request["outputDimensionality"] = dimensions
-            requests.append(request)
-        payload = orjson.dumps({"requests": requests})
-        data = await self._post(self._url(call.model, "batchEmbedContents"), payload, meter)
-        embeddings = data.get("embeddings")
-        if not isinstance(embeddings, list) or len(embeddings) != len(texts):
-            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned an unexpected embeddings response.")
+        url = self._url(call.model, "batchEmbedContents")
+        embeddings: list[Any] = []
+        usage: Usage | None = None
+        meter.start_upstream()
+        # batchEmbedContents takes at most 100 requests; OpenAI allows 2048 inputs.
+        for start in range(0, len(texts), _EMBED_BATCH):
+            requests: list[dict[str, Any]] = []
+            for text in texts[start : start + _EMBED_BATCH]:
+                request: dict[str, Any] = {"model": name, "content": {"parts": [{"text": text}]}}
+                if dimensions is not None:
+                    request["outputDimensionality"] = dimensions
+                requests.append(request)
+            data = await self._post(url, orjson.dumps({"requests": requests}), None)
+            batch = data.get("embeddings")
+            if not isinstance(batch, list) or len(batch) != len(requests):
+                raise UpstreamUnavailable(
+                    f"Upstream provider '{self.name}' returned an unexpected embeddings response."
+                )
+            embeddings.extend(batch)
+            metadata = data.get("usageMetadata")
+            if isinstance(metadata, dict):
+                usage = usage or Usage()
+                usage.prompt += from_gemini(metadata).prompt
+        meter.upstream_finished()
         items: list[dict[str, Any]] = []
         for index, embedding in enumerate(embeddings):
             values = embedding.get("values") if isinstance(embedding, dict) else None
@@ -218,9 +232,7 @@ class GeminiProvider:
                 vector = base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode("ascii")
             items.append({"object": "embedding", "index": index, "embedding": vector})
         body: dict[str, Any] = {"object": "list", "data": items, "model": call.model}
-        metadata = data.get("usageMetadata")
-        if isinstance(metadata, dict):
-            usage = from_gemini(metadata)
+        if usage is not None:
             meter.usage = usage
             body["usage"] = {"prompt_tokens": usage.prompt, "total_tokens": usage.total}
             cost = call.cost_json(usage)

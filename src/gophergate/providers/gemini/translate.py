@@ -194,7 +194,7 @@ def to_gemini(
     if tools:
         out["tools"] = tools
     tool_config = _tool_config(body.get("tool_choice"))
-    if tool_config:
+    if tool_config and tools:  # a tool choice without tools constrains nothing
         out["toolConfig"] = tool_config
     config = generation_config(body, model)
     if config:
