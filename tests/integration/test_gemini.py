@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -401,3 +402,24 @@ def test_bad_gemini_key_is_502_about_the_gateway_credentials(tmp_path: Path, gem
         assert "AIza-not" not in info.value.response.text
     finally:
         gateway.stop()
+
+
+def test_client_disconnect_mid_stream_is_recorded_with_the_tokens_seen(gemini: GeminiStack) -> None:
+    body = json.dumps(
+        {"model": "gemini-2.0-flash", "stream": True, "messages": [{"role": "user", "content": "SLOW 300 w1 w2 w3 w4"}]}
+    ).encode()
+    sock = socket.create_connection(("127.0.0.1", gemini.gateway.port))
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {gemini.gateway.key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    received = b""
+    while b"echo" not in received:
+        received += sock.recv(65536)
+    request_id = received.split(b"x-request-id: ", 1)[1].split(b"\r\n", 1)[0].decode()
+    sock.close()
+    row = gemini.gateway.row_for(request_id)
+    assert row["status"] == 499 and row["error_type"] == "client_disconnected"
+    assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
+    assert row["latency_ms"] < 1500  # the upstream stream was abandoned, not read to its end
