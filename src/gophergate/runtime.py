@@ -93,8 +93,8 @@ class Runtime:
         if not providers:
             log.warning(
                 "no provider is configured: set e.g. OPENAI_API_KEY (or DEEPSEEK_API_KEY, XAI_API_KEY, "
-                "MOONSHOT_API_KEY, OLLAMA_BASE_URL) in the environment or .env, or add [providers.NAME] to the "
-                "TOML file, then restart"
+                "MOONSHOT_API_KEY, GEMINI_API_KEY, OLLAMA_BASE_URL) in the environment or .env, or add "
+                "[providers.NAME] to the TOML file, then restart"
             )
         if not keys.active_count:
             log.warning("no client key exists yet: create one with `gophergate keys create --name NAME`")

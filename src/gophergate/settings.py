@@ -138,6 +138,10 @@ class Settings(BaseSettings):
     moonshot_base_url: str | None = Field(None, validation_alias=AliasChoices("MOONSHOT_BASE_URL"))
     ollama_base_url: str | None = Field(None, validation_alias=AliasChoices("OLLAMA_BASE_URL"))
     ollama_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("OLLAMA_API_KEY"))
+    # Gemini (native wire format): the google-genai SDK reads GEMINI_API_KEY, then GOOGLE_API_KEY.
+    gemini_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("GEMINI_API_KEY", "GOOGLE_API_KEY"))
+    gemini_base_url: str | None = Field(None, validation_alias=AliasChoices("GEMINI_BASE_URL"))
+    gemini_api_version: str = Field("v1beta", pattern=r"^v1(alpha|beta)?$")
 
     @field_validator("encryption_key")
     @classmethod

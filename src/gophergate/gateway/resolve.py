@@ -32,6 +32,7 @@ NAME_PATTERNS: tuple[tuple[str, str], ...] = (
     ("moonshot-", "moonshot"),
     ("claude-", "anthropic"),
     ("gemini-", "gemini"),
+    ("models/gemini-", "gemini"),  # Gemini's own spelling of its model ids
 )
 
 _MAX_CACHE = 4096

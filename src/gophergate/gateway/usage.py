@@ -71,6 +71,18 @@ def from_moonshot(usage: dict[str, Any]) -> Usage:
     return out
 
 
+def from_gemini(usage: dict[str, Any]) -> Usage:
+    """Gemini ``usageMetadata``: ``promptTokenCount`` includes cached content, ``candidatesTokenCount`` excludes
+    thoughts (providers.md §3.3, §10), so completion = candidates + thoughts and prompt = prompt + tool-use prompt."""
+    thoughts = _int(usage.get("thoughtsTokenCount"))
+    return Usage(
+        prompt=_int(usage.get("promptTokenCount")) + _int(usage.get("toolUsePromptTokenCount")),
+        completion=_int(usage.get("candidatesTokenCount")) + thoughts,
+        reasoning=thoughts,
+        cache_read=_int(usage.get("cachedContentTokenCount")),
+    )
+
+
 USAGE_READERS = {
     "openai": from_openai,
     "deepseek": from_deepseek,

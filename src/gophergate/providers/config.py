@@ -6,6 +6,7 @@ Pure configuration (no HTTP client imported), so the CLI can validate it before 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from gophergate.providers.openai_compat.dialects import get_dialect
@@ -15,6 +16,11 @@ from gophergate.settings import CustomProviderConfig, Settings
 # Native providers (their own wire format) plug in here in a later issue; names are reserved now so that a
 # custom upstream cannot shadow them.
 NATIVE_PROVIDER_NAMES = frozenset({"anthropic", "gemini"})
+
+GEMINI_DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+# The Gemini SDK takes the host and puts the API version in the path (providers.md §3.1, §11.25); a base URL
+# that already ends in a version is taken as it is, so the version is never doubled.
+_GEMINI_VERSIONED = re.compile(r"/v1(alpha|beta)?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +76,11 @@ def provider_configs(settings: Settings) -> list[ProviderConfig]:
                 models=entry.models if entry else (),
             )
         )
+    gemini = _gemini_config(settings)
+    if gemini is not None:
+        configs.append(gemini)
     for name, entry in settings.providers.items():
-        if name in BUILTIN_SPECS or not entry.enabled:
+        if name in BUILTIN_SPECS or name == "gemini" or not entry.enabled:
             continue
         if name in NATIVE_PROVIDER_NAMES:
             raise ValueError(f"providers.{name}: native provider '{name}' is not available in this version")
@@ -94,3 +103,26 @@ def provider_configs(settings: Settings) -> list[ProviderConfig]:
 def provider_names(settings: Settings) -> tuple[str, ...]:
     """Every name that can be a provider (configured or not): what counts as a ``provider/`` prefix in keys."""
     return (*BUILTIN_SPECS, *sorted(NATIVE_PROVIDER_NAMES), *settings.providers)
+
+
+def _gemini_config(settings: Settings) -> ProviderConfig | None:
+    """Gemini (native wire format, ``dialect="gemini"``): offered only when a key is set."""
+    entry = settings.providers.get("gemini")
+    if entry is not None and not entry.enabled:
+        return None
+    if entry is not None and entry.dialect not in (None, "gemini"):
+        raise ValueError("providers.gemini: 'dialect' does not apply to the native Gemini provider")
+    key = _secret(settings.gemini_api_key) or _toml_key(entry)
+    if not key:
+        return None
+    base = (settings.gemini_base_url or (entry.base_url if entry else None) or GEMINI_DEFAULT_BASE_URL).rstrip("/")
+    if not _GEMINI_VERSIONED.search(base):
+        base += "/" + settings.gemini_api_version
+    return ProviderConfig(
+        name="gemini",
+        dialect="gemini",
+        base_url=base,
+        api_key=key,
+        headers=tuple((entry.headers if entry else {}).items()),
+        models=entry.models if entry else (),
+    )

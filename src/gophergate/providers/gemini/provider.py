@@ -1,0 +1,310 @@
+"""The native Gemini provider: thin HTTP around the pure translators (``translate.py``, ``stream.py``).
+
+``base_url`` includes the API version (``https://generativelanguage.googleapis.com/v1beta``); the key goes in
+``x-goog-api-key`` (providers.md §3.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import struct
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from gophergate.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamUnavailable
+from gophergate.gateway.usage import Usage, from_gemini
+from gophergate.providers.base import ChatCall, EndpointCall, Meter
+from gophergate.providers.gemini.errors import gemini_error
+from gophergate.providers.gemini.fetch import FETCH_TIMEOUT_SECONDS, MAX_FETCH_BYTES, fetch_all
+from gophergate.providers.gemini.images import image_request, images_from
+from gophergate.providers.gemini.signatures import SignatureStore
+from gophergate.providers.gemini.stream import GeminiStream
+from gophergate.providers.gemini.translate import (
+    from_gemini_response,
+    model_path,
+    new_completion_id,
+    remote_files,
+    to_gemini,
+)
+from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
+from gophergate.providers.openai_compat.provider import stream_error_event
+from gophergate.providers.upstream import transport_errors
+
+_MAX_MODEL_PAGES = 20
+_EMBED_BATCH = 100
+
+
+class GeminiProvider:
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        api_key: str,
+        client: UpstreamClient,
+        store: SignatureStore | None = None,
+        extra_headers: dict[str, str] | None = None,
+        static_models: tuple[str, ...] = (),
+        max_fetch_bytes: int = MAX_FETCH_BYTES,
+        fetch_timeout: float = FETCH_TIMEOUT_SECONDS,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.static_models = static_models
+        self._client = client
+        self._store = store
+        self._max_fetch = max_fetch_bytes
+        self._fetch_timeout = fetch_timeout
+        headers = {"Content-Type": "application/json", "Accept": "application/json", "x-goog-api-key": api_key}
+        headers.update(extra_headers or {})
+        self._headers = headers
+        self._stream_headers = {**headers, "Accept": "text/event-stream"}
+
+    def _url(self, model: str, method: str) -> str:
+        return f"{self.base_url}/{model_path(model)}:{method}"
+
+    async def _payload(self, call: ChatCall) -> bytes:
+        files = remote_files(call.body)
+        fetched = (
+            await fetch_all(self._client, files, max_bytes=self._max_fetch, time_limit=self._fetch_timeout)
+            if files
+            else None
+        )
+        return orjson.dumps(to_gemini(call.body, call.model, self._store, fetched))
+
+    async def _post(self, url: str, payload: bytes, meter: Meter | None) -> Any:
+        if meter is not None:
+            meter.start_upstream()
+        with transport_errors(self.name):
+            resp = await self._client.request("POST", url, self._headers, payload, stream=False)
+            raw = await resp.read()
+        if meter is not None:
+            meter.upstream_finished()
+        if resp.status >= 400:
+            raise gemini_error(self.name, resp.status, raw, resp.header)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned a malformed response.") from None
+        if not isinstance(data, dict):
+            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned an unexpected response.")
+        return data
+
+    # -- chat -----------------------------------------------------------------------------------------------------
+
+    async def chat(self, call: ChatCall, meter: Meter) -> bytes:
+        payload = await self._payload(call)
+        data = await self._post(self._url(call.model, "generateContent"), payload, meter)
+        completion = from_gemini_response(
+            data, model=call.model, store=self._store, cost=call.cost_json, created=int(time.time())
+        )
+        if completion is None:
+            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned a response without candidates.")
+        meter.usage = completion.usage
+        meter.finish_reason = completion.finish_reason
+        if completion.usage is None and completion.text:
+            meter.output_text.append(completion.text)
+        return orjson.dumps(completion.body)
+
+    async def open_chat_stream(self, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
+        payload = await self._payload(call)
+        url = self._url(call.model, "streamGenerateContent") + "?alt=sse"
+        meter.start_upstream()
+        with transport_errors(self.name):
+            resp = await self._client.request("POST", url, self._stream_headers, payload, stream=True)
+            meter.upstream_answered()
+            if resp.status >= 400:
+                try:
+                    raw = await resp.read()
+                finally:
+                    await resp.aclose(reuse=False)
+                raise gemini_error(self.name, resp.status, raw, resp.header)
+        translator = GeminiStream(
+            provider=self.name,
+            model=call.model,
+            completion_id=new_completion_id(),
+            created=int(time.time()),
+            include_usage=call.include_usage,
+            store=self._store,
+            cost=call.cost_json,
+        )
+        return self._relay(resp, translator, meter)
+
+    async def _relay(self, resp: UpstreamResponse, translator: GeminiStream, meter: Meter) -> AsyncIterator[bytes]:
+        complete = False
+        try:
+            with transport_errors(self.name):
+                async for data in resp.chunks():
+                    out = translator.feed(data)
+                    if out:
+                        yield out
+                    if translator.error is not None:
+                        break
+            tail = translator.finish()
+            complete = translator.error is None
+            if tail:
+                yield tail
+        except GatewayError as exc:
+            translator.error = exc.message
+            yield stream_error_event(exc.message)
+        finally:
+            meter.upstream_finished()
+            await resp.aclose(reuse=complete)
+            meter.usage = translator.usage
+            meter.finish_reason = translator.finish_reason
+            meter.stream_error = translator.error
+            if translator.usage is None and translator.texts:
+                meter.output_text.extend(translator.texts)
+
+    # -- models ---------------------------------------------------------------------------------------------------
+
+    async def list_models(self) -> list[str]:
+        ids: set[str] = set(self.static_models)
+        token: str | None = None
+        for _ in range(_MAX_MODEL_PAGES):
+            url = self.base_url + "/models?pageSize=1000" + (f"&pageToken={token}" if token else "")
+            with transport_errors(self.name):
+                resp = await self._client.request("GET", url, self._headers, None, stream=False)
+                raw = await resp.read()
+            if resp.status >= 400:
+                raise gemini_error(self.name, resp.status, raw, resp.header)
+            try:
+                data: Any = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned a malformed model list.") from None
+            models = data.get("models") if isinstance(data, dict) else None
+            for model in models if isinstance(models, list) else ():
+                if isinstance(model, dict) and isinstance(model.get("name"), str):
+                    ids.add(model["name"].removeprefix("models/"))
+            token = data.get("nextPageToken") if isinstance(data, dict) else None
+            if not isinstance(token, str) or not token:
+                break
+        return sorted(ids)
+
+    # -- embeddings -----------------------------------------------------------------------------------------------
+
+    async def embeddings(self, call: EndpointCall, meter: Meter) -> bytes:
+        texts = _embedding_inputs(call.body.get("input"))
+        dimensions = call.body.get("dimensions")
+        if dimensions is not None and (not isinstance(dimensions, int) or isinstance(dimensions, bool)):
+            raise InvalidRequest("'dimensions' must be an integer.", param="dimensions", code="invalid_value")
+        encoding = call.body.get("encoding_format") or "float"
+        if encoding not in ("float", "base64"):
+            raise InvalidRequest(
+                "'encoding_format' must be 'float' or 'base64'.", param="encoding_format", code="invalid_value"
+            )
+        name = model_path(call.model)
+        url = self._url(call.model, "batchEmbedContents")
+        embeddings: list[Any] = []
+        usage: Usage | None = None
+        meter.start_upstream()
+        # batchEmbedContents takes at most 100 requests; OpenAI allows 2048 inputs.
+        for start in range(0, len(texts), _EMBED_BATCH):
+            requests: list[dict[str, Any]] = []
+            for text in texts[start : start + _EMBED_BATCH]:
+                request: dict[str, Any] = {"model": name, "content": {"parts": [{"text": text}]}}
+                if dimensions is not None:
+                    request["outputDimensionality"] = dimensions
+                requests.append(request)
+            data = await self._post(url, orjson.dumps({"requests": requests}), None)
+            batch = data.get("embeddings")
+            if not isinstance(batch, list) or len(batch) != len(requests):
+                raise UpstreamUnavailable(
+                    f"Upstream provider '{self.name}' returned an unexpected embeddings response."
+                )
+            embeddings.extend(batch)
+            metadata = data.get("usageMetadata")
+            if isinstance(metadata, dict):
+                usage = usage or Usage()
+                usage.prompt += from_gemini(metadata).prompt
+        meter.upstream_finished()
+        items: list[dict[str, Any]] = []
+        for index, embedding in enumerate(embeddings):
+            values = embedding.get("values") if isinstance(embedding, dict) else None
+            if not isinstance(values, list):
+                raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned an embedding without values.")
+            vector: Any = values
+            if encoding == "base64":
+                vector = base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode("ascii")
+            items.append({"object": "embedding", "index": index, "embedding": vector})
+        body: dict[str, Any] = {"object": "list", "data": items, "model": call.model}
+        if usage is not None:
+            meter.usage = usage
+            body["usage"] = {"prompt_tokens": usage.prompt, "total_tokens": usage.total}
+            cost = call.cost_json(usage)
+            if cost is not None:
+                body["usage"]["cost"] = cost
+        return orjson.dumps(body)
+
+    # -- images ---------------------------------------------------------------------------------------------------
+
+    async def generate_images(self, call: EndpointCall, meter: Meter) -> bytes:
+        payload, n = image_request(call.body)
+        url = self._url(call.model, "generateContent")
+        meter.start_upstream()
+        # No sampleCount on generateContent: n images are n calls (providers.md §3.7), made concurrently.
+        results = await asyncio.gather(*(self._post(url, payload, None) for _ in range(n)), return_exceptions=True)
+        meter.upstream_finished()
+        total = Usage()
+        counted = False
+        items: list[dict[str, Any]] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            images, usage = images_from(result)
+            if not images:
+                raise _no_image(self.name, result)
+            items.extend({"b64_json": data} for data in images)
+            if usage is not None:
+                counted = True
+                total.prompt += usage.prompt
+                total.completion += usage.completion
+                total.reasoning += usage.reasoning
+                total.cache_read += usage.cache_read
+        body: dict[str, Any] = {"created": int(time.time()), "data": items}
+        if counted:
+            meter.usage = total
+            body["usage"] = {
+                "input_tokens": total.prompt,
+                "output_tokens": total.completion,
+                "total_tokens": total.total,
+            }
+            cost = call.cost_json(total)
+            if cost is not None:
+                body["usage"]["cost"] = cost
+        return orjson.dumps(body)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _embedding_inputs(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise InvalidRequest(
+        "'input' must be a string or a non-empty array of strings for Gemini embeddings (token arrays are not "
+        "supported).",
+        param="input",
+        code="invalid_value",
+    )
+
+
+def _no_image(provider: str, data: dict[str, Any]) -> GatewayError:
+    candidates = data.get("candidates")
+    first = candidates[0] if isinstance(candidates, list) and candidates and isinstance(candidates[0], dict) else {}
+    feedback = data.get("promptFeedback")
+    reason = first.get("finishReason") or (feedback.get("blockReason") if isinstance(feedback, dict) else None)
+    if reason is not None and ("SAFETY" in str(reason) or "PROHIBITED" in str(reason) or "BLOCK" in str(reason)):
+        return UpstreamError(
+            f"Upstream provider '{provider}' refused to generate the image ({reason}).",
+            status=400,
+            type="invalid_request_error",
+            code="content_policy_violation",
+        )
+    return UpstreamUnavailable(f"Upstream provider '{provider}' returned no image (finishReason: {reason}).")
