@@ -130,7 +130,7 @@ def test_thinking_block_with_a_signature_the_fake_never_issued_is_rejected() -> 
         ({"thinking": {"type": "adaptive"}}, "'adaptive' is not supported"),
         ({"model": OPUS, "thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 4000}, "'enabled'"),
         ({"model": HAIKU, "thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 4000}, "thinking"),
-        ({"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 4000, "temperature": 0.3}, "only be set to 1"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 4000, "temperature": 0.3}, "set to 1"),
         ({"output_config": {"effort": "high"}}, "effort is not supported"),
         ({"tool_choice": {"type": "auto"}}, "may only be specified while providing tools"),
     ],

@@ -3,6 +3,7 @@ conversation translates into a request the strict fake Anthropic server accepts.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -22,7 +23,9 @@ PART = st.one_of(
     st.builds(lambda t: {"type": "text", "text": t}, TEXT),
     st.builds(lambda u: {"type": "image_url", "image_url": {"url": u}}, IMAGE_URLS),
 )
-JSON_ARGS = st.dictionaries(st.sampled_from(["city", "n", "flag"]), st.one_of(st.integers(-(2**31), 2**31), TEXT, st.booleans()))
+JSON_ARGS = st.dictionaries(
+    st.sampled_from(["city", "n", "flag"]), st.one_of(st.integers(-(2**31), 2**31), TEXT, st.booleans())
+)
 TOOLS = [
     {
         "type": "function",
@@ -84,7 +87,7 @@ def test_any_valid_request_translates_without_an_exception(
     out = to_anthropic({"model": model, "messages": messages, **options}, model, stream=False)
     assert isinstance(out["max_tokens"], int) and out["max_tokens"] >= 1
     roles = [t["role"] for t in out["messages"]]
-    assert all(a != b for a, b in zip(roles, roles[1:], strict=False)), "same-role turns must be merged"
+    assert all(a != b for a, b in pairwise(roles)), "same-role turns must be merged"
     if "thinking" in out and out["thinking"]["type"] == "enabled":
         assert 1024 <= out["thinking"]["budget_tokens"] < out["max_tokens"]
 

@@ -141,8 +141,7 @@ class AnthropicProvider:
         finally:
             meter.upstream_finished()
             await resp.aclose(reuse=translator.completed)
-            if not translator.done:  # the client went away mid-stream
-                translator.finish()
+            translator.settle()  # also when the client went away mid-stream
             self._store.put(translator.tool_call_ids, translator.thinking_blocks)
             meter.usage = translator.usage
             meter.finish_reason = translator.finish_reason

@@ -118,9 +118,13 @@ class StreamTranslator:
             self.error = "the upstream closed the stream before it was complete"
             out.append(error_event(f"Upstream provider '{self._provider}' {self.error}."))
             self.done = True
+        self.settle()
+        return b"".join(out)
+
+    def settle(self) -> None:
+        """Close the books without judging the stream (the client went away): usage if it arrived."""
         if self._saw_delta:
             self.usage = from_anthropic(self._usage_raw)
-        return b"".join(out)
 
     # -- events -----------------------------------------------------------------------------------------------
 
