@@ -1,8 +1,8 @@
 """A strict fake Anthropic Messages API server (real HTTP on loopback, aiohttp.web in a thread).
 
 Wire formats, error shapes and the validation rules follow /work/shared/providers.md; comments cite its
-sections (§). Rules marked [MEM] are commonly reported API behaviour that providers.md does not list; they are
-kept because the gateway's translator works around them, and each is named in its error message.
+sections (§). Rules marked [3P] are API behaviour that providers.md does not list but public reports show (the
+issue is named); rules marked [MEM] are from the API's documented feature notes and not re-verified here.
 
 The text of the last user message selects scripted behaviour, like tests/fakes/openai_compat.py:
 
@@ -423,7 +423,7 @@ class FakeAnthropic:
             if value is not None and (not isinstance(value, int | float) or not 0 <= value <= upper):
                 raise bad(f"{name}: Input should be less than or equal to {upper}")
         if no_pair and body.get("temperature") is not None and body.get("top_p") is not None:
-            # [MEM] newer models: "temperature and top_p cannot both be specified for this model".
+            # [3P] Sonnet/Haiku 4.5, Opus 4.1 and later (BerriAI/litellm#15097, cloud-apim/otoroshi-llm-extension#140).
             raise bad("`temperature` and `top_p` cannot both be specified for this model. Please use only one.")
         self._validate_system(body.get("system"))
         thinking_on = self._validate_thinking(body, style, max_tokens)
@@ -514,7 +514,7 @@ class FakeAnthropic:
         if kind == "tool" and choice.get("name") not in names:
             raise bad(f"tool_choice.name: tool '{choice.get('name')}' not found in tools")
         if thinking_on and kind in ("any", "tool"):
-            raise bad("Thinking may not be enabled when tool_choice forces tool use.")  # [MEM]
+            raise bad("Thinking may not be enabled when tool_choice forces tool use.")  # [3P] langchain#35544
         return names
 
     def _validate_output_config(self, config: Any, style: str) -> None:

@@ -53,12 +53,19 @@ class AnthropicStack:
         return body
 
 
-@pytest.fixture(scope="module")
-def anthropic_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnthropicStack]:
+@pytest.fixture(scope="module", params=["auto", "pyreqwest", "aiohttp"])
+def anthropic_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AnthropicStack]:
+    """Every test runs with each upstream client setting, like the shared stack."""
     fake = FakeAnthropic(api_key=UPSTREAM_KEY).start()
     gateway = Gateway(
         tmp_path_factory.mktemp("anthropic"),
-        env={"ANTHROPIC_API_KEY": UPSTREAM_KEY, "ANTHROPIC_BASE_URL": fake.base_url},
+        env={
+            "ANTHROPIC_API_KEY": UPSTREAM_KEY,
+            "ANTHROPIC_BASE_URL": fake.base_url,
+            "GOPHERGATE_UPSTREAM_CLIENT": request.param,
+        },
     )
     try:
         gateway.start()

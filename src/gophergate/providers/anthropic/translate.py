@@ -18,7 +18,8 @@ Request rules (providers.md section in brackets):
   adaptive thinking with ``output_config.effort`` on newer models [§4.2];
 - sampling: ``temperature`` / ``top_p`` / ``top_k`` are dropped for API version 2026-10-21 and later (400
   even at defaults) [§4.1] and whenever thinking is on; when both ``temperature`` and ``top_p`` are given,
-  only ``temperature`` is kept (newer models reject the pair) [MEM];
+  only ``temperature`` is kept (Sonnet/Haiku 4.5, Opus 4.1 and later reject the pair: "`temperature` and
+  `top_p` cannot both be specified for this model", reported in BerriAI/litellm#15097 and others) [3P];
 - ``response_format`` json_schema -> ``output_config.format`` (structured outputs) [§4.2]; json_object has no
   Anthropic equivalent and becomes a system instruction;
 - ``n`` > 1 is a 400 (one answer per request). OpenAI-only fields (penalties, seed, logprobs, logit_bias,
@@ -206,7 +207,8 @@ def _apply_reasoning(
         return False
     choice = out.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
-        # Thinking may not be combined with a forced tool choice [MEM]; the forced tool wins.
+        # "Thinking may not be enabled when tool_choice forces tool use" (Anthropic's extended-thinking docs,
+        # feature compatibility; reported in langchain-ai/langchain#35544 and others) [3P]; the forced tool wins.
         return False
     if not _tool_loop_has_thinking(out["messages"]):
         # A tool loop whose assistant turn lost its thinking block (e.g. the store expired) would be a 400
