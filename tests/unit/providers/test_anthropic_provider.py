@@ -214,3 +214,10 @@ def test_bad_key_error_never_echoes_the_key() -> None:
 def test_non_json_error_body_is_kept_short() -> None:
     error = anthropic_error("anthropic", 502, b"<html>" + b"x" * 5000)
     assert error.status == 502 and len(error.message) < 700
+
+
+async def test_error_body_behind_a_200_is_an_error_not_an_empty_answer() -> None:
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    with pytest.raises(GatewayError) as info:
+        await provider(_Client(_Response(200, [orjson.dumps(error)]))).chat(call(), Meter())
+    assert info.value.status == 503

@@ -90,6 +90,9 @@ class AnthropicProvider:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned a malformed response.") from None
+        if isinstance(data, dict) and data.get("type") == "error":
+            # An error body behind a 200 (seen behind some proxies): judged by its error type, as a server error.
+            raise anthropic_error(self.name, 500, raw, resp.header, self._redact)
         if not isinstance(data, dict) or data.get("type") != "message":
             raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned an unexpected response.")
         result = from_anthropic_message(data, model=call.model)
