@@ -92,9 +92,9 @@ class Runtime:
         log.info("providers configured: %s", ", ".join(sorted(providers)) or "none")
         if not providers:
             log.warning(
-                "no provider is configured: set e.g. OPENAI_API_KEY (or DEEPSEEK_API_KEY, XAI_API_KEY, "
-                "MOONSHOT_API_KEY, GEMINI_API_KEY, OLLAMA_BASE_URL) in the environment or .env, or add "
-                "[providers.NAME] to the TOML file, then restart"
+                "no provider is configured: set e.g. OPENAI_API_KEY (or ANTHROPIC_API_KEY, GEMINI_API_KEY, "
+                "DEEPSEEK_API_KEY, XAI_API_KEY, MOONSHOT_API_KEY, OLLAMA_BASE_URL) in the environment or .env, or "
+                "add [providers.NAME] to the TOML file, then restart"
             )
         if not keys.active_count:
             log.warning("no client key exists yet: create one with `gophergate keys create --name NAME`")

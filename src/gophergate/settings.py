@@ -142,6 +142,11 @@ class Settings(BaseSettings):
     gemini_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("GEMINI_API_KEY", "GOOGLE_API_KEY"))
     gemini_base_url: str | None = Field(None, validation_alias=AliasChoices("GEMINI_BASE_URL"))
     gemini_api_version: str = Field("v1beta", pattern=r"^v1(alpha|beta)?$")
+    anthropic_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("ANTHROPIC_API_KEY"))
+    anthropic_base_url: str | None = Field(None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL"))
+    # The anthropic-version header (GOPHERGATE_ANTHROPIC_VERSION). From 2026-10-21 on, temperature, top_p and
+    # top_k are rejected by the API, so the gateway drops them (providers.md §4.1).
+    anthropic_version: str = Field("2023-06-01", pattern=r"^\d{4}-\d{2}-\d{2}$")
 
     @field_validator("encryption_key")
     @classmethod

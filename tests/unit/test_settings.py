@@ -22,6 +22,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "XAI_API_KEY",
         "MOONSHOT_API_KEY",
         "OLLAMA_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "GOPHERGATE_ANTHROPIC_VERSION",
         "GOPHERGATE_ENCRYPTION_KEY",
     ):
         monkeypatch.delenv(name, raising=False)
@@ -99,3 +102,35 @@ def test_custom_provider_needs_base_url(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("GOPHERGATE_ENCRYPTION_KEY", KEY)
     with pytest.raises(ValueError, match=r"providers\.acme: base_url"):
         provider_configs(Settings())
+
+
+def test_anthropic_is_offered_only_with_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOPHERGATE_ENCRYPTION_KEY", KEY)
+    assert all(c.name != "anthropic" for c in provider_configs(Settings()))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.setenv("GOPHERGATE_ANTHROPIC_VERSION", "2026-10-21")
+    (cfg,) = [c for c in provider_configs(Settings()) if c.name == "anthropic"]
+    assert (cfg.dialect, cfg.base_url, cfg.api_key, cfg.api_version) == (
+        "anthropic",
+        "https://api.anthropic.com",
+        "sk-ant-test",
+        "2026-10-21",
+    )
+
+
+def test_anthropic_from_toml_with_key_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "g.toml"
+    config.write_text('[providers.anthropic]\napi_key_env = "MY_CLAUDE_KEY"\nbase_url = "http://127.0.0.1:9/"\n')
+    monkeypatch.setenv("GOPHERGATE_CONFIG", str(config))
+    monkeypatch.setenv("GOPHERGATE_ENCRYPTION_KEY", KEY)
+    monkeypatch.setenv("MY_CLAUDE_KEY", "sk-ant-toml")
+    (cfg,) = [c for c in provider_configs(Settings()) if c.name == "anthropic"]
+    assert (cfg.base_url, cfg.api_key, cfg.api_version) == ("http://127.0.0.1:9", "sk-ant-toml", "2023-06-01")
+
+
+def test_bad_anthropic_version_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOPHERGATE_ENCRYPTION_KEY", KEY)
+    monkeypatch.setenv("GOPHERGATE_ANTHROPIC_VERSION", "latest")
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert describe_settings_error(info.value).startswith("GOPHERGATE_ANTHROPIC_VERSION is invalid")

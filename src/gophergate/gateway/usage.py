@@ -83,6 +83,20 @@ def from_gemini(usage: dict[str, Any]) -> Usage:
     )
 
 
+def from_anthropic(usage: dict[str, Any]) -> Usage:
+    """Anthropic: ``input_tokens`` excludes cache reads and cache writes, so prompt is the sum of the three;
+    ``output_tokens`` already includes thinking (providers.md §4.3, §10, §11 pitfall 2)."""
+    cache_read = _int(usage.get("cache_read_input_tokens"))
+    cache_write = _int(usage.get("cache_creation_input_tokens"))
+    return Usage(
+        prompt=_int(usage.get("input_tokens")) + cache_read + cache_write,
+        completion=_int(usage.get("output_tokens")),
+        reasoning=_int(_details(usage, "output_tokens_details").get("thinking_tokens")),
+        cache_read=cache_read,
+        cache_write=cache_write,
+    )
+
+
 USAGE_READERS = {
     "openai": from_openai,
     "deepseek": from_deepseek,

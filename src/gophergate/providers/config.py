@@ -13,9 +13,10 @@ from gophergate.providers.openai_compat.dialects import get_dialect
 from gophergate.providers.openai_compat.specs import BUILTIN_SPECS
 from gophergate.settings import CustomProviderConfig, Settings
 
-# Native providers (their own wire format) plug in here in a later issue; names are reserved now so that a
-# custom upstream cannot shadow them.
+# Native providers (their own wire format); the names are reserved so that a custom upstream cannot shadow them.
 NATIVE_PROVIDER_NAMES = frozenset({"anthropic", "gemini"})
+ANTHROPIC_DIALECT = "anthropic"  # ProviderConfig.dialect of the native Anthropic provider
+ANTHROPIC_DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 GEMINI_DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 # The Gemini SDK takes the host and puts the API version in the path (providers.md §3.1, §11.25); a base URL
@@ -31,6 +32,7 @@ class ProviderConfig:
     api_key: str | None
     headers: tuple[tuple[str, str], ...] = ()
     models: tuple[str, ...] = ()
+    api_version: str | None = None  # native providers with a version header (Anthropic)
 
 
 def _secret(value: object) -> str | None:
@@ -76,14 +78,12 @@ def provider_configs(settings: Settings) -> list[ProviderConfig]:
                 models=entry.models if entry else (),
             )
         )
-    gemini = _gemini_config(settings)
-    if gemini is not None:
-        configs.append(gemini)
+    for native in (_gemini_config(settings), _anthropic_config(settings)):
+        if native is not None:
+            configs.append(native)
     for name, entry in settings.providers.items():
-        if name in BUILTIN_SPECS or name == "gemini" or not entry.enabled:
+        if name in BUILTIN_SPECS or name in NATIVE_PROVIDER_NAMES or not entry.enabled:
             continue
-        if name in NATIVE_PROVIDER_NAMES:
-            raise ValueError(f"providers.{name}: native provider '{name}' is not available in this version")
         if not entry.base_url:
             raise ValueError(f"providers.{name}: base_url is required for a custom provider")
         get_dialect(entry.dialect or "openai")
@@ -125,4 +125,26 @@ def _gemini_config(settings: Settings) -> ProviderConfig | None:
         api_key=key,
         headers=tuple((entry.headers if entry else {}).items()),
         models=entry.models if entry else (),
+    )
+
+
+def _anthropic_config(settings: Settings) -> ProviderConfig | None:
+    """The native Anthropic provider: offered when ANTHROPIC_API_KEY (or ``[providers.anthropic]``) has a key."""
+    entry = settings.providers.get("anthropic")
+    if entry is not None and not entry.enabled:
+        return None
+    if entry is not None and entry.dialect not in (None, ANTHROPIC_DIALECT):
+        raise ValueError("providers.anthropic: the native Anthropic provider has no dialect setting")
+    key = _secret(settings.anthropic_api_key) or _toml_key(entry)
+    if not key:
+        return None
+    base = settings.anthropic_base_url or (entry.base_url if entry else None) or ANTHROPIC_DEFAULT_BASE_URL
+    return ProviderConfig(
+        name="anthropic",
+        dialect=ANTHROPIC_DIALECT,
+        base_url=base.rstrip("/"),
+        api_key=key,
+        headers=tuple((entry.headers if entry else {}).items()),
+        models=entry.models if entry else (),
+        api_version=settings.anthropic_version,
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from gophergate.gateway.reasoning_store import ReasoningStore
+from gophergate.providers.anthropic import AnthropicProvider, ThinkingStore
+from gophergate.providers.anthropic.translate import DEFAULT_API_VERSION
 from gophergate.providers.base import Provider
-from gophergate.providers.config import ProviderConfig
+from gophergate.providers.config import ANTHROPIC_DIALECT, ProviderConfig
 from gophergate.providers.gemini import GeminiProvider, SignatureStore
 from gophergate.providers.http_client import UpstreamClient
 from gophergate.providers.openai_compat.dialects import get_dialect
@@ -15,17 +17,26 @@ def build_providers(
     configs: list[ProviderConfig], client: UpstreamClient, store: ReasoningStore
 ) -> dict[str, Provider]:
     providers: dict[str, Provider] = {}
-    signatures: SignatureStore | None = None  # one per process, shared by every Gemini call
     for cfg in configs:
         if cfg.dialect == "gemini":
-            if signatures is None:
-                signatures = SignatureStore()
             providers[cfg.name] = GeminiProvider(
                 name=cfg.name,
                 base_url=cfg.base_url,
                 api_key=cfg.api_key or "",
                 client=client,
-                store=signatures,
+                store=SignatureStore(),
+                extra_headers=dict(cfg.headers),
+                static_models=cfg.models,
+            )
+            continue
+        if cfg.dialect == ANTHROPIC_DIALECT:
+            providers[cfg.name] = AnthropicProvider(
+                name=cfg.name,
+                base_url=cfg.base_url,
+                api_key=cfg.api_key or "",
+                client=client,
+                api_version=cfg.api_version or DEFAULT_API_VERSION,
+                thinking_store=ThinkingStore(),
                 extra_headers=dict(cfg.headers),
                 static_models=cfg.models,
             )

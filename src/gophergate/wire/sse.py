@@ -72,7 +72,10 @@ class SSEDecoder:
         """End of stream: a last event without its blank line is still delivered."""
         events: list[SSEEvent] = []
         if self._buf:
-            self._line(self._buf, events)
+            # The fast path of ``feed`` keeps whole unterminated events, which may span several lines
+            # (``event:`` then ``data:``, as Anthropic sends them).
+            for line in self._buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
+                self._line(line, events)
             self._buf = b""
         self._line(b"", events)
         return events

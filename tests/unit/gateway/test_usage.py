@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from gophergate.gateway.usage import (
     Usage,
+    from_anthropic,
     from_deepseek,
     from_embeddings,
     from_images,
@@ -92,3 +93,22 @@ def test_gpt_image_usage_counts_text_and_image_input_as_prompt_and_images_as_com
         }
     )
     assert (usage.prompt, usage.completion, usage.reasoning, usage.cache_read) == (50, 4160, 0, 0)
+
+
+def test_anthropic_prompt_adds_cache_reads_and_writes_to_input_tokens() -> None:
+    usage = from_anthropic(
+        {
+            "input_tokens": 25,
+            "cache_read_input_tokens": 900,
+            "cache_creation_input_tokens": 75,
+            "cache_creation": {"ephemeral_5m_input_tokens": 75, "ephemeral_1h_input_tokens": 0},
+            "output_tokens": 150,
+            "output_tokens_details": {"thinking_tokens": 90},
+        }
+    )
+    assert usage == Usage(prompt=1000, completion=150, reasoning=90, cache_read=900, cache_write=75)
+
+
+def test_anthropic_usage_without_thinking_details_reports_zero_reasoning() -> None:
+    usage = from_anthropic({"input_tokens": 10, "cache_read_input_tokens": None, "output_tokens": 3})
+    assert usage == Usage(prompt=10, completion=3)

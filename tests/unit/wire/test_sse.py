@@ -62,3 +62,10 @@ def test_event_names_and_ids_survive_the_fast_path() -> None:
 
 def test_event_split_between_blank_line_halves() -> None:
     assert _all([b"data: a\n", b"\ndata: b\n", b"\n"]) == [(b"a", None), (b"b", None)]
+
+
+def test_flush_delivers_an_unterminated_event_spanning_several_lines() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b'event: message_stop\ndata: {"type":"message_stop"}') == []
+    (event,) = decoder.flush()
+    assert (event.event, event.data) == (b"message_stop", b'{"type":"message_stop"}')

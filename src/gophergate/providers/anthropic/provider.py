@@ -1,0 +1,177 @@
+"""The Anthropic Messages API provider: thin HTTP around the pure translators in this package."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from gophergate.errors import GatewayError, UpstreamUnavailable
+from gophergate.providers.anthropic.errors import anthropic_error
+from gophergate.providers.anthropic.stream import StreamTranslator, error_event
+from gophergate.providers.anthropic.thinking_store import ThinkingStore
+from gophergate.providers.anthropic.translate import (
+    DEFAULT_API_VERSION,
+    from_anthropic_message,
+    to_anthropic,
+)
+from gophergate.providers.base import ChatCall, Meter
+from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
+from gophergate.providers.upstream import scrub, transport_errors
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+_MODEL_PAGES = 20  # GET /v1/models is paged (§4.7); 20 pages of 1000 is far beyond any real list
+
+
+class AnthropicProvider:
+    def __init__(
+        self,
+        *,
+        name: str = "anthropic",
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str,
+        client: UpstreamClient,
+        api_version: str = DEFAULT_API_VERSION,
+        thinking_store: ThinkingStore | None = None,
+        extra_headers: dict[str, str] | None = None,
+        static_models: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        # The SDK's base has no /v1 but its paths do (§4.1, §11.25); a base ending in /v1 is accepted too.
+        base = base_url.rstrip("/")
+        self.base_url = base[: -len("/v1")] if base.endswith("/v1") else base
+        self.api_version = api_version
+        self.static_models = static_models
+        self._client = client
+        self._key = api_key
+        self._store = thinking_store if thinking_store is not None else ThinkingStore()
+        self._messages_url = self.base_url + "/v1/messages"
+        self._models_url = self.base_url + "/v1/models"
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "x-api-key": api_key,
+            "anthropic-version": api_version,
+        }
+        headers.update(extra_headers or {})
+        self._headers = headers
+        self._stream_headers = {**headers, "Accept": "text/event-stream"}
+
+    def _redact(self, text: str) -> str:
+        if self._key:
+            text = text.replace(self._key, "[redacted]")
+        return scrub(text)
+
+    def _payload(self, call: ChatCall, stream: bool) -> bytes:
+        request = to_anthropic(
+            call.body,
+            call.model,
+            stream=stream,
+            max_output_tokens=call.max_output_tokens,
+            api_version=self.api_version,
+            lookup=self._store.get,
+        )
+        return orjson.dumps(request)
+
+    def _error(self, resp: UpstreamResponse, raw: bytes) -> GatewayError:
+        return anthropic_error(self.name, resp.status, raw, resp.header, self._redact)
+
+    async def chat(self, call: ChatCall, meter: Meter) -> bytes:
+        payload = self._payload(call, False)
+        meter.start_upstream()
+        with transport_errors(self.name):
+            resp = await self._client.request("POST", self._messages_url, self._headers, payload, stream=False)
+            raw = await resp.read()
+        meter.upstream_finished()
+        if resp.status >= 400:
+            raise self._error(resp, raw)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned a malformed response.") from None
+        if isinstance(data, dict) and data.get("type") == "error":
+            # An error body behind a 200 (seen behind some proxies): judged by its error type, as a server error.
+            raise anthropic_error(self.name, 500, raw, resp.header, self._redact)
+        if not isinstance(data, dict) or data.get("type") != "message":
+            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned an unexpected response.")
+        result = from_anthropic_message(data, model=call.model)
+        self._store.put(result.tool_call_ids, result.thinking_blocks)
+        meter.usage = result.usage
+        meter.finish_reason = result.finish_reason
+        if result.usage is None:
+            meter.output_text.append(result.text)
+        else:
+            cost = call.cost_json(result.usage)
+            if cost is not None:
+                result.body["usage"]["cost"] = cost
+        return orjson.dumps(result.body)
+
+    async def open_chat_stream(self, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
+        payload = self._payload(call, True)
+        meter.start_upstream()
+        with transport_errors(self.name):
+            resp = await self._client.request("POST", self._messages_url, self._stream_headers, payload, stream=True)
+            meter.upstream_answered()
+            if resp.status >= 400:
+                try:
+                    raw = await resp.read()
+                finally:
+                    await resp.aclose(reuse=False)
+                raise self._error(resp, raw)
+        return self._relay(resp, call, meter)
+
+    async def _relay(self, resp: UpstreamResponse, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
+        translator = StreamTranslator(
+            self.name, call.model, call.include_usage, redact=self._redact, cost=call.cost_json
+        )
+        try:
+            with transport_errors(self.name):
+                async for data in resp.chunks():
+                    out = translator.feed(data)
+                    if out:
+                        yield out
+                    if translator.done:
+                        break
+            tail = translator.finish()
+            if tail:
+                yield tail
+        except GatewayError as exc:
+            if not translator.done:
+                translator.error = exc.message
+                translator.done = True
+                yield error_event(exc.message)
+        finally:
+            meter.upstream_finished()
+            await resp.aclose(reuse=translator.completed)
+            translator.settle()  # also when the client went away mid-stream
+            self._store.put(translator.tool_call_ids, translator.thinking_blocks)
+            meter.usage = translator.usage
+            meter.finish_reason = translator.finish_reason
+            meter.stream_error = translator.error
+            if translator.usage is None:
+                meter.output_text.append("".join(translator.text))
+
+    async def list_models(self) -> list[str]:
+        ids: set[str] = set(self.static_models)
+        after: str | None = None
+        for _ in range(_MODEL_PAGES):
+            url = self._models_url + "?limit=1000" + (f"&after_id={after}" if after else "")
+            with transport_errors(self.name):
+                resp = await self._client.request("GET", url, self._headers, None, stream=False)
+                raw = await resp.read()
+            if resp.status >= 400:
+                raise self._error(resp, raw)
+            try:
+                data: Any = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned a malformed model list.") from None
+            items = data.get("data") if isinstance(data, dict) else None
+            ids.update(str(m["id"]) for m in items or () if isinstance(m, dict) and m.get("id"))
+            after = data.get("last_id") if isinstance(data, dict) and data.get("has_more") else None
+            if not after:
+                break
+        return sorted(ids)
+
+    async def aclose(self) -> None:
+        return None
