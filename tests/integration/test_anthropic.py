@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,8 @@ def test_plain_chat_translates_both_ways_and_logs_canonical_usage(anthropic_stac
     sent = anthropic_stack.fake.message_requests[-1]
     assert sent.headers["x-api-key"] == UPSTREAM_KEY and sent.headers["anthropic-version"] == "2023-06-01"
     assert "authorization" not in sent.headers
-    assert sent.body["system"] == "Be brief." and sent.body["max_tokens"] == 4096
+    # no max_tokens from the client: the registry's output limit for claude-sonnet-4-5 (tests/fixtures)
+    assert sent.body["system"] == "Be brief." and sent.body["max_tokens"] == 64000
     assert sent.body["metadata"] == {"user_id": "user-42"}
     usage = completion.usage
     assert usage is not None and usage.prompt_tokens_details is not None
@@ -102,6 +104,12 @@ def test_plain_chat_translates_both_ways_and_logs_canonical_usage(anthropic_stac
     assert (row["status"], row["provider"], row["model"]) == (200, "anthropic", SONNET)
     assert (row["prompt_tokens"], row["cache_read_tokens"], row["cache_write_tokens"]) == (18, 4, 3)
     assert row["completion_tokens"] == usage.completion_tokens and row["finish_reason"] == "stop"
+    # claude-sonnet-4-5 per 1M: input 3, cache read 0.3, cache write 3.75, output 15; 11 uncached input tokens
+    expected = (
+        3 * Decimal(11) + Decimal("0.3") * 4 + Decimal("3.75") * 3 + 15 * Decimal(usage.completion_tokens)
+    ) / 10**6
+    assert Decimal(str(row["cost_usd"])) == expected == Decimal(raw.headers["x-gophergate-cost-usd"])
+    assert Decimal(str(row["cost_cache_write_usd"])) == Decimal("0.00001125")
 
 
 def test_stream_with_include_usage_ends_with_a_usage_chunk(anthropic_stack: AnthropicStack) -> None:

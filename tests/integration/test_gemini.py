@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,11 @@ def test_plain_chat(gemini: GeminiStack) -> None:
         12,
     )
     assert row["estimated"] in (False, 0) and row["finish_reason"] == "stop"
+    # gemini-2.5-flash per 1M: input 0.3, output 2.5 (thoughts billed as output: no separate reasoning price)
+    expected = (Decimal("0.3") * usage.prompt_tokens + Decimal("2.5") * usage.completion_tokens) / 10**6
+    assert Decimal(str(row["cost_usd"])) == expected == Decimal(raw.headers["x-gophergate-cost-usd"])
+    assert Decimal(str(row["cost_reasoning_usd"])) == Decimal("2.5") * 12 / 10**6
+    assert Decimal(str((usage.model_extra or {})["cost"])) == expected
 
 
 def test_models_prefix_spelling_is_accepted(gemini: GeminiStack) -> None:

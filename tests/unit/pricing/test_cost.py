@@ -199,3 +199,30 @@ def test_cost_is_never_negative_and_equals_the_sum_of_its_parts(
     assert all(part >= 0 for part in parts)
     assert cost.total == sum(parts, D(0))
     assert cost.total >= 0
+
+
+def test_anthropic_usage_reader_feeds_the_cost_without_double_counting(catalog: Catalog) -> None:
+    from gophergate.gateway.usage import from_anthropic
+
+    usage = from_anthropic(
+        {"input_tokens": 100, "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 500, "output_tokens": 300}
+    )
+    assert (usage.prompt, usage.cache_read, usage.cache_write) == (1600, 1000, 500)
+    cost = compute_cost(usage, table(catalog, "anthropic", "claude-sonnet-4-5"))
+    assert cost.total == D("0.006975")  # the same hand-worked case as above
+
+
+def test_gemini_usage_reader_feeds_the_cost(catalog: Catalog) -> None:
+    from gophergate.gateway.usage import from_gemini
+
+    usage = from_gemini(
+        {
+            "promptTokenCount": 2000,
+            "cachedContentTokenCount": 1000,
+            "candidatesTokenCount": 100,
+            "thoughtsTokenCount": 400,
+            "totalTokenCount": 2500,
+        }
+    )
+    assert (usage.prompt, usage.completion, usage.reasoning, usage.cache_read) == (2000, 500, 400, 1000)
+    assert compute_cost(usage, table(catalog, "gemini", "gemini-2.5-flash")).total == D("0.00158")
