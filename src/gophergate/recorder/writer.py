@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ class Recorder:
         self.price_unknown = 0
         self.price_unknown_models: dict[str, int] = {}
         self.cost_total = Decimal(0)
+        # Called with each committed batch (after the transaction), e.g. by the live hub; must not block.
+        self.on_committed: Callable[[list[RequestRecord]], None] | None = None
         self.last_commit: float | None = None
 
     # -- request path ---------------------------------------------------------------------------------------
@@ -181,6 +184,11 @@ class Recorder:
                 delay = min(delay * 2, 5.0)
         self.written += len(batch)
         self.last_commit = time.time()
+        if self.on_committed is not None:
+            try:
+                self.on_committed(batch)
+            except Exception:  # a listener must never stop the writer
+                log.exception("request log listener failed")
 
 
 async def apply_estimate(record: RequestRecord, estimator: Estimator) -> None:
