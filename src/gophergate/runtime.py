@@ -21,6 +21,7 @@ from gophergate.pricing.registry import Registry
 from gophergate.providers.base import Provider
 from gophergate.providers.config import provider_configs, provider_names
 from gophergate.providers.http_client import UpstreamClient, create_client
+from gophergate.providers.media import MediaClient
 from gophergate.providers.registry import build_providers
 from gophergate.recorder.writer import Recorder, replay_spilled
 from gophergate.security.client_keys import KeyCache
@@ -40,6 +41,7 @@ class Runtime:
     recorder: Recorder
     reasoning: ReasoningStore
     registry: Registry
+    media: MediaClient
     config_overrides: list[PriceOverride] = field(default_factory=list)
     table_overrides: list[PriceOverride] = field(default_factory=list)
     fallback: GenaiPrices | None = None
@@ -61,8 +63,9 @@ class Runtime:
             total_timeout=settings.upstream_total_timeout,
         )
         store = ReasoningStore()
+        media = MediaClient(allow_private=settings.media_fetch_allow_private)
         configs = provider_configs(settings)
-        providers = build_providers(configs, client, store)
+        providers = build_providers(configs, client, store, media)
         declared = {model: cfg.name for cfg in configs for model in cfg.models}
         resolver = Resolver(frozenset(providers), settings.aliases, declared)
         registry = Registry(settings.registry_url, settings.data_dir, refresh_hours=settings.registry_refresh_hours)
@@ -73,7 +76,7 @@ class Runtime:
             flush_interval=settings.log_flush_interval_ms / 1000.0,
             spill_dir=settings.data_dir,
         )
-        rt = cls(settings, engine, client, providers, resolver, keys, recorder, store, registry)
+        rt = cls(settings, engine, client, providers, resolver, keys, recorder, store, registry, media)
         rt.config_overrides = from_config(settings.prices, provider_names(settings))
         rt.table_overrides = await load_overrides(engine)
         await asyncio.to_thread(registry.load_saved)
@@ -168,4 +171,5 @@ class Runtime:
         for provider in self.providers.values():
             await provider.aclose()
         await self.client.close()
+        await self.media.close()
         await self.engine.dispose()

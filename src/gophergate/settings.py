@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     key_refresh_seconds: float = Field(0.25, gt=0)
     models_refresh_seconds: float = Field(600.0, gt=0)
 
+    media_fetch_allow_private: bool = False
+
     registry_url: str = "https://models.dev/api.json"
     registry_refresh_hours: float = Field(24.0, gt=0)
     price_refresh_seconds: float = Field(5.0, gt=0)

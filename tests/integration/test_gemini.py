@@ -71,7 +71,12 @@ def gemini(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GeminiStack]:
     thread.start()
     with FakeGemini() as fake:
         tmp: Path = tmp_path_factory.mktemp("gemini")
-        env = {"GEMINI_API_KEY": fake.api_key, "GEMINI_BASE_URL": fake.base_url}
+        # the image server is on loopback: allowed here; the default refusal is pinned below
+        env = {
+            "GEMINI_API_KEY": fake.api_key,
+            "GEMINI_BASE_URL": fake.base_url,
+            "GOPHERGATE_MEDIA_FETCH_ALLOW_PRIVATE": "true",
+        }
         gateway = Gateway(tmp, env=env)
         try:
             gateway.start()
@@ -429,3 +434,41 @@ def test_client_disconnect_mid_stream_is_recorded_with_the_tokens_seen(gemini: G
     assert row["status"] == 499 and row["error_type"] == "client_disconnected"
     assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
     assert row["latency_ms"] < 1500  # the upstream stream was abandoned, not read to its end
+
+
+def test_image_urls_on_internal_addresses_are_refused_by_default(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    with FakeGemini() as fake:
+        gateway = Gateway(tmp_path, env={"GEMINI_API_KEY": fake.api_key, "GEMINI_BASE_URL": fake.base_url})
+        try:
+            gateway.start()
+            client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.key, max_retries=0)
+            port = server.server_address[1]
+            for url in (
+                f"http://127.0.0.1:{port}/cat.png",
+                f"http://localhost:{port}/cat.png",
+                "http://169.254.169.254/x",
+            ):
+                with pytest.raises(openai.BadRequestError) as info:
+                    client.chat.completions.create(
+                        model="gemini-2.5-flash",
+                        messages=[
+                            {
+                                "role": "user",
+                                "content": [
+                                    {"type": "text", "text": "what is this"},
+                                    {"type": "image_url", "image_url": {"url": url}},
+                                ],
+                            }
+                        ],
+                    )
+                error = info.value.body
+                assert isinstance(error, dict)
+                assert error["param"] == "messages[0].content[1].image_url.url"
+                assert "public address" in error["message"]
+            assert fake.generate_requests == []  # nothing reached Gemini
+        finally:
+            gateway.stop()
+            server.shutdown()

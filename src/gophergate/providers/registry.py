@@ -14,8 +14,12 @@ from gophergate.providers.openai_compat.provider import OpenAICompatProvider, Op
 
 
 def build_providers(
-    configs: list[ProviderConfig], client: UpstreamClient, store: ReasoningStore
+    configs: list[ProviderConfig],
+    client: UpstreamClient,
+    store: ReasoningStore,
+    media: UpstreamClient | None = None,
 ) -> dict[str, Provider]:
+    """``media`` fetches URLs named in requests (``providers/media.py``); the upstream client when omitted."""
     providers: dict[str, Provider] = {}
     for cfg in configs:
         if cfg.dialect == "gemini":
@@ -24,6 +28,7 @@ def build_providers(
                 base_url=cfg.base_url,
                 api_key=cfg.api_key or "",
                 client=client,
+                media=media,
                 store=SignatureStore(),
                 extra_headers=dict(cfg.headers),
                 static_models=cfg.models,

@@ -46,6 +46,7 @@ class GeminiProvider:
         base_url: str,
         api_key: str,
         client: UpstreamClient,
+        media: UpstreamClient | None = None,
         store: SignatureStore | None = None,
         extra_headers: dict[str, str] | None = None,
         static_models: tuple[str, ...] = (),
@@ -56,6 +57,7 @@ class GeminiProvider:
         self.base_url = base_url.rstrip("/")
         self.static_models = static_models
         self._client = client
+        self._media = media or client  # media URLs: the SSRF-safe MediaClient in production
         self._store = store
         self._max_fetch = max_fetch_bytes
         self._fetch_timeout = fetch_timeout
@@ -70,7 +72,7 @@ class GeminiProvider:
     async def _payload(self, call: ChatCall) -> bytes:
         files = remote_files(call.body)
         fetched = (
-            await fetch_all(self._client, files, max_bytes=self._max_fetch, time_limit=self._fetch_timeout)
+            await fetch_all(self._media, files, max_bytes=self._max_fetch, time_limit=self._fetch_timeout)
             if files
             else None
         )
