@@ -472,3 +472,34 @@ def test_image_urls_on_internal_addresses_are_refused_by_default(tmp_path: Path)
         finally:
             gateway.stop()
             server.shutdown()
+
+
+def test_embeddings_through_the_gateway_are_batched_logged_and_priced(gemini: GeminiStack) -> None:
+    raw = gemini.client().embeddings.with_raw_response.create(
+        model="gemini-embedding-001", input=["first text", "second text here"]
+    )
+    result = raw.parse()
+    assert [d.index for d in result.data] == [0, 1]
+    assert all(len(d.embedding) > 0 for d in result.data)  # the SDK decoded the default base64
+    sent = gemini.fake.last_request
+    assert sent.path == "/v1beta/models/gemini-embedding-001:batchEmbedContents"
+    assert len(sent.body["requests"]) == 2
+    row = gemini.gateway.row_for(raw.headers["x-request-id"])
+    assert (row["endpoint"], row["provider"], row["status"]) == ("embeddings", "gemini", 200)
+    assert row["prompt_tokens"] > 0
+    # gemini-embedding-001: $0.15 per 1M input tokens (tests/fixtures/models-dev-mini.json)
+    assert Decimal(str(row["cost_usd"])) == Decimal("0.15") * row["prompt_tokens"] / 10**6
+
+
+def test_image_generation_through_the_gateway_is_n_calls_returning_b64_json(gemini: GeminiStack) -> None:
+    before = len(gemini.fake.generate_requests)
+    raw = gemini.client().images.with_raw_response.generate(
+        model="gemini-3.1-flash-image", prompt="a small cat", n=2, response_format="b64_json"
+    )
+    images = raw.parse()
+    assert images.data is not None and len(images.data) == 2
+    assert all(base64.b64decode(d.b64_json or "").startswith(b"\x89PNG") for d in images.data)
+    calls = gemini.fake.generate_requests[before:]
+    assert len(calls) == 2 and all("IMAGE" in c.body["generationConfig"]["responseModalities"] for c in calls)
+    row = gemini.gateway.row_for(raw.headers["x-request-id"])
+    assert (row["endpoint"], row["provider"], row["status"]) == ("images.generations", "gemini", 200)
