@@ -182,8 +182,17 @@ def _inherited(name: str) -> bool:
     return not (name.startswith("GOPHERGATE_") or name.endswith(("_API_KEY", "_BASE_URL")))
 
 
+def registry_source() -> str:
+    """A local registry copy, so the gateway prices requests as it would with models.dev (nothing is fetched):
+    the full snapshot beside the checkout when there is one, else the tests' small copy."""
+    root = Path(__file__).resolve().parents[1]
+    full = root.parent / "shared" / "fixtures" / "models-dev-api.json"
+    return str(full if full.is_file() else root / "tests" / "fixtures" / "models-dev-mini.json")
+
+
 def gateway_env(upstream_port: int, data_dir: Path, extra: dict[str, str]) -> dict[str, str]:
-    """A hermetic environment: OpenAI pointed at the fake upstream, a fresh key and data dir, nothing else."""
+    """A hermetic environment: OpenAI pointed at the fake upstream, a fresh key and data dir, a local registry
+    copy, nothing else."""
     env = {name: value for name, value in os.environ.items() if _inherited(name)}
     env.update(
         {
@@ -191,6 +200,7 @@ def gateway_env(upstream_port: int, data_dir: Path, extra: dict[str, str]) -> di
             "GOPHERGATE_DATA_DIR": str(data_dir),
             "OPENAI_API_KEY": "sk-bench",
             "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
+            "GOPHERGATE_REGISTRY_URL": registry_source(),
         }
     )
     env.update(extra)

@@ -80,9 +80,13 @@ class Runtime:
         rt.config_overrides = from_config(settings.prices, provider_names(settings))
         rt.table_overrides = await load_overrides(engine)
         await asyncio.to_thread(registry.load_saved)
+        if registry.catalog is None and registry.is_local:
+            await registry.refresh()  # a local file: read it now rather than price from the offline data first
         rt.rebuild_prices()
         registry.on_change = rt._catalog_changed
         if registry.catalog is None:
+            if rt.fallback is not None:
+                await asyncio.to_thread(rt.fallback.warm)
             log.warning(
                 "no saved registry copy yet: pricing from the offline genai-prices data until %s is reached",
                 settings.registry_url,

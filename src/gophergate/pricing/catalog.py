@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 # gateway provider -> models.dev provider id
 PROVIDER_IDS: dict[str, str] = {
     "openai": "openai",
@@ -203,32 +205,72 @@ def _strs(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
-def parse_model(provider_id: str, model_id: str, raw: Mapping[str, Any]) -> ModelEntry:
+class CatalogError(ValueError):
+    """A document that is not a usable models.dev catalogue."""
+
+
+# A model as kept in memory until it is looked up: the few fields the gateway reads, as primitives (the cost
+# as its JSON text), so that the 5,000-model catalogue costs a few MB and can cross a process boundary.
+CompactModel = tuple[Any, ...]
+CompactCatalog = dict[str, dict[str, CompactModel]]
+
+
+def compact_model(raw: Mapping[str, Any]) -> CompactModel:
     limit = raw.get("limit") if isinstance(raw.get("limit"), Mapping) else {}
     modalities = raw.get("modalities") if isinstance(raw.get("modalities"), Mapping) else {}
     assert isinstance(limit, Mapping) and isinstance(modalities, Mapping)
-    structured = raw.get("structured_output")
-    open_weights = raw.get("open_weights")
-    family = raw.get("family")
-    return ModelEntry(
-        provider_id=provider_id,
-        id=model_id,
-        name=str(raw.get("name") or model_id),
-        family=family if isinstance(family, str) else None,
-        context_window=_int_or_none(limit.get("context")),
-        max_output_tokens=_int_or_none(limit.get("output")),
-        input_modalities=_strs(modalities.get("input")),
-        output_modalities=_strs(modalities.get("output")),
-        tool_call=raw.get("tool_call") is True,
-        reasoning=raw.get("reasoning") is True,
-        structured_output=structured if isinstance(structured, bool) else None,
-        open_weights=open_weights if isinstance(open_weights, bool) else None,
-        prices=parse_prices(raw.get("cost")),
+    cost = raw.get("cost")
+    return (
+        str(raw.get("name") or ""),
+        raw.get("family") if isinstance(raw.get("family"), str) else None,
+        _int_or_none(limit.get("context")),
+        _int_or_none(limit.get("output")),
+        _strs(modalities.get("input")),
+        _strs(modalities.get("output")),
+        raw.get("tool_call") is True,
+        raw.get("reasoning") is True,
+        raw.get("structured_output") if isinstance(raw.get("structured_output"), bool) else None,
+        raw.get("open_weights") if isinstance(raw.get("open_weights"), bool) else None,
+        orjson.dumps(cost) if isinstance(cost, Mapping) else None,
     )
 
 
-class CatalogError(ValueError):
-    """A document that is not a usable models.dev catalogue."""
+def compact_document(doc: Any) -> CompactCatalog:
+    if not isinstance(doc, Mapping):
+        raise CatalogError("the registry document is not a JSON object")
+    out: CompactCatalog = {}
+    for provider_id, provider in doc.items():
+        if not isinstance(provider, Mapping) or not isinstance(provider.get("models"), Mapping):
+            continue
+        models = {
+            model_id: compact_model(raw)
+            for model_id, raw in provider["models"].items()
+            if isinstance(raw, Mapping) and isinstance(model_id, str) and model_id
+        }
+        if models:
+            out[str(provider_id)] = models
+    if not out:
+        raise CatalogError("the registry document lists no models")
+    return out
+
+
+def entry_from_compact(provider_id: str, model_id: str, item: CompactModel) -> ModelEntry:
+    name, family, context, output, inputs, outputs, tools, reasoning, structured, open_weights, cost = item
+    return ModelEntry(
+        provider_id=provider_id,
+        id=model_id,
+        name=name or model_id,
+        family=family,
+        context_window=context,
+        max_output_tokens=output,
+        input_modalities=tuple(inputs),
+        output_modalities=tuple(outputs),
+        tool_call=tools,
+        reasoning=reasoning,
+        structured_output=structured,
+        open_weights=open_weights,
+        prices=parse_prices(orjson.loads(cost)) if cost is not None else None,
+    )
 
 
 def model_bases(model: str) -> list[str]:
@@ -255,42 +297,48 @@ def model_bases(model: str) -> list[str]:
 
 
 class Catalog:
-    """One loaded registry snapshot. Immutable once built; a refresh builds a new one."""
+    """One loaded registry snapshot. Immutable once built; a refresh builds a new one. Entries are kept compact
+    and turned into ``ModelEntry`` objects (with exact prices) when first looked up."""
 
-    def __init__(self, entries: dict[str, dict[str, ModelEntry]], snapshot: str, source: str) -> None:
-        self.entries = entries
+    def __init__(self, models: CompactCatalog, snapshot: str, source: str) -> None:
+        self.models = models
         self.snapshot = snapshot  # recorded on every row it priced
         self.source = source
-        canonical = [p for p in CANONICAL if p in entries]
-        resellers = sorted(p for p in entries if p not in CANONICAL and p not in LAST_RESORT.values())
-        last = [p for p in LAST_RESORT.values() if p in entries]
+        canonical = [p for p in CANONICAL if p in models]
+        resellers = sorted(p for p in models if p not in CANONICAL and p not in LAST_RESORT.values())
+        last = [p for p in LAST_RESORT.values() if p in models]
         self._order = canonical + resellers + last
-        self.model_count = sum(len(models) for models in entries.values())
+        self.model_count = sum(len(m) for m in models.values())
+        self._entries: dict[tuple[str, str], ModelEntry] = {}
         self._cache: dict[tuple[str | None, str], ModelEntry | None] = {}
         self._providers_cache: dict[str, tuple[str, ...]] = {}
 
+    @staticmethod
+    def snapshot_id(body: bytes | None, label: str = "models.dev") -> str:
+        digest = hashlib.sha256(body).hexdigest()[:12] if body is not None else "unknown"
+        return f"{label}:{digest}"
+
     @classmethod
     def from_document(cls, doc: Any, *, source: str, body: bytes | None = None, label: str = "models.dev") -> Catalog:
-        if not isinstance(doc, Mapping):
-            raise CatalogError("the registry document is not a JSON object")
-        entries: dict[str, dict[str, ModelEntry]] = {}
-        for provider_id, provider in doc.items():
-            if not isinstance(provider, Mapping) or not isinstance(provider.get("models"), Mapping):
-                continue
-            models: dict[str, ModelEntry] = {}
-            for model_id, raw in provider["models"].items():
-                if isinstance(raw, Mapping) and isinstance(model_id, str) and model_id:
-                    models[model_id] = parse_model(str(provider_id), model_id, raw)
-            if models:
-                entries[str(provider_id)] = models
-        if not entries:
-            raise CatalogError("the registry document lists no models")
-        digest = hashlib.sha256(body).hexdigest()[:12] if body is not None else "unknown"
-        return cls(entries, f"{label}:{digest}", source)
+        return cls(compact_document(doc), cls.snapshot_id(body, label), source)
+
+    @property
+    def provider_ids(self) -> list[str]:
+        return list(self.models)
+
+    def entry(self, provider_id: str, model_id: str) -> ModelEntry | None:
+        key = (provider_id, model_id)
+        found = self._entries.get(key)
+        if found is None:
+            item = self.models.get(provider_id, {}).get(model_id)
+            if item is None:
+                return None
+            found = self._entries[key] = entry_from_compact(provider_id, model_id, item)
+        return found
 
     def search_order(self, provider: str | None) -> list[str]:
         first = PROVIDER_IDS.get(provider or "")
-        if first is None or first not in self.entries:
+        if first is None or first not in self.models:
             return self._order
         return [first, *(p for p in self._order if p != first)]
 
@@ -309,14 +357,13 @@ class Catalog:
     def _lookup(self, provider: str | None, model: str, registry_provider: str | None) -> ModelEntry | None:
         bases = model_bases(model)
         order = self.search_order(provider)
-        if registry_provider and registry_provider in self.entries:
+        if registry_provider and registry_provider in self.models:
             order = [registry_provider, *(p for p in order if p != registry_provider)]
         for provider_id in order:
-            models = self.entries[provider_id]
+            models = self.models[provider_id]
             for base in bases:
-                entry = models.get(base)
-                if entry is not None:
-                    return entry
+                if base in models:
+                    return self.entry(provider_id, base)
         return None
 
     def providers_for(self, model: str) -> tuple[str, ...]:
@@ -325,12 +372,15 @@ class Catalog:
         if cached is not None:
             return cached
         bases = model_bases(model)
-        found = tuple(p for p in self._order if any(b in self.entries[p] for b in bases))
+        found = tuple(p for p in self._order if any(b in self.models[p] for b in bases))
         if len(self._providers_cache) >= _CACHE_LIMIT:
             self._providers_cache.clear()
         self._providers_cache[model] = found
         return found
 
     def iter_entries(self) -> Iterable[ModelEntry]:
-        for models in self.entries.values():
-            yield from models.values()
+        for provider_id, models in self.models.items():
+            for model_id in models:
+                entry = self.entry(provider_id, model_id)
+                if entry is not None:
+                    yield entry

@@ -10,9 +10,15 @@ and saves it; running servers notice the saved copy changed and load it.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import datetime as dt
+import gc
 import logging
+import marshal
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +40,40 @@ MAX_BYTES = 64 * 1024 * 1024
 MIN_SHARE = 0.5
 _RETRY_SECONDS = 300.0
 _CHECK_SECONDS = 30.0
+
+
+def release_memory() -> None:
+    """Return freed memory to the system (after a catalogue swap the old one's objects are garbage)."""
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
+def parse_in_child(body: bytes, min_models: int = 1) -> bytes:
+    """The compact catalogue of a models.dev document, parsed in a child process (see ``compact.py``)."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "gophergate.pricing.compact", str(min_models)],
+            input=body,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CatalogError(f"could not run the registry parser: {exc}") from None
+    if proc.returncode == 2:
+        raise CatalogError(proc.stderr.decode(errors="replace").strip() or "invalid registry")
+    if proc.returncode != 0:
+        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise CatalogError(f"the registry parser failed ({proc.returncode}): {tail[0]}")
+    return proc.stdout
+
+
+def _from_blob(blob: bytes, snapshot: str, source: str) -> Catalog:
+    _count, models = marshal.loads(blob)
+    return Catalog(models, snapshot, source)
 
 
 @dataclass(slots=True)
@@ -84,6 +124,10 @@ class Registry:
         return self.dir / META_NAME
 
     @property
+    def is_local(self) -> bool:
+        return _is_path(self.url)
+
+    @property
     def age_seconds(self) -> float | None:
         return None if self.fetched_at is None else max(time.time() - self.fetched_at, 0.0)
 
@@ -95,18 +139,29 @@ class Registry:
             return {}
         return meta if isinstance(meta, dict) else {}
 
+    @property
+    def compact_path(self) -> Path:
+        return self.dir / f"models-dev.compact-py{sys.version_info[0]}{sys.version_info[1]}.marshal"
+
     def load_saved(self) -> Catalog | None:
-        """Load the saved copy (at start, and when another process saved a newer one)."""
+        """Load the saved copy (at start, and when another process saved a newer one): its compact form when that
+        is there and matches, else the JSON parsed in a child process (and the compact form saved)."""
         try:
             stat = self.saved_path.stat()
             body = self.saved_path.read_bytes()
         except OSError:
             return None
-        try:
-            catalog = Catalog.from_document(orjson.loads(body), source=str(self.saved_path), body=body)
-        except (orjson.JSONDecodeError, CatalogError) as exc:
-            log.warning("the saved registry copy %s is unusable (%s); ignoring it", self.saved_path, exc)
-            return None
+        snapshot = Catalog.snapshot_id(body)
+        catalog = self._load_compact(snapshot)
+        if catalog is None:
+            try:
+                blob = parse_in_child(body)
+            except CatalogError as exc:
+                log.warning("the saved registry copy %s is unusable (%s); ignoring it", self.saved_path, exc)
+                return None
+            catalog = _from_blob(blob, snapshot, str(self.saved_path))
+            self._write_compact(snapshot, blob)
+        del body
         meta = self._read_meta()
         self.etag = meta.get("etag") if isinstance(meta.get("etag"), str) else None
         self.last_modified = meta.get("last_modified") if isinstance(meta.get("last_modified"), str) else None
@@ -116,12 +171,34 @@ class Registry:
         self._install(catalog)
         return catalog
 
-    def _save(self, body: bytes) -> None:
+    def _load_compact(self, snapshot: str) -> Catalog | None:
+        try:
+            saved_snapshot, blob = marshal.loads(self.compact_path.read_bytes())
+        except (OSError, EOFError, ValueError, TypeError):
+            return None
+        if saved_snapshot != snapshot:
+            return None
+        try:
+            return _from_blob(blob, snapshot, str(self.saved_path))
+        except (ValueError, TypeError):
+            return None
+
+    def _write_compact(self, snapshot: str, blob: bytes) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.compact_path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(marshal.dumps((snapshot, blob)))
+            os.replace(tmp, self.compact_path)
+        except OSError as exc:  # only a cache: the JSON copy is what counts
+            log.warning("could not save the compact registry copy: %s", exc)
+
+    def _save(self, body: bytes, blob: bytes, snapshot: str) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.saved_path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_bytes(body)
         os.replace(tmp, self.saved_path)
         self._saved_mtime = self.saved_path.stat().st_mtime
+        self._write_compact(snapshot, blob)
         self._save_meta()
 
     def _save_meta(self) -> None:
@@ -139,22 +216,16 @@ class Registry:
 
     def _install(self, catalog: Catalog) -> None:
         self.catalog = catalog
+        release_memory()
         if self.on_change is not None:
             self.on_change(catalog)
 
     # -- fetching ---------------------------------------------------------------------------------------------
-    def _validate(self, body: bytes, source: str) -> Catalog:
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise CatalogError(f"not valid JSON ({exc})") from None
-        catalog = Catalog.from_document(doc, source=source, body=body)
+    def _validate(self, body: bytes, source: str) -> tuple[Catalog, bytes]:
         current = self.catalog
-        if current is not None and catalog.model_count < current.model_count * MIN_SHARE:
-            raise CatalogError(
-                f"only {catalog.model_count} models against {current.model_count} in the current copy (partial?)"
-            )
-        return catalog
+        minimum = int(current.model_count * MIN_SHARE) if current is not None else 1
+        blob = parse_in_child(body, minimum)
+        return _from_blob(blob, Catalog.snapshot_id(body), source), blob
 
     async def _download(self, force: bool) -> tuple[int, bytes, dict[str, str]]:
         headers = {"Accept": "application/json", "User-Agent": "gophergate-registry"}
@@ -205,7 +276,7 @@ class Registry:
         if status != 200:
             return self._failed(f"HTTP {status}")
         try:
-            catalog = await asyncio.to_thread(self._validate, body, self.url)
+            catalog, blob = await asyncio.to_thread(self._validate, body, self.url)
         except CatalogError as exc:
             return self._failed(f"invalid registry: {exc}")
         if self.catalog is not None and catalog.snapshot == self.catalog.snapshot:
@@ -219,7 +290,7 @@ class Registry:
         self.fetched_at = time.time()
         self.last_error = None
         self._install(catalog)
-        await asyncio.to_thread(self._save, body)
+        await asyncio.to_thread(self._save, body, blob, catalog.snapshot)
         log.info("registry updated: %d models (%s)", catalog.model_count, catalog.snapshot)
         return RefreshResult("updated", f"{catalog.model_count} models")
 

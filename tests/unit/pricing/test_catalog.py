@@ -133,7 +133,7 @@ def test_documents_that_are_not_catalogues_are_rejected() -> None:
 
 def test_full_snapshot_loads_every_model(full: Catalog) -> None:
     assert full.model_count == 5276
-    assert len(full.entries) == 147
+    assert len(full.models) == 147
 
 
 @pytest.mark.parametrize(
