@@ -254,6 +254,16 @@ def test_reasoning_effort_on_a_budget_model_sets_budget_and_room_for_the_answer(
     assert "top_p" not in out and "output_config" not in out
 
 
+def test_max_effort_without_a_known_output_limit_stays_within_32000_tokens() -> None:
+    # Found by the property test: budget 65,536 + room for the answer exceeded Sonnet 4.5's 64,000 limit.
+    out = translate({"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "max"})
+    assert out["max_tokens"] == 32_000 and out["thinking"]["budget_tokens"] == 31_999
+    known = translate(
+        {"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "max"}, max_output_tokens=64_000
+    )
+    assert known["max_tokens"] == 64_000 and known["thinking"]["budget_tokens"] == 63_999
+
+
 def test_reasoning_budget_is_clamped_below_the_clients_max_tokens() -> None:
     out = translate({"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "high", "max_tokens": 3000})
     assert out["thinking"] == {"type": "enabled", "budget_tokens": 2999} and out["max_tokens"] == 3000

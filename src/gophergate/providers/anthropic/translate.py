@@ -45,6 +45,7 @@ DEFAULT_MAX_TOKENS = 4096
 DEFAULT_API_VERSION = "2023-06-01"
 # From this API version on, temperature/top_p/top_k are rejected with 400 even at default values (§4.1).
 SAMPLING_REMOVED_VERSION = "2026-10-21"
+UNKNOWN_MODEL_OUTPUT_CAP = 32_000
 MIN_THINKING_BUDGET = 1024  # budget_tokens >= 1024 and < max_tokens (§4.2)
 
 # reasoning_effort -> budget_tokens for models with manual thinking budgets.
@@ -221,7 +222,9 @@ def _apply_reasoning(
     budget = THINKING_BUDGETS[effort]
     if client_max is None:
         wanted = max(out["max_tokens"], budget + DEFAULT_MAX_TOKENS)
-        out["max_tokens"] = min(wanted, max_output_tokens) if max_output_tokens else wanted
+        # Without the registry's limit for the model, stay within the smallest output limit of the models that
+        # take a budget (Claude Opus 4 / 4.1: 32,000), or the API rejects max_tokens.
+        out["max_tokens"] = min(wanted, max_output_tokens or UNKNOWN_MODEL_OUTPUT_CAP)
     budget = min(budget, out["max_tokens"] - 1)
     if budget < MIN_THINKING_BUDGET:
         return False  # the client's max_tokens leaves no room for the minimum budget
