@@ -8,34 +8,13 @@ back when the history returns. In-process, bounded, with a TTL; a shared store r
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
+from gophergate.gateway.ttl_store import TTLStore
 
 
-class ReasoningStore:
+class ReasoningStore(TTLStore[str]):
     def __init__(self, *, max_entries: int = 50_000, ttl_seconds: float = 24 * 3600) -> None:
-        self._items: OrderedDict[str, tuple[float, str]] = OrderedDict()
-        self._max = max_entries
-        self._ttl = ttl_seconds
+        super().__init__(max_entries=max_entries, ttl_seconds=ttl_seconds)
 
     def put(self, tool_call_ids: list[str], reasoning: str) -> None:
-        if not reasoning:
-            return
-        expires = time.monotonic() + self._ttl
-        for call_id in tool_call_ids:
-            self._items[call_id] = (expires, reasoning)
-            self._items.move_to_end(call_id)
-        while len(self._items) > self._max:
-            self._items.popitem(last=False)
-
-    def get(self, tool_call_id: str) -> str | None:
-        item = self._items.get(tool_call_id)
-        if item is None:
-            return None
-        if item[0] < time.monotonic():
-            del self._items[tool_call_id]
-            return None
-        return item[1]
-
-    def __len__(self) -> int:
-        return len(self._items)
+        if reasoning:
+            self.set_many(tool_call_ids, reasoning)

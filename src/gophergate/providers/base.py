@@ -21,6 +21,11 @@ from gophergate.gateway.usage import Usage
 Pricer = Callable[[Usage], Decimal | None]
 
 
+def _priced(pricer: Pricer | None, usage: Usage) -> tuple[Decimal | None, orjson.Fragment | None]:
+    total = pricer(usage) if pricer is not None else None
+    return total, (None if total is None else orjson.Fragment(format(total, "f").encode()))
+
+
 @dataclass(slots=True)
 class ChatCall:
     """One chat request after routing. ``body`` is the client's parsed JSON; the provider may copy it."""
@@ -36,11 +41,8 @@ class ChatCall:
 
     def cost_json(self, usage: Usage) -> orjson.Fragment | None:
         """``usage.cost`` for a response body: the exact USD cost as a JSON number, or None when unknown."""
-        if self.pricer is None:
-            return None
-        total = self.pricer(usage)
-        self.cost = total
-        return None if total is None else orjson.Fragment(format(total, "f").encode())
+        self.cost, fragment = _priced(self.pricer, usage)
+        return fragment
 
 
 @dataclass(slots=True)
@@ -55,11 +57,9 @@ class EndpointCall:
     cost: Decimal | None = None  # set by ``cost_json``: what the client was told
 
     def cost_json(self, usage: Usage) -> orjson.Fragment | None:
-        if self.pricer is None:
-            return None
-        total = self.pricer(usage)
-        self.cost = total
-        return None if total is None else orjson.Fragment(format(total, "f").encode())
+        """``usage.cost`` for a response body: the exact USD cost as a JSON number, or None when unknown."""
+        self.cost, fragment = _priced(self.pricer, usage)
+        return fragment
 
 
 @dataclass(slots=True)

@@ -9,38 +9,17 @@ replaces it when the gateway is scaled out.
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from typing import Any
+
+from gophergate.gateway.ttl_store import TTLStore
 
 ThinkingBlocks = tuple[dict[str, Any], ...]
 
 
-class ThinkingStore:
+class ThinkingStore(TTLStore[ThinkingBlocks]):
     def __init__(self, *, max_entries: int = 50_000, ttl_seconds: float = 24 * 3600) -> None:
-        self._items: OrderedDict[str, tuple[float, ThinkingBlocks]] = OrderedDict()
-        self._max = max_entries
-        self._ttl = ttl_seconds
+        super().__init__(max_entries=max_entries, ttl_seconds=ttl_seconds)
 
     def put(self, tool_call_ids: list[str], blocks: list[dict[str, Any]]) -> None:
-        if not blocks or not tool_call_ids:
-            return
-        expires = time.monotonic() + self._ttl
-        frozen = tuple(blocks)
-        for call_id in tool_call_ids:
-            self._items[call_id] = (expires, frozen)
-            self._items.move_to_end(call_id)
-        while len(self._items) > self._max:
-            self._items.popitem(last=False)
-
-    def get(self, tool_call_id: str) -> ThinkingBlocks | None:
-        item = self._items.get(tool_call_id)
-        if item is None:
-            return None
-        if item[0] < time.monotonic():
-            del self._items[tool_call_id]
-            return None
-        return item[1]
-
-    def __len__(self) -> int:
-        return len(self._items)
+        if blocks and tool_call_ids:
+            self.set_many(tool_call_ids, tuple(blocks))

@@ -9,9 +9,9 @@ documented validator-skip sentinel in ``translate.py``.
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
+
+from gophergate.gateway.ttl_store import TTLStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,26 +20,9 @@ class CallMemory:
     upstream_id: str | None  # Gemini's own functionCall.id, when it sent one
 
 
-class SignatureStore:
+class SignatureStore(TTLStore[CallMemory]):
     def __init__(self, *, max_entries: int = 100_000, ttl_seconds: float = 48 * 3600) -> None:
-        self._items: OrderedDict[str, tuple[float, CallMemory]] = OrderedDict()
-        self._max = max_entries
-        self._ttl = ttl_seconds
+        super().__init__(max_entries=max_entries, ttl_seconds=ttl_seconds)
 
     def put(self, tool_call_id: str, memory: CallMemory) -> None:
-        self._items[tool_call_id] = (time.monotonic() + self._ttl, memory)
-        self._items.move_to_end(tool_call_id)
-        while len(self._items) > self._max:
-            self._items.popitem(last=False)
-
-    def get(self, tool_call_id: str) -> CallMemory | None:
-        item = self._items.get(tool_call_id)
-        if item is None:
-            return None
-        if item[0] < time.monotonic():
-            del self._items[tool_call_id]
-            return None
-        return item[1]
-
-    def __len__(self) -> int:
-        return len(self._items)
+        self.set(tool_call_id, memory)
