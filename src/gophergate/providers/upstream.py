@@ -16,6 +16,8 @@ import orjson
 import pyreqwest.exceptions as reqwest_errors
 
 from gophergate.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gophergate.providers.base import Meter
+from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
 
 
 @contextmanager
@@ -104,3 +106,32 @@ def _parse_error_body(body: bytes) -> tuple[str, str | None, str | None, str | N
 
 def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+ErrorMapper = Callable[[int, bytes, Callable[[str], str | None]], GatewayError]
+
+
+async def open_upstream_stream(
+    client: UpstreamClient,
+    provider: str,
+    url: str,
+    headers: dict[str, str],
+    payload: bytes,
+    meter: Meter,
+    error: ErrorMapper | None = None,
+) -> UpstreamResponse:
+    """POST a streaming request and check the answer: an error status is read, closed and raised (through
+    ``error``, the provider's own error mapping, else ``upstream_error``) before anything reaches the client."""
+    meter.start_upstream()
+    with transport_errors(provider):
+        resp = await client.request("POST", url, headers, payload, stream=True)
+        meter.upstream_answered()
+        if resp.status >= 400:
+            try:
+                raw = await resp.read()
+            finally:
+                await resp.aclose(reuse=False)
+            if error is not None:
+                raise error(resp.status, raw, resp.header)
+            raise upstream_error(provider, resp.status, raw, resp.header)
+    return resp

@@ -18,7 +18,7 @@ from gophergate.providers.anthropic.translate import (
 )
 from gophergate.providers.base import ChatCall, Meter
 from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
-from gophergate.providers.upstream import scrub, transport_errors
+from gophergate.providers.upstream import open_upstream_stream, scrub, transport_errors
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 _MODEL_PAGES = 20  # GET /v1/models is paged (§4.7); 20 pages of 1000 is far beyond any real list
@@ -109,16 +109,15 @@ class AnthropicProvider:
 
     async def open_chat_stream(self, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
         payload = self._payload(call, True)
-        meter.start_upstream()
-        with transport_errors(self.name):
-            resp = await self._client.request("POST", self._messages_url, self._stream_headers, payload, stream=True)
-            meter.upstream_answered()
-            if resp.status >= 400:
-                try:
-                    raw = await resp.read()
-                finally:
-                    await resp.aclose(reuse=False)
-                raise self._error(resp, raw)
+        resp = await open_upstream_stream(
+            self._client,
+            self.name,
+            self._messages_url,
+            self._stream_headers,
+            payload,
+            meter,
+            lambda status, raw, header: anthropic_error(self.name, status, raw, header, self._redact),
+        )
         return self._relay(resp, call, meter)
 
     async def _relay(self, resp: UpstreamResponse, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:

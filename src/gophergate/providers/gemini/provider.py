@@ -32,7 +32,7 @@ from gophergate.providers.gemini.translate import (
 )
 from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
 from gophergate.providers.openai_compat.provider import stream_error_event
-from gophergate.providers.upstream import transport_errors
+from gophergate.providers.upstream import open_upstream_stream, transport_errors
 
 _MAX_MODEL_PAGES = 20
 _EMBED_BATCH = 100
@@ -115,16 +115,15 @@ class GeminiProvider:
     async def open_chat_stream(self, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
         payload = await self._payload(call)
         url = self._url(call.model, "streamGenerateContent") + "?alt=sse"
-        meter.start_upstream()
-        with transport_errors(self.name):
-            resp = await self._client.request("POST", url, self._stream_headers, payload, stream=True)
-            meter.upstream_answered()
-            if resp.status >= 400:
-                try:
-                    raw = await resp.read()
-                finally:
-                    await resp.aclose(reuse=False)
-                raise gemini_error(self.name, resp.status, raw, resp.header)
+        resp = await open_upstream_stream(
+            self._client,
+            self.name,
+            url,
+            self._stream_headers,
+            payload,
+            meter,
+            lambda status, raw, header: gemini_error(self.name, status, raw, header),
+        )
         translator = GeminiStream(
             provider=self.name,
             model=call.model,

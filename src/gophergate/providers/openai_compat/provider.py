@@ -23,7 +23,7 @@ from gophergate.providers.openai_compat.dialects import (
     from_upstream_response,
     to_upstream_request,
 )
-from gophergate.providers.upstream import transport_errors, upstream_error
+from gophergate.providers.upstream import open_upstream_stream, transport_errors, upstream_error
 from gophergate.wire.sse import encode_data
 
 
@@ -94,16 +94,7 @@ class OpenAICompatProvider:
 
     async def open_chat_stream(self, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
         payload = to_upstream_request(call.body, call.model, True, self.dialect, self._store)
-        meter.start_upstream()
-        with transport_errors(self.name):
-            resp = await self._client.request("POST", self._chat_url, self._stream_headers, payload, stream=True)
-            meter.upstream_answered()
-            if resp.status >= 400:
-                try:
-                    raw = await resp.read()
-                finally:
-                    await resp.aclose(reuse=False)
-                raise upstream_error(self.name, resp.status, raw, resp.header)
+        resp = await open_upstream_stream(self._client, self.name, self._chat_url, self._stream_headers, payload, meter)
         return self._relay(resp, call, meter)
 
     async def _relay(self, resp: UpstreamResponse, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
@@ -214,16 +205,9 @@ class OpenAIProvider(OpenAICompatProvider):
 
     async def open_responses_stream(self, call: EndpointCall, meter: Meter) -> AsyncIterator[bytes]:
         payload = orjson.dumps({**call.body, "model": call.model})
-        meter.start_upstream()
-        with transport_errors(self.name):
-            resp = await self._client.request("POST", self._responses_url, self._stream_headers, payload, stream=True)
-            meter.upstream_answered()
-            if resp.status >= 400:
-                try:
-                    raw = await resp.read()
-                finally:
-                    await resp.aclose(reuse=False)
-                raise upstream_error(self.name, resp.status, raw, resp.header)
+        resp = await open_upstream_stream(
+            self._client, self.name, self._responses_url, self._stream_headers, payload, meter
+        )
         return self._relay_responses(resp, call, meter)
 
     async def _relay_responses(self, resp: UpstreamResponse, call: EndpointCall, meter: Meter) -> AsyncIterator[bytes]:
