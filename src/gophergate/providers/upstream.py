@@ -135,3 +135,36 @@ async def open_upstream_stream(
                 raise error(resp.status, raw, resp.header)
             raise upstream_error(provider, resp.status, raw, resp.header)
     return resp
+
+
+async def request_json(
+    client: UpstreamClient,
+    provider: str,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    payload: bytes | None,
+    meter: Meter | None = None,
+    error: ErrorMapper | None = None,
+    what: str = "response",
+) -> tuple[dict[str, Any], bytes]:
+    """A buffered request whose answer must be a JSON object: the parsed object and its bytes. Error statuses
+    go through ``error`` (else ``upstream_error``); a body that is not a JSON object is a 502."""
+    if meter is not None:
+        meter.start_upstream()
+    with transport_errors(provider):
+        resp = await client.request(method, url, headers, payload, stream=False)
+        raw = await resp.read()
+    if meter is not None:
+        meter.upstream_finished()
+    if resp.status >= 400:
+        if error is not None:
+            raise error(resp.status, raw, resp.header)
+        raise upstream_error(provider, resp.status, raw, resp.header)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamUnavailable(f"Upstream provider '{provider}' returned a malformed {what}.") from None
+    if not isinstance(data, dict):
+        raise UpstreamUnavailable(f"Upstream provider '{provider}' returned an unexpected {what}.")
+    return data, raw

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 
@@ -18,7 +17,7 @@ from gophergate.providers.anthropic.translate import (
 )
 from gophergate.providers.base import ChatCall, Meter
 from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
-from gophergate.providers.upstream import open_upstream_stream, scrub, transport_errors
+from gophergate.providers.upstream import open_upstream_stream, request_json, scrub, transport_errors
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 _MODEL_PAGES = 20  # GET /v1/models is paged (§4.7); 20 pages of 1000 is far beyond any real list
@@ -74,26 +73,18 @@ class AnthropicProvider:
         )
         return orjson.dumps(request)
 
-    def _error(self, resp: UpstreamResponse, raw: bytes) -> GatewayError:
-        return anthropic_error(self.name, resp.status, raw, resp.header, self._redact)
+    def _map_error(self, status: int, raw: bytes, header: Callable[[str], str | None]) -> GatewayError:
+        return anthropic_error(self.name, status, raw, header, self._redact)
 
     async def chat(self, call: ChatCall, meter: Meter) -> bytes:
         payload = self._payload(call, False)
-        meter.start_upstream()
-        with transport_errors(self.name):
-            resp = await self._client.request("POST", self._messages_url, self._headers, payload, stream=False)
-            raw = await resp.read()
-        meter.upstream_finished()
-        if resp.status >= 400:
-            raise self._error(resp, raw)
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned a malformed response.") from None
-        if isinstance(data, dict) and data.get("type") == "error":
+        data, raw = await request_json(
+            self._client, self.name, "POST", self._messages_url, self._headers, payload, meter, self._map_error
+        )
+        if data.get("type") == "error":
             # An error body behind a 200 (seen behind some proxies): judged by its error type, as a server error.
-            raise anthropic_error(self.name, 500, raw, resp.header, self._redact)
-        if not isinstance(data, dict) or data.get("type") != "message":
+            raise anthropic_error(self.name, 500, raw, lambda _: None, self._redact)
+        if data.get("type") != "message":
             raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned an unexpected response.")
         result = from_anthropic_message(data, model=call.model)
         self._store.put(result.tool_call_ids, result.thinking_blocks)
@@ -116,7 +107,7 @@ class AnthropicProvider:
             self._stream_headers,
             payload,
             meter,
-            lambda status, raw, header: anthropic_error(self.name, status, raw, header, self._redact),
+            self._map_error,
         )
         return self._relay(resp, call, meter)
 
@@ -156,18 +147,12 @@ class AnthropicProvider:
         after: str | None = None
         for _ in range(_MODEL_PAGES):
             url = self._models_url + "?limit=1000" + (f"&after_id={after}" if after else "")
-            with transport_errors(self.name):
-                resp = await self._client.request("GET", url, self._headers, None, stream=False)
-                raw = await resp.read()
-            if resp.status >= 400:
-                raise self._error(resp, raw)
-            try:
-                data: Any = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned a malformed model list.") from None
-            items = data.get("data") if isinstance(data, dict) else None
+            data, _ = await request_json(
+                self._client, self.name, "GET", url, self._headers, None, error=self._map_error, what="model list"
+            )
+            items = data.get("data")
             ids.update(str(m["id"]) for m in items or () if isinstance(m, dict) and m.get("id"))
-            after = data.get("last_id") if isinstance(data, dict) and data.get("has_more") else None
+            after = data.get("last_id") if data.get("has_more") else None
             if not after:
                 break
         return sorted(ids)

@@ -10,7 +10,7 @@ import asyncio
 import base64
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -32,7 +32,7 @@ from gophergate.providers.gemini.translate import (
 )
 from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
 from gophergate.providers.openai_compat.provider import stream_error_event
-from gophergate.providers.upstream import open_upstream_stream, transport_errors
+from gophergate.providers.upstream import open_upstream_stream, request_json, transport_errors
 
 _MAX_MODEL_PAGES = 20
 _EMBED_BATCH = 100
@@ -79,22 +79,13 @@ class GeminiProvider:
         return orjson.dumps(to_gemini(call.body, call.model, self._store, fetched))
 
     async def _post(self, url: str, payload: bytes, meter: Meter | None) -> Any:
-        if meter is not None:
-            meter.start_upstream()
-        with transport_errors(self.name):
-            resp = await self._client.request("POST", url, self._headers, payload, stream=False)
-            raw = await resp.read()
-        if meter is not None:
-            meter.upstream_finished()
-        if resp.status >= 400:
-            raise gemini_error(self.name, resp.status, raw, resp.header)
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned a malformed response.") from None
-        if not isinstance(data, dict):
-            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned an unexpected response.")
+        data, _ = await request_json(
+            self._client, self.name, "POST", url, self._headers, payload, meter, self._map_error
+        )
         return data
+
+    def _map_error(self, status: int, raw: bytes, header: Callable[[str], str | None]) -> GatewayError:
+        return gemini_error(self.name, status, raw, header)
 
     # -- chat -----------------------------------------------------------------------------------------------------
 
@@ -122,7 +113,7 @@ class GeminiProvider:
             self._stream_headers,
             payload,
             meter,
-            lambda status, raw, header: gemini_error(self.name, status, raw, header),
+            self._map_error,
         )
         translator = GeminiStream(
             provider=self.name,
@@ -168,20 +159,14 @@ class GeminiProvider:
         token: str | None = None
         for _ in range(_MAX_MODEL_PAGES):
             url = self.base_url + "/models?pageSize=1000" + (f"&pageToken={token}" if token else "")
-            with transport_errors(self.name):
-                resp = await self._client.request("GET", url, self._headers, None, stream=False)
-                raw = await resp.read()
-            if resp.status >= 400:
-                raise gemini_error(self.name, resp.status, raw, resp.header)
-            try:
-                data: Any = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned a malformed model list.") from None
-            models = data.get("models") if isinstance(data, dict) else None
+            data, _ = await request_json(
+                self._client, self.name, "GET", url, self._headers, None, error=self._map_error, what="model list"
+            )
+            models = data.get("models")
             for model in models if isinstance(models, list) else ():
                 if isinstance(model, dict) and isinstance(model.get("name"), str):
                     ids.add(model["name"].removeprefix("models/"))
-            token = data.get("nextPageToken") if isinstance(data, dict) else None
+            token = data.get("nextPageToken")
             if not isinstance(token, str) or not token:
                 break
         return sorted(ids)

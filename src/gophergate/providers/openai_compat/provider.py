@@ -23,7 +23,7 @@ from gophergate.providers.openai_compat.dialects import (
     from_upstream_response,
     to_upstream_request,
 )
-from gophergate.providers.upstream import open_upstream_stream, transport_errors, upstream_error
+from gophergate.providers.upstream import open_upstream_stream, request_json, transport_errors
 from gophergate.wire.sse import encode_data
 
 
@@ -66,18 +66,8 @@ class OpenAICompatProvider:
 
     async def chat(self, call: ChatCall, meter: Meter) -> bytes:
         payload = to_upstream_request(call.body, call.model, False, self.dialect, self._store)
-        meter.start_upstream()
-        with transport_errors(self.name):
-            resp = await self._client.request("POST", self._chat_url, self._headers, payload, stream=False)
-            raw = await resp.read()
-        meter.upstream_finished()
-        if resp.status >= 400:
-            raise upstream_error(self.name, resp.status, raw, resp.header)
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned a malformed response.") from None
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        data, raw = await request_json(self._client, self.name, "POST", self._chat_url, self._headers, payload, meter)
+        if not isinstance(data.get("choices"), list):
             raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned an unexpected response.")
         info = from_upstream_response(data, self.dialect, self._store)
         meter.usage = info.usage
@@ -155,32 +145,13 @@ class OpenAICompatProvider:
     async def _post_json(self, url: str, call: EndpointCall, meter: Meter) -> tuple[dict[str, Any], bytes]:
         """POST the client's body with the upstream's model id; the parsed answer and its bytes."""
         payload = orjson.dumps({**call.body, "model": call.model})
-        meter.start_upstream()
-        with transport_errors(self.name):
-            resp = await self._client.request("POST", url, self._headers, payload, stream=False)
-            raw = await resp.read()
-        meter.upstream_finished()
-        if resp.status >= 400:
-            raise upstream_error(self.name, resp.status, raw, resp.header)
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned a malformed response.") from None
-        if not isinstance(data, dict):
-            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned an unexpected response.")
-        return data, raw
+        return await request_json(self._client, self.name, "POST", url, self._headers, payload, meter)
 
     async def list_models(self) -> list[str]:
-        with transport_errors(self.name):
-            resp = await self._client.request("GET", self._models_url, self._headers, None, stream=False)
-            raw = await resp.read()
-        if resp.status >= 400:
-            raise upstream_error(self.name, resp.status, raw, resp.header)
-        try:
-            data: Any = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned a malformed model list.") from None
-        items = data.get("data") if isinstance(data, dict) else None
+        data, _ = await request_json(
+            self._client, self.name, "GET", self._models_url, self._headers, None, what="model list"
+        )
+        items = data.get("data")
         ids = [str(m["id"]) for m in items or () if isinstance(m, dict) and m.get("id")]
         return sorted(set(ids) | set(self.static_models))
 
