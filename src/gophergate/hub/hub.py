@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -63,6 +64,8 @@ class Connection:
 
 
 class Hub:
+    """Built inside the running loop (in the lifespan); everything but ``event`` is for that loop's thread."""
+
     def __init__(
         self,
         sampler: Sampler,
@@ -82,6 +85,8 @@ class Hub:
         self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
 
     # -- connections ----------------------------------------------------------------------------------------
     def connect(self, user: HubUser) -> Connection | None:
@@ -120,7 +125,14 @@ class Hub:
                 self.publish(request_message(record))
 
     def event(self, kind: EventKind, detail: dict[str, Any]) -> None:
-        """Announce something that happened (``detail`` must hold no secrets: every viewer receives it)."""
+        """Announce something that happened (``detail`` must hold no secrets: every viewer receives it).
+
+        Safe to call from another thread (the registry loads a saved copy in a worker thread): the message is
+        then handed to the hub's loop.
+        """
+        if threading.get_ident() != self._thread:
+            self._loop.call_soon_threadsafe(self.event, kind, detail)
+            return
         if self.connections:
             self.publish(event_message(kind, detail))
 

@@ -70,14 +70,14 @@ class Client:
     def accepted(self) -> bool:
         return bool(self.sent) and self.sent[0]["type"] == "websocket.accept"
 
-    async def wait_for(self, count: int, timeout: float = 2.0) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, count: int, within: float = 2.0) -> None:
+        deadline = time.monotonic() + within
         while len(self.texts()) < count and time.monotonic() < deadline:
             self.got.clear()
             await asyncio.wait_for(self.got.wait(), max(deadline - time.monotonic(), 0.01))
 
-    async def ended(self, timeout: float = 3.0) -> None:
-        await asyncio.wait_for(self.task, timeout)
+    async def ended(self, within: float = 3.0) -> None:
+        await asyncio.wait_for(self.task, within)
 
     async def leave(self) -> None:
         self.incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})
@@ -95,12 +95,9 @@ def _setup(max_queue: int = 1000, authenticate: Authenticate | None = None) -> t
 
 
 async def _connected(endpoint: HubEndpoint, hub: Hub, headers: dict[str, str] = GOOD) -> Client:
-    count = len(hub.connections)
     client = Client(endpoint, headers)
-    deadline = time.monotonic() + 2
-    while len(hub.connections) == count and time.monotonic() < deadline:
-        await asyncio.sleep(0.005)
-    assert client.accepted
+    await asyncio.wait_for(client.got.wait(), 2)  # the first message sent: accept (registered just before it)
+    assert client.accepted and hub.connections
     return client
 
 
@@ -121,7 +118,7 @@ async def test_without_an_authenticator_every_connection_is_refused_before_accep
     ids=["unknown-session", "no-cookie"],
 )
 async def test_without_a_live_session_the_connection_is_refused(headers: dict[str, str]) -> None:
-    hub, endpoint, _ = _setup()
+    _, endpoint, _ = _setup()
     client = Client(endpoint, headers)
     await client.ended()
     assert client.sent == [{"type": "websocket.close", "code": POLICY_VIOLATION}]
@@ -132,7 +129,7 @@ async def test_without_a_live_session_the_connection_is_refused(headers: dict[st
     [None, "http://evil.example", "http://gw.example:9999", "null", "https://gw.example.evil.example:8080"],
 )
 async def test_a_foreign_or_missing_origin_is_refused_before_the_session_is_looked_at(origin: str | None) -> None:
-    hub, endpoint, sessions = _setup()
+    _, endpoint, sessions = _setup()
     headers = {"Host": HOST, "Cookie": "gg_session=alice"}
     if origin is not None:
         headers["Origin"] = origin
