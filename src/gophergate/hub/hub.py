@@ -12,6 +12,7 @@ One task (``run``) drives the clock: a ``metrics`` message every ``metrics_inter
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -131,7 +132,8 @@ class Hub:
         then handed to the hub's loop.
         """
         if threading.get_ident() != self._thread:
-            self._loop.call_soon_threadsafe(self.event, kind, detail)
+            with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody is listening
+                self._loop.call_soon_threadsafe(self.event, kind, detail)
             return
         if self.connections:
             self.publish(event_message(kind, detail))

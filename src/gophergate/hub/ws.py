@@ -78,7 +78,7 @@ class HubEndpoint:
         if not same_origin(header(scope, b"origin"), header(scope, b"host")):
             await _refuse(send)
             return
-        user = await authenticate(scope) if authenticate is not None else None
+        user = await _check(authenticate, scope) if authenticate is not None else None
         if user is None:
             await _refuse(send)
             return
@@ -107,11 +107,22 @@ class HubEndpoint:
             await asyncio.gather(reader, writer, return_exceptions=True)
         if reader.done() and not reader.cancelled() and reader.exception() is None:
             return  # the client left: nothing to close
-        if writer.done() and not writer.cancelled() and isinstance(writer.exception(), (OSError, RuntimeError)):
-            return
+        if writer.done() and not writer.cancelled() and (error := writer.exception()) is not None:
+            if isinstance(error, (OSError, RuntimeError)):
+                return  # the client went away mid-send
+            log.error("live hub: writer of %s's connection failed", conn.user.username, exc_info=error)
         code = conn.closed.result() if conn.closed.done() else POLICY_VIOLATION
         with contextlib.suppress(Exception):
             await asyncio.wait_for(send({"type": "websocket.close", "code": code}), _CLOSE_TIMEOUT)
+
+
+async def _check(authenticate: Authenticate, scope: Scope) -> HubUser | None:
+    """The session's user; None when it is not live or cannot be checked (the session store is down)."""
+    try:
+        return await authenticate(scope)
+    except Exception:
+        log.warning("live hub: checking a session failed", exc_info=True)
+        return None
 
 
 async def _refuse(send: Any) -> None:
@@ -135,10 +146,22 @@ async def _pump(conn: Connection, scope: Scope, send: Any, authenticate: Authent
         conn.ready.clear()
         while queue:
             text = queue.popleft()
-            if text is PING and (authenticate is None or await authenticate(scope) is None):
+            if text is PING and not await _still_live(authenticate, scope):
                 log.info("live hub: session of %s ended, closing its connection", conn.user.username)
                 return
             await send({"type": "websocket.send", "text": text})
+
+
+async def _still_live(authenticate: Authenticate | None, scope: Scope) -> bool:
+    if authenticate is None:
+        return False
+    try:
+        return await authenticate(scope) is not None
+    except Exception:
+        # The session store is unreachable: keep a connection whose session was live one ping ago rather than
+        # dropping every dashboard at once; the next ping checks again.
+        log.warning("live hub: re-checking a session failed; keeping the connection", exc_info=True)
+        return True
 
 
 __all__ = ["GOING_AWAY", "TRY_AGAIN_LATER", "Authenticate", "HubEndpoint", "same_origin"]

@@ -29,9 +29,12 @@ class Sessions:
     def __init__(self) -> None:
         self.live = {"gg_session=alice": User(1, "alice"), "gg_session=bob": User(2, "bob")}
         self.calls = 0
+        self.broken = False  # the session store is unreachable
 
     async def __call__(self, scope: dict[str, Any]) -> User | None:
         self.calls += 1
+        if self.broken:
+            raise ConnectionError("session store down")
         cookie = dict(scope["headers"]).get(b"cookie", b"").decode()
         return self.live.get(cookie)
 
@@ -239,5 +242,28 @@ async def test_committed_records_reach_a_connected_client_as_request_events() ->
     await client.wait_for(1)
     message = orjson.loads(client.texts()[0])
     assert message["type"] == "request" and message["data"]["request_id"] == "req_live"
+    await client.leave()
+    await client.ended()
+
+
+async def test_a_failing_session_check_refuses_the_handshake() -> None:
+    hub, endpoint, sessions = _setup()
+    sessions.broken = True
+    client = Client(endpoint, GOOD)
+    await client.ended()
+    assert client.sent == [{"type": "websocket.close", "code": POLICY_VIOLATION}]
+    assert not hub.connections
+
+
+async def test_a_failing_recheck_at_ping_keeps_the_connection() -> None:
+    hub, endpoint, sessions = _setup()
+    client = await _connected(endpoint, hub)
+    sessions.broken = True
+    calls = sessions.calls
+    hub.publish(PING)
+    hub.publish('{"n":1}')
+    await client.wait_for(2)
+    assert client.texts() == [PING, '{"n":1}'] and not client.task.done()
+    assert sessions.calls == calls + 1  # it was checked, and failed
     await client.leave()
     await client.ended()
