@@ -90,10 +90,10 @@ HOST = "gw.example:8080"
 GOOD = {"Host": HOST, "Origin": f"http://{HOST}", "Cookie": "gg_session=alice"}
 
 
-def _setup(max_queue: int = 1000, authenticate: Authenticate | None = None) -> tuple[Hub, HubEndpoint, Sessions]:
+def _setup(max_queue: int = 1000) -> tuple[Hub, HubEndpoint, Sessions]:
     hub = Hub(Sampler(lambda: 0, load=lambda: (1.0, 2.0)), max_queue=max_queue)
     sessions = Sessions()
-    auth: Authenticate | None = authenticate if authenticate is not None else sessions  # type: ignore[assignment]
+    auth: Authenticate = sessions  # type: ignore[assignment]
     return hub, HubEndpoint(hub, lambda: auth), sessions
 
 
