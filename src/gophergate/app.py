@@ -13,6 +13,7 @@ from gophergate.errors import NotFound
 from gophergate.http import health
 from gophergate.http.io import Scope, request_id, send_error
 from gophergate.http.v1 import V1
+from gophergate.hub.ws import HubEndpoint
 from gophergate.runtime import Runtime
 from gophergate.settings import Settings, load_settings
 
@@ -24,6 +25,7 @@ class GopherGate:
         self.settings = settings
         self.runtime: Runtime | None = None
         self._v1: V1 | None = None
+        self._ws: HubEndpoint | None = None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -39,6 +41,12 @@ class GopherGate:
                 await health.metrics(self.runtime, scope, send)
             else:
                 await send_error(send, NotFound(f"Unknown endpoint: {scope['method']} {path}."), request_id(scope))
+        elif kind == "websocket":
+            if scope["path"] == "/ws" and self._ws is not None:
+                await self._ws(scope, receive, send)
+            else:
+                await receive()  # websocket.connect
+                await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -49,6 +57,7 @@ class GopherGate:
                 try:
                     self.runtime = await Runtime.start(self.settings)
                     self._v1 = V1(self.runtime)
+                    self._ws = _hub_endpoint(self.runtime)
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -67,6 +76,11 @@ class GopherGate:
                         log.exception("shutdown failed")
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _hub_endpoint(rt: Runtime) -> HubEndpoint:
+    assert rt.hub is not None
+    return HubEndpoint(rt.hub, lambda: rt.ws_authenticate)
 
 
 def create_app(settings: Settings) -> GopherGate:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gophergate.db.engine import create_engine
 from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.gateway.resolve import Resolver
+from gophergate.hub import Authenticate, Hub, Sampler
 from gophergate.pricing.catalog import Catalog
 from gophergate.pricing.fallback import GenaiPrices
 from gophergate.pricing.overrides import PriceOverride, from_config, load_overrides, merge
@@ -48,6 +49,11 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
     models: dict[str, list[str]] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    hub: Hub | None = None
+    # Verifies the session cookie of a /ws handshake; installed by the admin auth (None: /ws refuses everyone).
+    ws_authenticate: Authenticate | None = None
+    # Providers whose last model listing succeeded (True) or failed (False); drives provider_up/down events.
+    provider_up: dict[str, bool] = field(default_factory=dict)
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
@@ -77,6 +83,8 @@ class Runtime:
             spill_dir=settings.data_dir,
         )
         rt = cls(settings, engine, client, providers, resolver, keys, recorder, store, registry, media)
+        rt.hub = hub = Hub(Sampler(lambda: recorder.depth))
+        recorder.on_committed = hub.publish_committed
         rt.config_overrides = from_config(settings.prices, provider_names(settings))
         rt.table_overrides = await load_overrides(engine)
         await asyncio.to_thread(registry.load_saved)
@@ -92,6 +100,7 @@ class Runtime:
                 settings.registry_url,
             )
         recorder.start()
+        rt._spawn(hub.run(), "live-hub")
         rt._spawn(keys.run_refresh(settings.key_refresh_seconds), "key-refresh")
         rt._spawn(rt._refresh_models_forever(), "models-refresh")
         rt._spawn(registry.run_forever(), "registry-refresh")
@@ -127,6 +136,8 @@ class Runtime:
 
     def _catalog_changed(self, catalog: Catalog) -> None:
         self.rebuild_prices()
+        if self.hub is not None:
+            self.hub.event("registry_refreshed", {"models": catalog.model_count, "snapshot": catalog.snapshot})
 
     async def _refresh_overrides_forever(self) -> None:
         while True:
@@ -140,6 +151,8 @@ class Runtime:
                 self.table_overrides = table
                 self.rebuild_prices()
                 log.info("price overrides changed: %d in the database", len(table))
+                if self.hub is not None:
+                    self.hub.event("config_changed", {"what": "price_overrides", "count": len(table)})
 
     def _spawn(self, coro: object, name: str) -> None:
         self.tasks.append(asyncio.create_task(coro, name=f"gophergate-{name}"))  # type: ignore[arg-type]
@@ -150,8 +163,23 @@ class Runtime:
                 self.models[name] = await provider.list_models()
             except Exception as exc:  # an unreachable upstream must not stop the others
                 log.warning("listing models of provider %s failed: %s", name, exc)
+                self._provider_state(name, up=False, error=type(exc).__name__)
+            else:
+                self._provider_state(name, up=True)
 
         await asyncio.gather(*(one(n, p) for n, p in self.providers.items()))
+
+    def _provider_state(self, name: str, *, up: bool, error: str | None = None) -> None:
+        """Down: a listing failed after one succeeded; up: a listing succeeded after one failed."""
+        was = self.provider_up.get(name)
+        self.provider_up[name] = up
+        if self.hub is None or was is None or was == up:
+            return
+        if up:
+            self.hub.event("provider_up", {"provider": name})
+        else:
+            # The exception's class only: its text may quote upstream responses.
+            self.hub.event("provider_down", {"provider": name, "error": error})
 
     async def _refresh_models_forever(self) -> None:
         while True:
@@ -167,6 +195,8 @@ class Runtime:
             return False
 
     async def close(self) -> None:
+        if self.hub is not None:
+            await self.hub.close()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

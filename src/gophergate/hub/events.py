@@ -1,0 +1,97 @@
+"""The messages the hub sends, encoded once per message (every connection gets the same text).
+
+Shapes are fixed by the dashboard contract: ``{"type": "request" | "metrics" | "event" | "ping", "data": ...}``.
+A ``request`` message carries a request log row's metadata only: the columns listed in ``REQUEST_FIELDS``.
+Bodies, error messages (they may quote upstream text), client key secrets and provider keys are never part of
+it; the field list is an allow-list, so a column added to the log later stays out until it is added here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any, Literal
+
+import orjson
+
+from gophergate.recorder.record import RequestRecord
+
+EventKind = Literal["provider_up", "provider_down", "config_changed", "registry_refreshed", "user_logged_in"]
+EVENT_KINDS: frozenset[str] = frozenset(
+    ("provider_up", "provider_down", "config_changed", "registry_refreshed", "user_logged_in")
+)
+
+# The request log item of GET /api/requests, minus nothing: the same keys, in the same order.
+REQUEST_FIELDS: tuple[str, ...] = (
+    "request_id",
+    "created_at",
+    "endpoint",
+    "client_key_id",
+    "requested_model",
+    "provider",
+    "model",
+    "stream",
+    "status",
+    "error_type",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "estimated",
+    "cost_usd",
+    "price_unknown",
+    "latency_ms",
+    "ttfb_ms",
+)
+
+# An application-level keep-alive: ASGI gives the app no way to send websocket ping frames.
+PING = '{"type":"ping"}'
+
+
+def iso(moment: dt.datetime) -> str:
+    """ISO 8601 UTC with a ``Z`` (the contract's time format)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="milliseconds") + "Z"
+
+
+def now_iso() -> str:
+    return iso(dt.datetime.now(dt.UTC))
+
+
+def usd(amount: Decimal | None) -> str | None:
+    """Exact decimal text (never a float, never exponent notation)."""
+    return None if amount is None else format(amount, "f")
+
+
+def request_item(record: RequestRecord) -> dict[str, Any]:
+    """The log row's metadata. ``id`` is the database's and the writer's batch insert does not return it."""
+    item: dict[str, Any] = {"id": None}
+    for name in REQUEST_FIELDS:
+        item[name] = getattr(record, name)
+    item["created_at"] = iso(record.created_at)
+    item["cost_usd"] = usd(record.cost_usd)
+    item["latency_ms"] = round(record.latency_ms, 3)
+    if record.ttfb_ms is not None:
+        item["ttfb_ms"] = round(record.ttfb_ms, 3)
+    return item
+
+
+def _encode(kind: str, data: Any) -> str:
+    return orjson.dumps({"type": kind, "data": data}).decode()
+
+
+def request_message(record: RequestRecord) -> str:
+    return _encode("request", request_item(record))
+
+
+def metrics_message(data: dict[str, Any]) -> str:
+    return _encode("metrics", data)
+
+
+def event_message(kind: EventKind, detail: dict[str, Any]) -> str:
+    if kind not in EVENT_KINDS:
+        raise ValueError(f"unknown hub event kind: {kind}")
+    return _encode("event", {"kind": kind, "detail": detail, "ts": now_iso()})

@@ -1,0 +1,129 @@
+"""Live metrics from the request log writer's committed batches: counters in memory, no database queries.
+
+Committed records are counted into buckets of ``bucket_seconds`` (keyed by the monotonic clock at commit);
+``sample`` reads the buckets of the last ``window_seconds`` and turns them into the ``metrics`` message data:
+rates per second (requests, tokens), cost per minute (exact decimal text), error rate and p95 latency over that
+window, plus host CPU and memory (psutil) and the log queue depth at the moment of sampling.
+
+Latencies are kept per bucket up to ``max_latencies`` by reservoir sampling, so a burst of traffic costs a
+bounded amount of memory and sorting.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import psutil
+
+from gophergate.hub.events import now_iso, usd
+from gophergate.recorder.record import RequestRecord
+
+
+@dataclass(slots=True)
+class _Bucket:
+    key: int
+    requests: int = 0
+    errors: int = 0
+    tokens: int = 0
+    cost: Decimal = field(default_factory=Decimal)
+    latencies: list[float] = field(default_factory=list)
+    seen_latencies: int = 0
+
+
+def is_error(record: RequestRecord) -> bool:
+    return record.status >= 400 or record.error_type is not None
+
+
+def p95(values: list[float]) -> float | None:
+    """Nearest-rank 95th percentile."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(math.ceil(0.95 * len(ordered)) - 1, 0)]
+
+
+def host_load() -> tuple[float, float]:
+    """Host CPU percent since the previous call (non-blocking) and host memory percent."""
+    return float(psutil.cpu_percent(interval=None)), float(psutil.virtual_memory().percent)
+
+
+class Sampler:
+    def __init__(
+        self,
+        queue_depth: Callable[[], int],
+        *,
+        window_seconds: float = 10.0,
+        bucket_seconds: float = 2.0,
+        max_latencies: int = 2048,
+        clock: Callable[[], float] = time.monotonic,
+        load: Callable[[], tuple[float, float]] = host_load,
+    ) -> None:
+        self._queue_depth = queue_depth
+        self.window_seconds = window_seconds
+        self._bucket_seconds = bucket_seconds
+        self._max_latencies = max_latencies
+        self._clock = clock
+        self._load = load
+        self._buckets: deque[_Bucket] = deque()
+        self._random = random.Random()
+
+    def _keep(self) -> int:
+        return math.ceil(self.window_seconds / self._bucket_seconds)
+
+    def _current(self) -> _Bucket:
+        key = int(self._clock() // self._bucket_seconds)
+        buckets = self._buckets
+        if not buckets or buckets[-1].key != key:
+            buckets.append(_Bucket(key))
+            while buckets[0].key <= key - self._keep():
+                buckets.popleft()
+        return buckets[-1]
+
+    def observe(self, records: Iterable[RequestRecord]) -> None:
+        """Count a committed batch (called by the writer's ``on_committed``; O(batch), no I/O)."""
+        bucket = self._current()
+        for record in records:
+            bucket.requests += 1
+            if is_error(record):
+                bucket.errors += 1
+            bucket.tokens += record.prompt_tokens + record.completion_tokens
+            if record.cost_usd is not None:
+                bucket.cost += record.cost_usd
+            bucket.seen_latencies += 1
+            if len(bucket.latencies) < self._max_latencies:
+                bucket.latencies.append(record.latency_ms)
+            else:
+                slot = self._random.randrange(bucket.seen_latencies)
+                if slot < self._max_latencies:
+                    bucket.latencies[slot] = record.latency_ms
+
+    def sample(self) -> dict[str, Any]:
+        """The ``metrics`` message data for the last window."""
+        oldest = int(self._clock() // self._bucket_seconds) - self._keep() + 1
+        recent = [b for b in self._buckets if b.key >= oldest]
+        requests = sum(b.requests for b in recent)
+        errors = sum(b.errors for b in recent)
+        tokens = sum(b.tokens for b in recent)
+        cost = sum((b.cost for b in recent), Decimal(0))
+        latencies = [value for b in recent for value in b.latencies]
+        window = Decimal(str(self.window_seconds))
+        cpu, memory = self._load()
+        worst = p95(latencies)
+        return {
+            "requests_per_s": round(requests / self.window_seconds, 3),
+            "tokens_per_s": round(tokens / self.window_seconds, 3),
+            "cost_per_min_usd": usd((cost * 60 / window).normalize() if cost else Decimal(0)),
+            "error_rate": round(errors / requests, 4) if requests else 0.0,
+            "p95_ms": None if worst is None else round(worst, 3),
+            "cpu_percent": cpu,
+            "memory_percent": memory,
+            "queue_depth": self._queue_depth(),
+            "ts": now_iso(),
+        }
