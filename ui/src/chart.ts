@@ -19,6 +19,7 @@ export class TimeChart {
   private readonly empty: HTMLDivElement;
   private readonly observer: ResizeObserver;
   private specs: SeriesSpec[] = [];
+  private xRange: [number, number] | null = null;
 
   constructor(
     title: string,
@@ -45,8 +46,9 @@ export class TimeChart {
     if (this.plot) this.plot.setSize({ width: this.width(), height: this.opts.height ?? 220 });
   }
 
-  /** xs: unix seconds; ys: one array per series (null = gap). */
-  setData(xs: number[], specs: SeriesSpec[], ys: (number | null)[][]): void {
+  /** xs: unix seconds; ys: one array per series (null = gap); xRange: the time span to show, when known. */
+  setData(xs: number[], specs: SeriesSpec[], ys: (number | null)[][], xRange?: [number, number]): void {
+    this.xRange = xRange ?? null;
     let total = 0;
     for (const s of ys) for (const v of s) if (v !== null && Number.isFinite(v)) total += v;
     this.root.dataset.total = String(Math.round(total * 1e6) / 1e6);
@@ -74,7 +76,12 @@ export class TimeChart {
         height: this.opts.height ?? 220,
         legend: { show: true },
         cursor: { drag: { x: true, y: false } },
-        scales: { x: { time: true } },
+        scales: {
+          x: {
+            time: true,
+            range: (_u, min, max): [number, number] => this.xRange ?? (min === max ? [min - 60, max + 60] : [min, max]),
+          },
+        },
         axes: [{}, { size: 60, values: fmt ? (_u, vals) => vals.map((v) => fmt(v)) : undefined }],
         series: [
           {},

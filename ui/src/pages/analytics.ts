@@ -138,9 +138,10 @@ export function analyticsPage(ctx: PageCtx): void {
       return;
     }
     const grouped = groupBy.value !== "none";
+    const span: [number, number] = [toUnix(r.from), toUnix(r.to)];
     const draw = (chart: TimeChart, metric: Metric): void => {
       const a = align(ts, metric);
-      chart.setData(a.xs, a.keys.map((k): SeriesSpec => ({ label: k })), a.ys);
+      chart.setData(a.xs, a.keys.map((k): SeriesSpec => ({ label: k })), a.ys, span);
     };
     draw(charts.requests, (p) => p.requests);
     draw(charts.cost, (p) => Number(p.cost_usd));
@@ -162,8 +163,9 @@ export function analyticsPage(ctx: PageCtx): void {
           pts.map((p) => p.cache_read_tokens),
           pts.map((p) => p.cache_write_tokens),
         ],
+        span,
       );
-      charts.latency.setData(xs, [{ label: "p50" }, { label: "p95" }], [pts.map((p) => p.p50_ms), pts.map((p) => p.p95_ms)]);
+      charts.latency.setData(xs, [{ label: "p50" }, { label: "p95" }], [pts.map((p) => p.p50_ms), pts.map((p) => p.p95_ms)], span);
     }
   };
 

@@ -43,21 +43,23 @@ const decOrNull = (v: string | boolean): string | null => {
 export async function keysPage(ctx: PageCtx): Promise<void> {
   if (!ctx.isAdmin) return; // the route is admin-only; viewers never get here
   const list = h("div");
-  const create = mutButton(
-    "Create key",
-    () =>
-      void formDialog(
-        "Create client key",
-        [{ name: "name", label: "Name", required: true, placeholder: "e.g. backend-prod" }],
-        async (v: FormValues) => {
-          const res = await post<{ key: ClientKey; secret: string }>("/api/keys", { name: String(v.name).trim() });
-          await revealSecret(`Key "${res.key.name}" created`, res.secret);
-          await reload();
-        },
-        "Create",
-      ),
-    { class: "btn-primary", testid: "create-key" },
-  );
+  const createKey = async (): Promise<void> => {
+    let created: { key: ClientKey; secret: string } | null = null;
+    await formDialog(
+      "Create client key",
+      [{ name: "name", label: "Name", required: true, placeholder: "e.g. backend-prod" }],
+      async (v: FormValues) => {
+        created = await post<{ key: ClientKey; secret: string }>("/api/keys", { name: String(v.name).trim() });
+      },
+      "Create",
+    );
+    const res = created as { key: ClientKey; secret: string } | null;
+    created = null;
+    if (!res) return;
+    await reload();
+    await revealSecret(`Key "${res.key.name}" created`, res.secret);
+  };
+  const create = mutButton("Create key", () => void createKey(), { class: "btn-primary", testid: "create-key" });
   ctx.root.append(pageHeader("Client keys", create), list);
 
   const rename = (k: ClientKey): void =>

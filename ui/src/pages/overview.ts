@@ -75,7 +75,8 @@ export function overviewPage(ctx: PageCtx): void {
   let minuteReq: number[] = [];
   let minuteErr: number[] = [];
   const drawMinutes = (): void => {
-    minuteChart.setData(minuteXs, [{ label: "requests" }, { label: "errors" }], [minuteReq, minuteErr]);
+    const now = Math.floor(Date.now() / 1000);
+    minuteChart.setData(minuteXs, [{ label: "requests" }, { label: "errors" }], [minuteReq, minuteErr], [now - 3600, now + 60]);
   };
   let loadedAt = 0;
   const loadMinutes = async (): Promise<void> => {
