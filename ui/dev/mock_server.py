@@ -312,11 +312,21 @@ class Mock:
         if auth not in self.secrets:
             return err(401, "invalid api key", "invalid_api_key")
         body = await request.json()
-        self._add_row(datetime.now(UTC), key_id=self.secrets[auth], model=body.get("model"))
+        row = self._add_row(datetime.now(UTC), key_id=self.secrets[auth], model=body.get("model"))
+        text = "echo: " + str(body["messages"][-1]["content"])
         return web.json_response({"id": "chatcmpl-mock", "object": "chat.completion", "created": int(time.time()),
                                   "model": body.get("model"), "choices": [{"index": 0, "finish_reason": "stop",
-                                  "message": {"role": "assistant", "content": "mock"}}],
-                                  "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}})
+                                  "message": {"role": "assistant", "content": text}}],
+                                  "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}},
+                                 headers={"x-request-id": row["request_id"]})
+
+    async def user_create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        uid = len(self.users) + 1
+        USERS[body["username"]] = (body["password"], uid, body["role"])
+        user = {"id": uid, "username": body["username"], "role": body["role"]}
+        self.users.append(user)
+        return web.json_response(user, status=201)
 
     async def ws(self, request: web.Request) -> web.WebSocketResponse:
         if self.session(request) is None:
@@ -381,7 +391,7 @@ def build(rate: float) -> web.Application:
     r.add_put("/api/models/{provider}/{model}/price", m.ok)
     r.add_delete("/api/models/{provider}/{model}/price", m.ok)
     r.add_get("/api/users", m.users_list)
-    r.add_post("/api/users", m.ok)
+    r.add_post("/api/users", m.user_create)
     r.add_patch("/api/users/{id}", m.ok)
     r.add_delete("/api/users/{id}", m.ok)
     r.add_get("/api/system", m.system)

@@ -53,6 +53,7 @@ export class TimeChart {
     for (const s of ys) for (const v of s) if (v !== null && Number.isFinite(v)) total += v;
     this.root.dataset.total = String(Math.round(total * 1e6) / 1e6);
     this.root.dataset.points = String(xs.length);
+    this.root.dataset.loaded = "true";
     const hasData = xs.length > 0 && ys.some((s) => s.some((v) => v !== null));
     this.empty.textContent = "No data for this range yet";
     this.empty.hidden = hasData;
@@ -101,6 +102,7 @@ export class TimeChart {
 
   /** A load failed: keep the page usable and say so quietly. */
   failed(message: string): void {
+    this.root.dataset.loaded = "failed";
     this.plot?.destroy();
     this.plot = null;
     this.specs = [];
