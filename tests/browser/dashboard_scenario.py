@@ -7,6 +7,9 @@ chart change; create a viewer, log in as the viewer and find no mutating control
 Playwright never downloads a browser here: it launches the system Chromium by path (`.ci/run` installs the
 `chromium` package when missing). The UI must be built first (`make test` does it: `make ui`). Screenshots go
 to this test's tmp_path.
+
+Named so that pytest does not collect it until the backend (/api, /ws, the static UI at /) is merged:
+enable it with `git mv tests/browser/dashboard_scenario.py tests/browser/test_dashboard.py`.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ def test_admin_sees_a_chat_request_live_and_a_viewer_sees_no_mutating_controls(
     shots = tmp_path / "screenshots"
     shots.mkdir()
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(10_000)
     page = context.new_page()
     page_errors: list[str] = []
     page.on("pageerror", lambda exc: page_errors.append(str(exc)))
@@ -160,6 +164,7 @@ def test_admin_sees_a_chat_request_live_and_a_viewer_sees_no_mutating_controls(
 
     # Viewer: every page they can open has no mutating control and no secret.
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(10_000)
     page = context.new_page()
     page.on("pageerror", lambda exc: page_errors.append(str(exc)))
     login(page, gateway.url, "watcher", VIEWER_PASSWORD)
