@@ -48,52 +48,108 @@ class Mock:
         self.rate = rate
         self.sessions: dict[str, dict[str, Any]] = {}
         self.sockets: set[web.WebSocketResponse] = set()
+        self.sends: set[asyncio.Future[None]] = set()
         self.rows: list[dict[str, Any]] = []
         self.ids = itertools.count(1)
         self.key_ids = itertools.count(3)
         self.keys: list[dict[str, Any]] = [self._key(1, "backend-prod"), self._key(2, "notebook")]
         self.secrets: dict[str, int] = {}
         self.providers = [
-            {"name": "openai", "kind": "openai", "dialect": "openai", "base_url": None, "api_key_masked": "sk-...abcd",
-             "enabled": True, "source": "env", "models": ["gpt-4o-mini", "gpt-5-mini"],
-             "health": {"error_rate": 0.01, "p50_ms": 420, "requests": 1234}},
-            {"name": "anthropic", "kind": "anthropic", "dialect": None, "base_url": None,
-             "api_key_masked": "sk-...wxyz", "enabled": True, "source": "database", "models": ["claude-sonnet-4"],
-             "health": {"error_rate": 0.0, "p50_ms": 810, "requests": 321}},
+            {
+                "name": "openai",
+                "kind": "openai",
+                "dialect": "openai",
+                "base_url": None,
+                "api_key_masked": "sk-...abcd",
+                "enabled": True,
+                "source": "env",
+                "models": ["gpt-4o-mini", "gpt-5-mini"],
+                "health": {"error_rate": 0.01, "p50_ms": 420, "requests": 1234},
+            },
+            {
+                "name": "anthropic",
+                "kind": "anthropic",
+                "dialect": None,
+                "base_url": None,
+                "api_key_masked": "sk-...wxyz",
+                "enabled": True,
+                "source": "database",
+                "models": ["claude-sonnet-4"],
+                "health": {"error_rate": 0.0, "p50_ms": 810, "requests": 321},
+            },
         ]
         self.models = [
-            {"id": m, "provider": p["name"], "registry_id": m, "enabled": True, "context_window": 128000,
-             "max_output_tokens": 16384, "capabilities": {"tools": True},
-             "pricing": {"currency": "USD", "unit": "per 1M tokens", "input": 0.15, "output": 0.6, "source": "registry"},
-             "override": None}
-            for p in self.providers for m in p["models"]
+            {
+                "id": m,
+                "provider": p["name"],
+                "registry_id": m,
+                "enabled": True,
+                "context_window": 128000,
+                "max_output_tokens": 16384,
+                "capabilities": {"tools": True},
+                "pricing": {
+                    "currency": "USD",
+                    "unit": "per 1M tokens",
+                    "input": 0.15,
+                    "output": 0.6,
+                    "source": "registry",
+                },
+                "override": None,
+            }
+            for p in self.providers
+            for m in p["models"]
         ]
-        self.users = [{"id": 1, "username": "admin", "role": "admin"}, {"id": 2, "username": "viewer", "role": "viewer"}]
+        self.users = [
+            {"id": 1, "username": "admin", "role": "admin"},
+            {"id": 2, "username": "viewer", "role": "viewer"},
+        ]
         now = datetime.now(UTC)
         for i in range(120, 0, -1):
             self._add_row(now - timedelta(seconds=i * 20), broadcast=False)
 
     def _key(self, kid: int, name: str) -> dict[str, Any]:
-        return {"id": kid, "name": name, "hint": f"sk-gg-...{kid:04d}", "created_at": iso(datetime.now(UTC)),
-                "revoked_at": None, "last_used_at": None,
-                "limits": {"rpm": None, "tpm": None, "budget_daily_usd": None, "budget_monthly_usd": None}}
+        return {
+            "id": kid,
+            "name": name,
+            "hint": f"sk-gg-...{kid:04d}",
+            "created_at": iso(datetime.now(UTC)),
+            "revoked_at": None,
+            "last_used_at": None,
+            "limits": {"rpm": None, "tpm": None, "budget_daily_usd": None, "budget_monthly_usd": None},
+        }
 
-    def _add_row(self, when: datetime, broadcast: bool = True, key_id: int | None = None,
-                 model: str | None = None) -> dict[str, Any]:
+    def _add_row(
+        self, when: datetime, broadcast: bool = True, key_id: int | None = None, model: str | None = None
+    ) -> dict[str, Any]:
         status = random.choice([200] * 18 + [429, 502])
         p, c = random.randint(10, 2000), random.randint(1, 800)
         row = {
-            "id": next(self.ids), "request_id": "req_" + uuid.uuid4().hex[:16], "created_at": iso(when),
-            "endpoint": "chat.completions", "client_key_id": key_id or random.choice([1, 2]),
-            "requested_model": model or "gpt-4o-mini", "provider": "openai", "model": model or "gpt-4o-mini",
-            "stream": random.random() < 0.5, "status": status,
+            "id": next(self.ids),
+            "request_id": "req_" + uuid.uuid4().hex[:16],
+            "created_at": iso(when),
+            "endpoint": "chat.completions",
+            "client_key_id": key_id or random.choice([1, 2]),
+            "requested_model": model or "gpt-4o-mini",
+            "provider": "openai",
+            "model": model or "gpt-4o-mini",
+            "stream": random.random() < 0.5,
+            "status": status,
             "error_type": None if status == 200 else "upstream_error",
-            "finish_reason": "stop" if status == 200 else None, "prompt_tokens": p, "completion_tokens": c,
-            "reasoning_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0, "estimated": False,
-            "cost_usd": f"{(p * 0.15 + c * 0.6) / 1e6:.6f}", "price_unknown": False,
-            "latency_ms": random.randint(100, 3000), "ttfb_ms": random.randint(50, 500),
+            "finish_reason": "stop" if status == 200 else None,
+            "prompt_tokens": p,
+            "completion_tokens": c,
+            "reasoning_tokens": 0,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
+            "estimated": False,
+            "cost_usd": f"{(p * 0.15 + c * 0.6) / 1e6:.6f}",
+            "price_unknown": False,
+            "latency_ms": random.randint(100, 3000),
+            "ttfb_ms": random.randint(50, 500),
         }
         self.rows.append(row)
+        if len(self.rows) > 20000:
+            del self.rows[:10000]
         if broadcast:
             self.broadcast({"type": "request", "data": row})
         return row
@@ -101,7 +157,9 @@ class Mock:
     def broadcast(self, msg: dict[str, Any]) -> None:
         text = json.dumps(msg)
         for ws in list(self.sockets):
-            asyncio.ensure_future(ws.send_str(text))
+            task = asyncio.ensure_future(ws.send_str(text))
+            self.sends.add(task)
+            task.add_done_callback(self.sends.discard)
 
     # -- auth --------------------------------------------------------------------------------------
     def session(self, request: web.Request) -> dict[str, Any] | None:
@@ -200,15 +258,21 @@ class Mock:
         return web.json_response({"data": self.users, "next_cursor": None})
 
     async def system(self, request: web.Request) -> web.Response:
-        return web.json_response({
-            "version": "0.1.0-mock", "uptime_s": 3725,
-            "host": {"cpu_percent": 12.5, "memory": {"total": 8 << 30, "used": 3 << 30, "percent": 37.5},
-                     "disk": {"total": 100 << 30, "used": 40 << 30, "percent": 40.0}},
-            "process": {"cpu_percent": 3.2, "rss_bytes": 120 << 20},
-            "log": {"queue_depth": 0, "writer_lag_s": 0.05, "rows_written": len(self.rows)},
-            "registry": {"age_s": 600, "models": len(self.models), "source": "models.dev"},
-            "providers": [{"name": p["name"], **p["health"]} for p in self.providers],
-        })
+        return web.json_response(
+            {
+                "version": "0.1.0-mock",
+                "uptime_s": 3725,
+                "host": {
+                    "cpu_percent": 12.5,
+                    "memory": {"total": 8 << 30, "used": 3 << 30, "percent": 37.5},
+                    "disk": {"total": 100 << 30, "used": 40 << 30, "percent": 40.0},
+                },
+                "process": {"cpu_percent": 3.2, "rss_bytes": 120 << 20},
+                "log": {"queue_depth": 0, "writer_lag_s": 0.05, "rows_written": len(self.rows)},
+                "registry": {"age_s": 600, "models": len(self.models), "source": "models.dev"},
+                "providers": [{"name": p["name"], **p["health"]} for p in self.providers],
+            }
+        )
 
     # -- request log -------------------------------------------------------------------------------
     def _filtered(self, q: Any) -> list[dict[str, Any]]:
@@ -259,10 +323,21 @@ class Mock:
                 continue
             key = None if group == "none" else str(r[{"client": "client_key_id"}.get(group, group)])
             b = int(t.timestamp()) // size * size
-            pt = series.setdefault(key, {}).setdefault(b, {
-                "t": iso(datetime.fromtimestamp(b, UTC)), "requests": 0, "errors": 0, "prompt_tokens": 0,
-                "completion_tokens": 0, "reasoning_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0,
-                "cost": 0.0, "lat": []})
+            pt = series.setdefault(key, {}).setdefault(
+                b,
+                {
+                    "t": iso(datetime.fromtimestamp(b, UTC)),
+                    "requests": 0,
+                    "errors": 0,
+                    "prompt_tokens": 0,
+                    "completion_tokens": 0,
+                    "reasoning_tokens": 0,
+                    "cache_read_tokens": 0,
+                    "cache_write_tokens": 0,
+                    "cost": 0.0,
+                    "lat": [],
+                },
+            )
             pt["requests"] += 1
             pt["errors"] += r["status"] >= 400
             pt["prompt_tokens"] += r["prompt_tokens"]
@@ -275,8 +350,15 @@ class Mock:
             for _, pt in sorted(pts.items()):
                 lat = sorted(pt.pop("lat"))
                 cost = pt.pop("cost")
-                points.append({**pt, "error_rate": pt["errors"] / pt["requests"], "cost_usd": f"{cost:.6f}",
-                               "p50_ms": lat[len(lat) // 2], "p95_ms": lat[int(len(lat) * 0.95)]})
+                points.append(
+                    {
+                        **pt,
+                        "error_rate": pt["errors"] / pt["requests"],
+                        "cost_usd": f"{cost:.6f}",
+                        "p50_ms": lat[len(lat) // 2],
+                        "p95_ms": lat[int(len(lat) * 0.95)],
+                    }
+                )
             out.append({"key": key, "points": points})
         return web.json_response({"bucket": q.get("bucket", "hour"), "series": out})
 
@@ -284,12 +366,17 @@ class Mock:
         start, end = self._range(request.query)
         rows = [r for r in self.rows if start <= parse(r["created_at"], end) <= end]
         lat = sorted(r["latency_ms"] for r in rows) or [0]
-        return web.json_response({
-            "requests": len(rows), "errors": sum(r["status"] >= 400 for r in rows),
-            "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
-            "completion_tokens": sum(r["completion_tokens"] for r in rows),
-            "cost_usd": f"{sum(float(r['cost_usd']) for r in rows):.6f}",
-            "p50_ms": lat[len(lat) // 2], "p95_ms": lat[int(len(lat) * 0.95)]})
+        return web.json_response(
+            {
+                "requests": len(rows),
+                "errors": sum(r["status"] >= 400 for r in rows),
+                "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
+                "completion_tokens": sum(r["completion_tokens"] for r in rows),
+                "cost_usd": f"{sum(float(r['cost_usd']) for r in rows):.6f}",
+                "p50_ms": lat[len(lat) // 2],
+                "p95_ms": lat[int(len(lat) * 0.95)],
+            }
+        )
 
     async def top(self, request: web.Request) -> web.Response:
         by = request.query.get("by", "model")
@@ -314,11 +401,17 @@ class Mock:
         body = await request.json()
         row = self._add_row(datetime.now(UTC), key_id=self.secrets[auth], model=body.get("model"))
         text = "echo: " + str(body["messages"][-1]["content"])
-        return web.json_response({"id": "chatcmpl-mock", "object": "chat.completion", "created": int(time.time()),
-                                  "model": body.get("model"), "choices": [{"index": 0, "finish_reason": "stop",
-                                  "message": {"role": "assistant", "content": text}}],
-                                  "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}},
-                                 headers={"x-request-id": row["request_id"]})
+        return web.json_response(
+            {
+                "id": "chatcmpl-mock",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model"),
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+            },
+            headers={"x-request-id": row["request_id"]},
+        )
 
     async def user_create(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -345,17 +438,31 @@ class Mock:
     async def ticker(self, app: web.Application) -> Any:
         async def run() -> None:
             last = time.monotonic()
+            owed = 0.0
             while True:
                 await asyncio.sleep(0.1)
-                if self.rate and random.random() < self.rate / 10:
+                owed += self.rate / 10
+                while owed >= 1:
+                    owed -= 1
                     self._add_row(datetime.now(UTC))
                 if time.monotonic() - last >= 2:
                     last = time.monotonic()
-                    self.broadcast({"type": "metrics", "data": {
-                        "requests_per_s": self.rate + random.random(), "tokens_per_s": 500 * random.random(),
-                        "cost_per_min_usd": "0.0123", "error_rate": random.random() / 10, "p95_ms": 1800,
-                        "cpu_percent": 10 + random.random() * 5, "memory_percent": 40.0, "queue_depth": 0,
-                        "ts": iso(datetime.now(UTC))}})
+                    self.broadcast(
+                        {
+                            "type": "metrics",
+                            "data": {
+                                "requests_per_s": self.rate + random.random(),
+                                "tokens_per_s": 500 * random.random(),
+                                "cost_per_min_usd": "0.0123",
+                                "error_rate": random.random() / 10,
+                                "p95_ms": 1800,
+                                "cpu_percent": 10 + random.random() * 5,
+                                "memory_percent": 40.0,
+                                "queue_depth": 0,
+                                "ts": iso(datetime.now(UTC)),
+                            },
+                        }
+                    )
 
         task = asyncio.create_task(run())
         yield

@@ -43,6 +43,7 @@ class LiveFeed {
     this.events.length = 0;
     this.lastMetrics = null;
     this.setState("closed");
+    this.stateListeners.clear();
   }
 
   subscribe(fn: Listener): () => void {

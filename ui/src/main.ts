@@ -49,8 +49,8 @@ function leavePage(): void {
 
 function showLogin(message = ""): void {
   leavePage();
-  live.stop();
   user = null;
+  live.stop();
   setCsrf("");
   clear(app);
   const error = h("div", { class: "form-error", role: "alert", "data-testid": "login-error" }, message);
@@ -114,6 +114,12 @@ function renderShell(): void {
     dot.className = `conn conn-${s}`;
     dot.dataset.state = s;
     dot.textContent = s === "open" ? "live" : s === "connecting" ? "connecting…" : "offline";
+    // A dropped socket may mean the session ended (expired, revoked): ask once; a 401 shows the login page.
+    if (s === "closed" && user) {
+      get("/api/auth/me").catch((err: unknown) => {
+        if (err instanceof ApiError && err.status === 401 && user) showLogin("Your session ended; please sign in again.");
+      });
+    }
   });
   const logout = h("button", { type: "button", class: "btn btn-link", "data-testid": "logout" }, "Sign out");
   logout.addEventListener("click", async () => {

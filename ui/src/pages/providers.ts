@@ -8,7 +8,8 @@ import { attempt, badge, confirmDialog, formDialog, mutButton, pageHeader, table
 
 const KINDS = ["openai", "deepseek", "xai", "moonshot", "ollama", "gemini", "anthropic", "custom"];
 
-function providerBody(v: FormValues, editing: boolean): Record<string, unknown> {
+function providerBody(v: FormValues, original?: Provider): Record<string, unknown> {
+  const editing = original !== undefined;
   const body: Record<string, unknown> = {};
   if (!editing) {
     body.name = String(v.name).trim();
@@ -24,7 +25,8 @@ function providerBody(v: FormValues, editing: boolean): Record<string, unknown> 
     .split(",")
     .map((m) => m.trim())
     .filter(Boolean);
-  if (models.length || editing) body.models = models;
+  // On edit, send the list only when it changed (an empty list clears it: models are discovered again).
+  if (editing ? models.join(",") !== original.models.join(",") : models.length > 0) body.models = models;
   body.enabled = Boolean(v.enabled);
   return body;
 }
@@ -49,12 +51,12 @@ export async function providersPage(ctx: PageCtx): Promise<void> {
 
   const add = (): void =>
     void formDialog("Add provider", fields(), async (v) => {
-      await post("/api/providers", providerBody(v, false));
+      await post("/api/providers", providerBody(v));
       await reload();
     }, "Add");
   const edit = (p: Provider): void =>
     void formDialog(`Edit ${p.name}`, fields(p), async (v) => {
-      await patch(`/api/providers/${enc(p.name)}`, providerBody(v, true));
+      await patch(`/api/providers/${enc(p.name)}`, providerBody(v, p));
       await reload();
     });
   const toggle = async (p: Provider): Promise<void> => {
