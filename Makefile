@@ -5,7 +5,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench install install-dev env clean
+.PHONY: run test lint bench install install-dev env clean ui ui-if-npm
+
+# The dashboard UI (ui/, TypeScript + Vite) builds into the package's static folder (git-ignored). It is
+# rebuilt only when its sources changed: static/index.html is the stamp (vite rewrites it on every build).
+UI_STATIC := src/gophergate/static/index.html
+UI_SOURCES := $(shell find ui/src -type f 2>/dev/null) ui/index.html ui/package.json ui/package-lock.json \
+	ui/vite.config.ts ui/tsconfig.json
+UI_MODULES := ui/node_modules/.package-lock.json
+NPM_MISSING := echo "error: npm (Node.js >= 18) is needed to build the dashboard UI in ui/ (Debian: apt-get install nodejs npm)" >&2; exit 1
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +27,24 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP) $@
 
+$(UI_MODULES): ui/package.json ui/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { $(NPM_MISSING); }
+	cd ui && npm ci --no-audit --no-fund
+	touch $@
+
+$(UI_STATIC): $(UI_SOURCES) $(UI_MODULES)
+	@command -v npm >/dev/null 2>&1 || { $(NPM_MISSING); }
+	cd ui && npm run build
+	touch $@
+
+ui: $(UI_STATIC)
+
+# `make run` builds the UI when npm is there; on a machine with only Python and make the gateway still runs
+# (its /v1 API and /api), and / says how to get the UI.
+ui-if-npm:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory ui; \
+	else echo "note: npm not found, the dashboard UI is not built (the API works; install Node.js >= 18 and npm, then make run)" >&2; fi
+
 install: $(STAMP)
 install-dev: $(DEV_STAMP)
 
@@ -26,7 +52,7 @@ install-dev: $(DEV_STAMP)
 env: $(STAMP)
 	$(BIN)/python -m gophergate init-env --path .env
 
-run: env
+run: env ui-if-npm
 	$(BIN)/gophergate serve
 
 lint: $(DEV_STAMP)
@@ -34,7 +60,7 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) $(UI_STATIC)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q $(PYTEST_ARGS)
@@ -43,4 +69,4 @@ bench: $(DEV_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache src/gophergate/static ui/node_modules

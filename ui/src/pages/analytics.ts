@@ -1,0 +1,184 @@
+// Analytics & costs: range, bucket and grouping selectors; requests, cost, tokens and latency charts from
+// the rollups; totals; top N; CSV export of the same time series.
+
+import { get, withQuery } from "../api";
+import { TimeChart, toUnix, type SeriesSpec } from "../chart";
+import { fmtInt, fmtMs, fmtUsd, h } from "../dom";
+import type { Point, Timeseries, TopRow, Totals } from "../types";
+import { card, errorText, localToIso, pageHeader, RANGES, rangeFrom, table, type PageCtx } from "../ui";
+
+type Metric = (p: Point) => number | null;
+
+const DEFAULT_BUCKET: Record<string, string> = {
+  "15m": "minute",
+  "1h": "minute",
+  "6h": "minute",
+  "24h": "hour",
+  "7d": "hour",
+  "30d": "day",
+};
+
+function select(name: string, options: [string, string][], value: string): HTMLSelectElement {
+  return h(
+    "select",
+    { name, "data-testid": `analytics-${name}` },
+    options.map(([v, label]) => h("option", { value: v, selected: v === value }, label)),
+  );
+}
+
+/** Align several series (each with its own timestamps) on one x axis for uPlot. */
+function align(ts: Timeseries, metric: Metric): { xs: number[]; ys: (number | null)[][]; keys: string[] } {
+  const xsSet = new Set<number>();
+  for (const s of ts.series) for (const p of s.points) xsSet.add(toUnix(p.t));
+  const xs = [...xsSet].sort((a, b) => a - b);
+  const index = new Map(xs.map((x, i) => [x, i]));
+  const ys = ts.series.map((s) => {
+    const col: (number | null)[] = new Array<number | null>(xs.length).fill(null);
+    for (const p of s.points) col[index.get(toUnix(p.t)) ?? 0] = metric(p);
+    return col;
+  });
+  return { xs, ys, keys: ts.series.map((s) => s.key ?? "all") };
+}
+
+export function analyticsPage(ctx: PageCtx): void {
+  const range = select("range", [...Object.keys(RANGES).map((k): [string, string] => [k, `last ${k}`]), ["custom", "custom…"]], "24h");
+  const fromInput = h("input", { type: "datetime-local", name: "from", hidden: true });
+  const toInput = h("input", { type: "datetime-local", name: "to", hidden: true });
+  const bucket = select("bucket", [["minute", "per minute"], ["hour", "per hour"], ["day", "per day"]], "hour");
+  const groupBy = select("group_by", [["none", "no grouping"], ["model", "by model"], ["provider", "by provider"], ["client", "by client key"]], "none");
+  const topBy = select("top_by", [["model", "model"], ["provider", "provider"], ["client", "client key"]], "model");
+  const topMetric = select("top_metric", [["cost", "cost"], ["requests", "requests"], ["tokens", "tokens"]], "cost");
+  const exportLink = h("a", { class: "btn", "data-testid": "export-csv", download: "gophergate-analytics.csv" }, "Export CSV");
+  const apply = h("button", { type: "button", class: "btn btn-primary", "data-testid": "analytics-apply" }, "Apply");
+
+  const charts = {
+    requests: new TimeChart("Requests", { testid: "chart-requests" }),
+    cost: new TimeChart("Cost (USD)", { testid: "chart-cost", yFormat: (v) => `$${v.toFixed(v < 1 ? 4 : 2)}` }),
+    tokens: new TimeChart("Tokens", { testid: "chart-tokens" }),
+    latency: new TimeChart("Latency (ms)", { testid: "chart-latency" }),
+    errors: new TimeChart("Error rate (%)", { testid: "chart-errors" }),
+  };
+  const totals = h("div", { class: "cards", "data-testid": "analytics-totals" });
+  const top = h("div", { "data-testid": "analytics-top" });
+
+  range.addEventListener("change", () => {
+    const custom = range.value === "custom";
+    fromInput.hidden = !custom;
+    toInput.hidden = !custom;
+    if (!custom) bucket.value = DEFAULT_BUCKET[range.value] ?? "hour";
+  });
+
+  ctx.root.append(
+    pageHeader("Analytics & costs"),
+    h(
+      "div",
+      { class: "toolbar" },
+      range,
+      fromInput,
+      toInput,
+      bucket,
+      groupBy,
+      apply,
+      exportLink,
+    ),
+    totals,
+    h("div", { class: "chart-grid" }, charts.requests.root, charts.cost.root, charts.tokens.root, charts.latency.root, charts.errors.root),
+    h("div", { class: "page-header" }, h("h3", null, "Top"), h("div", { class: "actions" }, topMetric, h("span", null, "by"), topBy)),
+    top,
+  );
+
+  const currentRange = (): { from: string; to: string } => {
+    if (range.value !== "custom") return rangeFrom(range.value);
+    const fallback = rangeFrom("24h");
+    return { from: localToIso(fromInput.value) || fallback.from, to: localToIso(toInput.value) || fallback.to };
+  };
+
+  const loadTop = async (r: { from: string; to: string }): Promise<void> => {
+    try {
+      const res = await get<{ data: TopRow[] }>("/api/analytics/top", { ...r, by: topBy.value, metric: topMetric.value, n: 10 });
+      top.replaceChildren(
+        table(
+          [
+            { title: topBy.value, cell: (x: TopRow) => x.key ?? "(none)" },
+            { title: "Requests", cell: (x) => fmtInt(x.requests), class: "num" },
+            { title: "Tokens", cell: (x) => fmtInt(x.tokens), class: "num" },
+            { title: "Cost", cell: (x) => fmtUsd(x.cost_usd), class: "num" },
+          ],
+          res.data,
+          { empty: "No requests in this range" },
+        ),
+      );
+    } catch (err) {
+      top.replaceChildren(h("div", { class: "empty" }, `No data (${errorText(err)})`));
+    }
+  };
+
+  const load = async (): Promise<void> => {
+    const r = currentRange();
+    const q = { ...r, bucket: bucket.value, group_by: groupBy.value };
+    exportLink.href = withQuery("/api/analytics/export.csv", q);
+    void loadTop(r);
+    get<Totals>("/api/analytics/totals", r).then(
+      (t) =>
+        totals.replaceChildren(
+          card("Requests", fmtInt(t.requests)),
+          card("Errors", fmtInt(t.errors)),
+          card("Prompt tokens", fmtInt(t.prompt_tokens)),
+          card("Completion tokens", fmtInt(t.completion_tokens)),
+          card("Cost", fmtUsd(t.cost_usd), "analytics-total-cost"),
+          card("p50 / p95", `${fmtMs(t.p50_ms)} / ${fmtMs(t.p95_ms)}`),
+        ),
+      (err) => totals.replaceChildren(h("div", { class: "empty" }, `Totals unavailable (${errorText(err)})`)),
+    );
+    let ts: Timeseries;
+    try {
+      ts = await get<Timeseries>("/api/analytics/timeseries", q);
+    } catch (err) {
+      for (const c of Object.values(charts)) c.failed(errorText(err));
+      return;
+    }
+    const grouped = groupBy.value !== "none";
+    const span: [number, number] = [toUnix(r.from), toUnix(r.to)];
+    const draw = (chart: TimeChart, metric: Metric): void => {
+      const a = align(ts, metric);
+      chart.setData(a.xs, a.keys.map((k): SeriesSpec => ({ label: k })), a.ys, span);
+    };
+    draw(charts.requests, (p) => p.requests);
+    draw(charts.cost, (p) => Number(p.cost_usd));
+    draw(charts.errors, (p) => p.error_rate * 100);
+    if (grouped) {
+      draw(charts.tokens, (p) => p.prompt_tokens + p.completion_tokens);
+      draw(charts.latency, (p) => p.p95_ms);
+    } else {
+      // One series: break tokens down by class and show both latency percentiles.
+      const pts = ts.series[0]?.points ?? [];
+      const xs = pts.map((p) => toUnix(p.t));
+      charts.tokens.setData(
+        xs,
+        [{ label: "prompt" }, { label: "completion" }, { label: "reasoning" }, { label: "cache read" }, { label: "cache write" }],
+        [
+          pts.map((p) => p.prompt_tokens),
+          pts.map((p) => p.completion_tokens),
+          pts.map((p) => p.reasoning_tokens),
+          pts.map((p) => p.cache_read_tokens),
+          pts.map((p) => p.cache_write_tokens),
+        ],
+        span,
+      );
+      charts.latency.setData(xs, [{ label: "p50" }, { label: "p95" }], [pts.map((p) => p.p50_ms), pts.map((p) => p.p95_ms)], span);
+    }
+  };
+
+  apply.addEventListener("click", () => void load());
+  bucket.addEventListener("change", () => void load());
+  groupBy.addEventListener("change", () => void load());
+  range.addEventListener("change", () => {
+    if (range.value !== "custom") void load();
+  });
+  topBy.addEventListener("change", () => void loadTop(currentRange()));
+  topMetric.addEventListener("change", () => void loadTop(currentRange()));
+  void load();
+  ctx.onLeave(() => {
+    for (const c of Object.values(charts)) c.destroy();
+  });
+}

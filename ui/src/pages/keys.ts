@@ -1,0 +1,144 @@
+// Client keys (admin only): create with a copy-once reveal, rename, limits, revoke, rotate.
+
+import { enc, listAll, patch, post } from "../api";
+import { fmtTime, h } from "../dom";
+import type { ClientKey, Limits } from "../types";
+import {
+  attempt,
+  badge,
+  confirmDialog,
+  errorText,
+  formDialog,
+  mutButton,
+  pageHeader,
+  revealSecret,
+  table,
+  type FormValues,
+  type PageCtx,
+} from "../ui";
+
+function limitsText(l: Limits): string {
+  const parts: string[] = [];
+  if (l.rpm !== null) parts.push(`${l.rpm} req/min`);
+  if (l.tpm !== null) parts.push(`${l.tpm} tok/min`);
+  if (l.budget_daily_usd !== null) parts.push(`$${l.budget_daily_usd}/day`);
+  if (l.budget_monthly_usd !== null) parts.push(`$${l.budget_monthly_usd}/month`);
+  return parts.length ? parts.join(", ") : "none";
+}
+
+const intOrNull = (v: string | boolean): number | null => {
+  const s = String(v).trim();
+  if (!s) return null;
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`not a whole number: ${s}`);
+  return n;
+};
+const decOrNull = (v: string | boolean): string | null => {
+  const s = String(v).trim();
+  if (!s) return null;
+  if (!/^\d+(\.\d+)?$/.test(s)) throw new Error(`not an amount in USD: ${s}`);
+  return s;
+};
+
+export async function keysPage(ctx: PageCtx): Promise<void> {
+  if (!ctx.isAdmin) return; // the route is admin-only; viewers never get here
+  const list = h("div");
+  const createKey = async (): Promise<void> => {
+    let created: { key: ClientKey; secret: string } | null = null;
+    await formDialog(
+      "Create client key",
+      [{ name: "name", label: "Name", required: true, placeholder: "e.g. backend-prod" }],
+      async (v: FormValues) => {
+        created = await post<{ key: ClientKey; secret: string }>("/api/keys", { name: String(v.name).trim() });
+      },
+      "Create",
+    );
+    const res = created as { key: ClientKey; secret: string } | null;
+    created = null;
+    if (!res) return;
+    await reload();
+    await revealSecret(`Key "${res.key.name}" created`, res.secret);
+  };
+  const create = mutButton("Create key", () => void createKey(), { class: "btn-primary", testid: "create-key" });
+  ctx.root.append(pageHeader("Client keys", create), list);
+
+  const rename = (k: ClientKey): void =>
+    void formDialog("Rename key", [{ name: "name", label: "Name", value: k.name, required: true }], async (v) => {
+      await patch(`/api/keys/${enc(String(k.id))}`, { name: String(v.name).trim() });
+      await reload();
+    });
+
+  const limits = (k: ClientKey): void =>
+    void formDialog(
+      `Limits for "${k.name}"`,
+      [
+        { name: "rpm", label: "Requests per minute", type: "number", value: k.limits.rpm?.toString() ?? "", hint: "empty = no limit" },
+        { name: "tpm", label: "Tokens per minute", type: "number", value: k.limits.tpm?.toString() ?? "" },
+        { name: "budget_daily_usd", label: "Budget per day (USD)", value: k.limits.budget_daily_usd ?? "" },
+        { name: "budget_monthly_usd", label: "Budget per month (USD)", value: k.limits.budget_monthly_usd ?? "" },
+      ],
+      async (v) => {
+        const body: Limits = {
+          rpm: intOrNull(v.rpm),
+          tpm: intOrNull(v.tpm),
+          budget_daily_usd: decOrNull(v.budget_daily_usd),
+          budget_monthly_usd: decOrNull(v.budget_monthly_usd),
+        };
+        await patch(`/api/keys/${enc(String(k.id))}`, { limits: body });
+        await reload();
+      },
+    );
+
+  const revoke = async (k: ClientKey): Promise<void> => {
+    if (!(await confirmDialog("Revoke key", `Revoke "${k.name}" (${k.hint})? Clients using it stop working at once.`, "Revoke"))) return;
+    if (await attempt(() => post(`/api/keys/${enc(String(k.id))}/revoke`), "Key revoked")) await reload();
+  };
+
+  const rotate = async (k: ClientKey): Promise<void> => {
+    if (!(await confirmDialog("Rotate key", `Replace the secret of "${k.name}"? The old secret stops working.`, "Rotate"))) return;
+    try {
+      const res = await post<{ key: ClientKey; secret: string }>(`/api/keys/${enc(String(k.id))}/rotate`);
+      await revealSecret(`New secret for "${res.key.name}"`, res.secret);
+    } catch (err) {
+      await confirmDialog("Rotate failed", errorText(err), "OK");
+    }
+    await reload();
+  };
+
+  const reload = async (): Promise<void> => {
+    try {
+      const keys = await listAll<ClientKey>("/api/keys");
+      list.replaceChildren(
+        table(
+          [
+            { title: "ID", cell: (k: ClientKey) => `#${k.id}` },
+            { title: "Name", cell: (k) => k.name },
+            { title: "Key", cell: (k) => h("code", null, k.hint) },
+            { title: "Status", cell: (k) => (k.revoked_at ? badge("revoked", "err") : badge("active", "ok")) },
+            { title: "Created", cell: (k) => fmtTime(k.created_at) },
+            { title: "Last used", cell: (k) => fmtTime(k.last_used_at) },
+            { title: "Limits", cell: (k) => limitsText(k.limits) },
+            {
+              title: "",
+              class: "row-actions",
+              cell: (k) =>
+                k.revoked_at
+                  ? null
+                  : [
+                      mutButton("Rename", () => rename(k)),
+                      mutButton("Limits", () => limits(k)),
+                      mutButton("Rotate", () => void rotate(k)),
+                      mutButton("Revoke", () => void revoke(k), { class: "btn-danger" }),
+                    ],
+            },
+          ],
+          keys,
+          { testid: "keys-table", empty: "No client keys yet" },
+        ),
+      );
+    } catch (err) {
+      list.replaceChildren(h("div", { class: "form-error" }, errorText(err)));
+    }
+  };
+  await reload();
+}

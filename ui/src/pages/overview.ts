@@ -1,0 +1,159 @@
+// Overview: live counters (ws `metrics`), a live throughput chart, requests per minute over the last hour
+// (analytics rollups, bumped by each ws `request`), totals for 24 h, and the most recent requests streaming in.
+
+import { get } from "../api";
+import { TimeChart, toUnix } from "../chart";
+import { fmtInt, fmtMs, fmtNum, fmtPct, fmtUsd, h } from "../dom";
+import { live } from "../live";
+import { LiveRows, requestHead } from "../rows";
+import type { Metrics, Timeseries, Totals } from "../types";
+import { card, errorText, pageHeader, rangeFrom, type PageCtx } from "../ui";
+
+const VISIBLE_ROWS = 50;
+
+export function overviewPage(ctx: PageCtx): void {
+  const counters = {
+    rps: h("span", null, "—"),
+    tps: h("span", null, "—"),
+    cost: h("span", null, "—"),
+    err: h("span", null, "—"),
+    p95: h("span", null, "—"),
+    cpu: h("span", null, "—"),
+    mem: h("span", null, "—"),
+    queue: h("span", null, "—"),
+  };
+  const showMetrics = (m: Metrics | null): void => {
+    if (!m) return;
+    counters.rps.textContent = fmtNum(m.requests_per_s, 2);
+    counters.tps.textContent = fmtNum(m.tokens_per_s, 1);
+    counters.cost.textContent = fmtUsd(m.cost_per_min_usd);
+    counters.err.textContent = fmtPct(m.error_rate);
+    counters.p95.textContent = fmtMs(m.p95_ms);
+    counters.cpu.textContent = `${fmtNum(m.cpu_percent)}%`;
+    counters.mem.textContent = `${fmtNum(m.memory_percent)}%`;
+    counters.queue.textContent = fmtInt(m.queue_depth);
+  };
+
+  const liveChart = new TimeChart("Live throughput (requests/s, errors %)", { height: 180, testid: "live-chart" });
+  const minuteChart = new TimeChart("Requests per minute, last hour", { height: 180, testid: "overview-chart" });
+  const totals = h("div", { class: "cards" });
+  const rows = new LiveRows(VISIBLE_ROWS);
+
+  ctx.root.append(
+    pageHeader("Overview"),
+    h(
+      "div",
+      { class: "cards", "data-testid": "live-counters" },
+      card("Requests/s", counters.rps, "counter-rps"),
+      card("Tokens/s", counters.tps, "counter-tps"),
+      card("Cost/min", counters.cost, "counter-cost"),
+      card("Error rate", counters.err, "counter-errors"),
+      card("p95 latency", counters.p95, "counter-p95"),
+      card("CPU", counters.cpu),
+      card("Memory", counters.mem),
+      card("Log queue", counters.queue),
+    ),
+    h("div", { class: "chart-grid" }, minuteChart.root, liveChart.root),
+    h("h3", null, "Last 24 hours"),
+    totals,
+    h("h3", null, "Recent requests"),
+    h("table", { class: "grid live", "data-testid": "live-table" }, requestHead(), rows.tbody),
+  );
+
+  // Live metrics chart.
+  const drawLive = (): void => {
+    const hist = live.metricsHistory;
+    liveChart.setData(
+      hist.map((m) => toUnix(m.ts)),
+      [{ label: "requests/s" }, { label: "error %" }],
+      [hist.map((m) => m.requests_per_s), hist.map((m) => m.error_rate * 100)],
+    );
+  };
+
+  // Requests per minute: rollups from the API plus the live requests that arrived since.
+  let minuteXs: number[] = [];
+  let minuteReq: number[] = [];
+  let minuteErr: number[] = [];
+  const drawMinutes = (): void => {
+    const now = Math.floor(Date.now() / 1000);
+    minuteChart.setData(minuteXs, [{ label: "requests" }, { label: "errors" }], [minuteReq, minuteErr], [now - 3600, now + 60]);
+  };
+  let loadedAt = 0;
+  const loadMinutes = async (): Promise<void> => {
+    const { from, to } = rangeFrom("1h");
+    try {
+      const ts = await get<Timeseries>("/api/analytics/timeseries", { from, to, bucket: "minute", group_by: "none" });
+      const points = ts.series[0]?.points ?? [];
+      minuteXs = points.map((p) => toUnix(p.t));
+      minuteReq = points.map((p) => p.requests);
+      minuteErr = points.map((p) => p.errors);
+      loadedAt = Date.parse(to);
+      drawMinutes();
+    } catch (err) {
+      minuteChart.failed(errorText(err));
+    }
+  };
+  const bumpMinute = (createdAt: string, isError: boolean): void => {
+    if (loadedAt && Date.parse(createdAt) <= loadedAt) return; // already counted by the rollup read
+    const t = Math.floor(toUnix(createdAt) / 60) * 60;
+    if (!Number.isFinite(t)) return;
+    const last = minuteXs.length - 1;
+    if (last >= 0 && minuteXs[last] === t) {
+      minuteReq[last] += 1;
+      if (isError) minuteErr[last] += 1;
+    } else if (last < 0 || minuteXs[last] < t) {
+      minuteXs.push(t);
+      minuteReq.push(1);
+      minuteErr.push(isError ? 1 : 0);
+      while (minuteXs.length > 0 && minuteXs[0] < t - 3600) {
+        minuteXs.shift();
+        minuteReq.shift();
+        minuteErr.shift();
+      }
+    }
+  };
+
+  const loadTotals = async (): Promise<void> => {
+    try {
+      const t = await get<Totals>("/api/analytics/totals", rangeFrom("24h"));
+      totals.replaceChildren(
+        card("Requests", fmtInt(t.requests), "total-requests"),
+        card("Errors", fmtInt(t.errors)),
+        card("Prompt tokens", fmtInt(t.prompt_tokens)),
+        card("Completion tokens", fmtInt(t.completion_tokens)),
+        card("Cost", fmtUsd(t.cost_usd), "total-cost"),
+        card("p50 / p95", `${fmtMs(t.p50_ms)} / ${fmtMs(t.p95_ms)}`),
+      );
+    } catch (err) {
+      totals.replaceChildren(h("div", { class: "empty" }, `Totals unavailable (${errorText(err)})`));
+    }
+  };
+
+  showMetrics(live.lastMetrics);
+  drawLive();
+  rows.prepend(live.recent.slice(-VISIBLE_ROWS));
+  void loadMinutes();
+  void loadTotals();
+
+  const unsubscribe = live.subscribe((batch) => {
+    if (batch.metrics.length) {
+      showMetrics(batch.metrics[batch.metrics.length - 1]);
+      drawLive();
+    }
+    if (batch.requests.length) {
+      rows.prepend(batch.requests);
+      for (const r of batch.requests) bumpMinute(r.created_at, r.status >= 400);
+      drawMinutes();
+    }
+  });
+  const timer = window.setInterval(() => {
+    void loadMinutes();
+    void loadTotals();
+  }, 30_000);
+  ctx.onLeave(() => {
+    unsubscribe();
+    window.clearInterval(timer);
+    liveChart.destroy();
+    minuteChart.destroy();
+  });
+}

@@ -1,0 +1,146 @@
+// Shapes of the dashboard contract (/work/shared dashboard_contract: endpoints and /ws messages).
+
+export interface RequestItem {
+  id: number;
+  request_id: string;
+  created_at: string;
+  endpoint: string;
+  client_key_id: number | null;
+  requested_model: string | null;
+  provider: string | null;
+  model: string | null;
+  stream: boolean;
+  status: number;
+  error_type: string | null;
+  finish_reason: string | null;
+  prompt_tokens: number | null;
+  completion_tokens: number | null;
+  reasoning_tokens: number | null;
+  cache_read_tokens: number | null;
+  cache_write_tokens: number | null;
+  estimated: boolean;
+  cost_usd: string | null;
+  price_unknown: boolean;
+  latency_ms: number | null;
+  ttfb_ms: number | null;
+}
+
+export interface Metrics {
+  requests_per_s: number;
+  tokens_per_s: number;
+  cost_per_min_usd: string;
+  error_rate: number;
+  p95_ms: number | null;
+  cpu_percent: number;
+  memory_percent: number;
+  queue_depth: number;
+  ts: string;
+}
+
+export interface HubEvent {
+  kind: string;
+  detail: Record<string, unknown>;
+  ts: string;
+}
+
+export type WsMessage =
+  | { type: "request"; data: RequestItem }
+  | { type: "metrics"; data: Metrics }
+  | { type: "event"; data: HubEvent }
+  | { type: "ping"; data?: unknown };
+
+export interface Limits {
+  rpm: number | null;
+  tpm: number | null;
+  budget_daily_usd: string | null;
+  budget_monthly_usd: string | null;
+}
+
+export interface ClientKey {
+  id: number;
+  name: string;
+  hint: string;
+  created_at: string;
+  revoked_at: string | null;
+  last_used_at: string | null;
+  limits: Limits;
+}
+
+export interface Health {
+  error_rate: number | null;
+  p50_ms: number | null;
+  requests: number;
+}
+
+export interface Provider {
+  name: string;
+  kind: string;
+  dialect: string | null;
+  base_url: string | null;
+  api_key_masked?: string | null;
+  enabled: boolean;
+  source: "env" | "config" | "database";
+  models: string[];
+  health: Health | null;
+}
+
+export interface Pricing {
+  currency?: string;
+  unit?: string;
+  input?: number | string | null;
+  output?: number | string | null;
+  cache_read?: number | string | null;
+  cache_write?: number | string | null;
+  reasoning?: number | string | null;
+  discount?: { percent: number | string; until: string } | null;
+  source?: string;
+}
+
+export interface ModelItem {
+  id: string;
+  provider: string;
+  registry_id: string | null;
+  enabled: boolean;
+  context_window: number | null;
+  max_output_tokens: number | null;
+  capabilities: unknown;
+  pricing: Pricing | null;
+  override: Record<string, string | null> | null;
+}
+
+export interface Point {
+  t: string;
+  requests: number;
+  errors: number;
+  error_rate: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  reasoning_tokens: number;
+  cache_read_tokens: number;
+  cache_write_tokens: number;
+  cost_usd: string;
+  p50_ms: number | null;
+  p95_ms: number | null;
+}
+
+export interface Timeseries {
+  bucket: string;
+  series: { key: string | null; points: Point[] }[];
+}
+
+export interface Totals {
+  requests: number;
+  errors: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cost_usd: string;
+  p50_ms: number | null;
+  p95_ms: number | null;
+}
+
+export interface TopRow {
+  key: string | null;
+  requests: number;
+  tokens: number;
+  cost_usd: string;
+}
