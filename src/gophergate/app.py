@@ -1,6 +1,7 @@
 """Composition only: ``create_app(settings)`` returns the ASGI app; the lifespan builds the ``Runtime``.
 
-The /v1 surface is raw ASGI (a dispatcher on the path, no framework on the hot path).
+The /v1 surface is raw ASGI (a dispatcher on the path, no framework on the hot path). ``/api`` goes to the admin
+app (FastAPI, built in the lifespan); every other path that is not a health or metrics endpoint is the UI.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from gophergate.errors import NotFound
 from gophergate.http import health
 from gophergate.http.io import Scope, request_id, send_error
+from gophergate.http.static import StaticUI
 from gophergate.http.v1 import V1
 from gophergate.runtime import Runtime
 from gophergate.settings import Settings, load_settings
@@ -24,6 +26,10 @@ class GopherGate:
         self.settings = settings
         self.runtime: Runtime | None = None
         self._v1: V1 | None = None
+        self._admin: Any = None  # the FastAPI app for /api
+        self._static = StaticUI()
+        # The WebSocket endpoint for /ws (the live hub), set by the lifespan when the hub exists.
+        self.websocket: Any = None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -37,8 +43,20 @@ class GopherGate:
                 await health.readyz(self.runtime, scope, send)
             elif path == "/metrics" and self.runtime is not None:
                 await health.metrics(self.runtime, scope, send)
-            else:
+            elif path == "/api" or path.startswith("/api/"):
+                if self._admin is not None:
+                    await self._admin(scope, receive, send)
+                else:
+                    await send_error(send, NotFound(f"Unknown endpoint: {scope['method']} {path}."), request_id(scope))
+            elif path.startswith("/v1/"):
                 await send_error(send, NotFound(f"Unknown endpoint: {scope['method']} {path}."), request_id(scope))
+            else:
+                await self._static(scope, receive, send)
+        elif kind == "websocket":
+            if scope["path"] == "/ws" and self.websocket is not None:
+                await self.websocket(scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 1008})
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -49,6 +67,9 @@ class GopherGate:
                 try:
                     self.runtime = await Runtime.start(self.settings)
                     self._v1 = V1(self.runtime)
+                    from gophergate.admin import create_admin_app
+
+                    self._admin = create_admin_app(self.runtime)
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})

@@ -11,6 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophergate.db.engine import create_engine
+from gophergate.gateway.health import ProviderHealth
+from gophergate.gateway.model_settings import ModelKey, load_disabled
 from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.gateway.resolve import Resolver
 from gophergate.pricing.catalog import Catalog
@@ -19,11 +21,16 @@ from gophergate.pricing.overrides import PriceOverride, from_config, load_overri
 from gophergate.pricing.pricebook import PriceBook
 from gophergate.pricing.registry import Registry
 from gophergate.providers.base import Provider
-from gophergate.providers.config import provider_configs, provider_names
+from gophergate.providers.config import ProviderConfig, provider_names
 from gophergate.providers.http_client import UpstreamClient, create_client
 from gophergate.providers.registry import build_providers
+from gophergate.providers.stored import ProviderEntry, fingerprint, load_stored, merge_providers, served_configs
 from gophergate.recorder.writer import Recorder, replay_spilled
 from gophergate.security.client_keys import KeyCache
+from gophergate.security.secretbox import SecretBox
+from gophergate.security.sessions import SessionManager
+from gophergate.security.throttle import LoginThrottle
+from gophergate.security.users import ensure_first_admin
 from gophergate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,12 +47,23 @@ class Runtime:
     recorder: Recorder
     reasoning: ReasoningStore
     registry: Registry
+    box: SecretBox  # provider keys stored by the dashboard
+    sessions: SessionManager  # dashboard sessions
+    throttle: LoginThrottle
+    health: ProviderHealth = field(default_factory=ProviderHealth)
+    # Every provider the dashboard lists (served or not) and the config each served one was built from.
+    provider_entries: dict[str, ProviderEntry] = field(default_factory=dict)
+    provider_configs: dict[str, ProviderConfig] = field(default_factory=dict)
+    # (provider, model) pairs disabled from the dashboard: /v1 answers 404 model_not_found for them.
+    disabled_models: frozenset[ModelKey] = frozenset()
     config_overrides: list[PriceOverride] = field(default_factory=list)
     table_overrides: list[PriceOverride] = field(default_factory=list)
     fallback: GenaiPrices | None = None
     started_at: float = field(default_factory=time.time)
     models: dict[str, list[str]] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _providers_seen: tuple[tuple[str, str], ...] = ()
+    _retired: list[Provider] = field(default_factory=list)
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
@@ -61,7 +79,10 @@ class Runtime:
             total_timeout=settings.upstream_total_timeout,
         )
         store = ReasoningStore()
-        configs = provider_configs(settings)
+        box = SecretBox(settings.encryption_key_bytes)
+        stored = await load_stored(engine)
+        entries = merge_providers(settings, stored, box)
+        configs = served_configs(entries)
         providers = build_providers(configs, client, store)
         declared = {model: cfg.name for cfg in configs for model in cfg.models}
         resolver = Resolver(frozenset(providers), settings.aliases, declared)
@@ -73,7 +94,22 @@ class Runtime:
             flush_interval=settings.log_flush_interval_ms / 1000.0,
             spill_dir=settings.data_dir,
         )
-        rt = cls(settings, engine, client, providers, resolver, keys, recorder, store, registry)
+        sessions = SessionManager(
+            engine,
+            settings.encryption_key_bytes,
+            idle_seconds=settings.session_idle_minutes * 60.0,
+            max_seconds=settings.session_max_hours * 3600.0,
+        )
+        throttle = LoginThrottle(settings.login_max_failures)
+        rt = cls(
+            settings, engine, client, providers, resolver, keys, recorder, store, registry, box, sessions, throttle
+        )
+        rt.provider_entries = entries
+        rt.provider_configs = {cfg.name: cfg for cfg in configs}
+        rt._providers_seen = fingerprint(stored)
+        rt.disabled_models = await load_disabled(engine)
+        admin_password = settings.admin_password.get_secret_value() if settings.admin_password else None
+        await ensure_first_admin(engine, admin_password)
         rt.config_overrides = from_config(settings.prices, provider_names(settings))
         rt.table_overrides = await load_overrides(engine)
         await asyncio.to_thread(registry.load_saved)
@@ -89,6 +125,7 @@ class Runtime:
         rt._spawn(rt._refresh_models_forever(), "models-refresh")
         rt._spawn(registry.run_forever(), "registry-refresh")
         rt._spawn(rt._refresh_overrides_forever(), "price-overrides")
+        rt._spawn(rt._refresh_admin_config_forever(), "admin-config")
         log.info("providers configured: %s", ", ".join(sorted(providers)) or "none")
         if not providers:
             log.warning(
@@ -134,17 +171,70 @@ class Runtime:
                 self.rebuild_prices()
                 log.info("price overrides changed: %d in the database", len(table))
 
+    # -- providers and models changed from the dashboard ----------------------------------------------------------
+    def apply_providers(self, entries: dict[str, ProviderEntry]) -> None:
+        """Serve a new provider set at once: unchanged providers keep their objects (and the reasoning stores in
+        them); changed ones are rebuilt; the resolver and prices are rebuilt for the new set. In-flight requests
+        finish on the provider object they started with."""
+        configs = served_configs(entries)
+        providers: dict[str, Provider] = {}
+        fresh: list[ProviderConfig] = []
+        for cfg in configs:
+            current = self.providers.get(cfg.name)
+            if current is not None and self.provider_configs.get(cfg.name) == cfg:
+                providers[cfg.name] = current
+            else:
+                fresh.append(cfg)
+        providers.update(build_providers(fresh, self.client, self.reasoning))
+        self._retired.extend(p for name, p in self.providers.items() if providers.get(name) is not p)
+        declared = {model: cfg.name for cfg in configs for model in cfg.models}
+        self.provider_entries = entries
+        self.provider_configs = {cfg.name: cfg for cfg in configs}
+        self.providers = providers
+        self.resolver = Resolver(frozenset(providers), self.settings.aliases, declared, self.resolver.book)
+        self.rebuild_prices()
+        rebuilt = {cfg.name for cfg in fresh}
+        self.models = {name: ids for name, ids in self.models.items() if name in providers and name not in rebuilt}
+        if fresh:
+            self._spawn(self.refresh_models(sorted(rebuilt)), "models-refresh-changed")
+
+    async def reload_providers(self) -> None:
+        """Re-read the stored providers and apply them (after a change here, or one seen by the poll)."""
+        stored = await load_stored(self.engine)
+        self._providers_seen = fingerprint(stored)
+        self.apply_providers(merge_providers(self.settings, stored, self.box))
+
+    async def reload_model_settings(self) -> None:
+        self.disabled_models = await load_disabled(self.engine)
+
+    async def _refresh_admin_config_forever(self) -> None:
+        """Pick up providers and model switches changed by another process (another worker, another host)."""
+        while True:
+            await asyncio.sleep(self.settings.price_refresh_seconds)
+            try:
+                stored = await load_stored(self.engine)
+                if fingerprint(stored) != self._providers_seen:
+                    self._providers_seen = fingerprint(stored)
+                    self.apply_providers(merge_providers(self.settings, stored, self.box))
+                    log.info("providers changed: %s", ", ".join(sorted(self.providers)) or "none")
+                disabled = await load_disabled(self.engine)
+                if disabled != self.disabled_models:
+                    self.disabled_models = disabled
+            except Exception as exc:
+                log.warning("reading the dashboard's provider and model settings failed: %s", exc)
+
     def _spawn(self, coro: object, name: str) -> None:
+        self.tasks = [task for task in self.tasks if not task.done()]
         self.tasks.append(asyncio.create_task(coro, name=f"gophergate-{name}"))  # type: ignore[arg-type]
 
-    async def refresh_models(self) -> None:
+    async def refresh_models(self, names: list[str] | None = None) -> None:
         async def one(name: str, provider: Provider) -> None:
             try:
                 self.models[name] = await provider.list_models()
             except Exception as exc:  # an unreachable upstream must not stop the others
                 log.warning("listing models of provider %s failed: %s", name, exc)
 
-        await asyncio.gather(*(one(n, p) for n, p in self.providers.items()))
+        await asyncio.gather(*(one(n, p) for n, p in self.providers.items() if names is None or n in names))
 
     async def _refresh_models_forever(self) -> None:
         while True:
@@ -165,7 +255,7 @@ class Runtime:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         # Drain every queued row before the engine goes away.
         await self.recorder.close(self.settings.shutdown_drain_seconds)
-        for provider in self.providers.values():
+        for provider in (*self.providers.values(), *self._retired):
             await provider.aclose()
         await self.client.close()
         await self.engine.dispose()

@@ -88,10 +88,11 @@ async def find_user(engine: AsyncEngine, username: str) -> tuple[User, str] | No
     return User(int(row.id), str(row.username), role_of(row.role)), str(row.password_hash)
 
 
-async def list_users(engine: AsyncEngine, *, after_id: int | None = None, limit: int = 500) -> list[dict[str, Any]]:
-    query = select(*_columns()).order_by(users.c.id).limit(limit)
-    if after_id is not None:
-        query = query.where(users.c.id > after_id)
+async def list_users(engine: AsyncEngine, *, before_id: int | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    """Newest first."""
+    query = select(*_columns()).order_by(users.c.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(users.c.id < before_id)
     async with engine.connect() as conn:
         return [dict(r._mapping) for r in await conn.execute(query)]
 
