@@ -131,7 +131,7 @@ class Runtime:
             log.warning(
                 "no provider is configured: set e.g. OPENAI_API_KEY (or ANTHROPIC_API_KEY, GEMINI_API_KEY, "
                 "DEEPSEEK_API_KEY, XAI_API_KEY, MOONSHOT_API_KEY, OLLAMA_BASE_URL) in the environment or .env, or "
-                "add [providers.NAME] to the TOML file, then restart"
+                "add [providers.NAME] to the TOML file, then restart; or add one from the dashboard (no restart)"
             )
         if not keys.active_count:
             log.warning("no client key exists yet: create one with `gophergate keys create --name NAME`")
