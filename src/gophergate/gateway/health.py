@@ -48,6 +48,6 @@ class ProviderHealth:
         return {
             "name": provider,
             "error_rate": round(errors / len(recent), 4),
-            "p50_ms": round(latencies[len(latencies) // 2], 3),
+            "p50_ms": round(latencies[(len(latencies) - 1) // 2], 3),  # the lower median
             "requests": len(recent),
         }
