@@ -48,7 +48,7 @@ class GopherGate:
                     await self._admin(scope, receive, send)
                 else:
                     await send_error(send, NotFound(f"Unknown endpoint: {scope['method']} {path}."), request_id(scope))
-            elif path.startswith("/v1/"):
+            elif path.startswith("/v1/") or path == "/v1":
                 await send_error(send, NotFound(f"Unknown endpoint: {scope['method']} {path}."), request_id(scope))
             else:
                 await self._static(scope, receive, send)

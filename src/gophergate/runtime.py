@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -62,6 +64,8 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
     models: dict[str, list[str]] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Listeners of dashboard events (e.g. the live hub): called with (kind, detail); must not block.
+    listeners: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
     _providers_seen: tuple[tuple[str, str], ...] = ()
     _retired: list[Provider] = field(default_factory=list)
 
@@ -198,6 +202,14 @@ class Runtime:
         if fresh:
             self._spawn(self.refresh_models(sorted(rebuilt)), "models-refresh-changed")
 
+    def emit(self, kind: str, detail: dict[str, Any]) -> None:
+        """Tell the listeners about a dashboard event ("config_changed", "user_logged_in", ...)."""
+        for listener in self.listeners:
+            try:
+                listener(kind, detail)
+            except Exception:
+                log.exception("event listener failed on %s", kind)
+
     async def reload_providers(self) -> None:
         """Re-read the stored providers and apply them (after a change here, or one seen by the poll)."""
         stored = await load_stored(self.engine)
@@ -216,10 +228,12 @@ class Runtime:
                 if fingerprint(stored) != self._providers_seen:
                     self._providers_seen = fingerprint(stored)
                     self.apply_providers(merge_providers(self.settings, stored, self.box))
+                    self.emit("config_changed", {"what": "providers", "providers": sorted(self.providers)})
                     log.info("providers changed: %s", ", ".join(sorted(self.providers)) or "none")
                 disabled = await load_disabled(self.engine)
                 if disabled != self.disabled_models:
                     self.disabled_models = disabled
+                    self.emit("config_changed", {"what": "models"})
             except Exception as exc:
                 log.warning("reading the dashboard's provider and model settings failed: %s", exc)
 

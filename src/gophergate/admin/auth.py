@@ -53,6 +53,7 @@ async def login(body: LoginIn, request: Request, rt: Rt) -> Response:
     rt.throttle.success(body.username)
     token, session = await rt.sessions.create(user, ip, request.headers.get("user-agent"))
     log.info("dashboard login: %s (%s) from %s", user.username, user.role, ip)
+    rt.emit("user_logged_in", {"username": user.username, "role": user.role})
     response = ok({"user": user_json(user), "csrf_token": session.csrf_token, "expires_at": session.expires_at})
     response.set_cookie(
         COOKIE,

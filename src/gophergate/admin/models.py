@@ -110,6 +110,7 @@ async def update_model(provider: str, model: str, body: ModelPatch, rt: Rt, _: A
     _known_provider(rt, provider)
     await set_enabled(rt.engine, provider, model, body.enabled)
     await rt.reload_model_settings()
+    rt.emit("config_changed", {"what": "model", "provider": provider, "model": model, "enabled": body.enabled})
     return _json(_item(rt, provider, model))
 
 
@@ -184,3 +185,4 @@ async def _reprice(rt: Runtime) -> None:
     """Applied at once here; other processes pick it up with their price-override poll."""
     rt.table_overrides = await load_overrides(rt.engine)
     rt.rebuild_prices()
+    rt.emit("config_changed", {"what": "prices"})
