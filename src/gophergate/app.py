@@ -1,6 +1,7 @@
 """Composition only: ``create_app(settings)`` returns the ASGI app; the lifespan builds the ``Runtime``.
 
-The /v1 surface is raw ASGI (a dispatcher on the path, no framework on the hot path).
+The /v1 surface is raw ASGI (a dispatcher on the path, no framework on the hot path). ``/api`` goes to the admin
+app (FastAPI, built in the lifespan); every other path that is not a health or metrics endpoint is the UI.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from gophergate.errors import NotFound
 from gophergate.http import health
 from gophergate.http.io import Scope, request_id, send_error
+from gophergate.http.static import StaticUI
 from gophergate.http.v1 import V1
 from gophergate.hub.ws import HubEndpoint
 from gophergate.runtime import Runtime
@@ -26,6 +28,8 @@ class GopherGate:
         self.runtime: Runtime | None = None
         self._v1: V1 | None = None
         self._ws: HubEndpoint | None = None
+        self._admin: Any = None  # the FastAPI app for /api
+        self._static = StaticUI()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -39,8 +43,15 @@ class GopherGate:
                 await health.readyz(self.runtime, scope, send)
             elif path == "/metrics" and self.runtime is not None:
                 await health.metrics(self.runtime, scope, send)
-            else:
+            elif path == "/api" or path.startswith("/api/"):
+                if self._admin is not None:
+                    await self._admin(scope, receive, send)
+                else:
+                    await send_error(send, NotFound(f"Unknown endpoint: {scope['method']} {path}."), request_id(scope))
+            elif path.startswith("/v1/") or path == "/v1":
                 await send_error(send, NotFound(f"Unknown endpoint: {scope['method']} {path}."), request_id(scope))
+            else:
+                await self._static(scope, receive, send)
         elif kind == "websocket":
             if scope["path"] == "/ws" and self._ws is not None:
                 await self._ws(scope, receive, send)
@@ -58,6 +69,9 @@ class GopherGate:
                     self.runtime = await Runtime.start(self.settings)
                     self._v1 = V1(self.runtime)
                     self._ws = _hub_endpoint(self.runtime)
+                    from gophergate.admin import create_admin_app
+
+                    self._admin = create_admin_app(self.runtime)
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})

@@ -1,4 +1,4 @@
-"""Command line: ``gophergate serve|migrate|keys|registry|prices|init-env``.
+"""Command line: ``gophergate serve|migrate|keys|users|registry|prices|init-env``.
 
 Wiring only; the logic lives in the packages."""
 
@@ -31,6 +31,8 @@ registry_app = typer.Typer(no_args_is_help=True, help="The model registry (model
 app.add_typer(registry_app, name="registry")
 prices_app = typer.Typer(no_args_is_help=True, help="Price overrides and discounts (win over the registry).")
 app.add_typer(prices_app, name="prices")
+users_app = typer.Typer(no_args_is_help=True, help="Dashboard users (roles admin and viewer).")
+app.add_typer(users_app, name="users")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="TOML configuration file (also GOPHERGATE_CONFIG).")
@@ -183,6 +185,111 @@ def keys_revoke(
         typer.echo(f"error: no active key with id {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked key {key_id}")
+
+
+def _read_password(confirm: bool = True) -> str:
+    """From a prompt (twice) on a terminal, else the first line of stdin; checked against the policy."""
+    from gophergate.security.passwords import check_policy
+
+    if sys.stdin.isatty():
+        password = str(typer.prompt("Password", hide_input=True, confirmation_prompt=confirm))
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    problem = check_policy(password)
+    if problem is not None:
+        typer.echo(f"error: the password {problem}", err=True)
+        raise typer.Exit(2)
+    return password
+
+
+def _user_id(settings: Settings, username: str) -> int:
+    from gophergate.security.users import find_user
+
+    found = _run(lambda engine: find_user(engine, username), settings)
+    if found is None:
+        typer.echo(f"error: no user named {username}", err=True)
+        raise typer.Exit(1)
+    return int(found[0].id)
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Option("--username", help="Login name.")],
+    role: Annotated[str, typer.Option("--role", help="admin (everything) or viewer (read-only).")] = "viewer",
+    config: ConfigOption = None,
+) -> None:
+    """Create a dashboard user; the password comes from a prompt, or from stdin when it is not a terminal."""
+    from gophergate.security.passwords import hash_password
+    from gophergate.security.users import ROLES, USERNAME, UserExists, create_user
+
+    if role not in ROLES:
+        typer.echo("error: --role must be admin or viewer", err=True)
+        raise typer.Exit(2)
+    if not USERNAME.fullmatch(username):
+        typer.echo(
+            "error: --username must be 1-100 letters, digits or . _ @ -, starting with a letter or digit", err=True
+        )
+        raise typer.Exit(2)
+    settings = _settings(config)
+    password = _read_password()
+    _migrate(settings)
+
+    async def main(engine: Any) -> Any:
+        return await create_user(engine, username, await hash_password(password), role)
+
+    try:
+        row = _run(main, settings)
+    except UserExists:
+        typer.echo(f"error: a user named {username} already exists", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"created {role} {username} (id {row['id']})")
+
+
+@users_app.command("list")
+def users_list(config: ConfigOption = None) -> None:
+    """List dashboard users (never their password hashes)."""
+    from gophergate.security.users import list_users
+
+    settings = _settings(config)
+    _migrate(settings)
+    rows = _run(list_users, settings)
+    typer.echo(f"{'ID':>5}  {'USERNAME':<24} {'ROLE':<7} CREATED")
+    for row in reversed(rows):
+        typer.echo(f"{row['id']:>5}  {row['username'][:24]:<24} {row['role']:<7} {row['created_at']:%Y-%m-%d %H:%M:%S}")
+
+
+@users_app.command("passwd")
+def users_passwd(
+    username: Annotated[str, typer.Argument(help="The user whose password changes.")], config: ConfigOption = None
+) -> None:
+    """Set a user's password (prompt, or stdin); their sessions end at once (within a second on running servers)."""
+    from gophergate.security.passwords import hash_password
+    from gophergate.security.users import update_user
+
+    settings = _settings(config)
+    _migrate(settings)
+    user_id = _user_id(settings, username)
+    password = _read_password()
+
+    async def main(engine: Any) -> bool:
+        return await update_user(engine, user_id, password_hash=await hash_password(password))
+
+    _run(main, settings)
+    typer.echo(f"password changed for {username}; their sessions are revoked")
+
+
+@users_app.command("delete")
+def users_delete(
+    username: Annotated[str, typer.Argument(help="The user to delete.")], config: ConfigOption = None
+) -> None:
+    """Delete a user and revoke their sessions."""
+    from gophergate.security.users import delete_user
+
+    settings = _settings(config)
+    _migrate(settings)
+    user_id = _user_id(settings, username)
+    _run(lambda engine: delete_user(engine, user_id), settings)
+    typer.echo(f"deleted user {username}")
 
 
 @registry_app.command("refresh")

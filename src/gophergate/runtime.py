@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophergate.db.engine import create_engine
+from gophergate.gateway.health import ProviderHealth
+from gophergate.gateway.model_settings import ModelKey, load_disabled
 from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.gateway.resolve import Resolver
 from gophergate.hub import Authenticate, Hub, Sampler
@@ -20,15 +25,36 @@ from gophergate.pricing.overrides import PriceOverride, from_config, load_overri
 from gophergate.pricing.pricebook import PriceBook
 from gophergate.pricing.registry import Registry
 from gophergate.providers.base import Provider
-from gophergate.providers.config import provider_configs, provider_names
+from gophergate.providers.config import ProviderConfig, provider_names
 from gophergate.providers.http_client import UpstreamClient, create_client
 from gophergate.providers.media import MediaClient
 from gophergate.providers.registry import build_providers
+from gophergate.providers.stored import ProviderEntry, fingerprint, load_stored, merge_providers, served_configs
 from gophergate.recorder.writer import Recorder, replay_spilled
 from gophergate.security.client_keys import KeyCache
+from gophergate.security.secretbox import SecretBox
+from gophergate.security.sessions import SessionManager
+from gophergate.security.throttle import LoginThrottle
+from gophergate.security.users import ensure_first_admin
 from gophergate.settings import Settings
 
 log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "gg_session"
+
+
+def _cookie(scope: dict[str, Any], name: str) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key == b"cookie":
+            jar: SimpleCookie = SimpleCookie()
+            try:
+                jar.load(value.decode("latin-1"))
+            except CookieError:
+                continue
+            morsel = jar.get(name)
+            if morsel is not None and morsel.value:
+                return morsel.value
+    return None
 
 
 @dataclass
@@ -43,6 +69,15 @@ class Runtime:
     reasoning: ReasoningStore
     registry: Registry
     media: MediaClient
+    box: SecretBox  # provider keys stored by the dashboard
+    sessions: SessionManager  # dashboard sessions
+    throttle: LoginThrottle
+    health: ProviderHealth = field(default_factory=ProviderHealth)
+    # Every provider the dashboard lists (served or not) and the config each served one was built from.
+    provider_entries: dict[str, ProviderEntry] = field(default_factory=dict)
+    provider_configs: dict[str, ProviderConfig] = field(default_factory=dict)
+    # (provider, model) pairs disabled from the dashboard: /v1 answers 404 model_not_found for them.
+    disabled_models: frozenset[ModelKey] = frozenset()
     config_overrides: list[PriceOverride] = field(default_factory=list)
     table_overrides: list[PriceOverride] = field(default_factory=list)
     fallback: GenaiPrices | None = None
@@ -50,10 +85,14 @@ class Runtime:
     models: dict[str, list[str]] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     hub: Hub | None = None
-    # Verifies the session cookie of a /ws handshake; installed by the admin auth (None: /ws refuses everyone).
+    # Verifies the session cookie of a /ws handshake (None: /ws refuses everyone).
     ws_authenticate: Authenticate | None = None
     # Providers whose last model listing succeeded (True) or failed (False); drives provider_up/down events.
     provider_up: dict[str, bool] = field(default_factory=dict)
+    # Listeners of dashboard events (e.g. the live hub): called with (kind, detail); must not block.
+    listeners: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
+    _providers_seen: tuple[tuple[str, str], ...] = ()
+    _retired: list[Provider] = field(default_factory=list)
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
@@ -70,7 +109,10 @@ class Runtime:
         )
         store = ReasoningStore()
         media = MediaClient(allow_private=settings.media_fetch_allow_private)
-        configs = provider_configs(settings)
+        box = SecretBox(settings.encryption_key_bytes)
+        stored = await load_stored(engine)
+        entries = merge_providers(settings, stored, box)
+        configs = served_configs(entries)
         providers = build_providers(configs, client, store, media)
         declared = {model: cfg.name for cfg in configs for model in cfg.models}
         resolver = Resolver(frozenset(providers), settings.aliases, declared)
@@ -82,9 +124,27 @@ class Runtime:
             flush_interval=settings.log_flush_interval_ms / 1000.0,
             spill_dir=settings.data_dir,
         )
-        rt = cls(settings, engine, client, providers, resolver, keys, recorder, store, registry, media)
+        sessions = SessionManager(
+            engine,
+            settings.encryption_key_bytes,
+            idle_seconds=settings.session_idle_minutes * 60.0,
+            max_seconds=settings.session_max_hours * 3600.0,
+        )
+        throttle = LoginThrottle(settings.login_max_failures)
+        rt = cls(
+            settings, engine, client, providers, resolver, keys, recorder, store, registry, media, box, sessions,
+            throttle,
+        )  # fmt: skip
         rt.hub = hub = Hub(Sampler(lambda: recorder.depth))
         recorder.on_committed = hub.publish_committed
+        rt.listeners.append(hub.event)  # type: ignore[arg-type]
+        rt.ws_authenticate = rt._ws_user
+        rt.provider_entries = entries
+        rt.provider_configs = {cfg.name: cfg for cfg in configs}
+        rt._providers_seen = fingerprint(stored)
+        rt.disabled_models = await load_disabled(engine)
+        admin_password = settings.admin_password.get_secret_value() if settings.admin_password else None
+        await ensure_first_admin(engine, admin_password)
         rt.config_overrides = from_config(settings.prices, provider_names(settings))
         rt.table_overrides = await load_overrides(engine)
         await asyncio.to_thread(registry.load_saved)
@@ -105,12 +165,13 @@ class Runtime:
         rt._spawn(rt._refresh_models_forever(), "models-refresh")
         rt._spawn(registry.run_forever(), "registry-refresh")
         rt._spawn(rt._refresh_overrides_forever(), "price-overrides")
+        rt._spawn(rt._refresh_admin_config_forever(), "admin-config")
         log.info("providers configured: %s", ", ".join(sorted(providers)) or "none")
         if not providers:
             log.warning(
                 "no provider is configured: set e.g. OPENAI_API_KEY (or ANTHROPIC_API_KEY, GEMINI_API_KEY, "
                 "DEEPSEEK_API_KEY, XAI_API_KEY, MOONSHOT_API_KEY, OLLAMA_BASE_URL) in the environment or .env, or "
-                "add [providers.NAME] to the TOML file, then restart"
+                "add [providers.NAME] to the TOML file, then restart; or add one from the dashboard (no restart)"
             )
         if not keys.active_count:
             log.warning("no client key exists yet: create one with `gophergate keys create --name NAME`")
@@ -154,10 +215,79 @@ class Runtime:
                 if self.hub is not None:
                     self.hub.event("config_changed", {"what": "price_overrides", "count": len(table)})
 
+    # -- providers and models changed from the dashboard ----------------------------------------------------------
+    def apply_providers(self, entries: dict[str, ProviderEntry]) -> None:
+        """Serve a new provider set at once: unchanged providers keep their objects (and the reasoning stores in
+        them); changed ones are rebuilt; the resolver and prices are rebuilt for the new set. In-flight requests
+        finish on the provider object they started with."""
+        configs = served_configs(entries)
+        providers: dict[str, Provider] = {}
+        fresh: list[ProviderConfig] = []
+        for cfg in configs:
+            current = self.providers.get(cfg.name)
+            if current is not None and self.provider_configs.get(cfg.name) == cfg:
+                providers[cfg.name] = current
+            else:
+                fresh.append(cfg)
+        providers.update(build_providers(fresh, self.client, self.reasoning, self.media))
+        self._retired.extend(p for name, p in self.providers.items() if providers.get(name) is not p)
+        declared = {model: cfg.name for cfg in configs for model in cfg.models}
+        self.provider_entries = entries
+        self.provider_configs = {cfg.name: cfg for cfg in configs}
+        self.providers = providers
+        self.resolver = Resolver(frozenset(providers), self.settings.aliases, declared, self.resolver.book)
+        self.rebuild_prices()
+        rebuilt = {cfg.name for cfg in fresh}
+        self.models = {name: ids for name, ids in self.models.items() if name in providers and name not in rebuilt}
+        if fresh:
+            self._spawn(self.refresh_models(sorted(rebuilt)), "models-refresh-changed")
+
+    async def _ws_user(self, scope: dict[str, Any]) -> Any:
+        """The dashboard user a /ws handshake's session cookie belongs to, or None."""
+        token = _cookie(scope, SESSION_COOKIE)
+        session = await self.sessions.verify(token) if token else None
+        return session.user if session is not None else None
+
+    def emit(self, kind: str, detail: dict[str, Any]) -> None:
+        """Tell the listeners about a dashboard event ("config_changed", "user_logged_in", ...)."""
+        for listener in self.listeners:
+            try:
+                listener(kind, detail)
+            except Exception:
+                log.exception("event listener failed on %s", kind)
+
+    async def reload_providers(self) -> None:
+        """Re-read the stored providers and apply them (after a change here, or one seen by the poll)."""
+        stored = await load_stored(self.engine)
+        self._providers_seen = fingerprint(stored)
+        self.apply_providers(merge_providers(self.settings, stored, self.box))
+
+    async def reload_model_settings(self) -> None:
+        self.disabled_models = await load_disabled(self.engine)
+
+    async def _refresh_admin_config_forever(self) -> None:
+        """Pick up providers and model switches changed by another process (another worker, another host)."""
+        while True:
+            await asyncio.sleep(self.settings.price_refresh_seconds)
+            try:
+                stored = await load_stored(self.engine)
+                if fingerprint(stored) != self._providers_seen:
+                    self._providers_seen = fingerprint(stored)
+                    self.apply_providers(merge_providers(self.settings, stored, self.box))
+                    self.emit("config_changed", {"what": "providers", "providers": sorted(self.providers)})
+                    log.info("providers changed: %s", ", ".join(sorted(self.providers)) or "none")
+                disabled = await load_disabled(self.engine)
+                if disabled != self.disabled_models:
+                    self.disabled_models = disabled
+                    self.emit("config_changed", {"what": "models"})
+            except Exception as exc:
+                log.warning("reading the dashboard's provider and model settings failed: %s", exc)
+
     def _spawn(self, coro: object, name: str) -> None:
+        self.tasks = [task for task in self.tasks if not task.done()]
         self.tasks.append(asyncio.create_task(coro, name=f"gophergate-{name}"))  # type: ignore[arg-type]
 
-    async def refresh_models(self) -> None:
+    async def refresh_models(self, names: list[str] | None = None) -> None:
         async def one(name: str, provider: Provider) -> None:
             try:
                 self.models[name] = await provider.list_models()
@@ -167,7 +297,7 @@ class Runtime:
             else:
                 self._provider_state(name, up=True)
 
-        await asyncio.gather(*(one(n, p) for n, p in self.providers.items()))
+        await asyncio.gather(*(one(n, p) for n, p in self.providers.items() if names is None or n in names))
 
     def _provider_state(self, name: str, *, up: bool, error: str | None = None) -> None:
         """Down: a listing failed after one succeeded; up: a listing succeeded after one failed."""
@@ -202,7 +332,7 @@ class Runtime:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         # Drain every queued row before the engine goes away.
         await self.recorder.close(self.settings.shutdown_drain_seconds)
-        for provider in self.providers.values():
+        for provider in (*self.providers.values(), *self._retired):
             await provider.aclose()
         await self.client.close()
         await self.media.close()

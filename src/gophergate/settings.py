@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     registry_refresh_hours: float = Field(24.0, gt=0)
     price_refresh_seconds: float = Field(5.0, gt=0)
 
+    # Dashboard users and sessions.
+    admin_password: SecretStr | None = Field(None, description="Creates the user `admin` at the first start.")
+    session_idle_minutes: float = Field(30.0, gt=0)
+    session_max_hours: float = Field(12.0, gt=0)
+    login_max_failures: int = Field(5, ge=1)  # per username and per IP in 15 minutes
+
     aliases: dict[str, str] = Field(default_factory=dict)
     providers: dict[str, CustomProviderConfig] = Field(default_factory=dict)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)

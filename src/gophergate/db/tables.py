@@ -10,6 +10,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -37,6 +38,11 @@ client_keys = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
+    # Per-key limits (NULL = unlimited): set from the dashboard now, enforced by a later issue.
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
+    Column("budget_daily_usd", ExactDecimal, nullable=True),
+    Column("budget_monthly_usd", ExactDecimal, nullable=True),
 )
 Index("ix_client_keys_updated_at", client_keys.c.updated_at)
 
@@ -107,4 +113,61 @@ price_overrides = Table(
     Column("discount_until", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("provider", "model", name="uq_price_overrides_provider_model"),
+)
+
+# -- dashboard: users, sessions, providers and models managed from /api (migration 0003) ----------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("username", String(100), nullable=False, unique=True),
+    Column("password_hash", String(100), nullable=False),  # bcrypt, cost 12
+    Column("role", String(16), nullable=False),  # "admin" | "viewer"
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("password_changed_at", DateTime(timezone=True), nullable=False),
+)
+
+# Server-side sessions: the signed cookie names a row here, so logout or a password change revokes it at once.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(32), primary_key=True),  # 128 random bits, hex
+    Column("user_id", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),  # the absolute lifetime
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("ip", String(64), nullable=True),
+    Column("user_agent", String(300), nullable=True),
+)
+Index("ix_sessions_user_id", sessions.c.user_id)
+
+# Providers added or edited from the dashboard; a row replaces the env/TOML provider of the same name.
+provider_configs = Table(
+    "provider_configs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("dialect", String(32), nullable=True),
+    Column("base_url", String(500), nullable=True),
+    Column("api_key_encrypted", LargeBinary, nullable=True),  # nonce || AES-256-GCM ciphertext+tag
+    Column("models", Text, nullable=False),  # JSON list of model ids
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Per-model switches: a disabled (provider, model) answers 404 model_not_found on /v1.
+model_settings = Table(
+    "model_settings",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("provider", String(100), nullable=False),
+    Column("model", String(300), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("provider", "model", name="uq_model_settings_provider_model"),
 )

@@ -50,6 +50,10 @@ def _fail(record: RequestRecord, error: GatewayError) -> None:
     record.error_message = error.message
 
 
+def _disabled(model: str) -> ModelNotFound:
+    return ModelNotFound(f"The model '{model}' is disabled on this gateway by an administrator.", param="model")
+
+
 def _number(value: Decimal) -> orjson.Fragment:
     return orjson.Fragment(format(value, "f").encode())
 
@@ -135,6 +139,8 @@ class V1:
             record.stream = stream
             messages = data["messages"]
             route = rt.resolver.resolve(model)
+            if rt.disabled_models and (route.provider, route.model) in rt.disabled_models:
+                raise _disabled(model)
             record.provider, record.model = route.provider, route.model
             provider = rt.providers[route.provider]
             record.price = route.price
@@ -190,6 +196,7 @@ class V1:
         finally:
             finalize(record, meter, messages)
             rt.recorder.submit(record)
+            rt.health.observe(record)
 
     # -- embeddings, images, responses -------------------------------------------------------------------------
     async def endpoint(self, scope: Scope, receive: Any, send: Any, spec: EndpointSpec) -> None:
@@ -217,6 +224,8 @@ class V1:
             record.stream = stream
             prompt = spec.prompt(data)
             route = rt.resolver.resolve(model)
+            if rt.disabled_models and (route.provider, route.model) in rt.disabled_models:
+                raise _disabled(model)
             record.provider, record.model = route.provider, route.model
             provider = rt.providers[route.provider]
             if not isinstance(provider, spec.capability):
@@ -271,6 +280,7 @@ class V1:
         finally:
             finalize(record, meter, prompt)
             rt.recorder.submit(record)
+            rt.health.observe(record)
 
     async def _send_error(self, send: Any, error: GatewayError, record: RequestRecord, meter: Meter | None) -> None:
         try:
@@ -325,14 +335,15 @@ class V1:
                 else:
                     public = f"{provider}/{model_id}"
                     route = rt.resolver.resolve(public)
-                if public not in entries:
+                if public not in entries and (route.provider, route.model) not in rt.disabled_models:
                     entries[public] = _model_object(public, created, route)
         for alias in rt.settings.aliases:
             try:
                 route = rt.resolver.resolve(alias)
             except ModelNotFound:
                 continue
-            entries.setdefault(alias, _model_object(alias, created, route))
+            if (route.provider, route.model) not in rt.disabled_models:
+                entries.setdefault(alias, _model_object(alias, created, route))
         return sorted(entries.values(), key=lambda e: str(e["id"]))
 
     async def _list_models(self, scope: Scope, record: RequestRecord) -> tuple[int, Any]:
@@ -350,6 +361,8 @@ class V1:
                 record.provider = entry["owned_by"]
                 return 200, entry
         route = self.rt.resolver.resolve(model_id)  # raises model_not_found for what no provider serves
+        if (route.provider, route.model) in self.rt.disabled_models:
+            raise _disabled(model_id)
         listed = self.rt.models.get(route.provider)
         if listed is not None and route.model not in listed:
             raise ModelNotFound(

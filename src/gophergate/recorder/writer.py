@@ -89,6 +89,11 @@ class Recorder:
         return len(self._queue)
 
     @property
+    def oldest_queued(self) -> dt.datetime | None:
+        """Arrival time of the oldest record not yet written (the writer's lag), or None when caught up."""
+        return self._queue[0].created_at if self._queue else None
+
+    @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 

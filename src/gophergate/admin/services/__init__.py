@@ -1,0 +1,1 @@
+"""Services behind the /api routers: database statements and runtime updates, no HTTP."""
