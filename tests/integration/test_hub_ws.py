@@ -1,12 +1,10 @@
-"""/ws against the real gateway under Granian: refused handshakes, and live traffic with a test-only session."""
+"""/ws against the real gateway: refused handshakes, and live traffic for a real dashboard session."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,56 +17,30 @@ import pytest
 
 from tests.support import Gateway
 
-ROOT = Path(__file__).resolve().parents[2]
-COOKIE = "gg_session=test-session"
+ADMIN_PASSWORD = "hub-admin-password-1"
 
 
 class HubGateway(Gateway):
-    """The gateway served by Granian from ``tests.integration.hub_app`` (a fake session check for /ws)."""
+    """The real gateway with a first admin; ``cookie`` is a live dashboard session of that admin."""
+
+    cookie = ""
 
     def start(self) -> HubGateway:
-        self.key = self.create_key()
-        self.cli("migrate", "--quiet")
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "granian",
-                "--interface",
-                "asgi",
-                "--loop",
-                "uvloop",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "tests.integration.hub_app:factory",
-            ],
-            env={**self.env, "PYTHONPATH": str(ROOT)},
-            cwd=self.tmp_path,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
+        super().start()
+        body = orjson.dumps({"username": "admin", "password": ADMIN_PASSWORD})
+        request = urllib.request.Request(
+            self.url + "/api/auth/login", data=body, headers={"Content-Type": "application/json"}
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited early:\n{self.logs()}")
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"gateway did not become ready:\n{self.logs()}")
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            set_cookie = resp.headers["set-cookie"]
+        self.cookie = set_cookie.split(";", 1)[0]
+        assert self.cookie.startswith("gg_session=")
+        return self
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """The production entry point (``gophergate serve``): no session check is installed, /ws refuses all."""
-    gw = Gateway(tmp_path_factory.mktemp("hub"))
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubGateway]:
+    gw = HubGateway(tmp_path_factory.mktemp("hub"), env={"GOPHERGATE_ADMIN_PASSWORD": ADMIN_PASSWORD})
     gw.start()
     try:
         yield gw
@@ -78,7 +50,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 
 @pytest.fixture
 def hub_gateway(tmp_path: Path) -> Iterator[HubGateway]:
-    gw = HubGateway(tmp_path)
+    """A gateway of its own (the shutdown test stops it)."""
+    gw = HubGateway(tmp_path, env={"GOPHERGATE_ADMIN_PASSWORD": ADMIN_PASSWORD})
     gw.start()
     try:
         yield gw
@@ -109,25 +82,32 @@ async def _next(ws: aiohttp.ClientWebSocketResponse, kind: str, within: float = 
                 return dict(data)
 
 
-async def test_production_ws_refuses_every_session_until_auth_is_installed(gateway: Gateway) -> None:
-    headers = {"Origin": _origin(gateway), "Cookie": COOKIE}
+async def test_ws_without_a_live_session_is_refused_with_403(gateway: HubGateway) -> None:
+    assert await _handshake_status(gateway.url + "/ws", {"Origin": _origin(gateway)}) == 403
+    headers = {"Origin": _origin(gateway), "Cookie": "gg_session=forged.token.value"}
     assert await _handshake_status(gateway.url + "/ws", headers) == 403
 
 
-async def test_ws_without_a_session_is_refused_with_403(hub_gateway: HubGateway) -> None:
-    assert await _handshake_status(hub_gateway.url + "/ws", {"Origin": _origin(hub_gateway)}) == 403
-    headers = {"Origin": _origin(hub_gateway), "Cookie": "gg_session=forged.token.value"}
+async def test_ws_from_another_origin_or_without_origin_is_refused(gateway: HubGateway) -> None:
+    url = gateway.url + "/ws"
+    assert await _handshake_status(url, {"Origin": "http://evil.example", "Cookie": gateway.cookie}) == 403
+    assert await _handshake_status(url, {"Cookie": gateway.cookie}) == 403
+    assert await _handshake_status(url, {"Origin": _origin(gateway), "Cookie": gateway.cookie}) == 101
+
+
+async def test_ws_after_logout_is_refused(hub_gateway: HubGateway) -> None:
+    headers = {"Origin": _origin(hub_gateway), "Cookie": hub_gateway.cookie}
+    assert await _handshake_status(hub_gateway.url + "/ws", headers) == 101
+    async with aiohttp.ClientSession() as session:
+        async with session.get(hub_gateway.url + "/api/auth/me", headers={"Cookie": hub_gateway.cookie}) as me:
+            csrf = (await me.json())["csrf_token"]
+        logout_headers = {"Cookie": hub_gateway.cookie, "X-CSRF-Token": csrf}
+        async with session.post(hub_gateway.url + "/api/auth/logout", headers=logout_headers) as resp:
+            assert resp.status == 204
     assert await _handshake_status(hub_gateway.url + "/ws", headers) == 403
 
 
-async def test_ws_from_another_origin_or_without_origin_is_refused(hub_gateway: HubGateway) -> None:
-    url = hub_gateway.url + "/ws"
-    assert await _handshake_status(url, {"Origin": "http://evil.example", "Cookie": COOKIE}) == 403
-    assert await _handshake_status(url, {"Cookie": COOKIE}) == 403
-    assert await _handshake_status(url, {"Origin": _origin(hub_gateway), "Cookie": COOKIE}) == 101
-
-
-async def test_ws_on_another_path_is_refused_and_the_gateway_keeps_serving(gateway: Gateway) -> None:
+async def test_ws_on_another_path_is_refused_and_the_gateway_keeps_serving(gateway: HubGateway) -> None:
     assert await _handshake_status(gateway.url + "/v1/ws", {"Origin": _origin(gateway)}) == 403
     async with aiohttp.ClientSession() as session, session.get(gateway.url + "/readyz") as resp:
         assert resp.status == 200
@@ -136,7 +116,7 @@ async def test_ws_on_another_path_is_refused_and_the_gateway_keeps_serving(gatew
 async def test_a_v1_request_streams_in_as_a_request_event_and_metrics_arrive_every_2_s(
     hub_gateway: HubGateway,
 ) -> None:
-    headers = {"Origin": _origin(hub_gateway), "Cookie": COOKIE}
+    headers = {"Origin": _origin(hub_gateway), "Cookie": hub_gateway.cookie}
     async with aiohttp.ClientSession() as session, session.ws_connect(hub_gateway.url + "/ws", headers=headers) as ws:
         body = {"model": "no-such-model", "messages": [{"role": "user", "content": "secret prompt text"}]}
         auth = {"Authorization": f"Bearer {hub_gateway.key}"}
@@ -160,7 +140,7 @@ async def test_sigterm_ends_live_connections_and_the_process_exits_cleanly(hub_g
     # Granian drops open WebSockets itself before it runs the lifespan shutdown (emmett-framework/granian#796),
     # so the client sees the socket end (1006) rather than the hub's 1001; what is pinned here is that a live
     # connection never holds the shutdown up. The hub's own 1001 close is pinned in tests/unit/hub/test_ws.py.
-    headers = {"Origin": _origin(hub_gateway), "Cookie": COOKIE}
+    headers = {"Origin": _origin(hub_gateway), "Cookie": hub_gateway.cookie}
     async with aiohttp.ClientSession() as session, session.ws_connect(hub_gateway.url + "/ws", headers=headers) as ws:
         assert hub_gateway.proc is not None
         started = time.monotonic()
