@@ -108,3 +108,43 @@ price_overrides = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("provider", "model", name="uq_price_overrides_provider_model"),
 )
+
+# -- Dashboard rollups (helper "data") ---------------------------------------------------------------------------
+# Request counts, tokens, cost and a latency histogram per time bucket x client key x provider x model, kept by
+# the log writer in the same transaction as the raw rows, so analytics never scan request_log. One table per
+# granularity; the key is the primary key (bucket first: every analytics query is a bucket range). A request
+# without a client key / provider / model is stored under 0 / "" / "" (NULLs would never conflict in an upsert).
+# cost_pusd is the cost in pico-USD (1e-12 USD), an integer so that the upsert can add it exactly on both engines.
+# lat_00..lat_39 count requests per latency bucket (gophergate.recorder.rollup.LATENCY_EDGES_MS).
+ROLLUP_GRANULARITIES: tuple[str, ...] = ("minute", "hour", "day")
+LATENCY_BUCKETS = 40
+ROLLUP_SUMS: tuple[str, ...] = (
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_pusd",
+)
+LATENCY_COLUMNS: tuple[str, ...] = tuple(f"lat_{i:02d}" for i in range(LATENCY_BUCKETS))
+
+
+def _rollup_table(granularity: str) -> Table:
+    return Table(
+        f"rollup_{granularity}",
+        metadata,
+        Column("bucket", DateTime(timezone=True), primary_key=True),
+        Column("client_key_id", BigInteger, primary_key=True, autoincrement=False),
+        Column("provider", String(100), primary_key=True),
+        Column("model", String(300), primary_key=True),
+        *(Column(name, BigInteger, nullable=False, default=0) for name in ROLLUP_SUMS),
+        *(Column(name, Integer, nullable=False, default=0) for name in LATENCY_COLUMNS),
+    )
+
+
+rollup_minute = _rollup_table("minute")
+rollup_hour = _rollup_table("hour")
+rollup_day = _rollup_table("day")
+ROLLUP_TABLES: dict[str, Table] = {"minute": rollup_minute, "hour": rollup_hour, "day": rollup_day}

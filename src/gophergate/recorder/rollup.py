@@ -1,0 +1,188 @@
+"""Rollup deltas: a batch of request-log rows aggregated per (bucket, client key, provider, model).
+
+Pure functions, no I/O. The log writer (``sink.py``) turns a batch into deltas with ``aggregate`` and upserts them
+(``upsert_sql``) in the same transaction as the raw rows; the seeding script and the spill replay use the same
+functions, so every path rolls up identically.
+
+Cost is kept as an integer of pico-USD (1e-12 USD): the upsert adds integers, exact on both engines (SQLite stores
+exact decimals as TEXT, which SQL arithmetic would turn into floats). Per-request costs are exact ``Decimal``
+products of tokens and per-million prices; a price in USD per million tokens with up to 6 decimals gives a
+per-request cost with at most 12 decimals, so pico-USD holds it exactly. Only costs with more decimals (discount
+factors such as 1/3) are rounded, half-even, once per batch and rollup row: at most 0.5e-12 USD each time.
+A BIGINT of pico-USD holds up to 9.2 million USD per rollup row.
+
+Latency: 40 fixed buckets. Bucket 0 is [0, 1 ms), bucket k (1..38) is [r^(k-1), r^k) ms with r = 600000^(1/38)
+(about 1.42: each bucket is 42% wide), bucket 39 is [10 min, inf). Percentiles are interpolated geometrically
+inside a bucket (error well under the bucket width).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Sequence
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from gophergate.db.tables import LATENCY_BUCKETS, LATENCY_COLUMNS, ROLLUP_GRANULARITIES, ROLLUP_SUMS
+from gophergate.recorder.record import COLUMNS
+
+_TOP_MS = 600_000.0
+_RATIO = _TOP_MS ** (1 / (LATENCY_BUCKETS - 2))
+_INV_LOG_RATIO = 1 / math.log(_RATIO)
+# Lower edge of each latency bucket in ms (bucket 0 starts at 0).
+LATENCY_EDGES_MS: tuple[float, ...] = (0.0, *(_RATIO ** (k - 1) for k in range(1, LATENCY_BUCKETS)))
+PICO = Decimal(10) ** 12
+
+_I_CREATED = COLUMNS.index("created_at")
+_I_CLIENT = COLUMNS.index("client_key_id")
+_I_PROVIDER = COLUMNS.index("provider")
+_I_MODEL = COLUMNS.index("model")
+_I_STATUS = COLUMNS.index("status")
+_I_TOKENS = tuple(
+    COLUMNS.index(c)
+    for c in ("prompt_tokens", "completion_tokens", "reasoning_tokens", "cache_read_tokens", "cache_write_tokens")
+)
+_I_COST = COLUMNS.index("cost_usd")
+_I_LATENCY = COLUMNS.index("latency_ms")
+
+# One accumulator: requests, errors, 5 token classes, cost (Decimal while aggregating), then the histogram.
+_N_SUMS = len(ROLLUP_SUMS)
+_COST = ROLLUP_SUMS.index("cost_pusd")
+Key = tuple[dt.datetime, int, str, str]
+# Delta rows: key columns then ROLLUP_SUMS then LATENCY_COLUMNS, cost as an int of pico-USD.
+DELTA_COLUMNS: tuple[str, ...] = ("bucket", "client_key_id", "provider", "model", *ROLLUP_SUMS, *LATENCY_COLUMNS)
+
+
+def latency_bucket(ms: float) -> int:
+    if not ms >= 1.0:  # also NaN
+        return 0
+    if ms >= _TOP_MS:
+        return LATENCY_BUCKETS - 1
+    return min(LATENCY_BUCKETS - 2, 1 + int(math.log(ms) * _INV_LOG_RATIO))
+
+
+def floor_time(value: dt.datetime, granularity: str) -> dt.datetime:
+    """Start of the bucket holding ``value``, as an aware UTC datetime."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    elif value.utcoffset():
+        value = value.astimezone(dt.UTC)
+    if granularity == "minute":
+        return value.replace(second=0, microsecond=0, tzinfo=dt.UTC)
+    if granularity == "hour":
+        return value.replace(minute=0, second=0, microsecond=0, tzinfo=dt.UTC)
+    return value.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=dt.UTC)
+
+
+def to_pico(cost: Decimal) -> int:
+    return int((cost * PICO).to_integral_value(ROUND_HALF_EVEN))
+
+
+class Aggregator:
+    """Deltas per granularity for rows in ``COLUMNS`` order (created_at a datetime, cost_usd a Decimal/None).
+
+    ``add`` can be called with successive slices of a batch (the writer yields to the event loop in between).
+    """
+
+    __slots__ = ("_minutes",)
+
+    def __init__(self) -> None:
+        self._minutes: dict[Key, list[Any]] = {}
+
+    def add(self, rows: Iterable[Sequence[Any]]) -> None:
+        minutes = self._minutes
+        for row in rows:
+            created: dt.datetime = row[_I_CREATED]
+            if created.tzinfo is not None and created.utcoffset():
+                created = created.astimezone(dt.UTC)
+            key = (
+                created.replace(second=0, microsecond=0, tzinfo=dt.UTC),
+                row[_I_CLIENT] or 0,
+                row[_I_PROVIDER] or "",
+                row[_I_MODEL] or "",
+            )
+            acc = minutes.get(key)
+            if acc is None:
+                acc = minutes[key] = [0] * (_N_SUMS + LATENCY_BUCKETS)
+                acc[_COST] = Decimal(0)
+            acc[0] += 1
+            if row[_I_STATUS] >= 400:
+                acc[1] += 1
+            for slot, index in enumerate(_I_TOKENS, start=2):
+                acc[slot] += row[index] or 0
+            cost = row[_I_COST]
+            if cost is not None:
+                acc[_COST] += cost
+            acc[_N_SUMS + latency_bucket(row[_I_LATENCY])] += 1
+
+    def deltas(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Delta rows (``DELTA_COLUMNS``) per granularity, sorted by key (one lock order for every writer)."""
+        minutes = self._minutes
+        out: dict[str, list[tuple[Any, ...]]] = {"minute": _finish(minutes)}
+        for granularity in ROLLUP_GRANULARITIES[1:]:
+            coarse: dict[Key, list[Any]] = {}
+            for (bucket, client, provider, model), acc in minutes.items():
+                ckey = (floor_time(bucket, granularity), client, provider, model)
+                into = coarse.get(ckey)
+                if into is None:
+                    coarse[ckey] = list(acc)
+                else:
+                    for i, value in enumerate(acc):
+                        into[i] += value
+            out[granularity] = _finish(coarse)
+        return out
+
+
+def aggregate(rows: Iterable[Sequence[Any]]) -> dict[str, list[tuple[Any, ...]]]:
+    agg = Aggregator()
+    agg.add(rows)
+    return agg.deltas()
+
+
+def _finish(accs: dict[Key, list[Any]]) -> list[tuple[Any, ...]]:
+    rows = []
+    for key, acc in sorted(accs.items()):
+        values = list(acc)
+        values[_COST] = to_pico(values[_COST])
+        rows.append((*key, *values))
+    return rows
+
+
+def upsert_sql(granularity: str, paramstyle: str) -> str:
+    """``INSERT ... ON CONFLICT DO UPDATE`` adding a delta row (same syntax on SQLite >= 3.24 and PostgreSQL)."""
+    table = f"rollup_{granularity}"
+    if paramstyle == "qmark":
+        values = ", ".join("?" for _ in DELTA_COLUMNS)
+    else:
+        values = ", ".join(f"${i}" for i in range(1, len(DELTA_COLUMNS) + 1))
+    sums = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in (*ROLLUP_SUMS, *LATENCY_COLUMNS))
+    return (
+        f"INSERT INTO {table} ({', '.join(DELTA_COLUMNS)}) VALUES ({values}) "
+        f"ON CONFLICT (bucket, client_key_id, provider, model) DO UPDATE SET {sums}"
+    )
+
+
+def sqlite_bucket(value: dt.datetime) -> str:
+    """The naive-UTC text SQLAlchemy's SQLite DateTime reads and compares (same format as request_log rows)."""
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def percentile(histogram: Sequence[int], q: float) -> float | None:
+    """The q-quantile (0 < q < 1) in ms from a latency histogram; None when it is empty."""
+    total = sum(histogram)
+    if total <= 0:
+        return None
+    rank = q * total
+    seen = 0
+    for index, count in enumerate(histogram):
+        if count and seen + count >= rank:
+            inside = (rank - seen) / count
+            if index == 0:
+                return round(inside * 1.0, 1)
+            if index == LATENCY_BUCKETS - 1:
+                return _TOP_MS
+            low = LATENCY_EDGES_MS[index]
+            return round(float(low * _RATIO**inside), 1)
+        seen += count
+    return _TOP_MS
