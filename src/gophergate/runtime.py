@@ -22,6 +22,7 @@ from gophergate.providers.base import Provider
 from gophergate.providers.config import provider_configs, provider_names
 from gophergate.providers.http_client import UpstreamClient, create_client
 from gophergate.providers.registry import build_providers
+from gophergate.recorder import retention
 from gophergate.recorder.writer import Recorder, replay_spilled
 from gophergate.security.client_keys import KeyCache
 from gophergate.settings import Settings
@@ -89,6 +90,7 @@ class Runtime:
         rt._spawn(rt._refresh_models_forever(), "models-refresh")
         rt._spawn(registry.run_forever(), "registry-refresh")
         rt._spawn(rt._refresh_overrides_forever(), "price-overrides")
+        rt._spawn(retention.run_forever(engine, settings.log_retention_days), "log-retention")
         log.info("providers configured: %s", ", ".join(sorted(providers)) or "none")
         if not providers:
             log.warning(
