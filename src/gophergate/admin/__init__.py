@@ -1,0 +1,1 @@
+"""The dashboard's admin API (FastAPI, mounted under /api)."""
