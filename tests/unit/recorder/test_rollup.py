@@ -1,0 +1,93 @@
+"""Pure rollup functions: latency buckets, percentiles, bucket floors, batch aggregation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from decimal import Decimal
+
+from gophergate.recorder.rollup import (
+    LATENCY_EDGES_MS,
+    aggregate,
+    floor_time,
+    latency_bucket,
+    percentile,
+    to_pico,
+    upsert_sql,
+)
+from tests.dashboard_data import random_record
+
+
+def test_latency_buckets_are_monotone_and_cover_1ms_to_10min() -> None:
+    assert latency_bucket(0) == 0 and latency_bucket(0.999) == 0 and latency_bucket(float("nan")) == 0
+    assert latency_bucket(1.0) == 1
+    assert latency_bucket(599_999) == 38 and latency_bucket(600_000) == 39 and latency_bucket(1e9) == 39
+    previous = 0
+    for ms in [x / 10 for x in range(0, 10_000)] + [float(x) for x in range(1000, 700_000, 997)]:
+        bucket = latency_bucket(ms)
+        assert bucket >= previous
+        assert LATENCY_EDGES_MS[bucket] <= ms * (1 + 1e-9)
+        if bucket < 39:
+            assert ms < LATENCY_EDGES_MS[bucket + 1] * (1 + 1e-9)
+        previous = bucket
+
+
+def test_percentiles_from_the_histogram_stay_within_one_bucket_of_the_truth() -> None:
+    rng = random.Random(5)
+    for _ in range(50):
+        values = sorted(rng.lognormvariate(5, 1.5) for _ in range(rng.randint(1, 2000)))
+        histogram = [0] * 40
+        for value in values:
+            histogram[latency_bucket(value)] += 1
+        for q in (0.5, 0.95):
+            true = values[min(len(values) - 1, int(q * len(values)))]
+            estimate = percentile(histogram, q)
+            assert estimate is not None
+            assert true / 1.43 <= estimate <= true * 1.43 or abs(estimate - true) < 1.0
+    assert percentile([0] * 40, 0.5) is None
+
+
+def test_floor_time_gives_utc_bucket_starts() -> None:
+    t = dt.datetime(2026, 11, 26, 13, 47, 59, 999_999, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert floor_time(t, "minute") == dt.datetime(2026, 11, 26, 11, 47, tzinfo=dt.UTC)
+    assert floor_time(t, "hour") == dt.datetime(2026, 11, 26, 11, tzinfo=dt.UTC)
+    assert floor_time(t, "day") == dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
+    assert floor_time(dt.datetime(2026, 1, 1, 0, 0, 30), "minute") == dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def test_pico_usd_is_exact_to_12_decimals_and_rounds_half_even_beyond() -> None:
+    assert to_pico(Decimal("0.000000075")) == 75_000
+    assert to_pico(Decimal("1.000000000001")) == 1_000_000_000_001
+    assert to_pico(Decimal("0.0000000000005")) == 0 and to_pico(Decimal("0.0000000000015")) == 2
+    assert to_pico(Decimal(1) / Decimal(3)) == 333_333_333_333
+
+
+def test_aggregate_sums_every_row_into_each_granularity() -> None:
+    rng = random.Random(1)
+    records = [random_record(rng, i) for i in range(500)]
+    deltas = aggregate(r.values() for r in records)
+    for granularity, rows in deltas.items():
+        assert sum(row[4] for row in rows) == 500, granularity  # requests
+        assert sum(row[5] for row in rows) == sum(r.status >= 400 for r in records)
+        assert sum(row[6] for row in rows) == sum(r.prompt_tokens for r in records)
+        assert sum(row[11] for row in rows) == to_pico(sum((r.cost_usd or Decimal(0)) for r in records))
+        assert sum(sum(row[12:]) for row in rows) == 500  # each request in one latency bucket
+        keys = [row[:4] for row in rows]
+        assert keys == sorted(keys) and len(set(keys)) == len(keys)
+        assert all(row[0] == floor_time(row[0], granularity) for row in rows)
+    assert len(deltas["day"]) <= len(deltas["hour"]) <= len(deltas["minute"])
+
+
+def test_aggregate_stores_missing_key_parts_as_sentinels() -> None:
+    record = random_record(random.Random(2), 0)
+    record.client_key_id, record.provider, record.model = None, None, None
+    (row,) = aggregate([record.values()])["minute"]
+    assert row[1:4] == (0, "", "")
+
+
+def test_upsert_sql_adds_to_the_existing_row() -> None:
+    sql = upsert_sql("hour", "qmark")
+    assert sql.startswith("INSERT INTO rollup_hour (bucket, client_key_id, provider, model, requests")
+    assert "ON CONFLICT (bucket, client_key_id, provider, model) DO UPDATE SET requests = rollup_hour.requests +" in sql
+    assert "lat_39 = rollup_hour.lat_39 + excluded.lat_39" in sql
+    assert "$52" in upsert_sql("day", "numeric_dollar") and "?" not in upsert_sql("day", "numeric_dollar")
