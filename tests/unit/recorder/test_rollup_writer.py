@@ -15,7 +15,8 @@ from sqlalchemy import select
 
 from gophergate.db.tables import LATENCY_COLUMNS, ROLLUP_SUMS, ROLLUP_TABLES
 from gophergate.recorder.record import COLUMNS
-from gophergate.recorder.rollup import PICO, floor_time, latency_bucket
+from gophergate.recorder.rollup import PICO, aggregate, floor_time, latency_bucket
+from gophergate.recorder.sink import create_sink
 from gophergate.recorder.writer import SPILL_PREFIX, replay_spilled
 from tests.dashboard_data import aware, cost, migrated_engine, random_record, raw_rows, write
 
@@ -24,7 +25,8 @@ def expected_rollups(rows: list[Any], granularity: str) -> dict[tuple[Any, ...],
     """Straight from the raw rows, the slow obvious way."""
     out: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0] * 7 + [Decimal(0)] + [0] * 40)
     for row in rows:
-        key = (floor_time(aware(row.created_at), granularity), row.client_key_id or 0, row.provider or "", row.model or "")
+        bucket = floor_time(aware(row.created_at), granularity)
+        key = (bucket, row.client_key_id or 0, row.provider or "", row.model or "")
         acc = out[key]
         acc[0] += 1
         acc[1] += row.status >= 400
@@ -110,9 +112,6 @@ async def test_a_failed_batch_leaves_neither_raw_rows_nor_rollups(database_url: 
     good = random_record(rng, 1)
     bad = random_record(rng, 2)
     bad.request_id = None  # type: ignore[assignment]  # NOT NULL: the whole transaction fails
-    from gophergate.recorder.sink import create_sink
-    from gophergate.recorder.rollup import aggregate
-
     sink = create_sink(engine)
     values = [good.values(), bad.values()]
     with pytest.raises(Exception):  # noqa: B017 - the driver's integrity error
