@@ -114,8 +114,8 @@ async def timeseries(
     *,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """``{"bucket", "series": [{"key", "points": [...]}]}``; every series has a point for every bucket of the range
-    (zeros where nothing happened), so charts need no gap handling."""
+    """``{"bucket", "series": [{"key", "points": [...]}]}``; every series has a point for every bucket that overlaps
+    ``[start, end)`` (zeros where nothing happened), so charts need no gap handling. Points hold whole buckets."""
     start, end = utc(start), utc(end)
     bucket = choose_bucket(start, end, bucket, utc(now or dt.datetime.now(dt.UTC)))
     table = ROLLUP_TABLES[bucket]
