@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench install install-dev env clean
+.PHONY: run test lint bench bench-dashboard install install-dev env clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ test: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Seeds 1,000,000 log rows into a temporary SQLite (and PostgreSQL with GOPHERGATE_TEST_POSTGRES_URL or
+# BENCH_ARGS=--postgres=URL) and times every dashboard query; see bench/README.md.
+bench-dashboard: $(DEV_STAMP)
+	$(BIN)/python -m bench.dashboard $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
