@@ -187,10 +187,11 @@ async def _plans(engine: AsyncEngine) -> None:
         print(f"    {label:<12} {plan}")
 
 
-async def run(url: str, rows: int, repeat: int) -> list[Any]:
-    print(f"seeding {rows:,} rows into {url.split('@')[-1]} ...", flush=True)
-    seconds = await seed(url, rows)
-    print(f"  seeded in {seconds:.1f} s ({rows / seconds:,.0f} rows/s)")
+async def run(url: str, rows: int, repeat: int, *, seeded: bool = False) -> list[Any]:
+    if not seeded:
+        print(f"seeding {rows:,} rows into {url.split('@')[-1]} ...", flush=True)
+        seconds = await seed(url, rows)
+        print(f"  seeded in {seconds:.1f} s ({rows / seconds:,.0f} rows/s)")
     engine = create_engine(async_database_url(url))
     now = dt.datetime.now(dt.UTC)
     results: list[Any] = []
@@ -244,7 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", type=Path, help="keep the SQLite database in this directory")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--existing", help="time the queries on this already seeded database URL only")
     args = parser.parse_args(argv)
+    if args.existing:
+        asyncio.run(run(args.existing, args.rows, args.repeat, seeded=True))
+        return 0
     if not args.skip_sqlite:
         directory = args.keep or Path(tempfile.mkdtemp(prefix="gg-bench-dashboard-"))
         directory.mkdir(parents=True, exist_ok=True)

@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
 from gophergate.admin.deps import CurrentUser, get_runtime
+from gophergate.admin.json import json_response
 from gophergate.admin.schemas_data import Timeseries, Top, Totals
 from gophergate.db.queries import analytics as queries
 from gophergate.db.queries.common import utc
@@ -39,9 +40,9 @@ async def timeseries(
     to: To = None,
     bucket: BucketQ = "hour",
     group_by: queries.GroupBy = "none",
-) -> dict[str, Any]:
+) -> Response:
     start, end = _range(from_, to)
-    return await queries.timeseries(get_runtime(request).engine, start, end, bucket, group_by)
+    return json_response(await queries.timeseries(get_runtime(request).engine, start, end, bucket, group_by))
 
 
 @router.get("/top", response_model=Top, summary="Top N models, providers or clients")
@@ -53,15 +54,15 @@ async def top(
     by: queries.TopBy = "model",
     metric: queries.Metric = "cost",
     n: Annotated[int, Query(ge=1, le=100)] = 10,
-) -> dict[str, Any]:
+) -> Response:
     start, end = _range(from_, to)
-    return await queries.top(get_runtime(request).engine, start, end, by, metric, n)
+    return json_response(await queries.top(get_runtime(request).engine, start, end, by, metric, n))
 
 
 @router.get("/totals", response_model=Totals, summary="Totals over a range")
-async def totals(request: Request, user: CurrentUser, from_: From = None, to: To = None) -> dict[str, Any]:
+async def totals(request: Request, user: CurrentUser, from_: From = None, to: To = None) -> Response:
     start, end = _range(from_, to)
-    return await queries.totals(get_runtime(request).engine, start, end)
+    return json_response(await queries.totals(get_runtime(request).engine, start, end))
 
 
 @router.get(

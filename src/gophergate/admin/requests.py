@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from gophergate.admin.deps import CurrentUser, get_runtime
+from gophergate.admin.json import json_response
 from gophergate.admin.schemas_data import RequestDetail, RequestPage
 from gophergate.db.queries import requests as queries
 from gophergate.db.queries.common import utc
@@ -29,7 +30,7 @@ async def list_requests(
     errors_only: bool = False,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = queries.DEFAULT_LIMIT,
-) -> dict[str, Any]:
+) -> Response:
     flt = queries.RequestFilter(
         start=utc(from_) if from_ else None,
         end=utc(to) if to else None,
@@ -43,12 +44,12 @@ async def list_requests(
         items, next_cursor = await queries.list_requests(get_runtime(request).engine, flt, limit=limit, cursor=cursor)
     except queries.InvalidCursor as exc:
         raise InvalidRequest(str(exc), param="cursor", code="invalid_cursor") from exc
-    return {"data": items, "next_cursor": next_cursor}
+    return json_response({"data": items, "next_cursor": next_cursor})
 
 
 @router.get("/{request_row_id}", response_model=RequestDetail, summary="One request log row (all columns)")
-async def get_request(request: Request, user: CurrentUser, request_row_id: int) -> dict[str, Any]:
+async def get_request(request: Request, user: CurrentUser, request_row_id: int) -> Response:
     row = await queries.get_request(get_runtime(request).engine, request_row_id)
     if row is None:
         raise NotFound(f"request log row {request_row_id} not found", code="not_found")
-    return row
+    return json_response(row)

@@ -168,21 +168,32 @@ def sqlite_bucket(value: dt.datetime) -> str:
     return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def percentile(histogram: Sequence[int], q: float) -> float | None:
-    """The q-quantile (0 < q < 1) in ms from a latency histogram; None when it is empty."""
+def percentiles(histogram: Sequence[int], *qs: float) -> tuple[float | None, ...]:
+    """Several quantiles (ascending) in one pass over the histogram."""
     total = sum(histogram)
     if total <= 0:
-        return None
-    rank = q * total
+        return tuple(None for _ in qs)
+    out: list[float | None] = []
+    pending = list(qs)
     seen = 0
     for index, count in enumerate(histogram):
-        if count and seen + count >= rank:
-            inside = (rank - seen) / count
+        if not count:
+            continue
+        while pending and seen + count >= pending[0] * total:
+            inside = (pending.pop(0) * total - seen) / count
             if index == 0:
-                return round(inside * 1.0, 1)
-            if index == LATENCY_BUCKETS - 1:
-                return _TOP_MS
-            low = LATENCY_EDGES_MS[index]
-            return round(float(low * _RATIO**inside), 1)
+                out.append(round(inside, 1))
+            elif index == LATENCY_BUCKETS - 1:
+                out.append(_TOP_MS)
+            else:
+                out.append(round(float(LATENCY_EDGES_MS[index] * _RATIO**inside), 1))
+        if not pending:
+            break
         seen += count
-    return _TOP_MS
+    out.extend(_TOP_MS for _ in pending)
+    return tuple(out)
+
+
+def percentile(histogram: Sequence[int], q: float) -> float | None:
+    """The q-quantile (0 < q < 1) in ms from a latency histogram; None when it is empty."""
+    return percentiles(histogram, q)[0]

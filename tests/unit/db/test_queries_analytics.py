@@ -17,6 +17,7 @@ from gophergate.db.queries.analytics import (
     CSV_COLUMNS,
     MAX_POINTS,
     choose_bucket,
+    pico_usd,
     segments,
     timeseries,
     timeseries_csv,
@@ -222,3 +223,12 @@ async def test_csv_has_a_header_and_one_line_per_point_and_series(database_url: 
     assert sum(int(r[2]) for r in rows[1:]) == 100
     assert "'=HYPERLINK(evil)" in {r[1] for r in rows} and "=HYPERLINK(evil)" not in {r[1] for r in rows}
     await engine.dispose()
+
+
+def test_pico_usd_strings_are_exact() -> None:
+    assert pico_usd(0) == "0" and pico_usd(1) == "0.000000000001" and pico_usd(123_000_000) == "0.000123"
+    assert pico_usd(5_000_000_000_000) == "5" and pico_usd(12_345_678_900_000_000) == "12345.6789"
+    rng = random.Random(1)
+    for _ in range(1000):
+        value = rng.randint(0, 10**20)
+        assert Decimal(pico_usd(value)) == Decimal(value).scaleb(-12)

@@ -12,6 +12,7 @@ from gophergate.recorder.rollup import (
     floor_time,
     latency_bucket,
     percentile,
+    percentiles,
     to_pico,
     upsert_sql,
 )
@@ -91,3 +92,10 @@ def test_upsert_sql_adds_to_the_existing_row() -> None:
     assert "ON CONFLICT (bucket, client_key_id, provider, model) DO UPDATE SET requests = rollup_hour.requests +" in sql
     assert "lat_39 = rollup_hour.lat_39 + excluded.lat_39" in sql
     assert "$52" in upsert_sql("day", "numeric_dollar") and "?" not in upsert_sql("day", "numeric_dollar")
+
+
+def test_several_percentiles_in_one_pass_equal_one_at_a_time() -> None:
+    rng = random.Random(8)
+    for _ in range(200):
+        histogram = [rng.choice([0, 0, 0, rng.randint(1, 50)]) for _ in range(40)]
+        assert percentiles(histogram, 0.5, 0.95, 0.99) == tuple(percentile(histogram, q) for q in (0.5, 0.95, 0.99))

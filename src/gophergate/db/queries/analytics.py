@@ -19,10 +19,10 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Table, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gophergate.db.queries.common import iso, usd, utc
+from gophergate.db.queries.common import iso, utc
 from gophergate.db.tables import LATENCY_COLUMNS, ROLLUP_TABLES
 from gophergate.recorder.retention import MINUTE_ROLLUP_DAYS
-from gophergate.recorder.rollup import PICO, floor_time, percentile
+from gophergate.recorder.rollup import floor_time, percentiles
 
 Bucket = Literal["minute", "hour", "day"]
 GroupBy = Literal["none", "model", "provider", "client"]
@@ -79,18 +79,29 @@ def _metrics(values: Sequence[Any]) -> dict[str, Any]:
     """JSON metrics from the summed values (``_sums`` order)."""
     requests = int(values[0] or 0)
     errors = int(values[1] or 0)
-    tokens = [int(v or 0) for v in values[2:7]]
-    pico = int(values[7] or 0) * _SPLIT + int(values[8] or 0)
-    histogram = [int(v or 0) for v in values[9:]]
+    p50, p95 = percentiles([int(v or 0) for v in values[9:]], 0.50, 0.95) if requests else (None, None)
     return {
         "requests": requests,
         "errors": errors,
         "error_rate": round(errors / requests, 4) if requests else 0.0,
-        **dict(zip(_TOKENS, tokens, strict=True)),
-        "cost_usd": usd(Decimal(pico) / PICO),
-        "p50_ms": percentile(histogram, 0.50),
-        "p95_ms": percentile(histogram, 0.95),
+        "prompt_tokens": int(values[2] or 0),
+        "completion_tokens": int(values[3] or 0),
+        "reasoning_tokens": int(values[4] or 0),
+        "cache_read_tokens": int(values[5] or 0),
+        "cache_write_tokens": int(values[6] or 0),
+        "cost_usd": pico_usd(int(values[7] or 0) * _SPLIT + int(values[8] or 0)),
+        "p50_ms": p50,
+        "p95_ms": p95,
     }
+
+
+def pico_usd(pico: int) -> str:
+    """An integer of pico-USD as an exact decimal string ("0.000123"), without Decimal arithmetic."""
+    sign = "-" if pico < 0 else ""
+    whole, frac = divmod(abs(pico), 1_000_000_000_000)
+    if not frac:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{frac:012d}".rstrip("0")
 
 
 def choose_bucket(start: dt.datetime, end: dt.datetime, bucket: Bucket, now: dt.datetime) -> Bucket:

@@ -131,7 +131,8 @@ async def get_request(engine: AsyncEngine, row_id: int) -> dict[str, Any] | None
 
 def item_json(row: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, value in row.items():
+    for key, value in row.items():
+        name = str(key)  # a str subclass (quoted_name) otherwise, which orjson refuses as a key
         if isinstance(value, dt.datetime):
             out[name] = iso(value)
         elif name.endswith("_usd"):
