@@ -24,6 +24,7 @@ from typing import Any
 
 from gophergate.db.engine import create_engine
 from gophergate.db.migrate import upgrade
+from gophergate.db.tables import ROLLUP_KEYS
 from gophergate.recorder.record import COLUMNS
 from gophergate.recorder.retention import MINUTE_ROLLUP_DAYS
 from gophergate.recorder.rollup import Aggregator, upsert_sql
@@ -142,7 +143,9 @@ def _deltas(chunk: list[tuple[Any, ...]], minute_since: dt.datetime) -> dict[str
     agg = Aggregator()
     agg.add(chunk)
     deltas = agg.deltas()
-    deltas["minute"] = [d for d in deltas["minute"] if d[0] >= minute_since]
+    for table, delta_rows in deltas.items():
+        if table.startswith("rollup_minute"):
+            deltas[table] = [d for d in delta_rows if d[0] >= minute_since]
     return deltas
 
 
@@ -172,14 +175,14 @@ async def seed(url: str, n: int, *, days: float = 30.0, end: dt.datetime | None 
 
         conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
-            upserts = {g: upsert_sql(g, "numeric_dollar") for g in ("minute", "hour", "day")}
+            upserts = {table: upsert_sql(table, "numeric_dollar") for table in ROLLUP_KEYS}
             for chunk in _chunks(rows(n, end=end, days=days)):
                 deltas = _deltas(chunk, minute_since)
                 async with conn.transaction():
                     await conn.copy_records_to_table("request_log", records=chunk, columns=list(COLUMNS))
-                    for granularity, delta_rows in deltas.items():
+                    for table, delta_rows in deltas.items():
                         if delta_rows:
-                            await conn.executemany(upserts[granularity], delta_rows)
+                            await conn.executemany(upserts[table], delta_rows)
                 done += len(chunk)
                 if not quiet and done % 200_000 == 0:
                     print(f"  seeded {done:,} rows ({time.perf_counter() - began:.1f} s)", flush=True)

@@ -1,6 +1,6 @@
-"""Retention: raw request-log rows older than ``GOPHERGATE_LOG_RETENTION_DAYS`` are deleted, minute rollups older
-than ``MINUTE_ROLLUP_DAYS`` too; hour and day rollups are kept forever (they are small: one row per hour or day per
-client key x provider x model that saw traffic).
+"""Retention: raw request-log rows older than ``GOPHERGATE_LOG_RETENTION_DAYS`` are deleted, minute rollups (all
+three key families) older than ``MINUTE_ROLLUP_DAYS`` too; hour and day rollups are kept forever (they are small:
+one row per hour or day per client key x provider x model that saw traffic).
 
 Deletes go in small batches (``batch_size`` rows per transaction, with a pause in between), so neither the log
 writer (which needs SQLite's write lock) nor readers wait long behind a big delete.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gophergate.db.tables import request_log, rollup_minute
+from gophergate.db.tables import ROLLUP_FAMILIES, request_log, rollup_table
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +62,25 @@ async def prune(
             await asyncio.sleep(pause)
     if minute_rollup_days > 0:
         cutoff = now - dt.timedelta(days=minute_rollup_days)
-        # Rollup keys are (bucket, ...): delete an hour of buckets per transaction, oldest first.
-        while True:
-            async with engine.connect() as conn:
-                first = (await conn.execute(select(func.min(rollup_minute.c.bucket)))).scalar_one_or_none()
-            if first is None:
-                break
-            if first.tzinfo is None:
-                first = first.replace(tzinfo=dt.UTC)
-            if first >= cutoff:
-                break
-            upto = min(first + dt.timedelta(hours=1), cutoff)
-            async with engine.begin() as conn:
-                deleted = (await conn.execute(delete(rollup_minute).where(rollup_minute.c.bucket < upto))).rowcount
-            result.minute_rollups += deleted
-            result.batches += 1
-            await asyncio.sleep(pause)
+        for family in ROLLUP_FAMILIES:
+            table = rollup_table("minute", family)
+            # Rollup keys are (bucket, ...): delete an hour of buckets per transaction, oldest first.
+            while True:
+                async with engine.connect() as conn:
+                    first = (await conn.execute(select(func.min(table.c.bucket)))).scalar_one_or_none()
+                if first is None:
+                    break
+                if first.tzinfo is None:
+                    first = first.replace(tzinfo=dt.UTC)
+                if first >= cutoff:
+                    break
+                upto = min(first + dt.timedelta(hours=1), cutoff)
+                async with engine.begin() as conn:
+                    deleted = (await conn.execute(delete(table).where(table.c.bucket < upto))).rowcount
+                if family == "":
+                    result.minute_rollups += deleted
+                result.batches += 1
+                await asyncio.sleep(pause)
     return result
 
 

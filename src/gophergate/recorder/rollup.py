@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from gophergate.db.tables import LATENCY_BUCKETS, LATENCY_COLUMNS, ROLLUP_GRANULARITIES, ROLLUP_SUMS
+from gophergate.db.tables import LATENCY_BUCKETS, LATENCY_COLUMNS, ROLLUP_GRANULARITIES, ROLLUP_KEYS, ROLLUP_SUMS
 from gophergate.recorder.record import COLUMNS
 
 _TOP_MS = 600_000.0
@@ -50,8 +50,18 @@ _I_LATENCY = COLUMNS.index("latency_ms")
 _N_SUMS = len(ROLLUP_SUMS)
 _COST = ROLLUP_SUMS.index("cost_pusd")
 Key = tuple[dt.datetime, int, str, str]
-# Delta rows: key columns then ROLLUP_SUMS then LATENCY_COLUMNS, cost as an int of pico-USD.
-DELTA_COLUMNS: tuple[str, ...] = ("bucket", "client_key_id", "provider", "model", *ROLLUP_SUMS, *LATENCY_COLUMNS)
+_VALUES: tuple[str, ...] = (*ROLLUP_SUMS, *LATENCY_COLUMNS)
+# How each rollup table's key is cut from the full (bucket, client, provider, model) key.
+_PROJECT = {
+    ("client_key_id", "provider", "model"): lambda k: k,
+    ("provider", "model"): lambda k: (k[0], k[2], k[3]),
+    ("client_key_id",): lambda k: (k[0], k[1]),
+}
+
+
+def delta_columns(table: str) -> tuple[str, ...]:
+    """A delta row of ``table``: bucket, its key columns, ROLLUP_SUMS, LATENCY_COLUMNS (cost: int pico-USD)."""
+    return ("bucket", *ROLLUP_KEYS[table], *_VALUES)
 
 
 def latency_bucket(ms: float) -> int:
@@ -117,21 +127,33 @@ class Aggregator:
             acc[_N_SUMS + latency_bucket(row[_I_LATENCY])] += 1
 
     def deltas(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Delta rows (``DELTA_COLUMNS``) per granularity, sorted by key (one lock order for every writer)."""
+        """Delta rows per rollup table name (``delta_columns``), sorted by key (one lock order for every writer)."""
         minutes = self._minutes
-        out: dict[str, list[tuple[Any, ...]]] = {"minute": _finish(minutes)}
-        for granularity in ROLLUP_GRANULARITIES[1:]:
-            coarse: dict[Key, list[Any]] = {}
-            for (bucket, client, provider, model), acc in minutes.items():
-                ckey = (floor_time(bucket, granularity), client, provider, model)
-                into = coarse.get(ckey)
-                if into is None:
-                    coarse[ckey] = list(acc)
-                else:
-                    for i, value in enumerate(acc):
-                        into[i] += value
-            out[granularity] = _finish(coarse)
+        out: dict[str, list[tuple[Any, ...]]] = {}
+        for granularity in ROLLUP_GRANULARITIES:
+            if granularity == "minute":
+                full = minutes
+            else:
+                full = _merge(minutes, lambda k, g=granularity: (floor_time(k[0], g), k[1], k[2], k[3]))
+            for table, keys in ROLLUP_KEYS.items():
+                if table.split("_")[1] != granularity:
+                    continue
+                project = _PROJECT[keys]
+                out[table] = _finish(full if len(keys) == 3 else _merge(full, project))
         return out
+
+
+def _merge(accs: dict[Any, list[Any]], key_of: Any) -> dict[Any, list[Any]]:
+    merged: dict[Any, list[Any]] = {}
+    for key, acc in accs.items():
+        new_key = key_of(key)
+        into = merged.get(new_key)
+        if into is None:
+            merged[new_key] = list(acc)
+        else:
+            for i, value in enumerate(acc):
+                into[i] += value
+    return merged
 
 
 def aggregate(rows: Iterable[Sequence[Any]]) -> dict[str, list[tuple[Any, ...]]]:
@@ -140,7 +162,7 @@ def aggregate(rows: Iterable[Sequence[Any]]) -> dict[str, list[tuple[Any, ...]]]
     return agg.deltas()
 
 
-def _finish(accs: dict[Key, list[Any]]) -> list[tuple[Any, ...]]:
+def _finish(accs: dict[Any, list[Any]]) -> list[tuple[Any, ...]]:
     rows = []
     for key, acc in sorted(accs.items()):
         values = list(acc)
@@ -149,17 +171,17 @@ def _finish(accs: dict[Key, list[Any]]) -> list[tuple[Any, ...]]:
     return rows
 
 
-def upsert_sql(granularity: str, paramstyle: str) -> str:
+def upsert_sql(table: str, paramstyle: str) -> str:
     """``INSERT ... ON CONFLICT DO UPDATE`` adding a delta row (same syntax on SQLite >= 3.24 and PostgreSQL)."""
-    table = f"rollup_{granularity}"
+    columns = delta_columns(table)
     if paramstyle == "qmark":
-        values = ", ".join("?" for _ in DELTA_COLUMNS)
+        values = ", ".join("?" for _ in columns)
     else:
-        values = ", ".join(f"${i}" for i in range(1, len(DELTA_COLUMNS) + 1))
-    sums = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in (*ROLLUP_SUMS, *LATENCY_COLUMNS))
+        values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    sums = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in _VALUES)
     return (
-        f"INSERT INTO {table} ({', '.join(DELTA_COLUMNS)}) VALUES ({values}) "
-        f"ON CONFLICT (bucket, client_key_id, provider, model) DO UPDATE SET {sums}"
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) "
+        f"ON CONFLICT (bucket, {', '.join(ROLLUP_KEYS[table])}) DO UPDATE SET {sums}"
     )
 
 

@@ -19,10 +19,11 @@ from typing import Any, Protocol
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gophergate.db.tables import ROLLUP_KEYS
 from gophergate.recorder.record import COLUMNS, DECIMAL_COLUMNS
 from gophergate.recorder.rollup import sqlite_bucket, upsert_sql
 
-# Rollup deltas per granularity ("minute", "hour", "day"), rows in rollup.DELTA_COLUMNS order.
+# Rollup deltas per rollup table name, rows in rollup.delta_columns(table) order.
 Deltas = dict[str, list[tuple[Any, ...]]]
 
 _CREATED = COLUMNS.index("created_at")
@@ -53,7 +54,7 @@ class SqliteSink:
     def __init__(self, url: str) -> None:
         self._path = make_url(url).database or ":memory:"
         self._sql = insert_sql("qmark")
-        self._upserts = {g: upsert_sql(g, "qmark") for g in ("minute", "hour", "day")}
+        self._upserts = {table: upsert_sql(table, "qmark") for table in ROLLUP_KEYS}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gophergate-sqlite-writer")
         self._conn: sqlite3.Connection | None = None
 
@@ -86,8 +87,8 @@ class SqliteSink:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(self._sql, rows)
             if deltas:
-                for granularity, delta_rows in deltas.items():
-                    conn.executemany(self._upserts[granularity], delta_rows)
+                for table, delta_rows in deltas.items():
+                    conn.executemany(self._upserts[table], delta_rows)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -113,7 +114,7 @@ class EngineSink:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sql = insert_sql(engine.dialect.paramstyle)
-        self._upserts = {g: upsert_sql(g, engine.dialect.paramstyle) for g in ("minute", "hour", "day")}
+        self._upserts = {table: upsert_sql(table, engine.dialect.paramstyle) for table in ROLLUP_KEYS}
 
     def encode(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         return row
@@ -125,9 +126,9 @@ class EngineSink:
         async with self._engine.begin() as conn:
             await conn.exec_driver_sql(self._sql, rows)
             if deltas:
-                for granularity, delta_rows in deltas.items():
+                for table, delta_rows in deltas.items():
                     if delta_rows:
-                        await conn.exec_driver_sql(self._upserts[granularity], delta_rows)
+                        await conn.exec_driver_sql(self._upserts[table], delta_rows)
 
     async def close(self) -> None:
         return None

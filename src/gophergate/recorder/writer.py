@@ -265,9 +265,9 @@ async def replay_spilled(engine: AsyncEngine, directory: Path) -> int:
                 deltas = {g: [(sqlite_bucket(r[0]), *r[1:]) for r in d] for g, d in deltas.items()}
             async with engine.begin() as conn:
                 await conn.execute(insert(request_log), rows)
-                for granularity, delta_rows in deltas.items():
+                for table, delta_rows in deltas.items():
                     if delta_rows:
-                        await conn.exec_driver_sql(upsert_sql(granularity, engine.dialect.paramstyle), delta_rows)
+                        await conn.exec_driver_sql(upsert_sql(table, engine.dialect.paramstyle), delta_rows)
         await asyncio.to_thread(path.unlink)
         total += len(rows)
         log.warning("replayed %d request log rows from %s", len(rows), path.name)

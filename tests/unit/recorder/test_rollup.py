@@ -6,9 +6,11 @@ import datetime as dt
 import random
 from decimal import Decimal
 
+from gophergate.db.tables import ROLLUP_KEYS
 from gophergate.recorder.rollup import (
     LATENCY_EDGES_MS,
     aggregate,
+    delta_columns,
     floor_time,
     latency_bucket,
     percentile,
@@ -67,31 +69,37 @@ def test_aggregate_sums_every_row_into_each_granularity() -> None:
     rng = random.Random(1)
     records = [random_record(rng, i) for i in range(500)]
     deltas = aggregate(r.values() for r in records)
-    for granularity, rows in deltas.items():
-        assert sum(row[4] for row in rows) == 500, granularity  # requests
-        assert sum(row[5] for row in rows) == sum(r.status >= 400 for r in records)
-        assert sum(row[6] for row in rows) == sum(r.prompt_tokens for r in records)
-        assert sum(row[11] for row in rows) == to_pico(sum((r.cost_usd or Decimal(0)) for r in records))
-        assert sum(sum(row[12:]) for row in rows) == 500  # each request in one latency bucket
-        keys = [row[:4] for row in rows]
+    assert set(deltas) == set(ROLLUP_KEYS)
+    for table, rows in deltas.items():
+        k = 1 + len(ROLLUP_KEYS[table])  # bucket + key columns
+        assert all(len(row) == len(delta_columns(table)) for row in rows)
+        assert sum(row[k] for row in rows) == 500, table  # requests
+        assert sum(row[k + 1] for row in rows) == sum(r.status >= 400 for r in records)
+        assert sum(row[k + 2] for row in rows) == sum(r.prompt_tokens for r in records)
+        assert sum(row[k + 7] for row in rows) == to_pico(sum((r.cost_usd or Decimal(0)) for r in records))
+        assert sum(sum(row[k + 8 :]) for row in rows) == 500  # each request in one latency bucket
+        keys = [row[:k] for row in rows]
         assert keys == sorted(keys) and len(set(keys)) == len(keys)
-        assert all(row[0] == floor_time(row[0], granularity) for row in rows)
-    assert len(deltas["day"]) <= len(deltas["hour"]) <= len(deltas["minute"])
+        assert all(row[0] == floor_time(row[0], table.split("_")[1]) for row in rows)
+    assert len(deltas["rollup_day"]) <= len(deltas["rollup_hour"]) <= len(deltas["rollup_minute"])
+    assert len(deltas["rollup_hour_model"]) <= len(deltas["rollup_hour"])
 
 
 def test_aggregate_stores_missing_key_parts_as_sentinels() -> None:
     record = random_record(random.Random(2), 0)
     record.client_key_id, record.provider, record.model = None, None, None
-    (row,) = aggregate([record.values()])["minute"]
+    (row,) = aggregate([record.values()])["rollup_minute"]
     assert row[1:4] == (0, "", "")
 
 
 def test_upsert_sql_adds_to_the_existing_row() -> None:
-    sql = upsert_sql("hour", "qmark")
+    sql = upsert_sql("rollup_hour", "qmark")
     assert sql.startswith("INSERT INTO rollup_hour (bucket, client_key_id, provider, model, requests")
     assert "ON CONFLICT (bucket, client_key_id, provider, model) DO UPDATE SET requests = rollup_hour.requests +" in sql
     assert "lat_39 = rollup_hour.lat_39 + excluded.lat_39" in sql
-    assert "$52" in upsert_sql("day", "numeric_dollar") and "?" not in upsert_sql("day", "numeric_dollar")
+    assert "$52" in upsert_sql("rollup_day", "numeric_dollar") and "?" not in upsert_sql("rollup_day", "numeric_dollar")
+    assert "ON CONFLICT (bucket, provider, model) DO" in upsert_sql("rollup_day_model", "qmark")
+    assert "ON CONFLICT (bucket, client_key_id) DO" in upsert_sql("rollup_minute_client", "qmark")
 
 
 def test_several_percentiles_in_one_pass_equal_one_at_a_time() -> None:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from gophergate.db.tables import LATENCY_COLUMNS, ROLLUP_SUMS, ROLLUP_TABLES
+from gophergate.db.tables import LATENCY_COLUMNS, ROLLUP_KEYS, ROLLUP_SUMS, ROLLUPS
 from gophergate.recorder.record import COLUMNS
 from gophergate.recorder.rollup import PICO, aggregate, floor_time, latency_bucket
 from gophergate.recorder.sink import create_sink
@@ -21,12 +21,14 @@ from gophergate.recorder.writer import SPILL_PREFIX, replay_spilled
 from tests.dashboard_data import aware, cost, migrated_engine, random_record, raw_rows, write
 
 
-def expected_rollups(rows: list[Any], granularity: str) -> dict[tuple[Any, ...], list[Any]]:
+def expected_rollups(rows: list[Any], table: str) -> dict[tuple[Any, ...], list[Any]]:
     """Straight from the raw rows, the slow obvious way."""
+    granularity = table.split("_")[1]
     out: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0] * 7 + [Decimal(0)] + [0] * 40)
     for row in rows:
         bucket = floor_time(aware(row.created_at), granularity)
-        key = (bucket, row.client_key_id or 0, row.provider or "", row.model or "")
+        parts = {"client_key_id": row.client_key_id or 0, "provider": row.provider or "", "model": row.model or ""}
+        key = (bucket, *(parts[k] for k in ROLLUP_KEYS[table]))
         acc = out[key]
         acc[0] += 1
         acc[1] += row.status >= 400
@@ -40,12 +42,12 @@ def expected_rollups(rows: list[Any], granularity: str) -> dict[tuple[Any, ...],
     return {k: [*v[:7], v[7] * PICO, *v[8:]] for k, v in out.items()}
 
 
-async def stored_rollups(engine: Any, granularity: str) -> dict[tuple[Any, ...], list[Any]]:
-    table = ROLLUP_TABLES[granularity]
+async def stored_rollups(engine: Any, name: str) -> dict[tuple[Any, ...], list[Any]]:
+    table = ROLLUPS[name]
     async with engine.connect() as conn:
         rows = (await conn.execute(select(table))).all()
     return {
-        (aware(r.bucket), r.client_key_id, r.provider, r.model): [
+        (aware(r.bucket), *(getattr(r, k) for k in ROLLUP_KEYS[name])): [
             *(getattr(r, c) for c in ROLLUP_SUMS),
             *(getattr(r, c) for c in LATENCY_COLUMNS),
         ]
@@ -55,8 +57,8 @@ async def stored_rollups(engine: Any, granularity: str) -> dict[tuple[Any, ...],
 
 async def assert_rollups_match(engine: Any) -> None:
     raw = await raw_rows(engine)
-    for granularity in ("minute", "hour", "day"):
-        assert await stored_rollups(engine, granularity) == expected_rollups(raw, granularity), granularity
+    for table in ROLLUP_KEYS:  # every granularity and key family
+        assert await stored_rollups(engine, table) == expected_rollups(raw, table), table
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -80,7 +82,7 @@ async def test_costs_beyond_12_decimals_round_by_at_most_half_a_pico_usd_per_bat
         record.cost_usd = Decimal(1) / Decimal(3)  # a 1/3 discount factor: infinitely many decimals
         record.client_key_id, record.provider, record.model = 1, "openai", "gpt-4o"
     await write(engine, records, batch_size=10)  # 4 batches
-    (stored,) = (await stored_rollups(engine, "day")).values()
+    (stored,) = (await stored_rollups(engine, "rollup_day")).values()
     exact = Decimal(40) / Decimal(3) * PICO
     assert abs(Decimal(stored[ROLLUP_SUMS.index("cost_pusd")]) - exact) <= Decimal("0.5") * 4
     await engine.dispose()
@@ -118,8 +120,8 @@ async def test_a_failed_batch_leaves_neither_raw_rows_nor_rollups(database_url: 
         await sink.insert([sink.encode(v) for v in values], sink.encode_deltas(aggregate(values)))
     await sink.close()
     assert await raw_rows(engine) == []
-    for granularity in ("minute", "hour", "day"):
-        assert await stored_rollups(engine, granularity) == {}
+    for table in ROLLUP_KEYS:
+        assert await stored_rollups(engine, table) == {}
     await engine.dispose()
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, Table, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophergate.db.queries.common import iso, utc
-from gophergate.db.tables import LATENCY_COLUMNS, ROLLUP_TABLES
+from gophergate.db.tables import LATENCY_COLUMNS, rollup_table
 from gophergate.recorder.retention import MINUTE_ROLLUP_DAYS
 from gophergate.recorder.rollup import floor_time, percentiles
 
@@ -45,6 +45,11 @@ CSV_COLUMNS = (
     "p50_ms",
     "p95_ms",
 )
+
+
+def _family(group_by: str) -> str:
+    """The smallest rollup table family that has the grouping key (see db/tables.py)."""
+    return "_client" if group_by == "client" else "_model"
 
 
 def _key_column(table: Table, group_by: str) -> ColumnElement[Any]:
@@ -129,7 +134,7 @@ async def timeseries(
     ``[start, end)`` (zeros where nothing happened), so charts need no gap handling. Points hold whole buckets."""
     start, end = utc(start), utc(end)
     bucket = choose_bucket(start, end, bucket, utc(now or dt.datetime.now(dt.UTC)))
-    table = ROLLUP_TABLES[bucket]
+    table = rollup_table(bucket, _family(group_by))
     first = floor_time(start, bucket)
     key = _key_column(table, group_by)
     groups = [table.c.bucket] if group_by == "none" else [table.c.bucket, key]
@@ -212,7 +217,7 @@ async def _grouped(
         return []
     selects = []
     for granularity, lo, hi in parts:
-        table = ROLLUP_TABLES[granularity]
+        table = rollup_table(granularity, _family(group_by))
         key = _key_column(table, group_by).label("k")
         columns = [table.c[name] for name in ("requests", "errors", *_TOKENS, "cost_pusd", *LATENCY_COLUMNS)]
         selects.append(select(key, *columns).where(table.c.bucket >= lo, table.c.bucket < hi))

@@ -1,10 +1,13 @@
-"""Dashboard rollups: per minute, hour and day x client key x provider x model, kept by the log writer.
+"""Dashboard rollups: per minute, hour and day x client key x provider x model (and the projections per provider x
+model and per client key), kept by the log writer.
 
 Revision ID: 0004
 Revises: 0003
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -25,21 +28,22 @@ SUMS = (
     "cost_pusd",
 )
 LATENCY = tuple(f"lat_{i:02d}" for i in range(40))
+FAMILIES = {"": ("client_key_id", "provider", "model"), "_model": ("provider", "model"), "_client": ("client_key_id",)}
+KEY_TYPES: dict[str, Any] = {"client_key_id": sa.BigInteger, "provider": sa.String(100), "model": sa.String(300)}
+NAMES = [(f"rollup_{g}{family}", keys) for g in ("minute", "hour", "day") for family, keys in FAMILIES.items()]
 
 
 def upgrade() -> None:
-    for granularity in ("minute", "hour", "day"):
+    for name, keys in NAMES:
         op.create_table(
-            f"rollup_{granularity}",
+            name,
             sa.Column("bucket", sa.DateTime(timezone=True), primary_key=True),
-            sa.Column("client_key_id", sa.BigInteger, primary_key=True, autoincrement=False),
-            sa.Column("provider", sa.String(100), primary_key=True),
-            sa.Column("model", sa.String(300), primary_key=True),
-            *(sa.Column(name, sa.BigInteger, nullable=False) for name in SUMS),
-            *(sa.Column(name, sa.Integer, nullable=False) for name in LATENCY),
+            *(sa.Column(key, KEY_TYPES[key], primary_key=True, autoincrement=False) for key in keys),
+            *(sa.Column(column, sa.BigInteger, nullable=False) for column in SUMS),
+            *(sa.Column(column, sa.Integer, nullable=False) for column in LATENCY),
         )
 
 
 def downgrade() -> None:
-    for granularity in ("minute", "hour", "day"):
-        op.drop_table(f"rollup_{granularity}")
+    for name, _ in reversed(NAMES):
+        op.drop_table(name)
