@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
+from itertools import accumulate
 from typing import Any
 
 from gophergate.db.tables import LATENCY_BUCKETS, LATENCY_COLUMNS, ROLLUP_GRANULARITIES, ROLLUP_KEYS, ROLLUP_SUMS
@@ -191,28 +193,25 @@ def sqlite_bucket(value: dt.datetime) -> str:
 
 
 def percentiles(histogram: Sequence[int], *qs: float) -> tuple[float | None, ...]:
-    """Several quantiles (ascending) in one pass over the histogram."""
-    total = sum(histogram)
+    """Several quantiles in ms from a latency histogram (None when it is empty), interpolated geometrically inside
+    the bucket that holds each rank."""
+    cumulative = list(accumulate(histogram))
+    total = cumulative[-1] if cumulative else 0
     if total <= 0:
         return tuple(None for _ in qs)
     out: list[float | None] = []
-    pending = list(qs)
-    seen = 0
-    for index, count in enumerate(histogram):
-        if not count:
+    for q in qs:
+        rank = q * total
+        index = bisect_left(cumulative, rank)
+        if index >= LATENCY_BUCKETS - 1:
+            out.append(_TOP_MS)
             continue
-        while pending and seen + count >= pending[0] * total:
-            inside = (pending.pop(0) * total - seen) / count
-            if index == 0:
-                out.append(round(inside, 1))
-            elif index == LATENCY_BUCKETS - 1:
-                out.append(_TOP_MS)
-            else:
-                out.append(round(float(LATENCY_EDGES_MS[index] * _RATIO**inside), 1))
-        if not pending:
-            break
-        seen += count
-    out.extend(_TOP_MS for _ in pending)
+        before = cumulative[index - 1] if index else 0
+        inside = (rank - before) / (cumulative[index] - before)
+        if index == 0:
+            out.append(round(inside, 1))
+        else:
+            out.append(round(float(LATENCY_EDGES_MS[index] * _RATIO**inside), 1))
     return tuple(out)
 
 

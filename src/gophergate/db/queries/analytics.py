@@ -84,7 +84,8 @@ def _metrics(values: Sequence[Any]) -> dict[str, Any]:
     """JSON metrics from the summed values (``_sums`` order)."""
     requests = int(values[0] or 0)
     errors = int(values[1] or 0)
-    p50, p95 = percentiles([int(v or 0) for v in values[9:]], 0.50, 0.95) if requests else (None, None)
+    # Integer sums on both engines (SUM of an INTEGER column is a bigint on PostgreSQL, not a numeric).
+    p50, p95 = percentiles(values[9:], 0.50, 0.95) if requests else (None, None)
     return {
         "requests": requests,
         "errors": errors,
