@@ -53,17 +53,20 @@ async def _run(url: str, records: list[RequestRecord], rollups: bool) -> float:
     return seconds
 
 
-def _records(n: int) -> list[RequestRecord]:
+def _records(n: int, rate: float) -> list[RequestRecord]:
+    """n records as they would arrive at ``rate`` requests/s (what a batch covers decides how many rollup rows it
+    touches: at high rates a 1000-row batch is about a second of traffic)."""
     end = dt.datetime.now(dt.UTC)
-    return [RequestRecord(started=0.0, **dict(zip(COLUMNS, row, strict=True))) for row in seed_rows(n, end=end, days=1)]
+    days = n / rate / 86400
+    return [RequestRecord(started=0.0, **dict(zip(COLUMNS, r, strict=True))) for r in seed_rows(n, end=end, days=days)]
 
 
-async def main_async(n: int, postgres: str | None, rounds: int) -> None:
+async def main_async(n: int, postgres: str | None, rounds: int, rate: float) -> None:
     for engine_name in ("sqlite", "postgresql") if postgres else ("sqlite",):
         for rollups in (False, True, False, True)[: 2 * rounds]:
             if engine_name == "sqlite":
                 directory = Path(tempfile.mkdtemp(prefix="gg-writer-"))
-                seconds = await _run(f"sqlite:///{directory / 'w.db'}", _records(n), rollups)
+                seconds = await _run(f"sqlite:///{directory / 'w.db'}", _records(n, rate), rollups)
             else:
                 import asyncpg
 
@@ -73,22 +76,26 @@ async def main_async(n: int, postgres: str | None, rounds: int) -> None:
                 await conn.execute(f'CREATE DATABASE "{name}"')
                 await conn.close()
                 try:
-                    seconds = await _run(postgres.rsplit("/", 1)[0] + "/" + name, _records(n), rollups)
+                    seconds = await _run(postgres.rsplit("/", 1)[0] + "/" + name, _records(n, rate), rollups)
                 finally:
                     conn = await asyncpg.connect(postgres)
                     await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                     await conn.close()
             label = "with rollups   " if rollups else "without rollups"
-            print(f"{engine_name:<10} {label} {n:,} rows in {seconds:.2f} s = {n / seconds:,.0f} rows/s", flush=True)
+            print(
+                f"{engine_name:<10} {label} {n:,} rows, {rate:,.0f} req/s: {seconds:.2f} s = {n / seconds:,.0f} rows/s",
+                flush=True,
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.writer_rollups", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=2, choices=(1, 2))
+    parser.add_argument("--rate", type=float, default=1000.0, help="requests/s the records' timestamps follow")
     parser.add_argument("--postgres", help="also on PostgreSQL (a temporary database on this server)")
     args = parser.parse_args(argv)
-    asyncio.run(main_async(args.rows, args.postgres, args.rounds))
+    asyncio.run(main_async(args.rows, args.postgres, args.rounds, args.rate))
 
 
 if __name__ == "__main__":

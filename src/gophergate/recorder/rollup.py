@@ -41,16 +41,16 @@ _I_CLIENT = COLUMNS.index("client_key_id")
 _I_PROVIDER = COLUMNS.index("provider")
 _I_MODEL = COLUMNS.index("model")
 _I_STATUS = COLUMNS.index("status")
-_I_TOKENS = tuple(
-    COLUMNS.index(c)
-    for c in ("prompt_tokens", "completion_tokens", "reasoning_tokens", "cache_read_tokens", "cache_write_tokens")
-)
+_I_PROMPT = COLUMNS.index("prompt_tokens")
+_I_COMPLETION = COLUMNS.index("completion_tokens")
+_I_REASONING = COLUMNS.index("reasoning_tokens")
+_I_CACHE_READ = COLUMNS.index("cache_read_tokens")
+_I_CACHE_WRITE = COLUMNS.index("cache_write_tokens")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MINUTE = dt.timedelta(minutes=1)
 _I_COST = COLUMNS.index("cost_usd")
 _I_LATENCY = COLUMNS.index("latency_ms")
 
-# One accumulator: requests, errors, 5 token classes, cost (Decimal while aggregating), then the histogram.
-_N_SUMS = len(ROLLUP_SUMS)
-_COST = ROLLUP_SUMS.index("cost_pusd")
 Key = tuple[dt.datetime, int, str, str]
 _VALUES: tuple[str, ...] = (*ROLLUP_SUMS, *LATENCY_COLUMNS)
 # How each rollup table's key is cut from the full (bucket, client, provider, model) key.
@@ -103,30 +103,36 @@ class Aggregator:
         self._minutes: dict[Key, list[Any]] = {}
 
     def add(self, rows: Iterable[Sequence[Any]]) -> None:
+        # An accumulator: requests, errors, 5 token classes, cost (an exact Decimal until the deltas are made), and
+        # a sparse latency histogram {bucket: count} (a minute of one key rarely spans more than a few buckets).
         minutes = self._minutes
+        low = high = _EPOCH
+        bucket = _EPOCH
         for row in rows:
             created: dt.datetime = row[_I_CREATED]
-            if created.tzinfo is not None and created.utcoffset():
-                created = created.astimezone(dt.UTC)
-            key = (
-                created.replace(second=0, microsecond=0, tzinfo=dt.UTC),
-                row[_I_CLIENT] or 0,
-                row[_I_PROVIDER] or "",
-                row[_I_MODEL] or "",
-            )
+            if created.tzinfo is None:
+                created = created.replace(tzinfo=dt.UTC)
+            if not low <= created < high:  # rows of a batch mostly share their minute
+                bucket = low = floor_time(created, "minute")
+                high = low + _MINUTE
+            key = (bucket, row[_I_CLIENT] or 0, row[_I_PROVIDER] or "", row[_I_MODEL] or "")
             acc = minutes.get(key)
             if acc is None:
-                acc = minutes[key] = [0] * (_N_SUMS + LATENCY_BUCKETS)
-                acc[_COST] = Decimal(0)
+                acc = minutes[key] = [0, 0, 0, 0, 0, 0, 0, Decimal(0), {}]
             acc[0] += 1
             if row[_I_STATUS] >= 400:
                 acc[1] += 1
-            for slot, index in enumerate(_I_TOKENS, start=2):
-                acc[slot] += row[index] or 0
+            acc[2] += row[_I_PROMPT] or 0
+            acc[3] += row[_I_COMPLETION] or 0
+            acc[4] += row[_I_REASONING] or 0
+            acc[5] += row[_I_CACHE_READ] or 0
+            acc[6] += row[_I_CACHE_WRITE] or 0
             cost = row[_I_COST]
             if cost is not None:
-                acc[_COST] += cost
-            acc[_N_SUMS + latency_bucket(row[_I_LATENCY])] += 1
+                acc[7] += cost
+            histogram = acc[8]
+            slot = latency_bucket(row[_I_LATENCY])
+            histogram[slot] = histogram.get(slot, 0) + 1
 
     def deltas(self) -> dict[str, list[tuple[Any, ...]]]:
         """Delta rows per rollup table name (``delta_columns``), sorted by key (one lock order for every writer)."""
@@ -136,12 +142,18 @@ class Aggregator:
             if granularity == "minute":
                 full = minutes
             else:
-                full = _merge(minutes, lambda k, g=granularity: (floor_time(k[0], g), k[1], k[2], k[3]))
+                floors: dict[dt.datetime, dt.datetime] = {}
+
+                def coarse(key: Key, g: str = granularity, floors: dict[dt.datetime, dt.datetime] = floors) -> Key:
+                    start = floors.get(key[0])
+                    if start is None:
+                        start = floors[key[0]] = floor_time(key[0], g)
+                    return (start, key[1], key[2], key[3])
+
+                full = _merge(minutes, coarse)
             for table, keys in ROLLUP_KEYS.items():
-                if table.split("_")[1] != granularity:
-                    continue
-                project = _PROJECT[keys]
-                out[table] = _finish(full if len(keys) == 3 else _merge(full, project))
+                if table.split("_")[1] == granularity:
+                    out[table] = _finish(full if len(keys) == 3 else _merge(full, _PROJECT[keys]))
         return out
 
 
@@ -151,10 +163,13 @@ def _merge(accs: dict[Any, list[Any]], key_of: Any) -> dict[Any, list[Any]]:
         new_key = key_of(key)
         into = merged.get(new_key)
         if into is None:
-            merged[new_key] = list(acc)
+            merged[new_key] = [*acc[:8], dict(acc[8])]
         else:
-            for i, value in enumerate(acc):
-                into[i] += value
+            for i in range(8):
+                into[i] += acc[i]
+            histogram = into[8]
+            for slot, count in acc[8].items():
+                histogram[slot] = histogram.get(slot, 0) + count
     return merged
 
 
@@ -166,10 +181,12 @@ def aggregate(rows: Iterable[Sequence[Any]]) -> dict[str, list[tuple[Any, ...]]]
 
 def _finish(accs: dict[Any, list[Any]]) -> list[tuple[Any, ...]]:
     rows = []
-    for key, acc in sorted(accs.items()):
-        values = list(acc)
-        values[_COST] = to_pico(values[_COST])
-        rows.append((*key, *values))
+    for key in sorted(accs):
+        acc = accs[key]
+        histogram = [0] * LATENCY_BUCKETS
+        for slot, count in acc[8].items():
+            histogram[slot] = count
+        rows.append((*key, *acc[:7], to_pico(acc[7]), *histogram))
     return rows
 
 
