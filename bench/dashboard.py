@@ -140,6 +140,7 @@ def _http_calls(engine: AsyncEngine, now: dt.datetime) -> tuple[Any, list[tuple[
     z = "%Y-%m-%dT%H:%M:%SZ"
     d30 = (now - dt.timedelta(days=30)).strftime(z)
     d7 = (now - dt.timedelta(days=7)).strftime(z)
+    h8 = (now - dt.timedelta(hours=8)).strftime(z)
     paths = [
         ("GET /api/requests?limit=50", "/api/requests?limit=50"),
         ("GET /api/requests?limit=500", "/api/requests?limit=500"),

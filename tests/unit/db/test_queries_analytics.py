@@ -16,6 +16,7 @@ from sqlalchemy import delete
 from gophergate.db.queries.analytics import (
     CSV_COLUMNS,
     MAX_POINTS,
+    MAX_POINTS_GROUPED,
     choose_bucket,
     pico_usd,
     segments,
@@ -170,6 +171,15 @@ def test_a_bucket_is_coarsened_past_max_points_or_when_its_rollup_is_pruned() ->
     ) == ("hour")
     assert choose_bucket(now - dt.timedelta(days=365), now, "hour", now) == "day"
     assert choose_bucket(now - dt.timedelta(days=3650), now, "day", now) == "day"
+    assert choose_bucket(now - dt.timedelta(days=30), now, "hour", now, MAX_POINTS_GROUPED) == "day"
+
+
+async def test_grouped_series_are_coarsened_sooner_than_ungrouped_ones(database_url: str) -> None:
+    engine = await migrated_engine(database_url)
+    start, end = BASE, BASE + dt.timedelta(days=30)
+    assert (await timeseries(engine, start, end, "hour", "none", now=end))["bucket"] == "hour"  # 720 points
+    assert (await timeseries(engine, start, end, "hour", "model", now=end))["bucket"] == "day"  # 720 > 500 per series
+    await engine.dispose()
 
 
 async def test_top_ranks_by_the_metric_and_keeps_n(database_url: str) -> None:

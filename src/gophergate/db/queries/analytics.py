@@ -1,10 +1,11 @@
 """Analytics from the rollup tables only (never request_log): time series, top N, totals, CSV.
 
-Time series read the rollup of the requested bucket. A range that would give more than ``MAX_POINTS`` points, or
-minute buckets older than the minute rollups' retention, is answered with the next coarser bucket (the answer's
-``bucket`` says which). Totals and top N cover ``[from, to)`` exactly to the minute by reading the coarsest
-rollups that fit: whole days from the day rollup, whole hours at the edges from the hour rollup, the remaining
-minutes from the minute rollup (where those are pruned, the edge hours are counted whole).
+Time series read the rollup of the requested bucket. A range that would give more than ``MAX_POINTS`` points
+(``MAX_POINTS_GROUPED`` per series when grouped), or minute buckets older than the minute rollups' retention, is
+answered with the next coarser bucket (the answer's ``bucket`` says which). Totals and top N cover ``[from, to)``
+exactly to the minute by reading the coarsest rollups that fit: whole days from the day rollup, whole hours at the
+edges from the hour rollup, the remaining minutes from the minute rollup (where those are pruned, the edge hours are
+counted whole).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ TopBy = Literal["model", "provider", "client"]
 Metric = Literal["cost", "requests", "tokens"]
 
 MAX_POINTS = 1500
+# Grouped series cost series x points (a 30-day hourly chart per model is 10,000+ points, 200+ ms): fewer per series.
+MAX_POINTS_GROUPED = 500
 STEP = {"minute": dt.timedelta(minutes=1), "hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1)}
 _COARSER: dict[str, Bucket] = {"minute": "hour", "hour": "day"}
 _TOKENS = ("prompt_tokens", "completion_tokens", "reasoning_tokens", "cache_read_tokens", "cache_write_tokens")
@@ -110,11 +113,13 @@ def pico_usd(pico: int) -> str:
     return f"{sign}{whole}.{frac:012d}".rstrip("0")
 
 
-def choose_bucket(start: dt.datetime, end: dt.datetime, bucket: Bucket, now: dt.datetime) -> Bucket:
+def choose_bucket(
+    start: dt.datetime, end: dt.datetime, bucket: Bucket, now: dt.datetime, max_points: int = MAX_POINTS
+) -> Bucket:
     """The requested bucket, or a coarser one when it would give too many points or its rollup is pruned."""
     minute_since = now - dt.timedelta(days=MINUTE_ROLLUP_DAYS)
     while bucket in _COARSER:
-        too_many = (end - floor_time(start, bucket)) / STEP[bucket] > MAX_POINTS
+        too_many = (end - floor_time(start, bucket)) / STEP[bucket] > max_points
         pruned = bucket == "minute" and start < minute_since
         if not (too_many or pruned):
             break
@@ -134,7 +139,8 @@ async def timeseries(
     """``{"bucket", "series": [{"key", "points": [...]}]}``; every series has a point for every bucket that overlaps
     ``[start, end)`` (zeros where nothing happened), so charts need no gap handling. Points hold whole buckets."""
     start, end = utc(start), utc(end)
-    bucket = choose_bucket(start, end, bucket, utc(now or dt.datetime.now(dt.UTC)))
+    limit = MAX_POINTS if group_by == "none" else MAX_POINTS_GROUPED
+    bucket = choose_bucket(start, end, bucket, utc(now or dt.datetime.now(dt.UTC)), limit)
     table = rollup_table(bucket, _family(group_by))
     first = floor_time(start, bucket)
     key = _key_column(table, group_by)
