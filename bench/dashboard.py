@@ -147,11 +147,15 @@ def _http_calls(engine: AsyncEngine, now: dt.datetime) -> tuple[Any, list[tuple[
         ("GET /api/requests?errors_only=true&model=grok-4", "/api/requests?errors_only=true&model=grok-4"),
         ("GET /api/requests/{id}", "/api/requests/50000"),
         (
-            "GET /api/analytics/timeseries (24 h, minute, model)",
+            "GET /api/analytics/timeseries (24 h, minute->hour, model)",
             "/api/analytics/timeseries?bucket=minute&group_by=model",
         ),
         (
-            "GET /api/analytics/timeseries (30 d, hour, model)",
+            "GET /api/analytics/timeseries (8 h, minute, model)",
+            f"/api/analytics/timeseries?from={h8}&bucket=minute&group_by=model",
+        ),
+        (
+            "GET /api/analytics/timeseries (30 d, hour->day, model)",
             f"/api/analytics/timeseries?from={d30}&bucket=hour&group_by=model",
         ),
         ("GET /api/analytics/top (30 d, model, cost)", f"/api/analytics/top?from={d30}&by=model&metric=cost"),
