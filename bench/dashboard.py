@@ -86,7 +86,7 @@ def _calls(engine: AsyncEngine, now: dt.datetime) -> list[tuple[str, Callable[[]
         ("requests: one row's detail", lambda: reqs.get_request(engine, 50_000)),
         ("timeseries: 24 h by minute", lambda: analytics.timeseries(engine, now - day, now, "minute", "none")),
         (
-            "timeseries: 24 h by minute, per model",
+            "timeseries: 24 h by minute, per model (-> hour)",
             lambda: analytics.timeseries(engine, now - day, now, "minute", "model"),
         ),
         ("timeseries: 7 d by hour", lambda: analytics.timeseries(engine, now - 7 * day, now, "hour", "none")),
@@ -96,8 +96,16 @@ def _calls(engine: AsyncEngine, now: dt.datetime) -> list[tuple[str, Callable[[]
         ),
         ("timeseries: 30 d by hour", lambda: analytics.timeseries(engine, now - 30 * day, now, "hour", "none")),
         (
-            "timeseries: 30 d by hour, per model",
+            "timeseries: 30 d by hour, per model (-> day)",
             lambda: analytics.timeseries(engine, now - 30 * day, now, "hour", "model"),
+        ),
+        (
+            "timeseries: 8 h by minute, per model (480 points)",
+            lambda: analytics.timeseries(engine, now - day / 3, now, "minute", "model"),
+        ),
+        (
+            "timeseries: 20 d by hour, per model (480 points)",
+            lambda: analytics.timeseries(engine, now - 20 * day, now, "hour", "model"),
         ),
         (
             "timeseries: 30 d by day, per client",
