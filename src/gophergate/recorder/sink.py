@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophergate.db.tables import ROLLUP_KEYS
 from gophergate.recorder.record import COLUMNS, DECIMAL_COLUMNS
-from gophergate.recorder.rollup import sqlite_bucket, upsert_sql
+from gophergate.recorder.rollup import sqlite_bucket, transpose, upsert_sql, upsert_unnest_sql
 
 # Rollup deltas per rollup table name, rows in rollup.delta_columns(table) order.
 Deltas = dict[str, list[tuple[Any, ...]]]
@@ -114,7 +114,7 @@ class EngineSink:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sql = insert_sql(engine.dialect.paramstyle)
-        self._upserts = {table: upsert_sql(table, engine.dialect.paramstyle) for table in ROLLUP_KEYS}
+        self._upserts = {table: upsert_unnest_sql(table) for table in ROLLUP_KEYS}
 
     def encode(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         return row
@@ -128,7 +128,7 @@ class EngineSink:
             if deltas:
                 for table, delta_rows in deltas.items():
                     if delta_rows:
-                        await conn.exec_driver_sql(self._upserts[table], delta_rows)
+                        await conn.exec_driver_sql(self._upserts[table], transpose(delta_rows))
 
     async def close(self) -> None:
         return None
