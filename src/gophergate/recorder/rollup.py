@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from itertools import accumulate
 from typing import Any
@@ -136,8 +136,11 @@ class Aggregator:
 
     def deltas(self) -> dict[str, list[tuple[Any, ...]]]:
         """Delta rows per rollup table name (``delta_columns``), sorted by key (one lock order for every writer)."""
+        return dict(self.iter_deltas())
+
+    def iter_deltas(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+        """``deltas`` one table at a time (the writer yields to the event loop in between: no stall over ~1 ms)."""
         minutes = self._minutes
-        out: dict[str, list[tuple[Any, ...]]] = {}
         for granularity in ROLLUP_GRANULARITIES:
             if granularity == "minute":
                 full = minutes
@@ -153,8 +156,7 @@ class Aggregator:
                 full = _merge(minutes, coarse)
             for table, keys in ROLLUP_KEYS.items():
                 if table.split("_")[1] == granularity:
-                    out[table] = _finish(full if len(keys) == 3 else _merge(full, _PROJECT[keys]))
-        return out
+                    yield table, _finish(full if len(keys) == 3 else _merge(full, _PROJECT[keys]))
 
 
 def _merge(accs: dict[Any, list[Any]], key_of: Any) -> dict[Any, list[Any]]:

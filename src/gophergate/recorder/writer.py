@@ -163,7 +163,11 @@ class Recorder:
                 rows.append(encode(value))
             rollup.add(values)
             await asyncio.sleep(0)
-        return rows, self._sink.encode_deltas(rollup.deltas())
+        deltas: Deltas = {}
+        for table, delta_rows in rollup.iter_deltas():
+            deltas[table] = delta_rows
+            await asyncio.sleep(0)
+        return rows, self._sink.encode_deltas(deltas)
 
     def _count_unknown(self, record: RequestRecord) -> None:
         self.price_unknown += 1
