@@ -47,9 +47,9 @@ async def list_requests(
     return json_response({"data": items, "next_cursor": next_cursor})
 
 
-@router.get("/{request_row_id}", response_model=RequestDetail, summary="One request log row (all columns)")
-async def get_request(request: Request, user: CurrentUser, request_row_id: int) -> Response:
-    row = await queries.get_request(get_runtime(request).engine, request_row_id)
+@router.get("/{id}", response_model=RequestDetail, summary="One request log row (all columns)")
+async def get_request(request: Request, user: CurrentUser, id: int) -> Response:  # the contract's {id}
+    row = await queries.get_request(get_runtime(request).engine, id)
     if row is None:
-        raise NotFound(f"request log row {request_row_id} not found", code="not_found")
+        raise NotFound(f"request log row {id} not found", code="not_found")
     return json_response(row)

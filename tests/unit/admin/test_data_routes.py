@@ -135,7 +135,7 @@ def test_routes_are_in_the_openapi_schema() -> None:
     paths = _app(None, None).openapi()["paths"]
     for path in (
         "/api/requests",
-        "/api/requests/{request_row_id}",
+        "/api/requests/{id}",
         "/api/analytics/timeseries",
         "/api/analytics/top",
         "/api/analytics/totals",
