@@ -88,7 +88,8 @@ async def test_costs_beyond_12_decimals_round_by_at_most_half_a_pico_usd_per_bat
     await engine.dispose()
 
 
-async def test_replayed_spill_rows_roll_up_too(database_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("naive", [False, True], ids=["aware", "sqlite-encoded"])
+async def test_replayed_spill_rows_roll_up_too(database_url: str, tmp_path: Path, naive: bool) -> None:
     engine = await migrated_engine(database_url)
     rng = random.Random(4)
     await write(engine, [random_record(rng, i) for i in range(50)])
@@ -97,7 +98,11 @@ async def test_replayed_spill_rows_roll_up_too(database_url: str, tmp_path: Path
     lines = []
     for record in spilled:
         row = dict(zip(COLUMNS, record.values(), strict=True))
-        row["created_at"] = row["created_at"].isoformat()
+        created = row["created_at"]
+        # The SQLite sink spills its encoded rows: naive UTC text; the PostgreSQL one aware datetimes.
+        row["created_at"] = (
+            created.replace(tzinfo=None).isoformat(" ", "microseconds") if naive else created.isoformat()
+        )
         row.update({k: str(v) for k, v in row.items() if isinstance(v, Decimal)})
         lines.append(orjson.dumps(row))
     path.write_bytes(b"\n".join(lines) + b"\n")
