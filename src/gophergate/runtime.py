@@ -30,6 +30,7 @@ from gophergate.providers.http_client import UpstreamClient, create_client
 from gophergate.providers.media import MediaClient
 from gophergate.providers.registry import build_providers
 from gophergate.providers.stored import ProviderEntry, fingerprint, load_stored, merge_providers, served_configs
+from gophergate.recorder import retention
 from gophergate.recorder.writer import Recorder, replay_spilled
 from gophergate.security.client_keys import KeyCache
 from gophergate.security.secretbox import SecretBox
@@ -166,6 +167,7 @@ class Runtime:
         rt._spawn(registry.run_forever(), "registry-refresh")
         rt._spawn(rt._refresh_overrides_forever(), "price-overrides")
         rt._spawn(rt._refresh_admin_config_forever(), "admin-config")
+        rt._spawn(retention.run_forever(engine, settings.log_retention_days), "log-retention")
         log.info("providers configured: %s", ", ".join(sorted(providers)) or "none")
         if not providers:
             log.warning(

@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     log_queue_size: int = Field(100_000, ge=100)
     log_batch_size: int = Field(1_000, ge=1)
     log_flush_interval_ms: int = Field(10, ge=1)
+    # Raw request-log rows older than this are deleted (in small batches, hourly); rollups are kept. 0 = keep.
+    log_retention_days: int = Field(30, ge=0)
     shutdown_drain_seconds: float = Field(30.0, gt=0)
     key_refresh_seconds: float = Field(0.25, gt=0)
     models_refresh_seconds: float = Field(600.0, gt=0)

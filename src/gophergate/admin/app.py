@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, FastAPI
 
 from gophergate import __version__
-from gophergate.admin import auth, keys, models, providers, system, users
+from gophergate.admin import analytics, auth, keys, models, providers, requests, system, users
 from gophergate.admin.deps import csrf_protect
 from gophergate.admin.errors import install
 from gophergate.runtime import Runtime
@@ -26,7 +26,7 @@ def create_admin_app(runtime: Runtime, extra_routers: tuple[APIRouter, ...] = ()
     app.state.runtime = runtime
     install(app)
     api = APIRouter(dependencies=[Depends(csrf_protect)])
-    for module in (auth, users, keys, providers, models, system):
+    for module in (auth, users, keys, providers, models, system, requests, analytics):
         api.include_router(module.router)
     for router in extra_routers:
         api.include_router(router)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -171,3 +173,61 @@ model_settings = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("provider", "model", name="uq_model_settings_provider_model"),
 )
+
+# -- Dashboard rollups (helper "data") ---------------------------------------------------------------------------
+# Request counts, tokens, cost and a latency histogram per time bucket, kept by the log writer in the same
+# transaction as the raw rows, so analytics never scan request_log. Three granularities (minute, hour, day), each in
+# three key families:
+#   rollup_<g>         bucket x client key x provider x model (the full cross product),
+#   rollup_<g>_model   bucket x provider x model (all clients: what ungrouped and per model/provider views read),
+#   rollup_<g>_client  bucket x client key (all models: per-client views).
+# The projections are sums of the full table; they exist so that a 30-day hourly chart reads ~15 rows per hour
+# instead of one per (client, model) pair. The key is the primary key, bucket first (every query is a bucket range).
+# A request without a client key / provider / model is stored under 0 / "" / "" (NULLs would never conflict in an
+# upsert). cost_pusd is the cost in pico-USD (1e-12 USD), an integer so that the upsert adds it exactly on both
+# engines. lat_00..lat_39 count requests per latency bucket (gophergate.recorder.rollup.LATENCY_EDGES_MS).
+ROLLUP_GRANULARITIES: tuple[str, ...] = ("minute", "hour", "day")
+ROLLUP_FAMILIES: dict[str, tuple[str, ...]] = {
+    "": ("client_key_id", "provider", "model"),
+    "_model": ("provider", "model"),
+    "_client": ("client_key_id",),
+}
+LATENCY_BUCKETS = 40
+ROLLUP_SUMS: tuple[str, ...] = (
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_pusd",
+)
+LATENCY_COLUMNS: tuple[str, ...] = tuple(f"lat_{i:02d}" for i in range(LATENCY_BUCKETS))
+_ROLLUP_KEY_TYPES: dict[str, Any] = {"client_key_id": BigInteger, "provider": String(100), "model": String(300)}
+
+
+def _rollup_table(name: str, keys: tuple[str, ...]) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("bucket", DateTime(timezone=True), primary_key=True),
+        *(Column(key, _ROLLUP_KEY_TYPES[key], primary_key=True, autoincrement=False) for key in keys),
+        *(Column(name, BigInteger, nullable=False, default=0) for name in ROLLUP_SUMS),
+        *(Column(name, Integer, nullable=False, default=0) for name in LATENCY_COLUMNS),
+    )
+
+
+# Table name -> its key columns after bucket, e.g. "rollup_hour_model" -> ("provider", "model").
+ROLLUP_KEYS: dict[str, tuple[str, ...]] = {
+    f"rollup_{g}{family}": keys for g in ROLLUP_GRANULARITIES for family, keys in ROLLUP_FAMILIES.items()
+}
+ROLLUPS: dict[str, Table] = {name: _rollup_table(name, keys) for name, keys in ROLLUP_KEYS.items()}
+rollup_minute = ROLLUPS["rollup_minute"]
+rollup_hour = ROLLUPS["rollup_hour"]
+rollup_day = ROLLUPS["rollup_day"]
+ROLLUP_TABLES: dict[str, Table] = {"minute": rollup_minute, "hour": rollup_hour, "day": rollup_day}
+
+
+def rollup_table(granularity: str, family: str = "") -> Table:
+    return ROLLUPS[f"rollup_{granularity}{family}"]

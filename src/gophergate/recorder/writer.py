@@ -30,7 +30,8 @@ from gophergate.gateway.estimate import texts_from_sse
 from gophergate.gateway.estimator import Estimator
 from gophergate.pricing.bill import bill
 from gophergate.recorder.record import COLUMNS, DECIMAL_COLUMNS, RequestRecord
-from gophergate.recorder.sink import Sink, create_sink
+from gophergate.recorder.rollup import Aggregator, aggregate, sqlite_bucket, upsert_sql
+from gophergate.recorder.sink import Deltas, Sink, create_sink
 
 log = logging.getLogger(__name__)
 
@@ -146,12 +147,15 @@ class Recorder:
                 fh.write(orjson.dumps(dict(zip(COLUMNS, row, strict=True)), default=_json_default) + b"\n")
         log.error("database unreachable at shutdown: %d request log rows saved to %s for replay", len(rows), path)
 
-    async def _encode(self, batch: list[RequestRecord]) -> list[tuple[Any, ...]]:
-        """Rows for the driver, built in slices that yield to the event loop in between (no long stalls)."""
+    async def _encode(self, batch: list[RequestRecord]) -> tuple[list[tuple[Any, ...]], Deltas]:
+        """Rows for the driver and the batch's rollup deltas, built in slices that yield to the event loop in
+        between (no long stalls)."""
         assert self._sink is not None
         encode = self._sink.encode
         rows: list[tuple[Any, ...]] = []
+        rollup = Aggregator()
         for start in range(0, len(batch), _SLICE):
+            values = []
             for record in batch[start : start + _SLICE]:
                 if record.pending_estimate is not None:
                     await apply_estimate(record, self._estimator)
@@ -159,9 +163,16 @@ class Recorder:
                     self._count_unknown(record)
                 elif record.cost_usd is not None:
                     self.cost_total += record.cost_usd
-                rows.append(encode(record.values()))
+                value = record.values()
+                values.append(value)
+                rows.append(encode(value))
+            rollup.add(values)
             await asyncio.sleep(0)
-        return rows
+        deltas: Deltas = {}
+        for table, delta_rows in rollup.iter_deltas():
+            deltas[table] = delta_rows
+            await asyncio.sleep(0)
+        return rows, self._sink.encode_deltas(deltas)
 
     def _count_unknown(self, record: RequestRecord) -> None:
         self.price_unknown += 1
@@ -172,10 +183,10 @@ class Recorder:
     async def _write(self, batch: list[RequestRecord]) -> None:
         assert self._sink is not None
         delay = 0.1
-        rows = await self._encode(batch)
+        rows, deltas = await self._encode(batch)
         while True:
             try:
-                await self._sink.insert(rows)
+                await self._sink.insert(rows, deltas)
                 break
             except asyncio.CancelledError:
                 raise
@@ -248,17 +259,24 @@ def _read_spills(directory: Path) -> list[tuple[Path, list[dict[str, Any]]]]:
 
 
 async def replay_spilled(engine: AsyncEngine, directory: Path) -> int:
-    """Insert rows a previous process could not write at shutdown; each file is removed once committed."""
+    """Insert rows a previous process could not write at shutdown, with their rollups, in one transaction per
+    file; each file is removed once committed."""
     total = 0
+    sqlite = engine.dialect.name == "sqlite"
     for path, rows in await asyncio.to_thread(_read_spills, directory):
         if rows:
-            if engine.dialect.name == "sqlite":  # exact decimal text there
+            deltas = aggregate(tuple(row.get(c) for c in COLUMNS) for row in rows)
+            if sqlite:  # exact decimal text and naive-UTC bucket text there
                 for row in rows:
                     for name in DECIMAL_COLUMNS:
                         if row.get(name) is not None:
                             row[name] = format(row[name], "f")
+                deltas = {g: [(sqlite_bucket(r[0]), *r[1:]) for r in d] for g, d in deltas.items()}
             async with engine.begin() as conn:
                 await conn.execute(insert(request_log), rows)
+                for table, delta_rows in deltas.items():
+                    if delta_rows:
+                        await conn.exec_driver_sql(upsert_sql(table, engine.dialect.paramstyle), delta_rows)
         await asyncio.to_thread(path.unlink)
         total += len(rows)
         log.warning("replayed %d request log rows from %s", len(rows), path.name)

@@ -1,0 +1,93 @@
+"""Response models of the request-log and analytics routes (they document the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class RequestItem(BaseModel):
+    id: int
+    request_id: str
+    created_at: str
+    endpoint: str
+    client_key_id: int | None
+    requested_model: str | None
+    provider: str | None
+    model: str | None
+    stream: bool
+    status: int
+    error_type: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    estimated: bool
+    cost_usd: str | None
+    price_unknown: bool
+    latency_ms: float
+    ttfb_ms: float | None
+
+
+class RequestDetail(RequestItem):
+    error_message: str | None
+    upstream_ms: float | None
+    overhead_ms: float | None
+    cost_input_usd: str | None
+    cost_cache_read_usd: str | None
+    cost_cache_write_usd: str | None
+    cost_output_usd: str | None
+    cost_reasoning_usd: str | None
+    price_source: str | None
+
+
+class RequestPage(BaseModel):
+    data: list[RequestItem]
+    next_cursor: str | None
+
+
+class Point(BaseModel):
+    t: str
+    requests: int
+    errors: int
+    error_rate: float
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: str
+    p50_ms: float | None
+    p95_ms: float | None
+
+
+class Series(BaseModel):
+    key: str | None
+    points: list[Point]
+
+
+class Timeseries(BaseModel):
+    bucket: str
+    series: list[Series]
+
+
+class TopItem(BaseModel):
+    key: str | None
+    requests: int
+    tokens: int
+    cost_usd: str
+
+
+class Top(BaseModel):
+    data: list[TopItem]
+
+
+class Totals(BaseModel):
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: str
+    p50_ms: float | None
+    p95_ms: float | None

@@ -1,0 +1,306 @@
+"""Analytics from the rollup tables only (never request_log): time series, top N, totals, CSV.
+
+Time series read the rollup of the requested bucket. A range that would give more than ``MAX_POINTS`` points
+(``MAX_POINTS_GROUPED`` per series when grouped), or minute buckets older than the minute rollups' retention, is
+answered with the next coarser bucket (the answer's ``bucket`` says which). Totals and top N cover ``[from, to)``
+exactly to the minute by reading the coarsest rollups that fit: whole days from the day rollup, whole hours at the
+edges from the hour rollup, the remaining minutes from the minute rollup (where those are pruned, the edge hours are
+counted whole).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, String, Table, func, literal, select, type_coerce, union_all
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gophergate.db.queries.common import iso, utc
+from gophergate.db.tables import LATENCY_COLUMNS, rollup_table
+from gophergate.recorder.retention import MINUTE_ROLLUP_DAYS
+from gophergate.recorder.rollup import floor_time, percentiles, sqlite_bucket
+
+Bucket = Literal["minute", "hour", "day"]
+GroupBy = Literal["none", "model", "provider", "client"]
+TopBy = Literal["model", "provider", "client"]
+Metric = Literal["cost", "requests", "tokens"]
+
+MAX_POINTS = 1500
+# Grouped series cost series x points (a 30-day hourly chart per model is 10,000+ points, 200+ ms): fewer per series.
+MAX_POINTS_GROUPED = 500
+STEP = {"minute": dt.timedelta(minutes=1), "hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1)}
+_COARSER: dict[str, Bucket] = {"minute": "hour", "hour": "day"}
+_TOKENS = ("prompt_tokens", "completion_tokens", "reasoning_tokens", "cache_read_tokens", "cache_write_tokens")
+_SPLIT = 1_000_000  # cost sums as (sum of pUSD // 1e6, sum of pUSD % 1e6): no BIGINT overflow in SQLite's SUM
+CSV_COLUMNS = (
+    "t",
+    "key",
+    "requests",
+    "errors",
+    "error_rate",
+    *_TOKENS,
+    "cost_usd",
+    "p50_ms",
+    "p95_ms",
+)
+
+
+def _family(group_by: str) -> str:
+    """The smallest rollup table family that has the grouping key (see db/tables.py)."""
+    return "_client" if group_by == "client" else "_model"
+
+
+def _key_column(table: Table, group_by: str) -> ColumnElement[Any]:
+    if group_by == "model":
+        return table.c.model
+    if group_by == "provider":
+        return table.c.provider
+    if group_by == "client":
+        return table.c.client_key_id
+    return literal(None).label("key")
+
+
+def _key_json(value: Any, group_by: str) -> str | None:
+    if group_by == "none" or value in (None, "", 0):
+        return None
+    return str(value)
+
+
+def _sums(source: Any) -> list[ColumnElement[Any]]:
+    c = source.c
+    return [
+        func.sum(c.requests),
+        func.sum(c.errors),
+        *(func.sum(c[name]) for name in _TOKENS),
+        func.sum(c.cost_pusd // _SPLIT),
+        func.sum(c.cost_pusd % _SPLIT),
+        *(func.sum(c[name]) for name in LATENCY_COLUMNS),
+    ]
+
+
+def _metrics(values: Sequence[Any]) -> dict[str, Any]:
+    """JSON metrics from the summed values (``_sums`` order)."""
+    requests = int(values[0] or 0)
+    errors = int(values[1] or 0)
+    # Integer sums on both engines (SUM of an INTEGER column is a bigint on PostgreSQL, not a numeric).
+    p50, p95 = percentiles(values[9:], 0.50, 0.95) if requests else (None, None)
+    return {
+        "requests": requests,
+        "errors": errors,
+        "error_rate": round(errors / requests, 4) if requests else 0.0,
+        "prompt_tokens": int(values[2] or 0),
+        "completion_tokens": int(values[3] or 0),
+        "reasoning_tokens": int(values[4] or 0),
+        "cache_read_tokens": int(values[5] or 0),
+        "cache_write_tokens": int(values[6] or 0),
+        "cost_usd": pico_usd(int(values[7] or 0) * _SPLIT + int(values[8] or 0)),
+        "p50_ms": p50,
+        "p95_ms": p95,
+    }
+
+
+def pico_usd(pico: int) -> str:
+    """An integer of pico-USD as an exact decimal string ("0.000123"), without Decimal arithmetic."""
+    sign = "-" if pico < 0 else ""
+    whole, frac = divmod(abs(pico), 1_000_000_000_000)
+    if not frac:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{frac:012d}".rstrip("0")
+
+
+def choose_bucket(
+    start: dt.datetime, end: dt.datetime, bucket: Bucket, now: dt.datetime, max_points: int = MAX_POINTS
+) -> Bucket:
+    """The requested bucket, or a coarser one when it would give too many points or its rollup is pruned."""
+    minute_since = now - dt.timedelta(days=MINUTE_ROLLUP_DAYS)
+    while bucket in _COARSER:
+        too_many = (end - floor_time(start, bucket)) / STEP[bucket] > max_points
+        pruned = bucket == "minute" and start < minute_since
+        if not (too_many or pruned):
+            break
+        bucket = _COARSER[bucket]
+    return bucket
+
+
+async def timeseries(
+    engine: AsyncEngine,
+    start: dt.datetime,
+    end: dt.datetime,
+    bucket: Bucket = "hour",
+    group_by: GroupBy = "none",
+    *,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """``{"bucket", "series": [{"key", "points": [...]}]}``; every series has a point for every bucket that overlaps
+    ``[start, end)`` (zeros where nothing happened), so charts need no gap handling. Points hold whole buckets."""
+    start, end = utc(start), utc(end)
+    limit = MAX_POINTS if group_by == "none" else MAX_POINTS_GROUPED
+    bucket = choose_bucket(start, end, bucket, utc(now or dt.datetime.now(dt.UTC)), limit)
+    table = rollup_table(bucket, _family(group_by))
+    first = floor_time(start, bucket)
+    key = _key_column(table, group_by)
+    groups = [table.c.bucket] if group_by == "none" else [table.c.bucket, key]
+    # The bucket comes back as the driver gives it (text on SQLite: parsing 10,000+ datetimes was a third of
+    # the query's time) and is looked up in ``position`` under both spellings.
+    query = (
+        select(type_coerce(table.c.bucket, String), key, *_sums(table))
+        .where(table.c.bucket >= first, table.c.bucket < end)
+        .group_by(*groups)
+    )
+    stamps = []
+    t = first
+    while t < end:
+        stamps.append(t)
+        t += STEP[bucket]
+    position: dict[Any, int] = {t: i for i, t in enumerate(stamps)}
+    position.update({sqlite_bucket(t): i for i, t in enumerate(stamps)})
+    labels = [iso(t) for t in stamps]
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    found: dict[str | None, list[dict[str, Any] | None]] = {}
+    for row in rows:
+        series_key = _key_json(row[1], group_by)
+        points = found.get(series_key)
+        if points is None:
+            points = found[series_key] = [None] * len(stamps)
+        index = position[row[0]]
+        metrics = _metrics(row[2:])
+        metrics["t"] = labels[index]
+        points[index] = metrics
+    if group_by == "none" and not found:
+        found[None] = [None] * len(stamps)
+    empty = _metrics([0] * (9 + len(LATENCY_COLUMNS)))
+    out = []
+    for series_key in sorted(found, key=lambda k: (k is not None, k or "")):
+        points = found[series_key]
+        for index, point in enumerate(points):
+            if point is None:
+                points[index] = {**empty, "t": labels[index]}
+        out.append({"key": series_key, "points": points})
+    return {"bucket": bucket, "series": out}
+
+
+def segments(start: dt.datetime, end: dt.datetime, now: dt.datetime) -> list[tuple[Bucket, dt.datetime, dt.datetime]]:
+    """``[start, end)`` (rounded out to whole minutes) as ranges of the coarsest rollup that tiles each part."""
+    a = floor_time(start, "minute")
+    b = floor_time(end, "minute")
+    if b < end:
+        b += STEP["minute"]
+    minute_since = floor_time(now - dt.timedelta(days=MINUTE_ROLLUP_DAYS), "hour") + STEP["hour"]
+    if a < minute_since:
+        a = floor_time(a, "hour")
+    if b < minute_since and floor_time(b, "hour") < b:
+        b = floor_time(b, "hour") + STEP["hour"]
+    if a >= b:
+        return []
+    h1 = floor_time(a, "hour")
+    if h1 < a:
+        h1 += STEP["hour"]
+    h2 = floor_time(b, "hour")
+    if h1 >= h2:
+        return [("minute", a, b)]
+    out: list[tuple[Bucket, dt.datetime, dt.datetime]] = []
+    if a < h1:
+        out.append(("minute", a, h1))
+    if h2 < b:
+        out.append(("minute", h2, b))
+    d1 = floor_time(h1, "day")
+    if d1 < h1:
+        d1 += STEP["day"]
+    d2 = floor_time(h2, "day")
+    if d1 >= d2:
+        out.append(("hour", h1, h2))
+        return out
+    if h1 < d1:
+        out.append(("hour", h1, d1))
+    if d2 < h2:
+        out.append(("hour", d2, h2))
+    out.append(("day", d1, d2))
+    return out
+
+
+async def _grouped(
+    engine: AsyncEngine, start: dt.datetime, end: dt.datetime, group_by: str, now: dt.datetime | None
+) -> list[tuple[Any, dict[str, Any]]]:
+    parts = segments(utc(start), utc(end), utc(now or dt.datetime.now(dt.UTC)))
+    if not parts:
+        return []
+    selects = []
+    for granularity, lo, hi in parts:
+        table = rollup_table(granularity, _family(group_by))
+        key = _key_column(table, group_by).label("k")
+        columns = [table.c[name] for name in ("requests", "errors", *_TOKENS, "cost_pusd", *LATENCY_COLUMNS)]
+        selects.append(select(key, *columns).where(table.c.bucket >= lo, table.c.bucket < hi))
+    unioned = union_all(*selects).subquery()
+    if group_by == "none":
+        query = select(literal(None), *_sums(unioned))
+    else:
+        query = select(unioned.c.k, *_sums(unioned)).group_by(unioned.c.k)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [(row[0], _metrics(row[1:])) for row in rows if row[1]]
+
+
+async def totals(
+    engine: AsyncEngine, start: dt.datetime, end: dt.datetime, *, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """``{"requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "p50_ms", "p95_ms"}``."""
+    rows = await _grouped(engine, start, end, "none", now)
+    metrics = rows[0][1] if rows else _metrics([0] * (9 + len(LATENCY_COLUMNS)))
+    fields = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "p50_ms", "p95_ms")
+    return {name: metrics[name] for name in fields}
+
+
+async def top(
+    engine: AsyncEngine,
+    start: dt.datetime,
+    end: dt.datetime,
+    by: TopBy = "model",
+    metric: Metric = "cost",
+    n: int = 10,
+    *,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """``{"data": [{"key", "requests", "tokens", "cost_usd"}]}``, largest ``metric`` first.
+
+    tokens = prompt + completion (canonical usage: prompt includes cache reads/writes, completion reasoning)."""
+    items = []
+    for raw_key, metrics in await _grouped(engine, start, end, by, now):
+        items.append(
+            {
+                "key": _key_json(raw_key, by),
+                "requests": metrics["requests"],
+                "tokens": metrics["prompt_tokens"] + metrics["completion_tokens"],
+                "cost_usd": metrics["cost_usd"],
+            }
+        )
+
+    def rank(item: dict[str, Any]) -> tuple[Any, ...]:
+        value = Decimal(item["cost_usd"]) if metric == "cost" else item[metric]
+        return (value, item["requests"], item["key"] or "")
+
+    items.sort(key=rank, reverse=True)
+    return {"data": items[: max(n, 0)]}
+
+
+def timeseries_csv(result: dict[str, Any]) -> str:
+    """The time series as CSV: one line per (point, series), header ``CSV_COLUMNS``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for series in result["series"]:
+        for point in series["points"]:
+            row = [point["t"], _csv_text(series["key"] or "")]
+            row.extend("" if point[name] is None else point[name] for name in CSV_COLUMNS[2:])
+            writer.writerow(row)
+    return buffer.getvalue()
+
+
+def _csv_text(value: str) -> str:
+    """A cell a spreadsheet will not evaluate as a formula (model names come from upstream and clients)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

@@ -1,0 +1,244 @@
+"""Analytics from rollups: equal to the raw rows' aggregates for any range, bucket and grouping; CSV shape."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import itertools
+import random
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete
+
+from gophergate.db.queries.analytics import (
+    CSV_COLUMNS,
+    MAX_POINTS,
+    MAX_POINTS_GROUPED,
+    choose_bucket,
+    pico_usd,
+    segments,
+    timeseries,
+    timeseries_csv,
+    top,
+    totals,
+)
+from gophergate.db.tables import request_log
+from gophergate.recorder.rollup import floor_time
+from tests.dashboard_data import BASE, aware, cost, migrated_engine, random_record, raw_rows, write
+
+NOW = BASE + dt.timedelta(days=3)  # minute rollups of the whole data set are still kept at this "now"
+
+
+def _sum(rows: list[Any]) -> dict[str, Any]:
+    return {
+        "requests": len(rows),
+        "errors": sum(r.status >= 400 for r in rows),
+        "prompt_tokens": sum(r.prompt_tokens for r in rows),
+        "completion_tokens": sum(r.completion_tokens for r in rows),
+        "cost_usd": sum((cost(r.cost_usd) for r in rows), Decimal(0)),
+    }
+
+
+def _ceil_minute(t: dt.datetime) -> dt.datetime:
+    f = floor_time(t, "minute")
+    return f if f == t else f + dt.timedelta(minutes=1)
+
+
+def test_segments_tile_the_range_with_the_coarsest_rollups() -> None:
+    rng = random.Random(3)
+    for _ in range(2000):
+        a = BASE + dt.timedelta(seconds=rng.uniform(-5 * 86400, 5 * 86400))
+        b = a + dt.timedelta(seconds=rng.choice([30, 600, 5000, 90_000, 400_000]) * rng.random())
+        parts = sorted(segments(a, b, NOW + dt.timedelta(days=30)), key=lambda p: p[1])
+        if not parts:
+            assert floor_time(a, "minute") >= _ceil_minute(b)
+            continue
+        assert parts[0][1] <= a < parts[0][1] + dt.timedelta(hours=1)
+        assert b <= parts[-1][2] < b + dt.timedelta(hours=1)
+        for (_, _, hi), (_, lo, _) in itertools.pairwise(parts):
+            assert hi == lo  # no gap, no overlap
+        for granularity, lo, hi in parts:
+            assert floor_time(lo, granularity) == lo and floor_time(hi, granularity) == hi
+        assert sum(1 for p in parts if p[0] == "minute") <= 2 and sum(1 for p in parts if p[0] == "hour") <= 2
+
+
+async def test_totals_equal_raw_aggregates_for_random_ranges(database_url: str) -> None:
+    engine = await migrated_engine(database_url)
+    rng = random.Random(21)
+    await write(engine, [random_record(rng, i) for i in range(800)])
+    raw = await raw_rows(engine)
+    for _ in range(25):
+        a = BASE + dt.timedelta(seconds=rng.uniform(-3600, 3 * 86400))
+        b = a + dt.timedelta(seconds=rng.uniform(1, 2 * 86400))
+        lo, hi = floor_time(a, "minute"), _ceil_minute(b)
+        expected = _sum([r for r in raw if lo <= aware(r.created_at) < hi])
+        got = await totals(engine, a, b, now=NOW)
+        assert {k: got[k] for k in expected} == {**expected, "cost_usd": _usd(expected["cost_usd"])}, (a, b)
+        assert (got["p50_ms"] is None) == (expected["requests"] == 0)
+    await engine.dispose()
+
+
+def _usd(value: Decimal) -> str:
+    return "0" if value == 0 else format(value.normalize(), "f")
+
+
+async def test_edges_older_than_the_minute_rollups_count_whole_hours(database_url: str) -> None:
+    engine = await migrated_engine(database_url)
+    rng = random.Random(22)
+    await write(engine, [random_record(rng, i) for i in range(300)])
+    raw = await raw_rows(engine)
+    a, b = BASE + dt.timedelta(hours=2, minutes=17), BASE + dt.timedelta(hours=40, minutes=5)
+    got = await totals(engine, a, b, now=NOW + dt.timedelta(days=60))
+    lo, hi = floor_time(a, "hour"), floor_time(b, "hour") + dt.timedelta(hours=1)
+    assert got["requests"] == sum(lo <= aware(r.created_at) < hi for r in raw)
+    await engine.dispose()
+
+
+async def test_timeseries_points_equal_raw_aggregates_per_bucket_and_group(database_url: str) -> None:
+    engine = await migrated_engine(database_url)
+    rng = random.Random(23)
+    await write(engine, [random_record(rng, i) for i in range(600)])
+    raw = await raw_rows(engine)
+    start, end = BASE + dt.timedelta(minutes=7), BASE + dt.timedelta(hours=50)
+    for bucket in ("minute", "hour", "day"):
+        for group_by, attr in (("none", None), ("model", "model"), ("provider", "provider"), ("client", "client")):
+            result = await timeseries(engine, start, end, bucket, group_by, now=NOW)  # type: ignore[arg-type]
+            got_bucket = result["bucket"]
+            assert got_bucket == ("hour" if bucket == "minute" else bucket)  # 50 h of minutes: > MAX_POINTS
+            expected: dict[tuple[Any, str], list[Any]] = defaultdict(list)
+            first = floor_time(start, got_bucket)
+            for r in raw:
+                t = aware(r.created_at)
+                if first <= t and floor_time(t, got_bucket) < end:  # whole buckets: the last one too
+                    key = None
+                    if attr == "client":
+                        key = str(r.client_key_id) if r.client_key_id else None
+                    elif attr:
+                        key = getattr(r, attr)
+                    expected[(key, floor_time(t, got_bucket).isoformat().replace("+00:00", "Z"))].append(r)
+            keys = {k for k, _ in expected}
+            assert {s["key"] for s in result["series"]} == keys
+            for series in result["series"]:
+                stamps = [p["t"] for p in series["points"]]
+                assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+                assert stamps[0] == first.isoformat().replace("+00:00", "Z")
+                for point in series["points"]:
+                    rows = expected.get((series["key"], point["t"]), [])
+                    want = _sum(rows)
+                    assert {k: point[k] for k in want} == {**want, "cost_usd": _usd(want["cost_usd"])}, (
+                        bucket,
+                        group_by,
+                        series["key"],
+                        point["t"],
+                    )
+                    assert point["error_rate"] == (round(want["errors"] / len(rows), 4) if rows else 0.0)
+                    assert point["reasoning_tokens"] == sum(r.reasoning_tokens for r in rows)
+                    assert point["cache_read_tokens"] == sum(r.cache_read_tokens for r in rows)
+    await engine.dispose()
+
+
+async def test_an_empty_range_gives_one_series_of_zero_points(database_url: str) -> None:
+    engine = await migrated_engine(database_url)
+    result = await timeseries(engine, BASE, BASE + dt.timedelta(hours=3), "hour", "none", now=NOW)
+    assert result["bucket"] == "hour" and [s["key"] for s in result["series"]] == [None]
+    points = result["series"][0]["points"]
+    assert [p["t"] for p in points] == [
+        f"2026-11-{d}T{h}:00:00Z" for d, h in (("20", 23), ("21", "00"), ("21", "01"), ("21", "02"))
+    ]
+    assert all(p["requests"] == 0 and p["cost_usd"] == "0" and p["p95_ms"] is None for p in points)
+    assert await totals(engine, BASE, BASE + dt.timedelta(days=1), now=NOW) == {
+        "requests": 0,
+        "errors": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cost_usd": "0",
+        "p50_ms": None,
+        "p95_ms": None,
+    }
+    assert await top(engine, BASE, BASE + dt.timedelta(days=1), now=NOW) == {"data": []}
+    await engine.dispose()
+
+
+def test_a_bucket_is_coarsened_past_max_points_or_when_its_rollup_is_pruned() -> None:
+    now = BASE
+    assert choose_bucket(now - dt.timedelta(hours=24), now, "minute", now) == "minute"  # 1440 points
+    assert choose_bucket(now - dt.timedelta(minutes=MAX_POINTS + 1), now, "minute", now) == "hour"
+    assert choose_bucket(
+        now - dt.timedelta(days=8), now - dt.timedelta(days=8) + dt.timedelta(hours=1), "minute", now
+    ) == ("hour")
+    assert choose_bucket(now - dt.timedelta(days=365), now, "hour", now) == "day"
+    assert choose_bucket(now - dt.timedelta(days=3650), now, "day", now) == "day"
+    assert choose_bucket(now - dt.timedelta(days=30), now, "hour", now, MAX_POINTS_GROUPED) == "day"
+
+
+async def test_grouped_series_are_coarsened_sooner_than_ungrouped_ones(database_url: str) -> None:
+    engine = await migrated_engine(database_url)
+    start, end = BASE, BASE + dt.timedelta(days=30)
+    assert (await timeseries(engine, start, end, "hour", "none", now=end))["bucket"] == "hour"  # 720 points
+    assert (await timeseries(engine, start, end, "hour", "model", now=end))["bucket"] == "day"  # 720 > 500 per series
+    await engine.dispose()
+
+
+async def test_top_ranks_by_the_metric_and_keeps_n(database_url: str) -> None:
+    engine = await migrated_engine(database_url)
+    rng = random.Random(24)
+    await write(engine, [random_record(rng, i) for i in range(500)])
+    raw = await raw_rows(engine)
+    start, end = BASE - dt.timedelta(days=1), BASE + dt.timedelta(days=4)
+    for metric in ("cost", "requests", "tokens"):
+        result = await top(engine, start, end, "provider", metric, 10, now=NOW)  # type: ignore[arg-type]
+        by: dict[Any, list[Any]] = defaultdict(list)
+        for r in raw:
+            by[r.provider].append(r)
+        assert {i["key"] for i in result["data"]} == set(by)
+        for item in result["data"]:
+            rows = by[item["key"]]
+            assert item["requests"] == len(rows)
+            assert item["tokens"] == sum(r.prompt_tokens + r.completion_tokens for r in rows)
+            assert item["cost_usd"] == _usd(sum((cost(r.cost_usd) for r in rows), Decimal(0)))
+        values = [Decimal(i["cost_usd"]) if metric == "cost" else i[metric] for i in result["data"]]
+        assert values == sorted(values, reverse=True)
+    two = await top(engine, start, end, "model", "requests", 2, now=NOW)
+    assert len(two["data"]) == 2
+    await engine.dispose()
+
+
+async def test_analytics_read_rollups_only_so_they_survive_raw_row_deletion(database_url: str) -> None:
+    engine = await migrated_engine(database_url)
+    rng = random.Random(25)
+    await write(engine, [random_record(rng, i) for i in range(200)])
+    start, end = BASE - dt.timedelta(days=1), BASE + dt.timedelta(days=4)
+    before = (await totals(engine, start, end, now=NOW), await timeseries(engine, start, end, "hour", "model", now=NOW))
+    async with engine.begin() as conn:
+        await conn.execute(delete(request_log))
+    after = (await totals(engine, start, end, now=NOW), await timeseries(engine, start, end, "hour", "model", now=NOW))
+    assert before == after and before[0]["requests"] == 200
+    await engine.dispose()
+
+
+async def test_csv_has_a_header_and_one_line_per_point_and_series(database_url: str) -> None:
+    engine = await migrated_engine(database_url)
+    rng = random.Random(26)
+    records = [random_record(rng, i, span_s=3 * 3600) for i in range(100)]
+    records[0].provider, records[0].model = "custom", "=HYPERLINK(evil)"
+    await write(engine, records)
+    result = await timeseries(engine, BASE, BASE + dt.timedelta(hours=4), "hour", "model", now=NOW)
+    rows = list(csv.reader(io.StringIO(timeseries_csv(result))))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert len(rows) == 1 + sum(len(s["points"]) for s in result["series"])
+    assert all(len(r) == len(CSV_COLUMNS) for r in rows)
+    assert sum(int(r[2]) for r in rows[1:]) == 100
+    assert "'=HYPERLINK(evil)" in {r[1] for r in rows} and "=HYPERLINK(evil)" not in {r[1] for r in rows}
+    await engine.dispose()
+
+
+def test_pico_usd_strings_are_exact() -> None:
+    assert pico_usd(0) == "0" and pico_usd(1) == "0.000000000001" and pico_usd(123_000_000) == "0.000123"
+    assert pico_usd(5_000_000_000_000) == "5" and pico_usd(12_345_678_900_000_000) == "12345.6789"
+    rng = random.Random(1)
+    for _ in range(1000):
+        value = rng.randint(0, 10**20)
+        assert Decimal(pico_usd(value)) == Decimal(value).scaleb(-12)
