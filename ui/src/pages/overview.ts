@@ -63,10 +63,14 @@ export function overviewPage(ctx: PageCtx): void {
   // Live metrics chart.
   const drawLive = (): void => {
     const hist = live.metricsHistory;
+    const xs = hist.map((m) => toUnix(m.ts));
+    const end = xs.length ? xs[xs.length - 1] : Math.floor(Date.now() / 1000);
+    // A fixed window: with one or two samples an automatic range would stretch over years.
     liveChart.setData(
-      hist.map((m) => toUnix(m.ts)),
+      xs,
       [{ label: "requests/s" }, { label: "error %" }],
       [hist.map((m) => m.requests_per_s), hist.map((m) => m.error_rate * 100)],
+      [end - 300, end],
     );
   };
 
@@ -149,7 +153,7 @@ export function overviewPage(ctx: PageCtx): void {
   const timer = window.setInterval(() => {
     void loadMinutes();
     void loadTotals();
-  }, 30_000);
+  }, 10_000);
   ctx.onLeave(() => {
     unsubscribe();
     window.clearInterval(timer);
