@@ -14,37 +14,15 @@ from typing import Any, Literal
 
 import orjson
 
-from gophergate.recorder.record import RequestRecord
+from gophergate.recorder.record import LIST_FIELDS, RequestRecord
 
 EventKind = Literal["provider_up", "provider_down", "config_changed", "registry_refreshed", "user_logged_in"]
 EVENT_KINDS: frozenset[str] = frozenset(
     ("provider_up", "provider_down", "config_changed", "registry_refreshed", "user_logged_in")
 )
 
-# The request log item of GET /api/requests, minus nothing: the same keys, in the same order.
-REQUEST_FIELDS: tuple[str, ...] = (
-    "request_id",
-    "created_at",
-    "endpoint",
-    "client_key_id",
-    "requested_model",
-    "provider",
-    "model",
-    "stream",
-    "status",
-    "error_type",
-    "finish_reason",
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "estimated",
-    "cost_usd",
-    "price_unknown",
-    "latency_ms",
-    "ttfb_ms",
-)
+# The request log item of GET /api/requests without the database id (a batch insert returns none).
+REQUEST_FIELDS: tuple[str, ...] = LIST_FIELDS
 
 # An application-level keep-alive: ASGI gives the app no way to send websocket ping frames.
 PING = '{"type":"ping"}'

@@ -96,6 +96,30 @@ COLUMNS: tuple[str, ...] = (
     "price_source",
     "price_unknown",
 )
+# What the dashboard lists of a row (GET /api/requests items, /ws request events): metadata only, no error text.
+LIST_FIELDS: tuple[str, ...] = (
+    "request_id",
+    "created_at",
+    "endpoint",
+    "client_key_id",
+    "requested_model",
+    "provider",
+    "model",
+    "stream",
+    "status",
+    "error_type",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "estimated",
+    "cost_usd",
+    "price_unknown",
+    "latency_ms",
+    "ttfb_ms",
+)
 # Exact decimal columns (USD): decimal text on SQLite.
 DECIMAL_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c.endswith("_usd"))
 _values = attrgetter(*COLUMNS)  # one C call per row instead of a tuple built in Python

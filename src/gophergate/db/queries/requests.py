@@ -18,34 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophergate.db.queries.common import iso, usd, utc
 from gophergate.db.tables import request_log
+from gophergate.recorder.record import LIST_FIELDS
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 
-ITEM_FIELDS: tuple[str, ...] = (
-    "id",
-    "request_id",
-    "created_at",
-    "endpoint",
-    "client_key_id",
-    "requested_model",
-    "provider",
-    "model",
-    "stream",
-    "status",
-    "error_type",
-    "finish_reason",
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "estimated",
-    "cost_usd",
-    "price_unknown",
-    "latency_ms",
-    "ttfb_ms",
-)
+ITEM_FIELDS: tuple[str, ...] = ("id", *LIST_FIELDS)
 _ITEM_COLUMNS = [request_log.c[name] for name in ITEM_FIELDS]
 
 
