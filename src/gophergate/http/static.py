@@ -7,8 +7,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from starlette.responses import FileResponse, HTMLResponse
-
 from gophergate.errors import MethodNotAllowed, NotFound
 from gophergate.http.io import Scope, request_id, send_error
 
@@ -54,6 +52,9 @@ class StaticUI:
         self.directory = directory
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        # Starlette's file responses are imported with the first page, not by every worker at start.
+        from starlette.responses import FileResponse, HTMLResponse
+
         path: str = scope["path"]
         if scope["method"] not in ("GET", "HEAD"):
             error = (

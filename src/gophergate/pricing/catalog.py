@@ -16,6 +16,7 @@ So a reseller's copy of a model never overrides the canonical entry's limits or 
 from __future__ import annotations
 
 import hashlib
+import marshal
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ _SUFFIXES: tuple[re.Pattern[str], ...] = (
 
 _ZERO = Decimal(0)
 _CACHE_LIMIT = 8192
+MARSHAL_VERSION = 4
 
 
 def to_decimal(value: Any) -> Decimal | None:
@@ -210,12 +212,17 @@ class CatalogError(ValueError):
 
 
 # A model as kept in memory until it is looked up: the few fields the gateway reads, as primitives (the cost
-# as its JSON text), so that the 5,000-model catalogue costs a few MB and can cross a process boundary.
+# as its JSON text) packed into one bytes object (marshal), so that the 5,000-model catalogue costs a worker
+# ~2 MB and crosses a process boundary as it is.
 CompactModel = tuple[Any, ...]
-CompactCatalog = dict[str, dict[str, CompactModel]]
+CompactCatalog = dict[str, dict[str, bytes]]
 
 
-def compact_model(raw: Mapping[str, Any]) -> CompactModel:
+def compact_model(raw: Mapping[str, Any]) -> bytes:
+    return marshal.dumps(_compact_fields(raw), MARSHAL_VERSION)
+
+
+def _compact_fields(raw: Mapping[str, Any]) -> CompactModel:
     limit = raw.get("limit") if isinstance(raw.get("limit"), Mapping) else {}
     modalities = raw.get("modalities") if isinstance(raw.get("modalities"), Mapping) else {}
     assert isinstance(limit, Mapping) and isinstance(modalities, Mapping)
@@ -254,8 +261,10 @@ def compact_document(doc: Any) -> CompactCatalog:
     return out
 
 
-def entry_from_compact(provider_id: str, model_id: str, item: CompactModel) -> ModelEntry:
-    name, family, context, output, inputs, outputs, tools, reasoning, structured, open_weights, cost = item
+def entry_from_compact(provider_id: str, model_id: str, packed: bytes) -> ModelEntry:
+    name, family, context, output, inputs, outputs, tools, reasoning, structured, open_weights, cost = marshal.loads(
+        packed
+    )
     return ModelEntry(
         provider_id=provider_id,
         id=model_id,

@@ -14,9 +14,7 @@ import sys
 
 import orjson
 
-from gophergate.pricing.catalog import CatalogError, compact_document
-
-MARSHAL_VERSION = 4
+from gophergate.pricing.catalog import MARSHAL_VERSION, CatalogError, compact_document
 
 
 def compact_bytes(body: bytes, min_models: int = 0) -> bytes:

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 SAVED_NAME = "models-dev.json"
 META_NAME = "models-dev.meta.json"
 MAX_BYTES = 64 * 1024 * 1024
+COMPACT_FORMAT = 2  # bumped whenever the compact catalogue's layout changes
 # A new copy with fewer than this share of the current copy's models is taken for a partial download.
 MIN_SHARE = 0.5
 _RETRY_SECONDS = 300.0
@@ -173,10 +174,10 @@ class Registry:
 
     def _load_compact(self, snapshot: str) -> Catalog | None:
         try:
-            saved_snapshot, blob = marshal.loads(self.compact_path.read_bytes())
+            fmt, saved_snapshot, blob = marshal.loads(self.compact_path.read_bytes())
         except (OSError, EOFError, ValueError, TypeError):
             return None
-        if saved_snapshot != snapshot:
+        if fmt != COMPACT_FORMAT or saved_snapshot != snapshot:
             return None
         try:
             return _from_blob(blob, snapshot, str(self.saved_path))
@@ -187,7 +188,7 @@ class Registry:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             tmp = self.compact_path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(marshal.dumps((snapshot, blob)))
+            tmp.write_bytes(marshal.dumps((COMPACT_FORMAT, snapshot, blob)))
             os.replace(tmp, self.compact_path)
         except OSError as exc:  # only a cache: the JSON copy is what counts
             log.warning("could not save the compact registry copy: %s", exc)

@@ -6,9 +6,10 @@ Stored form: a fresh random 96-bit nonce || ciphertext+tag. The associated data 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
 
@@ -21,7 +22,18 @@ class SecretBox:
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise ValueError("the encryption key must be 32 bytes")
-        self._aead = AESGCM(key)
+        self._key = key
+        self._cipher: AESGCM | None = None
+
+    @property
+    def _aead(self) -> AESGCM:
+        # Imported on first use: the cryptography bindings cost a worker ~7 MB, and most gateways store no
+        # provider key in the database.
+        if self._cipher is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            self._cipher = AESGCM(self._key)
+        return self._cipher
 
     def seal(self, plaintext: str, owner: str) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
@@ -30,6 +42,8 @@ class SecretBox:
     def open(self, blob: bytes, owner: str) -> str:
         if len(blob) <= NONCE_BYTES:
             raise SecretBoxError("stored secret is too short")
+        from cryptography.exceptions import InvalidTag
+
         try:
             return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], owner.encode()).decode()
         except InvalidTag:
