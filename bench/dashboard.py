@@ -100,12 +100,12 @@ def _calls(engine: AsyncEngine, now: dt.datetime) -> list[tuple[str, Callable[[]
             lambda: analytics.timeseries(engine, now - 30 * day, now, "hour", "model"),
         ),
         (
-            "timeseries: 8 h by minute, per model (480 points)",
-            lambda: analytics.timeseries(engine, now - day / 3, now, "minute", "model"),
+            "timeseries: 4 h by minute, per model (240 points)",
+            lambda: analytics.timeseries(engine, now - day / 6, now, "minute", "model"),
         ),
         (
-            "timeseries: 20 d by hour, per model (480 points)",
-            lambda: analytics.timeseries(engine, now - 20 * day, now, "hour", "model"),
+            "timeseries: 10 d by hour, per model (240 points)",
+            lambda: analytics.timeseries(engine, now - 10 * day, now, "hour", "model"),
         ),
         (
             "timeseries: 30 d by day, per client",
@@ -148,7 +148,7 @@ def _http_calls(engine: AsyncEngine, now: dt.datetime) -> tuple[Any, list[tuple[
     z = "%Y-%m-%dT%H:%M:%SZ"
     d30 = (now - dt.timedelta(days=30)).strftime(z)
     d7 = (now - dt.timedelta(days=7)).strftime(z)
-    h8 = (now - dt.timedelta(hours=8)).strftime(z)
+    h4 = (now - dt.timedelta(hours=4)).strftime(z)
     paths = [
         ("GET /api/requests?limit=50", "/api/requests?limit=50"),
         ("GET /api/requests?limit=500", "/api/requests?limit=500"),
@@ -159,8 +159,8 @@ def _http_calls(engine: AsyncEngine, now: dt.datetime) -> tuple[Any, list[tuple[
             "/api/analytics/timeseries?bucket=minute&group_by=model",
         ),
         (
-            "GET /api/analytics/timeseries (8 h, minute, model)",
-            f"/api/analytics/timeseries?from={h8}&bucket=minute&group_by=model",
+            "GET /api/analytics/timeseries (4 h, minute, model)",
+            f"/api/analytics/timeseries?from={h4}&bucket=minute&group_by=model",
         ),
         (
             "GET /api/analytics/timeseries (30 d, hour->day, model)",
