@@ -121,7 +121,6 @@ class V1:
         record = RequestRecord(request_id(scope), "chat.completions", time.perf_counter())
         meter: Meter | None = None
         messages: Any = None
-        started = False  # response headers sent
         try:
             if rt.recorder.saturated:
                 raise GatewayError(
@@ -155,44 +154,12 @@ class V1:
             )
             meter = Meter()
             if not stream:
-                out = await provider.chat(call, meter)
-                headers = base_headers(record.request_id)
-                if call.cost is not None:
-                    headers.append((COST, format(call.cost, "f").encode()))
-                headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
-                record.status = 200
-                started = True
-                try:
-                    await send_bytes(send, 200, out, headers)
-                except Exception as exc:  # how servers report a write to a closed connection varies
-                    raise ClientDisconnected() from exc
-                meter.first_chunk = time.perf_counter()
-                return
-            chunks = await provider.open_chat_stream(call, meter)
-            headers = base_headers(record.request_id, b"text/event-stream")
-            headers.extend(SSE_HEADERS)
-            headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
-            record.status = 200
-            started = True
-            await relay_stream(send, receive, headers, chunks, meter)
-            if meter.stream_error is not None:
-                record.error_type = "upstream_stream_error"
-                record.error_message = meter.stream_error
-                record.status = 502
-        except GatewayError as exc:
-            _fail(record, exc)
-            if not started:
-                await self._send_error(send, exc, record, meter)
-        except ClientDisconnected:
-            record.status = 499
-            record.error_type = "client_disconnected"
-            record.error_message = "The client closed the connection before the response was complete."
-        except Exception:
-            log.exception("unexpected error in request %s", record.request_id)
-            error = GatewayError("The gateway hit an internal error; it has been logged.", code="internal_error")
-            _fail(record, error)
-            if not started:
-                await self._send_error(send, error, record, meter)
+                await self._answer(send, record, meter, await provider.chat(call, meter), call.cost)
+            else:
+                chunks = await provider.open_chat_stream(call, meter)
+                await self._relay(send, receive, record, meter, chunks, done=True)
+        except Exception as exc:
+            await self._failed(send, exc, record, meter)
         finally:
             finalize(record, meter, messages)
             rt.recorder.submit(record)
@@ -206,7 +173,6 @@ class V1:
         record = RequestRecord(request_id(scope), spec.name, time.perf_counter())
         meter: Meter | None = None
         prompt: Any = None
-        started = False  # response headers sent
         try:
             if rt.recorder.saturated:
                 raise GatewayError(
@@ -238,49 +204,60 @@ class V1:
             call = EndpointCall(data, route.model, record.request_id, stream=stream, pricer=pricer)
             meter = Meter()
             if not stream:
-                out = await spec.call(provider, call, meter)
-                headers = base_headers(record.request_id)
-                if call.cost is not None:
-                    headers.append((COST, format(call.cost, "f").encode()))
-                headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
-                record.status = 200
-                started = True
-                try:
-                    await send_bytes(send, 200, out, headers)
-                except Exception as exc:  # how servers report a write to a closed connection varies
-                    raise ClientDisconnected() from exc
-                meter.first_chunk = time.perf_counter()
-                return
-            assert spec.open_stream is not None
-            chunks = await spec.open_stream(provider, call, meter)
-            headers = base_headers(record.request_id, b"text/event-stream")
-            headers.extend(SSE_HEADERS)
-            headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
-            record.status = 200
-            started = True
-            await relay_stream(send, receive, headers, chunks, meter, done=spec.ends_with_done)
-            if meter.stream_error is not None:
-                record.error_type = "upstream_stream_error"
-                record.error_message = meter.stream_error
-                record.status = 502
-        except GatewayError as exc:
-            _fail(record, exc)
-            if not started:
-                await self._send_error(send, exc, record, meter)
-        except ClientDisconnected:
-            record.status = 499
-            record.error_type = "client_disconnected"
-            record.error_message = "The client closed the connection before the response was complete."
-        except Exception:
-            log.exception("unexpected error in request %s", record.request_id)
-            error = GatewayError("The gateway hit an internal error; it has been logged.", code="internal_error")
-            _fail(record, error)
-            if not started:
-                await self._send_error(send, error, record, meter)
+                await self._answer(send, record, meter, await spec.call(provider, call, meter), call.cost)
+            else:
+                assert spec.open_stream is not None
+                chunks = await spec.open_stream(provider, call, meter)
+                await self._relay(send, receive, record, meter, chunks, done=spec.ends_with_done)
+        except Exception as exc:
+            await self._failed(send, exc, record, meter)
         finally:
             finalize(record, meter, prompt)
             rt.recorder.submit(record)
             rt.health.observe(record)
+
+    async def _answer(self, send: Any, record: RequestRecord, meter: Meter, body: bytes, cost: Decimal | None) -> None:
+        """A complete (non-streamed) answer, with the cost header when the cost is known."""
+        headers = base_headers(record.request_id)
+        if cost is not None:
+            headers.append((COST, format(cost, "f").encode()))
+        headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
+        record.status = 200  # from here on the headers count as sent
+        try:
+            await send_bytes(send, 200, body, headers)
+        except Exception as exc:  # how servers report a write to a closed connection varies
+            raise ClientDisconnected() from exc
+        meter.first_chunk = time.perf_counter()
+
+    async def _relay(
+        self, send: Any, receive: Any, record: RequestRecord, meter: Meter, chunks: Any, *, done: bool
+    ) -> None:
+        headers = base_headers(record.request_id, b"text/event-stream")
+        headers.extend(SSE_HEADERS)
+        headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
+        record.status = 200  # from here on the headers count as sent
+        await relay_stream(send, receive, headers, chunks, meter, done=done)
+        if meter.stream_error is not None:
+            record.error_type = "upstream_stream_error"
+            record.error_message = meter.stream_error
+            record.status = 502
+
+    async def _failed(self, send: Any, exc: Exception, record: RequestRecord, meter: Meter | None) -> None:
+        """What a failed request records, and the error answer when no response had started."""
+        if isinstance(exc, ClientDisconnected):
+            record.status = 499
+            record.error_type = "client_disconnected"
+            record.error_message = "The client closed the connection before the response was complete."
+            return
+        started = record.status == 200
+        if isinstance(exc, GatewayError):
+            error = exc
+        else:
+            log.exception("unexpected error in request %s", record.request_id, exc_info=exc)
+            error = GatewayError("The gateway hit an internal error; it has been logged.", code="internal_error")
+        _fail(record, error)
+        if not started:
+            await self._send_error(send, error, record, meter)
 
     async def _send_error(self, send: Any, error: GatewayError, record: RequestRecord, meter: Meter | None) -> None:
         try:
