@@ -35,11 +35,12 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.fakes.server import LoopbackServer
 
 VERSIONS = ("2023-06-01", "2026-10-21")  # §4.1
 # model -> (thinking style none|budget|adaptive, rejects temperature+top_p together, max output tokens)
@@ -203,79 +204,22 @@ def _tool_result_text(block: dict[str, Any]) -> str:
     return ""
 
 
-class FakeAnthropic:
+class FakeAnthropic(LoopbackServer):
     """A strict Anthropic upstream on 127.0.0.1 (ephemeral port), served from a background thread."""
+
+    thread_name = "fake-anthropic"
 
     def __init__(self, api_key: str = "sk-ant-upstream-test", *, page_size: int = 2) -> None:
         self.api_key = api_key
         self.models = list(MODELS)
         self.page_size = page_size  # GET /v1/models pages are at most this long, to exercise paging (§4.7)
         self.retry_after_seconds = 7
-        self.port: int | None = None
+        super().__init__()
         self._requests: list[RecordedRequest] = []
         self._failures: deque[tuple[int, Any, dict[str, str]]] = deque()
         self._signatures: dict[str, str] = {}  # signature -> thinking text it was issued for
         self._issued_ids: list[str] = []
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-        self._startup_error: BaseException | None = None
-
-    # ----------------------------------------------------------------- lifecycle
-
-    def start(self) -> FakeAnthropic:
-        if self._thread is not None:
-            raise RuntimeError("fake already started")
-        self._thread = threading.Thread(target=self._serve, name="fake-anthropic", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("fake upstream did not start within 10 s")
-        if self._startup_error is not None:
-            raise RuntimeError("fake upstream failed to start") from self._startup_error
-        return self
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        self._thread = None
-        self._loop = None
-        self.port = None
-
-    def __enter__(self) -> FakeAnthropic:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _serve(self) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.2)
-        try:
-            loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            self.port = int(runner.addresses[0][1])
-            self._loop = loop
-        except BaseException as exc:  # pragma: no cover - reported to start()
-            self._startup_error = exc
-            self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
 
     # ----------------------------------------------------------------- test API
 

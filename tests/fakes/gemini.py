@@ -39,11 +39,12 @@ import secrets
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.fakes.server import LoopbackServer
 
 DEFAULT_MODELS = [
     "gemini-2.0-flash",
@@ -202,62 +203,21 @@ class _Answer:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class FakeGemini:
+class FakeGemini(LoopbackServer):
     """A strict Gemini upstream on 127.0.0.1; use as a context manager or ``start()`` / ``stop()``."""
+
+    thread_name = "fake-gemini"
 
     def __init__(self, api_key: str = "AIza-fake-gemini-key-000000000000", models: list[str] | None = None) -> None:
         self.api_key = api_key
         self.models = list(models) if models is not None else list(DEFAULT_MODELS)
         self.page_size = 3  # models per page at most, so listings are paged
         self.embedding_usage = False  # batchEmbedContents reports usageMetadata
-        self.port: int | None = None
+        super().__init__()
         self.issued_signatures: set[str] = set()
         self._requests: list[RecordedRequest] = []
         self._failures: deque[tuple[int, Any, dict[str, str]]] = deque()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-
-    # -- lifecycle ------------------------------------------------------------------------------------------------
-
-    def start(self) -> FakeGemini:
-        self._thread = threading.Thread(target=self._serve, name="fake-gemini", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10) or self.port is None:
-            raise RuntimeError("fake Gemini did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-        self._thread = self._loop = None
-        self.port = None
-
-    def __enter__(self) -> FakeGemini:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    def _serve(self) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.2)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        self.port = int(runner.addresses[0][1])
-        self._loop = loop
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
 
     # -- test API -------------------------------------------------------------------------------------------------
 

@@ -46,11 +46,12 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.fakes.server import LoopbackServer
 
 DIALECTS: tuple[str, ...] = ("openai", "deepseek", "xai", "moonshot", "ollama")
 
@@ -303,7 +304,7 @@ class _Chat:
     created: int = field(default_factory=lambda: int(time.time()))
 
 
-class FakeOpenAICompat:
+class FakeOpenAICompat(LoopbackServer):
     """A strict OpenAI-compatible upstream on 127.0.0.1 (ephemeral port), served from a background thread.
 
     Use as a context manager, or call `.start()` / `.stop()`.
@@ -316,79 +317,14 @@ class FakeOpenAICompat:
         self.api_key = api_key
         self.models: list[str] = list(models) if models is not None else list(DEFAULT_MODELS[dialect])
         self.retry_after_seconds = 1  # sent as retry-after with "FAIL 429"
-        self.port: int | None = None
+        super().__init__()
+        self.thread_name = f"fake-{dialect}"
         self._requests: list[RecordedRequest] = []
         self._failures: deque[tuple[int, Any, dict[str, str]]] = deque()
         self._issued_ids: list[str] = []
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-        self._startup_error: BaseException | None = None
-
-    # ----------------------------------------------------------------- lifecycle
-
-    def start(self) -> FakeOpenAICompat:
-        if self._thread is not None:
-            raise RuntimeError("fake already started")
-        self._ready.clear()
-        self._thread = threading.Thread(target=self._serve, name=f"fake-{self.dialect}", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("fake upstream did not start within 10 s")
-        if self._startup_error is not None:
-            raise RuntimeError("fake upstream failed to start") from self._startup_error
-        return self
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        self._thread = None
-        self._loop = None
-        self.port = None
-
-    def __enter__(self) -> FakeOpenAICompat:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _serve(self) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.2)
-        try:
-            loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            self.port = int(runner.addresses[0][1])
-            self._loop = loop
-        except BaseException as exc:  # pragma: no cover - reported to start()
-            self._startup_error = exc
-            self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
 
     # ----------------------------------------------------------------- test API
-
-    @property
-    def root_url(self) -> str:
-        if self.port is None:
-            raise RuntimeError("fake not started")
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def base_url(self) -> str:

@@ -1,0 +1,86 @@
+"""The lifecycle every fake upstream shares: an aiohttp app on 127.0.0.1 (ephemeral port) served from a
+background thread with its own event loop; ``start()`` / ``stop()`` or a ``with`` block."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from types import TracebackType
+from typing import Self
+
+from aiohttp import web
+
+
+class LoopbackServer:
+    thread_name = "fake-upstream"
+
+    def __init__(self) -> None:
+        self.port: int | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        if self._thread is not None:
+            raise RuntimeError("fake already started")
+        self._ready.clear()
+        self._startup_error = None
+        self._thread = threading.Thread(target=self._serve, name=self.thread_name, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake upstream did not start within 10 s")
+        if self._startup_error is not None:
+            raise RuntimeError("fake upstream failed to start") from self._startup_error
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        self._thread = None
+        self._loop = None
+        self.port = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def root_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("fake not started")
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.2)
+        try:
+            loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            loop.run_until_complete(site.start())
+            self.port = int(runner.addresses[0][1])
+            self._loop = loop
+        except BaseException as exc:  # reported by start()
+            self._startup_error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
