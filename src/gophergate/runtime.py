@@ -199,8 +199,7 @@ class Runtime:
 
     def _catalog_changed(self, catalog: Catalog) -> None:
         self.rebuild_prices()
-        if self.hub is not None:
-            self.hub.event("registry_refreshed", {"models": catalog.model_count, "snapshot": catalog.snapshot})
+        self.emit("registry_refreshed", {"models": catalog.model_count, "snapshot": catalog.snapshot})
 
     async def _refresh_overrides_forever(self) -> None:
         while True:
@@ -214,8 +213,7 @@ class Runtime:
                 self.table_overrides = table
                 self.rebuild_prices()
                 log.info("price overrides changed: %d in the database", len(table))
-                if self.hub is not None:
-                    self.hub.event("config_changed", {"what": "price_overrides", "count": len(table)})
+                self.emit("config_changed", {"what": "price_overrides", "count": len(table)})
 
     # -- providers and models changed from the dashboard ----------------------------------------------------------
     def apply_providers(self, entries: dict[str, ProviderEntry]) -> None:
@@ -305,13 +303,13 @@ class Runtime:
         """Down: a listing failed after one succeeded; up: a listing succeeded after one failed."""
         was = self.provider_up.get(name)
         self.provider_up[name] = up
-        if self.hub is None or was is None or was == up:
+        if was is None or was == up:
             return
         if up:
-            self.hub.event("provider_up", {"provider": name})
+            self.emit("provider_up", {"provider": name})
         else:
             # The exception's class only: its text may quote upstream responses.
-            self.hub.event("provider_down", {"provider": name, "error": error})
+            self.emit("provider_down", {"provider": name, "error": error})
 
     async def _refresh_models_forever(self) -> None:
         while True:

@@ -122,17 +122,7 @@ class V1:
         meter: Meter | None = None
         messages: Any = None
         try:
-            if rt.recorder.saturated:
-                raise GatewayError(
-                    "The gateway's request log is backed up; retry shortly.",
-                    status=503,
-                    code="log_backlog",
-                    headers={"retry-after": "1"},
-                )
-            principal = await authenticate(scope, rt.keys)
-            record.client_key_id = principal.key_id
-            body = await read_body(receive, scope, rt.settings.max_body_bytes)
-            data = parse_json_object(body)
+            data = await self._admit(scope, receive, record)
             model, stream, include_usage = check_chat(data)
             record.requested_model = model
             record.stream = stream
@@ -174,17 +164,7 @@ class V1:
         meter: Meter | None = None
         prompt: Any = None
         try:
-            if rt.recorder.saturated:
-                raise GatewayError(
-                    "The gateway's request log is backed up; retry shortly.",
-                    status=503,
-                    code="log_backlog",
-                    headers={"retry-after": "1"},
-                )
-            principal = await authenticate(scope, rt.keys)
-            record.client_key_id = principal.key_id
-            body = await read_body(receive, scope, rt.settings.max_body_bytes)
-            data = parse_json_object(body)
+            data = await self._admit(scope, receive, record)
             model, stream = spec.check(data)
             record.requested_model = model
             record.stream = stream
@@ -215,6 +195,20 @@ class V1:
             finalize(record, meter, prompt)
             rt.recorder.submit(record)
             rt.health.observe(record)
+
+    async def _admit(self, scope: Scope, receive: Any, record: RequestRecord) -> dict[str, Any]:
+        """Admission of a POST: the log has room, the client key is valid, the body is a JSON object."""
+        rt = self.rt
+        if rt.recorder.saturated:
+            raise GatewayError(
+                "The gateway's request log is backed up; retry shortly.",
+                status=503,
+                code="log_backlog",
+                headers={"retry-after": "1"},
+            )
+        principal = await authenticate(scope, rt.keys)
+        record.client_key_id = principal.key_id
+        return parse_json_object(await read_body(receive, scope, rt.settings.max_body_bytes))
 
     async def _answer(self, send: Any, record: RequestRecord, meter: Meter, body: bytes, cost: Decimal | None) -> None:
         """A complete (non-streamed) answer, with the cost header when the cost is known."""

@@ -144,7 +144,7 @@ class Registry:
     def compact_path(self) -> Path:
         return self.dir / f"models-dev.compact-py{sys.version_info[0]}{sys.version_info[1]}.marshal"
 
-    def load_saved(self) -> Catalog | None:
+    def load_saved(self, *, install: bool = True) -> Catalog | None:
         """Load the saved copy (at start, and when another process saved a newer one): its compact form when that
         is there and matches, else the JSON parsed in a child process (and the compact form saved)."""
         try:
@@ -169,7 +169,8 @@ class Registry:
         fetched = meta.get("fetched_at")
         self.fetched_at = float(fetched) if isinstance(fetched, (int, float)) else stat.st_mtime
         self._saved_mtime = stat.st_mtime
-        self._install(catalog)
+        if install:
+            self._install(catalog)
         return catalog
 
     def _load_compact(self, snapshot: str) -> Catalog | None:
@@ -315,7 +316,10 @@ class Registry:
         first = True
         while True:
             if self._saved_changed():
-                await asyncio.to_thread(self.load_saved)
+                # Read in a thread, installed here: the listeners (prices, routes, the hub) live on the event loop.
+                catalog = await asyncio.to_thread(self.load_saved, install=False)
+                if catalog is not None:
+                    self._install(catalog)
             now = time.monotonic()
             if now >= next_fetch:
                 age = self.age_seconds

@@ -226,3 +226,14 @@ def test_gemini_usage_reader_feeds_the_cost(catalog: Catalog) -> None:
     )
     assert (usage.prompt, usage.completion, usage.reasoning, usage.cache_read) == (2000, 500, 400, 1000)
     assert compute_cost(usage, table(catalog, "gemini", "gemini-2.5-flash")).total == D("0.00158")
+
+
+def test_a_price_reused_for_other_usages_and_after_its_discount_ends_recomputes() -> None:
+    until = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    price = ModelPrice(PriceTable(Rates(input=D(10), output=D(20))), "s", Discount(D(50), until))
+    before = dt.datetime(2029, 1, 1, tzinfo=dt.UTC)
+    small, large = Usage(prompt=100, completion=0), Usage(prompt=1000, completion=0)
+    assert price.cost(small, before)[0].total == D("0.0005")
+    assert price.cost(large, before)[0].total == D("0.005")
+    assert price.cost(small, before)[0].total == D("0.0005")
+    assert price.cost(small, until) == (compute_cost(small, price.table), "s")  # the discount has ended
