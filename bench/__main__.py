@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--key", help="client key for --target (sent as a Bearer token)")
     parser.add_argument("--target-pid", type=int, help="pid of --target, for RSS (found from its port if omitted)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the machine floor (the minimal relay, bench/floor_relay.py)"
+    )
     parser.add_argument("--model", default="gpt-4o-mini")
     parser.add_argument(
         "--gateway-env",
@@ -73,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         key=args.key,
         target_pid=args.target_pid,
         gateway_env=dict(args.gateway_env),
+        floor=not args.no_floor,
     )
 
 

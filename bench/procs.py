@@ -167,6 +167,23 @@ def start_fake_upstream(port: int, plan: CpuPlan, log_path: Path) -> ManagedProc
     return proc
 
 
+def start_floor_relay(port: int, upstream_port: int, plan: CpuPlan, log_path: Path) -> ManagedProcess:
+    """The machine-floor relay (bench/floor_relay.py), on the gateway's CPU."""
+    cmd = [
+        *plan.prefix(plan.gateway),
+        sys.executable,
+        "-m",
+        "bench.floor_relay",
+        "--port",
+        str(port),
+        "--upstream-port",
+        str(upstream_port),
+    ]
+    proc = ManagedProcess("floor relay", cmd, None, log_path)
+    wait_for_port("127.0.0.1", port, proc)
+    return proc
+
+
 def gophergate_executable() -> str:
     beside = Path(sys.executable).parent / "gophergate"
     if beside.exists():

@@ -126,6 +126,19 @@ def _mb(sample: RssSample | None) -> str:
     return f"{sample.total_bytes / MB:.1f} MB{pss}"
 
 
+def _floor(results: BenchResults, connections: int) -> Scenario | None:
+    for sc in results.floor:
+        if sc.connections == connections:
+            return sc
+    return None
+
+
+def _over(gateway: Scenario, floor: Scenario, attr: str) -> float | None:
+    """The gateway's added latency minus the relay's: the part the machine's topology does not explain."""
+    gw, relay = gateway.added(attr), floor.added(attr)
+    return None if gw is None or relay is None else gw - relay
+
+
 def render(results: BenchResults, targets: list[Target]) -> str:
     cfg = results.config
     out: list[str] = []
@@ -163,6 +176,24 @@ def render(results: BenchResults, targets: list[Target]) -> str:
         )
     added_p50, added_p99 = _fmt(ttfc.added("p50_ms"), 3, True), _fmt(ttfc.added("p99_ms"), 3, True)
     out.append(f"  {'added':<8} p50 {added_p50:>7}  p99 {added_p99:>7}")
+    if results.floor:
+        out.append("")
+        out.append(
+            "machine floor: a minimal Python relay (bench/floor_relay.py) pinned where the gateway runs, same load:"
+        )
+        for sc in results.floor:
+            out.append(
+                f"  {sc.label:<22} relay {_fmt_rps(sc.gateway):>7} req/s {_pct(sc.gateway):>5}, "
+                f"direct {_fmt_rps(sc.direct):>7} req/s | relay added p50 {_fmt(sc.added('p50_ms'), 3, True)} "
+                f"p99 {_fmt(sc.added('p99_ms'), 3, True)} ms"
+            )
+        gw_one, floor_one = results.scenario(NON_STREAM, 1), _floor(results, 1)
+        if gw_one is not None and floor_one is not None:
+            over = [_over(gw_one, floor_one, attr) for attr in ("p50_ms", "p99_ms")]
+            out.append(
+                f"  the gateway over the relay, non-stream 1 client: p50 {_fmt(over[0], 3, True)} "
+                f"p99 {_fmt(over[1], 3, True)} ms (what the gateway's own work adds)"
+            )
     mem = results.memory
     out.append("")
     out.append("gateway memory (main process + workers; RSS summed over the tree, PSS in brackets):")

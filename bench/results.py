@@ -125,6 +125,8 @@ class BenchResults:
     config: dict[str, Any]
     scenarios: list[Scenario] = field(default_factory=list)
     ttfc: Ttfc = field(default_factory=Ttfc)
+    # The machine floor (bench/floor_relay.py): each scenario's "gateway" side is the minimal relay.
+    floor: list[Scenario] = field(default_factory=list)
     memory: Memory = field(default_factory=Memory)
     soak: list[dict[str, Any]] = field(default_factory=list)
     gateway_requests: int = 0
@@ -142,6 +144,7 @@ class BenchResults:
             "config": self.config,
             "scenarios": [s.to_dict() for s in self.scenarios],
             "ttfc": self.ttfc.to_dict(),
+            "floor": [s.to_dict() for s in self.floor],
             "memory": self.memory.to_dict(),
             "soak": self.soak,
             "gateway_requests": self.gateway_requests,

@@ -21,6 +21,7 @@ import psutil
 from bench import fake_upstream
 from bench.client import Endpoint, check_endpoint, measure_ttfc, request_body
 from bench.procs import (
+    BenchSetupError,
     CpuPlan,
     ManagedProcess,
     create_client_key,
@@ -30,6 +31,7 @@ from bench.procs import (
     pin_self,
     plan_cpus,
     start_fake_upstream,
+    start_floor_relay,
     start_gateway,
 )
 from bench.report import evaluate_targets, render
@@ -57,6 +59,7 @@ class Options:
     key: str | None = None
     target_pid: int | None = None
     gateway_env: dict[str, str] = field(default_factory=dict)
+    floor: bool = True
 
 
 def log(message: str) -> None:
@@ -88,9 +91,12 @@ class Bench:
             self.results.problems.append(problem)
         return False
 
-    def _wrk(self, endpoint: Endpoint, mode: str, connections: int, duration_s: float) -> Measured:
+    def _wrk(
+        self, endpoint: Endpoint, mode: str, connections: int, duration_s: float, server_pid: int | None = None
+    ) -> Measured:
         body = request_body(self.opts.model, stream=mode == STREAM)
-        server_pid = self.direct_pid if endpoint is self.direct else self.gateway_pid
+        if server_pid is None:
+            server_pid = self.direct_pid if endpoint is self.direct else self.gateway_pid
         watch_core = self.plan.gateway if endpoint is self.gateway and self.gateway_proc is not None else None
         cpu_before = tree_cpu_seconds(server_pid) if server_pid else None
         core_before = cpu_busy_seconds(watch_core) if watch_core is not None else None
@@ -185,6 +191,31 @@ class Bench:
                 self._note_errors(f"direct {scenario.label}", scenario.direct)
                 if scenario.direct.error:
                     self.results.problems.append(f"direct {scenario.label}: {scenario.direct.error}")
+
+    def machine_floor(self) -> None:
+        """Load the minimal relay (bench/floor_relay.py), pinned where the gateway runs, like the gateway."""
+        assert self.direct
+        if not self.opts.floor:
+            return
+        port = free_port()
+        try:
+            relay_proc = start_floor_relay(port, self.direct.port, self.plan, self.opts.results_dir / "floor-relay.log")
+        except BenchSetupError as exc:
+            self.results.problems.append(f"machine floor: {exc}")
+            return
+        relay = Endpoint.from_url(f"http://127.0.0.1:{port}", None)
+        try:
+            self._wrk(relay, NON_STREAM, self.opts.connections, min(self.opts.warmup_s, 1.0))
+            for connections in dict.fromkeys((self.opts.connections, 1)):
+                scenario = Scenario(NON_STREAM, connections)
+                log(f"machine floor, {scenario.label}: relay and direct, {self.opts.duration_s:g} s each")
+                scenario.gateway = self._wrk(
+                    relay, NON_STREAM, connections, self.opts.duration_s, server_pid=relay_proc.pid
+                )
+                scenario.direct = self._wrk(self.direct, NON_STREAM, connections, self.opts.duration_s)
+                self.results.floor.append(scenario)
+        finally:
+            relay_proc.stop()
 
     def time_to_first_chunk(self) -> None:
         assert self.gateway and self.direct
@@ -312,6 +343,7 @@ class Bench:
             self.check()
             self.warm_up()
             self.timed_runs()
+            self.machine_floor()
             self.time_to_first_chunk()
             self.soak()
             self.memory_after_soak()

@@ -1,7 +1,11 @@
 """Where the log writer's batches go: one insert per batch, in one transaction, at the driver level.
 
-SQLite gets a dedicated connection on a dedicated thread: the whole batch (BEGIN, executemany, COMMIT) is one
-hop off the event loop, and SQLite's work runs outside the GIL. PostgreSQL goes through asyncpg's
+SQLite gets dedicated connections on dedicated threads: the whole batch (BEGIN, executemany, COMMIT) is one
+hop off the event loop, and SQLite's work runs outside the GIL. A small batch (a quiet or lightly loaded gateway)
+goes to a thread at the lowest CPU priority (nice 19), so its burst of page writes runs in the gaps between
+requests instead of taking turns with them on the core (measured, 1-client p90/p99 added: about -0.8 / -1.2 ms).
+A large batch (the writer is needed to keep up) goes to a thread at normal priority, so the log can never be
+starved by a busy event loop. PostgreSQL goes through asyncpg's
 executemany on the shared engine. The rollup deltas of the batch (``rollup.py``) are upserted in the same
 transaction, so the rollups always equal the aggregates of the committed raw rows. SQLAlchemy's per-row
 parameter processing is skipped on both: it cost twice the insert itself (measured: 45 us/row against 15 us/row
@@ -12,7 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
+import os
 import sqlite3
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -22,6 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gophergate.db.tables import ROLLUP_KEYS
 from gophergate.recorder.record import COLUMNS, DECIMAL_COLUMNS
 from gophergate.recorder.rollup import sqlite_bucket, transpose, upsert_sql, upsert_unnest_sql
+
+log = logging.getLogger(__name__)
 
 # Rollup deltas per rollup table name, rows in rollup.delta_columns(table) order.
 Deltas = dict[str, list[tuple[Any, ...]]]
@@ -35,7 +44,11 @@ class Sink(Protocol):
 
     def encode_deltas(self, deltas: Deltas) -> Deltas: ...
 
-    async def insert(self, rows: list[tuple[Any, ...]], deltas: Deltas | None = None) -> None: ...
+    async def insert(
+        self, rows: list[tuple[Any, ...]], deltas: Deltas | None = None, *, background: bool = False
+    ) -> None:
+        """Write one batch in one transaction; ``background`` says nothing is waiting on it (see module doc)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -50,13 +63,32 @@ def insert_sql(style: str) -> str:
     return f"INSERT INTO request_log ({', '.join(COLUMNS)}) VALUES ({_placeholders(style)})"
 
 
+BACKGROUND_NICE = 19
+
+
+def lower_thread_priority(nice: int = BACKGROUND_NICE) -> None:
+    """Give the calling thread (not the process) the lowest CPU priority; Linux keeps nice values per thread."""
+    if not hasattr(os, "setpriority"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except OSError:  # not allowed here (some sandboxes): the batch is written at normal priority
+        log.debug("could not lower the background log writer's priority", exc_info=True)
+
+
 class SqliteSink:
     def __init__(self, url: str) -> None:
         self._path = make_url(url).database or ":memory:"
         self._sql = insert_sql("qmark")
         self._upserts = {table: upsert_sql(table, "qmark") for table in ROLLUP_KEYS}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gophergate-sqlite-writer")
-        self._conn: sqlite3.Connection | None = None
+        self._background = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="gophergate-sqlite-writer-bg", initializer=lower_thread_priority
+        )
+        # One connection per writer thread; the recorder awaits each batch, so they never write at once.
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
 
     def encode(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         # created_at as the naive-UTC text SQLAlchemy's SQLite DateTime reads back; USD amounts as exact decimal
@@ -75,14 +107,20 @@ class SqliteSink:
     def encode_deltas(self, deltas: Deltas) -> Deltas:
         return {g: [(sqlite_bucket(r[0]), *r[1:]) for r in rows] for g, rows in deltas.items()}
 
-    def _insert(self, rows: list[tuple[Any, ...]], deltas: Deltas | None) -> None:
-        if self._conn is None:
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
             conn = sqlite3.connect(self._path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
-            self._conn = conn
-        conn = self._conn
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def _insert(self, rows: list[tuple[Any, ...]], deltas: Deltas | None) -> None:
+        conn = self._connection()
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(self._sql, rows)
@@ -95,17 +133,23 @@ class SqliteSink:
                 conn.execute("ROLLBACK")
             raise
 
-    async def insert(self, rows: list[tuple[Any, ...]], deltas: Deltas | None = None) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._insert, rows, deltas)
+    async def insert(
+        self, rows: list[tuple[Any, ...]], deltas: Deltas | None = None, *, background: bool = False
+    ) -> None:
+        executor = self._background if background else self._executor
+        await asyncio.get_running_loop().run_in_executor(executor, self._insert, rows, deltas)
 
     def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
 
     async def close(self) -> None:
+        # Both threads are idle here (the recorder has awaited its last batch); the connections close on one.
         await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=True)
+        self._background.shutdown(wait=True)
 
 
 class EngineSink:
@@ -122,7 +166,9 @@ class EngineSink:
     def encode_deltas(self, deltas: Deltas) -> Deltas:
         return deltas
 
-    async def insert(self, rows: list[tuple[Any, ...]], deltas: Deltas | None = None) -> None:
+    async def insert(
+        self, rows: list[tuple[Any, ...]], deltas: Deltas | None = None, *, background: bool = False
+    ) -> None:
         async with self._engine.begin() as conn:
             await conn.exec_driver_sql(self._sql, rows)
             if deltas:

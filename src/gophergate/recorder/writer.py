@@ -184,9 +184,13 @@ class Recorder:
         assert self._sink is not None
         delay = 0.1
         rows, deltas = await self._encode(batch)
+        # A batch that is not full is written at low CPU priority (sink.py): it runs in the gaps between requests.
+        # A full batch (the writer is a batch behind, e.g. starved at low priority by a busy loop) and the drain at
+        # shutdown are written at normal priority, so the log always keeps up.
+        background = not self._closing and len(rows) + len(self._queue) < self._batch_size
         while True:
             try:
-                await self._sink.insert(rows, deltas)
+                await self._sink.insert(rows, deltas, background=background)
                 break
             except asyncio.CancelledError:
                 raise

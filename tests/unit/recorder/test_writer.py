@@ -104,3 +104,71 @@ def test_record_columns_are_the_request_log_table() -> None:
     assert set(COLUMNS) == {c.name for c in request_log.c} - {"id"}
     record = _record(1)
     assert dict(zip(COLUMNS, record.values(), strict=True))["request_id"] == "r1"
+
+
+class _SpySink:
+    """Records the ``background`` flag of every batch the recorder hands over."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, bool]] = []
+
+    def encode(self, row):  # type: ignore[no-untyped-def]
+        return row
+
+    def encode_deltas(self, deltas):  # type: ignore[no-untyped-def]
+        return deltas
+
+    async def insert(self, rows, deltas=None, *, background=False):  # type: ignore[no-untyped-def]
+        self.calls.append((len(rows), background))
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_partial_batches_are_background_work_and_full_batches_and_the_drain_are_not() -> None:
+    recorder = Recorder(None, max_queue=1000, batch_size=10, flush_interval=0.01)  # type: ignore[arg-type]
+    spy = _SpySink()
+    recorder._sink = spy  # what start() does, with the spy for the real sink
+    recorder._task = asyncio.create_task(recorder._run())
+    recorder.submit(_record(1))
+    await asyncio.sleep(0.1)
+    for i in range(25):
+        recorder.submit(_record(100 + i))
+    await asyncio.sleep(0.1)
+    recorder.submit(_record(2))
+    await recorder.close()  # no yield in between: this row is written by the drain
+    assert spy.calls[0] == (1, True)  # a lone row: low priority
+    assert (10, False) in spy.calls  # full batches: normal priority
+    assert spy.calls[-1] == (1, False)  # the drain at shutdown: normal priority
+    assert sum(n for n, _ in spy.calls) == 27
+
+
+async def test_sqlite_background_batches_run_on_a_nice_19_thread_and_others_at_normal_priority(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import threading
+
+    from gophergate.recorder.sink import SqliteSink
+
+    url = f"sqlite:///{tmp_path / 'nice.db'}"
+    await asyncio.to_thread(upgrade, async_database_url(url))
+    sink = SqliteSink(url)
+    seen: dict[bool, int] = {}
+    real_insert = sink._insert
+
+    def spying_insert(rows, deltas):  # type: ignore[no-untyped-def]
+        seen[threading.current_thread().name.startswith("gophergate-sqlite-writer-bg")] = os.getpriority(
+            os.PRIO_PROCESS, threading.get_native_id()
+        )
+        real_insert(rows, deltas)
+
+    sink._insert = spying_insert  # type: ignore[method-assign]
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    record = _record(1)
+    await sink.insert([sink.encode(record.values())], None, background=True)
+    record = _record(2)
+    await sink.insert([sink.encode(record.values())], None, background=False)
+    await sink.close()
+    assert seen == {True: 19, False: base}
+    engine = create_engine(async_database_url(url))
+    assert await _count(engine) == 2  # both threads' connections wrote to the same database
+    await engine.dispose()
