@@ -85,10 +85,9 @@ class SqliteSink:
         self._background = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="gophergate-sqlite-writer-bg", initializer=lower_thread_priority
         )
-        # One connection per writer thread; the recorder awaits each batch, so they never write at once.
-        self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
-        self._conns_lock = threading.Lock()
+        # One connection, used by whichever of the two threads writes the batch: the recorder awaits each batch,
+        # so the threads never use it at the same time (hence check_same_thread=False).
+        self._conn: sqlite3.Connection | None = None
 
     def encode(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         # created_at as the naive-UTC text SQLAlchemy's SQLite DateTime reads back; USD amounts as exact decimal
@@ -108,16 +107,13 @@ class SqliteSink:
         return {g: [(sqlite_bucket(r[0]), *r[1:]) for r in rows] for g, rows in deltas.items()}
 
     def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+        if self._conn is None:
             conn = sqlite3.connect(self._path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-            with self._conns_lock:
-                self._conns.append(conn)
-        return conn
+            self._conn = conn
+        return self._conn
 
     def _insert(self, rows: list[tuple[Any, ...]], deltas: Deltas | None) -> None:
         conn = self._connection()
@@ -140,13 +136,12 @@ class SqliteSink:
         await asyncio.get_running_loop().run_in_executor(executor, self._insert, rows, deltas)
 
     def _close(self) -> None:
-        with self._conns_lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            conn.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     async def close(self) -> None:
-        # Both threads are idle here (the recorder has awaited its last batch); the connections close on one.
+        # Both threads are idle here (the recorder has awaited its last batch).
         await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=True)
         self._background.shutdown(wait=True)

@@ -184,10 +184,11 @@ class Recorder:
         assert self._sink is not None
         delay = 0.1
         rows, deltas = await self._encode(batch)
-        # A batch that is not full is written at low CPU priority (sink.py): it runs in the gaps between requests.
-        # A full batch (the writer is a batch behind, e.g. starved at low priority by a busy loop) and the drain at
-        # shutdown are written at normal priority, so the log always keeps up.
-        background = not self._closing and len(rows) + len(self._queue) < self._batch_size
+        # A short backlog is written at low CPU priority (sink.py): it runs in the gaps between requests. A long one
+        # (the writer fell behind, e.g. starved at low priority by a busy event loop) and the drain at shutdown are
+        # written at normal priority, so the log always keeps up.
+        pending = len(rows) + len(self._queue)
+        background = not self._closing and pending < min(self._batch_size, BACKGROUND_MAX_ROWS)
         while True:
             try:
                 await self._sink.insert(rows, deltas, background=background)
@@ -227,6 +228,10 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+# Up to this many rows pending, a batch is background work. A lightly loaded gateway has ~10-30 rows per 10 ms
+# flush. Past it the writer catches up at normal priority: the bound keeps the backlog, and the memory it holds,
+# small (measured at 64 clients: 1,000 here cost ~8 MB of RSS; 256 about 2 MB).
+BACKGROUND_MAX_ROWS = 256
 SPILL_PREFIX = "request_log_spill_"
 _SLICE = 256
 

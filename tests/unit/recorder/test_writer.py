@@ -170,5 +170,21 @@ async def test_sqlite_background_batches_run_on_a_nice_19_thread_and_others_at_n
     await sink.close()
     assert seen == {True: 19, False: base}
     engine = create_engine(async_database_url(url))
-    assert await _count(engine) == 2  # both threads' connections wrote to the same database
+    assert await _count(engine) == 2  # both threads wrote through the one connection
     await engine.dispose()
+
+
+async def test_a_backlog_past_the_background_bound_is_written_at_normal_priority_even_below_a_full_batch() -> None:
+    from gophergate.recorder.writer import BACKGROUND_MAX_ROWS
+
+    recorder = Recorder(None, max_queue=10_000, batch_size=1000, flush_interval=0.01)  # type: ignore[arg-type]
+    spy = _SpySink()
+    recorder._sink = spy
+    for i in range(BACKGROUND_MAX_ROWS + 10):  # queued before the writer starts: one batch, below batch_size
+        recorder.submit(_record(i))
+    recorder._task = asyncio.create_task(recorder._run())
+    await asyncio.sleep(0.1)
+    recorder.submit(_record(99_999))
+    await asyncio.sleep(0.1)
+    await recorder.close()
+    assert spy.calls == [(BACKGROUND_MAX_ROWS + 10, False), (1, True)]
