@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import os
 import sqlite3
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -67,8 +68,9 @@ BACKGROUND_NICE = 19
 
 
 def lower_thread_priority(nice: int = BACKGROUND_NICE) -> None:
-    """Give the calling thread (not the process) the lowest CPU priority; Linux keeps nice values per thread."""
-    if not hasattr(os, "setpriority"):
+    """Give the calling thread (not the process) the lowest CPU priority. Only Linux keeps nice values per thread
+    (elsewhere the id would name a process, so nothing is done there)."""
+    if not sys.platform.startswith("linux"):
         return
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
