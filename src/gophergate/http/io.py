@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from random import getrandbits
+from time import time
 from typing import Any
 
 from gophergate.errors import BodyTooLarge, ClientDisconnected, GatewayError
@@ -27,9 +28,11 @@ def request_id(scope: Scope) -> str:
     given = header(scope, b"x-request-id")
     if given is not None and _REQUEST_ID.fullmatch(given):
         return given.decode()
-    # 96 random bits from the process's PRNG (reseeded in each forked worker): unique, and no getrandom(2)
-    # syscall per request. An id is a correlation handle, not a secret.
-    return f"req_{getrandbits(96):024x}"
+    # Time-ordered: 48 bits of Unix milliseconds, then 48 random bits from the process's PRNG (reseeded in each
+    # forked worker). New ids land at the right edge of the request_id index, so a log batch dirties one leaf
+    # there instead of one random leaf per row; and no getrandom(2) syscall per request. An id is a correlation
+    # handle, not a secret.
+    return f"req_{int(time() * 1000):012x}{getrandbits(48):012x}"
 
 
 async def read_body(receive: Any, scope: Scope, limit: int) -> bytes:
