@@ -126,13 +126,6 @@ def _mb(sample: RssSample | None) -> str:
     return f"{sample.total_bytes / MB:.1f} MB{pss}"
 
 
-def _floor(results: BenchResults, connections: int) -> Scenario | None:
-    for sc in results.floor:
-        if sc.connections == connections:
-            return sc
-    return None
-
-
 def _over(gateway: Scenario, floor: Scenario, attr: str) -> float | None:
     """The gateway's added latency minus the relay's: the part the machine's topology does not explain."""
     gw, relay = gateway.added(attr), floor.added(attr)
@@ -187,7 +180,7 @@ def render(results: BenchResults, targets: list[Target]) -> str:
                 f"direct {_fmt_rps(sc.direct):>7} req/s | relay added p50 {_fmt(sc.added('p50_ms'), 3, True)} "
                 f"p99 {_fmt(sc.added('p99_ms'), 3, True)} ms"
             )
-        gw_one, floor_one = results.scenario(NON_STREAM, 1), _floor(results, 1)
+        gw_one, floor_one = results.scenario(NON_STREAM, 1), results.scenario(NON_STREAM, 1, floor=True)
         if gw_one is not None and floor_one is not None:
             over = [_over(gw_one, floor_one, attr) for attr in ("p50_ms", "p99_ms")]
             out.append(

@@ -133,8 +133,9 @@ class BenchResults:
     checks: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
-    def scenario(self, mode: str, connections: int) -> Scenario | None:
-        for found in self.scenarios:
+    def scenario(self, mode: str, connections: int, *, floor: bool = False) -> Scenario | None:
+        """A measured scenario of the gateway, or with ``floor`` of the minimal relay."""
+        for found in self.floor if floor else self.scenarios:
             if found.mode == mode and found.connections == connections:
                 return found
         return None

@@ -2,47 +2,29 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from bench.procs import plan_cpus, start_fake_upstream, start_floor_relay
 
 from tests.support import free_port
 
-REPO = Path(__file__).resolve().parents[3]
-
-
-def _start(args: list[str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "exited") from None
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{args[0]} did not listen on {port}")
-
 
 @pytest.fixture(scope="module")
-def ports() -> Iterator[tuple[int, int]]:
+def ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
+    """The fake upstream and the relay, started as `make bench` starts them (unpinned here)."""
+    logs: Path = tmp_path_factory.mktemp("floor")
+    plan = plan_cpus(pin=False)
     upstream, relay = free_port(), free_port()
-    procs = [_start(["bench.fake_upstream", "--port", str(upstream)], upstream)]
+    procs = [start_fake_upstream(upstream, plan, logs / "fake.log")]
     try:
-        procs.append(_start(["bench.floor_relay", "--port", str(relay), "--upstream-port", str(upstream)], relay))
+        procs.append(start_floor_relay(relay, upstream, plan, logs / "relay.log"))
         yield upstream, relay
     finally:
         for proc in procs:
-            proc.terminate()
-            proc.wait(10)
+            proc.stop()
 
 
 def _post(port: int, body: dict[str, object], client: httpx.Client) -> httpx.Response:
