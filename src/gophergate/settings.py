@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     upstream_read_timeout: float = Field(300.0, gt=0)
     upstream_total_timeout: float = Field(900.0, gt=0)
     upstream_max_connections: int = Field(1024, ge=1)
-    upstream_client: Literal["auto", "pyreqwest", "aiohttp"] = "auto"
+    upstream_client: Literal["auto", "h1", "pyreqwest", "aiohttp"] = "auto"
 
     log_queue_size: int = Field(100_000, ge=100)
     log_batch_size: int = Field(1_000, ge=1)

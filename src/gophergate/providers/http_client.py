@@ -1,26 +1,38 @@
-"""The upstream HTTP client behind one small adapter, with two backends and a hybrid default.
+"""The upstream HTTP client behind one small adapter: three backends and a hybrid default.
+
+- ``h1`` (``providers/h1_client.py``): HTTP/1.1 on the event loop's own thread, parsed by httptools;
+- ``pyreqwest``: Rust (reqwest/hyper) on a runtime thread of its own;
+- ``aiohttp``.
 
 Measured on the benchmark machine (gateway pinned to one core, bench/README.md):
 
-- buffered JSON pass-through: pyreqwest (Rust, reqwest/hyper) 11.1k req/s, aiohttp 5.7k req/s;
+- buffered JSON pass-through: pyreqwest 11.1k req/s against aiohttp 5.7k (a fast day). On a slow day, with
+  the whole gateway around it, interleaved rounds: h1 3.3-4.0k req/s with 64 clients against 3.3-3.6k for
+  pyreqwest, and 1-client p50 0.65-0.72 ms against 0.75-0.82 ms; per request at 1 client the gateway used
+  ~580 us of CPU against ~780 us (pyreqwest's thread hand-offs: ~165 us on its own thread alone).
 - SSE relay (20 events): aiohttp 2.4k streams/s with 1-client p99 5 ms; pyreqwest 1.4k streams/s with
-  p99 over 500 ms. pyreqwest must be told not to pre-read streamed bodies (see ``ReqwestClient``), and
-  chunk-by-chunk reads through it stall.
+  p99 over 500 ms (pyreqwest must be told not to pre-read streamed bodies, see ``ReqwestClient``, and
+  chunk-by-chunk reads through it stall). h1 streams at 1 client took 1.4-2.1 ms against aiohttp's
+  1.1-1.3 ms in the same rounds.
 
-So ``auto`` (the default) sends non-streaming requests through pyreqwest and streams through aiohttp;
-``pyreqwest`` and ``aiohttp`` use one library for everything. All pool keep-alive connections, honour the
-connect / idle-read / total timeouts, and close the connection when a stream is abandoned. Transport
-failures are mapped in ``upstream.transport_errors``.
+So ``auto`` (the default) sends non-streaming requests through h1 and streams through aiohttp; each named
+backend is used for everything. All pool keep-alive connections, honour the connect / idle-read / total
+timeouts, and close the connection when a stream is abandoned. Transport failures are raised as the
+exceptions of ``h1_client`` (or aiohttp's own) and mapped in ``upstream.transport_errors``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import aiohttp
 import orjson
+
+from gophergate.providers import h1_client as h1
 
 
 class UpstreamResponse(Protocol):
@@ -46,6 +58,23 @@ class UpstreamClient(Protocol):
 
 
 # -- pyreqwest ------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _reqwest_errors() -> Iterator[None]:
+    """pyreqwest's exceptions as the adapter's (``h1_client``), so that nothing else imports pyreqwest."""
+    from pyreqwest import exceptions as errors
+
+    try:
+        yield
+    except errors.ConnectTimeoutError as exc:
+        raise h1.ConnectTimeout(str(exc)) from exc
+    except errors.RequestTimeoutError as exc:
+        raise h1.ReadTimeout(str(exc)) from exc
+    except errors.ConnectError as exc:
+        raise h1.ConnectError(str(exc)) from exc
+    except errors.PyreqwestError as exc:
+        raise h1.RemoteClosed(f"{type(exc).__name__}: {exc}") from exc
 
 
 class _ReqwestBuffered:
@@ -84,11 +113,16 @@ class _ReqwestStreamed:
         return value
 
     async def read(self) -> bytes:
-        return bytes(await self._resp.body_reader.bytes())
+        with _reqwest_errors():
+            return bytes(await self._resp.body_reader.bytes())
 
     async def chunks(self) -> AsyncIterator[bytes]:
         reader = self._resp.body_reader
-        while (chunk := await reader.read_chunk()) is not None:
+        while True:
+            with _reqwest_errors():
+                chunk = await reader.read_chunk()
+            if chunk is None:
+                return
             yield bytes(chunk)
 
     async def aclose(self, *, reuse: bool) -> None:
@@ -117,18 +151,19 @@ class ReqwestClient:
     async def request(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None, *, stream: bool
     ) -> UpstreamResponse:
-        builder = self._client.request(method, url).headers(headers)
-        if body is not None:
-            builder = builder.body_bytes(body)
-        if not stream:
-            resp = await builder.build().send()
-            return _ReqwestBuffered(resp, bytes(await resp.bytes()))
-        # pyreqwest pre-reads a streamed body up to this many bytes (64 KiB by default) before returning the
-        # response: an SSE stream would reach the client only at its end. 0 hands over each chunk as it arrives
-        # (caught by test_stream_chunks_are_relayed_as_they_arrive).
-        req = builder.streamed_read_buffer_limit(0).build_streamed()
-        resp = await req.__aenter__()
-        return _ReqwestStreamed(req, resp)
+        with _reqwest_errors():
+            builder = self._client.request(method, url).headers(headers)
+            if body is not None:
+                builder = builder.body_bytes(body)
+            if not stream:
+                resp = await builder.build().send()
+                return _ReqwestBuffered(resp, bytes(await resp.bytes()))
+            # pyreqwest pre-reads a streamed body up to this many bytes (64 KiB by default) before returning the
+            # response: an SSE stream would reach the client only at its end. 0 hands over each chunk as it
+            # arrives (caught by test_stream_chunks_are_relayed_as_they_arrive).
+            req = builder.streamed_read_buffer_limit(0).build_streamed()
+            resp = await req.__aenter__()
+            return _ReqwestStreamed(req, resp)
 
     async def close(self) -> None:
         await self._client.close()
@@ -169,7 +204,13 @@ class _AiohttpResponse:
 
 class AiohttpClient:
     def __init__(
-        self, *, max_connections: int, connect_timeout: float, read_timeout: float, total_timeout: float
+        self,
+        *,
+        max_connections: int,
+        connect_timeout: float,
+        read_timeout: float,
+        total_timeout: float,
+        trust_env: bool = False,
     ) -> None:
         connector = aiohttp.TCPConnector(
             limit=max_connections, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
@@ -181,6 +222,7 @@ class AiohttpClient:
             json_serialize=lambda obj: orjson.dumps(obj).decode(),
             skip_auto_headers=("User-Agent",),
             raise_for_status=False,
+            trust_env=trust_env,  # HTTP(S)_PROXY / NO_PROXY
         )
 
     async def request(
@@ -199,11 +241,14 @@ class AiohttpClient:
 
 
 class HybridClient:
-    """pyreqwest for buffered requests, aiohttp for streams (the measured best of each)."""
+    """h1 for buffered requests, aiohttp for streams (the measured best of each).
 
-    def __init__(self, **options: Any) -> None:
-        self._buffered = ReqwestClient(**options)
-        self._streams = AiohttpClient(**options)
+    h1 connects directly. Where a proxy is configured (``HTTPS_PROXY`` and friends), buffered requests go
+    through pyreqwest, and aiohttp is told to read the same variables: both then honour them."""
+
+    def __init__(self, *, proxied: bool = False, **options: Any) -> None:
+        self._buffered: UpstreamClient = ReqwestClient(**options) if proxied else h1.H1Client(**options)
+        self._streams = AiohttpClient(**options, trust_env=proxied)
 
     async def request(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None, *, stream: bool
@@ -229,4 +274,14 @@ def create_client(
         return AiohttpClient(**options)
     if kind == "pyreqwest":
         return ReqwestClient(**options)
-    return HybridClient(**options)
+    if kind == "h1":
+        return h1.H1Client(**options)
+    return HybridClient(**options, proxied=proxy_configured(os.environ))
+
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def proxy_configured(environ: Mapping[str, str]) -> bool:
+    """Whether the standard proxy variables name a proxy (pyreqwest and aiohttp read them; h1 does not)."""
+    return any(environ.get(name, "").strip() for name in PROXY_VARIABLES)

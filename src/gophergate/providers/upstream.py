@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp
 import orjson
-import pyreqwest.exceptions as reqwest_errors
 
 from gophergate.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gophergate.providers import h1_client as h1
 from gophergate.providers.base import Meter
 from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
 
@@ -27,13 +27,13 @@ def transport_errors(provider: str) -> Iterator[None]:
         yield
     except GatewayError:
         raise
-    except reqwest_errors.ConnectTimeoutError as exc:
+    except h1.ConnectTimeout as exc:
         raise UpstreamTimeout(f"Connecting to upstream provider '{provider}' timed out.") from exc
-    except (TimeoutError, aiohttp.ServerTimeoutError, reqwest_errors.RequestTimeoutError) as exc:
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamTimeout(f"Upstream provider '{provider}' timed out.") from exc
-    except (aiohttp.ClientConnectorError, reqwest_errors.ConnectError) as exc:
+    except (aiohttp.ClientConnectorError, h1.ConnectError) as exc:
         raise UpstreamUnavailable(f"Could not connect to upstream provider '{provider}'.") from exc
-    except (aiohttp.ClientError, OSError, reqwest_errors.PyreqwestError) as exc:
+    except (aiohttp.ClientError, OSError, h1.ProtocolError) as exc:
         raise UpstreamUnavailable(
             f"Connection to upstream provider '{provider}' failed: {type(exc).__name__}."
         ) from exc

@@ -1,0 +1,616 @@
+"""An HTTP/1.1 upstream client that runs on the event loop's own thread (asyncio protocol + httptools).
+
+Why it exists: the Rust client (pyreqwest) does its I/O on a runtime thread of its own, so every upstream call
+is two hand-offs between threads (the request out, the answer back), each a futex wake-up and a context switch.
+Where those are expensive (a VM: measured on the benchmark machine, see providers/http_client.py) they are most
+of what one request costs the gateway at low load. Here the socket is read by the loop's own epoll and parsed
+by llhttp (httptools) in the callback that received the bytes: an upstream answer costs the loop one wake-up.
+
+What it does, and what it leaves out on purpose:
+
+- keep-alive connections, pooled per (scheme, host, port), newest first, closed after ``idle_timeout``;
+- TLS (the default context: the system's CA store, hostname checked) for ``https://``;
+- ``Content-Length``, chunked and read-until-close bodies; ``gzip``/``deflate`` bodies are decoded (no
+  ``Accept-Encoding`` is sent, so servers should not send them);
+- connect timeout, read timeout (no byte for that long) and total timeout, each its own exception;
+- a request that fails on a reused connection before any byte of the answer arrived (the server closed the
+  idle connection as the request went out) is sent once more on a new connection, as HTTP clients do;
+- a stream's reading is paused when more than ``_HIGH_WATER`` bytes wait unread (a slow client downstream);
+- no proxies, no redirects, no HTTP/2: it talks to the providers' API endpoints only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httptools
+
+__all__ = [
+    "ConnectError",
+    "ConnectTimeout",
+    "H1Client",
+    "ProtocolError",
+    "ReadTimeout",
+    "RemoteClosed",
+    "TotalTimeout",
+]
+
+
+class ConnectError(OSError):
+    """The TCP (or TLS) connection to the upstream could not be made."""
+
+
+class ConnectTimeout(TimeoutError):
+    """Connecting took longer than the connect timeout."""
+
+
+class ReadTimeout(TimeoutError):
+    """No byte of the answer arrived for longer than the read timeout."""
+
+
+class TotalTimeout(TimeoutError):
+    """The whole exchange took longer than the total timeout."""
+
+
+class RemoteClosed(ConnectionError):
+    """The upstream closed the connection before the answer was complete."""
+
+
+class ProtocolError(Exception):
+    """The upstream's answer is not valid HTTP/1.1."""
+
+
+_HIGH_WATER = 1 << 20  # unread stream bytes before the socket is paused
+_LOW_WATER = 1 << 18
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class _Exchange:
+    """One request's answer as it arrives: status and headers, then body bytes, then the end."""
+
+    __slots__ = (
+        "body",
+        "done",
+        "error",
+        "got_bytes",
+        "head",
+        "headers",
+        "pending",
+        "status",
+        "streamed",
+        "waiter",
+    )
+
+    def __init__(self, streamed: bool) -> None:
+        self.streamed = streamed
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []  # buffered: every chunk; streamed: chunks not yet taken
+        self.pending = 0  # streamed: bytes in ``body``
+        self.head = False
+        self.done = False
+        self.got_bytes = False
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future[None] | None = None
+
+
+class _Connection(asyncio.Protocol):
+    """One kept-alive connection; one exchange at a time."""
+
+    def __init__(self, client: H1Client, key: tuple[str, str, int]) -> None:
+        self._client = client
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._exchange: _Exchange | None = None
+        self._header_name = b""
+        self._length_known = False
+        self._decoder: Any = None
+        self._paused = False
+        self.closed = False
+        self.reusable = False
+        self.idle_since = 0.0
+        self.last_io = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self.used = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        ex = self._exchange
+        if ex is None:  # bytes nobody asked for: the connection cannot be trusted any more
+            self._abort()
+            return
+        ex.got_bytes = True
+        self.last_io = self._client.loop.time()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(ProtocolError("the upstream switched protocols"))
+        except httptools.HttpParserError as exc:
+            self._fail(ProtocolError(f"invalid HTTP answer from the upstream: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._client._forget(self)
+        self._cancel_timer()
+        ex = self._exchange
+        if ex is None or ex.done:
+            return
+        if ex.head and not self._length_known and ex.error is None:
+            self._finish()  # a body delimited by the end of the connection
+            return
+        err = RemoteClosed("the upstream closed the connection before the answer was complete")
+        if exc is not None:
+            err.__cause__ = exc
+        self._fail(err)
+
+    def pause_writing(self) -> None:  # request bodies are small; the transport buffers them
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- httptools callbacks -----------------------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        ex = self._exchange
+        assert ex is not None
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        old = ex.headers.get(key)
+        ex.headers[key] = text if old is None else f"{old}, {text}"
+
+    def on_headers_complete(self) -> None:
+        ex = self._exchange
+        assert ex is not None
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
+            ex.headers = {}
+            return
+        ex.status = status
+        ex.head = True
+        headers = ex.headers
+        self._length_known = (
+            "content-length" in headers
+            or "chunked" in headers.get("transfer-encoding", "")
+            or status in _NO_BODY_STATUSES
+        )
+        encoding = headers.get("content-encoding", "").strip().lower()
+        if encoding in ("gzip", "x-gzip"):
+            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._decoder = zlib.decompressobj()
+        else:
+            self._decoder = None
+        if ex.streamed:
+            self._wake(ex)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self._exchange
+        assert ex is not None
+        if self._decoder is not None:
+            try:
+                body = self._decoder.decompress(body)
+            except zlib.error as exc:
+                self._fail(ProtocolError(f"the upstream's compressed body is invalid: {exc}"))
+                return
+            if not body:
+                return
+        ex.body.append(body)
+        if ex.streamed:
+            ex.pending += len(body)
+            if ex.pending > _HIGH_WATER and not self._paused and self.transport is not None:
+                self._paused = True
+                self.transport.pause_reading()
+            self._wake(ex)
+
+    def on_message_complete(self) -> None:
+        ex = self._exchange
+        if ex is None or not ex.head:
+            return
+        self.reusable = self._parser.should_keep_alive()
+        self._finish()
+
+    # -- the exchange ------------------------------------------------------------------------------------------
+
+    def start(self, data: bytes, streamed: bool, read_timeout: float, deadline: float) -> _Exchange:
+        ex = _Exchange(streamed)
+        self._exchange = ex
+        self._length_known = False
+        self._paused = False
+        self.reusable = False
+        self.used = True
+        loop = self._client.loop
+        self.last_io = loop.time()
+        self._read_timeout = read_timeout
+        self._deadline = deadline
+        self._schedule(min(self.last_io + read_timeout, deadline))
+        assert self.transport is not None
+        self.transport.write(data)
+        return ex
+
+    def _finish(self) -> None:
+        ex = self._exchange
+        assert ex is not None
+        if self._decoder is not None:
+            tail = self._decoder.flush()
+            if tail:
+                ex.body.append(tail)
+                ex.pending += len(tail)
+        ex.done = True
+        self._cancel_timer()
+        self._wake(ex)
+
+    def _fail(self, error: BaseException) -> None:
+        ex = self._exchange
+        if ex is not None and not ex.done and ex.error is None:
+            ex.error = error
+            self._wake(ex)
+        self._abort()
+
+    def _wake(self, ex: _Exchange) -> None:
+        waiter = ex.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _abort(self) -> None:
+        self.reusable = False
+        self._cancel_timer()
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+    def taken(self, ex: _Exchange) -> None:
+        """A streamed reader took the queued chunks: resume reading once the backlog is small."""
+        ex.pending = 0
+        if self._paused and self.transport is not None and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def release(self) -> None:
+        """The exchange is over: back to the pool if the connection can carry another, else closed."""
+        ex = self._exchange
+        self._exchange = None
+        self._cancel_timer()
+        if ex is not None and ex.done and self.reusable and not self.closed and not self._paused:
+            self._client._park(self)
+        else:
+            self._abort()
+            self._client._forget(self)
+
+    # -- timeouts: one timer per exchange, re-armed only when it fires early ----------------------------------
+
+    def _schedule(self, when: float) -> None:
+        self._cancel_timer()
+        self._timer = self._client.loop.call_at(when, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        ex = self._exchange
+        if ex is None or ex.done:
+            return
+        now = self._client.loop.time()
+        if now >= self._deadline:
+            self._fail(TotalTimeout("the upstream did not finish the answer within the total timeout"))
+        elif self._paused:  # nobody is reading: that is not the upstream's silence
+            self._schedule(min(now + self._read_timeout, self._deadline))
+        elif now - self.last_io >= self._read_timeout:
+            self._fail(ReadTimeout("the upstream sent nothing for longer than the read timeout"))
+        else:
+            self._schedule(min(self.last_io + self._read_timeout, self._deadline))
+
+
+class H1Response:
+    """The answer to one request (``http_client.UpstreamResponse``)."""
+
+    __slots__ = ("_client", "_conn", "_ex", "status")
+
+    def __init__(self, client: H1Client, conn: _Connection, ex: _Exchange) -> None:
+        self._client = client
+        self._conn: _Connection | None = conn
+        self._ex = ex
+        self.status = ex.status
+
+    def header(self, name: str) -> str | None:
+        return self._ex.headers.get(name.lower())
+
+    async def read(self) -> bytes:
+        ex = self._ex
+        if not ex.streamed:
+            return b"".join(ex.body)
+        parts = [chunk async for chunk in self.chunks()]
+        return b"".join(parts)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        ex = self._ex
+        if not ex.streamed:
+            if ex.body:
+                yield b"".join(ex.body)
+            return
+        conn = self._conn
+        while True:
+            if ex.body:
+                body = ex.body
+                ex.body = []
+                if conn is not None:
+                    conn.taken(ex)
+                for chunk in body:
+                    yield chunk
+                continue
+            if ex.error is not None:
+                raise ex.error
+            if ex.done:
+                break
+            await self._client._wait(ex)
+        self._done()
+
+    def _done(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.release()
+
+    async def aclose(self, *, reuse: bool) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            if not (reuse and self._ex.done):
+                conn.reusable = False
+            conn.release()
+
+
+class H1Client:
+    """Pooled keep-alive HTTP/1.1 connections on the running loop (``http_client.UpstreamClient``)."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        connect_timeout: float,
+        read_timeout: float,
+        total_timeout: float,
+        idle_timeout: float = 30.0,
+        user_agent: str = "gophergate",
+    ) -> None:
+        self._max = max_connections
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._total_timeout = total_timeout
+        self._idle_timeout = idle_timeout
+        self._user_agent = user_agent
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._open: set[_Connection] = set()
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
+        self._ssl: ssl.SSLContext | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._targets: dict[str, tuple[tuple[str, str, int], bytes, str]] = {}
+        self._closed = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    async def request(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None, *, stream: bool
+    ) -> H1Response:
+        if self._closed:
+            raise RuntimeError("the upstream client is closed")
+        key, host_header, target = self._target(url)
+        data = self._serialize(method, target, host_header, headers, body)
+        loop = self.loop
+        deadline = loop.time() + self._total_timeout
+        for attempt in (0, 1):
+            conn = await self._acquire(key, deadline)
+            reused = conn.used
+            ex = conn.start(data, stream, self._read_timeout, deadline)
+            try:
+                while not (ex.head if stream else ex.done) and ex.error is None:
+                    await self._wait(ex)
+            except BaseException:
+                conn.reusable = False
+                conn.release()
+                raise
+            if ex.error is not None:
+                conn.release()
+                if reused and attempt == 0 and not ex.got_bytes and isinstance(ex.error, RemoteClosed):
+                    continue  # the server closed the idle connection as the request went out
+                raise ex.error
+            response = H1Response(self, conn, ex)
+            if not stream:
+                response._done()
+            return response
+        raise AssertionError("unreachable")
+
+    async def _wait(self, ex: _Exchange) -> None:
+        waiter = self.loop.create_future()
+        ex.waiter = waiter
+        try:
+            await waiter
+        finally:
+            ex.waiter = None
+
+    # -- request bytes -----------------------------------------------------------------------------------------
+
+    def _target(self, url: str) -> tuple[tuple[str, str, int], bytes, str]:
+        """(pool key, Host header, request target) of a URL; the providers' few endpoints are cached."""
+        cached = self._targets.get(url)
+        if cached is not None:
+            return cached
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https") or not parts.hostname:
+            raise ProtocolError(f"not an http(s) URL: {url!r}")
+        port = parts.port or (443 if scheme == "https" else 80)
+        host = parts.hostname
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port is not None:
+            netloc = f"{netloc}:{parts.port}"
+        path = parts.path or "/"
+        if parts.query:
+            path = f"{path}?{parts.query}"
+        path = _ascii_path(path)
+        _check_header_text(path, "request target")
+        result = ((scheme, host, port), netloc.encode("idna"), path)
+        if len(self._targets) < 4096:
+            self._targets[url] = result
+        return result
+
+    def _serialize(self, method: str, target: str, host: bytes, headers: dict[str, str], body: bytes | None) -> bytes:
+        lines = [f"{method} {target} HTTP/1.1\r\nHost: ".encode("ascii"), host, b"\r\n"]
+        has_agent = False
+        for name, value in headers.items():
+            lname = name.lower()
+            if lname in ("host", "content-length", "transfer-encoding", "connection"):
+                continue
+            if lname == "user-agent":
+                has_agent = True
+            _check_header_text(name, "header name")
+            _check_header_text(value, f"header {name!r}")
+            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+        if not has_agent:
+            lines.append(f"User-Agent: {self._user_agent}\r\n".encode("latin-1"))
+        if body is not None:
+            lines.append(b"Content-Length: %d\r\n\r\n" % len(body))
+            lines.append(body)
+        else:
+            lines.append(b"\r\n")
+        return b"".join(lines)
+
+    # -- the pool ----------------------------------------------------------------------------------------------
+
+    async def _acquire(self, key: tuple[str, str, int], deadline: float) -> _Connection:
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                return conn
+            self._open.discard(conn)
+        while len(self._open) >= self._max:
+            waiter = self.loop.create_future()
+            self._slot_waiters.append(waiter)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except TimeoutError:
+                raise TotalTimeout("no upstream connection became free within the total timeout") from None
+            finally:
+                if waiter in self._slot_waiters:
+                    self._slot_waiters.remove(waiter)
+            idle = self._idle.get(key)
+            while idle:
+                conn = idle.pop()
+                if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                    return conn
+                self._open.discard(conn)
+        return await self._connect(key)
+
+    async def _connect(self, key: tuple[str, str, int]) -> _Connection:
+        scheme, host, port = key
+        conn = _Connection(self, key)
+        self._open.add(conn)
+        context = self._ssl_context() if scheme == "https" else None
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await self.loop.create_connection(
+                    lambda: conn, host, port, ssl=context, server_hostname=host if context else None
+                )
+        except TimeoutError:
+            self._forget(conn)
+            raise ConnectTimeout(f"connecting to {host}:{port} timed out") from None
+        except OSError as exc:  # refused, unreachable, DNS failure, TLS handshake failure
+            self._forget(conn)
+            raise ConnectError(f"could not connect to {host}:{port}: {exc.strerror or type(exc).__name__}") from exc
+        except BaseException:
+            self._forget(conn)
+            raise
+        return conn
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
+
+    def _park(self, conn: _Connection) -> None:
+        if self._closed:
+            conn._abort()
+            self._forget(conn)
+            return
+        conn.idle_since = self.loop.time()
+        self._idle.setdefault(conn.key, []).append(conn)
+        self._notify_slot()
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(self._idle_timeout, self._sweep)
+
+    def _forget(self, conn: _Connection) -> None:
+        if conn in self._open:
+            self._open.discard(conn)
+            idle = self._idle.get(conn.key)
+            if idle and conn in idle:
+                idle.remove(conn)
+            self._notify_slot()
+
+    def _notify_slot(self) -> None:
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _sweep(self) -> None:
+        """Close connections idle for longer than ``idle_timeout`` (servers drop them sooner or later)."""
+        self._sweeper = None
+        cutoff = self.loop.time() - self._idle_timeout
+        left = False
+        for idle in self._idle.values():
+            stale = [conn for conn in idle if conn.idle_since <= cutoff]
+            for conn in stale:
+                idle.remove(conn)
+                conn._abort()
+                self._open.discard(conn)
+            left = left or bool(idle)
+        if left and not self._closed:
+            self._sweeper = self.loop.call_later(self._idle_timeout / 2, self._sweep)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for conn in list(self._open):
+            conn._abort()
+        self._open.clear()
+        self._idle.clear()
+
+
+def _check_header_text(text: str, what: str) -> None:
+    """Refuse what would split the request (a CR, LF or NUL in a configured header or URL)."""
+    if "\r" in text or "\n" in text or "\0" in text:
+        raise ProtocolError(f"the {what} of the upstream request contains a line break or NUL")
+
+
+def _ascii_path(path: str) -> str:
+    if path.isascii():
+        return path
+    from urllib.parse import quote
+
+    return quote(path, safe="/?&=%:@!$'()*+,;~-._")

@@ -1,0 +1,402 @@
+"""The gateway's own HTTP/1.1 upstream client (providers/h1_client.py) against a scripted loopback server.
+
+The server is raw asyncio: each test says byte for byte what the upstream answers, so framing (length,
+chunked, until-close), keep-alive, stale connections and timeouts are exercised for real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from gophergate.errors import UpstreamTimeout, UpstreamUnavailable
+from gophergate.providers import h1_client as h1
+from gophergate.providers.http_client import HybridClient, create_client, proxy_configured
+from gophergate.providers.upstream import transport_errors
+
+Handler = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
+
+
+class ScriptedServer:
+    """Reads one request head (and its Content-Length body) at a time and lets ``handler`` answer it.
+
+    ``handler`` returns False to close the connection after answering. Every request is kept in ``requests``
+    with the connection number it came on."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[tuple[int, bytes]] = []
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aenter__(self) -> ScriptedServer:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        number = self.connections
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                body = await reader.readexactly(length) if length else b""
+                self.requests.append((number, head + body))
+                if not await self.handler(head + body, reader, writer):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def answer(status: int, body: bytes, *, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 %d OK\r\nContent-Length: %d\r\n%s\r\n%s" % (status, len(body), extra, body)
+
+
+def fixed(data: bytes, keep: bool = True) -> Handler:
+    async def handler(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        writer.write(data)
+        await writer.drain()
+        return keep
+
+    return handler
+
+
+def client(**overrides: float) -> h1.H1Client:
+    options = {"max_connections": 8, "connect_timeout": 2.0, "read_timeout": 5.0, "total_timeout": 10.0}
+    options.update(overrides)
+    return h1.H1Client(**options)  # type: ignore[arg-type]
+
+
+async def collect(chunks: AsyncIterator[bytes]) -> list[bytes]:
+    return [chunk async for chunk in chunks]
+
+
+async def test_request_bytes_carry_host_length_agent_and_the_headers_given() -> None:
+    async with ScriptedServer(fixed(answer(200, b"{}"))) as server:
+        port = server.url.rsplit(":", 1)[1]
+        c = client()
+        resp = await c.request(
+            "POST", server.url + "/v1/chat/completions?x=1", {"Authorization": "Bearer k"}, b'{"a":1}', stream=False
+        )
+        assert resp.status == 200 and await resp.read() == b"{}"
+        await c.close()
+    request = server.requests[0][1]
+    assert request.startswith(b"POST /v1/chat/completions?x=1 HTTP/1.1\r\n")
+    assert f"Host: 127.0.0.1:{port}\r\n".encode() in request
+    assert b"Authorization: Bearer k\r\n" in request
+    assert b"User-Agent: gophergate\r\n" in request
+    assert b'Content-Length: 7\r\n\r\n{"a":1}' in request
+
+
+async def test_keep_alive_connection_is_reused_for_the_next_request() -> None:
+    async with ScriptedServer(fixed(answer(200, b"ok"))) as server:
+        c = client()
+        for _ in range(5):
+            resp = await c.request("GET", server.url + "/", {}, None, stream=False)
+            assert await resp.read() == b"ok"
+        await c.close()
+    assert server.connections == 1 and len(server.requests) == 5
+
+
+async def test_connection_close_answer_is_not_reused() -> None:
+    async with ScriptedServer(fixed(answer(200, b"ok", extra=b"Connection: close\r\n"), keep=False)) as server:
+        c = client()
+        for _ in range(3):
+            assert await (await c.request("GET", server.url + "/", {}, None, stream=False)).read() == b"ok"
+        await c.close()
+    assert server.connections == 3
+
+
+async def test_chunked_body_and_repeated_headers() -> None:
+    data = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nX-A: 2\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    )
+    async with ScriptedServer(fixed(data)) as server:
+        c = client()
+        resp = await c.request("GET", server.url + "/", {}, None, stream=False)
+        assert await resp.read() == b"hello world"
+        assert resp.header("x-a") == "1, 2" and resp.header("X-A") == "1, 2"
+        assert resp.header("missing") is None
+        await c.close()
+
+
+async def test_body_delimited_by_close_is_read_to_the_end() -> None:
+    async with ScriptedServer(fixed(b"HTTP/1.1 200 OK\r\n\r\nall of it", keep=False)) as server:
+        c = client()
+        assert await (await c.request("GET", server.url + "/", {}, None, stream=False)).read() == b"all of it"
+        await c.close()
+
+
+async def test_gzip_body_is_decoded() -> None:
+    packed = gzip.compress(b'{"big": "' + b"x" * 5000 + b'"}')
+    async with ScriptedServer(fixed(answer(200, packed, extra=b"Content-Encoding: gzip\r\n"))) as server:
+        c = client()
+        body = await (await c.request("GET", server.url + "/", {}, None, stream=False)).read()
+        assert body.startswith(b'{"big": "xxx') and len(body) == 5011
+        await c.close()
+
+
+async def test_error_status_and_no_content() -> None:
+    async def handler(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        if b" /gone " in request:
+            writer.write(answer(404, b'{"error":{"message":"nope"}}'))
+        else:
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        return True
+
+    async with ScriptedServer(handler) as server:
+        c = client()
+        resp = await c.request("GET", server.url + "/gone", {}, None, stream=False)
+        assert resp.status == 404 and b"nope" in await resp.read()
+        resp = await c.request("DELETE", server.url + "/x", {}, None, stream=False)
+        assert resp.status == 204 and await resp.read() == b""
+        await c.close()
+    assert server.connections == 1
+
+
+async def test_stream_chunks_arrive_before_the_answer_ends() -> None:
+    release = asyncio.Event()
+
+    async def handler(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(b"8\r\ndata: 1\n\r\n")
+        await writer.drain()
+        await release.wait()
+        writer.write(b"8\r\ndata: 2\n\r\n0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async with ScriptedServer(handler) as server:
+        c = client()
+        resp = await c.request("POST", server.url + "/s", {}, b"{}", stream=True)
+        assert resp.status == 200 and resp.header("content-type") == "text/event-stream"
+        chunks = resp.chunks()
+        assert await asyncio.wait_for(anext(chunks), 2) == b"data: 1\n"  # before the server sends the rest
+        release.set()
+        assert await collect(chunks) == [b"data: 2\n"]
+        # the finished stream gave its connection back
+        assert await (await c.request("POST", server.url + "/s2", {}, b"{}", stream=True)).read()
+        await c.close()
+    assert server.connections == 1
+
+
+async def test_abandoned_stream_closes_its_connection() -> None:
+    async def handler(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        try:
+            await reader.read(1)  # the client hangs up: EOF here
+        except ConnectionError:
+            pass
+        return False
+
+    async with ScriptedServer(handler) as server:
+        c = client()
+        resp = await c.request("GET", server.url + "/", {}, None, stream=True)
+        assert await anext(resp.chunks()) == b"first"
+        await resp.aclose(reuse=True)  # not finished: never reused
+        resp = await c.request("GET", server.url + "/", {}, None, stream=True)
+        await resp.aclose(reuse=False)
+        await c.close()
+    assert server.connections == 2
+
+
+async def test_stale_idle_connection_is_retried_once_on_a_new_one() -> None:
+    async def handler(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        writer.write(answer(200, b"ok"))
+        await writer.drain()
+        return False  # keep-alive was announced, but the server drops the connection right after
+
+    async with ScriptedServer(handler) as server:
+        c = client()
+        assert await (await c.request("POST", server.url + "/", {}, b"1", stream=False)).read() == b"ok"
+        # The close has reached the client before the next request: the pool drops the dead connection.
+        await asyncio.sleep(0.05)
+        assert await (await c.request("POST", server.url + "/", {}, b"2", stream=False)).read() == b"ok"
+        await c.close()
+    assert [r[0] for r in server.requests] == [1, 2]
+
+
+async def test_reused_connection_dying_before_any_answer_byte_is_retried() -> None:
+    """The race the retry exists for: the pooled connection looks alive, the server has already let it go."""
+    seen: list[tuple[int, bytes]] = []
+
+    async def handler(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        number = seen[-1][0]
+        if number == 1 and sum(1 for n, _ in seen if n == 1) == 2:
+            return False  # the second request on the kept-alive connection: closed without a byte
+        writer.write(answer(200, b"conn%d" % number))
+        await writer.drain()
+        return True
+
+    async with ScriptedServer(handler) as server:
+        server.requests = seen
+        c = client()
+        assert await (await c.request("POST", server.url + "/", {}, b"first", stream=False)).read() == b"conn1"
+        assert await (await c.request("POST", server.url + "/", {}, b"again", stream=False)).read() == b"conn2"
+        await c.close()
+    assert [(n, body.endswith(b"again")) for n, body in seen] == [(1, False), (1, True), (2, True)]
+
+
+async def test_fresh_connection_closed_without_answer_is_an_error_not_a_retry() -> None:
+    async with ScriptedServer(fixed(b"", keep=False)) as server:
+        c = client()
+        with pytest.raises(h1.RemoteClosed):
+            await c.request("POST", server.url + "/", {}, b"x", stream=False)
+        await c.close()
+    assert len(server.requests) == 1
+
+
+async def test_answer_cut_short_is_remote_closed() -> None:
+    async with ScriptedServer(fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this", keep=False)) as server:
+        c = client()
+        with pytest.raises(h1.RemoteClosed):
+            await c.request("GET", server.url + "/", {}, None, stream=False)
+        resp = await c.request("GET", server.url + "/", {}, None, stream=True)
+        with pytest.raises(h1.RemoteClosed):
+            await collect(resp.chunks())
+        await c.close()
+
+
+async def test_garbage_answer_is_a_protocol_error() -> None:
+    async with ScriptedServer(fixed(b"SSH-2.0-OpenSSH\r\n\r\n", keep=False)) as server:
+        c = client()
+        with pytest.raises(h1.ProtocolError):
+            await c.request("GET", server.url + "/", {}, None, stream=False)
+        await c.close()
+
+
+async def test_read_timeout_when_the_upstream_goes_silent() -> None:
+    async def silent(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(5)
+        return False
+
+    async with ScriptedServer(silent) as server:
+        c = client(read_timeout=0.2)
+        with pytest.raises(h1.ReadTimeout):
+            await c.request("GET", server.url + "/", {}, None, stream=False)
+        await c.close()
+
+
+async def test_slow_but_steady_stream_is_not_a_read_timeout_and_total_timeout_still_ends_it() -> None:
+    async def trickle(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(40):
+            writer.write(b"1\r\n.\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        return False
+
+    async with ScriptedServer(trickle) as server:
+        c = client(read_timeout=0.3, total_timeout=1.0)
+        resp = await c.request("GET", server.url + "/", {}, None, stream=True)
+        got: list[bytes] = []
+        with pytest.raises(h1.TotalTimeout):
+            async for chunk in resp.chunks():
+                got.append(chunk)
+        assert len(got) >= 8  # ~0.05 s apart, each well inside the read timeout
+        await c.close()
+
+
+async def test_connect_refused_and_timeouts_map_to_502_and_504() -> None:
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    c = client()
+    with pytest.raises(h1.ConnectError):
+        await c.request("GET", f"http://127.0.0.1:{port}/", {}, None, stream=False)
+    with pytest.raises(UpstreamUnavailable, match="Could not connect"), transport_errors("openai"):
+        await c.request("GET", f"http://127.0.0.1:{port}/", {}, None, stream=False)
+    with pytest.raises(UpstreamTimeout), transport_errors("openai"):
+        raise h1.ReadTimeout("silent")
+    with pytest.raises(UpstreamTimeout, match="Connecting"), transport_errors("openai"):
+        raise h1.ConnectTimeout("slow")
+    with pytest.raises(UpstreamUnavailable, match="RemoteClosed"), transport_errors("openai"):
+        raise h1.RemoteClosed("cut")
+    await c.close()
+
+
+async def test_header_with_a_line_break_is_refused_before_anything_is_sent() -> None:
+    async with ScriptedServer(fixed(answer(200, b"ok"))) as server:
+        c = client()
+        with pytest.raises(h1.ProtocolError, match="line break"):
+            await c.request("GET", server.url + "/", {"X-Bad": "a\r\nInjected: 1"}, None, stream=False)
+        await c.close()
+    assert server.requests == []
+
+
+async def test_pool_limit_queues_requests_until_a_connection_is_free() -> None:
+    gate = asyncio.Event()
+
+    async def slow(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        await gate.wait()
+        writer.write(answer(200, b"ok"))
+        await writer.drain()
+        return True
+
+    async with ScriptedServer(slow) as server:
+        c = client(max_connections=2)
+        tasks = [asyncio.create_task(c.request("GET", server.url + "/", {}, None, stream=False)) for _ in range(5)]
+        await asyncio.sleep(0.1)
+        assert server.connections == 2
+        gate.set()
+        results = await asyncio.gather(*tasks)
+        assert [await r.read() for r in results] == [b"ok"] * 5
+        await c.close()
+    assert server.connections == 2
+
+
+async def test_slow_reader_pauses_the_socket_and_gets_every_byte() -> None:
+    size = 4 << 20
+
+    async def big(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+        for _ in range(size // 65536):
+            writer.write(b"z" * 65536)
+            await writer.drain()
+        return True
+
+    async with ScriptedServer(big) as server:
+        c = client()
+        resp = await c.request("GET", server.url + "/", {}, None, stream=True)
+        await asyncio.sleep(0.3)  # the upstream writes far more than the high-water mark meanwhile
+        total = 0
+        async for chunk in resp.chunks():
+            total += len(chunk)
+        assert total == size
+        await c.close()
+
+
+async def test_auto_uses_h1_unless_a_proxy_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    options = {"max_connections": 4, "connect_timeout": 1.0, "read_timeout": 1.0, "total_timeout": 1.0}
+    assert not proxy_configured({"NO_PROXY": "x", "HTTPS_PROXY": " "})
+    assert proxy_configured({"https_proxy": "http://proxy:3128"})
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    plain = create_client("auto", **options)
+    assert isinstance(plain, HybridClient) and isinstance(plain._buffered, h1.H1Client)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    proxied = create_client("auto", **options)
+    assert isinstance(proxied, HybridClient) and not isinstance(proxied._buffered, h1.H1Client)
+    await plain.close()
+    await proxied.close()
