@@ -349,12 +349,13 @@ class H1Response:
         conn = self._conn
         while True:
             if ex.body:
+                # Everything that arrived since the last read, as one piece: each piece costs the relay a
+                # send to the client, and one socket read often holds many upstream chunks.
                 body = ex.body
                 ex.body = []
                 if conn is not None:
                     conn.taken(ex)
-                for chunk in body:
-                    yield chunk
+                yield body[0] if len(body) == 1 else b"".join(body)
                 continue
             if ex.error is not None:
                 raise ex.error
@@ -388,6 +389,7 @@ class H1Client:
         total_timeout: float,
         idle_timeout: float = 30.0,
         user_agent: str = "gophergate",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._max = max_connections
         self._connect_timeout = connect_timeout
@@ -399,7 +401,7 @@ class H1Client:
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl = ssl_context  # None: the default context, made at the first https:// request
         self._sweeper: asyncio.TimerHandle | None = None
         self._targets: dict[str, tuple[tuple[str, str, int], bytes, str]] = {}
         self._closed = False

@@ -1,4 +1,4 @@
-"""The upstream HTTP client behind one small adapter: three backends and a hybrid default.
+"""The upstream HTTP client behind one small adapter: three backends, h1 by default.
 
 - ``h1`` (``providers/h1_client.py``): HTTP/1.1 on the event loop's own thread, parsed by httptools;
 - ``pyreqwest``: Rust (reqwest/hyper) on a runtime thread of its own;
@@ -12,13 +12,16 @@ Measured on the benchmark machine (gateway pinned to one core, bench/README.md):
   ~580 us of CPU against ~780 us (pyreqwest's thread hand-offs: ~165 us on its own thread alone).
 - SSE relay (20 events): aiohttp 2.4k streams/s with 1-client p99 5 ms; pyreqwest 1.4k streams/s with
   p99 over 500 ms (pyreqwest must be told not to pre-read streamed bodies, see ``ReqwestClient``, and
-  chunk-by-chunk reads through it stall). h1 streams at 1 client took 1.4-2.1 ms against aiohttp's
-  1.1-1.3 ms in the same rounds.
+  chunk-by-chunk reads through it stall). On the slow day, three interleaved rounds: h1 2.07-2.11k
+  streams/s with 64 clients against 1.18-1.38k for aiohttp, and 1-client p50 0.88-1.16 ms against
+  1.30-1.51 ms (h1 hands the relay everything one socket read brought as one piece).
 
-So ``auto`` (the default) sends non-streaming requests through h1 and streams through aiohttp; each named
-backend is used for everything. All pool keep-alive connections, honour the connect / idle-read / total
-timeouts, and close the connection when a stream is abandoned. Transport failures are raised as the
-exceptions of ``h1_client`` (or aiohttp's own) and mapped in ``upstream.transport_errors``.
+So ``auto`` (the default) is h1 for everything. h1 connects directly; where a proxy is configured
+(``HTTPS_PROXY`` and friends), ``auto`` is pyreqwest for buffered requests and aiohttp for streams, both
+honouring the proxy variables. Each named backend is used for everything. All pool keep-alive connections,
+honour the connect / idle-read / total timeouts, and close the connection when a stream is abandoned.
+Transport failures are raised as the exceptions of ``h1_client`` (or aiohttp's own) and mapped in
+``upstream.transport_errors``.
 """
 
 from __future__ import annotations
@@ -241,14 +244,12 @@ class AiohttpClient:
 
 
 class HybridClient:
-    """h1 for buffered requests, aiohttp for streams (the measured best of each).
+    """Behind a proxy: pyreqwest for buffered requests, aiohttp for streams (the best of the two that honour
+    the proxy variables)."""
 
-    h1 connects directly. Where a proxy is configured (``HTTPS_PROXY`` and friends), buffered requests go
-    through pyreqwest, and aiohttp is told to read the same variables: both then honour them."""
-
-    def __init__(self, *, proxied: bool = False, **options: Any) -> None:
-        self._buffered: UpstreamClient = ReqwestClient(**options) if proxied else h1.H1Client(**options)
-        self._streams = AiohttpClient(**options, trust_env=proxied)
+    def __init__(self, **options: Any) -> None:
+        self._buffered = ReqwestClient(**options)
+        self._streams = AiohttpClient(**options, trust_env=True)
 
     async def request(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None, *, stream: bool
@@ -274,9 +275,9 @@ def create_client(
         return AiohttpClient(**options)
     if kind == "pyreqwest":
         return ReqwestClient(**options)
-    if kind == "h1":
+    if kind == "h1" or not proxy_configured(os.environ):
         return h1.H1Client(**options)
-    return HybridClient(**options, proxied=proxy_configured(os.environ))
+    return HybridClient(**options)
 
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")

@@ -7,8 +7,11 @@ chunked, until-close), keep-alive, stale connections and timeouts are exercised 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import gzip
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -387,16 +390,82 @@ async def test_slow_reader_pauses_the_socket_and_gets_every_byte() -> None:
         await c.close()
 
 
-async def test_auto_uses_h1_unless_a_proxy_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_auto_is_h1_unless_a_proxy_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     options = {"max_connections": 4, "connect_timeout": 1.0, "read_timeout": 1.0, "total_timeout": 1.0}
     assert not proxy_configured({"NO_PROXY": "x", "HTTPS_PROXY": " "})
     assert proxy_configured({"https_proxy": "http://proxy:3128"})
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     plain = create_client("auto", **options)
-    assert isinstance(plain, HybridClient) and isinstance(plain._buffered, h1.H1Client)
+    assert isinstance(plain, h1.H1Client)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     proxied = create_client("auto", **options)
-    assert isinstance(proxied, HybridClient) and not isinstance(proxied._buffered, h1.H1Client)
+    assert isinstance(proxied, HybridClient)
+    assert isinstance(create_client("h1", **options), h1.H1Client)  # named: h1 even behind a proxy
     await plain.close()
     await proxied.close()
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, written as PEM files."""
+    from ipaddress import IPv4Address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gophergate-test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+async def test_https_upstream_is_verified_and_kept_alive(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    requests: list[bytes] = []
+    connections: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            while True:
+                requests.append(await reader.readuntil(b"\r\n\r\n"))
+                writer.write(answer(200, b"secure"))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/x"
+    trusting = ssl.create_default_context(cafile=str(cert))
+    c = h1.H1Client(max_connections=4, connect_timeout=2.0, read_timeout=2.0, total_timeout=5.0, ssl_context=trusting)
+    for _ in range(3):
+        assert await (await c.request("GET", url, {}, None, stream=False)).read() == b"secure"
+    await c.close()
+    # The default context does not know this certificate: the handshake fails, mapped to "could not connect".
+    strict = client()
+    with pytest.raises(UpstreamUnavailable, match="Could not connect"), transport_errors("openai"):
+        await strict.request("GET", url, {}, None, stream=False)
+    await strict.close()
+    server.close()
+    assert len(requests) == 3 and len(connections) == 1
