@@ -469,3 +469,13 @@ async def test_https_upstream_is_verified_and_kept_alive(tmp_path: Path) -> None
     await strict.close()
     server.close()
     assert len(requests) == 3 and len(connections) == 1
+
+
+async def test_full_pool_closes_another_hosts_idle_connection_instead_of_waiting() -> None:
+    async with ScriptedServer(fixed(answer(200, b"a"))) as a, ScriptedServer(fixed(answer(200, b"b"))) as b:
+        c = client(max_connections=1, total_timeout=2.0)
+        assert await (await c.request("GET", a.url + "/", {}, None, stream=False)).read() == b"a"
+        assert await (await c.request("GET", b.url + "/", {}, None, stream=False)).read() == b"b"
+        assert await (await c.request("GET", a.url + "/", {}, None, stream=False)).read() == b"a"
+        await c.close()
+    assert (a.connections, b.connections) == (2, 1)
