@@ -494,13 +494,8 @@ class H1Client:
     # -- the pool ----------------------------------------------------------------------------------------------
 
     async def _acquire(self, key: tuple[str, str, int], deadline: float) -> _Connection:
-        idle = self._idle.get(key)
-        while idle:
-            conn = idle.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
-                return conn
-            self._open.discard(conn)
-        while len(self._open) >= self._max:
+        conn = self._take_idle(key)
+        while conn is None and len(self._open) >= self._max:
             if self._close_an_idle_connection():  # a slot held by another host's idle connection
                 break
             waiter = self.loop.create_future()
@@ -513,13 +508,18 @@ class H1Client:
             finally:
                 if waiter in self._slot_waiters:
                     self._slot_waiters.remove(waiter)
-            idle = self._idle.get(key)
-            while idle:
-                conn = idle.pop()
-                if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
-                    return conn
-                self._open.discard(conn)
-        return await self._connect(key)
+            conn = self._take_idle(key)
+        return conn if conn is not None else await self._connect(key)
+
+    def _take_idle(self, key: tuple[str, str, int]) -> _Connection | None:
+        """The most recently parked live connection to ``key`` (dead ones found on the way are dropped)."""
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                return conn
+            self._open.discard(conn)
+        return None
 
     async def _connect(self, key: tuple[str, str, int]) -> _Connection:
         scheme, host, port = key

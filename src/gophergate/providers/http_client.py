@@ -7,9 +7,11 @@
 Measured on the benchmark machine (gateway pinned to one core, bench/README.md):
 
 - buffered JSON pass-through: pyreqwest 11.1k req/s against aiohttp 5.7k (a fast day). On a slow day, with
-  the whole gateway around it, interleaved rounds: h1 3.3-4.0k req/s with 64 clients against 3.3-3.6k for
-  pyreqwest, and 1-client p50 0.65-0.72 ms against 0.75-0.82 ms; per request at 1 client the gateway used
-  ~580 us of CPU against ~780 us (pyreqwest's thread hand-offs: ~165 us on its own thread alone).
+  the whole gateway around it, three interleaved rounds: h1 3.3-4.0k req/s with 64 clients against 3.3-3.6k
+  for pyreqwest, and 1-client p50 0.65-0.72 ms against 0.75-0.82 ms in two rounds (the third, disturbed:
+  1.41 against 0.98 ms); per request at 1 client the gateway used ~580 us of CPU against ~780 us (~165 us of
+  it on pyreqwest's own thread). ``make bench`` the same afternoon: 1-client p50 +0.62 to +0.70 ms with h1,
+  +0.75 to +0.89 ms with pyreqwest.
 - SSE relay (20 events): aiohttp 2.4k streams/s with 1-client p99 5 ms; pyreqwest 1.4k streams/s with
   p99 over 500 ms (pyreqwest must be told not to pre-read streamed bodies, see ``ReqwestClient``, and
   chunk-by-chunk reads through it stall). On the slow day, three interleaved rounds: h1 2.07-2.11k
