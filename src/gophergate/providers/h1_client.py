@@ -10,6 +10,7 @@ gateway ~780 us of CPU through pyreqwest (~165 us on pyreqwest's own thread) and
 What it does, and what it leaves out on purpose:
 
 - keep-alive connections, pooled per (scheme, host, port), newest first, closed after ``idle_timeout``;
+- every address of the host name tried with Happy Eyeballs (RFC 8305, ``aiohappyeyeballs``), TCP_NODELAY;
 - TLS (the default context: the system's CA store, hostname checked) for ``https://``;
 - ``Content-Length``, chunked and read-until-close bodies; ``gzip``/``deflate`` bodies are decoded (no
   ``Accept-Encoding`` is sent, so servers should not send them);
@@ -25,6 +26,7 @@ What it does, and what it leaves out on purpose:
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import zlib
 from collections import deque
@@ -32,6 +34,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohappyeyeballs
 import httptools
 
 __all__ = [
@@ -526,11 +529,22 @@ class H1Client:
         conn = _Connection(self, key)
         self._open.add(conn)
         context = self._ssl_context() if scheme == "https" else None
+        loop = self.loop
         try:
             async with asyncio.timeout(self._connect_timeout):
-                await self.loop.create_connection(
-                    lambda: conn, host, port, ssl=context, server_hostname=host if context else None
-                )
+                # Every address the name has, tried the RFC 8305 way: a next one 0.25 s after the previous was
+                # tried, so a broken IPv6 route costs a quarter second, not the connect timeout. (uvloop's own
+                # create_connection tries them one after the other.)
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                sock = await aiohappyeyeballs.start_connection(infos, happy_eyeballs_delay=0.25, interleave=1)
+                try:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    await loop.create_connection(
+                        lambda: conn, sock=sock, ssl=context, server_hostname=host if context else None
+                    )
+                except BaseException:  # the TLS handshake failed, or the connect timed out during it
+                    sock.close()
+                    raise
         except TimeoutError:
             self._forget(conn)
             raise ConnectTimeout(f"connecting to {host}:{port} timed out") from None

@@ -479,3 +479,14 @@ async def test_full_pool_closes_another_hosts_idle_connection_instead_of_waiting
         assert await (await c.request("GET", a.url + "/", {}, None, stream=False)).read() == b"a"
         await c.close()
     assert (a.connections, b.connections) == (2, 1)
+
+
+async def test_host_name_is_resolved_and_kept_in_the_host_header() -> None:
+    """A name, not an address: resolved (through getaddrinfo and Happy Eyeballs), and sent as the Host."""
+    async with ScriptedServer(fixed(answer(200, b"named"))) as server:
+        port = server.url.rsplit(":", 1)[1]
+        c = client()
+        resp = await c.request("GET", f"http://localhost:{port}/", {}, None, stream=False)
+        assert await resp.read() == b"named"
+        await c.close()
+    assert f"Host: localhost:{port}\r\n".encode() in server.requests[0][1]
