@@ -144,9 +144,6 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(ProtocolError(f"invalid HTTP answer from the upstream: {exc}"))
 
-    def eof_received(self) -> bool | None:
-        return None  # close the transport: connection_lost follows
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._client._forget(self)
@@ -161,12 +158,6 @@ class _Connection(asyncio.Protocol):
         if exc is not None:
             err.__cause__ = exc
         self._fail(err)
-
-    def pause_writing(self) -> None:  # request bodies are small; the transport buffers them
-        pass
-
-    def resume_writing(self) -> None:
-        pass
 
     # -- httptools callbacks -----------------------------------------------------------------------------------
 
