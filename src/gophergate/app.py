@@ -111,7 +111,8 @@ def create_app(settings: Settings) -> GopherGate:
 
 
 def factory() -> GopherGate:
-    """Entry point for ASGI servers (``granian --factory gophergate.app:factory``): settings from env."""
+    """Entry point for other ASGI servers (``uvicorn --factory gophergate.app:factory``): settings from the
+    environment. ``gophergate serve`` runs the app on its own server instead (gophergate.server)."""
     from gophergate.logs import setup_logging
 
     settings = load_settings()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -150,6 +151,9 @@ class V1:
                 await self._relay(send, receive, record, meter, chunks, done=True)
         except Exception as exc:
             await self._failed(send, exc, record, meter)
+        except asyncio.CancelledError:
+            _stopped(record)
+            raise
         finally:
             finalize(record, meter, messages)
             rt.recorder.submit(record)
@@ -191,6 +195,9 @@ class V1:
                 await self._relay(send, receive, record, meter, chunks, done=spec.ends_with_done)
         except Exception as exc:
             await self._failed(send, exc, record, meter)
+        except asyncio.CancelledError:
+            _stopped(record)
+            raise
         finally:
             finalize(record, meter, prompt)
             rt.recorder.submit(record)
@@ -341,3 +348,10 @@ class V1:
             )
         record.provider = route.provider
         return 200, _model_object(model_id, int(self.rt.started_at), route)
+
+
+def _stopped(record: RequestRecord) -> None:
+    """The server cancelled the request: it stopped, and the request outlived the shutdown grace period."""
+    record.status = 503
+    record.error_type = "server_shutdown"
+    record.error_message = "The gateway stopped before the response was complete."

@@ -90,7 +90,7 @@ class HubEndpoint:
             await send({"type": "websocket.accept"})
             await self._serve(conn, scope, receive, send, authenticate)
         except (OSError, RuntimeError):
-            pass  # the client went away mid-send (ASGI: OSError; Granian's protocol errors are RuntimeErrors)
+            pass  # the client went away mid-send (ASGI says OSError; some servers raise RuntimeError)
         finally:
             self._hub.disconnect(conn)
 
