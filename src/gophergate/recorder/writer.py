@@ -233,7 +233,7 @@ def _resolve(future: asyncio.Future[None]) -> None:
 # small (measured at 64 clients: 1,000 here cost ~8 MB of RSS; 256 about 2 MB).
 BACKGROUND_MAX_ROWS = 256
 SPILL_PREFIX = "request_log_spill_"
-_SLICE = 256
+_SLICE = 32  # rows encoded on the loop between yields to it (~7 us a row: ~0.2 ms)
 
 
 def _json_default(value: Any) -> Any:

@@ -188,3 +188,20 @@ async def test_a_backlog_past_the_background_bound_is_written_at_normal_priority
     await asyncio.sleep(0.1)
     await recorder.close()
     assert spy.calls == [(BACKGROUND_MAX_ROWS + 10, False), (1, True)]
+
+
+async def test_the_sqlite_writing_thread_yields_the_core_every_few_rows(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gophergate.recorder import sink as sink_module
+    from gophergate.recorder.sink import SqliteSink
+
+    url = f"sqlite:///{tmp_path / 'yields.db'}"
+    await asyncio.to_thread(upgrade, async_database_url(url))
+    yields = []
+    monkeypatch.setattr(sink_module, "_yield_cpu", lambda: yields.append(1))
+    sink = SqliteSink(url)
+    await sink.insert([sink.encode(_record(i).values()) for i in range(40)], None, background=True)
+    await sink.close()
+    assert len(yields) >= 40 // sink_module.YIELD_EVERY_ROWS
+    engine = create_engine(async_database_url(url))
+    assert await _count(engine) == 40
+    await engine.dispose()
