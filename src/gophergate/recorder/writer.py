@@ -147,16 +147,16 @@ class Recorder:
                 fh.write(orjson.dumps(dict(zip(COLUMNS, row, strict=True)), default=_json_default) + b"\n")
         log.error("database unreachable at shutdown: %d request log rows saved to %s for replay", len(rows), path)
 
-    async def _encode(self, batch: list[RequestRecord]) -> tuple[list[tuple[Any, ...]], Deltas]:
+    async def _encode(self, batch: list[RequestRecord], step: int) -> tuple[list[tuple[Any, ...]], Deltas]:
         """Rows for the driver and the batch's rollup deltas, built in slices that yield to the event loop in
         between (no long stalls)."""
         assert self._sink is not None
         encode = self._sink.encode
         rows: list[tuple[Any, ...]] = []
         rollup = Aggregator()
-        for start in range(0, len(batch), _SLICE):
+        for start in range(0, len(batch), step):
             values = []
-            for record in batch[start : start + _SLICE]:
+            for record in batch[start : start + step]:
                 if record.pending_estimate is not None:
                     await apply_estimate(record, self._estimator)
                 if record.price_unknown:
@@ -183,12 +183,13 @@ class Recorder:
     async def _write(self, batch: list[RequestRecord]) -> None:
         assert self._sink is not None
         delay = 0.1
-        rows, deltas = await self._encode(batch)
-        # A short backlog is written at low CPU priority (sink.py): it runs in the gaps between requests. A long one
-        # (the writer fell behind, e.g. starved at low priority by a busy event loop) and the drain at shutdown are
-        # written at normal priority, so the log always keeps up.
-        pending = len(rows) + len(self._queue)
+        # A short backlog is written at low CPU priority (sink.py): it runs in the gaps between requests, and is
+        # encoded on the loop in small slices. A long one (the writer fell behind, e.g. starved at low priority by
+        # a busy event loop) and the drain at shutdown are written at normal priority, in big slices, so the log
+        # always keeps up.
+        pending = len(batch) + len(self._queue)
         background = not self._closing and pending < min(self._batch_size, BACKGROUND_MAX_ROWS)
+        rows, deltas = await self._encode(batch, _SLICE if background else _BACKLOG_SLICE)
         while True:
             try:
                 await self._sink.insert(rows, deltas, background=background)
@@ -233,7 +234,10 @@ def _resolve(future: asyncio.Future[None]) -> None:
 # small (measured at 64 clients: 1,000 here cost ~8 MB of RSS; 256 about 2 MB).
 BACKGROUND_MAX_ROWS = 256
 SPILL_PREFIX = "request_log_spill_"
-_SLICE = 32  # rows encoded on the loop between yields to it (~7 us a row: ~0.2 ms)
+# Rows encoded on the loop between yields to it (~7 us a row): ~0.2 ms for a background batch, bigger for a
+# backlog (fewer turns on a saturated loop).
+_SLICE = 32
+_BACKLOG_SLICE = 256
 
 
 def _json_default(value: Any) -> Any:
