@@ -51,7 +51,7 @@ class RssSample:
 
 @dataclass
 class RssSampler:
-    """Samples a process tree (the gateway and, e.g., granian's worker processes) every ``interval_s``."""
+    """Samples a process tree (the gateway and any worker or helper processes it started) every ``interval_s``."""
 
     pid: int
     interval_s: float = 0.5
