@@ -110,6 +110,7 @@ class HttpConnection(asyncio.Protocol):
         "client",
         "closed",
         "cycle",
+        "websocket_upgrade",
         "drain_waiters",
         "head_bytes",
         "head_started",
@@ -146,6 +147,7 @@ class HttpConnection(asyncio.Protocol):
         self.write_paused = False
         self.drain_waiters: list[asyncio.Future[None]] = []
         self.closed = False
+        self.websocket_upgrade = False  # the request being read asks for a WebSocket: hand the connection over
 
     # -- transport events -------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -213,6 +215,7 @@ class HttpConnection(asyncio.Protocol):
         self.head_started = None
         parser = self.parser
         if parser.should_upgrade() and self.state.websocket is not None and _is_websocket(self.headers):
+            self.websocket_upgrade = True
             return  # data_received hands the connection over (HttpParserUpgrade)
         url = self.url
         if url[:1] == b"/":
@@ -329,6 +332,11 @@ class HttpConnection(asyncio.Protocol):
             self._pause_reading()
 
     def _upgrade(self, rest: bytes) -> None:
+        if not self.websocket_upgrade:
+            # Another protocol (h2c, ...): the request is answered as plain HTTP/1.1, then the connection closes
+            # (the parser reads nothing after an upgrade request).
+            self._pause_reading()
+            return
         if self.cycle is not None or self.pipeline or self.state.websocket is None:
             self.transport.close()
             return

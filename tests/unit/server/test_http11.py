@@ -403,3 +403,13 @@ async def test_status_lines_carry_the_standard_reason(status: int) -> None:
             line == {200: b"HTTP/1.1 200 OK", 404: b"HTTP/1.1 404 Not Found", 502: b"HTTP/1.1 502 Bad Gateway"}[status]
         )
         writer.close()
+
+
+async def test_an_upgrade_to_another_protocol_is_answered_as_plain_http_then_closed() -> None:
+    async with serving(text_app) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\r\n")
+        status, headers, body = await asyncio.wait_for(read_response(reader), 2)
+        assert status == b"HTTP/1.1 200 OK" and body == b"GET /x ? []"
+        assert headers[b"connection"] == b"close"
+        assert await asyncio.wait_for(reader.read(), 2) == b""
