@@ -110,7 +110,6 @@ class HttpConnection(asyncio.Protocol):
         "client",
         "closed",
         "cycle",
-        "websocket_upgrade",
         "drain_waiters",
         "head_bytes",
         "head_started",
@@ -125,6 +124,7 @@ class HttpConnection(asyncio.Protocol):
         "state",
         "transport",
         "url",
+        "websocket_upgrade",
         "write_paused",
     )  # fmt: skip
 
