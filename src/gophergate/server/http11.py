@@ -105,17 +105,44 @@ class ServerState:
             conn.shutdown()
 
 
-class HttpConnection(asyncio.Protocol):
+class WriteFlow(asyncio.Protocol):
+    """The transport's write flow control, for the connection protocols: ``drain()`` waits while the transport's
+    buffer is over its high-water mark (or returns at once when the connection is lost)."""
+
+    __slots__ = ("drain_waiters", "loop", "write_paused")
+    loop: asyncio.AbstractEventLoop
+    write_paused: bool
+    drain_waiters: list[asyncio.Future[None]]
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_writers()
+
+    def _wake_writers(self) -> None:
+        waiters, self.drain_waiters = self.drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def drain(self) -> None:
+        if self.write_paused:
+            waiter = self.loop.create_future()
+            self.drain_waiters.append(waiter)
+            await waiter
+
+
+class HttpConnection(WriteFlow):
     __slots__ = (
         "client",
         "closed",
         "cycle",
-        "drain_waiters",
         "head_bytes",
         "head_started",
         "headers",
         "idle_since",
-        "loop",
         "parser",
         "pipeline",
         "reading_paused",
@@ -125,7 +152,6 @@ class HttpConnection(asyncio.Protocol):
         "transport",
         "url",
         "websocket_upgrade",
-        "write_paused",
     )  # fmt: skip
 
     def __init__(self, state: ServerState) -> None:
@@ -167,19 +193,6 @@ class HttpConnection(asyncio.Protocol):
             waiting.gone()
         self.pipeline.clear()
         self._wake_writers()
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        self._wake_writers()
-
-    def _wake_writers(self) -> None:
-        waiters, self.drain_waiters = self.drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -523,9 +536,7 @@ class Cycle:
                 self._wake()
                 conn.finished(self)
             elif conn.write_paused and not conn.closed:
-                waiter = conn.loop.create_future()
-                conn.drain_waiters.append(waiter)
-                await waiter
+                await conn.drain()
                 if self.disconnected:
                     raise ClientGone("the client closed the connection")
         elif kind == "http.response.start":

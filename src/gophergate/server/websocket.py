@@ -25,6 +25,8 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from gophergate.server.http11 import WriteFlow
+
 if TYPE_CHECKING:
     from gophergate.server.http11 import HttpConnection, ServerState
 
@@ -56,7 +58,7 @@ class WebSocketHandOff:
             conn.going_away()
 
 
-class WebSocketConnection(asyncio.Protocol):
+class WebSocketConnection(WriteFlow):
     def __init__(self, owner: WebSocketHandOff, http: HttpConnection) -> None:
         self.owner = owner
         self.loop = http.loop
@@ -86,19 +88,6 @@ class WebSocketConnection(asyncio.Protocol):
         self.owner.live.discard(self)
         self._disconnected(_ABNORMAL)
         self._wake_writers()
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        self._wake_writers()
-
-    def _wake_writers(self) -> None:
-        waiters, self.drain_waiters = self.drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
 
     # -- frames in --------------------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -228,10 +217,7 @@ class WebSocketConnection(asyncio.Protocol):
                 self._write(TextMessage(data=text))
             else:
                 self._write(BytesMessage(data=message.get("bytes") or b""))
-            if self.write_paused:
-                waiter = self.loop.create_future()
-                self.drain_waiters.append(waiter)
-                await waiter
+            await self.drain()
         elif kind == "websocket.accept":
             if self.accepted:
                 raise RuntimeError("websocket.accept sent twice")
