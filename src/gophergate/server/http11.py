@@ -136,6 +136,7 @@ class WriteFlow(asyncio.Protocol):
 
 class HttpConnection(WriteFlow):
     __slots__ = (
+        "body_since",
         "client",
         "closed",
         "cycle",
@@ -174,6 +175,7 @@ class HttpConnection(WriteFlow):
         self.drain_waiters: list[asyncio.Future[None]] = []
         self.closed = False
         self.websocket_upgrade = False  # the request being read asks for a WebSocket: hand the connection over
+        self.body_since: float | None = None  # the last body bytes of a request still being read arrived then
 
     # -- transport events -------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -258,6 +260,7 @@ class HttpConnection(WriteFlow):
             "headers": self.headers,
             "state": self.state.lifespan_state.copy(),
         }
+        self.body_since = time.monotonic()  # until the message is complete (at once when it has no body)
         keep_alive = parser.should_keep_alive() and not self.state.closing and not parser.should_upgrade()
         cycle = Cycle(self, scope, keep_alive)
         if self.cycle is None:
@@ -268,11 +271,13 @@ class HttpConnection(WriteFlow):
             self._pause_reading()
 
     def on_body(self, body: bytes) -> None:
+        self.body_since = time.monotonic()
         cycle = self.pipeline[-1] if self.pipeline else self.cycle
         if cycle is not None:
             cycle.feed(body)
 
     def on_message_complete(self) -> None:
+        self.body_since = None
         cycle = self.pipeline[-1] if self.pipeline else self.cycle
         if cycle is not None:
             cycle.complete()
@@ -318,8 +323,23 @@ class HttpConnection(WriteFlow):
         if self.head_started is not None:
             if now - self.head_started > self.state.head_timeout:
                 self._refuse(408, "Request Timeout: the request's head did not arrive in time.")
+        elif self.body_since is not None:
+            # A body that stopped arriving (and not because the app stopped reading it): slow-loris on the body.
+            if not self.reading_paused and now - self.body_since > self.state.head_timeout:
+                self._body_timeout()
         elif self.cycle is None and not self.pipeline and now - self.idle_since > self.state.keepalive_timeout:
             self.transport.close()
+
+    def _body_timeout(self) -> None:
+        reading = self.pipeline[-1] if self.pipeline else self.cycle
+        if reading is not None and not reading.head_written and reading is self.cycle:
+            reading.head_written = True  # the app may not answer any more
+            self.transport.write(
+                _plain_response(408, "Request Timeout: the request body stopped arriving.", self.state.date)
+            )
+        if self.cycle is not None:
+            self.cycle.gone()  # the app hears http.disconnect; its sends raise
+        self.transport.close()
 
     def shutdown(self) -> None:
         """The server is stopping: close now when idle, else after the current answer."""

@@ -413,3 +413,39 @@ async def test_an_upgrade_to_another_protocol_is_answered_as_plain_http_then_clo
         assert status == b"HTTP/1.1 200 OK" and body == b"GET /x ? []"
         assert headers[b"connection"] == b"close"
         assert await asyncio.wait_for(reader.read(), 2) == b""
+
+
+async def test_a_body_that_stops_arriving_gets_408_and_the_app_hears_a_disconnect() -> None:
+    heard: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                heard.append("disconnect")
+                return
+            if not message["more_body"]:
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with serving(app, head_timeout=0.2) as (port, state):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")  # 7 bytes never come
+        await asyncio.sleep(0.3)
+        state.tick()
+        data = await asyncio.wait_for(reader.read(), 1)
+        assert data.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+        await asyncio.sleep(0.05)
+        assert heard == ["disconnect"]
+
+        # A slow body that keeps coming is not cut.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\na")
+        for part in (b"b", b"c", b"d"):
+            await asyncio.sleep(0.15)
+            state.tick()
+            writer.write(part)
+        _, _, body = await asyncio.wait_for(read_response(reader), 1)
+        assert body == b"ok"
+        writer.close()
