@@ -449,3 +449,40 @@ async def test_a_body_that_stops_arriving_gets_408_and_the_app_hears_a_disconnec
         _, _, body = await asyncio.wait_for(read_response(reader), 1)
         assert body == b"ok"
         writer.close()
+
+
+async def test_a_request_body_the_app_does_not_read_yet_stops_being_read_past_1_mib() -> None:
+    from gophergate.server import http11
+
+    read = asyncio.Event()
+    got = bytearray()
+
+    async def late_reader(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await read.wait()
+        while True:
+            message = await receive()
+            got.extend(message["body"])
+            if not message["more_body"]:
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"%d" % len(got)})
+
+    size = 8 * 1024 * 1024
+    async with serving(late_reader) as (port, state):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+        sending = asyncio.create_task(_send_all(writer, b"x" * size))
+        await asyncio.sleep(0.3)
+        (conn,) = state.connections
+        assert conn.cycle is not None and conn.reading_paused
+        assert conn.cycle.body_size <= http11._BODY_HIGH_WATER + 256 * 1024  # not the whole 8 MiB in memory
+        read.set()
+        _, _, body = await asyncio.wait_for(read_response(reader), 10)
+        await sending
+        assert body == b"%d" % size and len(got) == size
+        writer.close()
+
+
+async def _send_all(writer: asyncio.StreamWriter, data: bytes) -> None:
+    writer.write(data)
+    await writer.drain()
