@@ -30,7 +30,8 @@ _RESPAWN_WINDOW_S = 5.0  # a worker that dies this soon after starting, twice in
 
 
 class Lifespan:
-    """The ASGI lifespan protocol, driven from the server's side."""
+    """The ASGI lifespan protocol, driven from the server's side. A startup that fails, or a lifespan that raises,
+    stops the worker before it accepts anything."""
 
     def __init__(self, app: Any, state: dict[str, Any]) -> None:
         self.app = app
@@ -38,7 +39,6 @@ class Lifespan:
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.outcome: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
-        self.unsupported = False
 
     async def _run(self) -> None:
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
@@ -49,13 +49,8 @@ class Lifespan:
             await self.outcome.put({"type": "lifespan.failed", "message": str(exc)})
 
     async def _step(self, name: str) -> None:
-        if self.unsupported:
-            return
         await self.inbox.put({"type": f"lifespan.{name}"})
         message = await self.outcome.get()
-        if message["type"] == "lifespan.failed" and name == "startup" and self.task is not None and self.task.done():
-            self.unsupported = True  # an app without a lifespan raises on its scope: serve it anyway
-            return
         if message["type"] != f"lifespan.{name}.complete":
             raise RuntimeError(f"lifespan {name} failed: {message.get('message', '')}")
 
@@ -86,6 +81,17 @@ async def serve_socket(app: Any, sock: socket.socket, *, grace: float, keepalive
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    try:
+        return await _serve(app, sock, stop, grace=grace, keepalive=keepalive, backlog=backlog)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def _serve(
+    app: Any, sock: socket.socket, stop: asyncio.Event, *, grace: float, keepalive: float, backlog: int
+) -> int:
+    loop = asyncio.get_running_loop()
     lifespan_state: dict[str, Any] = {}
     lifespan = Lifespan(app, lifespan_state)
     try:
