@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import httptools
+import orjson
 
 log = logging.getLogger("gophergate.server")
 
@@ -56,12 +57,27 @@ def _status_line(status: int) -> bytes:
     return line
 
 
-def _plain_response(status: int, text: str, date: bytes) -> bytes:
-    body = text.encode()
+_ERROR_CODES = {
+    400: "bad_request",
+    408: "request_timeout",
+    431: "request_header_fields_too_large",
+    500: "internal_error",
+}
+
+
+_INTERNAL = "The gateway hit an internal error; it has been logged."
+
+
+def _error_response(status: int, message: str, date: bytes) -> bytes:
+    """An answer from the server itself (the app never saw the request, or failed before answering), in the same
+    OpenAI error shape as the app's own; the connection closes after it."""
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    error = {"message": message, "type": kind, "param": None, "code": _ERROR_CODES.get(status)}
+    body = orjson.dumps({"error": error})
     return b"".join(
         (
             _status_line(status),
-            b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n" % len(body),
+            b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n" % len(body),
             date,
             b"\r\n",
             body,
@@ -203,9 +219,9 @@ class HttpConnection(WriteFlow):
             self._upgrade(data[exc.args[0] :] if exc.args else b"")
         except httptools.HttpParserError:
             if self.head_bytes > MAX_HEAD_BYTES:  # raised by on_url/on_header, wrapped by the parser
-                self._refuse(431, "Request Header Fields Too Large: the request line and headers exceed 64 KiB.")
+                self._refuse(431, "The request line and headers exceed 64 KiB.")
             else:
-                self._refuse(400, "Bad Request: the request is not valid HTTP/1.1.")
+                self._refuse(400, "The request is not valid HTTP/1.1.")
 
     # -- parser callbacks -------------------------------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -322,7 +338,7 @@ class HttpConnection(WriteFlow):
             return
         if self.head_started is not None:
             if now - self.head_started > self.state.head_timeout:
-                self._refuse(408, "Request Timeout: the request's head did not arrive in time.")
+                self._refuse(408, "The request's head did not arrive in time.")
         elif self.body_since is not None:
             # A body that stopped arriving (and not because the app stopped reading it): slow-loris on the body.
             if not self.reading_paused and now - self.body_since > self.state.head_timeout:
@@ -334,9 +350,7 @@ class HttpConnection(WriteFlow):
         reading = self.pipeline[-1] if self.pipeline else self.cycle
         if reading is not None and not reading.head_written and reading is self.cycle:
             reading.head_written = True  # the app may not answer any more
-            self.transport.write(
-                _plain_response(408, "Request Timeout: the request body stopped arriving.", self.state.date)
-            )
+            self.transport.write(_error_response(408, "The request body stopped arriving.", self.state.date))
         if self.cycle is not None:
             self.cycle.gone()  # the app hears http.disconnect; its sends raise
         self.transport.close()
@@ -355,7 +369,7 @@ class HttpConnection(WriteFlow):
         """Answer a request that cannot be read with ``status`` and close; one that is being answered first
         finishes its answer (the connection then closes), nothing after it is read."""
         if self.cycle is None:
-            self.transport.write(_plain_response(status, text, self.state.date))
+            self.transport.write(_error_response(status, text, self.state.date))
             self.transport.close()
         else:
             self.cycle.keep_alive = False
@@ -473,7 +487,7 @@ class Cycle:
             if not self.disconnected:
                 log.error("the app failed on %s %s", self.scope["method"], self.scope["path"], exc_info=exc)
             if not self.head_written and not self.disconnected:
-                self.conn.transport.write(_plain_response(500, "Internal Server Error", self.conn.state.date))
+                self.conn.transport.write(_error_response(500, _INTERNAL, self.conn.state.date))
             self._abort()
             if not isinstance(exc, Exception):
                 raise
@@ -481,7 +495,7 @@ class Cycle:
         if not self.response_complete:
             if not self.head_written and not self.disconnected:
                 log.error("the app returned no response for %s %s", self.scope["method"], self.scope["path"])
-                self.conn.transport.write(_plain_response(500, "Internal Server Error", self.conn.state.date))
+                self.conn.transport.write(_error_response(500, _INTERNAL, self.conn.state.date))
             self._abort()
 
     def _abort(self) -> None:

@@ -486,3 +486,16 @@ async def test_a_request_body_the_app_does_not_read_yet_stops_being_read_past_1_
 async def _send_all(writer: asyncio.StreamWriter, data: bytes) -> None:
     writer.write(data)
     await writer.drain()
+
+
+async def test_the_servers_own_error_answers_are_openai_style_json() -> None:
+    import orjson
+
+    async with serving(text_app) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"NOT HTTP\r\n\r\n")
+        status, headers, body = await asyncio.wait_for(read_response(reader), 2)
+        assert status == b"HTTP/1.1 400 Bad Request" and headers[b"content-type"] == b"application/json"
+        error = orjson.loads(body)["error"]
+        assert error["type"] == "invalid_request_error" and error["code"] == "bad_request"
+        assert error["message"] and error["param"] is None
