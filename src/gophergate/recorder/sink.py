@@ -66,12 +66,12 @@ def insert_sql(style: str) -> str:
 
 
 BACKGROUND_NICE = 19
-# The writing thread gives the core back every few rows (~50 us of work). On this VM's kernel (preempt=none, lazy
+# The writing thread gives the core back every few rows (~50 us of work). Measured: a busy loop at SCHED_IDLE beside
+# the worker took its 1-client p99 from ~0.6 to ~3 ms. Our reading: on this VM's kernel (preempt=none, lazy
 # rescheduling) a woken task waits for the running one to block, yield or reach the next scheduler tick, whatever
-# the running one's priority: measured, a busy loop at SCHED_IDLE beside the worker took its 1-client p99 from
-# ~0.6 to ~3 ms. With the yields, interleaved A/B, 1 client, six rounds: p99 1.5-2.0 ms against 2.4-3.3 ms and p90
-# 0.37-0.46 ms against 0.48-0.64 ms, throughput the same. (Writing on the event loop instead, in slices, cost a
-# third of the 1-client throughput: the thread uses the gaps while the worker waits on the network.)
+# the running one's priority. With the yields, interleaved A/B, 1 client, six rounds: p99 1.5-2.0 ms against
+# 2.4-3.3 ms and p90 0.37-0.46 ms against 0.48-0.64 ms, throughput the same. (Writing on the event loop instead, in
+# slices, cost a third of the 1-client throughput: the thread uses the gaps while the worker waits on the network.)
 YIELD_EVERY_ROWS = 4
 # A backlog (the normal-priority thread) yields every 64 rows (~2.5 ms): interleaved at 64 clients, 5 rounds of 6
 # faster (e.g. 8.1k against 7.0k req/s) with p99 lower in all four measured (13-21 against 17-22 ms).
