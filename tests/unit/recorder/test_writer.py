@@ -211,3 +211,47 @@ async def test_the_background_sqlite_thread_yields_the_core_every_few_rows_and_a
     engine = create_engine(async_database_url(url))
     assert await _count(engine) == 240
     await engine.dispose()
+
+
+async def test_multi_row_sqlite_inserts_store_every_value_in_order_within_the_parameter_limit(
+    tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Rows go in as multi-row INSERTs; a slice longer than SQLite's bound-parameter limit allows is split."""
+    import datetime as dt
+    import sqlite3
+    from decimal import Decimal
+
+    from gophergate.recorder import sink as sink_module
+    from gophergate.recorder.record import COLUMNS
+    from gophergate.recorder.sink import SqliteSink
+
+    url = f"sqlite:///{tmp_path / 'multi.db'}"
+    await asyncio.to_thread(upgrade, async_database_url(url))
+    connect = sqlite3.connect
+
+    def small_limit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        conn = connect(*args, **kwargs)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 2 * len(COLUMNS) + 1)  # room for 2 rows a statement
+        return conn
+
+    monkeypatch.setattr(sink_module.sqlite3, "connect", small_limit)
+    records = []
+    for i in range(11):
+        record = _record(i)
+        record.created_at = dt.datetime(2026, 11, 26, 12, 0, i, 1234, tzinfo=dt.UTC)
+        record.stream = i % 2 == 0
+        record.prompt_tokens, record.completion_tokens = i, 2 * i
+        record.cost_usd = Decimal("0.000000123") * i if i % 3 else None
+        record.latency_ms = 0.25 * i
+        record.error_message = None if i % 4 else f"upstream said 'no' ({i})"
+        records.append(record)
+    sink = SqliteSink(url)
+    rows = [sink.encode(r.values()) for r in records]
+    await sink.insert(rows[:5], None, background=True)
+    await sink.insert(rows[5:], None, background=False)
+    await sink.close()
+    with sqlite3.connect(tmp_path / "multi.db") as conn:
+        stored = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM request_log ORDER BY id").fetchall()
+    assert stored == rows
+    assert stored[4][COLUMNS.index("cost_usd")] == "0.000000492"
+    assert stored[4][COLUMNS.index("created_at")] == "2026-11-26 12:00:04.001234"
