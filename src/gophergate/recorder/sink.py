@@ -111,6 +111,7 @@ def lower_thread_priority(nice: int = BACKGROUND_NICE) -> None:
 class SqliteSink:
     def __init__(self, url: str) -> None:
         self._path = make_url(url).database or ":memory:"
+        self._sql = insert_sql("qmark")
         self._multi_sql: dict[int, str] = {}
         self._max_rows = 1
         self._upserts = {table: upsert_sql(table, "qmark") for table in ROLLUP_KEYS}
@@ -141,9 +142,7 @@ class SqliteSink:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(
-                self._path, timeout=30, isolation_level=None, check_same_thread=False, cached_statements=256
-            )
+            conn = sqlite3.connect(self._path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -152,13 +151,19 @@ class SqliteSink:
             self._conn = conn
         return self._conn
 
-    def _insert_rows(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-        for start in range(0, len(rows), self._max_rows):
-            chunk = rows[start : start + self._max_rows]
-            sql = self._multi_sql.get(len(chunk))
+    def _insert_rows(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], slice_rows: int) -> None:
+        """Full slices as multi-row statements; a shorter rest row by row, so only a few statements are cached
+        (one per full slice size: a 64-row statement is a big prepared program)."""
+        size = min(slice_rows, self._max_rows)
+        full = len(rows) - len(rows) % size
+        if full:
+            sql = self._multi_sql.get(size)
             if sql is None:
-                sql = self._multi_sql[len(chunk)] = insert_sql("qmark", len(chunk))
-            conn.execute(sql, list(itertools.chain.from_iterable(chunk)))
+                sql = self._multi_sql[size] = insert_sql("qmark", size)
+            for start in range(0, full, size):
+                conn.execute(sql, list(itertools.chain.from_iterable(rows[start : start + size])))
+        if full < len(rows):
+            conn.executemany(self._sql, rows[full:])
 
     def _insert(self, rows: list[tuple[Any, ...]], deltas: Deltas | None, polite: bool) -> None:
         """One transaction. ``polite`` (background batches): give the core back every few rows. A backlog gives it
@@ -170,7 +175,7 @@ class SqliteSink:
         try:
             conn.execute("BEGIN IMMEDIATE")
             for start in range(0, len(rows), step):
-                self._insert_rows(conn, rows[start : start + step])
+                self._insert_rows(conn, rows[start : start + step], step)
                 if step < len(rows):
                     _yield_cpu()
             if deltas:
