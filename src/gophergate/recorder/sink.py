@@ -11,7 +11,7 @@ executemany on the shared engine. The rollup deltas of the batch (``rollup.py``)
 transaction, so the rollups always equal the aggregates of the committed raw rows. SQLAlchemy's per-row
 parameter processing is skipped on both: it cost twice the insert itself (measured: 45 us/row against 15 us/row
 on SQLite with the log indexes). On SQLite the rows of a slice go in as one multi-row ``INSERT ... VALUES
-(...), (...)`` (see ``ROWS_PER_STATEMENT``).
+(...), (...)`` (see ``SqliteSink._insert_rows``).
 """
 
 from __future__ import annotations
@@ -90,7 +90,6 @@ BACKLOG_YIELD_EVERY_ROWS = 64
 # statements against one statement per row (executemany, a yield every 4 rows), 1 client, six rounds: p50 0.232
 # against 0.244 ms, p90 0.300 against 0.335 ms, p99 (median) 0.83 against 0.87 ms, 35 against 40 us of writer CPU
 # per row, and 3.95k against 3.75k req/s. Capped by SQLite's bound-parameter limit (999 before SQLite 3.32).
-ROWS_PER_STATEMENT = max(YIELD_EVERY_ROWS, BACKLOG_YIELD_EVERY_ROWS)
 
 
 def _yield_cpu() -> None:
@@ -113,7 +112,7 @@ class SqliteSink:
         self._path = make_url(url).database or ":memory:"
         self._sql = insert_sql("qmark")
         self._multi_sql: dict[int, str] = {}
-        self._max_rows = 1
+        self._rows_limit = 1  # rows a statement can bind (SQLite's bound-parameter limit), read at connect
         self._upserts = {table: upsert_sql(table, "qmark") for table in ROLLUP_KEYS}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gophergate-sqlite-writer")
         self._background = ThreadPoolExecutor(
@@ -146,15 +145,14 @@ class SqliteSink:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
-            variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            self._max_rows = max(1, min(ROWS_PER_STATEMENT, variables // len(COLUMNS)))
+            self._rows_limit = max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS))
             self._conn = conn
         return self._conn
 
     def _insert_rows(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], slice_rows: int) -> None:
         """Full slices as multi-row statements; a shorter rest row by row, so only a few statements are cached
         (one per full slice size: a 64-row statement is a big prepared program)."""
-        size = min(slice_rows, self._max_rows)
+        size = min(slice_rows, self._rows_limit)
         full = len(rows) - len(rows) % size
         if full:
             sql = self._multi_sql.get(size)

@@ -217,6 +217,7 @@ async def test_multi_row_sqlite_inserts_store_every_value_in_order_within_the_pa
     tmp_path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     """Rows go in as multi-row INSERTs; a slice longer than SQLite's bound-parameter limit allows is split."""
+    import contextlib
     import datetime as dt
     import sqlite3
     from decimal import Decimal
@@ -250,7 +251,7 @@ async def test_multi_row_sqlite_inserts_store_every_value_in_order_within_the_pa
     await sink.insert(rows[:5], None, background=True)
     await sink.insert(rows[5:], None, background=False)
     await sink.close()
-    with sqlite3.connect(tmp_path / "multi.db") as conn:
+    with contextlib.closing(connect(tmp_path / "multi.db")) as conn:
         stored = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM request_log ORDER BY id").fetchall()
     assert stored == rows
     assert stored[4][COLUMNS.index("cost_usd")] == "0.000000492"
