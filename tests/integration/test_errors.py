@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import httpx
@@ -204,3 +205,23 @@ def test_wrong_method_and_unknown_path(stack: Stack) -> None:
     unknown = httpx.post(stack.gateway.base_url + "/nothing-here", headers=headers)
     assert unknown.status_code == 404
     _error(unknown)
+
+
+def test_a_chunked_body_with_broken_framing_is_400_logged_and_answered_at_once(stack: Stack) -> None:
+    url = httpx.URL(stack.gateway.base_url)
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {url.host}\r\nAuthorization: Bearer {stack.gateway.key}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    with socket.create_connection((url.host, url.port), timeout=5) as sock:  # at once: not the 30 s body timeout
+        sock.sendall(head + b'8\r\n{"model"\r\nnot-hex\r\n:1}\r\n0\r\n\r\n')
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head_text, _, body = data.partition(b"\r\n\r\n")
+    assert head_text.startswith(b"HTTP/1.1 400 ")
+    headers = dict(line.split(": ", 1) for line in head_text.decode().split("\r\n")[1:])
+    error = json.loads(body)["error"]
+    assert error["code"] == "invalid_body" and "chunked framing" in error["message"]
+    row = stack.gateway.row_for(headers["x-request-id"])
+    assert row["status"] == 400 and row["error_type"] == "invalid_body"

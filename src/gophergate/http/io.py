@@ -7,7 +7,8 @@ from random import getrandbits
 from time import time
 from typing import Any
 
-from gophergate.errors import BodyTooLarge, ClientDisconnected, GatewayError
+from gophergate.errors import BodyTooLarge, ClientDisconnected, GatewayError, InvalidRequest
+from gophergate.server.http11 import BODY_ERROR
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -44,6 +45,8 @@ async def read_body(receive: Any, scope: Scope, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
+            if message.get(BODY_ERROR):  # the body broke off malformed (our server says so); the client is there
+                raise InvalidRequest(message[BODY_ERROR], code="invalid_body")
             raise ClientDisconnected()
         chunk = message.get("body", b"")
         if chunk:

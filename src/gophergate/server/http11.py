@@ -68,6 +68,11 @@ _ERROR_CODES = {
 
 
 _INTERNAL = "The gateway hit an internal error; it has been logged."
+# A request body that is not valid HTTP/1.1 (e.g. broken chunked framing): the app's receive() then returns
+# http.disconnect with this key holding the reason, so an app that knows it can answer 400 (the /v1 handlers do,
+# and log it); an app that does not answer gets the 400 from the server. Either way the connection then closes.
+BODY_ERROR = "gophergate.body_error"
+_BAD_BODY = "The request body is not valid HTTP/1.1 (its chunked framing is broken)."
 
 
 def _error_response(status: int, message: str, date: bytes) -> bytes:
@@ -369,10 +374,16 @@ class HttpConnection(WriteFlow):
 
     def _refuse(self, status: int, text: str) -> None:
         """Answer a request that cannot be read with ``status`` and close; one that is being answered first
-        finishes its answer (the connection then closes), nothing after it is read."""
+        finishes its answer (the connection then closes), nothing after it is read. A request whose body breaks
+        off malformed is answered 400 (see ``BODY_ERROR``)."""
         if self.cycle is None:
             self.transport.write(_error_response(status, text, self.state.date))
             self.transport.close()
+            return
+        reading = self.pipeline[-1] if self.pipeline else self.cycle
+        if not reading.request_complete:
+            reading.fail_body(_BAD_BODY)
+            self._pause_reading()
         else:
             self.cycle.keep_alive = False
             for waiting in self.pipeline:
@@ -416,6 +427,7 @@ class Cycle:
     __slots__ = (
         "body",
         "body_delivered",
+        "body_error",
         "body_size",
         "chunked",
         "conn",
@@ -441,6 +453,7 @@ class Cycle:
         self.body_size = 0
         self.request_complete = False
         self.disconnected = False
+        self.body_error: str | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.body_delivered = False  # receive() has returned the body's last part
         self.response_started = False
@@ -471,6 +484,12 @@ class Cycle:
         self.disconnected = True
         self._wake()
 
+    def fail_body(self, reason: str) -> None:
+        """The rest of the body cannot be read: receive() reports ``reason`` once the good part is delivered."""
+        self.body_error = reason
+        self.keep_alive = False
+        self._wake()
+
     def _wake(self) -> None:
         waiter = self.waiter
         if waiter is not None:
@@ -486,19 +505,24 @@ class Cycle:
             if isinstance(exc, asyncio.CancelledError):
                 self._abort()
                 raise
-            if not self.disconnected:
+            if not self.disconnected and self.body_error is None:
                 log.error("the app failed on %s %s", self.scope["method"], self.scope["path"], exc_info=exc)
-            if not self.head_written and not self.disconnected:
-                self.conn.transport.write(_error_response(500, _INTERNAL, self.conn.state.date))
+            self._answer_unanswered()
             self._abort()
             if not isinstance(exc, Exception):
                 raise
             return
         if not self.response_complete:
-            if not self.head_written and not self.disconnected:
+            if not self.head_written and not self.disconnected and self.body_error is None:
                 log.error("the app returned no response for %s %s", self.scope["method"], self.scope["path"])
-                self.conn.transport.write(_error_response(500, _INTERNAL, self.conn.state.date))
+            self._answer_unanswered()
             self._abort()
+
+    def _answer_unanswered(self) -> None:
+        """The server's own answer to a request the app left unanswered: 400 for a malformed body, else 500."""
+        if not self.head_written and not self.disconnected:
+            status, text = (500, _INTERNAL) if self.body_error is None else (400, self.body_error)
+            self.conn.transport.write(_error_response(status, text, self.conn.state.date))
 
     def _abort(self) -> None:
         if not self.response_complete:
@@ -517,12 +541,14 @@ class Cycle:
                 self.waiter = self.conn.loop.create_future()
                 await self.waiter
             return {"type": "http.disconnect"}
-        while not self.body and not self.request_complete and not self.disconnected:
+        while not self.body and not self.request_complete and not self.disconnected and self.body_error is None:
             waiter = self.conn.loop.create_future()
             self.waiter = waiter
             await waiter
         if self.disconnected or self.response_complete:
             return {"type": "http.disconnect"}
+        if self.body_error is not None and not self.body:
+            return {"type": "http.disconnect", BODY_ERROR: self.body_error}
         if self.body:
             body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
             self.body = []

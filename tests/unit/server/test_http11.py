@@ -11,9 +11,10 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import orjson
 import pytest
 
-from gophergate.server.http11 import ClientGone, HttpConnection, ServerState
+from gophergate.server.http11 import BODY_ERROR, ClientGone, HttpConnection, ServerState
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -489,7 +490,6 @@ async def _send_all(writer: asyncio.StreamWriter, data: bytes) -> None:
 
 
 async def test_the_servers_own_error_answers_are_openai_style_json() -> None:
-    import orjson
 
     async with serving(text_app) as (port, _):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -499,3 +499,40 @@ async def test_the_servers_own_error_answers_are_openai_style_json() -> None:
         error = orjson.loads(body)["error"]
         assert error["type"] == "invalid_request_error" and error["code"] == "bad_request"
         assert error["message"] and error["param"] is None
+
+
+async def test_a_chunked_body_that_breaks_off_malformed_gets_400_at_once_and_the_app_hears_why() -> None:
+    heard: list[dict[str, Any]] = []
+
+    async def reading_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:  # an app that does not know the reason: it stops on the disconnect and answers nothing
+            message = await receive()
+            heard.append(message)
+            if message["type"] == "http.disconnect" or not message.get("more_body"):
+                return
+
+    async def answering_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        message = await receive()
+        while message["type"] == "http.request":
+            message = await receive()
+        reason = message[BODY_ERROR].encode()
+        await send({"type": "http.response.start", "status": 422, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"app: " + reason})
+
+    broken = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\nxyz\r\n0\r\n\r\n"
+    async with serving(reading_app) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(broken)
+        data = await asyncio.wait_for(reader.read(), 2)  # at once, not after the 30 s body timeout
+        assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"connection: close" in data
+        error = orjson.loads(data.partition(b"\r\n\r\n")[2])["error"]
+        assert "chunked framing" in error["message"] and error["type"] == "invalid_request_error"
+    assert heard[0] == {"type": "http.request", "body": b"hello", "more_body": True}
+    assert heard[-1]["type"] == "http.disconnect" and "chunked framing" in heard[-1][BODY_ERROR]
+
+    async with serving(answering_app) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(broken)
+        data = await asyncio.wait_for(reader.read(), 2)
+        assert data.startswith(b"HTTP/1.1 422 ") and b"connection: close" in data
+        assert data.endswith(b"app: The request body is not valid HTTP/1.1 (its chunked framing is broken).")
