@@ -19,6 +19,10 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        try:
+            body.decode()
+        except UnicodeDecodeError as bad:  # orjson's own words for this ("str is not valid UTF-8: surrogates ...")
+            raise InvalidRequest(f"Request body is not valid UTF-8 (byte {bad.start}).") from None
         raise InvalidRequest(f"Request body is not valid JSON: {exc.msg} (position {exc.pos}).") from None
     if not isinstance(data, dict):
         raise InvalidRequest("Request body must be a JSON object.")

@@ -94,3 +94,16 @@ def test_responses_return_model_and_stream() -> None:
 )
 def test_responses_reject_naming_the_param(body: dict[str, Any], param: str) -> None:
     assert _param(check_responses, body) == param
+
+
+def test_a_body_that_is_not_utf8_is_named_as_such_and_bad_json_keeps_its_position() -> None:
+    from gophergate.gateway.validate import parse_json_object
+
+    with pytest.raises(InvalidRequest) as caught:
+        parse_json_object(b'{"model": "m", "messages": "\xff\xfe"}')
+    assert caught.value.status == 400 and caught.value.message == "Request body is not valid UTF-8 (byte 28)."
+    with pytest.raises(InvalidRequest) as caught:
+        parse_json_object(b'{"model": ')
+    assert (
+        caught.value.message.startswith("Request body is not valid JSON:") and "(position 10)" in caught.value.message
+    )
