@@ -247,7 +247,8 @@ class HttpConnection(WriteFlow):
         self.head_bytes += len(name) + len(value) + 4
         if self.head_bytes > MAX_HEAD_BYTES:
             raise _HeadTooLarge()
-        self.headers.append((name.lower(), value))
+        if self.head_started is not None:  # else a trailer field of a chunked body: counted, not a request header
+            self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         self.head_started = None
@@ -382,7 +383,7 @@ class HttpConnection(WriteFlow):
             return
         reading = self.pipeline[-1] if self.pipeline else self.cycle
         if not reading.request_complete:
-            reading.fail_body(_BAD_BODY)
+            reading.fail_body(_BAD_BODY if status == 400 else text)
             self._pause_reading()
         else:
             self.cycle.keep_alive = False

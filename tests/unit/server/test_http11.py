@@ -536,3 +536,28 @@ async def test_a_chunked_body_that_breaks_off_malformed_gets_400_at_once_and_the
         data = await asyncio.wait_for(reader.read(), 2)
         assert data.startswith(b"HTTP/1.1 422 ") and b"connection: close" in data
         assert data.endswith(b"app: The request body is not valid HTTP/1.1 (its chunked framing is broken).")
+
+
+async def test_trailer_fields_of_a_chunked_body_are_not_request_headers_and_count_against_the_head_limit() -> None:
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        message = await receive()
+        while message.get("more_body"):
+            message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        seen.append(list(scope["headers"]))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
+    async with serving(app) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head + b"Authorization: Bearer sk-trailer\r\n\r\n")
+        status, _, body = await read_response(reader)
+        assert status == b"HTTP/1.1 200 OK" and body == b"ok"
+        assert [name for name, _ in seen[0]] == [b"host", b"transfer-encoding"]
+        writer.write(head + b"X-Big: " + b"a" * 70_000 + b"\r\n\r\n")  # past 64 KiB: refused at once
+        data = await asyncio.wait_for(reader.read(), 2)
+        assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"exceed 64 KiB" in data
