@@ -153,8 +153,31 @@ def run_worker(app: Any, sock: socket.socket, *, grace: float, keepalive: float,
     return uvloop.run(serve_socket(app, sock, grace=grace, keepalive=keepalive, backlog=backlog))
 
 
+# The open-file limit the server raises its soft limit to, at most (when the hard limit is unlimited).
+MAX_OPEN_FILES = 1 << 20
+
+
+def raise_open_file_limit() -> int | None:
+    """Raise the soft open-file limit to the hard one: every connection (and upstream connection) is a file, and
+    many systems start processes at a soft 1,024. Returns the soft limit now in force (None where unknown)."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            log.warning("could not raise the open-file limit from %d (each connection needs one)", soft)
+    return soft
+
+
 def serve(app: Any, host: str, port: int, *, workers: int, grace: float, keepalive: float, backlog: int) -> int:
     """Bind, then serve in this process (one worker) or in ``workers`` forked processes; returns the exit code."""
+    raise_open_file_limit()
     try:
         sock = bind(host, port, backlog)
     except OSError as exc:

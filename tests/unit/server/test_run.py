@@ -36,3 +36,25 @@ async def test_a_failed_startup_returns_a_non_zero_code_and_serves_nothing(app: 
         probe.close()
     finally:
         sock.close()
+
+
+def test_the_server_raises_its_soft_open_file_limit_to_the_hard_one() -> None:
+    """Run in a child process so that the test process keeps its own limits."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import resource
+        from gophergate.server.run import raise_open_file_limit
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+        now = raise_open_file_limit()
+        expected = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        assert now == expected == resource.getrlimit(resource.RLIMIT_NOFILE)[0], (now, expected)
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
