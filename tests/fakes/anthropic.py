@@ -1,6 +1,6 @@
 """A strict fake Anthropic Messages API server (real HTTP on loopback, aiohttp.web in a thread).
 
-Wire formats, error shapes and the validation rules follow /work/shared/providers.md; comments cite its
+Wire formats, error shapes and the validation rules follow the shared providers.md; comments cite its
 sections (§). Rules marked [3P] are API behaviour that providers.md does not list but public reports show (the
 issue is named); rules marked [MEM] are from the API's documented feature notes and not re-verified here.
 

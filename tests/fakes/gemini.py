@@ -1,7 +1,7 @@
 """A strict fake of the Gemini Developer API (generativelanguage), for the native Gemini provider.
 
 Real HTTP on 127.0.0.1 (aiohttp.web in a background thread, like ``openai_compat.py``). Wire formats, error
-shapes and the rejection rules follow /work/shared/providers.md; comments cite its sections (§).
+shapes and the rejection rules follow the shared providers.md; comments cite its sections (§).
 
 Endpoints: ``POST /{v1|v1beta}/models/{m}:generateContent``, ``:streamGenerateContent`` (SSE only with
 ``alt=sse``, otherwise one JSON array, §3.4), ``:batchEmbedContents``; ``GET /{ver}/models`` (paged).

@@ -2,7 +2,7 @@
 
 One class, `FakeOpenAICompat`, speaks five dialects of Chat Completions: "openai", "deepseek", "xai",
 "moonshot" and "ollama" (Ollama's OpenAI-compatible /v1 API). Wire formats, usage placement, error shapes
-and the parameter rules follow /work/shared/providers.md; comments cite its sections (§) or the public
+and the parameter rules follow the shared providers.md; comments cite its sections (§) or the public
 source a quirk was checked against.
 
 The server answers deterministically from the request. The text of the last user message selects

@@ -1,4 +1,4 @@
-// Shapes of the dashboard contract (/work/shared dashboard_contract: endpoints and /ws messages).
+// Shapes of the dashboard contract (the shared dashboard contract: endpoints and /ws messages).
 
 export interface RequestItem {
   id: number;
