@@ -62,9 +62,10 @@ def count_messages(messages: Any) -> int:
                     total += count_text(part["text"])
                 elif isinstance(part, dict) and part.get("type") == "image_url":
                     total += 85  # a low-detail image tile, OpenAI's documented base cost
-        for call in message.get("tool_calls") or ():
-            if isinstance(call, dict):
-                fn = call.get("function") or {}
+        calls = message.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict):
                 total += count_text(str(fn.get("name", ""))) + count_text(str(fn.get("arguments", "")))
         reasoning = message.get("reasoning_content")
         if isinstance(reasoning, str):
@@ -87,7 +88,8 @@ def texts_from_sse(
 def texts_from_chunks(
     payloads: list[bytes], reasoning_field: str | None = None, *, reasoning_only: bool = False
 ) -> list[str]:
-    """Produced text (content, reasoning, tool-call names and arguments) recovered from OpenAI chunk payloads."""
+    """Produced text (content, reasoning, tool-call names and arguments) recovered from OpenAI chunk payloads. A
+    shape it does not know (e.g. ``"choices": 5``) counts as no text: this runs on whatever an upstream sent."""
     out: list[str] = []
     fields = ("reasoning_content",) + ((reasoning_field,) if reasoning_field else ())
     for payload in payloads:
@@ -95,7 +97,8 @@ def texts_from_chunks(
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
             continue
-        for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
+        choices = chunk.get("choices") if isinstance(chunk, dict) else None
+        for choice in choices if isinstance(choices, list) else ():
             delta = choice.get("delta") if isinstance(choice, dict) else None
             if not isinstance(delta, dict):
                 continue
@@ -106,7 +109,8 @@ def texts_from_chunks(
                 continue
             if isinstance(delta.get("content"), str):
                 out.append(delta["content"])
-            for call in delta.get("tool_calls") or ():
+            calls = delta.get("tool_calls")
+            for call in calls if isinstance(calls, list) else ():
                 fn = call.get("function") if isinstance(call, dict) else None
                 if isinstance(fn, dict):
                     out.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
