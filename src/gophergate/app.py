@@ -92,12 +92,20 @@ class GopherGate:
                 release_memory()  # what startup freed (imports, the migration check) goes back to the system
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                failure = None
                 if self.runtime is not None:
                     try:
                         await self.runtime.close()
-                    except Exception:
+                    except Exception as exc:
                         log.exception("shutdown failed")
-                await send({"type": "lifespan.shutdown.complete"})
+                        failure = f"shutdown failed: {exc}"
+                    lost = self.runtime.recorder.lost
+                    if lost:  # the server turns a failed shutdown into a non-zero exit code
+                        failure = f"{lost} request log rows were lost (neither written nor saved to a file)"
+                if failure is not None:
+                    await send({"type": "lifespan.shutdown.failed", "message": failure})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
                 return
 
 

@@ -31,7 +31,7 @@ from gophergate.providers.media import MediaClient
 from gophergate.providers.registry import build_providers
 from gophergate.providers.stored import ProviderEntry, fingerprint, load_stored, merge_providers, served_configs
 from gophergate.recorder import retention
-from gophergate.recorder.writer import Recorder, replay_spilled
+from gophergate.recorder.writer import DeadLetters, Recorder, fallback_spill_dir, replay_spilled
 from gophergate.security.client_keys import KeyCache
 from gophergate.security.secretbox import SecretBox
 from gophergate.security.sessions import SessionManager
@@ -100,7 +100,11 @@ class Runtime:
         engine = create_engine(settings.resolved_database_url)
         keys = KeyCache(engine)
         await keys.refresh()
-        await replay_spilled(engine, settings.data_dir)
+        dead_letters = DeadLetters(settings.data_dir, fallback_spill_dir(engine))
+        try:  # a spill file never stops a start (replay_spilled dead-letters what it cannot insert)
+            await replay_spilled(engine, settings.data_dir, dead_letters=dead_letters)
+        except Exception:
+            log.exception("replaying request log spill files failed; starting without them")
         client = create_client(
             settings.upstream_client,
             max_connections=settings.upstream_max_connections,
@@ -124,6 +128,8 @@ class Runtime:
             batch_size=settings.log_batch_size,
             flush_interval=settings.log_flush_interval_ms / 1000.0,
             spill_dir=settings.data_dir,
+            stall_seconds=settings.log_stall_seconds,
+            dead_letters=dead_letters,
         )
         sessions = SessionManager(
             engine,

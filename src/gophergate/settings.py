@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     # Raw request-log rows older than this are deleted (in small batches, hourly); rollups are kept. 0 = keep.
     log_retention_days: int = Field(30, ge=0)
     shutdown_drain_seconds: float = Field(30.0, gt=0)
+    # Rows queued and nothing written for this long: /readyz says not ready (the log writer is stuck).
+    log_stall_seconds: float = Field(30.0, gt=0)
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     keepalive_timeout_seconds: float = Field(65.0, gt=0)
     key_refresh_seconds: float = Field(0.25, gt=0)

@@ -17,15 +17,24 @@ async def healthz(scope: Scope, send: Any) -> None:
 
 async def readyz(rt: Runtime, scope: Scope, send: Any) -> None:
     database = await rt.database_ok()
-    writer = rt.recorder.running
+    rec = rt.recorder
+    stuck = rec.not_ready
+    writer = stuck is None
     ready = database and writer
+    reasons = ([] if database else ["the database does not answer"]) + ([] if stuck is None else [stuck])
     body = {
         "status": "ready" if ready else "not_ready",
         "checks": {"database": database, "log_writer": writer},
         "details": {
-            "log_queue_depth": rt.recorder.depth,
-            "log_rows_written": rt.recorder.written,
-            "log_failed_batches": rt.recorder.failed_batches,
+            "not_ready_reasons": reasons,
+            "log_queue_depth": rec.depth,
+            "log_rows_written": rec.written,
+            "log_failed_batches": rec.failed_batches,
+            "log_consecutive_failures": rec.consecutive_failures,
+            "log_last_error": rec.last_error,
+            "log_dead_lettered_rows": rec.dead_lettered,
+            "log_writer_restarts": rec.restarts,
+            "log_estimate_failures": rec.estimate_failures,
             "log_last_commit_age_s": (
                 None if rt.recorder.last_commit is None else round(time.time() - rt.recorder.last_commit, 3)
             ),
@@ -55,6 +64,18 @@ async def metrics(rt: Runtime, scope: Scope, send: Any) -> None:
         "# HELP gophergate_log_failed_batches_total Log writer batches that failed and were retried.",
         "# TYPE gophergate_log_failed_batches_total counter",
         f"gophergate_log_failed_batches_total {rec.failed_batches}",
+        "# HELP gophergate_log_dead_letter_rows_total Request log rows refused by the database (dead-letter file).",
+        "# TYPE gophergate_log_dead_letter_rows_total counter",
+        f"gophergate_log_dead_letter_rows_total {rec.dead_lettered}",
+        "# HELP gophergate_log_consecutive_failures Failed log write attempts since the last commit.",
+        "# TYPE gophergate_log_consecutive_failures gauge",
+        f"gophergate_log_consecutive_failures {rec.consecutive_failures}",
+        "# HELP gophergate_log_writer_restarts_total Log writer tasks restarted after an unexpected exception.",
+        "# TYPE gophergate_log_writer_restarts_total counter",
+        f"gophergate_log_writer_restarts_total {rec.restarts}",
+        "# HELP gophergate_log_ready Whether the request log is making progress (0: /readyz says not ready).",
+        "# TYPE gophergate_log_ready gauge",
+        f"gophergate_log_ready {0 if rec.not_ready else 1}",
         "# HELP gophergate_cost_usd_total Cost of the requests logged by this process, in USD.",
         "# TYPE gophergate_cost_usd_total counter",
         f"gophergate_cost_usd_total {format(rec.cost_total, 'f')}",

@@ -54,6 +54,10 @@ class Sink(Protocol):
         """Write one batch in one transaction; ``background`` says nothing is waiting on it (see module doc)."""
         ...
 
+    async def probe(self, rows: list[tuple[Any, ...]], deltas: Deltas) -> None:
+        """Insert ``rows`` and their rollups in a transaction that is rolled back: raises what an insert would."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -194,6 +198,19 @@ class SqliteSink:
         executor = self._background if background else self._executor
         await asyncio.get_running_loop().run_in_executor(executor, self._insert, rows, deltas, background)
 
+    def _probe(self, rows: list[tuple[Any, ...]], deltas: Deltas) -> None:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(self._sql, rows)
+            for table, delta_rows in deltas.items():
+                conn.executemany(self._upserts[table], delta_rows)
+        finally:
+            conn.execute("ROLLBACK")
+
+    async def probe(self, rows: list[tuple[Any, ...]], deltas: Deltas) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._probe, rows, deltas)
+
     def _close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -229,6 +246,17 @@ class EngineSink:
                 for table, delta_rows in deltas.items():
                     if delta_rows:
                         await conn.exec_driver_sql(self._upserts[table], transpose(delta_rows))
+
+    async def probe(self, rows: list[tuple[Any, ...]], deltas: Deltas) -> None:
+        async with self._engine.connect() as conn:
+            transaction = await conn.begin()
+            try:
+                await conn.exec_driver_sql(self._sql, rows)
+                for table, delta_rows in deltas.items():
+                    if delta_rows:
+                        await conn.exec_driver_sql(self._upserts[table], transpose(delta_rows))
+            finally:
+                await transaction.rollback()
 
     async def close(self) -> None:
         return None
