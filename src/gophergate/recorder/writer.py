@@ -78,6 +78,7 @@ class Recorder:
         self._stall_seconds = stall_seconds
         self._queue: deque[RequestRecord] = deque()
         self._estimating: deque[RequestRecord] = deque()
+        self._inflight = 0  # rows of the batch being written (taken off the queue, not committed yet)
         self._wakeup = asyncio.Event()
         self._estimate_wakeup = asyncio.Event()
         self._batch_ready: asyncio.Future[None] | None = None
@@ -133,7 +134,8 @@ class Recorder:
     # -- lifecycle --------------------------------------------------------------------------------------------
     @property
     def depth(self) -> int:
-        return len(self._queue) + len(self._estimating)
+        """Rows not written yet: queued, being estimated, or in the batch being written."""
+        return len(self._queue) + len(self._estimating) + self._inflight
 
     @property
     def oldest_queued(self) -> dt.datetime | None:
@@ -271,6 +273,7 @@ class Recorder:
                 self._batch_ready = None
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
+                self._inflight = len(batch)
                 try:
                     await self._write(batch)
                 except asyncio.CancelledError:
@@ -280,6 +283,8 @@ class Recorder:
                     # dead-letter file rather than drop them, then let the supervisor log and restart.
                     await self._dead_letter([r.values() for r in batch], exc)
                     raise
+                finally:
+                    self._inflight = 0
 
     def _spill(self, rows: list[Values]) -> None:
         if not rows:
