@@ -132,3 +132,18 @@ def test_two_processes_replay_one_spill_without_duplicates(
             assert int(total["n"]) == 300, table
         assert gateway.logs().count("300 request log rows inserted") == 1
         assert not list(gateway.data_dir.glob("request_log_spill_*"))
+
+
+def test_start_never_fails_because_of_a_spill_file(database_url: str, make_gateway: Any) -> None:
+    with FakeOpenAICompat(dialect="openai", api_key="sk-x") as fake:
+        gateway = make_gateway(env=_env(fake, database_url), database_url=database_url)
+        spill = gateway.data_dir / "request_log_spill_20261201T120000_1.jsonl"
+        write_spill(spill, [record("good"), record("odd", finish_reason="f" * 400, model="m" * 1000)])
+        with spill.open("ab") as fh:
+            fh.write(b'{"request_id": "cut-off", "created_at": "2026-\n')
+        gateway.start()  # formerly: exit 3 at every start until the file was deleted by hand
+        rows = {r["request_id"]: r for r in gateway.wait_rows(2)}
+        assert set(rows) == {"good", "odd"} and len(rows["odd"]["finish_reason"]) == 50
+        dead = (gateway.data_dir / "request_log_dead_letter.jsonl").read_bytes().splitlines()
+        assert len(dead) == 1 and b"unreadable spill line" in dead[0]
+        assert not spill.exists()

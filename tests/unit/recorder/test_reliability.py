@@ -281,3 +281,22 @@ async def test_a_lost_connection_is_an_outage_and_a_bad_value_is_not() -> None:
     assert is_outage(ConnectionResetError())
     assert not is_outage(sqlite3.IntegrityError("NOT NULL constraint failed"))
     assert not is_outage(ValueError("bad"))
+
+
+async def test_unreachable_postgres_is_an_outage_rows_wait_and_spill(tmp_path: Path) -> None:
+    from tests.support import free_port
+
+    engine = create_engine(async_database_url(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"))
+    recorder = Recorder(engine, max_queue=100, batch_size=10, flush_interval=0.01, spill_dir=tmp_path)
+    recorder.start()
+    for i in range(5):
+        recorder.submit(record(f"down{i}"))
+    await _until(lambda: recorder.consecutive_failures >= 3)
+    assert recorder.not_ready is not None and recorder.dead_lettered == 0
+    await recorder.close(drain_timeout=0.3)
+    (spill,) = await asyncio.to_thread(lambda: list(tmp_path.glob("request_log_spill_*.jsonl")))
+    assert [orjson.loads(line)["request_id"] for line in spill.read_bytes().splitlines()] == [
+        f"down{i}" for i in range(5)
+    ]
+    assert recorder.dead_lettered == 0 and recorder.lost == 0 and recorder.spilled == 5
+    await engine.dispose()
