@@ -75,6 +75,13 @@ def add_cost(usage_obj: dict[str, Any], usage: Usage, call: EndpointCall) -> boo
     return True
 
 
+def _plain(complete: bytes) -> bool:
+    """Whether every complete event carries one ``data: {...}`` line (a few scans in C, no parse): those may go out
+    verbatim; otherwise each event is read, and a malformed one becomes an error event."""
+    events = complete.count(b"\n\n")
+    return complete.count(b"data: {") == events and complete.count(b"}\n\n") == events
+
+
 def stream_error_event(message: str, sequence_number: int) -> bytes:
     """A Responses ``error`` event. The payload nests the error as the live API does (the official Python SDK
     raises ``APIError`` on a nested ``error``) and repeats it flat as the API reference documents it."""
@@ -132,7 +139,8 @@ class ResponsesStream:
         if not complete:
             return None
         self.raw.append(complete)
-        if not any(marker in complete for marker in _MARKERS):
+        plain = _plain(complete)
+        if plain and not any(marker in complete for marker in _MARKERS):
             self.events += complete.count(b"\n\n")
             return complete
         out: list[bytes] = []
@@ -141,7 +149,7 @@ class ResponsesStream:
                 continue
             self.events += 1
             event = block + b"\n\n"
-            if any(marker in block for marker in _MARKERS):
+            if not plain or any(marker in block for marker in _MARKERS):
                 for parsed in SSEDecoder(self._max).feed(event):
                     event = self._inspect(parsed.event, parsed.data) or event
             out.append(event)
