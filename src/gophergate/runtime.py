@@ -111,6 +111,7 @@ class Runtime:
             connect_timeout=settings.upstream_connect_timeout,
             read_timeout=settings.upstream_read_timeout,
             total_timeout=settings.upstream_total_timeout,
+            max_response_bytes=settings.max_upstream_response_bytes,
         )
         store = ReasoningStore()
         media = MediaClient(allow_private=settings.media_fetch_allow_private)
@@ -118,7 +119,7 @@ class Runtime:
         stored = await load_stored(engine)
         entries = merge_providers(settings, stored, box)
         configs = served_configs(entries)
-        providers = build_providers(configs, client, store, media)
+        providers = build_providers(configs, client, store, media, settings.max_sse_event_bytes)
         declared = {model: cfg.name for cfg in configs for model in cfg.models}
         resolver = Resolver(frozenset(providers), settings.aliases, declared)
         registry = Registry(settings.registry_url, settings.data_dir, refresh_hours=settings.registry_refresh_hours)
@@ -235,7 +236,9 @@ class Runtime:
                 providers[cfg.name] = current
             else:
                 fresh.append(cfg)
-        providers.update(build_providers(fresh, self.client, self.reasoning, self.media))
+        providers.update(
+            build_providers(fresh, self.client, self.reasoning, self.media, self.settings.max_sse_event_bytes)
+        )
         self._retired.extend(p for name, p in self.providers.items() if providers.get(name) is not p)
         declared = {model: cfg.name for cfg in configs for model in cfg.models}
         self.provider_entries = entries

@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     upstream_total_timeout: float = Field(900.0, gt=0)
     upstream_max_connections: int = Field(1024, ge=1)
     upstream_client: Literal["auto", "h1", "pyreqwest", "aiohttp"] = "auto"
+    # Bounds on what an upstream can make the gateway hold: a buffered (decoded) answer, and one stream event.
+    # Past them the client gets a 502, or an error event mid-stream.
+    max_upstream_response_bytes: int = Field(100 * 1024 * 1024, ge=1024)
+    max_sse_event_bytes: int = Field(16 * 1024 * 1024, ge=1024)
 
     log_queue_size: int = Field(100_000, ge=100)
     log_batch_size: int = Field(1_000, ge=1)

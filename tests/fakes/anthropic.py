@@ -11,6 +11,9 @@ The text of the last user message selects scripted behaviour, like tests/fakes/o
     SLOW <ms>        wait that long before answering / between stream events
     CUT              stream: two text deltas, then the connection is dropped (no message_delta/stop)
     MIDERROR         stream: one text delta, then `event: error` (overloaded_error) and the end
+    HANGUP           read the whole request, then close the connection without a byte of answer
+    BADEVENT         stream: one text delta, then an event whose JSON is cut off, then the rest
+    HUGEEVENT <n>    stream: one text delta, then a data line of n MiB without an end
     WORDS <n>        answer with n words
     CACHE <n>        report n prompt tokens as cache reads; CACHEWRITE <n> as cache writes
     REFUSE           stop_reason "refusal" with no text
@@ -40,7 +43,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.fakes.server import LoopbackServer
+from tests.fakes.server import LoopbackServer, hang_up, huge_event
 
 VERSIONS = ("2023-06-01", "2026-10-21")  # §4.1
 # model -> (thinking style none|budget|adaptive, rejects temperature+top_p together, max output tokens)
@@ -153,6 +156,9 @@ class _Triggers:
     refuse: bool = False
     call_tool: bool = False
     call_all: bool = False
+    hang_up: bool = False
+    bad_event: bool = False
+    huge_event: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> _Triggers:
@@ -172,6 +178,9 @@ class _Triggers:
             refuse=re.search(r"\bREFUSE\b", text) is not None,
             call_tool="call tool" in lowered or "call all tools" in lowered,
             call_all="call all tools" in lowered,
+            hang_up=re.search(r"\bHANGUP\b", text) is not None,
+            bad_event=re.search(r"\bBADEVENT\b", text) is not None,
+            huge_event=number("HUGEEVENT"),
         )
 
 
@@ -643,6 +652,8 @@ class FakeAnthropic(LoopbackServer):
         messages = body["messages"]
         last = self._as_blocks(messages[-1].get("content")) if messages[-1].get("role") == "user" else []
         trig = _Triggers.parse(_block_text(last))
+        if trig.hang_up:
+            return hang_up(request)
         if trig.fail is not None:
             headers = {"retry-after": str(self.retry_after_seconds)} if trig.fail in (429, 529) else {}
             raise FakeError(trig.fail, _MESSAGES.get(trig.fail, f"Scripted failure {trig.fail}"), headers=headers)
@@ -824,6 +835,11 @@ class FakeAnthropic(LoopbackServer):
             if name != "content_block_delta" or data["delta"]["type"] != "text_delta":
                 continue
             text_deltas += 1
+            if trig.bad_event and text_deltas == 1:
+                await resp.write(b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": \n\n')
+            if trig.huge_event and text_deltas == 1:
+                await huge_event(resp, trig.huge_event)
+                return resp
             if trig.mid_error and text_deltas == 1:
                 error = FakeError(529, "Overloaded").body()
                 error.pop("request_id")

@@ -13,6 +13,11 @@ scripted behaviour, so tests can drive it through the gateway without side chann
     CUT             stream: role chunk and two content chunks, then the connection is dropped
                     (no finish chunk, usage or [DONE]); non-stream: half the body, then dropped
     MIDERROR        stream: one content chunk, then `data: {"error": {...}}`, then end without [DONE]
+    HANGUP          read the whole request, then close the connection without a byte of answer
+    DROPIDLE        answer as usual (keep-alive), then close the idle connection 0.2 s later
+    BADEVENT        stream: one content chunk, then an event whose JSON is cut off, then the rest and [DONE]
+    HUGEEVENT <n>   stream: one content chunk, then a data line of n MiB without an end
+    HUGEBODY <n>    non-stream: a body of n MiB, chunked; HUGELENGTH <n> the same with its Content-Length
     WORDS <n>       answer with n words: "word1 word2 ... word<n>"
     CACHE <n>       report n of the prompt tokens as cache hits
     call tool       (request has `tools`, last message is from the user) call the first tool, or the
@@ -51,7 +56,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.fakes.server import LoopbackServer
+from tests.fakes.server import LoopbackServer, hang_up, huge_body, huge_event
 
 DIALECTS: tuple[str, ...] = ("openai", "deepseek", "xai", "moonshot", "ollama")
 
@@ -255,6 +260,12 @@ class _Triggers:
     cache: int = 0
     call_tool: bool = False
     call_all_tools: bool = False
+    hang_up: bool = False
+    drop_idle: bool = False
+    bad_event: bool = False
+    huge_event: int | None = None
+    huge_body: int | None = None
+    huge_length: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> _Triggers:
@@ -272,6 +283,12 @@ class _Triggers:
             cache=number("CACHE") or 0,
             call_tool="call tool" in lowered or "call all tools" in lowered,
             call_all_tools="call all tools" in lowered,
+            hang_up=re.search(r"\bHANGUP\b", text) is not None,
+            drop_idle=re.search(r"\bDROPIDLE\b", text) is not None,
+            bad_event=re.search(r"\bBADEVENT\b", text) is not None,
+            huge_event=number("HUGEEVENT"),
+            huge_body=number("HUGEBODY"),
+            huge_length=number("HUGELENGTH"),
         )
 
 
@@ -518,6 +535,12 @@ class FakeOpenAICompat(LoopbackServer):
     async def _chat(self, request: web.Request, raw: bytes) -> web.StreamResponse:
         chat = self._validate(raw)
         trig = chat.triggers
+        if trig.hang_up:
+            return hang_up(request)
+        if trig.drop_idle and request.transport is not None:
+            asyncio.get_running_loop().call_later(0.2, request.transport.close)
+        if not chat.stream and (trig.huge_body or trig.huge_length):
+            return await huge_body(request, trig.huge_body or trig.huge_length or 0, declared=bool(trig.huge_length))
         if trig.fail is not None:
             if trig.slow_ms:
                 await asyncio.sleep(trig.slow_ms / 1000)
@@ -1148,6 +1171,11 @@ class FakeOpenAICompat(LoopbackServer):
             if kind != "content":
                 continue
             content_sent += 1
+            if trig.bad_event and content_sent == 1:
+                await resp.write(b'data: {"id": "cut-off", "choices": [{"delta": \n\n')
+            if trig.huge_event and content_sent == 1:
+                await huge_event(resp, trig.huge_event)
+                return resp
             if trig.cut and content_sent == 2:
                 self._drop_connection(request)
                 return resp

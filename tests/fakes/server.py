@@ -10,6 +10,49 @@ from typing import Self
 
 from aiohttp import web
 
+MIB = 1024 * 1024
+
+
+def hang_up(request: web.Request) -> web.Response:
+    """Close the connection (FIN) after reading the whole request, without a byte of answer: what a server does
+    when it drops a kept-alive connection just as a request arrives, or dies while working on it."""
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+    return web.Response(status=204)  # never sent: the connection is closed
+
+
+async def huge_body(request: web.Request, mib: int, *, declared: bool) -> web.StreamResponse:
+    """``mib`` MiB of a JSON string, with its Content-Length declared or chunked, in 1 MiB writes; a client that
+    hangs up on it ends it early."""
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    total = mib * MIB
+    if declared:
+        resp.content_length = total
+    await resp.prepare(request)
+    piece = b"x" * MIB
+    try:
+        await resp.write(b'"' + piece[1:])
+        for _ in range(mib - 2):
+            await resp.write(piece)
+        await resp.write(piece[:-1] + b'"')
+        await resp.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass
+    return resp
+
+
+async def huge_event(resp: web.StreamResponse, mib: int) -> None:
+    """One ``data:`` line of ``mib`` MiB that never ends (no blank line), in 1 MiB writes."""
+    piece = b"x" * MIB
+    try:
+        await resp.write(b'data: {"pad": "')
+        for _ in range(mib):
+            await resp.write(piece)
+        await resp.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass
+
 
 class LoopbackServer:
     thread_name = "fake-upstream"

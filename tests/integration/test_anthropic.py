@@ -388,3 +388,46 @@ def test_bad_gateway_key_is_a_502_that_does_not_echo_the_key(tmp_path: Path) -> 
             assert row["error_type"] == "upstream_auth_failed" and wrong not in row["error_message"]
         finally:
             gateway.stop()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["buffered", "streamed"])
+def test_post_is_not_resent_after_connection_closes_without_answer(
+    anthropic_stack: AnthropicStack, stream: bool
+) -> None:
+    """Issue 14, defect 4: the upstream had the request whole; a resend could run (and bill) it twice."""
+    client = anthropic_stack.client()
+    client.chat.completions.create(model=HAIKU, messages=[{"role": "user", "content": "warm"}])  # a pooled connection
+    before = len(anthropic_stack.fake.message_requests)
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model=HAIKU, messages=[{"role": "user", "content": "HANGUP"}], stream=stream)
+    assert len(anthropic_stack.fake.message_requests) == before + 1
+    assert info.value.status_code == 502
+    row = anthropic_stack.gateway.row_for(info.value.response.headers["x-request-id"])
+    assert row["status"] == 502 and row["error_type"] == "upstream_unavailable"
+
+
+def _stream_text(anthropic_stack: AnthropicStack, content: str) -> httpx.Response:
+    return httpx.post(
+        anthropic_stack.gateway.base_url + "/chat/completions",
+        json={"model": HAIKU, "stream": True, "messages": [{"role": "user", "content": content}]},
+        headers={"authorization": f"Bearer {anthropic_stack.gateway.key}"},
+        timeout=60,
+    )
+
+
+def test_malformed_sse_event_reaches_client_as_error_event(anthropic_stack: AnthropicStack) -> None:
+    response = _stream_text(anthropic_stack, "BADEVENT here")
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events[-1]["error"]["code"] == "upstream_stream_error" and "malformed" in events[-1]["error"]["message"]
+    assert "[DONE]" not in response.text
+    row = anthropic_stack.gateway.row_for(response.headers["x-request-id"])
+    assert row["status"] == 502 and row["error_type"] == "upstream_stream_error"
+
+
+def test_sse_event_over_cap_ends_stream_with_error_event(anthropic_stack: AnthropicStack) -> None:
+    response = _stream_text(anthropic_stack, "HUGEEVENT 20")
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert "GOPHERGATE_MAX_SSE_EVENT_BYTES" in events[-1]["error"]["message"]
+    assert "[DONE]" not in response.text
+    row = anthropic_stack.gateway.row_for(response.headers["x-request-id"])
+    assert row["status"] == 502 and row["error_type"] == "upstream_stream_error"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from typing import Any
 
 import httpx
 import openai
+import psutil
 import pytest
 
 from tests.integration.conftest import Stack
@@ -225,3 +227,91 @@ def test_a_chunked_body_with_broken_framing_is_400_logged_and_answered_at_once(s
     assert error["code"] == "invalid_body" and "chunked framing" in error["message"]
     row = stack.gateway.row_for(headers["x-request-id"])
     assert row["status"] == 400 and row["error_type"] == "invalid_body"
+
+
+def _request_id(exc: openai.APIStatusError) -> str:
+    return exc.response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["buffered", "streamed"])
+def test_post_is_not_resent_after_connection_closes_without_answer(stack: Stack, stream: bool) -> None:
+    """The upstream read the whole request on a kept-alive connection and closed it without answering: it may
+    have run the generation, so the gateway must not send it again (issue 14, defect 4: 2 hits per request)."""
+    fake, client = stack.fakes["openai"], stack.client()
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "warm"}])  # pooled
+    before = len(fake.chat_requests)
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "HANGUP now"}], stream=stream
+        )
+    assert len(fake.chat_requests) == before + 1
+    assert info.value.status_code == 502
+    row = stack.gateway.row_for(_request_id(info.value))
+    assert row["status"] == 502 and row["error_type"] == "upstream_unavailable"
+
+
+def test_idle_connection_closed_by_the_upstream_is_not_used(stack: Stack) -> None:
+    fake, client = stack.fakes["openai"], stack.client()
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "DROPIDLE"}])
+    time.sleep(0.5)  # the upstream has closed the pooled connection
+    before = len(fake.chat_requests)
+    answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "again"}])
+    assert answer.choices[0].message.content == "echo: again"
+    assert len(fake.chat_requests) == before + 1
+
+
+def test_malformed_sse_event_reaches_client_as_error_event(stack: Stack) -> None:
+    body = {**GOOD, "stream": True, "messages": [{"role": "user", "content": "BADEVENT here"}]}
+    response = _post(stack, json.dumps(body))
+    assert response.status_code == 200
+    events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert json.loads(events[-1])["error"]["code"] == "upstream_stream_error"
+    assert "[DONE]" not in response.text and "cut-off" not in response.text
+    row = stack.gateway.row_for(response.headers["x-request-id"])
+    assert row["status"] == 502 and row["error_type"] == "upstream_stream_error"
+    with pytest.raises(openai.APIError):  # the official SDK raises on it
+        list(stack.client().chat.completions.create(**body))
+
+
+def test_sse_event_over_cap_ends_stream_with_error_event(stack: Stack) -> None:
+    body = {**GOOD, "stream": True, "messages": [{"role": "user", "content": "HUGEEVENT 20"}]}
+    response = _post(stack, json.dumps(body))
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert any(e.get("choices") and e["choices"][0]["delta"].get("content") for e in events[:-1])
+    error = events[-1]["error"]
+    assert "GOPHERGATE_MAX_SSE_EVENT_BYTES" in error["message"] and "pad" not in error["message"]
+    assert "[DONE]" not in response.text
+    row = stack.gateway.row_for(response.headers["x-request-id"])
+    assert row["status"] == 502 and row["error_type"] == "upstream_stream_error"
+
+
+@pytest.mark.parametrize("backend", ["h1", "aiohttp", "pyreqwest"])
+@pytest.mark.parametrize("trigger", ["HUGELENGTH 200", "HUGEBODY 200"], ids=["content-length", "chunked"])
+def test_buffered_answer_over_cap_is_502(make_gateway: Any, backend: str, trigger: str) -> None:
+    """A 200 MiB answer is refused at the 100 MiB default cap, and the gateway's memory stays within it (issue 14,
+    defect 8: 891 MB RSS before)."""
+    from tests.fakes.openai_compat import FakeOpenAICompat
+
+    with FakeOpenAICompat(dialect="openai", api_key="sk-x") as fake:
+        gateway = make_gateway(
+            env={"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": fake.base_url, "GOPHERGATE_UPSTREAM_CLIENT": backend}
+        )
+        gateway.start()
+        process = psutil.Process(gateway.proc.pid)
+        headers = {"authorization": f"Bearer {gateway.key}"}
+        assert httpx.post(gateway.base_url + "/chat/completions", json=GOOD, headers=headers, timeout=30).is_success
+        before = process.memory_info().rss
+        body = {**GOOD, "messages": [{"role": "user", "content": trigger}]}
+        response = httpx.post(gateway.base_url + "/chat/completions", json=body, headers=headers, timeout=60)
+        grown = process.memory_info().rss - before
+        assert response.status_code == 502
+        error = _error(response)
+        assert (
+            error["code"] == "upstream_response_too_large"
+            and "GOPHERGATE_MAX_UPSTREAM_RESPONSE_BYTES" in error["message"]
+        )
+        assert "xxxx" not in response.text
+        assert grown < 160 * 1024 * 1024, f"RSS grew by {grown / 2**20:.0f} MiB"
+        print(f"{backend} {trigger}: RSS grew by {grown / 2**20:.1f} MiB")
+        row = gateway.row_for(response.headers["x-request-id"])
+        assert row["status"] == 502 and row["error_type"] == "upstream_response_too_large"

@@ -388,8 +388,8 @@ def test_broken_streams_end_with_an_error_not_a_hang(gemini: GeminiStack, trigge
         timeout=30,
     )
     events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
-    assert json.loads(events[-2])["error"]["code"] == "upstream_stream_error"
-    assert events[-1] == "[DONE]"
+    assert json.loads(events[-1])["error"]["code"] == "upstream_stream_error"
+    assert "[DONE]" not in events  # the stream is not complete: no sentinel after the error (issue 14, defect 8)
     assert not any('"finish_reason":"stop"' in e for e in events)
     with pytest.raises(openai.APIError):
         list(

@@ -36,8 +36,10 @@ async def relay_stream(
     done: bool = True,
 ) -> None:
     """Send the response headers, then every chunk as it comes, then ``[DONE]`` (unless ``done`` is false:
-    the Responses API's streams end after their terminal event, with no sentinel); the upstream is always
-    closed (the iterator's ``finally``), whatever happens to the client."""
+    the Responses API's streams end after their terminal event, with no sentinel; nor after an error: the
+    provider's last chunk was an error event, set in ``meter.stream_error``, and a ``[DONE]`` after it would tell
+    the client the answer was complete); the upstream is always closed (the iterator's ``finally``), whatever
+    happens to the client."""
     relay = asyncio.current_task()
     assert relay is not None
     gone: list[bool] = []
@@ -58,7 +60,8 @@ async def relay_stream(
                 if meter.first_chunk is None:
                     meter.first_chunk = time.perf_counter()
                 await write({"type": "http.response.body", "body": chunk, "more_body": True})
-            await write({"type": "http.response.body", "body": DONE if done else b"", "more_body": False})
+            ended = DONE if done and meter.stream_error is None else b""
+            await write({"type": "http.response.body", "body": ended, "more_body": False})
         except asyncio.CancelledError:
             if gone:
                 relay.uncancel()

@@ -14,11 +14,14 @@ What it does, and what it leaves out on purpose:
 - TLS (the default context: the system's CA store, hostname checked) for ``https://``;
 - ``Content-Length``, chunked and read-until-close bodies; ``gzip``/``deflate`` bodies are decoded (no
   ``Accept-Encoding`` is sent, so servers should not send them);
+- a buffered body (decoded) longer than ``max_response_bytes`` is refused as it arrives (``ResponseTooLarge``),
+  and so is one compressed read that would decode to more than that (a decompression bomb);
 - connect timeout, read timeout (no byte for that long) and total timeout, each its own exception; the read
   and total timeouts are checked by one watchdog that ticks while requests are in flight (every quarter of
   the shorter timeout, at most every second), not by a timer per request;
-- a request that fails on a reused connection before any byte of the answer arrived (the server closed the
-  idle connection as the request went out) is sent once more on a new connection, as HTTP clients do;
+- a request is never sent twice: a pooled connection is checked without writing before it is used (the peer's
+  close seen by the protocol, or a zero-timeout peek at the socket showing EOF or unasked bytes) and dropped if
+  dead; once any byte of a request was written, a failure is the caller's error (a POST may have been acted on);
 - a stream's reading is paused when more than ``_HIGH_WATER`` bytes wait unread (a slow client downstream);
 - no proxies, no redirects, no HTTP/2: it talks to the providers' API endpoints only.
 """
@@ -44,6 +47,7 @@ __all__ = [
     "ProtocolError",
     "ReadTimeout",
     "RemoteClosed",
+    "ResponseTooLarge",
     "TotalTimeout",
 ]
 
@@ -72,6 +76,17 @@ class ProtocolError(Exception):
     """The upstream's answer is not valid HTTP/1.1."""
 
 
+class ResponseTooLarge(Exception):
+    """The upstream's answer is larger than the client's cap (every backend raises this one)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the upstream's answer is larger than the limit of {limit} bytes")
+        self.limit = limit
+
+
+DEFAULT_MAX_RESPONSE_BYTES = 100 * 1024 * 1024
+
+
 _HIGH_WATER = 1 << 20  # unread stream bytes before the socket is paused
 _NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -83,10 +98,10 @@ class _Exchange:
         "body",
         "done",
         "error",
-        "got_bytes",
         "head",
         "headers",
         "pending",
+        "size",
         "status",
         "streamed",
         "waiter",
@@ -98,9 +113,9 @@ class _Exchange:
         self.headers: dict[str, str] = {}
         self.body: list[bytes] = []  # buffered: every chunk; streamed: chunks not yet taken
         self.pending = 0  # streamed: bytes in ``body``
+        self.size = 0  # buffered: decoded body bytes so far
         self.head = False
         self.done = False
-        self.got_bytes = False
         self.error: BaseException | None = None
         self.waiter: asyncio.Future[None] | None = None
 
@@ -123,7 +138,8 @@ class _Connection(asyncio.Protocol):
         self.last_io = 0.0
         self._deadline = 0.0
         self._read_timeout = 0.0
-        self.used = False
+        self.sock: socket.socket | None = None  # for the liveness peek; the transport owns it
+        self.peer_closed = False
 
     # -- asyncio.Protocol --------------------------------------------------------------------------------------
 
@@ -135,7 +151,6 @@ class _Connection(asyncio.Protocol):
         if ex is None or ex.done:  # bytes nobody asked for: the connection cannot be trusted any more
             self._fail(ProtocolError("the upstream sent bytes after its answer"))
             return
-        ex.got_bytes = True
         self.last_io = self._client.loop.time()
         try:
             self._parser.feed_data(data)
@@ -143,6 +158,10 @@ class _Connection(asyncio.Protocol):
             self._fail(ProtocolError("the upstream switched protocols"))
         except httptools.HttpParserError as exc:
             self._fail(ProtocolError(f"invalid HTTP answer from the upstream: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        self.peer_closed = True  # the peer's FIN: the transport closes itself (the default); connection_lost follows
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -184,6 +203,10 @@ class _Connection(asyncio.Protocol):
             or "chunked" in headers.get("transfer-encoding", "")
             or status in _NO_BODY_STATUSES
         )
+        limit = self._client.max_response_bytes
+        if not ex.streamed and _declared_length(headers) > limit:
+            self._fail(ResponseTooLarge(limit))  # refused before a byte of the body is read
+            return
         encoding = headers.get("content-encoding", "").strip().lower()
         if encoding in ("gzip", "x-gzip"):
             self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -197,13 +220,26 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         ex = self._exchange
         assert ex is not None
+        if ex.error is not None:
+            return
+        limit = self._client.max_response_bytes
         if self._decoder is not None:
+            # Bounded: one compressed read may not decode to more than the cap (a small bomb, a huge body).
+            room = limit + 1 if ex.streamed else limit - ex.size + 1
             try:
-                body = self._decoder.decompress(body)
+                body = self._decoder.decompress(body, room)
             except zlib.error as exc:
                 self._fail(ProtocolError(f"the upstream's compressed body is invalid: {exc}"))
                 return
+            if self._decoder.unconsumed_tail:
+                self._fail(ResponseTooLarge(limit))
+                return
             if not body:
+                return
+        if not ex.streamed:
+            ex.size += len(body)
+            if ex.size > limit:
+                self._fail(ResponseTooLarge(limit))
                 return
         ex.body.append(body)
         if ex.streamed:
@@ -215,7 +251,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         ex = self._exchange
-        if ex is None or not ex.head:
+        if ex is None or not ex.head or ex.error is not None:
             return
         self.reusable = self._parser.should_keep_alive()
         self._finish()
@@ -228,7 +264,6 @@ class _Connection(asyncio.Protocol):
         self._length_known = False
         self._paused = False
         self.reusable = False
-        self.used = True
         loop = self._client.loop
         self.last_io = loop.time()
         self._read_timeout = read_timeout
@@ -243,6 +278,9 @@ class _Connection(asyncio.Protocol):
         assert ex is not None
         if self._decoder is not None:
             tail = self._decoder.flush()
+            if tail and not ex.streamed and ex.size + len(tail) > self._client.max_response_bytes:
+                self._fail(ResponseTooLarge(self._client.max_response_bytes))
+                return
             if tail:
                 ex.body.append(tail)
                 ex.pending += len(tail)
@@ -268,6 +306,24 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.abort()
+
+    def alive(self) -> bool:
+        """Whether an idle connection can carry a request, judged without writing to it: not closed as far as
+        the protocol knows, and a zero-timeout peek at the socket finds nothing to read (EOF that the loop has
+        not delivered yet, or bytes nobody asked for, both mean the connection must not be used)."""
+        transport = self.transport
+        if self.closed or self.peer_closed or transport is None or transport.is_closing():
+            return False
+        sock = self.sock
+        if sock is None:
+            return True
+        try:
+            sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return True  # nothing to read: the peer has not closed
+        except OSError:
+            return False  # reset, or the socket is gone
+        return False
 
     def taken(self, ex: _Exchange) -> None:
         """A streamed reader took the queued chunks: resume reading once the backlog is small."""
@@ -319,8 +375,14 @@ class H1Response:
         ex = self._ex
         if not ex.streamed:
             return b"".join(ex.body)
-        parts = [chunk async for chunk in self.chunks()]
-        return b"".join(parts)
+        limit = self._client.max_response_bytes
+        body = bytearray()
+        async for chunk in self.chunks():
+            body += chunk
+            if len(body) > limit:
+                await self.aclose(reuse=False)
+                raise ResponseTooLarge(limit)
+        return bytes(body)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         ex = self._ex
@@ -372,8 +434,10 @@ class H1Client:
         idle_timeout: float = 30.0,
         user_agent: str = "gophergate",
         ssl_context: ssl.SSLContext | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._max = max_connections
+        self.max_response_bytes = max_response_bytes
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._total_timeout = total_timeout
@@ -406,29 +470,25 @@ class H1Client:
             raise RuntimeError("the upstream client is closed")
         key, host_header, target = self._target(url)
         data = self._serialize(method, target, host_header, headers, body)
-        loop = self.loop
-        deadline = loop.time() + self._total_timeout
-        for attempt in (0, 1):
-            conn = await self._acquire(key, deadline)
-            reused = conn.used
-            ex = conn.start(data, stream, self._read_timeout, deadline)
-            try:
-                while not (ex.head if stream else ex.done) and ex.error is None:
-                    await self._wait(ex)
-            except BaseException:
-                conn.reusable = False
-                conn.release()
-                raise
-            if ex.error is not None:
-                conn.release()
-                if reused and attempt == 0 and not ex.got_bytes and isinstance(ex.error, RemoteClosed):
-                    continue  # the server closed the idle connection as the request went out
-                raise ex.error
-            response = H1Response(self, conn, ex)
-            if not stream:
-                response._done()
-            return response
-        raise AssertionError("unreachable")
+        deadline = self.loop.time() + self._total_timeout
+        # Sent once: a pooled connection found dead is dropped before anything is written to it (``_take_idle``),
+        # but whatever fails after the first byte went out is the caller's to judge, never resent from here.
+        conn = await self._acquire(key, deadline)
+        ex = conn.start(data, stream, self._read_timeout, deadline)
+        try:
+            while not (ex.head if stream else ex.done) and ex.error is None:
+                await self._wait(ex)
+        except BaseException:
+            conn.reusable = False
+            conn.release()
+            raise
+        if ex.error is not None:
+            conn.release()
+            raise ex.error
+        response = H1Response(self, conn, ex)
+        if not stream:
+            response._done()
+        return response
 
     async def _wait(self, ex: _Exchange) -> None:
         waiter = self.loop.create_future()
@@ -506,12 +566,13 @@ class H1Client:
         return conn if conn is not None else await self._connect(key)
 
     def _take_idle(self, key: tuple[str, str, int]) -> _Connection | None:
-        """The most recently parked live connection to ``key`` (dead ones found on the way are dropped)."""
+        """The most recently parked live connection to ``key`` (dead ones found on the way are closed)."""
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+            if conn.alive():
                 return conn
+            conn._abort()
             self._open.discard(conn)
         return None
 
@@ -530,6 +591,7 @@ class H1Client:
                 sock = await aiohappyeyeballs.start_connection(infos, happy_eyeballs_delay=0.25, interleave=1)
                 try:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    conn.sock = sock
                     await loop.create_connection(
                         lambda: conn, sock=sock, ssl=context, server_hostname=host if context else None
                     )
@@ -631,6 +693,17 @@ class H1Client:
             conn._abort()
         self._open.clear()
         self._idle.clear()
+
+
+def _declared_length(headers: dict[str, str]) -> int:
+    """The Content-Length an answer declares (0 when absent; llhttp has refused a malformed one already)."""
+    value = headers.get("content-length")
+    if value is None:
+        return 0
+    try:
+        return int(value.split(",")[0])
+    except ValueError:
+        return 0
 
 
 def _check_header_text(text: str, what: str) -> None:

@@ -24,13 +24,20 @@ honouring the proxy variables. Each named backend is used for everything. All po
 honour the connect / idle-read / total timeouts, and close the connection when a stream is abandoned.
 Transport failures are raised as the exceptions of ``h1_client`` (or aiohttp's own) and mapped in
 ``upstream.transport_errors``.
+
+Every backend bounds what it buffers: a body (after decoding: pyreqwest and aiohttp decode gzip, deflate, br
+and zstd when the upstream sends them, h1 gzip and deflate) longer than ``max_response_bytes`` is refused as it
+arrives, with ``h1_client.ResponseTooLarge``; a declared Content-Length over the cap is refused before the body
+is read. None of them sends a request twice: h1 checks a pooled connection before writing to it, aiohttp retries
+a dropped keep-alive connection for idempotent methods only (never a POST), and reqwest (hyper) resends only a
+request that was never written (a pooled connection found closed first); pyreqwest has no retry setting.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -60,6 +67,26 @@ class UpstreamClient(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def read_capped(chunks: AsyncIterable[bytes], limit: int, declared: int | None = None) -> bytes:
+    """A whole body, refused (``ResponseTooLarge``) as soon as it is longer than ``limit``, or at once when its
+    declared length is; memory stays within the cap and the copy is linear."""
+    if declared is not None and declared > limit:
+        raise h1.ResponseTooLarge(limit)
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > limit:
+            raise h1.ResponseTooLarge(limit)
+    return bytes(body)
+
+
+def _declared(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 # -- pyreqwest ------------------------------------------------------------------------------------------------
@@ -105,11 +132,12 @@ class _ReqwestBuffered:
 
 
 class _ReqwestStreamed:
-    __slots__ = ("_closed", "_req", "_resp", "status")
+    __slots__ = ("_closed", "_limit", "_req", "_resp", "status")
 
-    def __init__(self, req: Any, resp: Any) -> None:
+    def __init__(self, req: Any, resp: Any, limit: int) -> None:
         self._req = req
         self._resp = resp
+        self._limit = limit
         self._closed = False
         self.status: int = resp.status
 
@@ -118,8 +146,7 @@ class _ReqwestStreamed:
         return value
 
     async def read(self) -> bytes:
-        with _reqwest_errors():
-            return bytes(await self._resp.body_reader.bytes())
+        return await read_capped(self.chunks(), self._limit, _declared(self.header("content-length")))
 
     async def chunks(self) -> AsyncIterator[bytes]:
         reader = self._resp.body_reader
@@ -138,10 +165,17 @@ class _ReqwestStreamed:
 
 class ReqwestClient:
     def __init__(
-        self, *, max_connections: int, connect_timeout: float, read_timeout: float, total_timeout: float
+        self,
+        *,
+        max_connections: int,
+        connect_timeout: float,
+        read_timeout: float,
+        total_timeout: float,
+        max_response_bytes: int = h1.DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         from pyreqwest.client import ClientBuilder
 
+        self._limit = max_response_bytes
         self._client = (
             ClientBuilder()
             .max_connections(max_connections)
@@ -161,14 +195,20 @@ class ReqwestClient:
             if body is not None:
                 builder = builder.body_bytes(body)
             if not stream:
-                resp = await builder.build().send()
-                return _ReqwestBuffered(resp, bytes(await resp.bytes()))
+                # Read through the streamed API: ``send()`` would read the whole body, however long.
+                req = builder.build_streamed()
+                resp = await req.__aenter__()
+                try:
+                    body = await _ReqwestStreamed(req, resp, self._limit).read()
+                finally:
+                    await req.__aexit__(None, None, None)
+                return _ReqwestBuffered(resp, body)
             # pyreqwest pre-reads a streamed body up to this many bytes (64 KiB by default) before returning the
             # response: an SSE stream would reach the client only at its end. 0 hands over each chunk as it
             # arrives (caught by test_stream_chunks_are_relayed_as_they_arrive).
             req = builder.streamed_read_buffer_limit(0).build_streamed()
             resp = await req.__aenter__()
-            return _ReqwestStreamed(req, resp)
+            return _ReqwestStreamed(req, resp, self._limit)
 
     async def close(self) -> None:
         await self._client.close()
@@ -178,11 +218,14 @@ class ReqwestClient:
 
 
 class _AiohttpResponse:
-    __slots__ = ("_body", "_resp", "status")
+    __slots__ = ("_body", "_limit", "_resp", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, body: bytes | None) -> None:
+    def __init__(
+        self, resp: aiohttp.ClientResponse, body: bytes | None, limit: int = h1.DEFAULT_MAX_RESPONSE_BYTES
+    ) -> None:
         self._resp = resp
         self._body = body
+        self._limit = limit
         self.status: int = resp.status
 
     def header(self, name: str) -> str | None:
@@ -190,7 +233,8 @@ class _AiohttpResponse:
 
     async def read(self) -> bytes:
         if self._body is None:
-            self._body = await self._resp.read()
+            # Not ``resp.read()``: it has no limit. aiohttp decodes compressed bodies in bounded steps.
+            self._body = await read_capped(self._resp.content.iter_any(), self._limit, self._resp.content_length)
         return self._body
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -216,7 +260,9 @@ class AiohttpClient:
         read_timeout: float,
         total_timeout: float,
         trust_env: bool = False,
+        max_response_bytes: int = h1.DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        self._limit = max_response_bytes
         connector = aiohttp.TCPConnector(
             limit=max_connections, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
         )
@@ -235,11 +281,15 @@ class AiohttpClient:
     ) -> UpstreamResponse:
         resp = await self._session.request(method, url, data=body, headers=headers)
         if stream:
-            return _AiohttpResponse(resp, None)
+            return _AiohttpResponse(resp, None, self._limit)
+        answer = _AiohttpResponse(resp, None, self._limit)
         try:
-            return _AiohttpResponse(resp, await resp.read())
-        finally:
-            resp.release()
+            await answer.read()
+        except BaseException:
+            resp.close()  # not released to the pool: the rest of the body was never read
+            raise
+        resp.release()
+        return answer
 
     async def close(self) -> None:
         await self._session.close()
@@ -265,13 +315,20 @@ class HybridClient:
 
 
 def create_client(
-    kind: str, *, max_connections: int, connect_timeout: float, read_timeout: float, total_timeout: float
+    kind: str,
+    *,
+    max_connections: int,
+    connect_timeout: float,
+    read_timeout: float,
+    total_timeout: float,
+    max_response_bytes: int = h1.DEFAULT_MAX_RESPONSE_BYTES,
 ) -> UpstreamClient:
     options: dict[str, Any] = {
         "max_connections": max_connections,
         "connect_timeout": connect_timeout,
         "read_timeout": read_timeout,
         "total_timeout": total_timeout,
+        "max_response_bytes": max_response_bytes,
     }
     if kind == "aiohttp":
         return AiohttpClient(**options)

@@ -11,6 +11,7 @@ from gophergate.providers.gemini import GeminiProvider, SignatureStore
 from gophergate.providers.http_client import UpstreamClient
 from gophergate.providers.openai_compat.dialects import get_dialect
 from gophergate.providers.openai_compat.provider import OpenAICompatProvider, OpenAIProvider
+from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES
 
 
 def build_providers(
@@ -18,8 +19,10 @@ def build_providers(
     client: UpstreamClient,
     store: ReasoningStore,
     media: UpstreamClient | None = None,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> dict[str, Provider]:
-    """``media`` fetches URLs named in requests (``providers/media.py``); the upstream client when omitted."""
+    """``media`` fetches URLs named in requests (``providers/media.py``); the upstream client when omitted.
+    ``max_event_bytes`` caps one event of an upstream stream (``GOPHERGATE_MAX_SSE_EVENT_BYTES``)."""
     providers: dict[str, Provider] = {}
     for cfg in configs:
         if cfg.dialect == "gemini":
@@ -32,6 +35,7 @@ def build_providers(
                 store=SignatureStore(),
                 extra_headers=dict(cfg.headers),
                 static_models=cfg.models,
+                max_event_bytes=max_event_bytes,
             )
             continue
         if cfg.dialect == ANTHROPIC_DIALECT:
@@ -44,6 +48,7 @@ def build_providers(
                 thinking_store=ThinkingStore(),
                 extra_headers=dict(cfg.headers),
                 static_models=cfg.models,
+                max_event_bytes=max_event_bytes,
             )
             continue
         dialect = get_dialect(cfg.dialect)
@@ -57,5 +62,6 @@ def build_providers(
             reasoning_store=store,
             extra_headers=dict(cfg.headers),
             static_models=cfg.models,
+            max_event_bytes=max_event_bytes,
         )
     return providers

@@ -18,6 +18,7 @@ from gophergate.errors import GatewayError, UpstreamError, UpstreamTimeout, Upst
 from gophergate.providers import h1_client as h1
 from gophergate.providers.base import Meter
 from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
+from gophergate.wire.sse import EventTooLarge
 
 
 @contextmanager
@@ -27,6 +28,18 @@ def transport_errors(provider: str) -> Iterator[None]:
         yield
     except GatewayError:
         raise
+    except h1.ResponseTooLarge as exc:
+        raise UpstreamUnavailable(
+            f"Upstream provider '{provider}' sent an answer larger than the gateway's limit of {exc.limit} bytes "
+            "(GOPHERGATE_MAX_UPSTREAM_RESPONSE_BYTES).",
+            code="upstream_response_too_large",
+        ) from exc
+    except EventTooLarge as exc:
+        raise UpstreamUnavailable(
+            f"Upstream provider '{provider}' sent a stream event larger than the gateway's limit of {exc.limit} "
+            "bytes (GOPHERGATE_MAX_SSE_EVENT_BYTES).",
+            code="upstream_response_too_large",
+        ) from exc
     except h1.ConnectTimeout as exc:
         raise UpstreamTimeout(f"Connecting to upstream provider '{provider}' timed out.") from exc
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:

@@ -39,3 +39,30 @@ async def test_streams_without_a_sentinel_end_with_an_empty_final_body() -> None
     sent = await _relay(done=False)
     assert [m.get("body") for m in sent[1:]] == [b"data: 1\n\n", b"data: 2\n\n", b""]
     assert sent[-1]["more_body"] is False
+
+
+async def test_no_done_after_a_stream_error() -> None:
+    """The provider's last chunk was an error event (``meter.stream_error``): ``[DONE]`` would tell the client the
+    answer was complete, against the row's 502."""
+    meter = Meter()
+
+    async def failing() -> AsyncIterator[bytes]:
+        yield b"data: 1\n\n"
+        try:
+            yield b'data: {"error": {"message": "x"}}\n\n'
+        finally:
+            meter.stream_error = "x"
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    await relay_stream(send, receive, [], failing(), meter)
+    bodies = [m.get("body") for m in sent[1:]]
+    assert bodies == [b"data: 1\n\n", b'data: {"error": {"message": "x"}}\n\n', b""]
+    assert sent[-1]["more_body"] is False

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from gophergate.gateway.estimate import texts_from_sse
 from gophergate.gateway.reasoning_store import ReasoningStore
@@ -10,6 +11,7 @@ from gophergate.providers.openai_compat.dialects import (
     get_dialect,
     to_upstream_request,
 )
+from gophergate.wire.sse import EventTooLarge
 
 
 def _req(dialect: str, body: dict, model: str, stream: bool = False, store: ReasoningStore | None = None) -> dict:
@@ -229,3 +231,31 @@ def test_marker_split_across_reads_is_still_seen() -> None:
     assert t.feed_bytes(event[:30]) is None
     assert t.feed_bytes(event[30:]) is None  # the usage-only chunk the client did not ask for
     assert t.usage is not None and t.usage.completion == 2
+
+
+def test_malformed_sse_event_becomes_an_error_event_that_ends_the_stream() -> None:
+    t = StreamTranslator(get_dialect("openai"), include_usage=False, store=None)
+    good = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
+    out = t.feed_bytes(good + b"data: {not json\n\n" + good + b"data: [DONE]\n\n") or b""
+    events = [orjson.loads(line[6:]) for line in out.split(b"\n\n") if line.startswith(b"data: ")]
+    assert events[0]["choices"][0]["delta"]["content"] == "hi"
+    assert events[-1]["error"]["code"] == "upstream_stream_error" and len(events) == 2
+    assert t.error is not None and "malformed" in t.error and not t.done
+    assert t.feed_bytes(good) is None and t.flush() is None  # nothing after the error
+
+
+def test_stream_event_over_the_cap_is_refused() -> None:
+    t = StreamTranslator(get_dialect("openai"), include_usage=False, store=None, max_event_bytes=4096)
+    assert t.feed_bytes(b"data: " + b"x" * 4000) is None
+    with pytest.raises(EventTooLarge):
+        t.feed_bytes(b"x" * 200)
+    crlf = StreamTranslator(get_dialect("openai"), include_usage=False, store=None, max_event_bytes=4096)
+    with pytest.raises(EventTooLarge):
+        crlf.feed_bytes(b"data: " + b"y" * 5000 + b"\r\n")
+
+
+def test_crlf_framed_stream_is_relayed_event_by_event() -> None:
+    t = StreamTranslator(get_dialect("openai"), include_usage=False, store=None)
+    out = t.feed_bytes(b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\r\n\r\n')
+    assert out == b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
+    assert t.feed_bytes(b"data: [DONE]\r\n\r\n") is None and t.done

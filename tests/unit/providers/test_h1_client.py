@@ -9,7 +9,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gzip
+import socket
 import ssl
+import threading
+import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -17,7 +21,7 @@ import pytest
 
 from gophergate.errors import UpstreamTimeout, UpstreamUnavailable
 from gophergate.providers import h1_client as h1
-from gophergate.providers.http_client import HybridClient, create_client, proxy_configured
+from gophergate.providers.http_client import HybridClient, UpstreamClient, create_client, proxy_configured
 from gophergate.providers.upstream import transport_errors
 
 Handler = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
@@ -223,7 +227,7 @@ async def test_abandoned_stream_closes_its_connection() -> None:
     assert server.connections == 2
 
 
-async def test_stale_idle_connection_is_retried_once_on_a_new_one() -> None:
+async def test_idle_connection_seen_closed_is_dropped_from_the_pool() -> None:
     async def handler(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         writer.write(answer(200, b"ok"))
         await writer.drain()
@@ -239,25 +243,68 @@ async def test_stale_idle_connection_is_retried_once_on_a_new_one() -> None:
     assert [r[0] for r in server.requests] == [1, 2]
 
 
-async def test_reused_connection_dying_before_any_answer_byte_is_retried() -> None:
-    """The race the retry exists for: the pooled connection looks alive, the server has already let it go."""
-    seen: list[tuple[int, bytes]] = []
+async def test_post_is_not_resent_after_connection_closes_without_answer() -> None:
+    """The upstream read the whole request on a kept-alive connection and closed it without a byte of answer: it
+    may have acted on it, so the request is not sent again (issue 14, defect 4)."""
 
     async def handler(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        number = seen[-1][0]
-        if number == 1 and sum(1 for n, _ in seen if n == 1) == 2:
-            return False  # the second request on the kept-alive connection: closed without a byte
-        writer.write(answer(200, b"conn%d" % number))
+        if request.endswith(b"again"):
+            return False  # the second request on the kept-alive connection: read whole, closed without a byte
+        writer.write(answer(200, b"ok"))
         await writer.drain()
         return True
 
     async with ScriptedServer(handler) as server:
-        server.requests = seen
         c = client()
-        assert await (await c.request("POST", server.url + "/", {}, b"first", stream=False)).read() == b"conn1"
-        assert await (await c.request("POST", server.url + "/", {}, b"again", stream=False)).read() == b"conn2"
+        for stream in (False, True):
+            assert await (await c.request("POST", server.url + "/", {}, b"first", stream=stream)).read() == b"ok"
+            with pytest.raises(h1.RemoteClosed):
+                await c.request("POST", server.url + "/", {}, b"again", stream=stream)
+            with pytest.raises(UpstreamUnavailable), transport_errors("p"):
+                raise h1.RemoteClosed("x")
         await c.close()
-    assert [(n, body.endswith(b"again")) for n, body in seen] == [(1, False), (1, True), (2, True)]
+    assert [body.rsplit(b"\r\n\r\n", 1)[1] for _, body in server.requests] == [b"first", b"again"] * 2
+
+
+class _ThreadedServer:
+    """A blocking server on its own thread: it closes a kept-alive connection while the client's loop is not
+    running, so that only a look at the socket itself (not a callback) can tell the connection is dead."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.hits: list[int] = []
+        self.close_first = threading.Event()
+        self.closed_first = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        for number in (1, 2):
+            conn, _ = self.sock.accept()
+            with conn:
+                conn.recv(65536)
+                self.hits.append(number)
+                conn.sendall(answer(200, b"conn%d" % number))
+                if number == 1:
+                    self.close_first.wait(5)
+                    conn.shutdown(socket.SHUT_RDWR)
+                    self.closed_first.set()
+                else:
+                    conn.recv(1)
+        self.sock.close()
+
+
+async def test_idle_connection_closed_by_the_peer_is_not_used() -> None:
+    server = _ThreadedServer()
+    c = client()
+    assert await (await c.request("POST", server.url + "/", {}, b"1", stream=False)).read() == b"conn1"
+    server.close_first.set()
+    assert server.closed_first.wait(5)
+    time.sleep(0.05)  # noqa: ASYNC251 - the FIN is in the socket, and the loop has not run: no callback saw it
+    assert await (await c.request("POST", server.url + "/", {}, b"2", stream=False)).read() == b"conn2"
+    await c.close()
+    assert server.hits == [1, 2]
 
 
 async def test_fresh_connection_closed_without_answer_is_an_error_not_a_retry() -> None:
@@ -490,3 +537,61 @@ async def test_host_name_is_resolved_and_kept_in_the_host_header() -> None:
         assert await resp.read() == b"named"
         await c.close()
     assert f"Host: localhost:{port}\r\n".encode() in server.requests[0][1]
+
+
+CAP = 64 * 1024
+
+
+def _chunked(total: int, piece: int = 8192) -> bytes:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    one = b"%x\r\n%s\r\n" % (piece, b"x" * piece)
+    return head + one * (total // piece) + b"0\r\n\r\n"
+
+
+def _capped(kind: str) -> UpstreamClient:
+    options = {"max_connections": 8, "connect_timeout": 2.0, "read_timeout": 5.0, "total_timeout": 10.0}
+    return create_client(kind, max_response_bytes=CAP, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["h1", "aiohttp", "pyreqwest"])
+@pytest.mark.parametrize(
+    "answer_bytes",
+    [
+        answer(200, b"y" * (CAP + 1)),  # a declared length over the cap: refused before the body is read
+        _chunked(4 * CAP),  # no length: refused as the body grows past the cap
+        # 64 MiB of zeros in ~64 KiB of gzip: refused while decoding, not after
+        answer(200, gzip.compress(bytes(64 << 20)), extra=b"Content-Encoding: gzip\r\n"),
+    ],
+    ids=["content-length", "chunked", "gzip-bomb"],
+)
+async def test_buffered_answer_over_cap_is_refused(kind: str, answer_bytes: bytes) -> None:
+    async with ScriptedServer(fixed(answer_bytes)) as server:
+        c = _capped(kind)
+        with pytest.raises(h1.ResponseTooLarge) as info:
+            await c.request("POST", server.url + "/", {}, b"{}", stream=False)
+        assert info.value.limit == CAP
+        # A streamed answer's read() (error bodies) is bounded by the same cap (h1 refuses a compressed read that
+        # decodes past the cap at once, before the head is handed over).
+        with pytest.raises(h1.ResponseTooLarge):
+            resp = await c.request("POST", server.url + "/", {}, b"{}", stream=True)
+            try:
+                await resp.read()
+            finally:
+                await resp.aclose(reuse=False)
+        await c.close()
+
+
+@pytest.mark.parametrize("kind", ["h1", "aiohttp", "pyreqwest"])
+async def test_answer_at_the_cap_passes(kind: str) -> None:
+    body = zlib.compress(b"z" * CAP)
+    async with ScriptedServer(fixed(answer(200, body, extra=b"Content-Encoding: deflate\r\n"))) as server:
+        c = _capped(kind)
+        assert await (await c.request("POST", server.url + "/", {}, b"{}", stream=False)).read() == b"z" * CAP
+        await c.close()
+
+
+async def test_answer_over_cap_maps_to_502_naming_the_limit() -> None:
+    with pytest.raises(UpstreamUnavailable) as info, transport_errors("p"):
+        raise h1.ResponseTooLarge(CAP)
+    assert info.value.status == 502 and info.value.code == "upstream_response_too_large"
+    assert "GOPHERGATE_MAX_UPSTREAM_RESPONSE_BYTES" in info.value.message and str(CAP) in info.value.message

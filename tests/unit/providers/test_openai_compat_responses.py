@@ -157,3 +157,14 @@ def test_failure_message_and_output_texts() -> None:
         ]
     }
     assert output_texts(body) == ["think", "answer", "f{}"]
+
+
+def test_malformed_sse_event_becomes_an_error_event_that_ends_the_stream() -> None:
+    events = _stream()
+    events.insert(1, b'event: response.output_text.delta\ndata: {"type": "response.output_text.del\n\n')
+    state = ResponsesStream(_call())
+    out = _feed_all(state, [b"".join(events)])
+    assert state.error is not None and "malformed" in state.error and not state.done
+    last = orjson.loads(out.rstrip(b"\n").rsplit(b"data: ", 1)[1])
+    assert last["type"] == "error" and last["code"] == "upstream_stream_error"
+    assert b"response.output_text.del\n" not in out and b"response.completed" not in out

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import time
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gophergate.wire.sse import SSEDecoder
+from gophergate.wire.sse import EventCutter, EventTooLarge, SSEDecoder
 
 
 def _all(chunks: list[bytes]) -> list[tuple[bytes, bytes | None]]:
@@ -69,3 +72,62 @@ def test_flush_delivers_an_unterminated_event_spanning_several_lines() -> None:
     assert decoder.feed(b'event: message_stop\ndata: {"type":"message_stop"}') == []
     (event,) = decoder.flush()
     assert (event.event, event.data) == (b"message_stop", b'{"type":"message_stop"}')
+
+
+def _feed_time(decoder: SSEDecoder | EventCutter, chunks: int, size: int, piece: bytes) -> float:
+    chunk = piece * (size // len(piece))
+    started = time.perf_counter()
+    for _ in range(chunks):
+        decoder.feed(chunk)
+    return time.perf_counter() - started
+
+
+@pytest.mark.parametrize(
+    "piece",
+    [b"x", b"data: " + b"x" * 1017 + b"\r", b"data: " + b"x" * 1017 + b"\n"],
+    ids=["one-line", "cr-lines", "lf-lines"],
+)
+def test_sse_decoder_is_linear_in_input(piece: bytes) -> None:
+    """An event that never ends (no blank line) fed in many chunks costs O(total), not O(total^2): 64 MiB in
+    16 KiB reads (issue 14, defect 8: repeated concatenation stalled the loop for 0.9 s)."""
+    prefix = b"data: " if piece == b"x" else b""
+    small = SSEDecoder(1 << 30)
+    small.feed(prefix)
+    t_small = _feed_time(small, 1024, 16 * 1024, piece)  # 16 MiB
+    big = SSEDecoder(1 << 30)
+    big.feed(prefix)
+    t_big = _feed_time(big, 4096, 16 * 1024, piece)  # 64 MiB
+    assert t_big < 1.0
+    assert t_big < 10 * max(t_small, 1e-3)  # quadratic would be ~16 times
+
+
+def test_event_cutter_is_linear_in_input() -> None:
+    cutter = EventCutter(1 << 30)
+    assert _feed_time(cutter, 4096, 16 * 1024, b"x") < 1.0  # 64 MiB without a blank line
+    assert cutter.feed(b"\n\ndata: next") == b"x" * (4096 * 16 * 1024) + b"\n\n"
+    assert cutter.take() == b"data: next"
+
+
+def test_sse_event_over_cap_is_refused_before_its_end() -> None:
+    decoder = SSEDecoder(1024)
+    decoder.feed(b"data: " + b"x" * 1000)
+    with pytest.raises(EventTooLarge) as info:
+        decoder.feed(b"x" * 100)
+    assert info.value.limit == 1024
+    for framing in (b"\n", b"\r\n"):  # complete, over-long events are refused too, whatever the framing
+        with pytest.raises(EventTooLarge):
+            SSEDecoder(1024).feed(b"data: " + b"y" * 2000 + framing + framing)
+        with pytest.raises(EventTooLarge):
+            SSEDecoder(1024).feed((b"data: " + b"y" * 600 + framing) * 2 + framing)
+    cutter = EventCutter(1024)
+    assert cutter.feed(b"data: a\n\n" + b"data: " + b"z" * 900) == b"data: a\n\n"
+    with pytest.raises(EventTooLarge):
+        cutter.feed(b"z" * 200)
+    with pytest.raises(EventTooLarge):
+        EventCutter(1024).feed(b"data: " + b"z" * 2000 + b"\n\n")
+
+
+def test_events_under_the_cap_pass() -> None:
+    decoder = SSEDecoder(1024)
+    assert [e.data for e in decoder.feed(b"data: " + b"a" * 1000 + b"\n\n")] == [b"a" * 1000]
+    assert [e.data for e in decoder.feed(b"data: " + b"b" * 1000 + b"\r\n\r\n")] == [b"b" * 1000]

@@ -18,6 +18,7 @@ from gophergate.providers.anthropic.translate import (
 from gophergate.providers.base import ChatCall, Meter
 from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
 from gophergate.providers.upstream import open_upstream_stream, request_json, scrub, transport_errors
+from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 _MODEL_PAGES = 20  # GET /v1/models is paged (§4.7); 20 pages of 1000 is far beyond any real list
@@ -35,8 +36,10 @@ class AnthropicProvider:
         thinking_store: ThinkingStore | None = None,
         extra_headers: dict[str, str] | None = None,
         static_models: tuple[str, ...] = (),
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self.name = name
+        self.max_event_bytes = max_event_bytes
         # The SDK's base has no /v1 but its paths do (§4.1, §11.25); a base ending in /v1 is accepted too.
         base = base_url.rstrip("/")
         self.base_url = base[: -len("/v1")] if base.endswith("/v1") else base
@@ -113,7 +116,12 @@ class AnthropicProvider:
 
     async def _relay(self, resp: UpstreamResponse, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
         translator = StreamTranslator(
-            self.name, call.model, call.include_usage, redact=self._redact, cost=call.cost_json
+            self.name,
+            call.model,
+            call.include_usage,
+            redact=self._redact,
+            cost=call.cost_json,
+            max_event_bytes=self.max_event_bytes,
         )
         try:
             with transport_errors(self.name):

@@ -25,7 +25,7 @@ import orjson
 from gophergate.gateway.usage import Usage, from_anthropic
 from gophergate.providers.anthropic.translate import finish_reason, usage_object
 from gophergate.providers.upstream import scrub
-from gophergate.wire.sse import SSEDecoder, encode_data
+from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, encode_data
 
 
 def error_event(message: str) -> bytes:
@@ -69,13 +69,14 @@ class StreamTranslator:
         created: int | None = None,
         redact: Callable[[str], str] = scrub,
         cost: Callable[[Usage], orjson.Fragment | None] | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self._provider = provider
         self._model = model
         self._include_usage = include_usage
         self._created = created if created is not None else int(time.time())
         self._scrub = redact
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder(max_event_bytes)
         self._cost = cost
         self._head: dict[str, Any] = {}
         self._prefix = b""

@@ -33,6 +33,7 @@ from gophergate.providers.gemini.translate import (
 from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
 from gophergate.providers.openai_compat.provider import stream_error_event
 from gophergate.providers.upstream import open_upstream_stream, request_json, transport_errors
+from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES
 
 _MAX_MODEL_PAGES = 20
 _EMBED_BATCH = 100
@@ -52,8 +53,10 @@ class GeminiProvider:
         static_models: tuple[str, ...] = (),
         max_fetch_bytes: int = MAX_FETCH_BYTES,
         fetch_timeout: float = FETCH_TIMEOUT_SECONDS,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self.name = name
+        self.max_event_bytes = max_event_bytes
         self.base_url = base_url.rstrip("/")
         self.static_models = static_models
         self._client = client
@@ -123,6 +126,7 @@ class GeminiProvider:
             include_usage=call.include_usage,
             store=self._store,
             cost=call.cost_json,
+            max_event_bytes=self.max_event_bytes,
         )
         return self._relay(resp, translator, meter)
 

@@ -22,7 +22,7 @@ from gophergate.providers.gemini.signatures import SignatureStore
 from gophergate.providers.gemini.translate import CostFn, block_message, finish_reason, tool_call, usage_json
 from gophergate.providers.openai_compat.provider import stream_error_event
 from gophergate.providers.upstream import scrub
-from gophergate.wire.sse import SSEDecoder, encode_data
+from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SSEDecoder, encode_data
 
 _LINES = re.compile(rb"\r\n|\r|\n")
 _MAX_LOOSE = 1 << 20
@@ -32,20 +32,23 @@ class _LooseJson:
     """JSON documents on lines outside the SSE framing (Gemini may report an error after 200 as raw, even
     pretty-printed, JSON; the official SDK keeps a brace-balancing fallback for it, §3.6)."""
 
-    __slots__ = ("_doc", "_line")
+    __slots__ = ("_doc", "_doc_size", "_line", "_max")
 
-    def __init__(self) -> None:
-        self._line = b""
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._line = bytearray()  # the unfinished line; only new bytes are searched for line ends (linear)
         self._doc: list[bytes] | None = None
+        self._doc_size = 0
+        self._max = max_event_bytes
 
     def feed(self, data: bytes) -> list[bytes]:
-        if self._doc is None and b"{" not in data and b"{" not in self._line:
-            # Nothing can start a document; keep only the unfinished line.
-            cut = max(data.rfind(b"\n"), data.rfind(b"\r"))
-            self._line = self._line + data if cut < 0 else data[cut + 1 :]
+        cut = max(data.rfind(b"\n"), data.rfind(b"\r"))
+        if cut < 0:
+            self._line += data
+            if len(self._line) > self._max:
+                raise EventTooLarge(self._max)
             return []
-        lines = _LINES.split(self._line + data)
-        self._line = lines.pop()
+        lines = _LINES.split(bytes(self._line) + data[:cut] if self._line else data[:cut])
+        self._line = bytearray(data[cut + 1 :])
         out: list[bytes] = []
         for line in lines:
             self._take(line, out)
@@ -54,8 +57,8 @@ class _LooseJson:
     def flush(self) -> list[bytes]:
         out: list[bytes] = []
         if self._line:
-            self._take(self._line, out)
-            self._line = b""
+            self._take(bytes(self._line), out)
+            self._line.clear()
         return out
 
     def _take(self, line: bytes, out: list[bytes]) -> None:
@@ -63,7 +66,14 @@ class _LooseJson:
             if not line.lstrip().startswith((b"{", b"[")):
                 return
             self._doc = []
+            self._doc_size = 0
         self._doc.append(line)
+        self._doc_size += len(line) + 1
+        if self._doc_size > _MAX_LOOSE:
+            self._doc = None
+            return
+        if not line.rstrip().endswith((b"}", b"]")):
+            return  # cannot end a document: not worth a parse of everything so far
         text = b"\n".join(self._doc)
         try:
             orjson.loads(text)
@@ -88,13 +98,14 @@ class GeminiStream:
         include_usage: bool,
         store: SignatureStore | None,
         cost: CostFn | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self._provider = provider
         self._include_usage = include_usage
         self._store = store
         self._cost = cost
-        self._decoder = SSEDecoder()
-        self._loose = _LooseJson()
+        self._decoder = SSEDecoder(max_event_bytes)
+        self._loose = _LooseJson(max_event_bytes)
         self._head = (
             b'{"id":'
             + orjson.dumps(completion_id)

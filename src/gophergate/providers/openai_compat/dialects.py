@@ -27,7 +27,7 @@ import orjson
 from gophergate.gateway.estimate import texts_from_sse
 from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.gateway.usage import USAGE_READERS, Usage
-from gophergate.wire.sse import SSEDecoder
+from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES, EventCutter, SSEDecoder, SSEEvent, encode_data
 
 
 def _prefixes(*names: str) -> Callable[[str], bool]:
@@ -224,6 +224,22 @@ def _normalise_usage(usage_obj: dict[str, Any], usage: Usage) -> None:
 # -- streams --------------------------------------------------------------------------------------------------
 
 
+def malformed_event_error() -> bytes:
+    """The OpenAI-style error event for an upstream event the gateway cannot read (no upstream text in it)."""
+    message = "The upstream sent a malformed stream event."
+    error = {"error": {"message": message, "type": "upstream_error", "param": None, "code": "upstream_stream_error"}}
+    return encode_data(orjson.dumps(error))
+
+
+def _plain(complete: bytes) -> bool:
+    """Whether complete events are all one line, each ``data: {...}`` or a comment (a few scans in C, no parse):
+    those may go out verbatim; anything else (a broken or cut JSON payload) is decoded and judged."""
+    events = complete.count(b"\n\n")
+    objects = complete.startswith(b"data: {") + complete.count(b"\n\ndata: {")
+    comments = complete.startswith(b":") + complete.count(b"\n\n:")
+    return objects + comments == events and complete.count(b"}\n\n") == objects and complete.count(b"\n") == 2 * events
+
+
 def _markers(dialect: Dialect) -> tuple[bytes, ...]:
     # Event bytes holding none of these need no parsing: they are relayed verbatim and kept for later
     # (estimates, the reasoning store). "usage":null rides on every chunk once usage is asked for, so only an
@@ -255,6 +271,7 @@ class StreamTranslator:
 
     __slots__ = (
         "_cost_json",
+        "_cr",
         "_decoder",
         "_dialect",
         "_include_usage",
@@ -275,6 +292,7 @@ class StreamTranslator:
         include_usage: bool,
         store: ReasoningStore | None,
         cost_json: Callable[[Usage], orjson.Fragment | None] | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self._dialect = dialect
         self._cost_json = cost_json
@@ -282,8 +300,9 @@ class StreamTranslator:
         self._store = store
         self._markers = _markers(dialect)
         self._tool_ids: list[str] = []
-        self._decoder = SSEDecoder()
-        self._pending = b""
+        self._decoder = SSEDecoder(max_event_bytes)
+        self._pending = EventCutter(max_event_bytes)
+        self._cr = False  # the upstream frames with CR or CRLF: every event goes through the decoder
         self.raw: list[bytes] = []
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
@@ -291,39 +310,62 @@ class StreamTranslator:
         self.error: str | None = None
 
     def feed_bytes(self, data: bytes) -> bytes | None:
-        buf = self._pending + data if self._pending else data
-        cut = buf.rfind(b"\n\n")
-        if cut < 0:
-            self._pending = buf
+        if self.error is not None:
+            return None  # the stream was ended by an error event; nothing after it is relayed
+        if self._cr or b"\r" in data:
+            # CRLF framing never has two LFs in a row: blank lines are found by the decoder, line by line.
+            if not self._cr:
+                self._cr = True
+                data = self._pending.take() + data
+            return self._feed_events(self._decoder.feed(data))
+        complete = self._pending.feed(data)
+        if not complete:
             return None
-        complete, self._pending = buf[: cut + 2], buf[cut + 2 :]
         first = -1
         for marker in self._markers:
             at = complete.find(marker)
             if at >= 0 and (first < 0 or at < first):
                 first = at
         if first < 0:
-            self.raw.append(complete)
-            return complete
-        # Events before the first one holding a marker (usually all but the last few) go out verbatim.
+            first = len(complete)
+        # Events before the first one holding a marker (usually all but the last few) go out verbatim, if they
+        # all look like one-line JSON objects; otherwise each is read (a malformed one becomes an error event).
         sep = complete.rfind(b"\n\n", 0, first)
         split = sep + 2 if sep >= 0 else 0
         head, rest = complete[:split], complete[split:]
+        if not _plain(head):
+            head, rest = b"", complete
+        if not rest:
+            self.raw.append(head)
+            return head
         out = [head] if head else []
         if head:
             self.raw.append(head)
-        out.extend(b for event in self._decoder.feed(rest) if (b := self.feed(event.data)) is not None)
+        events = self._feed_events(self._decoder.feed(rest))
+        if events:
+            out.append(events)
+        return b"".join(out) if out else None
+
+    def _feed_events(self, events: list[SSEEvent]) -> bytes | None:
+        out: list[bytes] = []
+        for event in events:
+            relayed = self.feed(event.data)
+            if relayed is not None:
+                out.append(relayed)
+            if self.error is not None:
+                break  # an error event ends the stream
         return b"".join(out) if out else None
 
     def flush(self) -> bytes | None:
         """End of the upstream body: a last event without its blank line still counts."""
-        tail = self._pending
-        self._pending = b""
-        out = [b for event in self._decoder.feed(tail) + self._decoder.flush() if (b := self.feed(event.data))]
-        return b"".join(out) if out else None
+        if self.error is not None:
+            return None
+        return self._feed_events(self._decoder.feed(self._pending.take()) + self._decoder.flush())
 
     def feed(self, payload: bytes) -> bytes | None:
         """One event's ``data`` payload."""
+        if self.error is not None:
+            return None
         if payload == b"[DONE]":
             self.done = True
             return None
@@ -334,8 +376,9 @@ class StreamTranslator:
         try:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
+            # The client sees it (an error event) and the stream ends: the row's 502 and the answer agree.
             self.error = "upstream sent a malformed stream event"
-            return None
+            return malformed_event_error()
         if not isinstance(chunk, dict):
             return None
         if "error" in chunk:

@@ -24,7 +24,7 @@ from gophergate.providers.openai_compat.dialects import (
     to_upstream_request,
 )
 from gophergate.providers.upstream import open_upstream_stream, request_json, transport_errors
-from gophergate.wire.sse import encode_data
+from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES, encode_data
 
 
 def stream_error_event(message: str) -> bytes:
@@ -45,8 +45,10 @@ class OpenAICompatProvider:
         reasoning_store: ReasoningStore | None = None,
         extra_headers: dict[str, str] | None = None,
         static_models: tuple[str, ...] = (),
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self.name = name
+        self.max_event_bytes = max_event_bytes
         self.dialect = dialect
         self.base_url = base_url.rstrip("/")
         self.static_models = static_models
@@ -89,7 +91,11 @@ class OpenAICompatProvider:
 
     async def _relay(self, resp: UpstreamResponse, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
         translator = StreamTranslator(
-            self.dialect, call.include_usage, self._store, call.cost_json if call.pricer is not None else None
+            self.dialect,
+            call.include_usage,
+            self._store,
+            call.cost_json if call.pricer is not None else None,
+            self.max_event_bytes,
         )
         feed = translator.feed_bytes
         try:
@@ -98,7 +104,7 @@ class OpenAICompatProvider:
                     out = feed(data)
                     if out:
                         yield out
-                    if translator.done:
+                    if translator.done or translator.error is not None:
                         break
                 if not translator.done:
                     tail = translator.flush()
@@ -182,7 +188,7 @@ class OpenAIProvider(OpenAICompatProvider):
         return self._relay_responses(resp, call, meter)
 
     async def _relay_responses(self, resp: UpstreamResponse, call: EndpointCall, meter: Meter) -> AsyncIterator[bytes]:
-        state = resp_api.ResponsesStream(call)
+        state = resp_api.ResponsesStream(call, self.max_event_bytes)
         feed = state.feed_bytes
         ended = False  # the upstream body ended (not cut, not abandoned by the client)
         try:
@@ -191,6 +197,8 @@ class OpenAIProvider(OpenAICompatProvider):
                     out = feed(data)
                     if out:
                         yield out
+                    if state.error is not None:
+                        break
                 tail = state.flush()
                 if tail:
                     yield tail

@@ -14,7 +14,7 @@ import orjson
 
 from gophergate.gateway.usage import Usage, from_responses
 from gophergate.providers.base import EndpointCall
-from gophergate.wire.sse import SSEDecoder
+from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES, EventCutter, SSEDecoder
 
 TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
@@ -75,6 +75,13 @@ def add_cost(usage_obj: dict[str, Any], usage: Usage, call: EndpointCall) -> boo
     return True
 
 
+def _plain(complete: bytes) -> bool:
+    """Whether every complete event carries one ``data: {...}`` line (a few scans in C, no parse): those may go out
+    verbatim; otherwise each event is read, and a malformed one becomes an error event."""
+    events = complete.count(b"\n\n")
+    return complete.count(b"data: {") == events and complete.count(b"}\n\n") == events
+
+
 def stream_error_event(message: str, sequence_number: int) -> bytes:
     """A Responses ``error`` event. The payload nests the error as the live API does (the official Python SDK
     raises ``APIError`` on a nested ``error``) and repeats it flat as the API reference documents it."""
@@ -98,12 +105,24 @@ class ResponsesStream:
     text can be recovered for an estimate when no usage arrived.
     """
 
-    __slots__ = ("_call", "_decoder", "_pending", "done", "error", "events", "finish_reason", "raw", "usage")
+    __slots__ = (
+        "_call",
+        "_decoder",
+        "_max",
+        "_pending",
+        "done",
+        "error",
+        "events",
+        "finish_reason",
+        "raw",
+        "usage",
+    )
 
-    def __init__(self, call: EndpointCall) -> None:
+    def __init__(self, call: EndpointCall, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._call = call
+        self._max = max_event_bytes
         self._decoder: SSEDecoder | None = None  # used only once an upstream frames with CR
-        self._pending = b""
+        self._pending = EventCutter(max_event_bytes)
         self.raw: list[bytes] = []
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
@@ -112,16 +131,16 @@ class ResponsesStream:
         self.events = 0  # events relayed so far (a sequence number for an error event of our own)
 
     def feed_bytes(self, data: bytes) -> bytes | None:
+        if self.error is not None:
+            return None  # an error ended the stream
         if self._decoder is not None or b"\r" in data:
             return self._decoded(data)
-        buf = self._pending + data if self._pending else data
-        cut = buf.rfind(b"\n\n")
-        if cut < 0:
-            self._pending = buf
+        complete = self._pending.feed(data)
+        if not complete:
             return None
-        complete, self._pending = buf[: cut + 2], buf[cut + 2 :]
         self.raw.append(complete)
-        if not any(marker in complete for marker in _MARKERS):
+        plain = _plain(complete)
+        if plain and not any(marker in complete for marker in _MARKERS):
             self.events += complete.count(b"\n\n")
             return complete
         out: list[bytes] = []
@@ -130,26 +149,30 @@ class ResponsesStream:
                 continue
             self.events += 1
             event = block + b"\n\n"
-            if any(marker in block for marker in _MARKERS):
-                for parsed in SSEDecoder().feed(event):
+            if not plain or any(marker in block for marker in _MARKERS):
+                for parsed in SSEDecoder(self._max).feed(event):
                     event = self._inspect(parsed.event, parsed.data) or event
             out.append(event)
+            if self.error is not None:
+                break
         return b"".join(out)
 
     def flush(self) -> bytes | None:
         """End of the upstream body: a last event without its blank line still counts."""
-        tail, self._pending = self._pending, b""
+        if self.error is not None:
+            return None
+        tail = self._pending.take()
         if self._decoder is None:
             if not tail.strip():
                 return None
-            self._decoder = SSEDecoder()
+            self._decoder = SSEDecoder(self._max)
         return self._decoded(tail, final=True)
 
     def _decoded(self, data: bytes, *, final: bool = False) -> bytes | None:
         """The slow path, for CR or CRLF framing: events are decoded and written back with LF framing."""
         if self._decoder is None:
-            self._decoder = SSEDecoder()
-            data, self._pending = self._pending + data, b""
+            self._decoder = SSEDecoder(self._max)
+            data = self._pending.take() + data
         events = self._decoder.feed(data) + (self._decoder.flush() if final else [])
         out: list[bytes] = []
         for parsed in events:
@@ -157,6 +180,8 @@ class ResponsesStream:
             head = b"event: " + parsed.event + b"\n" if parsed.event is not None else b""
             event = head + b"data: " + parsed.data + b"\n\n"
             out.append(self._inspect(parsed.event, parsed.data) or event)
+            if self.error is not None:
+                break
         if out:
             self.raw.extend(out)
         return b"".join(out) if out else None
@@ -166,8 +191,9 @@ class ResponsesStream:
         try:
             data = orjson.loads(payload)
         except orjson.JSONDecodeError:
+            # In its place the client gets an error event, and the stream ends: the row's 502 agrees with it.
             self.error = "upstream sent a malformed stream event"
-            return None
+            return stream_error_event("The upstream sent a malformed stream event.", self.events)
         if not isinstance(data, dict):
             return None
         kind = data.get("type")
