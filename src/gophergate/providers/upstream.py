@@ -77,13 +77,13 @@ def upstream_error(
 
 
 def retry_headers(header: Callable[[str], str | None] | None) -> dict[str, str]:
-    """The upstream's retry hints passed on to the client (redacted: they are upstream text too)."""
+    """The upstream's retry hints passed on to the client; one that quotes a secret is no hint and is dropped."""
     headers: dict[str, str] = {}
     if header is not None:
         for name in ("retry-after", "retry-after-ms"):
             value = header(name)
-            if value:
-                headers[name] = scrub(value)
+            if value and scrub(value) == value:
+                headers[name] = value
     return headers
 
 
