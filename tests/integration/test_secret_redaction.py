@@ -9,7 +9,6 @@ import asyncio
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -207,7 +206,7 @@ async def test_hub_request_event_of_an_echoed_key_error_carries_no_secret(redact
     assert event["data"]["error_type"] == "[redacted]"  # the upstream's error code was the key itself
 
 
-def test_gateway_log_never_shows_a_configured_secret(redaction: Redaction, tmp_path: Path) -> None:
+def test_gateway_log_never_shows_a_configured_secret(redaction: Redaction) -> None:
     # Runs after the others in this module: every echo above has been handled by then.
     logs = redaction.gateway.logs()
     assert "listing models of provider acme failed" in logs and "[redacted]" in logs
