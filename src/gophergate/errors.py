@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from gophergate.security.redact import REDACTOR, redact
+
 
 class GatewayError(Exception):
     status: int = 500
@@ -47,7 +49,16 @@ class GatewayError(Exception):
         self.headers = headers or {}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        """The rendered body (/v1 and /api alike). The last net for secrets: an error's fields may quote an
+        upstream, and only errors pay for the scan."""
+        return {
+            "error": {
+                "message": redact(self.message),
+                "type": redact(self.type),
+                "param": REDACTOR.optional(self.param),
+                "code": REDACTOR.optional(self.code),
+            }
+        }
 
     def body(self) -> bytes:
         return orjson.dumps(self.to_dict())

@@ -25,7 +25,7 @@ from gophergate.pricing.overrides import PriceOverride, from_config, load_overri
 from gophergate.pricing.pricebook import PriceBook
 from gophergate.pricing.registry import Registry
 from gophergate.providers.base import Provider
-from gophergate.providers.config import ProviderConfig, provider_names
+from gophergate.providers.config import ProviderConfig, config_secrets, provider_names, settings_secrets
 from gophergate.providers.http_client import UpstreamClient, create_client
 from gophergate.providers.media import MediaClient
 from gophergate.providers.registry import build_providers
@@ -33,6 +33,7 @@ from gophergate.providers.stored import ProviderEntry, fingerprint, load_stored,
 from gophergate.recorder import retention
 from gophergate.recorder.writer import DeadLetters, Recorder, fallback_spill_dir, replay_spilled
 from gophergate.security.client_keys import KeyCache
+from gophergate.security.redact import MIN_SECRET_LENGTH, REDACTOR
 from gophergate.security.secretbox import SecretBox
 from gophergate.security.sessions import SessionManager
 from gophergate.security.throttle import LoginThrottle
@@ -56,6 +57,24 @@ def _cookie(scope: dict[str, Any], name: str) -> str | None:
             if morsel is not None and morsel.value:
                 return morsel.value
     return None
+
+
+def entry_secrets(entries: dict[str, ProviderEntry]) -> list[str]:
+    """Every provider's secrets, served or not (a disabled provider's key is still a secret)."""
+    return [value for entry in entries.values() if entry.config is not None for value in config_secrets(entry.config)]
+
+
+def learn_secrets(values: list[str]) -> None:
+    """Teach the process-wide redactor; a secret too short to redact safely is reported once."""
+    known_short = REDACTOR.too_short
+    REDACTOR.add(values)
+    if REDACTOR.too_short - known_short:
+        log.warning(
+            "%d configured secret(s) are shorter than %d characters: they cannot be redacted from upstream errors "
+            "by value (a short value would also redact ordinary words); use longer keys",
+            len(REDACTOR.too_short - known_short),
+            MIN_SECRET_LENGTH,
+        )
 
 
 @dataclass
@@ -97,6 +116,7 @@ class Runtime:
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
+        learn_secrets(settings_secrets(settings))
         engine = create_engine(settings.resolved_database_url)
         keys = KeyCache(engine)
         await keys.refresh()
@@ -118,6 +138,7 @@ class Runtime:
         box = SecretBox(settings.encryption_key_bytes)
         stored = await load_stored(engine)
         entries = merge_providers(settings, stored, box)
+        learn_secrets(entry_secrets(entries))
         configs = served_configs(entries)
         providers = build_providers(configs, client, store, media, settings.max_sse_event_bytes)
         declared = {model: cfg.name for cfg in configs for model in cfg.models}
@@ -227,6 +248,7 @@ class Runtime:
         """Serve a new provider set at once: unchanged providers keep their objects (and the reasoning stores in
         them); changed ones are rebuilt; the resolver and prices are rebuilt for the new set. In-flight requests
         finish on the provider object they started with."""
+        learn_secrets(entry_secrets(entries))  # before any request can reach a new provider
         configs = served_configs(entries)
         providers: dict[str, Provider] = {}
         fresh: list[ProviderConfig] = []

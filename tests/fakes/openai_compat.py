@@ -18,6 +18,10 @@ scripted behaviour, so tests can drive it through the gateway without side chann
     BADEVENT        stream: one content chunk, then an event whose JSON is cut off, then the rest and [DONE]
     HUGEEVENT <n>   stream: one content chunk, then a data line of n MiB without an end
     HUGEBODY <n>    non-stream: a body of n MiB, chunked; HUGELENGTH <n> the same with its Content-Length
+    ECHOKEY <status>  reply with that HTTP error echoing the credentials received (the bearer key raw and
+                    URL-encoded, and every request header value) in the status line's reason, every field of
+                    the JSON error body, and the `x-echo-key` and `retry-after` headers: a careless upstream
+    ECHOMID         stream: like MIDERROR, the error event echoing the credentials in the same way
     WORDS <n>       answer with n words: "word1 word2 ... word<n>"
     CACHE <n>       report n of the prompt tokens as cache hits
     call tool       (request has `tools`, last message is from the user) call the first tool, or the
@@ -52,6 +56,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
@@ -256,6 +261,8 @@ class _Triggers:
     slow_ms: int = 0
     cut: bool = False
     mid_error: bool = False
+    echo: int | None = None
+    echo_mid: bool = False
     words: int | None = None
     cache: int = 0
     call_tool: bool = False
@@ -279,6 +286,8 @@ class _Triggers:
             slow_ms=number("SLOW") or 0,
             cut=re.search(r"\bCUT\b", text) is not None,
             mid_error=re.search(r"\bMIDERROR\b", text) is not None,
+            echo=number("ECHOKEY"),
+            echo_mid=re.search(r"\bECHOMID\b", text) is not None,
             words=number("WORDS"),
             cache=number("CACHE") or 0,
             call_tool="call tool" in lowered or "call all tools" in lowered,
@@ -541,6 +550,8 @@ class FakeOpenAICompat(LoopbackServer):
             asyncio.get_running_loop().call_later(0.2, request.transport.close)
         if not chat.stream and (trig.huge_body or trig.huge_length):
             return await huge_body(request, trig.huge_body or trig.huge_length or 0, declared=bool(trig.huge_length))
+        if trig.echo is not None:
+            return self._echo_error(request, trig.echo)
         if trig.fail is not None:
             if trig.slow_ms:
                 await asyncio.sleep(trig.slow_ms / 1000)
@@ -563,6 +574,23 @@ class FakeOpenAICompat(LoopbackServer):
         if trig.slow_ms:
             await asyncio.sleep(trig.slow_ms / 1000)
         return web.Response(status=200, body=payload, content_type="application/json", headers=self._headers())
+
+    @staticmethod
+    def _echoed(request: web.Request) -> tuple[str, str]:
+        """(the bearer key received, a text quoting it raw and URL-encoded and every request header value)."""
+        header = request.headers.get("Authorization", "")
+        key = header[len("Bearer ") :] if header.startswith("Bearer ") else header
+        values = "; ".join(f"{name}={value}" for name, value in request.headers.items())
+        return key, f"Incorrect API key provided: {key} (url: {quote(key, safe='')}). You sent: {values}"
+
+    def _echo_error(self, request: web.Request, status: int) -> web.Response:
+        key, text = self._echoed(request)
+        body = {"error": {"message": text, "type": f"bad_key {key}", "param": key, "code": key}}
+        headers = self._headers({"x-echo-key": key, "retry-after": key})
+        reason = f"Bad key {key}".replace("\r", " ").replace("\n", " ")
+        return web.Response(
+            status=status, reason=reason, body=orjson.dumps(body), content_type="application/json", headers=headers
+        )
 
     async def _cut_body(self, request: web.Request, payload: bytes) -> web.StreamResponse:
         resp = web.StreamResponse(status=200, headers=self._headers({"Content-Type": "application/json"}))
@@ -1178,6 +1206,12 @@ class FakeOpenAICompat(LoopbackServer):
                 return resp
             if trig.cut and content_sent == 2:
                 self._drop_connection(request)
+                return resp
+            if trig.echo_mid and content_sent == 1:
+                key, text = self._echoed(request)
+                inner = {"message": text, "type": f"bad_key {key}", "param": key, "code": key}
+                await resp.write(b"data: " + orjson.dumps({"error": inner}) + b"\n\n")
+                await resp.write_eof()
                 return resp
             if trig.mid_error and content_sent == 1:
                 # Mid-stream errors arrive as a data payload with an "error" key (§2.4, §11 pitfall 8).

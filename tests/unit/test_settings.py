@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gophergate.providers.config import provider_configs
+from gophergate.providers.config import config_secrets, provider_configs, settings_secrets
 from gophergate.settings import Settings, decode_encryption_key, describe_settings_error
 
 
@@ -134,3 +134,25 @@ def test_bad_anthropic_version_names_the_variable(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ValidationError) as info:
         Settings()
     assert describe_settings_error(info.value).startswith("GOPHERGATE_ANTHROPIC_VERSION is invalid")
+
+
+def test_every_configured_secret_is_collected_for_redaction_enabled_or_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACME_KEY", "acme-key-from-env-1234")
+    settings = Settings(
+        encryption_key=KEY,
+        openai_api_key="Zq9!custom-KEY.with/slash+plus=",
+        database_url="postgresql://gg:db-password-5678@127.0.0.1/gg",
+        providers={
+            "acme": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "ACME_KEY", "enabled": False},
+            "tenant": {
+                "base_url": "http://user:url-password-9@127.0.0.1:9/v1",
+                "api_key": "tenant-key-0000",
+                "headers": {"authorization": "Bearer extra-token-abcdef", "x-org": "org-value-123"},
+            },
+        },
+    )
+    found = set(settings_secrets(settings))
+    assert {KEY, "Zq9!custom-KEY.with/slash+plus=", "db-password-5678", "acme-key-from-env-1234"} <= found
+    assert {"tenant-key-0000", "Bearer extra-token-abcdef", "extra-token-abcdef", "org-value-123"} <= found
+    tenant = next(cfg for cfg in provider_configs(settings) if cfg.name == "tenant")
+    assert {"tenant-key-0000", "extra-token-abcdef", "org-value-123", "url-password-9"} <= set(config_secrets(tenant))

@@ -31,6 +31,7 @@ from gophergate.providers.stored import (
     stored_config,
 )
 from gophergate.runtime import Runtime
+from gophergate.security.redact import redact
 from gophergate.security.secretbox import mask
 from gophergate.security.users import User
 
@@ -217,8 +218,8 @@ async def test_provider(name: str, rt: Rt, _: AdminUser) -> Response:
             models = await provider.list_models()
     except TimeoutError:
         error = f"no answer within {TEST_TIMEOUT_SECONDS:g} s"
-    except GatewayError as exc:  # upstream errors: already scrubbed of keys
-        error = exc.message
+    except GatewayError as exc:  # upstream errors: already scrubbed of keys (and again, as a net)
+        error = redact(exc.message)
     except Exception as exc:
         error = type(exc).__name__
     else:

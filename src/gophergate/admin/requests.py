@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -13,6 +13,7 @@ from gophergate.admin.schemas_data import RequestDetail, RequestPage
 from gophergate.db.queries import requests as queries
 from gophergate.db.queries.common import utc
 from gophergate.errors import InvalidRequest, NotFound
+from gophergate.security.redact import redact
 
 router = APIRouter(prefix="/api/requests", tags=["request log"])
 
@@ -44,7 +45,7 @@ async def list_requests(
         items, next_cursor = await queries.list_requests(get_runtime(request).engine, flt, limit=limit, cursor=cursor)
     except queries.InvalidCursor as exc:
         raise InvalidRequest(str(exc), param="cursor", code="invalid_cursor") from exc
-    return json_response({"data": items, "next_cursor": next_cursor})
+    return json_response({"data": [_redacted(item) for item in items], "next_cursor": next_cursor})
 
 
 @router.get("/{id}", response_model=RequestDetail, summary="One request log row (all columns)")
@@ -52,4 +53,10 @@ async def get_request(request: Request, user: CurrentUser, id: int) -> Response:
     row = await queries.get_request(get_runtime(request).engine, id)
     if row is None:
         raise NotFound(f"request log row {id} not found", code="not_found")
-    return json_response(row)
+    return json_response(_redacted(row))
+
+
+def _redacted(row: dict[str, Any]) -> dict[str, Any]:
+    """Rows are redacted before they are queued; this also covers rows written before that (or by an older
+    worker), and secrets configured since."""
+    return {name: redact(value) if isinstance(value, str) else value for name, value in row.items()}

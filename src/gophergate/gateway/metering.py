@@ -8,12 +8,17 @@ from typing import Any
 from gophergate.pricing.bill import bill
 from gophergate.providers.base import Meter
 from gophergate.recorder.record import PendingEstimate, RequestRecord
+from gophergate.security.redact import REDACTOR
 
 
 def finalize(record: RequestRecord, meter: Meter | None, messages: Any) -> None:
     """Called once, in the request's ``finally``; cheap: estimates are left to the log writer."""
     now = time.perf_counter()
     record.latency_ms = (now - record.started) * 1000.0
+    if meter is not None:
+        record.finish_reason = meter.finish_reason
+    if record.error_message is not None or record.error_type is not None:
+        _redact_texts(record)
     record.overhead_ms = record.latency_ms
     if meter is None:
         bill(record)
@@ -24,7 +29,6 @@ def finalize(record: RequestRecord, meter: Meter | None, messages: Any) -> None:
         record.overhead_ms = max(record.latency_ms - record.upstream_ms, 0.0)
     if meter.first_chunk is not None:
         record.ttfb_ms = (meter.first_chunk - record.started) * 1000.0
-    record.finish_reason = meter.finish_reason
     usage = meter.usage
     if usage is not None:
         record.prompt_tokens = usage.prompt
@@ -40,3 +44,13 @@ def finalize(record: RequestRecord, meter: Meter | None, messages: Any) -> None:
         )
     if record.pending_estimate is None:
         bill(record)  # else the log writer bills once it has estimated the tokens
+
+
+def _redact_texts(record: RequestRecord) -> None:
+    """A failed request's text columns may quote an upstream (and so the gateway's credentials): they are
+    redacted before the row is queued. Successful rows carry no error text and are not scanned."""
+    record.error_message = REDACTOR.optional(record.error_message)
+    record.error_type = REDACTOR.optional(record.error_type)
+    record.finish_reason = REDACTOR.optional(record.finish_reason)
+    record.requested_model = REDACTOR.optional(record.requested_model)
+    record.model = REDACTOR.optional(record.model)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import orjson
 
 from gophergate.recorder.record import LIST_FIELDS, RequestRecord
+from gophergate.security.redact import redact
 
 EventKind = Literal["provider_up", "provider_down", "config_changed", "registry_refreshed", "user_logged_in"]
 EVENT_KINDS: frozenset[str] = frozenset(
@@ -72,4 +73,5 @@ def metrics_message(data: dict[str, Any]) -> str:
 def event_message(kind: EventKind, detail: dict[str, Any]) -> str:
     if kind not in EVENT_KINDS:
         raise ValueError(f"unknown hub event kind: {kind}")
-    return _encode("event", {"kind": kind, "detail": detail, "ts": now_iso()})
+    # Details are rare and may one day quote an error: redacted as a net (forms include the JSON-escaped one).
+    return redact(_encode("event", {"kind": kind, "detail": detail, "ts": now_iso()}))

@@ -8,6 +8,9 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
 
 from gophergate.providers.openai_compat.dialects import get_dialect
 from gophergate.providers.openai_compat.specs import BUILTIN_SPECS
@@ -33,6 +36,40 @@ class ProviderConfig:
     headers: tuple[tuple[str, str], ...] = ()
     models: tuple[str, ...] = ()
     api_version: str | None = None  # native providers with a version header (Anthropic)
+
+
+def config_secrets(cfg: ProviderConfig) -> list[str]:
+    """What must never leave the gateway of one provider's config: its key, every configured header value (and
+    its credential part after a scheme word such as ``Bearer``), and credentials in its base URL."""
+    values = [cfg.api_key or ""]
+    for _, value in cfg.headers:
+        values.extend(_header_secrets(value))
+    url = urlsplit(cfg.base_url)
+    values.extend((url.password or "", url.username or ""))
+    return [v for v in values if v]
+
+
+def _header_secrets(value: str) -> tuple[str, ...]:
+    scheme, _, credential = value.strip().partition(" ")
+    return (value, credential.strip()) if scheme and credential.strip() else (value,)
+
+
+def settings_secrets(settings: Settings) -> list[str]:
+    """Every secret the settings hold, used or not: each secret field (provider keys from the environment, the
+    encryption key, the first admin's password), each TOML provider's key and header values (enabled or not),
+    and the database URL's password."""
+    values: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name, None)
+        if isinstance(value, SecretStr):
+            values.append(value.get_secret_value())
+    for entry in settings.providers.values():
+        values.append(_toml_key(entry) or "")
+        for header in entry.headers.values():
+            values.extend(_header_secrets(header))
+    if settings.database_url:
+        values.append(urlsplit(settings.database_url).password or "")
+    return [v for v in values if v]
 
 
 def _secret(value: object) -> str | None:

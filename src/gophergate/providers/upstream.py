@@ -6,7 +6,6 @@ provider's shape are normalised to the OpenAI error shape with the upstream's st
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,6 +17,7 @@ from gophergate.errors import GatewayError, UpstreamError, UpstreamTimeout, Upst
 from gophergate.providers import h1_client as h1
 from gophergate.providers.base import Meter
 from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
+from gophergate.security.redact import REDACTOR
 from gophergate.wire.sse import EventTooLarge
 
 
@@ -52,12 +52,10 @@ def transport_errors(provider: str) -> Iterator[None]:
         ) from exc
 
 
-# Secrets must never travel back to clients inside an upstream's error message.
-_SECRET_PATTERNS = re.compile(r"(sk-[A-Za-z0-9_\-*]{6,}|AIza[0-9A-Za-z_\-]{20,}|xai-[A-Za-z0-9_\-*]{6,})")
-
-
 def scrub(message: str) -> str:
-    return _SECRET_PATTERNS.sub("[redacted]", message)
+    """Secrets must never travel back to clients inside an upstream's error: every configured one by value,
+    and well-known key shapes (``security/redact.py``)."""
+    return REDACTOR(message)
 
 
 def upstream_error(
@@ -65,13 +63,10 @@ def upstream_error(
 ) -> GatewayError:
     """Normalise an upstream error response (OpenAI, xAI flat, Moonshot, Ollama shapes) to a gateway error."""
     message, err_type, code, param = _parse_error_body(body)
+    # Every field taken from the upstream reaches the client and the log row: all of them are redacted.
     message = scrub(message or f"HTTP {status}")
-    extra_headers: dict[str, str] = {}
-    if header is not None:
-        for name in ("retry-after", "retry-after-ms"):
-            value = header(name)
-            if value:
-                extra_headers[name] = value
+    err_type, code, param = REDACTOR.optional(err_type), REDACTOR.optional(code), REDACTOR.optional(param)
+    extra_headers = retry_headers(header)
     text = f"Upstream provider '{provider}' returned {status}: {message}"
     if status >= 500:
         return UpstreamUnavailable(text, code=code or "upstream_error", headers=extra_headers)
@@ -92,6 +87,17 @@ def upstream_error(
     return UpstreamError(
         text, status=status, type=err_type or "invalid_request_error", code=code, param=param, headers=extra_headers
     )
+
+
+def retry_headers(header: Callable[[str], str | None] | None) -> dict[str, str]:
+    """The upstream's retry hints passed on to the client; one that quotes a secret is no hint and is dropped."""
+    headers: dict[str, str] = {}
+    if header is not None:
+        for name in ("retry-after", "retry-after-ms"):
+            value = header(name)
+            if value and scrub(value) == value:
+                headers[name] = value
+    return headers
 
 
 def _parse_error_body(body: bytes) -> tuple[str, str | None, str | None, str | None]:

@@ -19,9 +19,7 @@ from typing import Any
 import orjson
 
 from gophergate.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from gophergate.providers.upstream import scrub
-
-_RETRY_HEADERS = ("retry-after", "retry-after-ms")
+from gophergate.providers.upstream import retry_headers, scrub
 
 
 def parse_error(body: bytes) -> tuple[str, str | None, dict[str, Any]]:
@@ -51,12 +49,8 @@ def anthropic_error(
 ) -> GatewayError:
     message, etype, details = parse_error(body)
     message = redact(message or f"HTTP {status}")
-    headers: dict[str, str] = {}
-    if header is not None:
-        for name in _RETRY_HEADERS:
-            value = header(name)
-            if value:
-                headers[name] = value
+    etype = None if etype is None else redact(etype)  # upstream text: it becomes the error's type and code
+    headers = retry_headers(header)
     text = f"Upstream provider '{provider}' returned {status}: {message}"
     if status == 529 or etype == "overloaded_error":
         return UpstreamUnavailable(text, status=503, code="upstream_overloaded", headers=headers)

@@ -27,6 +27,7 @@ import orjson
 from gophergate.gateway.estimate import texts_from_sse
 from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.gateway.usage import USAGE_READERS, Usage
+from gophergate.security.redact import REDACTOR, redact
 from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES, EventCutter, SSEDecoder, SSEEvent, encode_data
 
 
@@ -382,9 +383,10 @@ class StreamTranslator:
         if not isinstance(chunk, dict):
             return None
         if "error" in chunk:
+            # Relayed as sent, but it is upstream text that may quote the gateway's credentials: redacted.
             err = chunk["error"]
-            self.error = str(err.get("message") if isinstance(err, dict) else err)
-            return b"data: " + payload + b"\n\n"
+            self.error = redact(str(err.get("message") if isinstance(err, dict) else err))
+            return b"data: " + REDACTOR.event(payload) + b"\n\n"
         changed = False
         choices = chunk.get("choices")
         if isinstance(choices, list):

@@ -14,6 +14,7 @@ import orjson
 
 from gophergate.gateway.usage import Usage, from_responses
 from gophergate.providers.base import EndpointCall
+from gophergate.security.redact import REDACTOR, redact
 from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES, EventCutter, SSEDecoder
 
 TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
@@ -95,6 +96,17 @@ def stream_error_event(message: str, sequence_number: int) -> bytes:
         "error": error,
     }
     return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _event(name: bytes | None, payload: bytes) -> bytes:
+    head = b"event: " + name + b"\n" if name is not None else b""
+    return head + b"data: " + payload + b"\n\n"
+
+
+def _redacted(name: bytes | None, payload: bytes) -> bytes | None:
+    """The event with configured secrets redacted, or None when nothing had to change."""
+    clean = REDACTOR.event(payload)
+    return None if clean is payload else _event(name, clean)
 
 
 class ResponsesStream:
@@ -200,8 +212,8 @@ class ResponsesStream:
         if kind == "error" or name == b"error":
             err = data.get("error")
             message = err.get("message") if isinstance(err, dict) else None
-            self.error = str(message or data.get("message") or "the upstream reported an error")
-            return None
+            self.error = redact(str(message or data.get("message") or "the upstream reported an error"))
+            return _redacted(name, payload)
         response = data.get("response")
         if kind not in TERMINAL_EVENTS or not isinstance(response, dict):
             return None
@@ -209,14 +221,18 @@ class ResponsesStream:
         self.finish_reason = finish_reason(response)
         failed = failure_message(response)
         if failed is not None:
-            self.error = failed
+            self.error = redact(failed)
         usage_obj = response.get("usage")
+        changed = False
         if isinstance(usage_obj, dict):
             self.usage = from_responses(usage_obj)
             if add_cost(usage_obj, self.usage, self._call):
-                head = b"event: " + name + b"\n" if name is not None else b""
-                return head + b"data: " + orjson.dumps(data) + b"\n\n"
-        return None
+                payload, changed = orjson.dumps(data), True
+        if failed is not None:
+            # A failed response's error is upstream text relayed to the client: it may quote the gateway's key.
+            clean = REDACTOR.event(payload)
+            changed, payload = changed or clean is not payload, clean
+        return _event(name, payload) if changed else None
 
     def produced_texts(self) -> list[str]:
         """Produced text recovered from the relayed events (for an estimate when no usage arrived)."""
