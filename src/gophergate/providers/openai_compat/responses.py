@@ -187,7 +187,7 @@ class ResponsesStream:
         usage_obj = response.get("usage")
         if isinstance(usage_obj, dict):
             self.usage = from_responses(usage_obj)
-            if add_cost(usage_obj, self.usage, self._call):
+            if self.usage is not None and add_cost(usage_obj, self.usage, self._call):
                 head = b"event: " + name + b"\n" if name is not None else b""
                 return head + b"data: " + orjson.dumps(data) + b"\n\n"
         return None
