@@ -8,7 +8,6 @@ import logging
 import time
 from decimal import Decimal
 from typing import Any
-from urllib.parse import unquote
 
 import orjson
 
@@ -23,7 +22,7 @@ from gophergate.errors import (
 from gophergate.gateway.endpoints import ENDPOINTS, EndpointSpec
 from gophergate.gateway.metering import finalize
 from gophergate.gateway.resolve import Route
-from gophergate.gateway.validate import check_chat, parse_json_object
+from gophergate.gateway.validate import check_chat, check_model_length, parse_json_object
 from gophergate.http.auth import authenticate
 from gophergate.http.io import Scope, base_headers, read_body, request_id, send_bytes, send_error
 from gophergate.http.relay import relay_stream
@@ -332,7 +331,8 @@ class V1:
     async def _get_model(self, scope: Scope, record: RequestRecord) -> tuple[int, Any]:
         if scope["method"] != "GET":
             raise MethodNotAllowed(f"Method {scope['method']} is not allowed on {scope['path']}; use GET.")
-        model_id = unquote(scope["path"][len("/v1/models/") :])
+        model_id = scope["path"][len("/v1/models/") :]  # the server has percent-decoded the path once already
+        check_model_length(model_id)
         record.requested_model = model_id
         for entry in self._model_entries():
             if entry["id"] == model_id:
