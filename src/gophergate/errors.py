@@ -3,6 +3,7 @@
 GatewayError                      status, type, code, param
 ├── InvalidRequest                400 invalid_request_error
 │   ├── BodyTooLarge              413
+│   ├── BodyTimeout               408 (the whole body did not arrive within its deadline)
 │   └── UnsupportedEndpoint       400 code=unsupported_endpoint (the model's provider lacks the endpoint)
 ├── AuthenticationFailed          401 authentication_error
 ├── NotFound                      404 (unknown route)
@@ -72,6 +73,11 @@ class InvalidRequest(GatewayError):
 class BodyTooLarge(InvalidRequest):
     status = 413
     code = "request_too_large"
+
+
+class BodyTimeout(InvalidRequest):
+    status = 408
+    code = "request_timeout"
 
 
 class UnsupportedEndpoint(InvalidRequest):

@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    # The whole request body must arrive within this long (408): a deadline per read lets a body trickle forever.
+    body_timeout_seconds: float = Field(60.0, gt=0)
     upstream_connect_timeout: float = Field(10.0, gt=0)
     upstream_read_timeout: float = Field(300.0, gt=0)
     upstream_total_timeout: float = Field(900.0, gt=0)
@@ -139,7 +141,7 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = Field(None, description="Creates the user `admin` at the first start.")
     session_idle_minutes: float = Field(30.0, gt=0)
     session_max_hours: float = Field(12.0, gt=0)
-    login_max_failures: int = Field(5, ge=1)  # per username and per IP in 15 minutes
+    login_max_failures: int = Field(5, ge=1)  # per username and IP together, and per IP, in 15 minutes
 
     aliases: dict[str, str] = Field(default_factory=dict)
     providers: dict[str, CustomProviderConfig] = Field(default_factory=dict)

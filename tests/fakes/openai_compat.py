@@ -9,7 +9,9 @@ The server answers deterministically from the request. The text of the last user
 scripted behaviour, so tests can drive it through the gateway without side channels:
 
     FAIL <status>   reply with that HTTP error in the dialect's error shape (429 adds retry-after)
-    SLOW <ms>       wait that long before answering (non-stream) or between chunks (stream)
+    SLOW <ms>       wait that long before answering (non-stream) or between chunks (stream); a non-streamed
+                    chat or Responses request whose client closes the connection meanwhile is noted in
+                    `abandoned` (its raw body) and not answered
     CUT             stream: role chunk and two content chunks, then the connection is dropped
                     (no finish chunk, usage or [DONE]); non-stream: half the body, then dropped
     MIDERROR        stream: one content chunk, then `data: {"error": {...}}`, then end without [DONE]
@@ -348,6 +350,7 @@ class FakeOpenAICompat(LoopbackServer):
         self._requests: list[RecordedRequest] = []
         self._failures: deque[tuple[int, Any, dict[str, str]]] = deque()
         self._issued_ids: list[str] = []
+        self._abandoned: list[bytes] = []
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------- test API
@@ -383,6 +386,25 @@ class FakeOpenAICompat(LoopbackServer):
         """Every tool call id this fake has handed out."""
         with self._lock:
             return list(self._issued_ids)
+
+    @property
+    def abandoned(self) -> list[bytes]:
+        """Raw bodies of the SLOW requests whose client closed the connection before the answer was sent."""
+        with self._lock:
+            return list(self._abandoned)
+
+    async def _slow(self, request: web.Request, raw: bytes, ms: int) -> bool:
+        """Wait ``ms``, watching the connection: False (the request noted as abandoned) if the client left."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ms / 1000
+        while (remaining := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(remaining, 0.02))
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                with self._lock:
+                    self._abandoned.append(raw)
+                return False
+        return True
 
     def clear(self) -> None:
         with self._lock:
@@ -571,8 +593,8 @@ class FakeOpenAICompat(LoopbackServer):
             await resp.write(b"\n" + payload)
             await resp.write_eof()
             return resp
-        if trig.slow_ms:
-            await asyncio.sleep(trig.slow_ms / 1000)
+        if trig.slow_ms and not await self._slow(request, raw, trig.slow_ms):
+            return web.Response(status=499)  # nobody is there to read it
         return web.Response(status=200, body=payload, content_type="application/json", headers=self._headers())
 
     @staticmethod
@@ -1512,8 +1534,8 @@ class FakeOpenAICompat(LoopbackServer):
         final = self._response_object(body, text, trig)
         if body.get("stream") is True:
             return await self._responses_stream(request, final, trig)
-        if trig.slow_ms:
-            await asyncio.sleep(trig.slow_ms / 1000)
+        if trig.slow_ms and not await self._slow(request, raw, trig.slow_ms):
+            return web.Response(status=499)  # nobody is there to read it
         payload = orjson.dumps(final)
         if trig.cut:
             return await self._cut_body(request, payload)

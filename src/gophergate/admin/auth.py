@@ -50,7 +50,7 @@ async def login(body: LoginIn, request: Request, rt: Rt) -> Response:
         log.info("failed dashboard login for %r from %s", body.username[:100], ip)
         raise AuthenticationFailed("Invalid username or password.", code="invalid_credentials")
     user = found[0]
-    rt.throttle.success(body.username)
+    rt.throttle.success(body.username, ip)
     token, session = await rt.sessions.create(user, ip, request.headers.get("user-agent"))
     log.info("dashboard login: %s (%s) from %s", user.username, user.role, ip)
     rt.emit("user_logged_in", {"username": user.username, "role": user.role})

@@ -6,6 +6,8 @@ reasoning. Providers that count differently are normalised here and nowhere else
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +26,37 @@ class Usage:
         return self.prompt + self.completion
 
 
+class _NotACount(ValueError):
+    """A token count that is neither absent nor a count: the usage cannot be trusted, so it counts as missing."""
+
+
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    """A token count: an integer, or an integer sent as a string ("12", as some upstreams do); absent is 0."""
+    if value is None:
+        return 0
+    if type(value) is int:
+        if value < 0:
+            raise _NotACount(value)
+        return value
+    if type(value) is str and value.isascii() and value.strip().isdigit():
+        return int(value)
+    if type(value) is float and value.is_integer() and value >= 0:
+        return int(value)
+    raise _NotACount(value)
+
+
+def _reader(read: Callable[[dict[str, Any]], Usage]) -> Callable[[dict[str, Any]], Usage | None]:
+    """A reader that answers None (no usage: the estimate runs and the row is marked estimated) when a count is
+    not a count, rather than billing it as 0."""
+
+    @functools.wraps(read)
+    def run(usage: dict[str, Any]) -> Usage | None:
+        try:
+            return read(usage)
+        except _NotACount:
+            return None
+
+    return run
 
 
 def _details(usage: dict[str, Any], key: str) -> dict[str, Any]:
@@ -33,7 +64,7 @@ def _details(usage: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def from_openai(usage: dict[str, Any]) -> Usage:
+def _openai(usage: dict[str, Any]) -> Usage:
     """OpenAI: prompt includes cached tokens, completion includes reasoning."""
     prompt_details = _details(usage, "prompt_tokens_details")
     completion_details = _details(usage, "completion_tokens_details")
@@ -46,9 +77,13 @@ def from_openai(usage: dict[str, Any]) -> Usage:
     )
 
 
+from_openai = _reader(_openai)
+
+
+@_reader
 def from_deepseek(usage: dict[str, Any]) -> Usage:
     """DeepSeek: prompt = cache hit + miss; a miss is not a cache write."""
-    out = from_openai(usage)
+    out = _openai(usage)
     hit = _int(usage.get("prompt_cache_hit_tokens"))
     if hit:
         out.cache_read = hit
@@ -56,21 +91,24 @@ def from_deepseek(usage: dict[str, Any]) -> Usage:
     return out
 
 
+@_reader
 def from_xai(usage: dict[str, Any]) -> Usage:
     """xAI reports completion_tokens without the reasoning tokens (docs.x.ai reasoning guide)."""
-    out = from_openai(usage)
+    out = _openai(usage)
     out.completion += out.reasoning
     return out
 
 
+@_reader
 def from_moonshot(usage: dict[str, Any]) -> Usage:
     """Moonshot mirrors the cached count at the top level (older explicit-cache spelling)."""
-    out = from_openai(usage)
+    out = _openai(usage)
     if not out.cache_read:
         out.cache_read = _int(usage.get("cached_tokens"))
     return out
 
 
+@_reader
 def from_gemini(usage: dict[str, Any]) -> Usage:
     """Gemini ``usageMetadata``: ``promptTokenCount`` includes cached content, ``candidatesTokenCount`` excludes
     thoughts (providers.md §3.3, §10), so completion = candidates + thoughts and prompt = prompt + tool-use prompt."""
@@ -83,6 +121,7 @@ def from_gemini(usage: dict[str, Any]) -> Usage:
     )
 
 
+@_reader
 def from_anthropic(usage: dict[str, Any]) -> Usage:
     """Anthropic: ``input_tokens`` excludes cache reads and cache writes, so prompt is the sum of the three;
     ``output_tokens`` already includes thinking (providers.md §4.3, §10, §11 pitfall 2)."""
@@ -106,12 +145,13 @@ USAGE_READERS = {
 }
 
 
+@_reader
 def from_embeddings(usage: dict[str, Any]) -> Usage:
     """Embeddings: ``{prompt_tokens, total_tokens}``; there is no completion (providers.md §2.8)."""
     return Usage(prompt=_int(usage.get("prompt_tokens")))
 
 
-def from_responses(usage: dict[str, Any]) -> Usage:
+def _responses(usage: dict[str, Any]) -> Usage:
     """Responses API: ``input_tokens`` includes cached tokens, ``output_tokens`` includes reasoning (§2.9)."""
     input_details = _details(usage, "input_tokens_details")
     output_details = _details(usage, "output_tokens_details")
@@ -124,10 +164,14 @@ def from_responses(usage: dict[str, Any]) -> Usage:
     )
 
 
+from_responses = _reader(_responses)
+
+
+@_reader
 def from_images(usage: dict[str, Any]) -> Usage:
     """gpt-image models: ``input_tokens`` (text + image input) and ``output_tokens`` (the images) (§2.8).
 
     The same field names as the Responses API; ``input_tokens_details`` splits text and image tokens, which
     the canonical classes do not distinguish.
     """
-    return from_responses(usage)
+    return _responses(usage)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from random import getrandbits
 from time import time
 from typing import Any
 
-from gophergate.errors import BodyTooLarge, ClientDisconnected, GatewayError, InvalidRequest
+from gophergate.errors import BodyTimeout, BodyTooLarge, ClientDisconnected, GatewayError, InvalidRequest
 from gophergate.server.http11 import BODY_ERROR
 
 Scope = dict[str, Any]
@@ -36,10 +37,21 @@ def request_id(scope: Scope) -> str:
     return f"req_{int(time() * 1000):012x}{getrandbits(48):012x}"
 
 
-async def read_body(receive: Any, scope: Scope, limit: int) -> bytes:
+async def read_body(receive: Any, scope: Scope, limit: int, seconds: float) -> bytes:
+    """The whole body, within ``limit`` bytes and ``seconds`` for all of it: a deadline per read (the
+    server's own) lets a client that trickles a byte now and then hold the request open forever. Here, in the
+    app, so that it holds on any ASGI server."""
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+    try:
+        async with asyncio.timeout(seconds):
+            return await _read_body(receive, limit)
+    except TimeoutError:
+        raise BodyTimeout(f"The request body did not arrive within {seconds:g} s.") from None
+
+
+async def _read_body(receive: Any, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -13,17 +13,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gophergate.errors import ClientDisconnected
+from gophergate.http.disconnect import DisconnectWatch
 from gophergate.providers.base import Meter
 from gophergate.wire.sse import DONE
-
-
-async def _watch_disconnect(receive: Any, relay: asyncio.Task[Any], gone: list[bool]) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            gone.append(True)
-            relay.cancel()
-            return
 
 
 async def relay_stream(
@@ -40,10 +32,7 @@ async def relay_stream(
     provider's last chunk was an error event, set in ``meter.stream_error``, and a ``[DONE]`` after it would tell
     the client the answer was complete); the upstream is always closed (the iterator's ``finally``), whatever
     happens to the client."""
-    relay = asyncio.current_task()
-    assert relay is not None
-    gone: list[bool] = []
-    watcher = asyncio.create_task(_watch_disconnect(receive, relay, gone))
+    watch = DisconnectWatch(receive)
 
     async def write(message: dict[str, Any]) -> None:
         try:
@@ -63,14 +52,12 @@ async def relay_stream(
             ended = DONE if done and meter.stream_error is None else b""
             await write({"type": "http.response.body", "body": ended, "more_body": False})
         except asyncio.CancelledError:
-            if gone:
-                relay.uncancel()
-                raise ClientDisconnected() from None
+            watch.raise_if_gone()
             raise
         finally:
             await _aclose(chunks)
     finally:
-        watcher.cancel()
+        watch.stop()
 
 
 async def _aclose(chunks: AsyncIterator[bytes]) -> None:

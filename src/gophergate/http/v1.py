@@ -8,7 +8,6 @@ import logging
 import time
 from decimal import Decimal
 from typing import Any
-from urllib.parse import unquote
 
 import orjson
 
@@ -23,8 +22,9 @@ from gophergate.errors import (
 from gophergate.gateway.endpoints import ENDPOINTS, EndpointSpec
 from gophergate.gateway.metering import finalize
 from gophergate.gateway.resolve import Route
-from gophergate.gateway.validate import check_chat, parse_json_object
+from gophergate.gateway.validate import check_chat, check_model_length, parse_json_object
 from gophergate.http.auth import authenticate
+from gophergate.http.disconnect import unless_disconnected
 from gophergate.http.io import Scope, base_headers, read_body, request_id, send_bytes, send_error
 from gophergate.http.relay import relay_stream
 from gophergate.providers.base import ChatCall, EndpointCall, Meter
@@ -145,9 +145,10 @@ class V1:
             )
             meter = Meter()
             if not stream:
-                await self._answer(send, record, meter, await provider.chat(call, meter), call.cost)
+                body = await unless_disconnected(receive, provider.chat(call, meter))
+                await self._answer(send, record, meter, body, call.cost)
             else:
-                chunks = await provider.open_chat_stream(call, meter)
+                chunks = await unless_disconnected(receive, provider.open_chat_stream(call, meter))
                 await self._relay(send, receive, record, meter, chunks, done=True)
         except Exception as exc:
             await self._failed(send, exc, record, meter)
@@ -188,10 +189,11 @@ class V1:
             call = EndpointCall(data, route.model, record.request_id, stream=stream, pricer=pricer)
             meter = Meter()
             if not stream:
-                await self._answer(send, record, meter, await spec.call(provider, call, meter), call.cost)
+                body = await unless_disconnected(receive, spec.call(provider, call, meter))
+                await self._answer(send, record, meter, body, call.cost)
             else:
                 assert spec.open_stream is not None
-                chunks = await spec.open_stream(provider, call, meter)
+                chunks = await unless_disconnected(receive, spec.open_stream(provider, call, meter))
                 await self._relay(send, receive, record, meter, chunks, done=spec.ends_with_done)
         except Exception as exc:
             await self._failed(send, exc, record, meter)
@@ -215,7 +217,10 @@ class V1:
             )
         principal = await authenticate(scope, rt.keys)
         record.client_key_id = principal.key_id
-        return parse_json_object(await read_body(receive, scope, rt.settings.max_body_bytes))
+        settings = rt.settings
+        return parse_json_object(
+            await read_body(receive, scope, settings.max_body_bytes, settings.body_timeout_seconds)
+        )
 
     async def _answer(self, send: Any, record: RequestRecord, meter: Meter, body: bytes, cost: Decimal | None) -> None:
         """A complete (non-streamed) answer, with the cost header when the cost is known."""
@@ -332,7 +337,8 @@ class V1:
     async def _get_model(self, scope: Scope, record: RequestRecord) -> tuple[int, Any]:
         if scope["method"] != "GET":
             raise MethodNotAllowed(f"Method {scope['method']} is not allowed on {scope['path']}; use GET.")
-        model_id = unquote(scope["path"][len("/v1/models/") :])
+        model_id = scope["path"][len("/v1/models/") :]  # the server has percent-decoded the path once already
+        check_model_length(model_id)
         record.requested_model = model_id
         for entry in self._model_entries():
             if entry["id"] == model_id:

@@ -1,6 +1,8 @@
-"""Login throttling: failed logins per username and per client IP in a sliding window.
+"""Login throttling: failed logins per username and client IP together, and per client IP, in a sliding window.
 
-Checked before the password (so a throttled attempt costs no bcrypt work); in memory, per process."""
+Never per username alone: then anyone could lock ``admin`` out by failing five times. A correct password from an
+address that has not failed goes through, however often others failed for that name. Checked before the password
+(so a throttled attempt costs no bcrypt work); in memory, per process."""
 
 from __future__ import annotations
 
@@ -20,9 +22,13 @@ class LoginThrottle:
         self._failures: dict[str, deque[float]] = {}
 
     @staticmethod
-    def _keys(username: str, ip: str | None) -> tuple[str, ...]:
-        keys = ("user:" + username.strip().lower(),)
-        return (*keys, "ip:" + ip) if ip else keys
+    def _pair(username: str, ip: str | None) -> str:
+        return f"user:{username.strip().lower()}@{ip or ''}"
+
+    @classmethod
+    def _keys(cls, username: str, ip: str | None) -> tuple[str, ...]:
+        pair = cls._pair(username, ip)
+        return (pair, "ip:" + ip) if ip else (pair,)
 
     def _recent(self, key: str, now: float) -> deque[float] | None:
         times = self._failures.get(key)
@@ -56,5 +62,5 @@ class LoginThrottle:
             if len(times) > self.max_failures * 4:
                 times.popleft()
 
-    def success(self, username: str) -> None:
-        self._failures.pop("user:" + username.strip().lower(), None)
+    def success(self, username: str, ip: str | None) -> None:
+        self._failures.pop(self._pair(username, ip), None)

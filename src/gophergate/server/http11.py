@@ -17,8 +17,8 @@ What a connection does:
 - backpressure: ``send()`` waits while the transport's buffer is over its high-water mark;
 - a client that goes away: ``receive()`` answers ``http.disconnect``, ``send()`` raises ``ClientGone``;
 - limits: 64 KiB for the request line and headers (431), an idle keep-alive timeout, a deadline for a request's
-  head to arrive and one for a body that stops arriving (408, slow-loris), all checked by the server's one-second
-  tick; the server's own error answers are OpenAI-style JSON;
+  head to arrive and one for its whole body (408, slow-loris: time spent while reading is paused for the app does
+  not count), all checked by the server's one-second tick; the server's own error answers are OpenAI-style JSON;
 - shutdown: idle connections close at once; a busy one closes after its current answer (``connection: close``).
 """
 
@@ -72,6 +72,9 @@ _INTERNAL = "The gateway hit an internal error; it has been logged."
 # http.disconnect with this key holding the reason, so an app that knows it can answer 400 (the /v1 handlers do,
 # and log it); an app that does not answer gets the 400 from the server. Either way the connection then closes.
 BODY_ERROR = "gophergate.body_error"
+# A backstop for apps that leave a body unread: the gateway's /v1 reads every body within its own deadline
+# (GOPHERGATE_BODY_TIMEOUT_SECONDS, 60 s by default), which answers first, with a log row.
+BODY_TIMEOUT = 90.0
 _BAD_BODY = "The request body is not valid HTTP/1.1 (its chunked framing is broken)."
 
 
@@ -101,12 +104,14 @@ class ServerState:
         *,
         keepalive_timeout: float = 65.0,
         head_timeout: float = 30.0,
+        body_timeout: float = BODY_TIMEOUT,
         lifespan_state: dict[str, Any] | None = None,
         websocket: Any = None,
     ) -> None:
         self.app = app
         self.keepalive_timeout = keepalive_timeout
         self.head_timeout = head_timeout
+        self.body_timeout = body_timeout
         self.lifespan_state = lifespan_state if lifespan_state is not None else {}
         self.websocket = websocket  # a callable taking over upgraded connections, or None
         self.connections: set[HttpConnection] = set()
@@ -159,7 +164,8 @@ class WriteFlow(asyncio.Protocol):
 
 class HttpConnection(WriteFlow):
     __slots__ = (
-        "body_since",
+        "body_checked",
+        "body_waited",
         "client",
         "closed",
         "cycle",
@@ -198,7 +204,10 @@ class HttpConnection(WriteFlow):
         self.drain_waiters: list[asyncio.Future[None]] = []
         self.closed = False
         self.websocket_upgrade = False  # the request being read asks for a WebSocket: hand the connection over
-        self.body_since: float | None = None  # the last body bytes of a request still being read arrived then
+        # Seconds spent reading the body of the request being read (None when there is none), and when that was
+        # last added up: the whole body must arrive within ``body_timeout`` of reading time.
+        self.body_waited: float | None = None
+        self.body_checked = 0.0
 
     # -- transport events -------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -284,7 +293,8 @@ class HttpConnection(WriteFlow):
             "headers": self.headers,
             "state": self.state.lifespan_state.copy(),
         }
-        self.body_since = time.monotonic()  # until the message is complete (at once when it has no body)
+        self.body_waited = 0.0  # until the message is complete (at once when it has no body)
+        self.body_checked = time.monotonic()
         keep_alive = parser.should_keep_alive() and not self.state.closing and not parser.should_upgrade()
         cycle = Cycle(self, scope, keep_alive)
         if self.cycle is None:
@@ -295,13 +305,12 @@ class HttpConnection(WriteFlow):
             self._pause_reading()
 
     def on_body(self, body: bytes) -> None:
-        self.body_since = time.monotonic()
         cycle = self.pipeline[-1] if self.pipeline else self.cycle
         if cycle is not None:
             cycle.feed(body)
 
     def on_message_complete(self) -> None:
-        self.body_since = None
+        self.body_waited = None
         cycle = self.pipeline[-1] if self.pipeline else self.cycle
         if cycle is not None:
             cycle.complete()
@@ -347,9 +356,13 @@ class HttpConnection(WriteFlow):
         if self.head_started is not None:
             if now - self.head_started > self.state.head_timeout:
                 self._refuse(408, "The request's head did not arrive in time.")
-        elif self.body_since is not None:
-            # A body that stopped arriving (and not because the app stopped reading it): slow-loris on the body.
-            if not self.reading_paused and now - self.body_since > self.state.head_timeout:
+        elif self.body_waited is not None:
+            # A body that does not arrive whole in time (a pause because the app is not reading it does not count):
+            # slow-loris on the body, also when it trickles a byte now and then.
+            if not self.reading_paused:
+                self.body_waited += now - self.body_checked
+            self.body_checked = now
+            if self.body_waited > self.state.body_timeout:
                 self._body_timeout()
         elif self.cycle is None and not self.pipeline and now - self.idle_since > self.state.keepalive_timeout:
             self.transport.close()
@@ -358,7 +371,7 @@ class HttpConnection(WriteFlow):
         reading = self.pipeline[-1] if self.pipeline else self.cycle
         if reading is not None and not reading.head_written and reading is self.cycle:
             reading.head_written = True  # the app may not answer any more
-            self.transport.write(_error_response(408, "The request body stopped arriving.", self.state.date))
+            self.transport.write(_error_response(408, "The request body did not arrive in time.", self.state.date))
         if self.cycle is not None:
             self.cycle.gone()  # the app hears http.disconnect; its sends raise
         self.transport.close()

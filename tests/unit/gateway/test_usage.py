@@ -5,6 +5,7 @@ from gophergate.gateway.usage import (
     from_anthropic,
     from_deepseek,
     from_embeddings,
+    from_gemini,
     from_images,
     from_moonshot,
     from_openai,
@@ -56,8 +57,22 @@ def test_moonshot_top_level_cached_tokens() -> None:
     assert from_moonshot({"prompt_tokens": 10, "completion_tokens": 2, "cached_tokens": 8}).cache_read == 8
 
 
-def test_garbage_values_count_as_zero() -> None:
-    assert from_openai({"prompt_tokens": "12", "completion_tokens": None, "prompt_tokens_details": 5}) == Usage()
+def test_absent_counts_and_details_of_the_wrong_shape_count_as_zero() -> None:
+    assert from_openai({"prompt_tokens": None, "prompt_tokens_details": 5}) == Usage()
+
+
+def test_string_token_counts_are_parsed_or_marked_estimated() -> None:
+    """Counts sent as integer strings are counts; any other count that is not one makes the whole usage
+    unknown (None), so the estimate runs and the row is marked estimated instead of billing 0."""
+    assert from_openai({"prompt_tokens": "12", "completion_tokens": " 3 "}) == Usage(prompt=12, completion=3)
+    assert from_openai({"prompt_tokens": 12.0, "completion_tokens": 3}) == Usage(prompt=12, completion=3)
+    for bad in ("12.5", "twelve", "", -1, 1.5, True, [12], {"n": 12}):
+        assert from_openai({"prompt_tokens": bad, "completion_tokens": 3}) is None, bad
+    assert from_anthropic({"input_tokens": "10", "output_tokens": "x"}) is None
+    assert from_gemini({"promptTokenCount": "7", "candidatesTokenCount": 2}) == Usage(prompt=7, completion=2)
+    assert from_responses({"input_tokens": 5, "output_tokens": "lots"}) is None
+    assert from_embeddings({"prompt_tokens": "8"}) == Usage(prompt=8)
+    assert from_deepseek({"prompt_tokens": 10, "prompt_cache_hit_tokens": "nope"}) is None
 
 
 def test_embeddings_usage_is_prompt_only() -> None:

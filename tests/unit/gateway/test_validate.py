@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
+from gophergate.db.tables import request_log
 from gophergate.errors import InvalidRequest
-from gophergate.gateway.validate import check_embeddings, check_images, check_responses
+from gophergate.gateway.validate import (
+    MAX_JSON_DEPTH,
+    MAX_MODEL_CHARS,
+    check_chat,
+    check_embeddings,
+    check_images,
+    check_responses,
+    parse_json_object,
+)
 
 
 def _param(check: Any, body: dict[str, Any]) -> str | None:
@@ -107,3 +117,56 @@ def test_a_body_that_is_not_utf8_is_named_as_such_and_bad_json_keeps_its_positio
     assert (
         caught.value.message.startswith("Request body is not valid JSON:") and "(position 10)" in caught.value.message
     )
+
+
+# -- model name length and JSON depth (issue 14: defects 1 and 9) ----------------------------------------------
+
+
+@pytest.mark.parametrize("check", [check_chat, check_embeddings, check_images, check_responses])
+def test_overlong_model_name_is_400_naming_model(check: Any) -> None:
+    body = {
+        "model": "m" * (MAX_MODEL_CHARS + 1),
+        "messages": [{"role": "user", "content": "x"}],
+        "input": "x",
+        "prompt": "x",
+    }
+    assert _param(check, body) == "model"
+    body["model"] = "m" * MAX_MODEL_CHARS
+    check(body)  # the longest name the request log can hold is accepted
+
+
+def test_model_name_limit_matches_the_request_log_columns() -> None:
+    assert request_log.c.requested_model.type.length == MAX_MODEL_CHARS  # type: ignore[attr-defined]
+    assert request_log.c.model.type.length == MAX_MODEL_CHARS  # type: ignore[attr-defined]
+
+
+def _nested(depth: int) -> bytes:
+    """A chat body whose ``metadata`` holds lists nested so that the whole body is ``depth`` levels deep."""
+    inner = depth - 1
+    return b'{"model": "m", "metadata": ' + b"[" * inner + b"]" * inner + b', "messages": []}'
+
+
+def test_request_nested_deeper_than_limit_is_400_naming_field() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_json_object(_nested(MAX_JSON_DEPTH + 1))
+    assert caught.value.status == 400 and caught.value.param == "metadata"
+    # Every depth the serialiser cannot write is refused at parse time (orjson writes at most 254 levels).
+    for depth in (255, 600, 1_023):
+        with pytest.raises(InvalidRequest):
+            parse_json_object(_nested(depth))
+
+
+def test_request_nested_at_the_limit_parses_and_serialises() -> None:
+    data = parse_json_object(_nested(MAX_JSON_DEPTH))
+    assert orjson.loads(orjson.dumps(data)) == data
+    wrapped = {"a": {"b": [{"c": data}]}}  # what a translation adds around a client's value still serialises
+    assert orjson.dumps(wrapped)
+
+
+def test_depth_check_sees_objects_and_ignores_brackets_in_strings() -> None:
+    deep_objects = b'{"model": "m", "tools": ' + b'{"a": ' * MAX_JSON_DEPTH + b"1" + b"}" * MAX_JSON_DEPTH + b"}"
+    with pytest.raises(InvalidRequest) as caught:
+        parse_json_object(deep_objects)
+    assert caught.value.param == "tools"
+    brackets = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "[{" * 5_000}]})
+    assert parse_json_object(brackets)["model"] == "m"

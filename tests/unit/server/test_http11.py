@@ -430,26 +430,56 @@ async def test_a_body_that_stops_arriving_gets_408_and_the_app_hears_a_disconnec
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    async with serving(app, head_timeout=0.2) as (port, state):
+    async with serving(app, body_timeout=0.5) as (port, state):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")  # 7 bytes never come
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.6)
         state.tick()
         data = await asyncio.wait_for(reader.read(), 1)
         assert data.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
         await asyncio.sleep(0.05)
         assert heard == ["disconnect"]
 
-        # A slow body that keeps coming is not cut.
+        # A slow body that arrives whole within the deadline is not cut.
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\na")
         for part in (b"b", b"c", b"d"):
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(0.1)
             state.tick()
             writer.write(part)
         _, _, body = await asyncio.wait_for(read_response(reader), 1)
         assert body == b"ok"
         writer.close()
+
+
+async def test_trickled_body_is_cut_at_whole_body_deadline() -> None:
+    """A byte now and then no longer resets the deadline: the whole body must arrive within it."""
+    heard: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                heard.append("disconnect")
+                return
+            if not message["more_body"]:
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with serving(app, body_timeout=0.9) as (port, state):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\na")
+        for _ in range(3):  # a byte every 0.2 s: each gap is far below the deadline, the whole body is not
+            await asyncio.sleep(0.2)
+            state.tick()
+            writer.write(b"b")
+        await asyncio.sleep(0.5)  # 0.5 s after the last byte, 1.1 s after the head
+        state.tick()
+        data = await asyncio.wait_for(reader.read(), 1)
+        assert data.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+        assert b"did not arrive in time" in data
+        assert heard == ["disconnect"]
 
 
 async def test_a_request_body_the_app_does_not_read_yet_stops_being_read_past_1_mib() -> None:

@@ -191,6 +191,7 @@ class GeminiProvider:
         url = self._url(call.model, "batchEmbedContents")
         embeddings: list[Any] = []
         usage: Usage | None = None
+        unreadable = False
         meter.start_upstream()
         # batchEmbedContents takes at most 100 requests; OpenAI allows 2048 inputs.
         for start in range(0, len(texts), _EMBED_BATCH):
@@ -209,8 +210,12 @@ class GeminiProvider:
             embeddings.extend(batch)
             metadata = data.get("usageMetadata")
             if isinstance(metadata, dict):
-                usage = usage or Usage()
-                usage.prompt += from_gemini(metadata).prompt
+                read = from_gemini(metadata)
+                if read is None:
+                    unreadable = True  # one batch's count is not a count: the total is unknown
+                else:
+                    usage = usage or Usage()
+                    usage.prompt += read.prompt
         meter.upstream_finished()
         items: list[dict[str, Any]] = []
         for index, embedding in enumerate(embeddings):
@@ -222,7 +227,7 @@ class GeminiProvider:
                 vector = base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode("ascii")
             items.append({"object": "embedding", "index": index, "embedding": vector})
         body: dict[str, Any] = {"object": "list", "data": items, "model": call.model}
-        if usage is not None:
+        if usage is not None and not unreadable:
             meter.usage = usage
             body["usage"] = {"prompt_tokens": usage.prompt, "total_tokens": usage.total}
             cost = call.cost_json(usage)

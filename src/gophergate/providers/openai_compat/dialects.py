@@ -63,7 +63,7 @@ class Dialect:
     # stateless subset; providers.md §6.1, §7.1, §8.1), with differences the gateway does not translate yet.
     responses_api: bool = False
 
-    def read_usage(self, usage: dict[str, Any]) -> Usage:
+    def read_usage(self, usage: dict[str, Any]) -> Usage | None:
         return USAGE_READERS.get(self.name, USAGE_READERS["openai"])(usage)
 
 
@@ -200,7 +200,7 @@ def from_upstream_response(data: dict[str, Any], dialect: Dialect, store: Reason
     usage = None
     if isinstance(usage_obj, dict):
         usage = dialect.read_usage(usage_obj)
-        if dialect.completion_excludes_reasoning and usage.reasoning:
+        if usage is not None and dialect.completion_excludes_reasoning and usage.reasoning:
             _normalise_usage(usage_obj, usage)
             changed = True
     return CompletionInfo(usage, finish, "".join(texts), changed)
@@ -397,12 +397,12 @@ class StreamTranslator:
         if isinstance(usage_obj, dict):
             usage = self._dialect.read_usage(usage_obj)
             self.usage = usage
-            if self._dialect.completion_excludes_reasoning and usage.reasoning:
+            if usage is not None and self._dialect.completion_excludes_reasoning and usage.reasoning:
                 _normalise_usage(usage_obj, usage)
                 changed = True
             if not choices and not self._include_usage:
                 return None  # the usage chunk the gateway asked for on its own behalf
-            if self._cost_json is not None:
+            if usage is not None and self._cost_json is not None:
                 cost = self._cost_json(usage)
                 if cost is not None:
                     usage_obj["cost"] = cost

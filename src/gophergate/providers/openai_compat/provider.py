@@ -134,7 +134,7 @@ class OpenAICompatProvider:
         usage_obj = data.get("usage")
         if isinstance(usage_obj, dict):
             meter.usage = from_embeddings(usage_obj)
-            if resp_api.add_cost(usage_obj, meter.usage, call):
+            if meter.usage is not None and resp_api.add_cost(usage_obj, meter.usage, call):
                 return orjson.dumps(data)
         return raw
 
@@ -144,7 +144,7 @@ class OpenAICompatProvider:
         usage_obj = data.get("usage")
         if isinstance(usage_obj, dict):
             meter.usage = from_images(usage_obj)
-            if resp_api.add_cost(usage_obj, meter.usage, call):
+            if meter.usage is not None and resp_api.add_cost(usage_obj, meter.usage, call):
                 return orjson.dumps(data)
         return raw
 
@@ -174,9 +174,9 @@ class OpenAIProvider(OpenAICompatProvider):
         usage_obj = data.get("usage")
         if isinstance(usage_obj, dict):
             meter.usage = from_responses(usage_obj)
-            if resp_api.add_cost(usage_obj, meter.usage, call):
+            if meter.usage is not None and resp_api.add_cost(usage_obj, meter.usage, call):
                 return orjson.dumps(data)
-        else:
+        if meter.usage is None:
             meter.output_text.extend(resp_api.output_texts(data))
         return raw
 

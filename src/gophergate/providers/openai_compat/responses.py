@@ -226,7 +226,7 @@ class ResponsesStream:
         changed = False
         if isinstance(usage_obj, dict):
             self.usage = from_responses(usage_obj)
-            if add_cost(usage_obj, self.usage, self._call):
+            if self.usage is not None and add_cost(usage_obj, self.usage, self._call):
                 payload, changed = orjson.dumps(data), True
         if failed is not None:
             # A failed response's error is upstream text relayed to the client: it may quote the gateway's key.
