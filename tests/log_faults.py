@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from gophergate.recorder.record import COLUMNS, RequestRecord
+from tests.support import run_async
 
 TRIGGER = "gg_test_reject"
 
@@ -64,23 +65,7 @@ def execute(database_url: str, statements: Iterable[str]) -> None:
         finally:
             await conn.close()
 
-    _in_thread(main)
-
-
-def _in_thread(factory: Any) -> None:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(factory())
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
+    run_async(main)
 
 
 class WriteLock:
