@@ -40,22 +40,30 @@ def request_id(scope: Scope) -> str:
 async def read_body(receive: Any, scope: Scope, limit: int, seconds: float) -> bytes:
     """The whole body, within ``limit`` bytes and ``seconds`` for all of it: a deadline per read (the
     server's own) lets a client that trickles a byte now and then hold the request open forever. Here, in the
-    app, so that it holds on any ASGI server."""
+    app, so that it holds on any ASGI server. A body that came whole in the first message (the usual case: it
+    arrived with the headers) is taken without arming a timer; the deadline counts from the first read either
+    way. (A body whose first byte never comes is the server's to cut: its body read timeout.)"""
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+    deadline = asyncio.get_running_loop().time() + seconds
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        body: bytes = message.get("body", b"")
+        if len(body) > limit:
+            raise BodyTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+        return body
     try:
-        async with asyncio.timeout(seconds):
-            return await _read_body(receive, limit)
+        async with asyncio.timeout_at(deadline):
+            return await _read_body(receive, limit, message)
     except TimeoutError:
         raise BodyTimeout(f"The request body did not arrive within {seconds:g} s.") from None
 
 
-async def _read_body(receive: Any, limit: int) -> bytes:
+async def _read_body(receive: Any, limit: int, message: Message) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
         if message["type"] == "http.disconnect":
             if message.get(BODY_ERROR):  # the body broke off malformed (our server says so); the client is there
                 raise InvalidRequest(message[BODY_ERROR], code="invalid_body")
@@ -68,6 +76,7 @@ async def _read_body(receive: Any, limit: int) -> bytes:
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
+        message = await receive()
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

@@ -301,7 +301,8 @@ async def test_idle_connection_closed_by_the_peer_is_not_used() -> None:
     assert await (await c.request("POST", server.url + "/", {}, b"1", stream=False)).read() == b"conn1"
     server.close_first.set()
     assert server.closed_first.wait(5)
-    time.sleep(0.05)  # noqa: ASYNC251 - the FIN is in the socket, and the loop has not run: no callback saw it
+    # The FIN is in the socket and the loop has not run: no callback saw it; idle long enough to be peeked at.
+    time.sleep(h1.PEEK_AFTER_IDLE + 0.05)  # noqa: ASYNC251
     assert await (await c.request("POST", server.url + "/", {}, b"2", stream=False)).read() == b"conn2"
     await c.close()
     assert server.hits == [1, 2]
