@@ -147,15 +147,15 @@ class EventCutter:
     unfinished event is kept in a bytearray and only new bytes are searched (linear in the input), and it may not
     grow past ``max_event_bytes`` (``EventTooLarge``)."""
 
-    __slots__ = ("_buf", "_max")
+    __slots__ = ("_max", "buf")
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
-        self._buf = bytearray()
+        self.buf = bytearray()  # the unfinished event (read it, do not change it)
         self._max = max_event_bytes
 
     def feed(self, data: bytes) -> bytes:
         """The complete events buffered so far (up to and including the last blank line), or b""."""
-        buf = self._buf
+        buf = self.buf
         if not buf:
             cut = data.rfind(b"\n\n")
             complete = data[: cut + 2] if cut >= 0 else b""
@@ -174,12 +174,12 @@ class EventCutter:
 
     def take(self) -> bytes:
         """What is left (an event without its blank line), emptying the buffer."""
-        rest = bytes(self._buf)
-        self._buf.clear()
+        rest = bytes(self.buf)
+        self.buf.clear()
         return rest
 
     def __bool__(self) -> bool:
-        return bool(self._buf)
+        return bool(self.buf)
 
 
 def encode_data(payload: bytes) -> bytes:

@@ -235,6 +235,8 @@ def malformed_event_error() -> bytes:
 def _plain(complete: bytes) -> bool:
     """Whether complete events are all one line, each ``data: {...}`` or a comment (a few scans in C, no parse):
     those may go out verbatim; anything else (a broken or cut JSON payload) is decoded and judged."""
+    if complete.endswith(b"\n\n") and complete.count(b"\n") == 2:  # one event (the common read): two tests
+        return complete.startswith(b":") or (complete.startswith(b"data: {") and complete.endswith(b"}\n\n"))
     events = complete.count(b"\n\n")
     objects = complete.startswith(b"data: {") + complete.count(b"\n\ndata: {")
     comments = complete.startswith(b":") + complete.count(b"\n\n:")
@@ -277,6 +279,7 @@ class StreamTranslator:
         "_dialect",
         "_include_usage",
         "_markers",
+        "_max_event",
         "_pending",
         "_store",
         "_tool_ids",
@@ -303,6 +306,7 @@ class StreamTranslator:
         self._tool_ids: list[str] = []
         self._decoder = SSEDecoder(max_event_bytes)
         self._pending = EventCutter(max_event_bytes)
+        self._max_event = max_event_bytes
         self._cr = False  # the upstream frames with CR or CRLF: every event goes through the decoder
         self.raw: list[bytes] = []
         self.usage: Usage | None = None
@@ -319,7 +323,10 @@ class StreamTranslator:
                 self._cr = True
                 data = self._pending.take() + data
             return self._feed_events(self._decoder.feed(data))
-        complete = self._pending.feed(data)
+        pending = self._pending
+        # The common read is whole events and nothing left over: no buffering needed.
+        whole = not pending.buf and len(data) <= self._max_event and data.endswith(b"\n\n")
+        complete = data if whole else pending.feed(data)
         if not complete:
             return None
         first = -1
@@ -328,6 +335,9 @@ class StreamTranslator:
             if at >= 0 and (first < 0 or at < first):
                 first = at
         if first < 0:
+            if _plain(complete):  # no marker and well formed (most reads): out verbatim
+                self.raw.append(complete)
+                return complete
             first = len(complete)
         # Events before the first one holding a marker (usually all but the last few) go out verbatim, if they
         # all look like one-line JSON objects; otherwise each is read (a malformed one becomes an error event).
