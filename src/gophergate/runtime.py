@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophergate.db.engine import create_engine
 from gophergate.gateway.health import ProviderHealth
+from gophergate.gateway.metering import Metering
 from gophergate.gateway.model_settings import ModelKey, load_disabled
 from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.gateway.resolve import Resolver
@@ -93,6 +94,8 @@ class Runtime:
     sessions: SessionManager  # dashboard sessions
     throttle: LoginThrottle
     health: ProviderHealth = field(default_factory=ProviderHealth)
+    # Finishes each request's record (tokens, estimate, cost) and hands it to the recorder.
+    metering: Metering = field(init=False)
     # Every provider the dashboard lists (served or not) and the config each served one was built from.
     provider_entries: dict[str, ProviderEntry] = field(default_factory=dict)
     provider_configs: dict[str, ProviderConfig] = field(default_factory=dict)
@@ -164,7 +167,8 @@ class Runtime:
             settings, engine, client, providers, resolver, keys, recorder, store, registry, media, box, sessions,
             throttle,
         )  # fmt: skip
-        rt.hub = hub = Hub(Sampler(lambda: recorder.depth))
+        rt.metering = metering = Metering(recorder, rt.health)
+        rt.hub = hub = Hub(Sampler(lambda: metering.depth))
         recorder.on_committed = hub.publish_committed
         rt.listeners.append(hub.event)  # type: ignore[arg-type]
         rt.ws_authenticate = rt._ws_user
@@ -189,6 +193,7 @@ class Runtime:
                 settings.registry_url,
             )
         recorder.start()
+        metering.start()
         rt._spawn(hub.run(), "live-hub")
         rt._spawn(keys.run_refresh(settings.key_refresh_seconds), "key-refresh")
         rt._spawn(rt._refresh_models_forever(), "models-refresh")
@@ -361,8 +366,10 @@ class Runtime:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        # Drain every queued row before the engine goes away.
-        await self.recorder.close(self.settings.shutdown_drain_seconds)
+        # Finish the estimates in hand, then drain every queued row, before the engine goes away.
+        deadline = time.monotonic() + self.settings.shutdown_drain_seconds
+        await self.metering.close(self.settings.shutdown_drain_seconds)
+        await self.recorder.close(max(deadline - time.monotonic(), 0.0))
         for provider in (*self.providers.values(), *self._retired):
             await provider.aclose()
         await self.client.close()

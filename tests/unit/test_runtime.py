@@ -98,7 +98,7 @@ async def _messages(
 
 async def test_committed_log_rows_reach_hub_connections(runtime: Runtime) -> None:
     conn = _listen(runtime)
-    runtime.recorder.submit(RequestRecord(request_id="req_hub", endpoint="chat.completions", started=0.0))
+    runtime.metering.finish(RequestRecord(request_id="req_hub", endpoint="chat.completions", started=0.0), None, None)
     found = await _messages(conn, "request")
     assert [m["data"]["request_id"] for m in found] == ["req_hub"]
 

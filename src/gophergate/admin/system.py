@@ -51,14 +51,14 @@ async def system(request: Request, rt: Rt, _: CurrentUser) -> Response:
     resources = await asyncio.to_thread(_sample, rt, state.process)  # psutil reads /proc: off the loop
     rec = rt.recorder
     now = time.time()
-    oldest = rec.oldest_queued
+    oldest = rt.metering.oldest_queued
     return ok(
         {
             "version": __version__,
             "uptime_s": round(now - rt.started_at, 1),
             **resources,
             "log": {
-                "queue_depth": rec.depth,
+                "queue_depth": rt.metering.depth,
                 "writer_lag_s": round(max(now - oldest.timestamp(), 0.0), 3) if oldest is not None else 0.0,
                 "rows_written": rec.written,
                 "failed_batches": rec.failed_batches,

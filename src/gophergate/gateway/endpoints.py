@@ -1,7 +1,7 @@
-"""The non-chat /v1 endpoints as data: validation, the optional provider protocol, the provider call.
+"""The /v1 POST endpoints as data: validation, the provider protocol they need, the call they make.
 
-``http/v1.py`` runs every one of them through the same path (parse, validate, resolve, capability check, call,
-send, record once); adding an endpoint is adding a row here.
+``http/v1.py`` runs every one of them (chat completions included) through the same path: admission, parse,
+validate, resolve, capability check, call or stream, send, and one record; adding an endpoint is adding a row.
 """
 
 from __future__ import annotations
@@ -10,21 +10,52 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gophergate.gateway.validate import check_embeddings, check_images, check_responses
-from gophergate.providers.base import EndpointCall, Meter, SupportsEmbeddings, SupportsImages, SupportsResponses
+from gophergate.gateway.validate import check_chat, check_embeddings, check_images, check_responses
+from gophergate.providers.base import (
+    ChatCall,
+    EndpointCall,
+    Meter,
+    Pricer,
+    Provider,
+    SupportsEmbeddings,
+    SupportsImages,
+    SupportsResponses,
+)
+
+# What validation found: (model, stream, include_usage); include_usage is chat's stream_options.include_usage.
+Checked = tuple[str, bool, bool]
 
 
 @dataclass(frozen=True, slots=True)
 class EndpointSpec:
     name: str  # request_log.endpoint
     path: str
-    check: Callable[[dict[str, Any]], tuple[str, bool]]  # (model, stream) or InvalidRequest naming the field
-    capability: type  # the optional protocol a provider must implement
-    call: Callable[[Any, EndpointCall, Meter], Awaitable[bytes]]
+    check: Callable[[dict[str, Any]], Checked]  # or InvalidRequest naming the field
+    capability: type | None  # the optional protocol a provider must implement (None: every provider serves it)
+    call: Callable[[Any, Any, Meter], Awaitable[bytes]]
     # The request's input as chat-like messages, for a local estimate when the upstream reports no usage.
     prompt: Callable[[dict[str, Any]], Any]
-    open_stream: Callable[[Any, EndpointCall, Meter], Awaitable[AsyncIterator[bytes]]] | None = None
+    open_stream: Callable[[Any, Any, Meter], Awaitable[AsyncIterator[bytes]]] | None = None
     ends_with_done: bool = True  # the stream's last event is `data: [DONE]` (added by the relay)
+    chat: bool = False  # the call is a ChatCall (include_usage, the model's output limit)
+
+    def make_call(
+        self,
+        data: dict[str, Any],
+        model: str,
+        request_id: str,
+        checked: Checked,
+        pricer: Pricer | None,
+        max_output_tokens: int | None,
+    ) -> ChatCall | EndpointCall:
+        _, stream, include_usage = checked
+        if self.chat:
+            return ChatCall(data, model, stream, include_usage, request_id, pricer, max_output_tokens)
+        return EndpointCall(data, model, request_id, stream=stream, pricer=pricer)
+
+
+def chat_prompt(data: dict[str, Any]) -> Any:
+    return data.get("messages")
 
 
 def _text_messages(texts: Any) -> list[dict[str, Any]]:
@@ -55,11 +86,27 @@ def responses_prompt(data: dict[str, Any]) -> Any:
     return out
 
 
-def _no_stream(check: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], tuple[str, bool]]:
-    def run(data: dict[str, Any]) -> tuple[str, bool]:
-        return check(data), False
+def _no_stream(check: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], Checked]:
+    def run(data: dict[str, Any]) -> Checked:
+        return check(data), False, False
 
     return run
+
+
+def _with_stream(check: Callable[[dict[str, Any]], tuple[str, bool]]) -> Callable[[dict[str, Any]], Checked]:
+    def run(data: dict[str, Any]) -> Checked:
+        model, stream = check(data)
+        return model, stream, False
+
+    return run
+
+
+async def _chat(provider: Provider, call: ChatCall, meter: Meter) -> bytes:
+    return await provider.chat(call, meter)
+
+
+async def _chat_stream(provider: Provider, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
+    return await provider.open_chat_stream(call, meter)
 
 
 async def _embeddings(provider: SupportsEmbeddings, call: EndpointCall, meter: Meter) -> bytes:
@@ -78,6 +125,16 @@ async def _responses_stream(provider: SupportsResponses, call: EndpointCall, met
     return await provider.open_responses_stream(call, meter)
 
 
+CHAT = EndpointSpec(
+    "chat.completions",
+    "/v1/chat/completions",
+    check_chat,
+    None,
+    _chat,
+    chat_prompt,
+    open_stream=_chat_stream,
+    chat=True,
+)
 EMBEDDINGS = EndpointSpec(
     "embeddings", "/v1/embeddings", _no_stream(check_embeddings), SupportsEmbeddings, _embeddings, embeddings_prompt
 )
@@ -87,7 +144,7 @@ IMAGES = EndpointSpec(
 RESPONSES = EndpointSpec(
     "responses",
     "/v1/responses",
-    check_responses,
+    _with_stream(check_responses),
     SupportsResponses,
     _responses,
     responses_prompt,
@@ -95,4 +152,4 @@ RESPONSES = EndpointSpec(
     ends_with_done=False,  # a Responses stream ends after its terminal event (providers.md §2.9)
 )
 
-ENDPOINTS: dict[str, EndpointSpec] = {spec.path: spec for spec in (EMBEDDINGS, IMAGES, RESPONSES)}
+ENDPOINTS: dict[str, EndpointSpec] = {spec.path: spec for spec in (CHAT, EMBEDDINGS, IMAGES, RESPONSES)}

@@ -18,7 +18,7 @@ async def healthz(scope: Scope, send: Any) -> None:
 async def readyz(rt: Runtime, scope: Scope, send: Any) -> None:
     database = await rt.database_ok()
     rec = rt.recorder
-    stuck = rec.not_ready
+    stuck = rt.metering.not_ready
     writer = stuck is None
     ready = database and writer
     reasons = ([] if database else ["the database does not answer"]) + ([] if stuck is None else [stuck])
@@ -27,14 +27,14 @@ async def readyz(rt: Runtime, scope: Scope, send: Any) -> None:
         "checks": {"database": database, "log_writer": writer},
         "details": {
             "not_ready_reasons": reasons,
-            "log_queue_depth": rec.depth,
+            "log_queue_depth": rt.metering.depth,
             "log_rows_written": rec.written,
             "log_failed_batches": rec.failed_batches,
             "log_consecutive_failures": rec.consecutive_failures,
             "log_last_error": rec.last_error,
             "log_dead_lettered_rows": rec.dead_lettered,
-            "log_writer_restarts": rec.restarts,
-            "log_estimate_failures": rec.estimate_failures,
+            "log_writer_restarts": rec.restarts + rt.metering.restarts,
+            "log_estimate_failures": rt.metering.estimate_failures,
             "log_last_commit_age_s": (
                 None if rt.recorder.last_commit is None else round(time.time() - rt.recorder.last_commit, 3)
             ),
@@ -60,7 +60,7 @@ async def metrics(rt: Runtime, scope: Scope, send: Any) -> None:
         f"gophergate_log_rows_written_total {rec.written}",
         "# HELP gophergate_log_queue_depth Request log rows waiting to be written.",
         "# TYPE gophergate_log_queue_depth gauge",
-        f"gophergate_log_queue_depth {rec.depth}",
+        f"gophergate_log_queue_depth {rt.metering.depth}",
         "# HELP gophergate_log_failed_batches_total Log writer batches that failed and were retried.",
         "# TYPE gophergate_log_failed_batches_total counter",
         f"gophergate_log_failed_batches_total {rec.failed_batches}",
@@ -72,10 +72,10 @@ async def metrics(rt: Runtime, scope: Scope, send: Any) -> None:
         f"gophergate_log_consecutive_failures {rec.consecutive_failures}",
         "# HELP gophergate_log_writer_restarts_total Log writer tasks restarted after an unexpected exception.",
         "# TYPE gophergate_log_writer_restarts_total counter",
-        f"gophergate_log_writer_restarts_total {rec.restarts}",
+        f"gophergate_log_writer_restarts_total {rec.restarts + rt.metering.restarts}",
         "# HELP gophergate_log_ready Whether the request log is making progress (0: /readyz says not ready).",
         "# TYPE gophergate_log_ready gauge",
-        f"gophergate_log_ready {0 if rec.not_ready else 1}",
+        f"gophergate_log_ready {0 if rt.metering.not_ready else 1}",
         "# HELP gophergate_cost_usd_total Cost of the requests logged by this process, in USD.",
         "# TYPE gophergate_cost_usd_total counter",
         f"gophergate_cost_usd_total {format(rec.cost_total, 'f')}",

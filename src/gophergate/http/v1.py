@@ -20,9 +20,8 @@ from gophergate.errors import (
     UnsupportedEndpoint,
 )
 from gophergate.gateway.endpoints import ENDPOINTS, EndpointSpec
-from gophergate.gateway.metering import finalize
 from gophergate.gateway.resolve import Route
-from gophergate.gateway.validate import check_chat, check_model_length, parse_json_object
+from gophergate.gateway.validate import check_model_length, parse_json_object
 from gophergate.http.auth import authenticate
 from gophergate.http.disconnect import unless_disconnected
 from gophergate.http.io import Scope, base_headers, read_body, request_id, send_bytes, send_error
@@ -99,12 +98,7 @@ class V1:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
-        if path == "/v1/chat/completions":
-            if method == "POST":
-                await self.chat_completions(scope, receive, send)
-            else:
-                await self._simple(scope, receive, send, "chat.completions", self._not_allowed)
-        elif (spec := ENDPOINTS.get(path)) is not None:
+        if (spec := ENDPOINTS.get(path)) is not None:
             if method == "POST":
                 await self.endpoint(scope, receive, send, spec)
             else:
@@ -116,61 +110,19 @@ class V1:
         else:
             await self._simple(scope, receive, send, "unknown", self._unknown)
 
-    # -- chat -------------------------------------------------------------------------------------------------
-    async def chat_completions(self, scope: Scope, receive: Any, send: Any) -> None:
-        rt = self.rt
-        record = RequestRecord(request_id(scope), "chat.completions", time.perf_counter())
-        meter: Meter | None = None
-        messages: Any = None
-        try:
-            data = await self._admit(scope, receive, record)
-            model, stream, include_usage = check_chat(data)
-            record.requested_model = model
-            record.stream = stream
-            messages = data["messages"]
-            route = rt.resolver.resolve(model)
-            if rt.disabled_models and (route.provider, route.model) in rt.disabled_models:
-                raise _disabled(model)
-            record.provider, record.model = route.provider, route.model
-            provider = rt.providers[route.provider]
-            record.price = route.price
-            call = ChatCall(
-                data,
-                route.model,
-                stream,
-                include_usage,
-                record.request_id,
-                pricer=route.price.total if route.price is not None else None,
-                max_output_tokens=route.entry.max_output_tokens if route.entry is not None else None,
-            )
-            meter = Meter()
-            if not stream:
-                body = await unless_disconnected(receive, provider.chat(call, meter))
-                await self._answer(send, record, meter, body, call.cost)
-            else:
-                chunks = await unless_disconnected(receive, provider.open_chat_stream(call, meter))
-                await self._relay(send, receive, record, meter, chunks, done=True)
-        except Exception as exc:
-            await self._failed(send, exc, record, meter)
-        except asyncio.CancelledError:
-            _stopped(record)
-            raise
-        finally:
-            finalize(record, meter, messages)
-            rt.recorder.submit(record)
-            rt.health.observe(record)
-
-    # -- embeddings, images, responses -------------------------------------------------------------------------
+    # -- chat completions, embeddings, images, responses -------------------------------------------------------
     async def endpoint(self, scope: Scope, receive: Any, send: Any, spec: EndpointSpec) -> None:
-        """The one path of every non-chat endpoint: parse -> validate -> resolve -> capability -> call -> send,
-        and exactly one record, written in ``finally``."""
+        """The one path of every POST endpoint: admit -> validate -> resolve -> capability -> call or stream ->
+        send, and one record, finished by the metering step in ``finally``."""
         rt = self.rt
         record = RequestRecord(request_id(scope), spec.name, time.perf_counter())
         meter: Meter | None = None
+        call: ChatCall | EndpointCall | None = None
         prompt: Any = None
         try:
             data = await self._admit(scope, receive, record)
-            model, stream = spec.check(data)
+            checked = spec.check(data)
+            model, stream, _ = checked
             record.requested_model = model
             record.stream = stream
             prompt = spec.prompt(data)
@@ -179,14 +131,16 @@ class V1:
                 raise _disabled(model)
             record.provider, record.model = route.provider, route.model
             provider = rt.providers[route.provider]
-            if not isinstance(provider, spec.capability):
+            if spec.capability is not None and not isinstance(provider, spec.capability):
                 raise UnsupportedEndpoint(
                     f"Provider '{route.provider}' (serving model '{model}') does not support {spec.path}.",
                     param="model",
                 )
-            record.price = route.price
-            pricer = route.price.total if route.price is not None else None
-            call = EndpointCall(data, route.model, record.request_id, stream=stream, pricer=pricer)
+            price = record.price = route.price
+            limit = route.entry.max_output_tokens if route.entry is not None else None
+            call = spec.make_call(
+                data, route.model, record.request_id, checked, price.cost if price is not None else None, limit
+            )
             meter = Meter()
             if not stream:
                 body = await unless_disconnected(receive, spec.call(provider, call, meter))
@@ -201,14 +155,12 @@ class V1:
             _stopped(record)
             raise
         finally:
-            finalize(record, meter, prompt)
-            rt.recorder.submit(record)
-            rt.health.observe(record)
+            rt.metering.finish(record, meter, prompt, call.priced if call is not None else None)
 
     async def _admit(self, scope: Scope, receive: Any, record: RequestRecord) -> dict[str, Any]:
         """Admission of a POST: the log has room, the client key is valid, the body is a JSON object."""
         rt = self.rt
-        if rt.recorder.saturated:
+        if rt.metering.saturated:
             raise GatewayError(
                 "The gateway's request log is backed up; retry shortly.",
                 status=503,
@@ -294,8 +246,7 @@ class V1:
             _fail(record, error)
             await self._send_error(send, error, record, None)
         finally:
-            finalize(record, None, None)
-            self.rt.recorder.submit(record)
+            self.rt.metering.finish(record, None, None)
 
     async def _not_allowed(self, scope: Scope, record: RequestRecord) -> tuple[int, Any]:
         raise MethodNotAllowed(f"Method {scope['method']} is not allowed on {scope['path']}; use POST.")

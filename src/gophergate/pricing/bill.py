@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from gophergate.gateway.usage import Usage
 from gophergate.recorder.record import RequestRecord
+
+if TYPE_CHECKING:
+    from gophergate.providers.base import Priced
 
 _ZERO = Decimal(0)
 
@@ -21,9 +25,10 @@ def record_usage(record: RequestRecord) -> Usage:
     )
 
 
-def bill(record: RequestRecord) -> None:
+def bill(record: RequestRecord, priced: Priced | None = None) -> None:
     """No tokens: the request cost nothing (an error before any output, a model list). Tokens without a known
-    price: cost NULL and ``price_unknown``, never a silent 0. Otherwise the exact cost and its breakdown."""
+    price: cost NULL and ``price_unknown``, never a silent 0. Otherwise the exact cost and its breakdown: the one
+    ``priced`` while the call ran (what the client was told) when it was for the same tokens, else computed now."""
     price = record.price
     if record.prompt_tokens <= 0 and record.completion_tokens <= 0:
         record.cost_usd = record.cost_input_usd = record.cost_cache_read_usd = _ZERO
@@ -35,7 +40,11 @@ def bill(record: RequestRecord) -> None:
         record.cost_usd = None
         record.price_unknown = True
         return
-    cost, source = price.cost(record_usage(record))
+    usage = record_usage(record)
+    if priced is not None and priced.usage == usage:
+        cost, source = priced.cost, priced.source
+    else:
+        cost, source = price.cost(usage)
     record.cost_input_usd = cost.input
     record.cost_cache_read_usd = cost.cache_read
     record.cost_cache_write_usd = cost.cache_write

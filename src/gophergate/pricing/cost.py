@@ -16,7 +16,7 @@ A discount multiplies every class.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 from gophergate.gateway.usage import Usage
@@ -97,28 +97,16 @@ class ModelPrice:
     table: PriceTable
     source: str  # e.g. "models.dev:ab12cd34ef56", "genai-prices:0.2.3", "override"
     discount: Discount | None = None
-    # The last cost computed: a request prices its usage twice (usage.cost in the body, then the log row), and the
-    # second time is a dict hit. Keyed by the token counts and the discount factor; one entry, replaced each time.
-    _last: dict[tuple[int, int, int, int, int, Decimal | None], tuple[Cost, str]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
 
     def cost(self, usage: Usage, now: dt.datetime | None = None) -> tuple[Cost, str]:
         """The cost and the source label to record (with the discount when one applied)."""
         factor = None
         if self.discount is not None:
             factor = self.discount.factor_at(now or dt.datetime.now(dt.UTC))
-        key = (usage.prompt, usage.completion, usage.reasoning, usage.cache_read, usage.cache_write, factor)
-        found = self._last.get(key)
-        if found is None:
-            if factor is not None:
-                assert self.discount is not None
-                found = compute_cost(usage, self.table, factor), f"{self.source}; discount {self.discount.percent}%"
-            else:
-                found = compute_cost(usage, self.table), self.source
-            self._last.clear()
-            self._last[key] = found
-        return found
+        if factor is not None:
+            assert self.discount is not None
+            return compute_cost(usage, self.table, factor), f"{self.source}; discount {self.discount.percent}%"
+        return compute_cost(usage, self.table), self.source
 
     def total(self, usage: Usage) -> Decimal:
         return self.cost(usage)[0].total

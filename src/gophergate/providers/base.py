@@ -11,19 +11,35 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import orjson
 
 from gophergate.gateway.usage import Usage
 
-# Prices a usage for the call's model (exact USD), or None when the model has no known price.
-Pricer = Callable[[Usage], Decimal | None]
+if TYPE_CHECKING:
+    from gophergate.pricing.cost import Cost
+
+# Prices a usage for the call's model: the exact USD cost and the price source to record. A call whose model has
+# no known price has no pricer.
+Pricer = Callable[[Usage], "tuple[Cost, str]"]
 
 
-def _priced(pricer: Pricer | None, usage: Usage) -> tuple[Decimal | None, orjson.Fragment | None]:
-    total = pricer(usage) if pricer is not None else None
-    return total, (None if total is None else orjson.Fragment(format(total, "f").encode()))
+@dataclass(slots=True)
+class Priced:
+    """A cost computed while the call ran (for ``usage.cost`` in the answer): the log row reuses it when its
+    tokens are the same, so a request is priced once."""
+
+    usage: Usage
+    cost: Cost
+    source: str
+
+
+def _priced(pricer: Pricer | None, usage: Usage) -> tuple[Priced | None, orjson.Fragment | None]:
+    if pricer is None:
+        return None, None
+    cost, source = pricer(usage)
+    return Priced(usage, cost, source), orjson.Fragment(format(cost.total, "f").encode())
 
 
 @dataclass(slots=True)
@@ -37,11 +53,15 @@ class ChatCall:
     request_id: str
     pricer: Pricer | None = None  # set by the pipeline when the model has a price
     max_output_tokens: int | None = None  # the model's output limit from the registry, when known
-    cost: Decimal | None = None  # set by ``cost_json``: what the client was told
+    priced: Priced | None = None  # set by ``cost_json``: what the client was told
+
+    @property
+    def cost(self) -> Decimal | None:
+        return None if self.priced is None else self.priced.cost.total
 
     def cost_json(self, usage: Usage) -> orjson.Fragment | None:
         """``usage.cost`` for a response body: the exact USD cost as a JSON number, or None when unknown."""
-        self.cost, fragment = _priced(self.pricer, usage)
+        self.priced, fragment = _priced(self.pricer, usage)
         return fragment
 
 
@@ -54,11 +74,15 @@ class EndpointCall:
     request_id: str
     stream: bool = False  # /v1/responses only
     pricer: Pricer | None = None
-    cost: Decimal | None = None  # set by ``cost_json``: what the client was told
+    priced: Priced | None = None  # set by ``cost_json``: what the client was told
+
+    @property
+    def cost(self) -> Decimal | None:
+        return None if self.priced is None else self.priced.cost.total
 
     def cost_json(self, usage: Usage) -> orjson.Fragment | None:
         """``usage.cost`` for a response body: the exact USD cost as a JSON number, or None when unknown."""
-        self.cost, fragment = _priced(self.pricer, usage)
+        self.priced, fragment = _priced(self.pricer, usage)
         return fragment
 
 

@@ -13,14 +13,6 @@ if TYPE_CHECKING:
 
 
 @dataclass(slots=True)
-class PendingEstimate:
-    messages: Any  # the request's messages
-    texts: list[str]  # produced text, when the provider had it as text
-    events: list[bytes]  # the OpenAI SSE bytes a stream relayed, parsed only now
-    reasoning_field: str | None = None  # an upstream's own spelling of reasoning in those payloads
-
-
-@dataclass(slots=True)
 class RequestRecord:
     request_id: str
     endpoint: str
@@ -55,8 +47,6 @@ class RequestRecord:
     price_unknown: bool = False
     # The price of the routed model (None: unknown); the cost is computed from it once tokens are final.
     price: ModelPrice | None = None
-    # Set when tokens must be estimated locally; the writer does it, off the request path.
-    pending_estimate: PendingEstimate | None = None
 
     def values(self) -> tuple[Any, ...]:
         """The stored columns, in ``COLUMNS`` order."""

@@ -1,9 +1,8 @@
 """Bounded queue + one background writer that inserts request records in batched transactions.
 
-Handlers call ``submit`` (``put_nowait``); nothing on the request path waits for the database. ``submit`` first
-fits every value to its column (``normalize.py``), so no value a client or an upstream sent can fail an insert.
-A record whose tokens must be estimated goes through a separate estimating task first (the estimator is a helper
-process: slow, and fed whatever an upstream sent), then joins the write queue; the writer itself never estimates.
+The recorder only writes and publishes: it receives finished records (tokens, estimate and cost set by the
+metering step, ``gateway/metering.py``). ``submit`` never waits for the database; it first fits every value to its
+column (``normalize.py``), so no value a client or an upstream sent can fail an insert.
 
 The writer takes whatever is queued (up to ``batch_size``) at most every ``flush_interval`` and inserts it in one
 transaction. A failed insert is retried with backoff and the batch is kept, so a database outage delays rows
@@ -12,7 +11,7 @@ known-good row inserted and rolled back): if the database takes it, the batch is
 that fails alone is found; that row goes to the dead-letter file (``DeadLetters``) and the rows behind it are
 written. If the probe fails too, the database is down after all, and the batch waits.
 
-Both tasks run under a supervisor that logs and restarts them should they ever end with an exception. ``close``
+The writer runs under a supervisor that logs and restarts it should it ever end with an exception. ``close``
 drains everything still queued before returning (graceful shutdown); if the database is still unreachable when
 the drain deadline passes, the remaining rows are spilled to a JSON-lines file in the data dir (or, if that
 cannot be written, in the system temp dir; if neither can, ``lost`` counts them and the process exits non-zero).
@@ -31,7 +30,7 @@ import sqlite3
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,13 +39,11 @@ import orjson
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gophergate.gateway.estimate import texts_from_sse
-from gophergate.gateway.estimator import Estimator
-from gophergate.pricing.bill import bill
 from gophergate.recorder.normalize import normalize, normalize_row
 from gophergate.recorder.record import COLUMNS, RequestRecord
 from gophergate.recorder.rollup import Aggregator, aggregate
 from gophergate.recorder.sink import Deltas, Sink, create_sink
+from gophergate.supervise import supervise
 
 log = logging.getLogger(__name__)
 
@@ -71,29 +68,23 @@ class Recorder:
         self._drain_deadline: float | None = None
         self._engine = engine
         self._sink: Sink | None = None
-        self._estimator = Estimator()
         self._max_queue = max_queue
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._stall_seconds = stall_seconds
         self._queue: deque[RequestRecord] = deque()
-        self._estimating: deque[RequestRecord] = deque()
         self._inflight = 0  # rows of the batch being written (taken off the queue, not committed yet)
         self._wakeup = asyncio.Event()
-        self._estimate_wakeup = asyncio.Event()
         self._batch_ready: asyncio.Future[None] | None = None
-        self._closing = False  # close() was called: the estimating task finishes what it has
-        self._draining = False  # the estimating task is done: the writer finishes what it has
+        self._draining = False  # close() was called: the writer finishes what it has
         self._task: asyncio.Task[None] | None = None
-        self._estimate_task: asyncio.Task[None] | None = None
         self.written = 0
         self.failed_batches = 0
         self.consecutive_failures = 0  # failed insert attempts since the last commit
         self.last_error: str | None = None  # the exception class of the last failed attempt
         self._spill_lost = 0
         self.spilled = 0
-        self.restarts = 0  # writer or estimating task restarted after an exception
-        self.estimate_failures = 0
+        self.restarts = 0  # the writer restarted after an exception
         # Rows with tokens but no known price (cost NULL), in total and per provider/model (bounded).
         self.price_unknown = 0
         self.price_unknown_models: dict[str, int] = {}
@@ -110,15 +101,6 @@ class Recorder:
     def submit(self, record: RequestRecord) -> None:
         """Never blocks and never drops: the bound is enforced at admission (``saturated``), not here."""
         normalize(record)
-        if record.pending_estimate is not None:
-            estimating = self._estimating
-            estimating.append(record)
-            if len(estimating) == 1:
-                self._estimate_wakeup.set()
-            return
-        self._enqueue(record)
-
-    def _enqueue(self, record: RequestRecord) -> None:
         queue = self._queue
         queue.append(record)
         if len(queue) == 1:
@@ -129,19 +111,22 @@ class Recorder:
     @property
     def saturated(self) -> bool:
         """The backlog is past its bound: new /v1 requests are refused (503) until the writer catches up."""
-        return len(self._queue) + len(self._estimating) >= self._max_queue
+        return len(self._queue) >= self._max_queue
+
+    def saturated_with(self, waiting: int) -> bool:
+        """``saturated``, counting ``waiting`` records still on their way to the queue (being estimated)."""
+        return len(self._queue) + waiting >= self._max_queue
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     @property
     def depth(self) -> int:
-        """Rows not written yet: queued, being estimated, or in the batch being written."""
-        return len(self._queue) + len(self._estimating) + self._inflight
+        """Rows not written yet: queued, or in the batch being written."""
+        return len(self._queue) + self._inflight
 
     @property
     def oldest_queued(self) -> dt.datetime | None:
         """Arrival time of the oldest record not yet written (the writer's lag), or None when caught up."""
-        heads = [q[0].created_at for q in (self._queue, self._estimating) if q]
-        return min(heads) if heads else None
+        return self._queue[0].created_at if self._queue else None
 
     @property
     def running(self) -> bool:
@@ -171,85 +156,25 @@ class Recorder:
 
     def start(self) -> None:
         self._sink = create_sink(self._engine)
-        self._task = asyncio.create_task(self._supervise("writer", self._run), name="gophergate-log-writer")
-        self._estimate_task = asyncio.create_task(
-            self._supervise("estimator", self._estimate_loop), name="gophergate-log-estimates"
-        )
+        self._task = asyncio.create_task(supervise("writer", self._run, self._restarted), name="gophergate-log-writer")
+
+    def _restarted(self) -> None:
+        self.restarts += 1
 
     async def close(self, drain_timeout: float = 30.0) -> None:
         self._drain_deadline = time.monotonic() + drain_timeout
-        self._closing = True
-        self._estimate_wakeup.set()
-        if self._estimate_task is not None:
-            await self._estimate_task
         self._draining = True
         self._wakeup.set()
         if self._batch_ready is not None:
             _resolve(self._batch_ready)
         if self._task is not None:
             await self._task
-        if self._queue or self._estimating:  # the tasks never ran (or could not finish): keep the rows anyway
-            rest = [r.values() for q in (self._estimating, self._queue) for r in q]
+        if self._queue:  # the writer never ran (or could not finish): keep the rows anyway
+            rest = [r.values() for r in self._queue]
             self._queue.clear()
-            self._estimating.clear()
             await asyncio.to_thread(self._spill, rest)
         if self._sink is not None:
             await self._sink.close()
-        await self._estimator.close()
-
-    async def _supervise(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run ``run`` until it returns; if it raises, log why and run it again (one bad row never ends the log)."""
-        delay = 0.05
-        while True:
-            try:
-                await run()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.restarts += 1
-                log.exception("the request log %s failed; restarting it", name)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
-    # -- estimating stage -------------------------------------------------------------------------------------
-    async def _estimate_loop(self) -> None:
-        while True:
-            if not self._estimating:
-                if self._closing:
-                    return
-                self._estimate_wakeup.clear()
-                await self._estimate_wakeup.wait()
-                self._busy_since = time.monotonic()
-                continue
-            record = self._estimating[0]
-            await self._estimate(record)
-            self._estimating.popleft()
-            self._enqueue(record)
-
-    async def _estimate(self, record: RequestRecord) -> None:
-        """Estimate one record's tokens; any failure only marks that record (estimated, with what was counted)."""
-        timeout = ESTIMATE_TIMEOUT
-        if self._drain_deadline is not None:
-            timeout = min(timeout, max(self._drain_deadline - time.monotonic(), 0.1))
-        try:
-            await asyncio.wait_for(apply_estimate(record, self._estimator), timeout)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.estimate_failures += 1
-            log.warning(
-                "estimating the tokens of request %s failed (%s); logged as estimated with what was counted",
-                record.request_id,
-                type(exc).__name__,
-            )
-            record.pending_estimate = None
-            record.estimated = True
-            try:
-                bill(record)
-            except Exception:
-                log.exception("pricing request %s failed; logged without a cost", record.request_id)
-        normalize(record)
 
     # -- writer -----------------------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -359,7 +284,7 @@ class Recorder:
         # a busy event loop) and the drain at shutdown are written at normal priority, in big slices, so the log
         # always keeps up.
         pending = len(batch) + len(self._queue)
-        background = not self._closing and pending < min(self._batch_size, BACKGROUND_MAX_ROWS)
+        background = not self._draining and pending < min(self._batch_size, BACKGROUND_MAX_ROWS)
         records, values, rows, deltas = await self._encode(batch, _SLICE if background else _BACKLOG_SLICE)
         if rows:
             await self._commit(records, values, rows, deltas, background=background, attempts=BATCH_ATTEMPTS)
@@ -383,7 +308,11 @@ class Recorder:
         tries = 0
         while True:
             if self._past_deadline() and self.consecutive_failures:
-                self._spill(values)  # shutting down and the database still fails: keep the rows for the next start
+                # Shutting down and the database still fails: keep the rows for the next start, with everything
+                # queued behind them (one file, not one per batch).
+                rest = [r.values() for r in self._queue]
+                self._queue.clear()
+                self._spill(values + rest)
                 return
             try:
                 await self._sink.insert(rows, deltas, background=background)
@@ -495,18 +424,6 @@ class DeadLetters:
         self.lost += 1
         log.error("request log row %s (created %s) was refused and could not be saved: LOST", request_id, created)
         return None
-
-
-async def apply_estimate(record: RequestRecord, estimator: Estimator) -> None:
-    """Fill in locally estimated tokens for a request whose upstream reported no usage."""
-    pending = record.pending_estimate
-    assert pending is not None
-    record.pending_estimate = None
-    record.estimated = True
-    texts = [t for t in pending.texts if isinstance(t, str)]
-    produced = "".join(texts + texts_from_sse(pending.events, pending.reasoning_field))
-    record.prompt_tokens, record.completion_tokens = await estimator.estimate(pending.messages, produced)
-    bill(record)
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from gophergate.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from gophergate.pricing.cost import Cost
 from gophergate.providers.anthropic import AnthropicProvider, ThinkingStore
 from gophergate.providers.anthropic.errors import anthropic_error
 from gophergate.providers.base import ChatCall, Meter, Provider
@@ -101,7 +102,7 @@ async def test_chat_adds_cost_to_usage_when_priced() -> None:
 
     client = _Client(_Response(200, [orjson.dumps(MESSAGE)]))
     priced = call()
-    priced.pricer = lambda usage: Decimal("0.000123")
+    priced.pricer = lambda usage: (Cost(Decimal("0.000123"), *[Decimal(0)] * 4), "test")
     body = orjson.loads(await provider(client).chat(priced, Meter()))
     assert body["usage"]["cost"] == 0.000123
 

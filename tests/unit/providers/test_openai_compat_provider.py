@@ -12,6 +12,7 @@ import pytest
 from gophergate.errors import GatewayError
 from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.gateway.usage import Usage
+from gophergate.pricing.cost import Cost
 from gophergate.providers.base import (
     ChatCall,
     EndpointCall,
@@ -130,9 +131,15 @@ async def test_embeddings_replace_the_model_and_relay_the_body_unchanged() -> No
     assert meter.usage == Usage(prompt=3) and meter.upstream_started is not None
 
 
+def _flat(total: str) -> Any:
+    """A pricer that bills any usage at ``total`` USD, all of it input."""
+    zero = Decimal(0)
+    return lambda usage: (Cost(Decimal(total), zero, zero, zero, zero), "test")
+
+
 async def test_embeddings_usage_gets_the_cost_when_priced() -> None:
     provider, _ = _provider(_Response([EMBEDDINGS]))
-    call = EndpointCall({"model": "m", "input": "x"}, "m", "r", pricer=lambda usage: Decimal("0.00000006"))
+    call = EndpointCall({"model": "m", "input": "x"}, "m", "r", pricer=_flat("0.00000006"))
     body = orjson.loads(await provider.embeddings(call, Meter()))
     assert body["usage"]["cost"] == 0.00000006
 

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from gophergate.gateway.usage import Usage
+from gophergate.pricing.cost import Cost
 from gophergate.providers.base import EndpointCall
 from gophergate.providers.openai_compat.responses import (
     ResponsesStream,
@@ -109,7 +110,7 @@ def test_crlf_framing_is_decoded_and_relayed_with_lf() -> None:
 
 
 def test_terminal_usage_gets_the_cost_when_priced() -> None:
-    state = ResponsesStream(_call(pricer=lambda usage: Decimal("0.000123")))
+    state = ResponsesStream(_call(pricer=lambda usage: (Cost(Decimal("0.000123"), *[Decimal(0)] * 4), "test")))
     out = _feed_all(state, _stream())
     terminal = orjson.loads(out.rstrip(b"\n").rsplit(b"\n\n", 1)[-1].split(b"data: ", 1)[1])
     assert terminal["response"]["usage"]["cost"] == 0.000123

@@ -1,4 +1,4 @@
-"""One bad row, chunk or estimate never stops the request log; outages are waited out, not dead-lettered; spill
+"""One bad row never stops the request log; outages are waited out, not dead-lettered; spill
 files are replayed exactly once. Real SQLite and PostgreSQL (faults are triggers and locks inside them)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from gophergate.db.engine import create_engine
 from gophergate.db.migrate import upgrade
 from gophergate.db.tables import request_log, rollup_minute
 from gophergate.recorder.normalize import TRUNCATED
-from gophergate.recorder.record import PendingEstimate, RequestRecord
+from gophergate.recorder.record import RequestRecord
 from gophergate.recorder.writer import DEAD_LETTER_FILE, Recorder, is_outage, replay_spilled
 from gophergate.settings import async_database_url
 from tests.log_faults import accept_sql, execute, record, reject_sql, write_spill
@@ -148,50 +148,6 @@ async def test_values_of_the_wrong_type_are_coerced_to_their_column(
     assert (row.reasoning_tokens, row.latency_ms, row.ttfb_ms, row.cost_usd) == (0, 0.0, None, None)
     assert row.stream is True and row.status == 200
     assert recorder.dead_lettered == 0
-
-
-async def test_writer_survives_malformed_stream_chunk_in_estimate(
-    database_url: str, engine: AsyncEngine, tmp_path: Path
-) -> None:
-    recorder = Recorder(engine, max_queue=100, batch_size=10, flush_interval=0.01, spill_dir=tmp_path)
-    recorder.start()
-    bad = record("bad-chunk")
-    bad.pending_estimate = PendingEstimate(
-        [{"role": "user", "content": "hello", "tool_calls": 7}],
-        ["partial"],
-        [b'data: {"choices": 5}\n\n', b'data: {"choices": [{"delta": {"tool_calls": 3, "content": "ok"}}]}\n\n'],
-    )
-    recorder.submit(bad)
-    recorder.submit(record("behind"))
-    await _until(lambda: recorder.written == 2)
-    await recorder.close()
-    async with engine.connect() as conn:
-        rows = {r.request_id: r for r in (await conn.execute(select(request_log))).all()}
-    assert rows["bad-chunk"].estimated and rows["bad-chunk"].completion_tokens > 0  # "partial" + "ok" counted
-    assert recorder.restarts == 0 and recorder.estimate_failures == 0
-
-
-async def test_failing_estimate_marks_only_its_record_and_never_stops_the_log(
-    database_url: str, engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    recorder = Recorder(engine, max_queue=100, batch_size=10, flush_interval=0.01, spill_dir=tmp_path)
-
-    async def broken(messages: Any, produced: str) -> tuple[int, int]:
-        raise RuntimeError("estimator exploded")
-
-    monkeypatch.setattr(recorder._estimator, "estimate", broken)
-    recorder.start()
-    for i in range(3):
-        rec = record(f"e{i}")
-        rec.pending_estimate = PendingEstimate([{"role": "user", "content": "hi"}], ["x"], [])
-        recorder.submit(rec)
-    recorder.submit(record("plain"))
-    await _until(lambda: recorder.written == 4)
-    assert recorder.running and recorder.estimate_failures == 3
-    await recorder.close()
-    async with engine.connect() as conn:
-        estimated = {r.request_id: r.estimated for r in (await conn.execute(select(request_log))).all()}
-    assert estimated == {"e0": True, "e1": True, "e2": True, "plain": False}
 
 
 async def test_writer_is_restarted_after_an_unexpected_exception(
