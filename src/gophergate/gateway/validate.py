@@ -39,8 +39,8 @@ def _too_deep(value: Any, limit: int) -> bool:
 
 def check_depth(data: dict[str, Any], body: bytes) -> None:
     """Raise ``InvalidRequest`` naming the top-level field nested deeper than ``MAX_JSON_DEPTH``."""
-    # Measured (2026-11-28): 2 KB chat body, counting brackets 1.5 us; 60 KB, counting 30 us but walking 16-20 us
-    # (a walk's cost follows the containers, a count's the bytes). Brackets inside strings only raise the count.
+    # A count's cost follows the bytes, a walk's the containers: counting brackets is the cheaper check for small
+    # bodies, walking for large ones. Brackets inside strings only raise the count (then the walk decides).
     if len(body) <= _COUNT_BELOW and body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
         return
     for name, value in data.items():

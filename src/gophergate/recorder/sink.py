@@ -1,17 +1,17 @@
 """Where the log writer's batches go: one insert per batch, in one transaction, at the driver level.
 
-SQLite gets a dedicated connection written from dedicated threads: the whole batch (BEGIN, executemany, COMMIT)
-is one hop off the event loop, and SQLite's work runs outside the GIL; the thread yields the core every few rows
-(see ``YIELD_EVERY_ROWS``). A short backlog (``background``: a quiet
-or lightly loaded gateway) is written by a thread at the lowest CPU priority (nice 19), so its burst of page
-writes runs in the gaps between requests instead of taking turns with them on the core (interleaved A/B, 1
-client: p90 about -0.6 ms, p99 median -0.9 ms). A longer backlog goes to a thread at normal priority, so a busy
-event loop can never starve the log. PostgreSQL goes through asyncpg's
-executemany on the shared engine. The rollup deltas of the batch (``rollup.py``) are upserted in the same
-transaction, so the rollups always equal the aggregates of the committed raw rows. SQLAlchemy's per-row
-parameter processing is skipped on both: it cost twice the insert itself (measured: 45 us/row against 15 us/row
-on SQLite with the log indexes). On SQLite the rows of a slice go in as one multi-row ``INSERT ... VALUES
-(...), (...)`` (see ``SqliteSink._insert_rows``).
+SQLite gets a dedicated connection written from dedicated threads: the whole batch (BEGIN, inserts, COMMIT) is
+one hop off the event loop, and SQLite's work runs outside the GIL. A short backlog (``background``: a quiet or
+lightly loaded gateway) is written by a thread at the lowest CPU priority (nice 19) that gives the core back every
+few rows (``YIELD_EVERY_ROWS``), so its page writes run in the gaps between requests instead of taking turns with
+them. A longer backlog goes to a thread at normal priority, so a busy event loop can never starve the log. On
+SQLite the rows between two yields go in as one multi-row ``INSERT ... VALUES (...), (...)``
+(``SqliteSink._insert_rows``). PostgreSQL goes through asyncpg's executemany on the shared engine.
+
+The rollup deltas of the batch (``rollup.py``) are upserted in the same transaction, so the rollups always equal
+the aggregates of the committed raw rows. SQLAlchemy's per-row parameter processing is skipped on both engines: it
+cost twice as much as the insert itself. The measurements behind these choices are in
+docs/decisions/0003-log-writer-threads.md.
 """
 
 from __future__ import annotations
@@ -78,16 +78,11 @@ def insert_sql(style: str, rows: int = 1) -> str:
 
 
 BACKGROUND_NICE = 19
-# The writing thread gives the core back every few rows (the measurements just below were with 4). Measured: a
-# busy loop at SCHED_IDLE beside the worker took its 1-client p99 from ~0.6 to ~3 ms. Our reading: on this VM's
-# kernel (preempt=none, lazy rescheduling) a woken task waits for the running one to block, yield or reach the next
-# scheduler tick, whatever the running one's priority. With the yields, interleaved A/B, 1 client, six rounds: p99
-# 1.5-2.0 ms against 2.4-3.3 ms and p90 0.37-0.46 ms against 0.48-0.64 ms, throughput the same. (Writing on the event
-# loop instead, in slices, cost a third of the 1-client throughput: the thread uses the gaps while the worker waits
-# on the network.)
+# The low-priority thread still gives the core back every few rows: on a kernel without full preemption a woken
+# task waits for the running one to block or yield, whatever the running one's priority.
 YIELD_EVERY_ROWS = 8
-# A backlog (the normal-priority thread) yields every 64 rows (~2.5 ms): interleaved at 64 clients, 5 rounds of 6
-# faster (e.g. 8.1k against 7.0k req/s) with p99 lower in all four measured (13-21 against 17-22 ms).
+# A backlog (the normal-priority thread) yields less often, so it catches up; never yielding would leave the event
+# loop waiting for the GIL for a whole batch.
 BACKLOG_YIELD_EVERY_ROWS = 64
 
 
@@ -150,10 +145,7 @@ class SqliteSink:
 
     def _insert_rows(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], slice_rows: int) -> None:
         """The rows between two yields as one statement: the thread binds them, then SQLite inserts them all with
-        the GIL released, so the GIL changes hands once per statement instead of once per row. Interleaved A/B,
-        8-row statements against one statement per row (executemany, a yield every 4 rows), 1 client, six rounds:
-        p50 0.232 against 0.244 ms, p90 0.300 against 0.335 ms, p99 (median) 0.83 against 0.87 ms, 35 against 40 us
-        of writer CPU per row, 3.95k against 3.75k req/s.
+        the GIL released, so the GIL changes hands once per statement instead of once per row.
 
         A slice is capped by SQLite's bound-parameter limit (999 before SQLite 3.32). A shorter rest goes in row by
         row, so only one statement per slice size is cached (a 64-row statement is a big prepared program)."""
@@ -169,10 +161,9 @@ class SqliteSink:
             conn.executemany(self._sql, rows[full:])
 
     def _insert(self, rows: list[tuple[Any, ...]], deltas: Deltas | None, polite: bool) -> None:
-        """One transaction. ``polite`` (background batches): give the core back every few rows. A backlog gives it
-        back only every 64 rows: every 4 let the backlog grow without end at 64 clients (the queue, and RSS with it,
-        grew by ~40 MB and p99 went from 20 to 90 ms), and never left the event loop waiting 10-15 ms at a time for
-        the GIL (py-spy) while the thread ran through a whole batch."""
+        """One transaction. ``polite`` (background batches): give the core back every ``YIELD_EVERY_ROWS`` rows;
+        a backlog only every ``BACKLOG_YIELD_EVERY_ROWS``: yielding as often would let it grow without end under
+        full load, and never yielding would hold the GIL through a whole batch."""
         conn = self._connection()
         step = YIELD_EVERY_ROWS if polite else BACKLOG_YIELD_EVERY_ROWS
         try:
