@@ -12,8 +12,8 @@ from gophergate.gateway.ttl_store import TTLStore
 
 
 class ReasoningStore(TTLStore[str]):
-    def __init__(self, *, max_entries: int = 50_000, ttl_seconds: float = 24 * 3600) -> None:
-        super().__init__(max_entries=max_entries, ttl_seconds=ttl_seconds)
+    def __init__(self, *, max_bytes: int = 64 << 20, ttl_seconds: float = 24 * 3600) -> None:
+        super().__init__(max_bytes=max_bytes, ttl_seconds=ttl_seconds)
 
     def put(self, tool_call_ids: list[str], reasoning: str) -> None:
         if reasoning:

@@ -35,7 +35,7 @@ NAME_PATTERNS: tuple[tuple[str, str], ...] = (
     ("models/gemini-", "gemini"),  # Gemini's own spelling of its model ids
 )
 
-_MAX_CACHE = 4096
+_MAX_CACHE = 4096  # keys are model names of at most 300 characters (validate.py), so this bounds bytes too
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,14 +11,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from gophergate.gateway.ttl_store import TTLStore
 
 ThinkingBlocks = tuple[dict[str, Any], ...]
 
 
+def _blocks_size(blocks: ThinkingBlocks) -> int:
+    """What the blocks take, measured as their JSON (thinking text and signatures dominate)."""
+    return len(orjson.dumps(blocks))
+
+
 class ThinkingStore(TTLStore[ThinkingBlocks]):
-    def __init__(self, *, max_entries: int = 50_000, ttl_seconds: float = 24 * 3600) -> None:
-        super().__init__(max_entries=max_entries, ttl_seconds=ttl_seconds)
+    def __init__(self, *, max_bytes: int = 64 << 20, ttl_seconds: float = 24 * 3600) -> None:
+        super().__init__(max_bytes=max_bytes, ttl_seconds=ttl_seconds, size_of=_blocks_size)
 
     def put(self, tool_call_ids: list[str], blocks: list[dict[str, Any]]) -> None:
         if blocks and tool_call_ids:

@@ -9,6 +9,7 @@ documented validator-skip sentinel in ``translate.py``.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from gophergate.gateway.ttl_store import TTLStore
@@ -20,9 +21,13 @@ class CallMemory:
     upstream_id: str | None  # Gemini's own functionCall.id, when it sent one
 
 
+def _memory_size(memory: CallMemory) -> int:
+    return sys.getsizeof(memory.signature) + sys.getsizeof(memory.upstream_id)
+
+
 class SignatureStore(TTLStore[CallMemory]):
-    def __init__(self, *, max_entries: int = 100_000, ttl_seconds: float = 48 * 3600) -> None:
-        super().__init__(max_entries=max_entries, ttl_seconds=ttl_seconds)
+    def __init__(self, *, max_bytes: int = 32 << 20, ttl_seconds: float = 48 * 3600) -> None:
+        super().__init__(max_bytes=max_bytes, ttl_seconds=ttl_seconds, size_of=_memory_size)
 
     def put(self, tool_call_id: str, memory: CallMemory) -> None:
         self.set(tool_call_id, memory)
