@@ -8,7 +8,7 @@ import orjson
 
 from gophergate.errors import GatewayError, UpstreamUnavailable
 from gophergate.providers.anthropic.errors import anthropic_error
-from gophergate.providers.anthropic.stream import StreamTranslator, error_event
+from gophergate.providers.anthropic.stream import StreamTranslator
 from gophergate.providers.anthropic.thinking_store import ThinkingStore
 from gophergate.providers.anthropic.translate import (
     DEFAULT_API_VERSION,
@@ -16,8 +16,9 @@ from gophergate.providers.anthropic.translate import (
     to_anthropic,
 )
 from gophergate.providers.base import ChatCall, Meter
-from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
-from gophergate.providers.upstream import open_upstream_stream, request_json, scrub, transport_errors
+from gophergate.providers.http_client import UpstreamClient
+from gophergate.providers.stream import relay_upstream
+from gophergate.providers.upstream import open_upstream_stream, request_json, scrub
 from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -112,9 +113,6 @@ class AnthropicProvider:
             meter,
             self._map_error,
         )
-        return self._relay(resp, call, meter)
-
-    async def _relay(self, resp: UpstreamResponse, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
         translator = StreamTranslator(
             self.name,
             call.model,
@@ -122,33 +120,9 @@ class AnthropicProvider:
             redact=self._redact,
             cost=call.cost_json,
             max_event_bytes=self.max_event_bytes,
+            store=self._store,
         )
-        try:
-            with transport_errors(self.name):
-                async for data in resp.chunks():
-                    out = translator.feed(data)
-                    if out:
-                        yield out
-                    if translator.done:
-                        break
-            tail = translator.finish()
-            if tail:
-                yield tail
-        except GatewayError as exc:
-            if not translator.done:
-                translator.error = exc.message
-                translator.done = True
-                yield error_event(exc.message)
-        finally:
-            meter.upstream_finished()
-            await resp.aclose(reuse=translator.completed)
-            translator.settle()  # also when the client went away mid-stream
-            self._store.put(translator.tool_call_ids, translator.thinking_blocks)
-            meter.usage = translator.usage
-            meter.finish_reason = translator.finish_reason
-            meter.stream_error = translator.error
-            if translator.usage is None:
-                meter.output_text.append("".join(translator.text))
+        return relay_upstream(self.name, resp, translator, meter)
 
     async def list_models(self) -> list[str]:
         ids: set[str] = set(self.static_models)

@@ -23,7 +23,9 @@ from typing import Any
 import orjson
 
 from gophergate.gateway.usage import Usage, from_anthropic
+from gophergate.providers.anthropic.thinking_store import ThinkingStore
 from gophergate.providers.anthropic.translate import finish_reason, usage_object
+from gophergate.providers.stream import StreamOutcome
 from gophergate.providers.upstream import scrub
 from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, encode_data
 
@@ -48,6 +50,7 @@ class StreamTranslator:
         "_saw_delta",
         "_scrub",
         "_stop_reason",
+        "_store",
         "_tool_index",
         "_usage_raw",
         "completed",
@@ -70,8 +73,10 @@ class StreamTranslator:
         redact: Callable[[str], str] = scrub,
         cost: Callable[[Usage], orjson.Fragment | None] | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        store: ThinkingStore | None = None,
     ) -> None:
         self._provider = provider
+        self._store = store  # where the thinking blocks of a tool-call turn are kept for the next turn
         self._model = model
         self._include_usage = include_usage
         self._created = created if created is not None else int(time.time())
@@ -126,6 +131,31 @@ class StreamTranslator:
         """Close the books without judging the stream (the client went away): usage if it arrived."""
         if self._saw_delta:
             self.usage = from_anthropic(self._usage_raw)
+
+    # -- the stream translator contract (providers/stream.py) ------------------------------------------------
+    @property
+    def stopped(self) -> bool:
+        return self.done
+
+    def translate(self, data: bytes) -> bytes | None:
+        return self.feed(data)
+
+    def end(self) -> bytes | None:
+        return self.finish()
+
+    def fail(self, message: str) -> bytes | None:
+        if self.done:
+            return None
+        self.error = message
+        self.done = True
+        return error_event(message)
+
+    def outcome(self) -> StreamOutcome:
+        self.settle()  # also when the client went away mid-stream
+        if self._store is not None:
+            self._store.put(self.tool_call_ids, self.thinking_blocks)
+        texts = ["".join(self.text)] if self.usage is None else []
+        return StreamOutcome(self.completed, self.usage, self.finish_reason, self.error, texts)
 
     # -- events -----------------------------------------------------------------------------------------------
 

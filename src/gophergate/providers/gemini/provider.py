@@ -30,9 +30,9 @@ from gophergate.providers.gemini.translate import (
     remote_files,
     to_gemini,
 )
-from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
-from gophergate.providers.openai_compat.provider import stream_error_event
-from gophergate.providers.upstream import open_upstream_stream, request_json, transport_errors
+from gophergate.providers.http_client import UpstreamClient
+from gophergate.providers.stream import relay_upstream
+from gophergate.providers.upstream import open_upstream_stream, request_json
 from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES
 
 _MAX_MODEL_PAGES = 20
@@ -128,33 +128,7 @@ class GeminiProvider:
             cost=call.cost_json,
             max_event_bytes=self.max_event_bytes,
         )
-        return self._relay(resp, translator, meter)
-
-    async def _relay(self, resp: UpstreamResponse, translator: GeminiStream, meter: Meter) -> AsyncIterator[bytes]:
-        complete = False
-        try:
-            with transport_errors(self.name):
-                async for data in resp.chunks():
-                    out = translator.feed(data)
-                    if out:
-                        yield out
-                    if translator.error is not None:
-                        break
-            tail = translator.finish()
-            complete = translator.error is None
-            if tail:
-                yield tail
-        except GatewayError as exc:
-            translator.error = exc.message
-            yield stream_error_event(exc.message)
-        finally:
-            meter.upstream_finished()
-            await resp.aclose(reuse=complete)
-            meter.usage = translator.usage
-            meter.finish_reason = translator.finish_reason
-            meter.stream_error = translator.error
-            if translator.usage is None and translator.texts:
-                meter.output_text.extend(translator.texts)
+        return relay_upstream(self.name, resp, translator, meter)
 
     # -- models ---------------------------------------------------------------------------------------------------
 

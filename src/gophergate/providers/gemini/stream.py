@@ -20,7 +20,7 @@ from gophergate.gateway.usage import Usage, from_gemini
 from gophergate.providers.gemini.errors import stream_error_message
 from gophergate.providers.gemini.signatures import SignatureStore
 from gophergate.providers.gemini.translate import CostFn, block_message, finish_reason, tool_call, usage_json
-from gophergate.providers.openai_compat.provider import stream_error_event
+from gophergate.providers.stream import StreamOutcome, chat_error_event
 from gophergate.providers.upstream import scrub
 from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SSEDecoder, encode_data
 
@@ -122,6 +122,7 @@ class GeminiStream:
         self.finish_reason: str | None = None
         self.error: str | None = None
         self.texts: list[str] = []  # produced text, for an estimate when no usage arrives
+        self._complete = False  # the upstream body ended and the stream was whole
 
     # -- input ----------------------------------------------------------------------------------------------------
 
@@ -141,11 +142,32 @@ class GeminiStream:
             return out
         if not self._finished:
             self.error = f"Upstream provider '{self._provider}' closed the stream before it was complete."
-            return out + stream_error_event(self.error)
+            return out + chat_error_event(self.error)
         if self._include_usage and self.usage is not None:
             usage = usage_json(self.usage, self._cost)
             out += encode_data(self._head + b'"choices":[],"usage":' + orjson.dumps(usage) + b"}")
         return out
+
+    # -- the stream translator contract (providers/stream.py) ------------------------------------------------------
+    @property
+    def stopped(self) -> bool:
+        return self.error is not None
+
+    def translate(self, data: bytes) -> bytes | None:
+        return self.feed(data)
+
+    def end(self) -> bytes | None:
+        tail = self.finish()
+        self._complete = self.error is None
+        return tail
+
+    def fail(self, message: str) -> bytes | None:
+        self.error = message
+        return chat_error_event(message)
+
+    def outcome(self) -> StreamOutcome:
+        texts = self.texts if self.usage is None else []
+        return StreamOutcome(self._complete, self.usage, self.finish_reason, self.error, texts)
 
     # -- events ---------------------------------------------------------------------------------------------------
 
@@ -230,4 +252,4 @@ class GeminiStream:
 
     def _fail(self, message: str, out: list[bytes]) -> None:
         self.error = message
-        out.append(stream_error_event(message))
+        out.append(chat_error_event(message))

@@ -27,6 +27,7 @@ import orjson
 from gophergate.gateway.estimate import texts_from_sse
 from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.gateway.usage import USAGE_READERS, Usage
+from gophergate.providers.stream import StreamOutcome, chat_error_event
 from gophergate.security.redact import REDACTOR, redact
 from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES, EventCutter, SSEDecoder, SSEEvent, encode_data
 
@@ -281,6 +282,7 @@ class StreamTranslator:
         "_markers",
         "_max_event",
         "_pending",
+        "_provider",
         "_store",
         "_tool_ids",
         "done",
@@ -297,8 +299,10 @@ class StreamTranslator:
         store: ReasoningStore | None,
         cost_json: Callable[[Usage], orjson.Fragment | None] | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        provider: str = "openai",
     ) -> None:
         self._dialect = dialect
+        self._provider = provider
         self._cost_json = cost_json
         self._include_usage = include_usage
         self._store = store
@@ -441,6 +445,35 @@ class StreamTranslator:
             chunk["usage"] = choice.pop("usage")
             changed = True
         return changed
+
+    # -- the stream translator contract (providers/stream.py) --------------------------------------------------
+    @property
+    def stopped(self) -> bool:
+        return self.done or self.error is not None
+
+    def translate(self, data: bytes) -> bytes | None:
+        return self.feed_bytes(data)
+
+    def end(self) -> bytes | None:
+        if self.done:
+            return None
+        tail = self.flush()
+        # Not every OpenAI-compatible server sends [DONE]; a stream that gave its finish reason is complete.
+        if self.done or self.finish_reason is not None or self.error is not None:
+            return tail
+        self.error = "the upstream closed the stream before it was complete"
+        event = chat_error_event(f"Upstream provider '{self._provider}' {self.error}.")
+        return tail + event if tail else event
+
+    def fail(self, message: str) -> bytes | None:
+        self.error = message
+        return chat_error_event(message)
+
+    def outcome(self) -> StreamOutcome:
+        self.finish()
+        return StreamOutcome(
+            self.done, self.usage, self.finish_reason, self.error, [], self.raw, self._dialect.reasoning_field
+        )
 
     def finish(self) -> None:
         if self._store is not None and self._tool_ids:

@@ -11,11 +11,11 @@ from typing import Any
 
 import orjson
 
-from gophergate.errors import GatewayError, UpstreamUnavailable
+from gophergate.errors import UpstreamUnavailable
 from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.gateway.usage import from_embeddings, from_images, from_responses
 from gophergate.providers.base import ChatCall, EndpointCall, Meter
-from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
+from gophergate.providers.http_client import UpstreamClient
 from gophergate.providers.openai_compat import responses as resp_api
 from gophergate.providers.openai_compat.dialects import (
     Dialect,
@@ -23,14 +23,9 @@ from gophergate.providers.openai_compat.dialects import (
     from_upstream_response,
     to_upstream_request,
 )
-from gophergate.providers.upstream import open_upstream_stream, request_json, transport_errors
-from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES, encode_data
-
-
-def stream_error_event(message: str) -> bytes:
-    """An OpenAI-style error event: the official SDKs raise on a data payload with an ``error`` key."""
-    error = {"error": {"message": message, "type": "upstream_error", "param": None, "code": "upstream_stream_error"}}
-    return encode_data(orjson.dumps(error))
+from gophergate.providers.stream import relay_upstream
+from gophergate.providers.upstream import open_upstream_stream, request_json
+from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES
 
 
 class OpenAICompatProvider:
@@ -87,46 +82,15 @@ class OpenAICompatProvider:
     async def open_chat_stream(self, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
         payload = to_upstream_request(call.body, call.model, True, self.dialect, self._store)
         resp = await open_upstream_stream(self._client, self.name, self._chat_url, self._stream_headers, payload, meter)
-        return self._relay(resp, call, meter)
-
-    async def _relay(self, resp: UpstreamResponse, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
         translator = StreamTranslator(
             self.dialect,
             call.include_usage,
             self._store,
             call.cost_json if call.pricer is not None else None,
             self.max_event_bytes,
+            self.name,
         )
-        feed = translator.feed_bytes
-        try:
-            with transport_errors(self.name):
-                async for data in resp.chunks():
-                    out = feed(data)
-                    if out:
-                        yield out
-                    if translator.done or translator.error is not None:
-                        break
-                if not translator.done:
-                    tail = translator.flush()
-                    if tail:
-                        yield tail
-        except GatewayError as exc:
-            translator.error = exc.message
-            yield stream_error_event(exc.message)
-        else:
-            # Not every OpenAI-compatible server sends [DONE]; a stream that gave its finish reason is complete.
-            if not translator.done and translator.finish_reason is None and translator.error is None:
-                translator.error = "the upstream closed the stream before it was complete"
-                yield stream_error_event(f"Upstream provider '{self.name}' {translator.error}.")
-        finally:
-            meter.upstream_finished()
-            await resp.aclose(reuse=translator.done)
-            translator.finish()
-            meter.usage = translator.usage
-            meter.finish_reason = translator.finish_reason
-            meter.output_events = translator.raw
-            meter.output_reasoning_field = self.dialect.reasoning_field
-            meter.stream_error = translator.error
+        return relay_upstream(self.name, resp, translator, meter)
 
     # -- embeddings and images ------------------------------------------------------------------------------------
     async def embeddings(self, call: EndpointCall, meter: Meter) -> bytes:
@@ -185,36 +149,4 @@ class OpenAIProvider(OpenAICompatProvider):
         resp = await open_upstream_stream(
             self._client, self.name, self._responses_url, self._stream_headers, payload, meter
         )
-        return self._relay_responses(resp, call, meter)
-
-    async def _relay_responses(self, resp: UpstreamResponse, call: EndpointCall, meter: Meter) -> AsyncIterator[bytes]:
-        state = resp_api.ResponsesStream(call, self.max_event_bytes)
-        feed = state.feed_bytes
-        ended = False  # the upstream body ended (not cut, not abandoned by the client)
-        try:
-            with transport_errors(self.name):
-                async for data in resp.chunks():
-                    out = feed(data)
-                    if out:
-                        yield out
-                    if state.error is not None:
-                        break
-                tail = state.flush()
-                if tail:
-                    yield tail
-            ended = True
-        except GatewayError as exc:
-            state.error = exc.message
-            yield resp_api.stream_error_event(exc.message, state.events)
-        else:
-            if not state.done and state.error is None:
-                state.error = "the upstream closed the stream before it was complete"
-                yield resp_api.stream_error_event(f"Upstream provider '{self.name}' {state.error}.", state.events)
-        finally:
-            meter.upstream_finished()
-            await resp.aclose(reuse=ended and state.done)
-            meter.usage = state.usage
-            meter.finish_reason = state.finish_reason
-            meter.stream_error = state.error
-            if state.usage is None:
-                meter.output_text.extend(state.produced_texts())
+        return relay_upstream(self.name, resp, resp_api.ResponsesStream(call, self.max_event_bytes, self.name), meter)

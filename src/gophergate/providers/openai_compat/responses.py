@@ -14,6 +14,7 @@ import orjson
 
 from gophergate.gateway.usage import Usage, from_responses
 from gophergate.providers.base import EndpointCall
+from gophergate.providers.stream import StreamOutcome
 from gophergate.security.redact import REDACTOR, redact
 from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES, EventCutter, SSEDecoder
 
@@ -120,8 +121,10 @@ class ResponsesStream:
     __slots__ = (
         "_call",
         "_decoder",
+        "_ended",
         "_max",
         "_pending",
+        "_provider",
         "done",
         "error",
         "events",
@@ -130,8 +133,12 @@ class ResponsesStream:
         "usage",
     )
 
-    def __init__(self, call: EndpointCall, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+    def __init__(
+        self, call: EndpointCall, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, provider: str = "openai"
+    ) -> None:
         self._call = call
+        self._provider = provider
+        self._ended = False  # the upstream body ended (not cut, not abandoned by the client)
         self._max = max_event_bytes
         self._decoder: SSEDecoder | None = None  # used only once an upstream frames with CR
         self._pending = EventCutter(max_event_bytes)
@@ -179,6 +186,31 @@ class ResponsesStream:
                 return None
             self._decoder = SSEDecoder(self._max)
         return self._decoded(tail, final=True)
+
+    # -- the stream translator contract (providers/stream.py) --------------------------------------------------
+    @property
+    def stopped(self) -> bool:
+        return self.error is not None
+
+    def translate(self, data: bytes) -> bytes | None:
+        return self.feed_bytes(data)
+
+    def end(self) -> bytes | None:
+        self._ended = True
+        tail = self.flush()
+        if self.done or self.error is not None:
+            return tail
+        self.error = "the upstream closed the stream before it was complete"
+        event = stream_error_event(f"Upstream provider '{self._provider}' {self.error}.", self.events)
+        return tail + event if tail else event
+
+    def fail(self, message: str) -> bytes | None:
+        self.error = message
+        return stream_error_event(message, self.events)
+
+    def outcome(self) -> StreamOutcome:
+        texts = self.produced_texts() if self.usage is None else []
+        return StreamOutcome(self._ended and self.done, self.usage, self.finish_reason, self.error, texts)
 
     def _decoded(self, data: bytes, *, final: bool = False) -> bytes | None:
         """The slow path, for CR or CRLF framing: events are decoded and written back with LF framing."""
