@@ -45,6 +45,12 @@ def _overhead(record: RequestRecord, meter: Meter | None, now: float) -> bytes:
     return f"{max(total, 0.0) * 1000.0:.3f}".encode()
 
 
+def _client_ip(scope: Scope) -> str | None:
+    """The client's address (behind a trusted reverse proxy, the one it forwarded: ``http/forwarded.py``)."""
+    client = scope.get("client")
+    return client[0] if client else None
+
+
 def _fail(record: RequestRecord, error: GatewayError) -> None:
     record.status = error.status
     record.error_type = error.code or error.type
@@ -119,7 +125,7 @@ class V1:
     # -- chat -------------------------------------------------------------------------------------------------
     async def chat_completions(self, scope: Scope, receive: Any, send: Any) -> None:
         rt = self.rt
-        record = RequestRecord(request_id(scope), "chat.completions", time.perf_counter())
+        record = RequestRecord(request_id(scope), "chat.completions", time.perf_counter(), client_ip=_client_ip(scope))
         meter: Meter | None = None
         messages: Any = None
         try:
@@ -165,7 +171,7 @@ class V1:
         """The one path of every non-chat endpoint: parse -> validate -> resolve -> capability -> call -> send,
         and exactly one record, written in ``finally``."""
         rt = self.rt
-        record = RequestRecord(request_id(scope), spec.name, time.perf_counter())
+        record = RequestRecord(request_id(scope), spec.name, time.perf_counter(), client_ip=_client_ip(scope))
         meter: Meter | None = None
         prompt: Any = None
         try:
@@ -276,7 +282,7 @@ class V1:
     # -- small endpoints --------------------------------------------------------------------------------------
     async def _simple(self, scope: Scope, receive: Any, send: Any, endpoint: str, handler: Any) -> None:
         """Authenticated, bodiless endpoints: one JSON answer, one record."""
-        record = RequestRecord(request_id(scope), endpoint, time.perf_counter())
+        record = RequestRecord(request_id(scope), endpoint, time.perf_counter(), client_ip=_client_ip(scope))
         try:
             principal = await authenticate(scope, self.rt.keys)
             record.client_key_id = principal.key_id
