@@ -128,10 +128,10 @@ class TrustedProxies:
         forwarded_for: bytes | None = None
         proto: bytes | None = None
         for name, value in scope["headers"]:
-            if name == b"x-forwarded-for":
-                forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
+            if name == b"x-forwarded-for":  # several lines of it make one list, in order
+                forwarded_for = bytes(value) if forwarded_for is None else forwarded_for + b"," + value
             elif name == b"x-forwarded-proto":
-                proto = value
+                proto = bytes(value)
         if forwarded_for is None and proto is None:
             return scope
         changed: Scope = {}
