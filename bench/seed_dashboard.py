@@ -125,6 +125,7 @@ def rows(n: int, *, end: dt.datetime, days: float, seed: int = 7) -> Iterator[tu
                 Decimal(0),
                 "seed",
                 False,
+                f"192.0.2.{clients[i]}",  # client_ip: one documentation-range address per client key
             )
 
 

@@ -2,6 +2,8 @@
 
 The /v1 surface is raw ASGI (a dispatcher on the path, no framework on the hot path). ``/api`` goes to the admin
 app (FastAPI, built in the lifespan); every other path that is not a health or metrics endpoint is the UI.
+Before any of them sees an http or websocket scope, a connection from a trusted reverse proxy gets the client
+address and scheme the proxy forwarded (``http/forwarded.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from gophergate.errors import NotFound
 from gophergate.http import health
+from gophergate.http.forwarded import TrustedProxies
 from gophergate.http.io import Scope, request_id, send_error
 from gophergate.http.static import StaticUI
 from gophergate.http.v1 import V1
@@ -31,9 +34,13 @@ class GopherGate:
         self._ws: HubEndpoint | None = None
         self._admin: Any = None  # the FastAPI app for /api
         self._static = StaticUI()
+        # None when no proxy is trusted: then the forwarded headers cost nothing at all.
+        self._proxies = TrustedProxies(settings.trusted_proxies) if settings.trusted_proxies else None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
+        if self._proxies is not None and kind != "lifespan":
+            scope = self._proxies.rewrite(scope)
         if kind == "http":
             path: str = scope["path"]
             if path.startswith("/v1/") and self._v1 is not None:

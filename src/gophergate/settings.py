@@ -12,12 +12,14 @@ import datetime as dt
 import os
 import re
 from decimal import Decimal
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -41,6 +43,33 @@ def decode_encryption_key(value: str) -> bytes:
     if len(raw) != 32:
         raise ValueError("must be 64 hex characters or base64 of exactly 32 bytes")
     return raw
+
+
+def parse_networks(value: Any) -> tuple[IPv4Network | IPv6Network, ...]:
+    """Addresses and CIDR networks, from a comma-separated string (the environment) or a list (TOML); an
+    address is a network of one. Empty items are skipped, so an empty string is an empty tuple."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError("must be IP addresses or CIDR networks, separated by commas")
+    networks: list[IPv4Network | IPv6Network] = []
+    for item in items:
+        if isinstance(item, (IPv4Network, IPv6Network)):
+            networks.append(item)
+            continue
+        if not isinstance(item, str):
+            raise ValueError(f"{item!r} is not an IP address or CIDR network")
+        if not item.strip():
+            continue
+        text = item.strip()
+        try:
+            networks.append(ip_network(text))
+        except ValueError as exc:
+            try:
+                hint = f" (the network is {ip_network(text, strict=False)})"
+            except ValueError:
+                hint = ""
+            raise ValueError(f"{text!r} is not an IP address or CIDR network: {exc}{hint}") from None
+    return tuple(networks)
 
 
 class CustomProviderConfig(BaseModel):
@@ -142,6 +171,12 @@ class Settings(BaseSettings):
     session_idle_minutes: float = Field(30.0, gt=0)
     session_max_hours: float = Field(12.0, gt=0)
     login_max_failures: int = Field(5, ge=1)  # per username and IP together, and per IP, in 15 minutes
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (http/forwarded.py). NoDecode: the
+    # environment value is comma-separated text, not JSON.
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = (
+        IPv4Network("127.0.0.1/32"),
+        IPv6Network("::1/128"),
+    )
 
     aliases: dict[str, str] = Field(default_factory=dict)
     providers: dict[str, CustomProviderConfig] = Field(default_factory=dict)
@@ -181,6 +216,11 @@ class Settings(BaseSettings):
         if value not in {"debug", "info", "warning", "error"}:
             raise ValueError("must be one of debug, info, warning, error")
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _check_proxies(cls, value: Any) -> tuple[IPv4Network | IPv6Network, ...]:
+        return parse_networks(value)
 
     @field_validator("database_url")
     @classmethod

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,62 @@ def test_every_configured_secret_is_collected_for_redaction_enabled_or_not(monke
     assert {"tenant-key-0000", "Bearer extra-token-abcdef", "extra-token-abcdef", "org-value-123"} <= found
     tenant = next(cfg for cfg in provider_configs(settings) if cfg.name == "tenant")
     assert {"tenant-key-0000", "extra-token-abcdef", "org-value-123", "url-password-9"} <= set(config_secrets(tenant))
+
+
+def test_trusted_proxies_default_to_loopback_and_take_a_comma_separated_env_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GOPHERGATE_ENCRYPTION_KEY", KEY)
+    monkeypatch.delenv("GOPHERGATE_TRUSTED_PROXIES", raising=False)
+    assert Settings().trusted_proxies == (ip_network("127.0.0.1/32"), ip_network("::1/128"))
+    monkeypatch.setenv("GOPHERGATE_TRUSTED_PROXIES", " 10.0.0.0/8, 192.0.2.7 ,2001:db8::/32,")
+    assert Settings().trusted_proxies == (
+        ip_network("10.0.0.0/8"),
+        ip_network("192.0.2.7/32"),
+        ip_network("2001:db8::/32"),
+    )
+    monkeypatch.setenv("GOPHERGATE_TRUSTED_PROXIES", "")
+    assert Settings().trusted_proxies == ()  # trusts no proxy
+
+
+def test_trusted_proxies_from_a_toml_list(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "g.toml"
+    config.write_text('trusted_proxies = ["172.16.0.0/12", "::1"]\n')
+    monkeypatch.setenv("GOPHERGATE_CONFIG", str(config))
+    monkeypatch.setenv("GOPHERGATE_ENCRYPTION_KEY", KEY)
+    monkeypatch.delenv("GOPHERGATE_TRUSTED_PROXIES", raising=False)
+    assert Settings().trusted_proxies == (ip_network("172.16.0.0/12"), ip_network("::1/128"))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("10.0.0.1/8", "'10.0.0.1/8' is not an IP address or CIDR network: 10.0.0.1/8 has host bits set (the "
+         "network is 10.0.0.0/8)"),
+        ("127.0.0.1, proxy.internal", "'proxy.internal' is not an IP address or CIDR network"),
+        ("[::1]", "'[::1]' is not an IP address or CIDR network"),
+        ("10.0.0.0/33", "'10.0.0.0/33' is not an IP address or CIDR network"),
+        ("127.0.0.1:8080", "'127.0.0.1:8080' is not an IP address or CIDR network"),
+    ],
+)  # fmt: skip
+def test_a_bad_trusted_proxy_is_a_start_up_error_naming_the_variable_and_the_entry(
+    monkeypatch: pytest.MonkeyPatch, value: str, message: str
+) -> None:
+    monkeypatch.setenv("GOPHERGATE_ENCRYPTION_KEY", KEY)
+    monkeypatch.setenv("GOPHERGATE_TRUSTED_PROXIES", value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert describe_settings_error(info.value).startswith(f"GOPHERGATE_TRUSTED_PROXIES is invalid: {message}")
+
+
+def test_a_trusted_proxy_entry_of_the_wrong_type_in_toml_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOPHERGATE_ENCRYPTION_KEY", KEY)
+    monkeypatch.delenv("GOPHERGATE_TRUSTED_PROXIES", raising=False)
+    with pytest.raises(ValidationError) as info:
+        Settings(trusted_proxies=["127.0.0.1", 8080])
+    assert describe_settings_error(info.value) == (
+        "GOPHERGATE_TRUSTED_PROXIES is invalid: 8080 is not an IP address or CIDR network"
+    )
+    with pytest.raises(ValidationError) as info:
+        Settings(trusted_proxies={"a": 1})
+    assert describe_settings_error(info.value).startswith("GOPHERGATE_TRUSTED_PROXIES is invalid: must be IP")

@@ -146,6 +146,7 @@ class Mock:
             "price_unknown": False,
             "latency_ms": random.randint(100, 3000),
             "ttfb_ms": random.randint(50, 500),
+            "client_ip": f"192.0.2.{random.randint(1, 254)}",
         }
         self.rows.append(row)
         if len(self.rows) > 20000:

@@ -23,6 +23,7 @@ export interface RequestItem {
   price_unknown: boolean;
   latency_ms: number | null;
   ttfb_ms: number | null;
+  client_ip: string | null; // behind a trusted reverse proxy, the address it forwarded
 }
 
 export interface Metrics {

@@ -28,6 +28,7 @@ class RequestItem(BaseModel):
     price_unknown: bool
     latency_ms: float
     ttfb_ms: float | None
+    client_ip: str | None
 
 
 class RequestDetail(RequestItem):

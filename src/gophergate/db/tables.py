@@ -83,6 +83,8 @@ request_log = Table(
     Column("cost_reasoning_usd", ExactDecimal, nullable=True),
     Column("price_source", String(300), nullable=True),
     Column("price_unknown", Boolean, nullable=False, default=False),
+    # The client's address (behind a trusted reverse proxy, the forwarded one); NULL for rows before 0005.
+    Column("client_ip", String(64), nullable=True),
 )
 # One index per dashboard filter, each ending in created_at so "newest first" pages are index scans.
 Index("ix_request_log_created_at", request_log.c.created_at)

@@ -44,6 +44,12 @@ def _overhead(record: RequestRecord, meter: Meter | None, now: float) -> bytes:
     return f"{max(total, 0.0) * 1000.0:.3f}".encode()
 
 
+def _client_ip(scope: Scope) -> str | None:
+    """The client's address (behind a trusted reverse proxy, the one it forwarded: ``http/forwarded.py``)."""
+    client = scope.get("client")
+    return client[0] if client else None
+
+
 def _fail(record: RequestRecord, error: GatewayError) -> None:
     record.status = error.status
     record.error_type = error.code or error.type
@@ -115,7 +121,7 @@ class V1:
         """The one path of every POST endpoint: admit -> validate -> resolve -> capability -> call or stream ->
         send, and one record, finished by the metering step in ``finally``."""
         rt = self.rt
-        record = RequestRecord(request_id(scope), spec.name, time.perf_counter())
+        record = RequestRecord(request_id(scope), spec.name, time.perf_counter(), client_ip=_client_ip(scope))
         meter: Meter | None = None
         call: ChatCall | EndpointCall | None = None
         prompt: Any = None
@@ -228,7 +234,7 @@ class V1:
     # -- small endpoints --------------------------------------------------------------------------------------
     async def _simple(self, scope: Scope, receive: Any, send: Any, endpoint: str, handler: Any) -> None:
         """Authenticated, bodiless endpoints: one JSON answer, one record."""
-        record = RequestRecord(request_id(scope), endpoint, time.perf_counter())
+        record = RequestRecord(request_id(scope), endpoint, time.perf_counter(), client_ip=_client_ip(scope))
         try:
             principal = await authenticate(scope, self.rt.keys)
             record.client_key_id = principal.key_id

@@ -45,6 +45,8 @@ class RequestRecord:
     cost_reasoning_usd: Decimal | None = None
     price_source: str | None = None
     price_unknown: bool = False
+    # The client's address: the peer's, or the one a trusted reverse proxy forwarded (http/forwarded.py).
+    client_ip: str | None = None
     # The price of the routed model (None: unknown); the cost is computed from it once tokens are final.
     price: ModelPrice | None = None
 
@@ -85,6 +87,7 @@ COLUMNS: tuple[str, ...] = (
     "cost_reasoning_usd",
     "price_source",
     "price_unknown",
+    "client_ip",
 )
 # What the dashboard lists of a row (GET /api/requests items, /ws request events): metadata only, no error text.
 LIST_FIELDS: tuple[str, ...] = (
@@ -109,6 +112,7 @@ LIST_FIELDS: tuple[str, ...] = (
     "price_unknown",
     "latency_ms",
     "ttfb_ms",
+    "client_ip",
 )
 # Exact decimal columns (USD): decimal text on SQLite.
 DECIMAL_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c.endswith("_usd"))
