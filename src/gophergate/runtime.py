@@ -1,12 +1,19 @@
-"""Runtime: every long-lived resource of one server process, built in the lifespan and passed explicitly."""
+"""Runtime: every long-lived resource of one server process, built in the lifespan and passed explicitly.
+
+What /v1 routes by (providers, resolver and prices, model switches, listed models) is one immutable ``Routing``
+snapshot; a configuration change builds a new one and swaps it in with one assignment, so a request reads
+``rt.routing`` once and sees one configuration throughout. The background tasks (refreshes, retention, the live
+hub) run under one ``TaskSupervisor``, which restarts none of them (each loops and logs on its own) but owns
+their cancellation at shutdown.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field, replace
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
@@ -78,13 +85,39 @@ def learn_secrets(values: list[str]) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """What /v1 routes a request by. Never changed in place: ``Runtime`` replaces the whole snapshot."""
+
+    providers: Mapping[str, Provider]
+    resolver: Resolver  # model -> provider, and the price book
+    disabled_models: frozenset[ModelKey] = frozenset()  # switched off from the dashboard: 404 model_not_found
+    models: Mapping[str, list[str]] = field(default_factory=dict)  # each provider's listed model ids
+
+
+class TaskSupervisor:
+    """The process's background tasks: started by name, cancelled and awaited together at shutdown."""
+
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks = [task for task in self._tasks if not task.done()]
+        self._tasks.append(asyncio.create_task(coro, name=f"gophergate-{name}"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+
 @dataclass
 class Runtime:
     settings: Settings
     engine: AsyncEngine
     client: UpstreamClient
-    providers: dict[str, Provider]
-    resolver: Resolver
+    routing: Routing
     keys: KeyCache
     recorder: Recorder
     reasoning: ReasoningStore
@@ -99,14 +132,11 @@ class Runtime:
     # Every provider the dashboard lists (served or not) and the config each served one was built from.
     provider_entries: dict[str, ProviderEntry] = field(default_factory=dict)
     provider_configs: dict[str, ProviderConfig] = field(default_factory=dict)
-    # (provider, model) pairs disabled from the dashboard: /v1 answers 404 model_not_found for them.
-    disabled_models: frozenset[ModelKey] = frozenset()
     config_overrides: list[PriceOverride] = field(default_factory=list)
     table_overrides: list[PriceOverride] = field(default_factory=list)
     fallback: GenaiPrices | None = None
     started_at: float = field(default_factory=time.time)
-    models: dict[str, list[str]] = field(default_factory=dict)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    tasks: TaskSupervisor = field(default_factory=TaskSupervisor)
     hub: Hub | None = None
     # Verifies the session cookie of a /ws handshake (None: /ws refuses everyone).
     ws_authenticate: Authenticate | None = None
@@ -163,9 +193,9 @@ class Runtime:
             max_seconds=settings.session_max_hours * 3600.0,
         )
         throttle = LoginThrottle(settings.login_max_failures)
+        routing = Routing(providers, resolver, await load_disabled(engine))
         rt = cls(
-            settings, engine, client, providers, resolver, keys, recorder, store, registry, media, box, sessions,
-            throttle,
+            settings, engine, client, routing, keys, recorder, store, registry, media, box, sessions, throttle,
         )  # fmt: skip
         rt.metering = metering = Metering(recorder, rt.health)
         rt.hub = hub = Hub(Sampler(lambda: metering.depth))
@@ -175,7 +205,6 @@ class Runtime:
         rt.provider_entries = entries
         rt.provider_configs = {cfg.name: cfg for cfg in configs}
         rt._providers_seen = fingerprint(stored)
-        rt.disabled_models = await load_disabled(engine)
         admin_password = settings.admin_password.get_secret_value() if settings.admin_password else None
         await ensure_first_admin(engine, admin_password)
         rt.config_overrides = from_config(settings.prices, provider_names(settings))
@@ -220,7 +249,7 @@ class Runtime:
         registry_providers = {
             name: entry.registry_provider
             for name, entry in self.settings.providers.items()
-            if entry.registry_provider and name in self.providers
+            if entry.registry_provider and name in self.routing.providers
         }
         book = PriceBook(
             catalog,
@@ -228,7 +257,8 @@ class Runtime:
             fallback=self.fallback if catalog is None else None,
             registry_providers=registry_providers,
         )
-        self.resolver.set_book(book)
+        routing = self.routing
+        self.routing = replace(routing, resolver=routing.resolver.with_book(book))
 
     def _catalog_changed(self, catalog: Catalog) -> None:
         self.rebuild_prices()
@@ -257,8 +287,9 @@ class Runtime:
         configs = served_configs(entries)
         providers: dict[str, Provider] = {}
         fresh: list[ProviderConfig] = []
+        routing = self.routing
         for cfg in configs:
-            current = self.providers.get(cfg.name)
+            current = routing.providers.get(cfg.name)
             if current is not None and self.provider_configs.get(cfg.name) == cfg:
                 providers[cfg.name] = current
             else:
@@ -266,15 +297,15 @@ class Runtime:
         providers.update(
             build_providers(fresh, self.client, self.reasoning, self.media, self.settings.max_sse_event_bytes)
         )
-        self._retired.extend(p for name, p in self.providers.items() if providers.get(name) is not p)
+        self._retired.extend(p for name, p in routing.providers.items() if providers.get(name) is not p)
         declared = {model: cfg.name for cfg in configs for model in cfg.models}
         self.provider_entries = entries
         self.provider_configs = {cfg.name: cfg for cfg in configs}
-        self.providers = providers
-        self.resolver = Resolver(frozenset(providers), self.settings.aliases, declared, self.resolver.book)
-        self.rebuild_prices()
         rebuilt = {cfg.name for cfg in fresh}
-        self.models = {name: ids for name, ids in self.models.items() if name in providers and name not in rebuilt}
+        resolver = Resolver(frozenset(providers), self.settings.aliases, declared, routing.resolver.book)
+        models = {name: ids for name, ids in routing.models.items() if name in providers and name not in rebuilt}
+        self.routing = replace(routing, providers=providers, resolver=resolver, models=models)
+        self.rebuild_prices()
         if fresh:
             self._spawn(self.refresh_models(sorted(rebuilt)), "models-refresh-changed")
 
@@ -299,7 +330,7 @@ class Runtime:
         self.apply_providers(merge_providers(self.settings, stored, self.box))
 
     async def reload_model_settings(self) -> None:
-        self.disabled_models = await load_disabled(self.engine)
+        self.routing = replace(self.routing, disabled_models=await load_disabled(self.engine))
 
     async def _refresh_admin_config_forever(self) -> None:
         """Pick up providers and model switches changed by another process (another worker, another host)."""
@@ -310,30 +341,33 @@ class Runtime:
                 if fingerprint(stored) != self._providers_seen:
                     self._providers_seen = fingerprint(stored)
                     self.apply_providers(merge_providers(self.settings, stored, self.box))
-                    self.emit("config_changed", {"what": "providers", "providers": sorted(self.providers)})
-                    log.info("providers changed: %s", ", ".join(sorted(self.providers)) or "none")
+                    providers = sorted(self.routing.providers)
+                    self.emit("config_changed", {"what": "providers", "providers": providers})
+                    log.info("providers changed: %s", ", ".join(providers) or "none")
                 disabled = await load_disabled(self.engine)
-                if disabled != self.disabled_models:
-                    self.disabled_models = disabled
+                if disabled != self.routing.disabled_models:
+                    self.routing = replace(self.routing, disabled_models=disabled)
                     self.emit("config_changed", {"what": "models"})
             except Exception as exc:
                 log.warning("reading the dashboard's provider and model settings failed: %s", exc)
 
-    def _spawn(self, coro: object, name: str) -> None:
-        self.tasks = [task for task in self.tasks if not task.done()]
-        self.tasks.append(asyncio.create_task(coro, name=f"gophergate-{name}"))  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self.tasks.spawn(coro, name)
 
     async def refresh_models(self, names: list[str] | None = None) -> None:
         async def one(name: str, provider: Provider) -> None:
             try:
-                self.models[name] = await provider.list_models()
+                ids = await provider.list_models()
+                if self.routing.providers.get(name) is provider:  # still served by this object
+                    self.routing = replace(self.routing, models={**self.routing.models, name: ids})
             except Exception as exc:  # an unreachable upstream must not stop the others
                 log.warning("listing models of provider %s failed: %s", name, exc)
                 self._provider_state(name, up=False, error=type(exc).__name__)
             else:
                 self._provider_state(name, up=True)
 
-        await asyncio.gather(*(one(n, p) for n, p in self.providers.items() if names is None or n in names))
+        providers = self.routing.providers
+        await asyncio.gather(*(one(n, p) for n, p in providers.items() if names is None or n in names))
 
     def _provider_state(self, name: str, *, up: bool, error: str | None = None) -> None:
         """Down: a listing failed after one succeeded; up: a listing succeeded after one failed."""
@@ -363,14 +397,12 @@ class Runtime:
     async def close(self) -> None:
         if self.hub is not None:
             await self.hub.close()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.tasks.close()
         # Finish the estimates in hand, then drain every queued row, before the engine goes away.
         deadline = time.monotonic() + self.settings.shutdown_drain_seconds
         await self.metering.close(self.settings.shutdown_drain_seconds)
         await self.recorder.close(max(deadline - time.monotonic(), 0.0))
-        for provider in (*self.providers.values(), *self._retired):
+        for provider in (*self.routing.providers.values(), *self._retired):
             await provider.aclose()
         await self.client.close()
         await self.media.close()

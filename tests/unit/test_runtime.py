@@ -6,7 +6,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -125,7 +125,7 @@ async def test_a_price_override_change_is_announced_as_config_changed(runtime: R
 
 async def test_provider_down_after_up_and_back_up(runtime: Runtime) -> None:
     flaky = FlakyProvider()
-    runtime.providers = {"flaky": flaky}  # type: ignore[dict-item]
+    runtime.routing = replace(runtime.routing, providers={"flaky": flaky})  # type: ignore[dict-item]
     conn = _listen(runtime)
     await runtime.refresh_models()  # first success: no event
     flaky.down = True
@@ -144,7 +144,7 @@ async def test_provider_down_after_up_and_back_up(runtime: Runtime) -> None:
 async def test_a_provider_that_never_answered_is_not_announced_down(runtime: Runtime) -> None:
     flaky = FlakyProvider()
     flaky.down = True
-    runtime.providers = {"flaky": flaky}  # type: ignore[dict-item]
+    runtime.routing = replace(runtime.routing, providers={"flaky": flaky})  # type: ignore[dict-item]
     conn = _listen(runtime)
     await runtime.refresh_models()
     assert await _messages(conn, "event", within=0.1, events=("provider_up", "provider_down")) == []
@@ -155,7 +155,6 @@ async def test_shutdown_closes_hub_connections_with_1001(runtime: Runtime) -> No
     await runtime.close()
     assert conn.closed.result() == GOING_AWAY
     assert runtime.hub is not None and not runtime.hub.connections
-    runtime.tasks.clear()
     runtime.close = _noop  # type: ignore[method-assign]  # the fixture's close is already done
 
 

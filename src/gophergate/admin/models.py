@@ -45,14 +45,14 @@ def _override(override: PriceOverride | None) -> dict[str, Any] | None:
 def _route(rt: Runtime, provider: str, model: str) -> tuple[str, Route | None]:
     """The public id /v1 knows the model by, and its route (None when its provider is not served)."""
     try:
-        bare = rt.resolver.resolve(model)
+        bare = rt.routing.resolver.resolve(model)
         if bare.provider == provider and bare.model == model:
             return model, bare
     except ModelNotFound:
         pass
     public = f"{provider}/{model}"
     try:
-        return public, rt.resolver.resolve(public)
+        return public, rt.routing.resolver.resolve(public)
     except ModelNotFound:
         return public, None
 
@@ -61,13 +61,13 @@ def _item(rt: Runtime, provider: str, model: str) -> dict[str, Any]:
     public, route = _route(rt, provider, model)
     obj = _model_object(public, int(rt.started_at), route or Route(provider, model))
     entry = route.entry if route is not None else None
-    overrides = rt.resolver.book.overrides
+    overrides = rt.routing.resolver.book.overrides
     return {
         "id": public,
         "provider": provider,
         "model": model,
         "registry_id": f"{entry.provider_id}/{entry.id}" if entry is not None else None,
-        "enabled": (provider, model) not in rt.disabled_models,
+        "enabled": (provider, model) not in rt.routing.disabled_models,
         "served": route is not None,
         "context_window": obj.get("context_window"),
         "max_output_tokens": obj.get("max_output_tokens"),
@@ -80,7 +80,7 @@ def _item(rt: Runtime, provider: str, model: str) -> dict[str, Any]:
 
 async def _pairs(rt: Runtime) -> list[tuple[str, str]]:
     pairs: set[tuple[str, str]] = set()
-    for provider, ids in rt.models.items():
+    for provider, ids in rt.routing.models.items():
         pairs.update((provider, m) for m in ids)
     for name, cfg in rt.provider_configs.items():
         pairs.update((name, m) for m in cfg.models)

@@ -63,7 +63,7 @@ class ProviderPatch(BaseModel):
 
 def item(rt: Runtime, entry: ProviderEntry, user: User) -> dict[str, Any]:
     cfg = entry.config
-    models = sorted(set(cfg.models if cfg else ()) | set(rt.models.get(entry.name, ())))
+    models = sorted(set(cfg.models if cfg else ()) | set(rt.routing.models.get(entry.name, ())))
     health = rt.health.stats(entry.name)
     return {
         "name": entry.name,
@@ -72,7 +72,7 @@ def item(rt: Runtime, entry: ProviderEntry, user: User) -> dict[str, Any]:
         "base_url": cfg.base_url if cfg else None,
         "api_key_masked": mask(cfg.api_key) if cfg is not None and user.role == "admin" else None,
         "enabled": entry.enabled,
-        "served": entry.name in rt.providers,
+        "served": entry.name in rt.routing.providers,
         "source": entry.source,
         "models": models,
         "health": {k: health[k] for k in ("error_rate", "p50_ms", "requests")},
@@ -209,7 +209,7 @@ async def test_provider(name: str, rt: Rt, _: AdminUser) -> Response:
     entry = _entry(rt, name)
     if entry.config is None:
         return ok({"ok": False, "latency_ms": None, "error": "the provider's stored configuration is not usable"})
-    provider = rt.providers.get(name)
+    provider = rt.routing.providers.get(name)
     if provider is None or rt.provider_configs.get(name) != entry.config:
         provider = build_providers([entry.config], rt.client, rt.reasoning)[name]
     started = time.perf_counter()

@@ -65,7 +65,7 @@ async def system(request: Request, rt: Rt, _: CurrentUser) -> Response:
                 "last_commit_age_s": None if rec.last_commit is None else round(now - rec.last_commit, 3),
             },
             "registry": rt.registry.status(),
-            "price_source": rt.resolver.book.source,
-            "providers": [rt.health.stats(name) for name in sorted(rt.providers)],
+            "price_source": rt.routing.resolver.book.source,
+            "providers": [rt.health.stats(name) for name in sorted(rt.routing.providers)],
         }
     )

@@ -78,11 +78,10 @@ class Resolver:
                 index.setdefault(registry_id, name)
         self._by_registry_id = index
 
-    def set_book(self, book: PriceBook) -> None:
-        """A new registry copy or new overrides: routes and prices are looked up afresh."""
-        self.book = book
-        self._index_registry_ids()
-        self._cache = {}
+    def with_book(self, book: PriceBook) -> Resolver:
+        """A resolver for the same providers with another price book (a new registry copy or new overrides):
+        routes and prices are looked up afresh."""
+        return Resolver(self._providers, self._aliases, self._declared, book)
 
     def resolve(self, requested: str) -> Route:
         route = self._cache.get(requested)

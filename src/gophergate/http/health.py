@@ -38,9 +38,9 @@ async def readyz(rt: Runtime, scope: Scope, send: Any) -> None:
             "log_last_commit_age_s": (
                 None if rt.recorder.last_commit is None else round(time.time() - rt.recorder.last_commit, 3)
             ),
-            "providers": sorted(rt.providers),
+            "providers": sorted(rt.routing.providers),
             "registry": rt.registry.status(),
-            "price_source": rt.resolver.book.source,
+            "price_source": rt.routing.resolver.book.source,
             "price_unknown": {
                 "requests": rt.recorder.price_unknown,
                 "models": dict(sorted(rt.recorder.price_unknown_models.items())),

@@ -132,11 +132,12 @@ class V1:
             record.requested_model = model
             record.stream = stream
             prompt = spec.prompt(data)
-            route = rt.resolver.resolve(model)
-            if rt.disabled_models and (route.provider, route.model) in rt.disabled_models:
+            routing = rt.routing  # one configuration for the whole request
+            route = routing.resolver.resolve(model)
+            if routing.disabled_models and (route.provider, route.model) in routing.disabled_models:
                 raise _disabled(model)
             record.provider, record.model = route.provider, route.model
-            provider = rt.providers[route.provider]
+            provider = routing.providers[route.provider]
             if spec.capability is not None and not isinstance(provider, spec.capability):
                 raise UnsupportedEndpoint(
                     f"Provider '{route.provider}' (serving model '{model}') does not support {spec.path}.",
@@ -262,27 +263,28 @@ class V1:
 
     def _model_entries(self) -> list[dict[str, Any]]:
         rt = self.rt
+        routing = rt.routing
         entries: dict[str, dict[str, Any]] = {}
         created = int(rt.started_at)
-        for provider, ids in sorted(rt.models.items()):
+        for provider, ids in sorted(routing.models.items()):
             for model_id in ids:
                 try:
-                    route: Route | None = rt.resolver.resolve(model_id)
+                    route: Route | None = routing.resolver.resolve(model_id)
                 except ModelNotFound:
                     route = None
                 if route is not None and route.provider == provider:
                     public = model_id
                 else:
                     public = f"{provider}/{model_id}"
-                    route = rt.resolver.resolve(public)
-                if public not in entries and (route.provider, route.model) not in rt.disabled_models:
+                    route = routing.resolver.resolve(public)
+                if public not in entries and (route.provider, route.model) not in routing.disabled_models:
                     entries[public] = _model_object(public, created, route)
         for alias in rt.settings.aliases:
             try:
-                route = rt.resolver.resolve(alias)
+                route = routing.resolver.resolve(alias)
             except ModelNotFound:
                 continue
-            if (route.provider, route.model) not in rt.disabled_models:
+            if (route.provider, route.model) not in routing.disabled_models:
                 entries.setdefault(alias, _model_object(alias, created, route))
         return sorted(entries.values(), key=lambda e: str(e["id"]))
 
@@ -301,10 +303,11 @@ class V1:
             if entry["id"] == model_id:
                 record.provider = entry["owned_by"]
                 return 200, entry
-        route = self.rt.resolver.resolve(model_id)  # raises model_not_found for what no provider serves
-        if (route.provider, route.model) in self.rt.disabled_models:
+        routing = self.rt.routing
+        route = routing.resolver.resolve(model_id)  # raises model_not_found for what no provider serves
+        if (route.provider, route.model) in routing.disabled_models:
             raise _disabled(model_id)
-        listed = self.rt.models.get(route.provider)
+        listed = routing.models.get(route.provider)
         if listed is not None and route.model not in listed:
             raise ModelNotFound(
                 f"The model '{model_id}' does not exist or is not served by this gateway.", param="model"

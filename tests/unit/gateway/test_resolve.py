@@ -96,8 +96,9 @@ def test_routes_carry_price_and_entry_and_unknown_models_have_none() -> None:
     assert unknown.provider == "moonshot" and unknown.entry is None and unknown.price is None
 
 
-def test_new_price_book_clears_cached_routes() -> None:
+def test_resolver_with_a_new_price_book_prices_afresh_and_leaves_the_old_one_unchanged() -> None:
     resolver = Resolver(frozenset({"openai"}), {}, {})
     assert resolver.resolve("gpt-4o").price is None
-    resolver.set_book(_book())
-    assert resolver.resolve("gpt-4o").price is not None
+    priced = resolver.with_book(_book())
+    assert priced.resolve("gpt-4o").price is not None
+    assert resolver.resolve("gpt-4o").price is None  # a snapshot in use by requests is never changed
