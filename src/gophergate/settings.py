@@ -112,7 +112,8 @@ class Settings(BaseSettings):
     upstream_read_timeout: float = Field(300.0, gt=0)
     upstream_total_timeout: float = Field(900.0, gt=0)
     upstream_max_connections: int = Field(1024, ge=1)
-    upstream_client: Literal["auto", "h1", "pyreqwest", "aiohttp"] = "auto"
+    # auto | h1 | aiohttp (providers/transport.py); pyreqwest and hybrid were removed and start as auto, with a warning.
+    upstream_client: Literal["auto", "h1", "aiohttp", "pyreqwest", "hybrid"] = "auto"
     # Bounds on what an upstream can make the gateway hold: a buffered (decoded) answer, and one stream event.
     # Past them the client gets a 502, or an error event mid-stream.
     max_upstream_response_bytes: int = Field(100 * 1024 * 1024, ge=1024)

@@ -12,7 +12,7 @@ from gophergate.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from gophergate.providers.anthropic import AnthropicProvider, ThinkingStore
 from gophergate.providers.anthropic.errors import anthropic_error
 from gophergate.providers.base import ChatCall, Meter, Provider
-from gophergate.providers.http_client import UpstreamResponse
+from gophergate.providers.transport import UpstreamResponse
 
 KEY = "sk-ant-api03-secretsecret"
 

@@ -16,7 +16,7 @@ from gophergate.providers.anthropic.translate import (
     to_anthropic,
 )
 from gophergate.providers.base import ChatCall, Meter
-from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
+from gophergate.providers.transport import Transport, UpstreamResponse
 from gophergate.providers.upstream import open_upstream_stream, request_json, scrub, transport_errors
 from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES
 
@@ -31,7 +31,7 @@ class AnthropicProvider:
         name: str = "anthropic",
         base_url: str = DEFAULT_BASE_URL,
         api_key: str,
-        client: UpstreamClient,
+        client: Transport,
         api_version: str = DEFAULT_API_VERSION,
         thinking_store: ThinkingStore | None = None,
         extra_headers: dict[str, str] | None = None,

@@ -15,7 +15,6 @@ from gophergate.errors import GatewayError, UpstreamUnavailable
 from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.gateway.usage import from_embeddings, from_images, from_responses
 from gophergate.providers.base import ChatCall, EndpointCall, Meter
-from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
 from gophergate.providers.openai_compat import responses as resp_api
 from gophergate.providers.openai_compat.dialects import (
     Dialect,
@@ -23,6 +22,7 @@ from gophergate.providers.openai_compat.dialects import (
     from_upstream_response,
     to_upstream_request,
 )
+from gophergate.providers.transport import Transport, UpstreamResponse
 from gophergate.providers.upstream import open_upstream_stream, request_json, transport_errors
 from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES, encode_data
 
@@ -41,7 +41,7 @@ class OpenAICompatProvider:
         base_url: str,
         api_key: str | None,
         dialect: Dialect,
-        client: UpstreamClient,
+        client: Transport,
         reasoning_store: ReasoningStore | None = None,
         extra_headers: dict[str, str] | None = None,
         static_models: tuple[str, ...] = (),
