@@ -19,7 +19,7 @@ PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy")
 
 
 def _variable(environ: Mapping[str, str], name: str) -> str:
-    return (environ.get(name) or environ.get(name.upper()) or "").strip()
+    return (environ.get(name) or "").strip() or (environ.get(name.upper()) or "").strip()
 
 
 def proxy_for(url: str, environ: Mapping[str, str]) -> str | None:

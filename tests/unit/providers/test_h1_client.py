@@ -1,7 +1,6 @@
-"""The gateway's own HTTP/1.1 upstream client (providers/h1_client.py) against a scripted loopback server.
-
-The server is raw asyncio: each test says byte for byte what the upstream answers, so framing (length,
-chunked, until-close), keep-alive, stale connections and timeouts are exercised for real.
+"""The h1 backend (providers/h1_client.py) against a scripted loopback server: what is particular to it (the
+request bytes, the pool, the liveness peek, TLS, back-pressure). The rules both backends follow (sent once, framing
+errors, caps, decoding) are checked on each in test_transport.py.
 """
 
 from __future__ import annotations
@@ -20,7 +19,8 @@ from gophergate.errors import UpstreamUnavailable
 from gophergate.providers import h1_client as h1
 from gophergate.providers import transport as t
 from gophergate.providers.upstream import transport_errors
-from tests.unit.providers.scripted import ScriptedServer, answer, collect, fixed, self_signed
+from tests.fakes.tls import self_signed
+from tests.unit.providers.scripted import ScriptedServer, answer, collect, fixed
 
 
 def client(**overrides: float) -> h1.H1Client:
