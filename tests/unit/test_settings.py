@@ -156,3 +156,17 @@ def test_every_configured_secret_is_collected_for_redaction_enabled_or_not(monke
     assert {"tenant-key-0000", "Bearer extra-token-abcdef", "extra-token-abcdef", "org-value-123"} <= found
     tenant = next(cfg for cfg in provider_configs(settings) if cfg.name == "tenant")
     assert {"tenant-key-0000", "extra-token-abcdef", "org-value-123", "url-password-9"} <= set(config_secrets(tenant))
+
+
+def test_upstream_client_accepts_the_removed_values_and_names_the_variable_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pyreqwest and hybrid were removed; a start with them must not fail (they run as auto, with a warning)."""
+    monkeypatch.setenv("GOPHERGATE_ENCRYPTION_KEY", KEY)
+    for value in ("auto", "h1", "aiohttp", "pyreqwest", "hybrid"):
+        monkeypatch.setenv("GOPHERGATE_UPSTREAM_CLIENT", value)
+        assert Settings().upstream_client == value
+    monkeypatch.setenv("GOPHERGATE_UPSTREAM_CLIENT", "httpx")
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert describe_settings_error(info.value) == "GOPHERGATE_UPSTREAM_CLIENT is invalid: must be auto, h1 or aiohttp"

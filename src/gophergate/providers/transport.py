@@ -278,7 +278,13 @@ class _PerOrigin:
                 where,
             )
             return self._h1_client().request
-        log.info("upstream %s goes through the proxy %s (aiohttp)", where, without_credentials(proxy))
+        shown = without_credentials(proxy)
+        scheme = urlsplit(proxy).scheme.lower()
+        if scheme not in ("http", "https"):
+            # Not silently direct: the operator asked for a proxy. Every request to this upstream fails, saying why.
+            log.error("the proxy %s for %s is not supported (only http:// and https:// proxies are)", shown, where)
+            return functools.partial(_refuse, f"the proxy scheme {scheme}:// is not supported")
+        log.info("upstream %s goes through the proxy %s (aiohttp)", where, shown)
         return functools.partial(self._aiohttp_client().request, proxy=proxy)
 
     def _h1_client(self) -> H1Client:
@@ -296,6 +302,10 @@ class _PerOrigin:
             await self._h1.close()
         if self._aiohttp is not None:
             await self._aiohttp.close()
+
+
+async def _refuse(reason: str, *args: object, **kwargs: object) -> UpstreamResponse:
+    raise ConnectError(reason)
 
 
 def create_transport(

@@ -460,3 +460,23 @@ async def test_proxy_is_chosen_per_origin_once_and_no_proxy_goes_direct(
     assert not proxied.requests and len(seen) == 3
     assert seen[0].startswith(f"POST {proxied_url} HTTP/1.1\r\n".encode())  # absolute-form: a proxy request
     assert b"Proxy-Authorization: Basic dXNlcjpwQHNz\r\n" in seen[0]  # user:p@ss
+
+
+async def test_unsupported_proxy_scheme_fails_the_requests_saying_so(caplog: pytest.LogCaptureFixture) -> None:
+    """A socks proxy the aiohttp backend cannot use: never a silent direct connection, a clear error instead."""
+    async with ScriptedServer(fixed(answer(200, b"direct"))) as server:
+        c = t.create_transport(
+            "auto",
+            max_connections=4,
+            connect_timeout=2,
+            read_timeout=2,
+            total_timeout=5,
+            environ={"ALL_PROXY": "socks5://user:pw@127.0.0.1:1080"},
+        )
+        for _ in range(2):
+            with pytest.raises(UpstreamUnavailable, match="Could not connect"), transport_errors("p"):
+                await c.request("POST", server.url + "/", {}, b"{}", stream=False)
+        await c.close()
+    assert not server.requests
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "socks5://127.0.0.1:1080" in errors[0] and "pw" not in errors[0]
