@@ -73,8 +73,8 @@ def mapped_errors() -> Iterator[None]:
 
 
 class AiohttpResponse:
-    """The answer to one request (``transport.UpstreamResponse``). ``decoder`` decodes the body when aiohttp's own
-    decompression is off."""
+    """The answer to one request (``transport.UpstreamResponse``). With ``decode`` a gzip/deflate body is decoded
+    here (``BodyDecoder``): for a session whose own decompression is off."""
 
     __slots__ = ("_body", "_decoder", "_limit", "_resp", "status")
 

@@ -136,13 +136,12 @@ class BodyDecoder:
     the caller has left (``ResponseTooLarge``: a small compressed read can hold a huge body), a broken stream or
     one that ends early is a ``ProtocolError`` (never a quietly shorter body), and so are bytes after its end."""
 
-    __slots__ = ("_fed", "_kind", "_limit", "_zlib")
+    __slots__ = ("_kind", "_limit", "_zlib")
 
     def __init__(self, kind: Literal["gzip", "deflate"], limit: int) -> None:
         self._kind = kind
         self._limit = limit
-        self._zlib: zlib._Decompress | None = None
-        self._fed = False
+        self._zlib: zlib._Decompress | None = None  # made at the first bytes: an empty body needs none
 
     @classmethod
     def for_encoding(cls, content_encoding: str | None, limit: int) -> BodyDecoder | None:
@@ -159,7 +158,6 @@ class BodyDecoder:
         """``data`` decoded; ``room`` is how many decoded bytes the caller can still take."""
         if not data:
             return b""
-        self._fed = True
         if self._zlib is None:
             if self._kind == "gzip":
                 self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -184,22 +182,9 @@ class BodyDecoder:
         out = self._zlib.flush()
         if len(out) > room:
             raise ResponseTooLarge(self._limit)
-        if self._fed and not self._zlib.eof:
+        if not self._zlib.eof:
             raise ProtocolError(f"the upstream's {self._kind} body ended before the end of its compressed data")
         return out
-
-
-async def read_capped(chunks: AsyncIterator[bytes], limit: int, declared: int | None = None) -> bytes:
-    """A whole body, refused (``ResponseTooLarge``) as soon as it is longer than ``limit``, or at once when its
-    declared length is; memory stays within the cap and the copy is linear."""
-    if declared is not None and declared > limit:
-        raise ResponseTooLarge(limit)
-    body = bytearray()
-    async for chunk in chunks:
-        body += chunk
-        if len(body) > limit:
-            raise ResponseTooLarge(limit)
-    return bytes(body)
 
 
 # -- choosing the backend -----------------------------------------------------------------------------------------

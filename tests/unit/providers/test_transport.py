@@ -11,6 +11,7 @@ import asyncio
 import gzip
 import logging
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ from gophergate.providers import transport as t
 from gophergate.providers.aiohttp_client import AiohttpClient
 from gophergate.providers.h1_client import H1Client
 from gophergate.providers.upstream import transport_errors
+from tests.fakes.tls import self_signed, server_context
 from tests.unit.providers.scripted import ScriptedServer, answer, collect, fixed
 
 BACKENDS = ["h1", "aiohttp"]
@@ -341,6 +343,17 @@ async def test_connect_refused_is_connect_error_and_a_502(kind: t.ClientKind) ->
     await c.close()
 
 
+async def test_untrusted_certificate_is_connect_error(kind: t.ClientKind, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0, ssl=server_context(cert, key))
+    c = make(kind)
+    with pytest.raises(UpstreamUnavailable, match="Could not connect") as info, transport_errors("openai"):
+        await c.request("GET", f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/", {}, None, stream=False)
+    assert isinstance(info.value.__cause__, t.ConnectError)
+    await c.close()
+    server.close()
+
+
 async def test_silent_upstream_is_read_timeout_and_a_504(kind: t.ClientKind) -> None:
     async def silent(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         await asyncio.sleep(3)
@@ -480,3 +493,11 @@ async def test_unsupported_proxy_scheme_fails_the_requests_saying_so(caplog: pyt
     assert not server.requests
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "socks5://127.0.0.1:1080" in errors[0] and "pw" not in errors[0]
+
+
+async def test_empty_body_marked_compressed_is_empty_not_an_error(kind: t.ClientKind) -> None:
+    async with ScriptedServer(fixed(answer(200, b"", extra=b"Content-Encoding: gzip\r\n"))) as server:
+        c = make(kind)
+        for stream in (False, True):
+            assert await (await c.request("POST", server.url + "/", {}, b"{}", stream=stream)).read() == b""
+        await c.close()
