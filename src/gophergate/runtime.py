@@ -34,10 +34,10 @@ from gophergate.pricing.pricebook import PriceBook
 from gophergate.pricing.registry import Registry
 from gophergate.providers.base import Provider
 from gophergate.providers.config import ProviderConfig, config_secrets, provider_names, settings_secrets
-from gophergate.providers.http_client import UpstreamClient, create_client
 from gophergate.providers.media import MediaClient
 from gophergate.providers.registry import build_providers
 from gophergate.providers.stored import ProviderEntry, fingerprint, load_stored, merge_providers, served_configs
+from gophergate.providers.transport import Transport, client_kind, create_transport
 from gophergate.recorder import retention
 from gophergate.recorder.writer import DeadLetters, Recorder, fallback_spill_dir, replay_spilled
 from gophergate.security.client_keys import KeyCache
@@ -116,7 +116,7 @@ class TaskSupervisor:
 class Runtime:
     settings: Settings
     engine: AsyncEngine
-    client: UpstreamClient
+    client: Transport
     routing: Routing
     keys: KeyCache
     recorder: Recorder
@@ -158,8 +158,11 @@ class Runtime:
             await replay_spilled(engine, settings.data_dir, dead_letters=dead_letters)
         except Exception:
             log.exception("replaying request log spill files failed; starting without them")
-        client = create_client(
-            settings.upstream_client,
+        kind, removed = client_kind(settings.upstream_client)
+        if removed is not None:
+            log.warning(removed)
+        client = create_transport(
+            kind,
             max_connections=settings.upstream_max_connections,
             connect_timeout=settings.upstream_connect_timeout,
             read_timeout=settings.upstream_read_timeout,

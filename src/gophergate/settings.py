@@ -141,7 +141,8 @@ class Settings(BaseSettings):
     upstream_read_timeout: float = Field(300.0, gt=0)
     upstream_total_timeout: float = Field(900.0, gt=0)
     upstream_max_connections: int = Field(1024, ge=1)
-    upstream_client: Literal["auto", "h1", "pyreqwest", "aiohttp"] = "auto"
+    # auto | h1 | aiohttp (providers/transport.py): see _check_upstream_client.
+    upstream_client: Literal["auto", "h1", "aiohttp", "pyreqwest", "hybrid"] = "auto"
     # Bounds on what an upstream can make the gateway hold: a buffered (decoded) answer, and one stream event.
     # Past them the client gets a 502, or an error event mid-stream.
     max_upstream_response_bytes: int = Field(100 * 1024 * 1024, ge=1024)
@@ -221,6 +222,15 @@ class Settings(BaseSettings):
     @classmethod
     def _check_proxies(cls, value: Any) -> tuple[IPv4Network | IPv6Network, ...]:
         return parse_networks(value)
+
+    @field_validator("upstream_client", mode="before")
+    @classmethod
+    def _check_upstream_client(cls, value: object) -> object:
+        # pyreqwest and hybrid were removed: still accepted so that a start does not fail on them; the runtime
+        # runs them as auto and says so in one warning line (providers/transport.client_kind).
+        if value not in ("auto", "h1", "aiohttp", "pyreqwest", "hybrid"):
+            raise ValueError("must be auto, h1 or aiohttp")
+        return value
 
     @field_validator("database_url")
     @classmethod

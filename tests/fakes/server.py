@@ -4,6 +4,7 @@ background thread with its own event loop; ``start()`` / ``stop()`` or a ``with`
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from types import TracebackType
 from typing import Self
@@ -58,6 +59,8 @@ class LoopbackServer:
     thread_name = "fake-upstream"
 
     def __init__(self) -> None:
+        # Set before start() to serve HTTPS (``tests/fakes/tls.py`` makes a certificate for it).
+        self.tls: ssl.SSLContext | None = None
         self.port: int | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -102,7 +105,7 @@ class LoopbackServer:
     def root_url(self) -> str:
         if self.port is None:
             raise RuntimeError("fake not started")
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def _serve(self) -> None:
         loop = asyncio.new_event_loop()
@@ -112,7 +115,7 @@ class LoopbackServer:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.2)
         try:
             loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
+            site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.tls)
             loop.run_until_complete(site.start())
             self.port = int(runner.addresses[0][1])
             self._loop = loop

@@ -37,7 +37,7 @@ def provider_env(fakes: dict[str, FakeOpenAICompat]) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module", params=["auto", "pyreqwest", "aiohttp"])
+@pytest.fixture(scope="module", params=["auto", "aiohttp"])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Every stack test runs with each upstream client setting."""
     fakes = {name: FakeOpenAICompat(dialect=name, api_key=UPSTREAM_KEY) for name in DIALECTS}

@@ -54,7 +54,7 @@ class AnthropicStack:
         return body
 
 
-@pytest.fixture(scope="module", params=["auto", "pyreqwest", "aiohttp"])
+@pytest.fixture(scope="module", params=["auto", "aiohttp"])
 def anthropic_stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AnthropicStack]:

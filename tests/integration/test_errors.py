@@ -285,7 +285,7 @@ def test_sse_event_over_cap_ends_stream_with_error_event(stack: Stack) -> None:
     assert row["status"] == 502 and row["error_type"] == "upstream_stream_error"
 
 
-@pytest.mark.parametrize("backend", ["h1", "aiohttp", "pyreqwest"])
+@pytest.mark.parametrize("backend", ["h1", "aiohttp"])
 @pytest.mark.parametrize("trigger", ["HUGELENGTH 200", "HUGEBODY 200"], ids=["content-length", "chunked"])
 def test_buffered_answer_over_cap_is_502(make_gateway: Any, backend: str, trigger: str) -> None:
     """A 200 MiB answer is refused at the 100 MiB default cap, and the gateway's memory stays within it (issue 14,

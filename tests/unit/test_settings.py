@@ -216,3 +216,17 @@ def test_a_trusted_proxy_entry_of_the_wrong_type_in_toml_is_named(monkeypatch: p
     with pytest.raises(ValidationError) as info:
         Settings(trusted_proxies={"a": 1})
     assert describe_settings_error(info.value).startswith("GOPHERGATE_TRUSTED_PROXIES is invalid: must be IP")
+
+
+def test_upstream_client_accepts_the_removed_values_and_names_the_variable_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pyreqwest and hybrid were removed; a start with them must not fail (they run as auto, with a warning)."""
+    monkeypatch.setenv("GOPHERGATE_ENCRYPTION_KEY", KEY)
+    for value in ("auto", "h1", "aiohttp", "pyreqwest", "hybrid"):
+        monkeypatch.setenv("GOPHERGATE_UPSTREAM_CLIENT", value)
+        assert Settings().upstream_client == value
+    monkeypatch.setenv("GOPHERGATE_UPSTREAM_CLIENT", "httpx")
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert describe_settings_error(info.value) == "GOPHERGATE_UPSTREAM_CLIENT is invalid: must be auto, h1 or aiohttp"

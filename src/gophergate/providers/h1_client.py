@@ -1,19 +1,19 @@
-"""An HTTP/1.1 upstream client that runs on the event loop's own thread (asyncio protocol + httptools).
+"""The ``h1`` transport backend: an HTTP/1.1 client on the event loop's own thread (asyncio protocol + httptools).
 
-Why it exists: the Rust client (pyreqwest) does its I/O on a runtime thread of its own, so every upstream call
-is two hand-offs between threads (the request out, the answer back), each a futex wake-up and a context switch.
-Where those are expensive (a VM) they add up: on the benchmark machine, with one client, a request cost the
-gateway ~780 us of CPU through pyreqwest (~165 us on pyreqwest's own thread) and ~580 us through this client
-(providers/http_client.py has the figures). Here the socket is read by the loop's own epoll and parsed by llhttp
-(httptools) in the callback that received the bytes: an upstream answer costs the loop one wake-up.
+The socket is read by the loop's own epoll and parsed by llhttp (httptools) in the callback that received the
+bytes, so an upstream answer costs the loop one wake-up and no hand-off to another thread; that makes it the
+default backend (``transport.py``).
 
 What it does, and what it leaves out on purpose:
 
 - keep-alive connections, pooled per (scheme, host, port), newest first, closed after ``idle_timeout``;
 - every address of the host name tried with Happy Eyeballs (RFC 8305, ``aiohappyeyeballs``), TCP_NODELAY;
 - TLS (the default context: the system's CA store, hostname checked) for ``https://``;
-- ``Content-Length``, chunked and read-until-close bodies; ``gzip``/``deflate`` bodies are decoded (no
-  ``Accept-Encoding`` is sent, so servers should not send them);
+- ``Content-Length``, chunked and read-until-close bodies; ``gzip``/``deflate`` bodies are decoded by
+  ``transport.BodyDecoder`` (no ``Accept-Encoding`` is sent, so servers should not send them);
+- a body shorter than its framing (the connection closed early) is ``RemoteClosed``; bytes past the end of the
+  answer (more than its ``Content-Length``, or after its last chunk) are a ``ProtocolError`` while the answer is
+  still being read, and close the connection in any case: they are never read as the next request's answer;
 - a buffered body (decoded) longer than ``max_response_bytes`` is refused as it arrives (``ResponseTooLarge``),
   and so is one compressed read that would decode to more than that (a decompression bomb);
 - connect timeout, read timeout (no byte for that long) and total timeout, each its own exception; the read
@@ -23,7 +23,10 @@ What it does, and what it leaves out on purpose:
   close seen by the protocol, or a zero-timeout peek at the socket showing EOF or unasked bytes) and dropped if
   dead; once any byte of a request was written, a failure is the caller's error (a POST may have been acted on);
 - a stream's reading is paused when more than ``_HIGH_WATER`` bytes wait unread (a slow client downstream);
-- no proxies, no redirects, no HTTP/2: it talks to the providers' API endpoints only.
+- no proxies, no redirects, no HTTP/2: it talks to the providers' API endpoints only (an upstream behind a
+  proxy goes through the aiohttp backend).
+
+It raises only the seam's exceptions (``transport.py``).
 """
 
 from __future__ import annotations
@@ -31,60 +34,28 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import zlib
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohappyeyeballs
 import httptools
 
-__all__ = [
-    "ConnectError",
-    "ConnectTimeout",
-    "H1Client",
-    "ProtocolError",
-    "ReadTimeout",
-    "RemoteClosed",
-    "ResponseTooLarge",
-    "TotalTimeout",
-]
+from gophergate.providers.transport import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    BodyDecoder,
+    ConnectError,
+    ConnectTimeout,
+    ProtocolError,
+    ReadTimeout,
+    RemoteClosed,
+    ResponseTooLarge,
+    TotalTimeout,
+    TransportError,
+)
 
+__all__ = ["H1Client", "H1Response"]
 
-class ConnectError(OSError):
-    """The TCP (or TLS) connection to the upstream could not be made."""
-
-
-class ConnectTimeout(TimeoutError):
-    """Connecting took longer than the connect timeout."""
-
-
-class ReadTimeout(TimeoutError):
-    """No byte of the answer arrived for longer than the read timeout."""
-
-
-class TotalTimeout(TimeoutError):
-    """The whole exchange took longer than the total timeout."""
-
-
-class RemoteClosed(ConnectionError):
-    """The upstream closed the connection before the answer was complete."""
-
-
-class ProtocolError(Exception):
-    """The upstream's answer is not valid HTTP/1.1."""
-
-
-class ResponseTooLarge(Exception):
-    """The upstream's answer is larger than the client's cap (every backend raises this one)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the upstream's answer is larger than the limit of {limit} bytes")
-        self.limit = limit
-
-
-DEFAULT_MAX_RESPONSE_BYTES = 100 * 1024 * 1024
 # An idle pooled connection is peeked at (one syscall) before reuse only once it has been idle this long.
 PEEK_AFTER_IDLE = 0.5
 
@@ -132,7 +103,7 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._exchange: _Exchange | None = None
         self._length_known = False
-        self._decoder: Any = None
+        self._decoder: BodyDecoder | None = None
         self._paused = False
         self.closed = False
         self.reusable = False
@@ -150,8 +121,8 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         ex = self._exchange
-        if ex is None or ex.done:  # bytes nobody asked for: the connection cannot be trusted any more
-            self._fail(ProtocolError("the upstream sent bytes after its answer"))
+        if ex is None or ex.done:
+            self._overrun()
             return
         self.last_io = self._client.loop.time()
         try:
@@ -159,7 +130,10 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(ProtocolError("the upstream switched protocols"))
         except httptools.HttpParserError as exc:
-            self._fail(ProtocolError(f"invalid HTTP answer from the upstream: {exc}"))
+            if ex.done:  # the answer was complete and more bytes followed it in the same read
+                self._overrun()
+            else:
+                self._fail(ProtocolError(f"invalid HTTP answer from the upstream: {exc}"))
 
     def eof_received(self) -> bool | None:
         self.peer_closed = True  # the peer's FIN: the transport closes itself (the default); connection_lost follows
@@ -181,6 +155,11 @@ class _Connection(asyncio.Protocol):
         self._fail(err)
 
     # -- httptools callbacks -----------------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        ex = self._exchange
+        if ex is not None and ex.head:  # a second answer to one request (an interim 1xx leaves ``head`` unset)
+            raise ProtocolError("the upstream sent more than one answer")  # stops the parser: see data_received
 
     def on_header(self, name: bytes, value: bytes) -> None:
         ex = self._exchange
@@ -209,13 +188,7 @@ class _Connection(asyncio.Protocol):
         if not ex.streamed and _declared_length(headers) > limit:
             self._fail(ResponseTooLarge(limit))  # refused before a byte of the body is read
             return
-        encoding = headers.get("content-encoding", "").strip().lower()
-        if encoding in ("gzip", "x-gzip"):
-            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif encoding == "deflate":
-            self._decoder = zlib.decompressobj()
-        else:
-            self._decoder = None
+        self._decoder = BodyDecoder.for_encoding(headers.get("content-encoding"), limit)
         if ex.streamed:
             self._wake(ex)
 
@@ -227,14 +200,10 @@ class _Connection(asyncio.Protocol):
         limit = self._client.max_response_bytes
         if self._decoder is not None:
             # Bounded: one compressed read may not decode to more than the cap (a small bomb, a huge body).
-            room = limit + 1 if ex.streamed else limit - ex.size + 1
             try:
-                body = self._decoder.decompress(body, room)
-            except zlib.error as exc:
-                self._fail(ProtocolError(f"the upstream's compressed body is invalid: {exc}"))
-                return
-            if self._decoder.unconsumed_tail:
-                self._fail(ResponseTooLarge(limit))
+                body = self._decoder.decode(body, limit if ex.streamed else limit - ex.size)
+            except TransportError as exc:
+                self._fail(exc)
                 return
             if not body:
                 return
@@ -279,9 +248,11 @@ class _Connection(asyncio.Protocol):
         ex = self._exchange
         assert ex is not None
         if self._decoder is not None:
-            tail = self._decoder.flush()
-            if tail and not ex.streamed and ex.size + len(tail) > self._client.max_response_bytes:
-                self._fail(ResponseTooLarge(self._client.max_response_bytes))
+            limit = self._client.max_response_bytes
+            try:
+                tail = self._decoder.finish(limit if ex.streamed else limit - ex.size)
+            except TransportError as exc:
+                self._fail(exc)
                 return
             if tail:
                 ex.body.append(tail)
@@ -289,6 +260,16 @@ class _Connection(asyncio.Protocol):
         ex.done = True
         self._client._unwatch(self)
         self._wake(ex)
+
+    def _overrun(self) -> None:
+        """Bytes after the end of the answer (more than its Content-Length, or after its last chunk), or with no
+        request in flight: the answer is not what the upstream meant to send, and the connection is out of step.
+        An answer still being read fails; the connection is closed either way, never reused."""
+        ex = self._exchange
+        if ex is not None and ex.error is None:
+            ex.error = ProtocolError("the upstream sent more bytes than its answer's length")
+            self._wake(ex)
+        self._abort()
 
     def _fail(self, error: BaseException) -> None:
         ex = self._exchange
@@ -363,7 +344,7 @@ class _Connection(asyncio.Protocol):
 
 
 class H1Response:
-    """The answer to one request (``http_client.UpstreamResponse``)."""
+    """The answer to one request (``transport.UpstreamResponse``)."""
 
     __slots__ = ("_client", "_conn", "_ex", "status")
 
@@ -427,7 +408,7 @@ class H1Response:
 
 
 class H1Client:
-    """Pooled keep-alive HTTP/1.1 connections on the running loop (``http_client.UpstreamClient``)."""
+    """Pooled keep-alive HTTP/1.1 connections on the running loop (``transport.Transport``)."""
 
     def __init__(
         self,

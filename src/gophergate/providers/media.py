@@ -19,7 +19,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from gophergate.errors import GatewayError
-from gophergate.providers.http_client import UpstreamResponse, _AiohttpResponse
+from gophergate.providers.aiohttp_client import AiohttpResponse, mapped_errors
 
 MAX_REDIRECTS = 3
 
@@ -61,7 +61,9 @@ class PublicOnlyResolver(AbstractResolver):
 
 
 class MediaClient:
-    """``UpstreamClient``-shaped (GET only) so the fetch code does not care which client it has."""
+    """``Transport``-shaped (GET only) so the fetch code does not care which client it has. Its own aiohttp session
+    (the resolver above, redirects by hand, aiohttp's decompression), with errors mapped to the transport seam's
+    by the aiohttp backend's ``mapped_errors``."""
 
     def __init__(self, *, allow_private: bool = False, timeout: float = 30.0) -> None:
         self.allow_private = allow_private
@@ -101,22 +103,25 @@ class MediaClient:
 
     async def request(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None, *, stream: bool
-    ) -> UpstreamResponse:
+    ) -> AiohttpResponse:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             await self._check(current)
-            resp = await self._session.request(method, current, headers=headers, data=body, allow_redirects=False)
+            with mapped_errors():
+                resp = await self._session.request(method, current, headers=headers, data=body, allow_redirects=False)
             location = resp.headers.get("Location")
             if resp.status in (301, 302, 303, 307, 308) and location:
                 resp.close()
                 current = urljoin(current, location)
                 continue
+            answer = AiohttpResponse(resp)
             if stream:
-                return _AiohttpResponse(resp, None)
+                return answer
             try:
-                return _AiohttpResponse(resp, await resp.read())
+                await answer.read()
             finally:
                 resp.release()
+            return answer
         raise BlockedURL(f"more than {MAX_REDIRECTS} redirects")
 
     async def close(self) -> None:

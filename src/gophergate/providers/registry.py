@@ -8,17 +8,17 @@ from gophergate.providers.anthropic.translate import DEFAULT_API_VERSION
 from gophergate.providers.base import Provider
 from gophergate.providers.config import ANTHROPIC_DIALECT, ProviderConfig
 from gophergate.providers.gemini import GeminiProvider, SignatureStore
-from gophergate.providers.http_client import UpstreamClient
 from gophergate.providers.openai_compat.dialects import get_dialect
 from gophergate.providers.openai_compat.provider import OpenAICompatProvider, OpenAIProvider
+from gophergate.providers.transport import Transport
 from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES
 
 
 def build_providers(
     configs: list[ProviderConfig],
-    client: UpstreamClient,
+    client: Transport,
     store: ReasoningStore,
-    media: UpstreamClient | None = None,
+    media: Transport | None = None,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> dict[str, Provider]:
     """``media`` fetches URLs named in requests (``providers/media.py``); the upstream client when omitted.

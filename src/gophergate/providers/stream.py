@@ -18,7 +18,7 @@ import orjson
 from gophergate.errors import GatewayError
 from gophergate.gateway.usage import Usage
 from gophergate.providers.base import Meter
-from gophergate.providers.http_client import UpstreamResponse
+from gophergate.providers.transport import UpstreamResponse
 from gophergate.providers.upstream import transport_errors
 from gophergate.wire.sse import encode_data
 

@@ -10,25 +10,31 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import aiohttp
 import orjson
 
 from gophergate.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from gophergate.providers import h1_client as h1
 from gophergate.providers.base import Meter
-from gophergate.providers.http_client import UpstreamClient, UpstreamResponse
+from gophergate.providers.transport import (
+    ConnectError,
+    ConnectTimeout,
+    ResponseTooLarge,
+    Transport,
+    TransportError,
+    TransportTimeout,
+    UpstreamResponse,
+)
 from gophergate.security.redact import REDACTOR
 from gophergate.wire.sse import EventTooLarge
 
 
 @contextmanager
 def transport_errors(provider: str) -> Iterator[None]:
-    """Map transport failures (either client backend) talking to ``provider`` to gateway errors."""
+    """Map the transport seam's failures (``providers/transport.py``) talking to ``provider`` to gateway errors."""
     try:
         yield
     except GatewayError:
         raise
-    except h1.ResponseTooLarge as exc:
+    except ResponseTooLarge as exc:
         raise UpstreamUnavailable(
             f"Upstream provider '{provider}' sent an answer larger than the gateway's limit of {exc.limit} bytes "
             "(GOPHERGATE_MAX_UPSTREAM_RESPONSE_BYTES).",
@@ -40,13 +46,13 @@ def transport_errors(provider: str) -> Iterator[None]:
             "bytes (GOPHERGATE_MAX_SSE_EVENT_BYTES).",
             code="upstream_response_too_large",
         ) from exc
-    except h1.ConnectTimeout as exc:
+    except ConnectTimeout as exc:
         raise UpstreamTimeout(f"Connecting to upstream provider '{provider}' timed out.") from exc
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except TransportTimeout as exc:
         raise UpstreamTimeout(f"Upstream provider '{provider}' timed out.") from exc
-    except (aiohttp.ClientConnectorError, h1.ConnectError) as exc:
+    except ConnectError as exc:
         raise UpstreamUnavailable(f"Could not connect to upstream provider '{provider}'.") from exc
-    except (aiohttp.ClientError, OSError, h1.ProtocolError) as exc:
+    except TransportError as exc:
         raise UpstreamUnavailable(
             f"Connection to upstream provider '{provider}' failed: {type(exc).__name__}."
         ) from exc
@@ -131,7 +137,7 @@ ErrorMapper = Callable[[int, bytes, Callable[[str], str | None]], GatewayError]
 
 
 async def open_upstream_stream(
-    client: UpstreamClient,
+    client: Transport,
     provider: str,
     url: str,
     headers: dict[str, str],
@@ -157,7 +163,7 @@ async def open_upstream_stream(
 
 
 async def request_json(
-    client: UpstreamClient,
+    client: Transport,
     provider: str,
     method: str,
     url: str,

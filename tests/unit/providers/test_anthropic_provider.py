@@ -13,7 +13,7 @@ from gophergate.pricing.cost import Cost
 from gophergate.providers.anthropic import AnthropicProvider, ThinkingStore
 from gophergate.providers.anthropic.errors import anthropic_error
 from gophergate.providers.base import ChatCall, Meter, Provider
-from gophergate.providers.http_client import UpstreamResponse
+from gophergate.providers.transport import UpstreamResponse
 
 KEY = "sk-ant-api03-secretsecret"
 

@@ -11,13 +11,13 @@ import pytest
 from aiohttp import web
 
 from gophergate.errors import GatewayError, InvalidRequest
+from gophergate.providers.aiohttp_client import AiohttpClient
 from gophergate.providers.base import ChatCall, EndpointCall, Meter
 from gophergate.providers.gemini.errors import gemini_error
 from gophergate.providers.gemini.fetch import fetch_all
 from gophergate.providers.gemini.provider import GeminiProvider
 from gophergate.providers.gemini.signatures import SignatureStore
 from gophergate.providers.gemini.translate import RemoteFile
-from gophergate.providers.http_client import AiohttpClient
 from tests.fakes.gemini import PNG_1X1, FakeGemini
 
 

@@ -1,99 +1,32 @@
-"""The gateway's own HTTP/1.1 upstream client (providers/h1_client.py) against a scripted loopback server.
-
-The server is raw asyncio: each test says byte for byte what the upstream answers, so framing (length,
-chunked, until-close), keep-alive, stale connections and timeouts are exercised for real.
+"""The h1 backend (providers/h1_client.py) against a scripted loopback server: what is particular to it (the
+request bytes, the pool, the liveness peek, TLS, back-pressure). The rules both backends follow (sent once, framing
+errors, caps, decoding) are checked on each in test_transport.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import gzip
 import socket
 import ssl
 import threading
 import time
-import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from gophergate.errors import UpstreamTimeout, UpstreamUnavailable
+from gophergate.errors import UpstreamUnavailable
 from gophergate.providers import h1_client as h1
-from gophergate.providers.http_client import HybridClient, UpstreamClient, create_client, proxy_configured
+from gophergate.providers import transport as t
 from gophergate.providers.upstream import transport_errors
-
-Handler = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
-
-
-class ScriptedServer:
-    """Reads one request head (and its Content-Length body) at a time and lets ``handler`` answer it.
-
-    ``handler`` returns False to close the connection after answering. Every request is kept in ``requests``
-    with the connection number it came on."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.requests: list[tuple[int, bytes]] = []
-        self.connections = 0
-        self.server: asyncio.Server | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        port = self.server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    async def __aenter__(self) -> ScriptedServer:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        number = self.connections
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                body = await reader.readexactly(length) if length else b""
-                self.requests.append((number, head + body))
-                if not await self.handler(head + body, reader, writer):
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
-def answer(status: int, body: bytes, *, extra: bytes = b"") -> bytes:
-    return b"HTTP/1.1 %d OK\r\nContent-Length: %d\r\n%s\r\n%s" % (status, len(body), extra, body)
-
-
-def fixed(data: bytes, keep: bool = True) -> Handler:
-    async def handler(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        writer.write(data)
-        await writer.drain()
-        return keep
-
-    return handler
+from tests.fakes.tls import self_signed
+from tests.unit.providers.scripted import ScriptedServer, answer, collect, fixed
 
 
 def client(**overrides: float) -> h1.H1Client:
     options = {"max_connections": 8, "connect_timeout": 2.0, "read_timeout": 5.0, "total_timeout": 10.0}
     options.update(overrides)
     return h1.H1Client(**options)  # type: ignore[arg-type]
-
-
-async def collect(chunks: AsyncIterator[bytes]) -> list[bytes]:
-    return [chunk async for chunk in chunks]
 
 
 async def test_request_bytes_carry_host_length_agent_and_the_headers_given() -> None:
@@ -243,29 +176,6 @@ async def test_idle_connection_seen_closed_is_dropped_from_the_pool() -> None:
     assert [r[0] for r in server.requests] == [1, 2]
 
 
-async def test_post_is_not_resent_after_connection_closes_without_answer() -> None:
-    """The upstream read the whole request on a kept-alive connection and closed it without a byte of answer: it
-    may have acted on it, so the request is not sent again (issue 14, defect 4)."""
-
-    async def handler(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        if request.endswith(b"again"):
-            return False  # the second request on the kept-alive connection: read whole, closed without a byte
-        writer.write(answer(200, b"ok"))
-        await writer.drain()
-        return True
-
-    async with ScriptedServer(handler) as server:
-        c = client()
-        for stream in (False, True):
-            assert await (await c.request("POST", server.url + "/", {}, b"first", stream=stream)).read() == b"ok"
-            with pytest.raises(h1.RemoteClosed):
-                await c.request("POST", server.url + "/", {}, b"again", stream=stream)
-            with pytest.raises(UpstreamUnavailable), transport_errors("p"):
-                raise h1.RemoteClosed("x")
-        await c.close()
-    assert [body.rsplit(b"\r\n\r\n", 1)[1] for _, body in server.requests] == [b"first", b"again"] * 2
-
-
 class _ThreadedServer:
     """A blocking server on its own thread: it closes a kept-alive connection while the client's loop is not
     running, so that only a look at the socket itself (not a callback) can tell the connection is dead."""
@@ -308,34 +218,6 @@ async def test_idle_connection_closed_by_the_peer_is_not_used() -> None:
     assert server.hits == [1, 2]
 
 
-async def test_fresh_connection_closed_without_answer_is_an_error_not_a_retry() -> None:
-    async with ScriptedServer(fixed(b"", keep=False)) as server:
-        c = client()
-        with pytest.raises(h1.RemoteClosed):
-            await c.request("POST", server.url + "/", {}, b"x", stream=False)
-        await c.close()
-    assert len(server.requests) == 1
-
-
-async def test_answer_cut_short_is_remote_closed() -> None:
-    async with ScriptedServer(fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this", keep=False)) as server:
-        c = client()
-        with pytest.raises(h1.RemoteClosed):
-            await c.request("GET", server.url + "/", {}, None, stream=False)
-        resp = await c.request("GET", server.url + "/", {}, None, stream=True)
-        with pytest.raises(h1.RemoteClosed):
-            await collect(resp.chunks())
-        await c.close()
-
-
-async def test_garbage_answer_is_a_protocol_error() -> None:
-    async with ScriptedServer(fixed(b"SSH-2.0-OpenSSH\r\n\r\n", keep=False)) as server:
-        c = client()
-        with pytest.raises(h1.ProtocolError):
-            await c.request("GET", server.url + "/", {}, None, stream=False)
-        await c.close()
-
-
 async def test_read_timeout_when_the_upstream_goes_silent() -> None:
     async def silent(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         await asyncio.sleep(5)
@@ -343,7 +225,7 @@ async def test_read_timeout_when_the_upstream_goes_silent() -> None:
 
     async with ScriptedServer(silent) as server:
         c = client(read_timeout=0.2)
-        with pytest.raises(h1.ReadTimeout):
+        with pytest.raises(t.ReadTimeout):
             await c.request("GET", server.url + "/", {}, None, stream=False)
         await c.close()
 
@@ -361,36 +243,17 @@ async def test_slow_but_steady_stream_is_not_a_read_timeout_and_total_timeout_st
         c = client(read_timeout=0.3, total_timeout=1.0)
         resp = await c.request("GET", server.url + "/", {}, None, stream=True)
         got: list[bytes] = []
-        with pytest.raises(h1.TotalTimeout):
+        with pytest.raises(t.TotalTimeout):
             async for chunk in resp.chunks():
                 got.append(chunk)
         assert len(got) >= 8  # ~0.05 s apart, each well inside the read timeout
         await c.close()
 
 
-async def test_connect_refused_and_timeouts_map_to_502_and_504() -> None:
-    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = probe.sockets[0].getsockname()[1]
-    probe.close()
-    await probe.wait_closed()
-    c = client()
-    with pytest.raises(h1.ConnectError):
-        await c.request("GET", f"http://127.0.0.1:{port}/", {}, None, stream=False)
-    with pytest.raises(UpstreamUnavailable, match="Could not connect"), transport_errors("openai"):
-        await c.request("GET", f"http://127.0.0.1:{port}/", {}, None, stream=False)
-    with pytest.raises(UpstreamTimeout), transport_errors("openai"):
-        raise h1.ReadTimeout("silent")
-    with pytest.raises(UpstreamTimeout, match="Connecting"), transport_errors("openai"):
-        raise h1.ConnectTimeout("slow")
-    with pytest.raises(UpstreamUnavailable, match="RemoteClosed"), transport_errors("openai"):
-        raise h1.RemoteClosed("cut")
-    await c.close()
-
-
 async def test_header_with_a_line_break_is_refused_before_anything_is_sent() -> None:
     async with ScriptedServer(fixed(answer(200, b"ok"))) as server:
         c = client()
-        with pytest.raises(h1.ProtocolError, match="line break"):
+        with pytest.raises(t.ProtocolError, match="line break"):
             await c.request("GET", server.url + "/", {"X-Bad": "a\r\nInjected: 1"}, None, stream=False)
         await c.close()
     assert server.requests == []
@@ -436,54 +299,6 @@ async def test_slow_reader_pauses_the_socket_and_gets_every_byte() -> None:
             total += len(chunk)
         assert total == size
         await c.close()
-
-
-async def test_auto_is_h1_unless_a_proxy_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
-    options = {"max_connections": 4, "connect_timeout": 1.0, "read_timeout": 1.0, "total_timeout": 1.0}
-    assert not proxy_configured({"NO_PROXY": "x", "HTTPS_PROXY": " "})
-    assert proxy_configured({"https_proxy": "http://proxy:3128"})
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    plain = create_client("auto", **options)
-    assert isinstance(plain, h1.H1Client)
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
-    proxied = create_client("auto", **options)
-    assert isinstance(proxied, HybridClient)
-    assert isinstance(create_client("h1", **options), h1.H1Client)  # named: h1 even behind a proxy
-    await plain.close()
-    await proxied.close()
-
-
-def self_signed(tmp: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, written as PEM files."""
-    from ipaddress import IPv4Address
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gophergate-test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
 
 
 async def test_https_upstream_is_verified_and_kept_alive(tmp_path: Path) -> None:
@@ -538,61 +353,3 @@ async def test_host_name_is_resolved_and_kept_in_the_host_header() -> None:
         assert await resp.read() == b"named"
         await c.close()
     assert f"Host: localhost:{port}\r\n".encode() in server.requests[0][1]
-
-
-CAP = 64 * 1024
-
-
-def _chunked(total: int, piece: int = 8192) -> bytes:
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-    one = b"%x\r\n%s\r\n" % (piece, b"x" * piece)
-    return head + one * (total // piece) + b"0\r\n\r\n"
-
-
-def _capped(kind: str) -> UpstreamClient:
-    options = {"max_connections": 8, "connect_timeout": 2.0, "read_timeout": 5.0, "total_timeout": 10.0}
-    return create_client(kind, max_response_bytes=CAP, **options)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("kind", ["h1", "aiohttp", "pyreqwest"])
-@pytest.mark.parametrize(
-    "answer_bytes",
-    [
-        answer(200, b"y" * (CAP + 1)),  # a declared length over the cap: refused before the body is read
-        _chunked(4 * CAP),  # no length: refused as the body grows past the cap
-        # 64 MiB of zeros in ~64 KiB of gzip: refused while decoding, not after
-        answer(200, gzip.compress(bytes(64 << 20)), extra=b"Content-Encoding: gzip\r\n"),
-    ],
-    ids=["content-length", "chunked", "gzip-bomb"],
-)
-async def test_buffered_answer_over_cap_is_refused(kind: str, answer_bytes: bytes) -> None:
-    async with ScriptedServer(fixed(answer_bytes)) as server:
-        c = _capped(kind)
-        with pytest.raises(h1.ResponseTooLarge) as info:
-            await c.request("POST", server.url + "/", {}, b"{}", stream=False)
-        assert info.value.limit == CAP
-        # A streamed answer's read() (error bodies) is bounded by the same cap (h1 refuses a compressed read that
-        # decodes past the cap at once, before the head is handed over).
-        with pytest.raises(h1.ResponseTooLarge):
-            resp = await c.request("POST", server.url + "/", {}, b"{}", stream=True)
-            try:
-                await resp.read()
-            finally:
-                await resp.aclose(reuse=False)
-        await c.close()
-
-
-@pytest.mark.parametrize("kind", ["h1", "aiohttp", "pyreqwest"])
-async def test_answer_at_the_cap_passes(kind: str) -> None:
-    body = zlib.compress(b"z" * CAP)
-    async with ScriptedServer(fixed(answer(200, body, extra=b"Content-Encoding: deflate\r\n"))) as server:
-        c = _capped(kind)
-        assert await (await c.request("POST", server.url + "/", {}, b"{}", stream=False)).read() == b"z" * CAP
-        await c.close()
-
-
-async def test_answer_over_cap_maps_to_502_naming_the_limit() -> None:
-    with pytest.raises(UpstreamUnavailable) as info, transport_errors("p"):
-        raise h1.ResponseTooLarge(CAP)
-    assert info.value.status == 502 and info.value.code == "upstream_response_too_large"
-    assert "GOPHERGATE_MAX_UPSTREAM_RESPONSE_BYTES" in info.value.message and str(CAP) in info.value.message

@@ -21,9 +21,9 @@ from gophergate.providers.base import (
     SupportsImages,
     SupportsResponses,
 )
-from gophergate.providers.http_client import UpstreamResponse
 from gophergate.providers.openai_compat.dialects import get_dialect
 from gophergate.providers.openai_compat.provider import OpenAICompatProvider, OpenAIProvider
+from gophergate.providers.transport import UpstreamResponse
 
 
 class _Response:

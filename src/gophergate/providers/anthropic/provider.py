@@ -16,8 +16,8 @@ from gophergate.providers.anthropic.translate import (
     to_anthropic,
 )
 from gophergate.providers.base import ChatCall, Meter
-from gophergate.providers.http_client import UpstreamClient
 from gophergate.providers.stream import relay_upstream
+from gophergate.providers.transport import Transport
 from gophergate.providers.upstream import open_upstream_stream, request_json, scrub
 from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES
 
@@ -32,7 +32,7 @@ class AnthropicProvider:
         name: str = "anthropic",
         base_url: str = DEFAULT_BASE_URL,
         api_key: str,
-        client: UpstreamClient,
+        client: Transport,
         api_version: str = DEFAULT_API_VERSION,
         thinking_store: ThinkingStore | None = None,
         extra_headers: dict[str, str] | None = None,

@@ -1,6 +1,6 @@
 """Fetching http(s) images and PDFs named in a request, to inline them for Gemini (providers.md §3.2, §11.21).
 
-Through the gateway's pooled ``UpstreamClient``, with a size cap, a time limit and a content-type check; any
+Through the gateway's pooled ``Transport``, with a size cap, a time limit and a content-type check; any
 failure is a 400 naming the message part, so the client knows which URL to fix.
 """
 
@@ -11,7 +11,7 @@ import base64
 
 from gophergate.errors import GatewayError, InvalidRequest
 from gophergate.providers.gemini.translate import InlineData, RemoteFile
-from gophergate.providers.http_client import UpstreamClient
+from gophergate.providers.transport import Transport
 from gophergate.providers.upstream import transport_errors
 
 MAX_FETCH_BYTES = 20 * 1024 * 1024
@@ -20,7 +20,7 @@ _ACCEPT = "image/*, application/pdf"
 
 
 async def fetch_all(
-    client: UpstreamClient,
+    client: Transport,
     files: list[RemoteFile],
     *,
     max_bytes: int = MAX_FETCH_BYTES,
@@ -42,7 +42,7 @@ async def fetch_all(
     return fetched
 
 
-async def fetch_one(client: UpstreamClient, file: RemoteFile, *, max_bytes: int, time_limit: float) -> InlineData:
+async def fetch_one(client: Transport, file: RemoteFile, *, max_bytes: int, time_limit: float) -> InlineData:
     def failed(reason: str) -> InvalidRequest:
         return InvalidRequest(
             f"Could not fetch '{file.param}' ({file.url}) to inline it for Gemini: {reason}.",

@@ -30,8 +30,8 @@ from gophergate.providers.gemini.translate import (
     remote_files,
     to_gemini,
 )
-from gophergate.providers.http_client import UpstreamClient
 from gophergate.providers.stream import relay_upstream
+from gophergate.providers.transport import Transport
 from gophergate.providers.upstream import open_upstream_stream, request_json
 from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES
 
@@ -46,8 +46,8 @@ class GeminiProvider:
         name: str,
         base_url: str,
         api_key: str,
-        client: UpstreamClient,
-        media: UpstreamClient | None = None,
+        client: Transport,
+        media: Transport | None = None,
         store: SignatureStore | None = None,
         extra_headers: dict[str, str] | None = None,
         static_models: tuple[str, ...] = (),

@@ -15,7 +15,6 @@ from gophergate.errors import UpstreamUnavailable
 from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.gateway.usage import from_embeddings, from_images, from_responses
 from gophergate.providers.base import ChatCall, EndpointCall, Meter
-from gophergate.providers.http_client import UpstreamClient
 from gophergate.providers.openai_compat import responses as resp_api
 from gophergate.providers.openai_compat.dialects import (
     Dialect,
@@ -24,6 +23,7 @@ from gophergate.providers.openai_compat.dialects import (
     to_upstream_request,
 )
 from gophergate.providers.stream import relay_upstream
+from gophergate.providers.transport import Transport
 from gophergate.providers.upstream import open_upstream_stream, request_json
 from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES
 
@@ -36,7 +36,7 @@ class OpenAICompatProvider:
         base_url: str,
         api_key: str | None,
         dialect: Dialect,
-        client: UpstreamClient,
+        client: Transport,
         reasoning_store: ReasoningStore | None = None,
         extra_headers: dict[str, str] | None = None,
         static_models: tuple[str, ...] = (),
