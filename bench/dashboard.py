@@ -27,10 +27,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.seed_dashboard import seed
+from gophergate.admin.queries import analytics
+from gophergate.admin.queries import requests as reqs
+from gophergate.admin.queries.requests import RequestFilter
 from gophergate.db.engine import create_engine
-from gophergate.db.queries import analytics
-from gophergate.db.queries import requests as reqs
-from gophergate.db.queries.requests import RequestFilter
 from gophergate.settings import async_database_url
 
 TARGET_MS = 200.0

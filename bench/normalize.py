@@ -11,8 +11,8 @@ import timeit
 from decimal import Decimal
 from typing import Any
 
+from gophergate.core.record import RequestRecord
 from gophergate.recorder.normalize import normalize
-from gophergate.recorder.record import RequestRecord
 
 ROUNDS = 200_000
 

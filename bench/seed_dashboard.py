@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+from gophergate.core.record import COLUMNS
 from gophergate.db.engine import create_engine
 from gophergate.db.migrate import upgrade
 from gophergate.db.tables import ROLLUP_KEYS
-from gophergate.recorder.record import COLUMNS
 from gophergate.recorder.retention import MINUTE_ROLLUP_DAYS
 from gophergate.recorder.rollup import Aggregator, upsert_sql
 from gophergate.recorder.sink import SqliteSink

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.seed_dashboard import rows as seed_rows
+from gophergate.core.record import COLUMNS, RequestRecord
 from gophergate.db.engine import create_engine
 from gophergate.db.migrate import upgrade
 from gophergate.recorder import writer
-from gophergate.recorder.record import COLUMNS, RequestRecord
 from gophergate.recorder.rollup import Aggregator
 from gophergate.settings import async_database_url
 

@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gophergate.core.record import RequestRecord
 from gophergate.db.engine import create_engine
 from gophergate.db.migrate import upgrade
 from gophergate.db.tables import request_log
-from gophergate.recorder.record import RequestRecord
 from gophergate.recorder.writer import Recorder
 from gophergate.settings import async_database_url
 

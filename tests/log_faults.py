@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from gophergate.recorder.record import COLUMNS, RequestRecord
+from gophergate.core.record import COLUMNS, RequestRecord
 from tests.support import run_async
 
 TRIGGER = "gg_test_reject"

@@ -12,10 +12,11 @@ import gc
 import logging
 from typing import Any
 
-from gophergate.errors import NotFound
+from gophergate.core.asgi import Scope
+from gophergate.core.errors import NotFound
 from gophergate.http import health
 from gophergate.http.forwarded import TrustedProxies
-from gophergate.http.io import Scope, request_id, send_error
+from gophergate.http.io import request_id, send_error
 from gophergate.http.static import StaticUI
 from gophergate.http.v1 import V1
 from gophergate.hub.ws import HubEndpoint

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from gophergate.security.redact import RedactingFilter
+from gophergate.core.redact import RedactingFilter
 
 
 def setup_logging(level: str) -> None:

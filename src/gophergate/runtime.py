@@ -20,11 +20,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gophergate.core.redact import MIN_SECRET_LENGTH, REDACTOR
 from gophergate.db.engine import create_engine
 from gophergate.gateway.health import ProviderHealth
 from gophergate.gateway.metering import Metering
 from gophergate.gateway.model_settings import ModelKey, load_disabled
-from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.gateway.resolve import Resolver
 from gophergate.hub import Authenticate, Hub, Sampler
 from gophergate.pricing.catalog import Catalog
@@ -35,13 +35,13 @@ from gophergate.pricing.registry import Registry
 from gophergate.providers.base import Provider
 from gophergate.providers.config import ProviderConfig, config_secrets, provider_names, settings_secrets
 from gophergate.providers.media import MediaClient
+from gophergate.providers.reasoning_store import ReasoningStore
 from gophergate.providers.registry import build_providers
 from gophergate.providers.stored import ProviderEntry, fingerprint, load_stored, merge_providers, served_configs
 from gophergate.providers.transport import Transport, client_kind, create_transport
 from gophergate.recorder import retention
 from gophergate.recorder.writer import DeadLetters, Recorder, fallback_spill_dir, replay_spilled
 from gophergate.security.client_keys import KeyCache
-from gophergate.security.redact import MIN_SECRET_LENGTH, REDACTOR
 from gophergate.security.secretbox import SecretBox
 from gophergate.security.sessions import SessionManager
 from gophergate.security.throttle import LoginThrottle

@@ -14,11 +14,11 @@ from typing import Any
 import orjson
 import pytest
 
+from gophergate.core.record import RequestRecord
 from gophergate.db.migrate import upgrade
 from gophergate.hub.hub import GOING_AWAY, Connection
 from gophergate.pricing.catalog import Rates
 from gophergate.pricing.overrides import set_override
-from gophergate.recorder.record import RequestRecord
 from gophergate.runtime import Runtime
 from gophergate.settings import async_database_url, load_settings
 from tests.support import MINI_REGISTRY

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Query, Request, Response
 
 from gophergate.admin.deps import CurrentUser, get_runtime
 from gophergate.admin.json import json_response
+from gophergate.admin.queries import analytics as queries
+from gophergate.admin.queries.common import utc
 from gophergate.admin.schemas_data import Timeseries, Top, Totals
-from gophergate.db.queries import analytics as queries
-from gophergate.db.queries.common import utc
-from gophergate.errors import InvalidRequest
+from gophergate.core.errors import InvalidRequest
 
 router = APIRouter(prefix="/api/analytics", tags=["analytics"])
 

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from gophergate.admin.deps import COOKIE, CurrentSession, Rt
 from gophergate.admin.responses import no_content, ok
-from gophergate.errors import AuthenticationFailed, GatewayError
+from gophergate.core.errors import AuthenticationFailed, GatewayError
 from gophergate.security.passwords import verify_password
 from gophergate.security.users import User, find_user
 

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from gophergate.admin.errors import forbidden
-from gophergate.errors import AuthenticationFailed, GatewayError
+from gophergate.core.errors import AuthenticationFailed, GatewayError
 from gophergate.runtime import Runtime
 from gophergate.security.sessions import Session
 from gophergate.security.users import User

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from gophergate.admin.responses import ok
-from gophergate.errors import GatewayError
+from gophergate.core.errors import GatewayError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from gophergate.admin.deps import AdminUser, CurrentUser, Rt
 from gophergate.admin.errors import invalid, not_found
 from gophergate.admin.paging import DEFAULT_LIMIT, Cursor, Limit, page_list
 from gophergate.admin.responses import dumps, no_content
-from gophergate.errors import ModelNotFound
+from gophergate.core.errors import ModelNotFound
 from gophergate.gateway.model_settings import list_settings, set_enabled
 from gophergate.gateway.resolve import Route
 from gophergate.http.v1 import _model_object

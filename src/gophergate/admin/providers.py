@@ -18,7 +18,8 @@ from gophergate.admin.deps import AdminUser, CurrentUser, Rt
 from gophergate.admin.errors import conflict, invalid, not_found
 from gophergate.admin.paging import DEFAULT_LIMIT, Cursor, Limit, page_list
 from gophergate.admin.responses import no_content, ok
-from gophergate.errors import GatewayError
+from gophergate.core.errors import GatewayError
+from gophergate.core.redact import redact
 from gophergate.providers.registry import build_providers
 from gophergate.providers.stored import (
     KINDS,
@@ -31,7 +32,6 @@ from gophergate.providers.stored import (
     stored_config,
 )
 from gophergate.runtime import Runtime
-from gophergate.security.redact import redact
 from gophergate.security.secretbox import mask
 from gophergate.security.users import User
 

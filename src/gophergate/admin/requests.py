@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query, Request, Response
 
 from gophergate.admin.deps import CurrentUser, get_runtime
 from gophergate.admin.json import json_response
+from gophergate.admin.queries import requests as queries
+from gophergate.admin.queries.common import utc
 from gophergate.admin.schemas_data import RequestDetail, RequestPage
-from gophergate.db.queries import requests as queries
-from gophergate.db.queries.common import utc
-from gophergate.errors import InvalidRequest, NotFound
-from gophergate.security.redact import redact
+from gophergate.core.errors import InvalidRequest, NotFound
+from gophergate.core.redact import redact
 
 router = APIRouter(prefix="/api/requests", tags=["request log"])
 

@@ -10,17 +10,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gophergate.core.calls import ChatCall, EndpointCall, Meter, Pricer
 from gophergate.gateway.validate import check_chat, check_embeddings, check_images, check_responses
-from gophergate.providers.base import (
-    ChatCall,
-    EndpointCall,
-    Meter,
-    Pricer,
-    Provider,
-    SupportsEmbeddings,
-    SupportsImages,
-    SupportsResponses,
-)
+from gophergate.providers.base import Provider, SupportsEmbeddings, SupportsImages, SupportsResponses
 
 # What validation found: (model, stream, include_usage); include_usage is chat's stream_options.include_usage.
 Checked = tuple[str, bool, bool]

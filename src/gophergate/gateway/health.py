@@ -8,7 +8,7 @@ import time
 from collections import deque
 from typing import TypedDict
 
-from gophergate.recorder.record import RequestRecord
+from gophergate.core.record import RequestRecord
 
 WINDOW = 256  # the last N requests per provider
 MAX_AGE_SECONDS = 300.0  # and none older than this

@@ -21,13 +21,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gophergate.gateway.estimate import texts_from_sse
+from gophergate.core.calls import Meter, Priced
+from gophergate.core.record import RequestRecord
+from gophergate.core.redact import REDACTOR
 from gophergate.gateway.estimator import Estimator
 from gophergate.pricing.bill import bill
-from gophergate.providers.base import Meter, Priced
-from gophergate.recorder.record import RequestRecord
-from gophergate.security.redact import REDACTOR
 from gophergate.supervise import supervise
+from gophergate.wire.chat_text import texts_from_sse
 
 if TYPE_CHECKING:
     from gophergate.gateway.health import ProviderHealth

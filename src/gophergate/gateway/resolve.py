@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gophergate.errors import ModelNotFound
+from gophergate.core.errors import ModelNotFound
 from gophergate.pricing.catalog import LAST_RESORT, PROVIDER_IDS, ModelEntry
 from gophergate.pricing.cost import ModelPrice
 from gophergate.pricing.pricebook import PriceBook

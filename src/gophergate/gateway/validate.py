@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from gophergate.errors import InvalidRequest
+from gophergate.core.errors import InvalidRequest
 
 # orjson parses 1,024 levels of nesting but serialises only 254, and a request body is serialised again on its way
 # upstream: a body nested deeper than that failed there, as a 500 with a traceback. One limit for both, with room

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gophergate.errors import AuthenticationFailed, InvalidRequest
-from gophergate.http.io import Scope
+from gophergate.core.asgi import Scope
+from gophergate.core.errors import AuthenticationFailed, InvalidRequest
 from gophergate.security.client_keys import KeyCache, Principal
 
 

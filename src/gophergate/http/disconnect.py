@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from gophergate.errors import ClientDisconnected
+from gophergate.core.errors import ClientDisconnected
 
 T = TypeVar("T")
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
-from gophergate.http.io import Scope
+from gophergate.core.asgi import Scope
 
 Network = IPv4Network | IPv6Network
 Address = IPv4Address | IPv6Address

@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 
-from gophergate.http.io import Scope, base_headers, request_id, send_bytes
+from gophergate.core.asgi import Scope
+from gophergate.http.io import base_headers, request_id, send_bytes
 from gophergate.runtime import Runtime
 
 

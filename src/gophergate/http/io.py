@@ -8,21 +8,12 @@ from random import getrandbits
 from time import time
 from typing import Any
 
-from gophergate.errors import BodyTimeout, BodyTooLarge, ClientDisconnected, GatewayError, InvalidRequest
+from gophergate.core.asgi import Message, Scope, header
+from gophergate.core.errors import BodyTimeout, BodyTooLarge, ClientDisconnected, GatewayError, InvalidRequest
 from gophergate.server.http11 import BODY_ERROR
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
 
 JSON = b"application/json"
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,64}")
-
-
-def header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
 
 
 def request_id(scope: Scope) -> str:

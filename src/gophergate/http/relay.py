@@ -12,9 +12,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gophergate.errors import ClientDisconnected
+from gophergate.core.calls import Meter
+from gophergate.core.errors import ClientDisconnected
 from gophergate.http.disconnect import DisconnectWatch
-from gophergate.providers.base import Meter
 from gophergate.wire.sse import DONE
 
 

@@ -7,8 +7,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from gophergate.errors import MethodNotAllowed, NotFound
-from gophergate.http.io import Scope, request_id, send_error
+from gophergate.core.asgi import Scope
+from gophergate.core.errors import MethodNotAllowed, NotFound
+from gophergate.http.io import request_id, send_error
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 

@@ -11,7 +11,9 @@ from typing import Any
 
 import orjson
 
-from gophergate.errors import (
+from gophergate.core.asgi import Scope
+from gophergate.core.calls import ChatCall, EndpointCall, Meter
+from gophergate.core.errors import (
     ClientDisconnected,
     GatewayError,
     MethodNotAllowed,
@@ -19,15 +21,14 @@ from gophergate.errors import (
     NotFound,
     UnsupportedEndpoint,
 )
+from gophergate.core.record import RequestRecord
 from gophergate.gateway.endpoints import ENDPOINTS, EndpointSpec
 from gophergate.gateway.resolve import Route
 from gophergate.gateway.validate import check_model_length, parse_json_object
 from gophergate.http.auth import authenticate
 from gophergate.http.disconnect import unless_disconnected
-from gophergate.http.io import Scope, base_headers, read_body, request_id, send_bytes, send_error
+from gophergate.http.io import base_headers, read_body, request_id, send_bytes, send_error
 from gophergate.http.relay import relay_stream
-from gophergate.providers.base import ChatCall, EndpointCall, Meter
-from gophergate.recorder.record import RequestRecord
 from gophergate.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import orjson
 
-from gophergate.recorder.record import LIST_FIELDS, RequestRecord
-from gophergate.security.redact import redact
+from gophergate.core.record import LIST_FIELDS, RequestRecord
+from gophergate.core.redact import redact
 
 EventKind = Literal["provider_up", "provider_down", "config_changed", "registry_refreshed", "user_logged_in"]
 EVENT_KINDS: frozenset[str] = frozenset(

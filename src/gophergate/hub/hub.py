@@ -19,9 +19,9 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from gophergate.core.record import RequestRecord
 from gophergate.hub.events import PING, EventKind, event_message, metrics_message, request_message
 from gophergate.hub.sampler import Sampler
-from gophergate.recorder.record import RequestRecord
 
 log = logging.getLogger(__name__)
 

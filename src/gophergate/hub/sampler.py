@@ -22,8 +22,8 @@ from typing import Any
 
 import psutil
 
+from gophergate.core.record import RequestRecord
 from gophergate.hub.events import now_iso, usd
-from gophergate.recorder.record import RequestRecord
 
 
 @dataclass(slots=True)

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from gophergate.http.io import Scope, header
+from gophergate.core.asgi import Scope, header
 from gophergate.hub.events import PING
 from gophergate.hub.hub import GOING_AWAY, POLICY_VIOLATION, TRY_AGAIN_LATER, Connection, Hub, HubUser
 

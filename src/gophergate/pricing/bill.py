@@ -5,11 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from gophergate.gateway.usage import Usage
-from gophergate.recorder.record import RequestRecord
+from gophergate.core.record import RequestRecord
+from gophergate.core.usage import Usage
 
 if TYPE_CHECKING:
-    from gophergate.providers.base import Priced
+    from gophergate.core.calls import Priced
 
 _ZERO = Decimal(0)
 

@@ -19,23 +19,10 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from gophergate.gateway.usage import Usage
+from gophergate.core.usage import Cost, Usage
 from gophergate.pricing.catalog import PriceTable
 
 _ZERO = Decimal(0)
-
-
-@dataclass(frozen=True, slots=True)
-class Cost:
-    input: Decimal
-    cache_read: Decimal
-    cache_write: Decimal
-    output: Decimal
-    reasoning: Decimal
-
-    @property
-    def total(self) -> Decimal:
-        return self.input + self.cache_read + self.cache_write + self.output + self.reasoning
 
 
 ZERO_COST = Cost(_ZERO, _ZERO, _ZERO, _ZERO, _ZERO)

@@ -18,7 +18,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from gophergate.errors import GatewayError
+from gophergate.core.errors import GatewayError
 from gophergate.providers.aiohttp_client import AiohttpResponse, mapped_errors
 
 MAX_REDIRECTS = 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.providers.anthropic import AnthropicProvider, ThinkingStore
 from gophergate.providers.anthropic.translate import DEFAULT_API_VERSION
 from gophergate.providers.base import Provider
@@ -10,6 +9,7 @@ from gophergate.providers.config import ANTHROPIC_DIALECT, ProviderConfig
 from gophergate.providers.gemini import GeminiProvider, SignatureStore
 from gophergate.providers.openai_compat.dialects import get_dialect
 from gophergate.providers.openai_compat.provider import OpenAICompatProvider, OpenAIProvider
+from gophergate.providers.reasoning_store import ReasoningStore
 from gophergate.providers.transport import Transport
 from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES
 

@@ -15,9 +15,9 @@ from typing import Protocol
 
 import orjson
 
-from gophergate.errors import GatewayError
-from gophergate.gateway.usage import Usage
-from gophergate.providers.base import Meter
+from gophergate.core.calls import Meter
+from gophergate.core.errors import GatewayError
+from gophergate.core.usage import Usage
 from gophergate.providers.transport import UpstreamResponse
 from gophergate.providers.upstream import transport_errors
 from gophergate.wire.sse import encode_data

@@ -12,8 +12,9 @@ from typing import Any
 
 import orjson
 
-from gophergate.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from gophergate.providers.base import Meter
+from gophergate.core.calls import Meter
+from gophergate.core.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gophergate.core.redact import REDACTOR
 from gophergate.providers.transport import (
     ConnectError,
     ConnectTimeout,
@@ -23,7 +24,6 @@ from gophergate.providers.transport import (
     TransportTimeout,
     UpstreamResponse,
 )
-from gophergate.security.redact import REDACTOR
 from gophergate.wire.sse import EventTooLarge
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, Numeric, String
 
+from gophergate.core.record import COLUMNS, RequestRecord
 from gophergate.db.tables import request_log
-from gophergate.recorder.record import COLUMNS, RequestRecord
 
 TRUNCATED = "…[truncated]"
 _INT32 = (-(2**31), 2**31 - 1)

@@ -26,8 +26,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from itertools import accumulate
 from typing import Any
 
+from gophergate.core.record import COLUMNS
 from gophergate.db.tables import LATENCY_BUCKETS, LATENCY_COLUMNS, ROLLUP_GRANULARITIES, ROLLUP_KEYS, ROLLUP_SUMS
-from gophergate.recorder.record import COLUMNS
 
 _TOP_MS = 600_000.0
 _RATIO = _TOP_MS ** (1 / (LATENCY_BUCKETS - 2))

@@ -30,8 +30,8 @@ from typing import Any, Protocol
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gophergate.core.record import COLUMNS, DECIMAL_COLUMNS
 from gophergate.db.tables import ROLLUP_KEYS
-from gophergate.recorder.record import COLUMNS, DECIMAL_COLUMNS
 from gophergate.recorder.rollup import sqlite_bucket, transpose, upsert_sql, upsert_unnest_sql
 
 log = logging.getLogger(__name__)

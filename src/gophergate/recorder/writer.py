@@ -39,8 +39,8 @@ import orjson
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gophergate.core.record import COLUMNS, RequestRecord
 from gophergate.recorder.normalize import normalize, normalize_row
-from gophergate.recorder.record import COLUMNS, RequestRecord
 from gophergate.recorder.rollup import Aggregator, aggregate
 from gophergate.recorder.sink import Deltas, Sink, create_sink
 from gophergate.supervise import supervise

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from gophergate.admin import analytics, requests
 from gophergate.admin.deps import User, current_user
-from gophergate.errors import GatewayError
+from gophergate.core.errors import GatewayError
 from tests.dashboard_data import BASE, migrated_engine, random_record, write
 
 Z = "%Y-%m-%dT%H:%M:%SZ"

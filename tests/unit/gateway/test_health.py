@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import time
 
+from gophergate.core.record import RequestRecord
 from gophergate.gateway.health import ProviderHealth
-from gophergate.recorder.record import RequestRecord
 
 
 def _record(provider: str | None, status: int, latency: float) -> RequestRecord:

@@ -13,15 +13,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gophergate.core.calls import ChatCall, Meter
+from gophergate.core.record import RequestRecord
+from gophergate.core.usage import Usage
 from gophergate.db.engine import create_engine
 from gophergate.db.migrate import upgrade
 from gophergate.db.tables import request_log
 from gophergate.gateway.metering import Metering, finalize
-from gophergate.gateway.usage import Usage
 from gophergate.pricing.catalog import PriceTable, Rates
 from gophergate.pricing.cost import Cost, ModelPrice
-from gophergate.providers.base import ChatCall, Meter
-from gophergate.recorder.record import RequestRecord
 from gophergate.recorder.writer import Recorder
 from gophergate.settings import async_database_url
 from tests.log_faults import record

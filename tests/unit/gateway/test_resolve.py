@@ -3,7 +3,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gophergate.errors import ModelNotFound
+from gophergate.core.errors import ModelNotFound
 from gophergate.gateway.resolve import Resolver, Route
 from gophergate.pricing.catalog import Catalog
 from gophergate.pricing.pricebook import PriceBook

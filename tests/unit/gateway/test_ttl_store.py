@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import time
 
-from gophergate.gateway.ttl_store import ENTRY_OVERHEAD, TTLStore
+from gophergate.core.ttl_store import ENTRY_OVERHEAD, TTLStore
 
 
 def test_entries_expire_after_the_ttl() -> None:

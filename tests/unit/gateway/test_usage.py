@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from gophergate.gateway.usage import (
+from gophergate.core.usage import (
     Usage,
     from_anthropic,
     from_deepseek,

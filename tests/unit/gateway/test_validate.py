@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
+from gophergate.core.errors import InvalidRequest
 from gophergate.db.tables import request_log
-from gophergate.errors import InvalidRequest
 from gophergate.gateway.validate import (
     MAX_JSON_DEPTH,
     MAX_MODEL_CHARS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gophergate.errors import InvalidRequest
+from gophergate.core.errors import InvalidRequest
 from gophergate.http.auth import presented_key
 
 

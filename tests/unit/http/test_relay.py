@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from gophergate.core.calls import Meter
 from gophergate.http.relay import relay_stream
-from gophergate.providers.base import Meter
 
 
 async def _chunks() -> AsyncIterator[bytes]:

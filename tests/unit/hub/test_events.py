@@ -7,8 +7,8 @@ from decimal import Decimal
 import orjson
 import pytest
 
+from gophergate.core.record import RequestRecord
 from gophergate.hub.events import REQUEST_FIELDS, event_message, iso, request_message
-from gophergate.recorder.record import RequestRecord
 
 
 def _record() -> RequestRecord:

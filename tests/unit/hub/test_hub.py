@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
+from gophergate.core.record import RequestRecord
 from gophergate.hub.events import PING
 from gophergate.hub.hub import GOING_AWAY, TRY_AGAIN_LATER, Hub
 from gophergate.hub.sampler import Sampler
-from gophergate.recorder.record import RequestRecord
 
 
 @dataclass(frozen=True)

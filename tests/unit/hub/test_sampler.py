@@ -3,8 +3,8 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
+from gophergate.core.record import RequestRecord
 from gophergate.hub.sampler import Sampler, p95
-from gophergate.recorder.record import RequestRecord
 
 
 class Clock:

@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
+from gophergate.core.record import RequestRecord
 from gophergate.hub.events import PING
 from gophergate.hub.hub import GOING_AWAY, POLICY_VIOLATION, TRY_AGAIN_LATER, Hub
 from gophergate.hub.sampler import Sampler
 from gophergate.hub.ws import Authenticate, HubEndpoint, same_origin
-from gophergate.recorder.record import RequestRecord
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gophergate.gateway.usage import Usage, from_deepseek, from_openai, from_xai
+from gophergate.core.usage import Usage, from_deepseek, from_openai, from_xai
 from gophergate.pricing.catalog import Catalog, PriceTable, Rates, Tier
 from gophergate.pricing.cost import Discount, ModelPrice, compute_cost
 from gophergate.pricing.overrides import PriceOverride
@@ -202,7 +202,7 @@ def test_cost_is_never_negative_and_equals_the_sum_of_its_parts(
 
 
 def test_anthropic_usage_reader_feeds_the_cost_without_double_counting(catalog: Catalog) -> None:
-    from gophergate.gateway.usage import from_anthropic
+    from gophergate.core.usage import from_anthropic
 
     usage = from_anthropic(
         {"input_tokens": 100, "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 500, "output_tokens": 300}
@@ -213,7 +213,7 @@ def test_anthropic_usage_reader_feeds_the_cost_without_double_counting(catalog: 
 
 
 def test_gemini_usage_reader_feeds_the_cost(catalog: Catalog) -> None:
-    from gophergate.gateway.usage import from_gemini
+    from gophergate.core.usage import from_gemini
 
     usage = from_gemini(
         {

@@ -8,11 +8,12 @@ from typing import Any
 import orjson
 import pytest
 
-from gophergate.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
-from gophergate.pricing.cost import Cost
+from gophergate.core.calls import ChatCall, Meter
+from gophergate.core.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from gophergate.core.usage import Cost
 from gophergate.providers.anthropic import AnthropicProvider, ThinkingStore
 from gophergate.providers.anthropic.errors import anthropic_error
-from gophergate.providers.base import ChatCall, Meter, Provider
+from gophergate.providers.base import Provider
 from gophergate.providers.transport import UpstreamResponse
 
 KEY = "sk-ant-api03-secretsecret"

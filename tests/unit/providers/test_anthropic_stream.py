@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gophergate.gateway.usage import Usage
+from gophergate.core.usage import Usage
 from gophergate.providers.anthropic.stream import StreamTranslator
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gophergate.errors import InvalidRequest
+from gophergate.core.errors import InvalidRequest
 from gophergate.providers.anthropic.thinking_store import ThinkingStore
 from gophergate.providers.anthropic.translate import (
     DEFAULT_MAX_TOKENS,

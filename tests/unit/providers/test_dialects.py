@@ -3,14 +3,14 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gophergate.gateway.estimate import texts_from_sse
-from gophergate.gateway.reasoning_store import ReasoningStore
 from gophergate.providers.openai_compat.dialects import (
     StreamTranslator,
     from_upstream_response,
     get_dialect,
     to_upstream_request,
 )
+from gophergate.providers.reasoning_store import ReasoningStore
+from gophergate.wire.chat_text import texts_from_sse
 from gophergate.wire.sse import EventTooLarge
 
 

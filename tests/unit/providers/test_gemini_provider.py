@@ -10,9 +10,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gophergate.errors import GatewayError, InvalidRequest
+from gophergate.core.calls import ChatCall, EndpointCall, Meter
+from gophergate.core.errors import GatewayError, InvalidRequest
 from gophergate.providers.aiohttp_client import AiohttpClient
-from gophergate.providers.base import ChatCall, EndpointCall, Meter
 from gophergate.providers.gemini.errors import gemini_error
 from gophergate.providers.gemini.fetch import fetch_all
 from gophergate.providers.gemini.provider import GeminiProvider

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from gophergate.gateway.usage import Usage
+from gophergate.core.usage import Usage
 from gophergate.providers.gemini.signatures import CallMemory, SignatureStore
 from gophergate.providers.gemini.stream import GeminiStream
 from gophergate.wire.sse import SSEDecoder

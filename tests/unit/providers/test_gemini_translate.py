@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gophergate.errors import InvalidRequest
-from gophergate.gateway.usage import Usage, from_gemini
+from gophergate.core.errors import InvalidRequest
+from gophergate.core.usage import Usage, from_gemini
 from gophergate.providers.gemini.signatures import CallMemory, SignatureStore
 from gophergate.providers.gemini.translate import (
     SKIP_SIGNATURE,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gophergate.errors import UpstreamUnavailable
+from gophergate.core.errors import UpstreamUnavailable
 from gophergate.providers import h1_client as h1
 from gophergate.providers import transport as t
 from gophergate.providers.upstream import transport_errors

@@ -9,20 +9,13 @@ from typing import Any
 import orjson
 import pytest
 
-from gophergate.errors import GatewayError
-from gophergate.gateway.reasoning_store import ReasoningStore
-from gophergate.gateway.usage import Usage
-from gophergate.pricing.cost import Cost
-from gophergate.providers.base import (
-    ChatCall,
-    EndpointCall,
-    Meter,
-    SupportsEmbeddings,
-    SupportsImages,
-    SupportsResponses,
-)
+from gophergate.core.calls import ChatCall, EndpointCall, Meter
+from gophergate.core.errors import GatewayError
+from gophergate.core.usage import Cost, Usage
+from gophergate.providers.base import SupportsEmbeddings, SupportsImages, SupportsResponses
 from gophergate.providers.openai_compat.dialects import get_dialect
 from gophergate.providers.openai_compat.provider import OpenAICompatProvider, OpenAIProvider
+from gophergate.providers.reasoning_store import ReasoningStore
 from gophergate.providers.transport import UpstreamResponse
 
 

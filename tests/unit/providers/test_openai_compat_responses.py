@@ -8,9 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from gophergate.gateway.usage import Usage
-from gophergate.pricing.cost import Cost
-from gophergate.providers.base import EndpointCall
+from gophergate.core.calls import EndpointCall
+from gophergate.core.usage import Cost, Usage
 from gophergate.providers.openai_compat.responses import (
     ResponsesStream,
     failure_message,

@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
-from gophergate.errors import UpstreamUnavailable
+from gophergate.core.calls import EndpointCall, Meter
+from gophergate.core.errors import UpstreamUnavailable
 from gophergate.providers.anthropic.stream import StreamTranslator as AnthropicStream
-from gophergate.providers.base import EndpointCall, Meter
 from gophergate.providers.gemini.stream import GeminiStream
 from gophergate.providers.openai_compat.dialects import StreamTranslator as ChatStream
 from gophergate.providers.openai_compat.dialects import get_dialect

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gophergate.errors import UpstreamTimeout, UpstreamUnavailable
+from gophergate.core.errors import UpstreamTimeout, UpstreamUnavailable
 from gophergate.providers import transport as t
 from gophergate.providers.aiohttp_client import AiohttpClient
 from gophergate.providers.h1_client import H1Client

@@ -5,14 +5,14 @@ from urllib.parse import quote
 import orjson
 import pytest
 
-from gophergate.errors import UpstreamError, UpstreamUnavailable
+from gophergate.core.calls import EndpointCall
+from gophergate.core.errors import UpstreamError, UpstreamUnavailable
+from gophergate.core.redact import REDACTOR
 from gophergate.providers.anthropic.errors import anthropic_error
-from gophergate.providers.base import EndpointCall
 from gophergate.providers.gemini.errors import gemini_error
 from gophergate.providers.openai_compat.dialects import StreamTranslator, get_dialect
 from gophergate.providers.openai_compat.responses import ResponsesStream
 from gophergate.providers.upstream import scrub, upstream_error
-from gophergate.security.redact import REDACTOR
 
 
 def test_openai_shape_keeps_status_type_code_param() -> None:

@@ -18,11 +18,11 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gophergate.core.record import RequestRecord
 from gophergate.db.engine import create_engine
 from gophergate.db.migrate import upgrade
 from gophergate.db.tables import request_log, rollup_minute
 from gophergate.recorder.normalize import TRUNCATED
-from gophergate.recorder.record import RequestRecord
 from gophergate.recorder.writer import DEAD_LETTER_FILE, Recorder, is_outage, replay_spilled
 from gophergate.settings import async_database_url
 from tests.log_faults import accept_sql, execute, record, reject_sql, write_spill

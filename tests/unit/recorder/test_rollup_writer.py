@@ -13,8 +13,8 @@ import orjson
 import pytest
 from sqlalchemy import select
 
+from gophergate.core.record import COLUMNS
 from gophergate.db.tables import LATENCY_COLUMNS, ROLLUP_KEYS, ROLLUP_SUMS, ROLLUPS
-from gophergate.recorder.record import COLUMNS
 from gophergate.recorder.rollup import PICO, aggregate, floor_time, latency_bucket
 from gophergate.recorder.sink import create_sink
 from gophergate.recorder.writer import SPILL_PREFIX, replay_spilled

@@ -5,10 +5,10 @@ import time
 
 from sqlalchemy import func, select
 
+from gophergate.core.record import RequestRecord
 from gophergate.db.engine import create_engine
 from gophergate.db.migrate import upgrade
 from gophergate.db.tables import request_log
-from gophergate.recorder.record import RequestRecord
 from gophergate.recorder.writer import Recorder
 from gophergate.settings import async_database_url
 
@@ -80,7 +80,7 @@ async def test_rows_unwritable_at_shutdown_are_spilled_and_replayed(tmp_path) ->
 
 
 def test_record_columns_are_the_request_log_table() -> None:
-    from gophergate.recorder.record import COLUMNS
+    from gophergate.core.record import COLUMNS
 
     assert set(COLUMNS) == {c.name for c in request_log.c} - {"id"}
     record = _record(1)
@@ -203,8 +203,8 @@ async def test_multi_row_sqlite_inserts_store_every_value_in_order_within_the_pa
     import sqlite3
     from decimal import Decimal
 
+    from gophergate.core.record import COLUMNS
     from gophergate.recorder import sink as sink_module
-    from gophergate.recorder.record import COLUMNS
     from gophergate.recorder.sink import SqliteSink
 
     url = f"sqlite:///{tmp_path / 'multi.db'}"

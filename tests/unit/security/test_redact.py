@@ -9,8 +9,8 @@ from urllib.parse import quote, quote_plus
 import orjson
 import pytest
 
+from gophergate.core.redact import REDACTED, REDACTOR, RedactingFilter, Redactor
 from gophergate.logs import setup_logging
-from gophergate.security.redact import REDACTED, REDACTOR, RedactingFilter, Redactor
 
 ODD_KEYS = (
     "Zq9!custom-KEY.with/slash+plus=",

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from gophergate.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gophergate.core.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gophergate.providers.upstream import retry_headers, scrub
 
 

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator, Callable
 
 import orjson
 
-from gophergate.errors import GatewayError, UpstreamUnavailable
+from gophergate.core.calls import ChatCall, Meter
+from gophergate.core.errors import GatewayError, UpstreamUnavailable
 from gophergate.providers.anthropic.errors import anthropic_error
 from gophergate.providers.anthropic.stream import StreamTranslator
 from gophergate.providers.anthropic.thinking_store import ThinkingStore
@@ -15,7 +16,6 @@ from gophergate.providers.anthropic.translate import (
     from_anthropic_message,
     to_anthropic,
 )
-from gophergate.providers.base import ChatCall, Meter
 from gophergate.providers.stream import relay_upstream
 from gophergate.providers.transport import Transport
 from gophergate.providers.upstream import open_upstream_stream, request_json, scrub

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from gophergate.gateway.usage import Usage, from_anthropic
+from gophergate.core.usage import Usage, from_anthropic
 from gophergate.providers.anthropic.thinking_store import ThinkingStore
 from gophergate.providers.anthropic.translate import finish_reason, usage_object
 from gophergate.providers.stream import StreamOutcome

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from gophergate.gateway.ttl_store import TTLStore
+from gophergate.core.ttl_store import TTLStore
 
 ThinkingBlocks = tuple[dict[str, Any], ...]
 

@@ -38,8 +38,8 @@ from typing import Any
 
 import orjson
 
-from gophergate.errors import InvalidRequest
-from gophergate.gateway.usage import Usage, from_anthropic
+from gophergate.core.errors import InvalidRequest
+from gophergate.core.usage import Usage, from_anthropic
 
 DEFAULT_MAX_TOKENS = 4096
 DEFAULT_API_VERSION = "2023-06-01"

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from gophergate.errors import GatewayError, UpstreamUnavailable
+from gophergate.core.errors import GatewayError, UpstreamUnavailable
 from gophergate.providers.upstream import upstream_error
 
 _TYPES = {429: "rate_limit_error"}

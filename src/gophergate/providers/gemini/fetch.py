@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 
-from gophergate.errors import GatewayError, InvalidRequest
+from gophergate.core.errors import GatewayError, InvalidRequest
 from gophergate.providers.gemini.translate import InlineData, RemoteFile
 from gophergate.providers.transport import Transport
 from gophergate.providers.upstream import transport_errors

@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from gophergate.errors import InvalidRequest
-from gophergate.gateway.usage import Usage, from_gemini
+from gophergate.core.errors import InvalidRequest
+from gophergate.core.usage import Usage, from_gemini
 
 _RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
 MAX_IMAGES = 10

@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from gophergate.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamUnavailable
-from gophergate.gateway.usage import Usage, from_gemini
-from gophergate.providers.base import ChatCall, EndpointCall, Meter
+from gophergate.core.calls import ChatCall, EndpointCall, Meter
+from gophergate.core.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamUnavailable
+from gophergate.core.usage import Usage, from_gemini
 from gophergate.providers.gemini.errors import gemini_error
 from gophergate.providers.gemini.fetch import FETCH_TIMEOUT_SECONDS, MAX_FETCH_BYTES, fetch_all
 from gophergate.providers.gemini.images import image_request, images_from

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from gophergate.gateway.ttl_store import TTLStore
+from gophergate.core.ttl_store import TTLStore
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from gophergate.gateway.usage import Usage, from_gemini
+from gophergate.core.usage import Usage, from_gemini
 from gophergate.providers.gemini.errors import stream_error_message
 from gophergate.providers.gemini.signatures import SignatureStore
 from gophergate.providers.gemini.translate import CostFn, block_message, finish_reason, tool_call, usage_json

@@ -26,8 +26,8 @@ from typing import Any
 
 import orjson
 
-from gophergate.errors import InvalidRequest
-from gophergate.gateway.usage import Usage, from_gemini
+from gophergate.core.errors import InvalidRequest
+from gophergate.core.usage import Usage, from_gemini
 from gophergate.providers.gemini.signatures import CallMemory, SignatureStore
 
 log = logging.getLogger(__name__)

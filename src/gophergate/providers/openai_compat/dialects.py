@@ -24,11 +24,11 @@ from typing import Any
 
 import orjson
 
-from gophergate.gateway.estimate import texts_from_sse
-from gophergate.gateway.reasoning_store import ReasoningStore
-from gophergate.gateway.usage import USAGE_READERS, Usage
+from gophergate.core.redact import REDACTOR, redact
+from gophergate.core.usage import USAGE_READERS, Usage
+from gophergate.providers.reasoning_store import ReasoningStore
 from gophergate.providers.stream import StreamOutcome, chat_error_event
-from gophergate.security.redact import REDACTOR, redact
+from gophergate.wire.chat_text import texts_from_sse
 from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES, EventCutter, SSEDecoder, SSEEvent, encode_data
 
 

@@ -11,10 +11,9 @@ from typing import Any
 
 import orjson
 
-from gophergate.errors import UpstreamUnavailable
-from gophergate.gateway.reasoning_store import ReasoningStore
-from gophergate.gateway.usage import from_embeddings, from_images, from_responses
-from gophergate.providers.base import ChatCall, EndpointCall, Meter
+from gophergate.core.calls import ChatCall, EndpointCall, Meter
+from gophergate.core.errors import UpstreamUnavailable
+from gophergate.core.usage import from_embeddings, from_images, from_responses
 from gophergate.providers.openai_compat import responses as resp_api
 from gophergate.providers.openai_compat.dialects import (
     Dialect,
@@ -22,6 +21,7 @@ from gophergate.providers.openai_compat.dialects import (
     from_upstream_response,
     to_upstream_request,
 )
+from gophergate.providers.reasoning_store import ReasoningStore
 from gophergate.providers.stream import relay_upstream
 from gophergate.providers.transport import Transport
 from gophergate.providers.upstream import open_upstream_stream, request_json

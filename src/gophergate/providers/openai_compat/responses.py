@@ -12,10 +12,10 @@ from typing import Any
 
 import orjson
 
-from gophergate.gateway.usage import Usage, from_responses
-from gophergate.providers.base import EndpointCall
+from gophergate.core.calls import EndpointCall
+from gophergate.core.redact import REDACTOR, redact
+from gophergate.core.usage import Usage, from_responses
 from gophergate.providers.stream import StreamOutcome
-from gophergate.security.redact import REDACTOR, redact
 from gophergate.wire.sse import DEFAULT_MAX_EVENT_BYTES, EventCutter, SSEDecoder
 
 TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})

@@ -8,7 +8,7 @@ back when the history returns. In-process, bounded, with a TTL; a shared store r
 
 from __future__ import annotations
 
-from gophergate.gateway.ttl_store import TTLStore
+from gophergate.core.ttl_store import TTLStore
 
 
 class ReasoningStore(TTLStore[str]):

@@ -9,7 +9,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gophergate.pricing.cost import ModelPrice
+    from gophergate.core.calls import Price
 
 
 @dataclass(slots=True)
@@ -48,7 +48,7 @@ class RequestRecord:
     # The client's address: the peer's, or the one a trusted reverse proxy forwarded (http/forwarded.py).
     client_ip: str | None = None
     # The price of the routed model (None: unknown); the cost is computed from it once tokens are final.
-    price: ModelPrice | None = None
+    price: Price | None = None
 
     def values(self) -> tuple[Any, ...]:
         """The stored columns, in ``COLUMNS`` order."""

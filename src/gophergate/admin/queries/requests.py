@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gophergate.db.queries.common import iso, usd, utc
+from gophergate.admin.queries.common import iso, usd, utc
+from gophergate.core.record import LIST_FIELDS
 from gophergate.db.tables import request_log
-from gophergate.recorder.record import LIST_FIELDS
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50

@@ -9,7 +9,23 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What a usage cost, in USD, by token class (exact decimals; see ``pricing/cost.py``)."""
+
+    input: Decimal
+    cache_read: Decimal
+    cache_write: Decimal
+    output: Decimal
+    reasoning: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.input + self.cache_read + self.cache_write + self.output + self.reasoning
 
 
 @dataclass(slots=True)

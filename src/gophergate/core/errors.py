@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from gophergate.security.redact import REDACTOR, redact
+from gophergate.core.redact import REDACTOR, redact
 
 
 class GatewayError(Exception):

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gophergate.db.queries.requests import (
+from gophergate.admin.queries.requests import (
     ITEM_FIELDS,
     InvalidCursor,
     RequestFilter,

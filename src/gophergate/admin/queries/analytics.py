@@ -20,7 +20,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, String, Table, func, literal, select, type_coerce, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gophergate.db.queries.common import iso, utc
+from gophergate.admin.queries.common import iso, utc
 from gophergate.db.tables import LATENCY_COLUMNS, rollup_table
 from gophergate.recorder.retention import MINUTE_ROLLUP_DAYS
 from gophergate.recorder.rollup import floor_time, percentiles, sqlite_bucket

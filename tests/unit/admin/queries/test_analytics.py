@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import delete
 
-from gophergate.db.queries.analytics import (
+from gophergate.admin.queries.analytics import (
     CSV_COLUMNS,
     MAX_POINTS,
     MAX_POINTS_GROUPED,
