@@ -142,7 +142,18 @@ class StreamError(Exception):
 class ResponseReader:
     """Incremental parser of one HTTP/1.1 response at a time (content-length or chunked body)."""
 
-    __slots__ = ("_buf", "_remaining", "_state", "chunked", "close", "done", "first_body", "saw_done_event", "status")
+    __slots__ = (
+        "_buf",
+        "_remaining",
+        "_state",
+        "_tail",
+        "chunked",
+        "close",
+        "done",
+        "first_body",
+        "saw_done_event",
+        "status",
+    )
 
     def __init__(self) -> None:
         self._buf = b""
@@ -157,6 +168,7 @@ class ResponseReader:
         self.done = False
         self.saw_done_event = False
         self.first_body = False
+        self._tail = b""
 
     def feed(self, data: bytes) -> None:
         """Consume ``data``; sets ``done`` when the response is complete (extra bytes are an error)."""
@@ -188,8 +200,11 @@ class ResponseReader:
                     self.done = True
             elif state == 3:
                 step = min(self._remaining, n - pos)
-                if step > 8 and b"[DONE]" in buf[pos : pos + step]:
-                    self.saw_done_event = True
+                if not self.saw_done_event:
+                    # The marker may straddle two reads: keep the last bytes of the data seen so far.
+                    seen = self._tail + buf[pos : pos + step]
+                    self.saw_done_event = b"[DONE]" in seen
+                    self._tail = seen[-5:]
                 self._remaining -= step
                 pos += step
                 if self._remaining == 0:
