@@ -339,7 +339,7 @@ def render_peers(results: PeerResults) -> str:
     if results.paced is not None:
         out.append("")
         out.append("paced streams (20 chunks 50 ms apart), whole-stream latency, server CPU and peak RSS:")
-        out.extend(render_paced([results.paced], "gophergate", "GopherGate", ["litellm"]))
+        out.extend(render_paced([results.paced], "gophergate", "GopherGate", ["litellm"], as_times=True))
     out.append("")
     rss = ", ".join(
         f"{LABELS[name]} {'-' if mb is None else f'{mb:.0f} MB'}" for name, mb in results.rss_after_mb.items()

@@ -196,8 +196,11 @@ def header_lines(cfg: dict[str, Any], title: str) -> list[str]:
     return out
 
 
-def render_paced(scenarios: list[PacedScenario], base: str, base_label: str, others: list[str]) -> list[str]:
-    """The paced table: one row per side, then the ratios of ``base`` over each of ``others``."""
+def render_paced(
+    scenarios: list[PacedScenario], base: str, base_label: str, others: list[str], as_times: bool = False
+) -> list[str]:
+    """The paced table: one row per side, then the ratios of ``base`` over each of ``others`` (as a percentage,
+    or with ``as_times`` as a multiple)."""
     out: list[str] = []
     header = (
         f"{'streams':>7} {'side':<10} | {'streams/s':>9} {'p50 s':>6} {'p99 s':>6} {'1st chunk p50 ms':>16} | "
@@ -212,8 +215,9 @@ def render_paced(scenarios: list[PacedScenario], base: str, base_label: str, oth
             if other in sc.sides and base in sc.sides:
                 pct = sc.ratio(base, other)
                 added = sc.added_p50(base, other)
+                share = _pct_of(pct) if not as_times else ("-" if pct is None else f"{pct / 100:.1f}x")
                 out.append(
-                    f"{'':>7} {base_label} vs {other}: streams/s {_pct_of(pct)}, "
+                    f"{'':>7} {base_label} vs {other}: streams/s {share}, "
                     f"p50 {'-' if added is None else f'{added:+,.0f} ms'}"
                 )
     return out
