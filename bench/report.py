@@ -120,7 +120,7 @@ def paced_targets(scenario: PacedScenario | None) -> list[Target]:
             missing,
         ),
         Target(
-            f"paced {n:,}: gateway peak RSS",
+            f"paced {n:,}: gateway peak RSS, streaming",
             gateway.rss_peak_mb if gateway else None,
             PACED_MAX_RSS_MB,
             "MB",
@@ -204,7 +204,7 @@ def render_paced(
     out: list[str] = []
     header = (
         f"{'streams':>7} {'side':<10} | {'streams/s':>9} {'p50 s':>6} {'p99 s':>6} {'1st chunk p50 ms':>16} | "
-        f"{'errors':>7} {'CPU':>5} {'peak RSS MB':>11}"
+        f"{'errors':>7} {'CPU':>5} {'RSS MB peak':>11} {'after':>5}"
     )
     out.append(header)
     out.append("-" * len(header))
@@ -227,8 +227,9 @@ def _paced_cells(side: PacedMeasured) -> str:
     result = side.result
     cpu = "-" if side.server_cpu_percent is None else f"{side.server_cpu_percent:.0f}%"
     rss = "-" if side.rss_peak_mb is None else f"{side.rss_peak_mb:.0f}"
+    rss += " " + ("    -" if side.rss_after_mb is None else f"{side.rss_after_mb:>5.0f}")
     if result is None:
-        return f"{'error':>9} {'-':>6} {'-':>6} {'-':>16} | {'-':>7} {cpu:>5} {rss:>11}  ({side.error})"
+        return f"{'error':>9} {'-':>6} {'-':>6} {'-':>16} | {'-':>7} {cpu:>5} {rss:>17}  ({side.error})"
     if not result.completed:
         stats = f"{0:>9} {'-':>6} {'-':>6} {'-':>16}"
     else:
@@ -236,7 +237,7 @@ def _paced_cells(side: PacedMeasured) -> str:
             f"{result.streams_per_s:>9,.0f} {result.p50_ms / 1000:>6.2f} {result.p99_ms / 1000:>6.2f} "
             f"{result.first_chunk_p50_ms:>16.1f}"
         )
-    return f"{stats} | {result.error_count:>7,} {cpu:>5} {rss:>11}"
+    return f"{stats} | {result.error_count:>7,} {cpu:>5} {rss:>17}"
 
 
 def render(results: BenchResults, targets: list[Target]) -> str:
@@ -291,7 +292,10 @@ def render(results: BenchResults, targets: list[Target]) -> str:
         out.append(
             "paced streams: N concurrent streams of 20 chunks 50 ms apart (about 1 s each), whole-stream latency;"
         )
-        out.append("RSS and CPU of the server under test (relay and direct: the relay process, the fake upstream):")
+        out.append(
+            "CPU and RSS of the server under test (relay: the relay process; direct: the fake upstream); RSS peak "
+            "while streaming and 2 s after the streams open at the window's end were cut:"
+        )
         out.extend(render_paced(results.paced, "gateway", "gateway", ["relay", "direct"]))
     mem = results.memory
     out.append("")

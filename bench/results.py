@@ -111,7 +111,9 @@ class PacedMeasured:
     error: str | None = None
     server_cpu_percent: float | None = None
     rss_peak_mb: float | None = None
-    """Peak RSS of the server's process tree during the run (sampled every 0.25 s)."""
+    """Peak RSS of the server's process tree while the streams ran (sampled every 0.25 s)."""
+    rss_after_mb: float | None = None
+    """RSS 2 s after the load client exited, cutting the streams still open at the window's end."""
 
     def streams_per_s(self) -> float | None:
         return None if self.result is None else self.result.streams_per_s
@@ -125,6 +127,7 @@ class PacedMeasured:
             "error": self.error,
             "server_cpu_percent": self.server_cpu_percent,
             "rss_peak_mb": self.rss_peak_mb,
+            "rss_after_mb": self.rss_after_mb,
         }
 
 

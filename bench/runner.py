@@ -46,6 +46,8 @@ FOREIGN_CPU_WARN_PERCENT = 10.0
 PACED_NOMINAL_STREAM_S = 1.05
 """What one paced stream (20 chunks 50 ms apart) takes with a little slack: N streams should give N/1.05 s."""
 LOAD_BOUND_PERCENT = 90.0
+TEARDOWN_WAIT_S = 2.0
+TEARDOWN_GROWTH_WARN_MB = 25.0
 
 
 @dataclass
@@ -445,18 +447,28 @@ def measure_paced(
     try:
         result = paced.run_client(base, key, model=model, streams=streams, duration_s=duration_s, cpu_prefix=cpu_prefix)
     except RuntimeError as exc:
-        return PacedMeasured(error=str(exc))
-    finally:
         if sampler is not None:
             sampler.stop()
+        return PacedMeasured(error=str(exc))
     elapsed = time.monotonic() - started
     cpu_after = tree_cpu_seconds(pid) if pid else None
     cpu = None
     if cpu_before is not None and cpu_after is not None and cpu_after >= cpu_before and elapsed > 0:
         cpu = round((cpu_after - cpu_before) / elapsed * 100, 1)
-    peak = sampler.peak if sampler is not None else None
-    rss = round(peak.total_bytes / MB, 1) if peak is not None else None
-    return PacedMeasured(result=result, server_cpu_percent=cpu, rss_peak_mb=rss)
+    if sampler is None:
+        return PacedMeasured(result=result, server_cpu_percent=cpu)
+    peak = sampler.peak
+    # The streams still open when the window closed were cut by the client's exit: the server's memory a
+    # moment later shows what tearing them down cost.
+    time.sleep(TEARDOWN_WAIT_S)
+    sampler.stop()
+    after = sampler.sample()
+    return PacedMeasured(
+        result=result,
+        server_cpu_percent=cpu,
+        rss_peak_mb=round(peak.total_bytes / MB, 1) if peak is not None else None,
+        rss_after_mb=round(after.total_bytes / MB, 1) if after is not None else None,
+    )
 
 
 def paced_problems(where: str, measured: PacedMeasured) -> list[str]:
@@ -468,6 +480,16 @@ def paced_problems(where: str, measured: PacedMeasured) -> list[str]:
     if result.error_count:
         kinds = ", ".join(f"{n:,} {kind}" for kind, n in result.errors.items() if n)
         found.append(f"{where}: errors ({kinds}); first: {result.first_error}")
+    if (
+        measured.rss_peak_mb is not None
+        and measured.rss_after_mb is not None
+        and measured.rss_after_mb > measured.rss_peak_mb + TEARDOWN_GROWTH_WARN_MB
+    ):
+        found.append(
+            f"{where}: RSS went from {measured.rss_peak_mb:.0f} MB (peak while streaming) to "
+            f"{measured.rss_after_mb:.0f} MB {TEARDOWN_WAIT_S:g} s after the streams still open at the window's end "
+            "were cut"
+        )
     if result.completed == 0:
         found.append(f"{where}: no stream completed in the window")
     elif not result.settled:

@@ -102,3 +102,20 @@ def test_litellm_config_points_every_model_at_the_fake_upstream_with_logging_off
     assert config["litellm_settings"]["set_verbose"] is False
     env = litellm_env({"DATABASE_URL": "postgresql://x", "PATH": "/bin"})
     assert "DATABASE_URL" not in env and env["LITELLM_LOG"] == "ERROR" and env["PATH"] == "/bin"
+
+
+def test_paced_problems_name_errors_unsettled_windows_and_memory_kept_after_the_streams_were_cut() -> None:
+    from bench.runner import paced_problems
+
+    measured = _paced(500, 1300, 120)
+    assert paced_problems("gw", measured) == []
+    measured.rss_after_mb = 276.0
+    assert paced_problems("gw", measured) == [
+        "gw: RSS went from 120 MB (peak while streaming) to 276 MB 2 s after the streams still open at the "
+        "window's end were cut"
+    ]
+    failed = PacedMeasured(result=summarize(1000, [], (0.0, 1.0), 11.0, False, {"connect": 3}, "connect: refused"))
+    problems = paced_problems("ll", failed)
+    assert problems[0] == "ll: errors (3 connect); first: connect: refused"
+    assert problems[1] == "ll: no stream completed in the window"
+    assert paced_problems("x", PacedMeasured(error="boom")) == ["x: boom"]
