@@ -332,7 +332,7 @@ def render(results: BenchResults, targets: list[Target]) -> str:
         else:
             value = f"{t.value:.3f}"
         note = f"  ({t.note})" if t.note else ""
-        out.append(f"  [{mark:^7}] {t.name:<38} {limit:<14} got {value}{note}")
+        out.append(f"  [{mark:^7}] {t.name:<42} {limit:<14} got {value}{note}")
     if results.problems:
         out.append("")
         out.append("problems seen:")
