@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench bench-dashboard install install-dev env clean ui ui-if-npm
+.PHONY: run test lint bench bench-peers bench-dashboard install install-dev env clean ui ui-if-npm
 
 # The dashboard UI (ui/, TypeScript + Vite) builds into the package's static folder (git-ignored). It is
 # rebuilt only when its sources changed: static/index.html is the stamp (vite rewrites it on every build).
@@ -67,6 +67,11 @@ test: $(DEV_STAMP) $(UI_STATIC)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The same load against GopherGate and the LiteLLM proxy (a pinned version, installed once into its own
+# virtualenv under bench/.cache/), in the same run; see bench/README.md.
+bench-peers: $(DEV_STAMP)
+	$(BIN)/python -m bench.peers $(BENCH_ARGS)
 
 # Seeds 1,000,000 log rows into a temporary SQLite (and PostgreSQL with GOPHERGATE_TEST_POSTGRES_URL or
 # BENCH_ARGS=--postgres=URL) and times every dashboard query; see bench/README.md.

@@ -14,6 +14,16 @@ DEFAULTS = {"duration": 10.0, "warmup": 2.0, "ttfc_requests": 2000}
 QUICK = {"duration": 2.0, "warmup": 1.0, "ttfc_requests": 300}
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not counts or any(n < 1 for n in counts):
+        raise argparse.ArgumentTypeError(f"expected numbers >= 1, got {text!r}")
+    return counts
+
+
 def _env_pair(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name:
@@ -46,7 +56,21 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--target-pid", type=int, help="pid of --target, for RSS (found from its port if omitted)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument(
-        "--no-floor", action="store_true", help="skip the machine floor (the minimal relay, bench/floor_relay.py)"
+        "--no-floor",
+        "--no-relay",
+        dest="no_floor",
+        action="store_true",
+        help="skip the minimal relay (bench/floor_relay.py), the machine floor",
+    )
+    parser.add_argument(
+        "--no-paced", action="store_true", help="skip the paced scenario (concurrent streams of 20 chunks 50 ms apart)"
+    )
+    parser.add_argument(
+        "--paced-streams",
+        type=_counts,
+        default=[1000, 3000],
+        metavar="N[,N...]",
+        help="concurrent streams of the paced scenario (default 1000,3000)",
     )
     parser.add_argument("--model", default="gpt-4o-mini")
     parser.add_argument(
@@ -77,6 +101,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         target_pid=args.target_pid,
         gateway_env=dict(args.gateway_env),
         floor=not args.no_floor,
+        paced_streams=[] if args.no_paced else args.paced_streams,
+        command=" ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
     )
 
 

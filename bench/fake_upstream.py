@@ -6,6 +6,9 @@ It answers in a few microseconds so that it is never the bottleneck of a gateway
 * ``POST /v1/chat/completions``: a fixed ``chat.completion`` with usage, or, with ``"stream": true``,
   20 content chunks, a finish chunk, a usage chunk (only with ``stream_options.include_usage``) and
   ``data: [DONE]``, sent as Server-Sent Events over chunked transfer encoding in a single write.
+  A model whose name ends in ``-paced`` (e.g. ``gpt-4o-mini-paced``) streams like a generating model instead:
+  the head at once, then one content chunk every 50 ms, the last one together with the finish chunk, the
+  usage chunk and ``[DONE]`` (about 1 s a stream). The same server thus serves fast and paced streams.
 * ``GET /v1/models``: one model list.
 * ``GET /healthz``: ``{"status": "ok"}``.
 
@@ -29,6 +32,8 @@ COMPLETION_TOKENS = 12
 STREAM_COMPLETION_TOKENS = STREAM_CONTENT_CHUNKS
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
+PACED_SUFFIX = "-paced"
+PACE_INTERVAL_S = 0.05
 
 _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed"}
 
@@ -86,11 +91,30 @@ def build_stream_events(model: str, created: int, include_usage: bool) -> list[b
     return events
 
 
+def _frame(event: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(event), event)
+
+
 def _chunked(events: list[bytes]) -> bytes:
     """Frame each event as one HTTP/1.1 chunk and add the terminating chunk."""
-    parts = [b"%x\r\n%s\r\n" % (len(e), e) for e in events]
-    parts.append(b"0\r\n\r\n")
-    return b"".join(parts)
+    return b"".join(_frame(e) for e in events) + b"0\r\n\r\n"
+
+
+def paced_writes(events: list[bytes]) -> list[bytes]:
+    """The timed writes of a paced stream: one per content chunk, the rest of the stream with the last one."""
+    writes = [_frame(e) for e in events[: STREAM_CONTENT_CHUNKS - 1]]
+    writes.append(b"".join(_frame(e) for e in events[STREAM_CONTENT_CHUNKS - 1 :]) + b"0\r\n\r\n")
+    return writes
+
+
+class Paced:
+    """A paced streaming answer: ``head`` at once, then each of ``writes`` ``PACE_INTERVAL_S`` after the last."""
+
+    __slots__ = ("head", "writes")
+
+    def __init__(self, head: bytes, writes: list[bytes]) -> None:
+        self.head = head
+        self.writes = writes
 
 
 def _response(status: int, content_type: bytes, body: bytes, keep_alive: bool) -> bytes:
@@ -115,7 +139,7 @@ class Answers:
 
     def __init__(self) -> None:
         self.created = int(time.time())
-        self._cache: dict[tuple[str, bool, bool, bool], bytes] = {}
+        self._cache: dict[tuple[str, bool, bool, bool], bytes | Paced] = {}
         models = {
             "object": "list",
             "data": [{"id": "gpt-4o-mini", "object": "model", "created": self.created, "owned_by": "bench"}],
@@ -125,7 +149,7 @@ class Answers:
     def models(self, keep_alive: bool) -> bytes:
         return _response(200, b"application/json", self._models, keep_alive)
 
-    def chat(self, body: bytes, keep_alive: bool) -> bytes:
+    def chat(self, body: bytes, keep_alive: bool) -> bytes | Paced:
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -146,7 +170,7 @@ class Answers:
                 self._cache[key] = cached
         return cached
 
-    def _build(self, model: str, stream: bool, include_usage: bool, keep_alive: bool) -> bytes:
+    def _build(self, model: str, stream: bool, include_usage: bool, keep_alive: bool) -> bytes | Paced:
         if not stream:
             return _response(200, b"application/json", build_completion(model, self.created), keep_alive)
         head = (
@@ -155,18 +179,29 @@ class Answers:
         )
         if not keep_alive:
             head += b"connection: close\r\n"
-        return head + b"\r\n" + _chunked(build_stream_events(model, self.created, include_usage))
+        events = build_stream_events(model, self.created, include_usage)
+        if model.endswith(PACED_SUFFIX):
+            return Paced(head + b"\r\n", paced_writes(events))
+        return head + b"\r\n" + _chunked(events)
 
 
 class UpstreamProtocol(asyncio.Protocol):
-    """One HTTP/1.1 connection: parses pipelined requests and writes prebuilt answers."""
+    """One HTTP/1.1 connection: parses pipelined requests and writes prebuilt answers.
 
-    __slots__ = ("_answers", "_buffer", "_transport")
+    A paced answer holds the connection: requests that arrive meanwhile wait in the buffer until it ends.
+    """
+
+    __slots__ = ("_answers", "_buffer", "_due", "_paced", "_paced_close", "_paced_next", "_timer", "_transport")
 
     def __init__(self, answers: Answers) -> None:
         self._answers = answers
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
+        self._paced: list[bytes] | None = None
+        self._paced_next = 0
+        self._paced_close = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not subclasses of asyncio.Transport, hence the cast.
@@ -180,29 +215,64 @@ class UpstreamProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
+        if self._paced is None:
+            self._serve_buffer()
+
+    def _serve_buffer(self) -> None:
         out: list[bytes] = []
         close = False
+        paced: Paced | None = None
         while not close:
             parsed = self._next_request()
             if parsed is None:
                 break
             response, keep_alive = parsed
-            out.append(response)
             close = not keep_alive
+            if isinstance(response, Paced):
+                out.append(response.head)
+                paced = response
+                break
+            out.append(response)
         transport = self._transport
         if transport is None:
             return
         if out:
             transport.write(b"".join(out) if len(out) > 1 else out[0])
-        if close:
+        if paced is not None:
+            self._paced, self._paced_next, self._paced_close = paced.writes, 0, close
+            loop = asyncio.get_running_loop()
+            # Absolute due times: the pace does not drift by the time each write takes.
+            self._due = loop.time() + PACE_INTERVAL_S
+            self._timer = loop.call_at(self._due, self._pace)
+        elif close:
             transport.close()
         elif len(self._buffer) > MAX_HEADER_BYTES + MAX_BODY_BYTES:
             transport.close()
 
-    def _next_request(self) -> tuple[bytes, bool] | None:
+    def _pace(self) -> None:
+        self._timer = None
+        transport, writes = self._transport, self._paced
+        if transport is None or writes is None:
+            return
+        transport.write(writes[self._paced_next])
+        self._paced_next += 1
+        if self._paced_next < len(writes):
+            self._due += PACE_INTERVAL_S
+            self._timer = asyncio.get_running_loop().call_at(self._due, self._pace)
+            return
+        self._paced = None
+        if self._paced_close:
+            transport.close()
+        elif self._buffer:
+            self._serve_buffer()
+
+    def _next_request(self) -> tuple[bytes | Paced, bool] | None:
         """Parse one complete request off the buffer and answer it; None if more bytes are needed."""
         buf = self._buffer
         end = buf.find(b"\r\n\r\n")
@@ -253,7 +323,7 @@ class UpstreamProtocol(asyncio.Protocol):
             del buf[: start + content_length]
         return self._answer(method, target, body, keep_alive), keep_alive
 
-    def _answer(self, method: bytes, target: bytes, body: bytes, keep_alive: bool) -> bytes:
+    def _answer(self, method: bytes, target: bytes, body: bytes, keep_alive: bool) -> bytes | Paced:
         path = target.split(b"?", 1)[0]
         if path == b"/v1/chat/completions":
             if method != b"POST":
@@ -294,7 +364,7 @@ def _dechunk(buf: bytearray, start: int) -> tuple[bytes, int] | None:
 async def serve(host: str, port: int, ready: asyncio.Event | None = None) -> None:
     answers = Answers()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: UpstreamProtocol(answers), host, port, reuse_address=True, backlog=2048)
+    server = await loop.create_server(lambda: UpstreamProtocol(answers), host, port, reuse_address=True, backlog=4096)
     if ready is not None:
         ready.set()
     async with server:

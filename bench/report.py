@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bench.results import NON_STREAM, STREAM, BenchResults, Measured, Scenario
+from bench.results import NON_STREAM, STREAM, BenchResults, Measured, PacedMeasured, PacedScenario, Scenario
 from bench.rss import MB, RssSample
 
 TARGET_CONNECTIONS = 64
 SOAK_TARGET_REQUESTS = 100_000
+PACED_TARGET_STREAMS = 1000
+PACED_MIN_PCT_OF_RELAY = 95.0
+PACED_MAX_ADDED_P50_MS = 50.0
+PACED_MAX_RSS_MB = 200.0
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,41 @@ def evaluate_targets(results: BenchResults, connections: int) -> list[Target]:
             applicable=requests >= SOAK_TARGET_REQUESTS,
         )
     )
+    targets.extend(paced_targets(results.paced_scenario(PACED_TARGET_STREAMS)))
     return targets
+
+
+def paced_targets(scenario: PacedScenario | None) -> list[Target]:
+    """One worker at 1,000 paced streams: >= 95% of the relay's streams/s, p50 <= relay's + 50 ms, < 200 MB."""
+    n = PACED_TARGET_STREAMS
+    missing = "not run" if scenario is None else ""
+    gateway = scenario.sides.get("gateway") if scenario else None
+    return [
+        Target(
+            f"paced {n:,}: streams/s, % of relay",
+            scenario.ratio("gateway", "relay") if scenario else None,
+            PACED_MIN_PCT_OF_RELAY,
+            "%",
+            True,
+            missing,
+        ),
+        Target(
+            f"paced {n:,}: p50 over relay",
+            scenario.added_p50("gateway", "relay") if scenario else None,
+            PACED_MAX_ADDED_P50_MS,
+            "ms",
+            False,
+            missing,
+        ),
+        Target(
+            f"paced {n:,}: gateway peak RSS, streaming",
+            gateway.rss_peak_mb if gateway else None,
+            PACED_MAX_RSS_MB,
+            "MB",
+            False,
+            missing,
+        ),
+    ]
 
 
 def _fmt(value: float | None, digits: int = 2, signed: bool = False) -> str:
@@ -126,38 +164,118 @@ def _mb(sample: RssSample | None) -> str:
     return f"{sample.total_bytes / MB:.1f} MB{pss}"
 
 
-def _over(gateway: Scenario, floor: Scenario, attr: str) -> float | None:
-    """The gateway's added latency minus the relay's: the part the machine's topology does not explain."""
-    gw, relay = gateway.added(attr), floor.added(attr)
-    return None if gw is None or relay is None else gw - relay
+def _pct_of(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
+def _cell_rps(measured: Measured | None) -> str:
+    if measured is None:
+        return "-"
+    return f"{_fmt_rps(measured)} ({_pct(measured)})"
+
+
+def _cell_latency(measured: Measured | None) -> str:
+    if measured is None or measured.result is None or not measured.result.requests:
+        return "-"
+    return f"{measured.result.p50_ms:.2f} / {measured.result.p99_ms:.2f}"
+
+
+def _cell_added(p50: float | None, p99: float | None) -> str:
+    if p50 is None or p99 is None:
+        return "-"
+    return f"{p50:+.3f} / {p99:+.3f}"
+
+
+def header_lines(cfg: dict[str, Any], title: str) -> list[str]:
+    out = [title]
+    out.append(f"  date    : {cfg.get('date', cfg.get('started', '?'))}")
+    out.append(f"  machine : {cfg.get('machine', '?')}")
+    if cfg.get("command"):
+        out.append(f"  command : {cfg['command']}")
+    out.append(f"  CPUs    : {cfg['cpus']}")
+    return out
+
+
+def render_paced(
+    scenarios: list[PacedScenario], base: str, base_label: str, others: list[str], as_times: bool = False
+) -> list[str]:
+    """The paced table: one row per side, then the ratios of ``base`` over each of ``others`` (as a percentage,
+    or with ``as_times`` as a multiple)."""
+    out: list[str] = []
+    header = (
+        f"{'streams':>7} {'side':<10} | {'streams/s':>9} {'p50 s':>6} {'p99 s':>6} {'1st chunk p50 ms':>16} | "
+        f"{'errors':>7} {'CPU':>5} {'RSS MB peak':>11} {'after':>5}"
+    )
+    out.append(header)
+    out.append("-" * len(header))
+    for sc in scenarios:
+        for name, side in sc.sides.items():
+            out.append(f"{sc.streams:>7,} {name:<10} | {_paced_cells(side)}")
+        for other in others:
+            if other in sc.sides and base in sc.sides:
+                pct = sc.ratio(base, other)
+                added = sc.added_p50(base, other)
+                share = _pct_of(pct) if not as_times else ("-" if pct is None else f"{pct / 100:.1f}x")
+                out.append(
+                    f"{'':>7} {base_label} vs {other}: streams/s {share}, "
+                    f"p50 {'-' if added is None else f'{added:+,.0f} ms'}"
+                )
+    return out
+
+
+def _paced_cells(side: PacedMeasured) -> str:
+    result = side.result
+    cpu = "-" if side.server_cpu_percent is None else f"{side.server_cpu_percent:.0f}%"
+    rss = "-" if side.rss_peak_mb is None else f"{side.rss_peak_mb:.0f}"
+    rss += " " + ("    -" if side.rss_after_mb is None else f"{side.rss_after_mb:>5.0f}")
+    if result is None:
+        return f"{'error':>9} {'-':>6} {'-':>6} {'-':>16} | {'-':>7} {cpu:>5} {rss:>17}  ({side.error})"
+    if not result.completed:
+        stats = f"{0:>9} {'-':>6} {'-':>6} {'-':>16}"
+    else:
+        stats = (
+            f"{result.streams_per_s:>9,.0f} {result.p50_ms / 1000:>6.2f} {result.p99_ms / 1000:>6.2f} "
+            f"{result.first_chunk_p50_ms:>16.1f}"
+        )
+    return f"{stats} | {result.error_count:>7,} {cpu:>5} {rss:>17}"
 
 
 def render(results: BenchResults, targets: list[Target]) -> str:
     cfg = results.config
-    out: list[str] = []
-    out.append("GopherGate benchmark")
+    out = header_lines(cfg, "GopherGate benchmark")
     out.append(f"  gateway : {cfg['gateway']}")
+    if cfg.get("relay"):
+        out.append(f"  relay   : {cfg['relay']}, the least a Python proxy does (the machine floor)")
     out.append(f"  direct  : {cfg['direct']}")
     out.append(f"  load    : wrk -t{cfg['wrk_threads']}, {cfg['duration_s']:g} s per run")
-    out.append(f"  CPUs    : {cfg['cpus']}")
     out.append("")
+    out.append("throughput, req/s (the server's CPU use; 100% = one core, * = other processes were busy there):")
     header = (
-        f"{'scenario':<22} | {'gateway req/s':>13} {'p50 ms':>7} {'p99 ms':>7} {'CPU':>5} | "
-        f"{'direct req/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'CPU':>5} | {'added p50':>9} {'p99 ms':>7}"
+        f"{'scenario':<22} | {'gateway':>14} | {'relay':>14} | {'direct':>14} | {'gw % of direct':>14} "
+        f"{'gw % of relay':>13}"
     )
     out.append(header)
     out.append("-" * len(header))
     for sc in results.scenarios:
-        gw, direct = sc.gateway.result, sc.direct.result
-        gw = gw if gw is not None and gw.requests else None
-        direct = direct if direct is not None and direct.requests else None
         out.append(
-            f"{sc.label:<22} | {_fmt_rps(sc.gateway):>13} {_fmt(_get(gw, 'p50_ms')):>7} "
-            f"{_fmt(_get(gw, 'p99_ms')):>7} {_pct(sc.gateway):>5} | {_fmt_rps(sc.direct):>12} "
-            f"{_fmt(_get(direct, 'p50_ms')):>7} {_fmt(_get(direct, 'p99_ms')):>7} {_pct(sc.direct):>5} | "
-            f"{_fmt(sc.added('p50_ms'), signed=True):>9} {_fmt(sc.added('p99_ms'), signed=True):>7}"
+            f"{sc.label:<22} | {_cell_rps(sc.gateway):>14} | {_cell_rps(sc.relay):>14} | {_cell_rps(sc.direct):>14} | "
+            f"{_pct_of(sc.throughput_ratio('direct')):>14} {_pct_of(sc.throughput_ratio('relay')):>13}"
         )
-    out.append("  (CPU: the server's CPU use during the run, 100% = one core; * = other processes were busy there)")
+    out.append("")
+    out.append("latency, ms p50 / p99 (streams: the whole stream); added = gateway minus direct, or minus relay:")
+    header = (
+        f"{'scenario':<22} | {'gateway':>15} | {'relay':>15} | {'direct':>15} | {'added over direct':>17} | "
+        f"{'added over relay':>17}"
+    )
+    out.append(header)
+    out.append("-" * len(header))
+    for sc in results.scenarios:
+        out.append(
+            f"{sc.label:<22} | {_cell_latency(sc.gateway):>15} | {_cell_latency(sc.relay):>15} | "
+            f"{_cell_latency(sc.direct):>15} | {_cell_added(sc.added('p50_ms'), sc.added('p99_ms')):>17} | "
+            f"{_cell_added(sc.added('p50_ms', 'relay'), sc.added('p99_ms', 'relay')):>17}"
+        )
+    out.append("  (the relay's own added latency over direct is what the machine's topology costs any proxy)")
     out.append("")
     ttfc = results.ttfc
     out.append(f"time to first chunk, 1 client, {cfg['ttfc_requests']:,} sequential streams (ms):")
@@ -169,24 +287,16 @@ def render(results: BenchResults, targets: list[Target]) -> str:
         )
     added_p50, added_p99 = _fmt(ttfc.added("p50_ms"), 3, True), _fmt(ttfc.added("p99_ms"), 3, True)
     out.append(f"  {'added':<8} p50 {added_p50:>7}  p99 {added_p99:>7}")
-    if results.floor:
+    if results.paced:
         out.append("")
         out.append(
-            "machine floor: a minimal Python relay (bench/floor_relay.py) pinned where the gateway runs, same load:"
+            "paced streams: N concurrent streams of 20 chunks 50 ms apart (about 1 s each), whole-stream latency;"
         )
-        for sc in results.floor:
-            out.append(
-                f"  {sc.label:<22} relay {_fmt_rps(sc.gateway):>7} req/s {_pct(sc.gateway):>5}, "
-                f"direct {_fmt_rps(sc.direct):>7} req/s | relay added p50 {_fmt(sc.added('p50_ms'), 3, True)} "
-                f"p99 {_fmt(sc.added('p99_ms'), 3, True)} ms"
-            )
-        gw_one, floor_one = results.scenario(NON_STREAM, 1), results.scenario(NON_STREAM, 1, floor=True)
-        if gw_one is not None and floor_one is not None:
-            over = [_over(gw_one, floor_one, attr) for attr in ("p50_ms", "p99_ms")]
-            out.append(
-                f"  the gateway over the relay, non-stream 1 client: p50 {_fmt(over[0], 3, True)} "
-                f"p99 {_fmt(over[1], 3, True)} ms (what the gateway's own work adds)"
-            )
+        out.append(
+            "CPU and RSS of the server under test (relay: the relay process; direct: the fake upstream); RSS peak "
+            "while streaming and 2 s after the streams open at the window's end were cut:"
+        )
+        out.extend(render_paced(results.paced, "gateway", "gateway", ["relay", "direct"]))
     mem = results.memory
     out.append("")
     out.append("gateway memory (main process + workers; RSS summed over the tree, PSS in brackets):")
@@ -217,10 +327,12 @@ def render(results: BenchResults, targets: list[Target]) -> str:
             value = f"{t.value:,.0f}"
         elif t.unit == "MB":
             value = f"{t.value:.1f}"
+        elif t.unit == "%":
+            value = f"{t.value:.1f}%"
         else:
             value = f"{t.value:.3f}"
         note = f"  ({t.note})" if t.note else ""
-        out.append(f"  [{mark:^7}] {t.name:<38} {limit:<14} got {value}{note}")
+        out.append(f"  [{mark:^7}] {t.name:<42} {limit:<14} got {value}{note}")
     if results.problems:
         out.append("")
         out.append("problems seen:")

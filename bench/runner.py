@@ -18,8 +18,9 @@ from typing import Any
 import orjson
 import psutil
 
-from bench import fake_upstream
+from bench import fake_upstream, paced
 from bench.client import Endpoint, check_endpoint, measure_ttfc, request_body
+from bench.machine import describe_machine
 from bench.procs import (
     BenchSetupError,
     CpuPlan,
@@ -35,13 +36,18 @@ from bench.procs import (
     start_gateway,
 )
 from bench.report import evaluate_targets, render
-from bench.results import NON_STREAM, STREAM, BenchResults, Measured, Scenario
-from bench.rss import RssSampler, cpu_busy_seconds, tree_cpu_seconds
+from bench.results import NON_STREAM, STREAM, BenchResults, Measured, PacedMeasured, PacedScenario, Scenario
+from bench.rss import MB, RssSampler, cpu_busy_seconds, tree_cpu_seconds
 from bench.wrk import WrkError, find_wrk, run_wrk
 
 MAX_SOAK_ROUND_S = 60
 SOAK_ROUND_REQUESTS = 25_000
 FOREIGN_CPU_WARN_PERCENT = 10.0
+PACED_NOMINAL_STREAM_S = 1.05
+"""What one paced stream (20 chunks 50 ms apart) takes with a little slack: N streams should give N/1.05 s."""
+LOAD_BOUND_PERCENT = 90.0
+TEARDOWN_WAIT_S = 2.0
+TEARDOWN_GROWTH_WARN_MB = 25.0
 
 
 @dataclass
@@ -60,6 +66,9 @@ class Options:
     target_pid: int | None = None
     gateway_env: dict[str, str] = field(default_factory=dict)
     floor: bool = True
+    paced_streams: list[int] = field(default_factory=lambda: [1000, 3000])
+    """Concurrencies of the paced scenario; empty skips it."""
+    command: str = ""
 
 
 def log(message: str) -> None:
@@ -76,6 +85,8 @@ class Bench:
         self.sampler: RssSampler | None = None
         self.gateway_pid: int | None = None
         self.direct_pid: int | None = None
+        self.relay: Endpoint | None = None
+        self.relay_pid: int | None = None
         self.results = BenchResults(config={})
 
     # -- helpers -------------------------------------------------------------------------------------
@@ -96,7 +107,9 @@ class Bench:
     ) -> Measured:
         body = request_body(self.opts.model, stream=mode == STREAM)
         if server_pid is None:
-            server_pid = self.direct_pid if endpoint is self.direct else self.gateway_pid
+            server_pid = {id(self.direct): self.direct_pid, id(self.relay): self.relay_pid}.get(
+                id(endpoint), self.gateway_pid
+            )
         watch_core = self.plan.gateway if endpoint is self.gateway and self.gateway_proc is not None else None
         cpu_before = tree_cpu_seconds(server_pid) if server_pid else None
         core_before = cpu_busy_seconds(watch_core) if watch_core is not None else None
@@ -186,14 +199,20 @@ class Bench:
                         self.results.problems.append(f"gateway {scenario.label}: {scenario.gateway.error}")
                 else:
                     scenario.gateway = Measured(error="gateway not running")
+                if self.relay is not None:
+                    log(f"{scenario.label}: relay, {self.opts.duration_s:g} s")
+                    scenario.relay = self._wrk(self.relay, mode, connections, self.opts.duration_s)
+                    self._note_errors(f"relay {scenario.label}", scenario.relay)
+                    if scenario.relay.error:
+                        self.results.problems.append(f"relay {scenario.label}: {scenario.relay.error}")
                 log(f"{scenario.label}: direct, {self.opts.duration_s:g} s")
                 scenario.direct = self._wrk(self.direct, mode, connections, self.opts.duration_s)
                 self._note_errors(f"direct {scenario.label}", scenario.direct)
                 if scenario.direct.error:
                     self.results.problems.append(f"direct {scenario.label}: {scenario.direct.error}")
 
-    def machine_floor(self) -> None:
-        """Load the minimal relay (bench/floor_relay.py), pinned where the gateway runs, like the gateway."""
+    def start_relay(self, stack: contextlib.ExitStack) -> None:
+        """Start the minimal relay (bench/floor_relay.py) pinned where the gateway runs, and warm it up."""
         assert self.direct
         if not self.opts.floor:
             return
@@ -201,21 +220,51 @@ class Bench:
         try:
             relay_proc = start_floor_relay(port, self.direct.port, self.plan, self.opts.results_dir / "floor-relay.log")
         except BenchSetupError as exc:
-            self.results.problems.append(f"machine floor: {exc}")
+            self.results.problems.append(f"minimal relay: {exc}")
             return
-        relay = Endpoint.from_url(f"http://127.0.0.1:{port}", None)
-        try:
-            self._wrk(relay, NON_STREAM, self.opts.connections, min(self.opts.warmup_s, 1.0))
-            for connections in dict.fromkeys((self.opts.connections, 1)):
-                scenario = Scenario(NON_STREAM, connections)
-                log(f"machine floor, {scenario.label}: relay and direct, {self.opts.duration_s:g} s each")
-                scenario.gateway = self._wrk(
-                    relay, NON_STREAM, connections, self.opts.duration_s, server_pid=relay_proc.pid
+        stack.callback(relay_proc.stop)
+        self.relay = Endpoint.from_url(f"http://127.0.0.1:{port}", None)
+        self.relay_pid = relay_proc.pid
+        found = check_endpoint(self.relay, self.opts.model, fake_upstream.STREAM_CONTENT_CHUNKS)
+        self.results.checks["relay"] = found
+        for mode, problems in found.items():
+            for problem in problems:
+                self.results.problems.append(f"relay {mode} response check: {problem}")
+        self._wrk(self.relay, NON_STREAM, self.opts.connections, min(self.opts.warmup_s, 1.0))
+
+    def paced_runs(self) -> None:
+        """N concurrent paced streams (20 chunks 50 ms apart) through the gateway, the relay and directly."""
+        assert self.gateway and self.direct
+        model = self.opts.model + fake_upstream.PACED_SUFFIX
+        for streams in self.opts.paced_streams:
+            scenario = PacedScenario(streams)
+            self.results.paced.append(scenario)
+            sides: list[tuple[str, Endpoint, int | None]] = [("gateway", self.gateway, self.gateway_pid)]
+            if self.relay is not None:
+                sides.append(("relay", self.relay, self.relay_pid))
+            sides.append(("direct", self.direct, self.direct_pid))
+            for name, endpoint, pid in sides:
+                if name == "gateway" and not self._gateway_alive():
+                    scenario.sides[name] = PacedMeasured(error="gateway not running")
+                    continue
+                log(f"paced streams, {streams:,} concurrent: {name}, {self.opts.duration_s:g} s window")
+                measured = measure_paced(
+                    endpoint, model, streams, self.opts.duration_s, pid, self.plan.prefix(self.plan.load)
                 )
-                scenario.direct = self._wrk(self.direct, NON_STREAM, connections, self.opts.duration_s)
-                self.results.floor.append(scenario)
-        finally:
-            relay_proc.stop()
+                scenario.sides[name] = measured
+                self.results.problems.extend(paced_problems(f"{name} paced {streams:,} streams", measured))
+                if name == "gateway" and measured.result is not None:
+                    self.results.gateway_requests += measured.result.completed
+            direct = scenario.sides.get("direct")
+            if direct is not None and direct.result is not None:
+                ideal = streams / PACED_NOMINAL_STREAM_S
+                if direct.result.streams_per_s < ideal * LOAD_BOUND_PERCENT / 100:
+                    self.results.problems.append(
+                        f"paced {streams:,} streams: direct reached {direct.result.streams_per_s:,.0f} streams/s, "
+                        f"under {LOAD_BOUND_PERCENT:.0f}% of {ideal:,.0f} (N/1.05 s): the load side (fake upstream "
+                        "and load client on one CPU) limits this concurrency, so every side's figure there is "
+                        "partly the load side's"
+                    )
 
     def time_to_first_chunk(self) -> None:
         assert self.gateway and self.direct
@@ -311,8 +360,15 @@ class Bench:
                 gateway_pid = self.gateway_proc.pid
                 gateway_desc = f"{self.gateway.url} (gophergate serve --workers 1, pid {gateway_pid}, log {log_path})"
 
+            self.start_relay(stack)
+
             self.results.config = {
                 "started": stamp,
+                "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                "machine": describe_machine(),
+                "command": opts.command,
+                "relay": f"{self.relay.url} (bench/floor_relay.py)" if self.relay else None,
+                "paced_streams": opts.paced_streams,
                 "gateway": gateway_desc,
                 "direct": f"{self.direct.url} (the bench's fake upstream)",
                 "duration_s": opts.duration_s,
@@ -343,10 +399,10 @@ class Bench:
             self.check()
             self.warm_up()
             self.timed_runs()
-            self.machine_floor()
             self.time_to_first_chunk()
             self.soak()
             self.memory_after_soak()
+            self.paced_runs()
 
             if self.sampler is not None:
                 self.sampler.stop()
@@ -377,7 +433,77 @@ class Bench:
             self.results.problems.append(f"the gateway exited with code {code} when asked to stop")
 
 
+def measure_paced(
+    endpoint: Endpoint, model: str, streams: int, duration_s: float, pid: int | None, cpu_prefix: list[str]
+) -> PacedMeasured:
+    """One paced run against ``endpoint``, with the server's CPU use and peak RSS (when its pid is known)."""
+    base = endpoint.url.removesuffix("/chat/completions")
+    key = endpoint.headers.get("Authorization", "").removeprefix("Bearer ") or None
+    sampler = RssSampler(pid, interval_s=0.25) if pid else None
+    cpu_before = tree_cpu_seconds(pid) if pid else None
+    started = time.monotonic()
+    if sampler is not None:
+        sampler.start()
+    try:
+        result = paced.run_client(base, key, model=model, streams=streams, duration_s=duration_s, cpu_prefix=cpu_prefix)
+    except RuntimeError as exc:
+        if sampler is not None:
+            sampler.stop()
+        return PacedMeasured(error=str(exc))
+    elapsed = time.monotonic() - started
+    cpu_after = tree_cpu_seconds(pid) if pid else None
+    cpu = None
+    if cpu_before is not None and cpu_after is not None and cpu_after >= cpu_before and elapsed > 0:
+        cpu = round((cpu_after - cpu_before) / elapsed * 100, 1)
+    if sampler is None:
+        return PacedMeasured(result=result, server_cpu_percent=cpu)
+    peak = sampler.peak
+    # The streams still open when the window closed were cut by the client's exit: the server's memory a
+    # moment later shows what tearing them down cost.
+    time.sleep(TEARDOWN_WAIT_S)
+    sampler.stop()
+    after = sampler.sample()
+    return PacedMeasured(
+        result=result,
+        server_cpu_percent=cpu,
+        rss_peak_mb=round(peak.total_bytes / MB, 1) if peak is not None else None,
+        rss_after_mb=round(after.total_bytes / MB, 1) if after is not None else None,
+    )
+
+
+def paced_problems(where: str, measured: PacedMeasured) -> list[str]:
+    """What to warn about in one paced run: no result, errors, no stream completed, never settled."""
+    if measured.result is None:
+        return [f"{where}: {measured.error}"]
+    result = measured.result
+    found: list[str] = []
+    if result.error_count:
+        kinds = ", ".join(f"{n:,} {kind}" for kind, n in result.errors.items() if n)
+        found.append(f"{where}: errors ({kinds}); first: {result.first_error}")
+    if (
+        measured.rss_peak_mb is not None
+        and measured.rss_after_mb is not None
+        and measured.rss_after_mb > measured.rss_peak_mb + TEARDOWN_GROWTH_WARN_MB
+    ):
+        found.append(
+            f"{where}: RSS went from {measured.rss_peak_mb:.0f} MB (peak while streaming) to "
+            f"{measured.rss_after_mb:.0f} MB {TEARDOWN_WAIT_S:g} s after the streams still open at the window's end "
+            "were cut"
+        )
+    if result.completed == 0:
+        found.append(f"{where}: no stream completed in the window")
+    elif not result.settled:
+        found.append(
+            f"{where}: not every connection had ended a stream after {result.settled_after_s:.0f} s; "
+            "the window started anyway"
+        )
+    return found
+
+
 def run_and_report(opts: Options) -> Path:
+    # Thousands of paced streams need as many sockets in the gateway (twice: client and upstream side), the
+    # relay and the fake upstream, which inherit this limit.
+    paced.raise_open_file_limit()
     plan = plan_cpus(opts.pin)
     pin_self(plan.load)
     results = Bench(opts, plan).run()
