@@ -6,6 +6,7 @@ app (FastAPI, built in the lifespan); every other path that is not a health or m
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from typing import Any
@@ -31,8 +32,24 @@ class GopherGate:
         self._ws: HubEndpoint | None = None
         self._admin: Any = None  # the FastAPI app for /api
         self._static = StaticUI()
+        self._in_flight: set[asyncio.Task[Any]] = set()  # the requests and WebSockets being served
+        self._stopping: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        task = asyncio.current_task()
+        if task is None:  # not run as a task: nothing a stop could cut
+            await self._serve(scope, receive, send)
+            return
+        self._in_flight.add(task)
+        try:
+            await self._serve(scope, receive, send)
+        finally:
+            self._in_flight.discard(task)
+
+    async def _serve(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "http":
             path: str = scope["path"]
@@ -60,8 +77,36 @@ class GopherGate:
             else:
                 await receive()  # websocket.connect
                 await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
+
+    def stop_soon(self) -> None:
+        """The server is stopping (``gophergate serve`` calls this on SIGTERM/SIGINT): start the stop now, while
+        the server waits for the connections to end."""
+        if self._stopping is None:
+            self._stopping = asyncio.get_running_loop().create_task(self._stop())
+
+    async def stop(self) -> None:
+        """Close the WebSockets (1001), give the requests in flight ``GOPHERGATE_SHUTDOWN_GRACE_SECONDS`` to
+        finish, then cancel the rest: /v1 logs each as ``server_shutdown`` (a stream's client gets an error event
+        first). The lifespan shutdown runs it (at once when the server did not call ``stop_soon``)."""
+        self.stop_soon()
+        assert self._stopping is not None
+        await self._stopping
+
+    async def _stop(self) -> None:
+        grace = self.settings.shutdown_grace_seconds
+        hub = self.runtime.hub if self.runtime is not None else None
+        closing = asyncio.get_running_loop().create_task(hub.close()) if hub is not None else None
+        running = set(self._in_flight)
+        log.info("stopping: %d requests in flight, %g s to finish", len(running), grace)
+        if running:
+            _, running = await asyncio.wait(running, timeout=grace)
+        if running:
+            log.warning("cutting %d requests still running after %g s", len(running), grace)
+            for task in running:
+                task.cancel()
+            await asyncio.wait(running, timeout=5.0)
+        if closing is not None:
+            await closing
 
     def _admin_app(self) -> Any:
         """The FastAPI app for /api, built at the first dashboard request: FastAPI and the admin code cost a
@@ -93,6 +138,7 @@ class GopherGate:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 failure = None
+                await self.stop()
                 if self.runtime is not None:
                     try:
                         await self.runtime.close()
@@ -100,7 +146,7 @@ class GopherGate:
                         log.exception("shutdown failed")
                         failure = f"shutdown failed: {exc}"
                     lost = self.runtime.recorder.lost
-                    if lost:  # the server turns a failed shutdown into a non-zero exit code
+                    if lost:  # gophergate serve turns a failed shutdown into exit code 1
                         failure = f"{lost} request log rows were lost (neither written nor saved to a file)"
                 if failure is not None:
                     await send({"type": "lifespan.shutdown.failed", "message": failure})
@@ -120,7 +166,9 @@ def create_app(settings: Settings) -> GopherGate:
 
 def factory() -> GopherGate:
     """Entry point for other ASGI servers (``uvicorn --factory gophergate.app:factory``): settings from the
-    environment. ``gophergate serve`` runs the app on its own server instead (gophergate.server)."""
+    environment. ``gophergate serve`` runs the app on Granian (gophergate.serve), which also starts the app's
+    stop at SIGTERM; on another server the lifespan shutdown runs it, once that server has stopped waiting for
+    the requests in flight."""
     from gophergate.logs import setup_logging
 
     settings = load_settings()

@@ -8,8 +8,7 @@ from random import getrandbits
 from time import time
 from typing import Any
 
-from gophergate.errors import BodyTimeout, BodyTooLarge, ClientDisconnected, GatewayError, InvalidRequest
-from gophergate.server.http11 import BODY_ERROR
+from gophergate.errors import BodyTimeout, BodyTooLarge, GatewayError, InvalidRequest
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -37,37 +36,35 @@ def request_id(scope: Scope) -> str:
     return f"req_{int(time() * 1000):012x}{getrandbits(48):012x}"
 
 
+_BROKEN_BODY = (
+    "The request body broke off before it was complete (broken chunked framing, or fewer bytes than its "
+    "Content-Length)."
+)
+
+
 async def read_body(receive: Any, scope: Scope, limit: int, seconds: float) -> bytes:
-    """The whole body, within ``limit`` bytes and ``seconds`` for all of it: a deadline per read (the
-    server's own) lets a client that trickles a byte now and then hold the request open forever. Here, in the
-    app, so that it holds on any ASGI server. A body that came whole in the first message (the usual case: it
-    arrived with the headers) is taken without arming a timer; the deadline counts from the first read either
-    way. (A body whose first byte never comes is the server's to cut: its body read timeout.)"""
+    """The whole body, within ``limit`` bytes and ``seconds`` for all of it (408), so that a client that sends
+    the head and then nothing, or trickles a byte now and then, cannot hold a request open: the server has no
+    deadline for a body. A body that breaks off (malformed chunked framing, a connection that ends early: the
+    server reports both as ``http.disconnect``) is a 400; a client that has gone does not see it, one that sent
+    a malformed body does. Here, in the app, so that it holds on any ASGI server."""
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"Request body is larger than the limit of {limit} bytes.")
-    deadline = asyncio.get_running_loop().time() + seconds
-    message = await receive()
-    if message["type"] == "http.request" and not message.get("more_body", False):
-        body: bytes = message.get("body", b"")
-        if len(body) > limit:
-            raise BodyTooLarge(f"Request body is larger than the limit of {limit} bytes.")
-        return body
     try:
-        async with asyncio.timeout_at(deadline):
-            return await _read_body(receive, limit, message)
+        async with asyncio.timeout(seconds):
+            return await _read_body(receive, limit)
     except TimeoutError:
         raise BodyTimeout(f"The request body did not arrive within {seconds:g} s.") from None
 
 
-async def _read_body(receive: Any, limit: int, message: Message) -> bytes:
+async def _read_body(receive: Any, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
+        message = await receive()
         if message["type"] == "http.disconnect":
-            if message.get(BODY_ERROR):  # the body broke off malformed (our server says so); the client is there
-                raise InvalidRequest(message[BODY_ERROR], code="invalid_body")
-            raise ClientDisconnected()
+            raise InvalidRequest(_BROKEN_BODY, code="invalid_body")
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)
@@ -76,7 +73,6 @@ async def _read_body(receive: Any, limit: int, message: Message) -> bytes:
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
-        message = await receive()
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
