@@ -34,6 +34,7 @@ class GopherGate:
         self._static = StaticUI()
         self._in_flight: set[asyncio.Task[Any]] = set()  # the requests and WebSockets being served
         self._stopping: asyncio.Task[None] | None = None
+        self._ws_closing: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -78,11 +79,15 @@ class GopherGate:
                 await receive()  # websocket.connect
                 await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
 
-    def stop_soon(self) -> None:
+    def stop_soon(self) -> asyncio.Task[None]:
         """The server is stopping (``gophergate serve`` calls this on SIGTERM/SIGINT): start the stop now, while
-        the server waits for the connections to end."""
-        if self._stopping is None:
-            self._stopping = asyncio.get_running_loop().create_task(self._stop())
+        the server waits for the connections to end. Returns the closing of the WebSockets (1001): a server that
+        drops upgraded connections as it stops (Granian does) must stop only after it."""
+        if self._stopping is None or self._ws_closing is None:
+            loop = asyncio.get_running_loop()
+            self._ws_closing = loop.create_task(self._close_websockets())
+            self._stopping = loop.create_task(self._stop(self._ws_closing))
+        return self._ws_closing
 
     async def stop(self) -> None:
         """Close the WebSockets (1001), give the requests in flight ``GOPHERGATE_SHUTDOWN_GRACE_SECONDS`` to
@@ -92,10 +97,13 @@ class GopherGate:
         assert self._stopping is not None
         await self._stopping
 
-    async def _stop(self) -> None:
-        grace = self.settings.shutdown_grace_seconds
+    async def _close_websockets(self) -> None:
         hub = self.runtime.hub if self.runtime is not None else None
-        closing = asyncio.get_running_loop().create_task(hub.close()) if hub is not None else None
+        if hub is not None:
+            await hub.close()
+
+    async def _stop(self, ws_closing: asyncio.Task[None]) -> None:
+        grace = self.settings.shutdown_grace_seconds
         running = set(self._in_flight)
         log.info("stopping: %d requests in flight, %g s to finish", len(running), grace)
         if running:
@@ -105,8 +113,7 @@ class GopherGate:
             for task in running:
                 task.cancel()
             await asyncio.wait(running, timeout=5.0)
-        if closing is not None:
-            await closing
+        await ws_closing
 
     def _admin_app(self) -> Any:
         """The FastAPI app for /api, built at the first dashboard request: FastAPI and the admin code cost a

@@ -4,12 +4,13 @@ Granian's main process binds the socket, starts ``workers`` worker processes and
 worker runs the app on a uvloop event loop; Granian's Rust side does the socket I/O and HTTP/1.1 parsing.
 
 The stop (SIGTERM or SIGINT): Granian's own worker waits for every open connection to end before it runs the
-lifespan shutdown, however long that takes. So the worker here is Granian's ASGI worker with one change: the
-signal also starts the app's own stop at once (``GopherGate.stop``: WebSockets closed with 1001, requests in
-flight given ``GOPHERGATE_SHUTDOWN_GRACE_SECONDS`` to finish, then cut and logged as ``server_shutdown``).
-Granian meanwhile stops accepting, closes idle keep-alive connections, and once the last one has ended runs the
-lifespan shutdown, which drains the request log. A worker whose shutdown failed (rows of the log were lost)
-exits 1, and so does ``gophergate serve``.
+lifespan shutdown, however long that takes, and drops WebSocket connections as it stops. So the worker here is
+Granian's ASGI worker with one change: the signal first starts the app's own stop (``GopherGate.stop_soon``:
+WebSockets closed with 1001, requests in flight given ``GOPHERGATE_SHUTDOWN_GRACE_SECONDS`` to finish, then cut
+and logged as ``server_shutdown``), and once the WebSockets are closed tells Granian to stop: it stops accepting,
+closes idle keep-alive connections, and once the last connection has ended runs the lifespan shutdown, which
+drains the request log. A worker whose shutdown failed (rows of the log were lost) exits 1, and so does
+``gophergate serve``.
 """
 
 from __future__ import annotations
@@ -166,11 +167,15 @@ def _asgi_worker(
 
     def on_signal() -> None:
         nonlocal signalled
+        if signalled:
+            return
         signalled = True
-        stop: Callable[[], Any] | None = getattr(callback, "stop_soon", None)
-        if stop is not None:
-            stop()
-        granian_stop.set()
+        stop_soon: Callable[[], asyncio.Future[None]] | None = getattr(callback, "stop_soon", None)
+        if stop_soon is None:
+            granian_stop.set()
+            return
+        # Granian drops WebSocket connections when it stops: it stops once the app has closed them (1001).
+        stop_soon().add_done_callback(lambda _: granian_stop.set())
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
