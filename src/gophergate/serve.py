@@ -39,6 +39,8 @@ MAX_OPEN_FILES = 1 << 20
 # keep-alive connection waiting for its next request, so it also caps the keep-alive timeout.
 HEADER_READ_TIMEOUT_S = 30.0
 BACKLOG = 2048
+# The exit code of a worker whose startup failed, and of ``gophergate serve`` then.
+STARTUP_FAILED = 3
 # Time a stopping worker gets, past the grace and the log drain, before the main process kills it.
 _KILL_MARGIN_S = 15.0
 
@@ -106,7 +108,10 @@ def serve(settings: Settings) -> int:
 
     try:
         server.serve(target_loader=load_app, wrap_loader=False)
-    except SystemExit as exc:  # Granian exits 1 when a worker died on its own (e.g. its startup failed)
+    except SystemExit as exc:  # Granian exits 1 when a worker died on its own
+        if server.startup_failed:
+            log.error("startup failed (see above); exiting %d", STARTUP_FAILED)
+            return STARTUP_FAILED
         code = exc.code if isinstance(exc.code, int) else 1
         return code or (1 if server.failed_workers else 0)
     except OSError as exc:
@@ -186,7 +191,7 @@ def _asgi_worker(
     loop.run_until_complete(lifespan.startup())
     if lifespan.interrupt:
         log.error("worker %d: startup failed", worker_id)
-        sys.exit(3)
+        sys.exit(STARTUP_FAILED)
     if signalled:  # stopped while starting: nothing to serve
         loop.run_until_complete(lifespan.shutdown())
         sys.exit(1 if lifespan.interrupt else 0)
@@ -223,8 +228,26 @@ class _Server(MPServer):
     not exit 0."""
 
     failed_workers = 0
+    startup_failed = False
 
     _spawn_asgi_lifespan_worker = staticmethod(WorkerProcess.wrap_target(_asgi_worker))
+
+    def _init_shared_socket(self) -> None:
+        try:
+            super()._init_shared_socket()
+        except RuntimeError as exc:  # Granian's bind reports an OS error (e.g. the port is in use) this way
+            raise OSError(str(exc)) from None
+
+    def _respawn_workers(self, workers: list[int], *args: Any, **kwargs: Any) -> None:
+        """A worker that died is replaced, unless its startup failed (exit code ``STARTUP_FAILED``): another would
+        fail the same way (the database is unreachable, a setting is wrong), so the server stops, exit code 3."""
+        if any(self.wrks[idx].inner.exitcode == STARTUP_FAILED for idx in workers):
+            self.startup_failed = True
+            self.interrupt_children.extend(workers)
+            self.interrupt_signal = True
+            self.main_loop_interrupt.set()
+            return
+        super()._respawn_workers(workers, *args, **kwargs)
 
     def _stop_workers(self) -> None:
         workers = list(self.wrks)

@@ -9,6 +9,7 @@ import json
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -152,6 +153,31 @@ def test_pipelined_requests_are_answered_in_order_on_one_connection(gateway: Gat
         data = _read_all(sock)
     statuses = [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
     assert statuses == [200, 401, 200]  # /v1 needs a key: the answers are in the order asked
+
+
+def test_a_port_in_use_is_one_error_line_and_exit_1(make_gateway: Any) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        gateway = make_gateway(env={"GOPHERGATE_PORT": str(port)})
+        result = gateway.cli("serve", check=False)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_failed_startup_is_not_retried_and_exits_3(make_gateway: Any) -> None:
+    """A worker whose startup fails is not replaced (another would fail the same way): the server exits 3."""
+    gateway = make_gateway()
+    gateway.cli("migrate")
+    with sqlite3.connect(gateway.data_dir / "gophergate.db") as db:
+        db.execute("DROP TABLE client_keys")  # the migrations are done; the startup's first read of keys fails
+    started = time.monotonic()
+    result = gateway.cli("serve", check=False)
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.count("startup failed") >= 1 and "Respawning" not in result.stderr
+    assert time.monotonic() - started < 30
 
 
 # -- bodies -----------------------------------------------------------------------------------------------------
