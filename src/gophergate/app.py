@@ -47,6 +47,11 @@ class GopherGate:
         self._in_flight.add(task)
         try:
             await self._serve(scope, receive, send)
+        except asyncio.CancelledError:
+            if self._stopping is None:
+                raise
+            # Cut by the stop: answered (where the client could still take it) and logged; the server need not
+            # report it as an app failure.
         finally:
             self._in_flight.discard(task)
 
