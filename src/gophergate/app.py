@@ -108,17 +108,25 @@ class GopherGate:
             await hub.close()
 
     async def _stop(self, ws_closing: asyncio.Task[None]) -> None:
+        loop = asyncio.get_running_loop()
         grace = self.settings.shutdown_grace_seconds
+        deadline = loop.time() + grace
+        log.info("stopping: %d requests in flight, %g s to finish", len(self._in_flight), grace)
+        # Requests that start meanwhile (a head that completes after the signal) are waited for too.
+        while self._in_flight and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._in_flight), timeout=left)
         running = set(self._in_flight)
-        log.info("stopping: %d requests in flight, %g s to finish", len(running), grace)
-        if running:
-            _, running = await asyncio.wait(running, timeout=grace)
         if running:
             log.warning("cutting %d requests still running after %g s", len(running), grace)
             for task in running:
                 task.cancel()
             await asyncio.wait(running, timeout=5.0)
         await ws_closing
+
+    @property
+    def stopped(self) -> bool:
+        """The stop is done and nothing is being served."""
+        return self._stopping is not None and self._stopping.done() and not self._in_flight
 
     def _admin_app(self) -> Any:
         """The FastAPI app for /api, built at the first dashboard request: FastAPI and the admin code cost a

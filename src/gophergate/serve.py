@@ -16,6 +16,7 @@ drains the request log. A worker whose shutdown failed (rows of the log were los
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import signal
@@ -131,6 +132,25 @@ def _signalled_early(signum: int, frame: Any) -> None:
     _early_signal = True
 
 
+async def _until_drained(stopping: asyncio.Event, drained: asyncio.Event, app: Any) -> None:
+    """Until Granian has seen every connection end after the stop began; or, once the shutdown grace is over,
+    until the app has finished its stop and serves nothing. A connection whose request head is incomplete holds
+    Granian's drain until its header-read timeout (up to 30 s): it is not a request, and is not waited for past
+    the grace (the process's exit closes it)."""
+    loop = asyncio.get_running_loop()
+    waits = {loop.create_task(stopping.wait()), loop.create_task(drained.wait())}
+    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    grace_over = loop.time() + getattr(getattr(app, "settings", None), "shutdown_grace_seconds", 0.0)
+    while not drained.is_set():
+        if loop.time() >= grace_over and getattr(app, "stopped", True):
+            log.info("not waiting for connections whose request head is incomplete")
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(drained.wait(), 0.1)
+
+
 def _asgi_worker(
     worker_id: int,
     callback: Any,
@@ -155,7 +175,8 @@ def _asgi_worker(
     metrics: Any,
 ) -> None:
     """One worker process: Granian's ASGI lifespan worker (same arguments, same steps), except that SIGTERM and
-    SIGINT also start the app's stop, and a failed lifespan shutdown is exit code 1."""
+    SIGINT also start the app's stop, connections without a whole request are not waited for past the grace,
+    and a failed lifespan shutdown is exit code 1."""
     from granian._futures import _future_watcher_wrapper, _new_cbscheduler
     from granian._granian import ASGIWorker, WorkerSignal
     from granian.asgi import LifespanProtocol
@@ -167,6 +188,7 @@ def _asgi_worker(
     wrapped = _future_watcher_wrapper(asgi_call_wrap(callback, scope_opts, lifespan.state, log_access_fmt))
     granian_stop = WorkerSignal()  # tells the Rust side to stop accepting and to close connections as they end
     drained = asyncio.Event()  # set (through Granian) once every connection has ended
+    stopping = asyncio.Event()  # set at the signal
 
     signalled = False
 
@@ -175,6 +197,7 @@ def _asgi_worker(
         if signalled:
             return
         signalled = True
+        stopping.set()
         stop_soon: Callable[[], asyncio.Future[None]] | None = getattr(callback, "stop_soon", None)
         if stop_soon is None:
             granian_stop.set()
@@ -217,7 +240,7 @@ def _asgi_worker(
     serve = getattr(worker, WORKERS_METHODS[runtime_mode][(sock[0] or sock[1]).is_uds()])
     scheduler = _new_cbscheduler(loop, wrapped, impl_asyncio=task_impl == TaskImpl.asyncio)
     serve(scheduler, loop, granian_stop)
-    loop.run_until_complete(drained.wait())
+    loop.run_until_complete(_until_drained(stopping, drained, callback))
     loop.run_until_complete(lifespan.shutdown())
     if lifespan.interrupt:
         sys.exit(1)

@@ -314,14 +314,25 @@ def test_sigterm_lets_requests_finish_within_the_grace_and_cuts_the_rest_with_an
             slow = pool.submit(buffered, "SLOW 20000 is cut")
             stream_quick = pool.submit(_stream, client, "SLOW 100 " + "w " * 5)
             stream_slow = pool.submit(_stream, client, "SLOW 300 " + "w " * 60)
+            # Connections without a request: an idle keep-alive one, and one whose head is incomplete (it would
+            # hold Granian's own drain until its 30 s header-read timeout).
+            idle, partial = _connect(gateway), _connect(gateway)
+            idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert idle.recv(65536).startswith(b"HTTP/1.1 200 ")
+            partial.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
             time.sleep(1.0)
             started = time.monotonic()
             gateway.proc.send_signal(signal.SIGTERM)
+            assert idle.recv(65536) == b""  # closed at once
+            assert time.monotonic() - started < 1
             time.sleep(0.3)
             with pytest.raises(httpx.ConnectError):  # no new connections once stopping
                 httpx.get(gateway.url + "/healthz", timeout=2)
             assert gateway.proc.wait(timeout=20) == 0
             assert time.monotonic() - started < 8
+            assert partial.recv(65536) == b""
+            idle.close()
+            partial.close()
             quick_answer, slow_answer = quick.result(10), slow.result(10)
             (quick_text, quick_error), (cut_text, cut_error) = stream_quick.result(10), stream_slow.result(10)
 
