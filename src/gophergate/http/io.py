@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import weakref
 from random import getrandbits
 from time import time
 from typing import Any
@@ -51,11 +52,79 @@ async def read_body(receive: Any, scope: Scope, limit: int, seconds: float) -> b
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+    task = asyncio.current_task()
+    if task is None:
+        return await _read_body(receive, limit)
+    deadlines = _BodyDeadlines.of(asyncio.get_running_loop())
+    deadlines.add(task, seconds)
     try:
-        async with asyncio.timeout(seconds):
-            return await _read_body(receive, limit)
-    except TimeoutError:
-        raise BodyTimeout(f"The request body did not arrive within {seconds:g} s.") from None
+        return await _read_body(receive, limit)
+    except asyncio.CancelledError:
+        if deadlines.expired(task):
+            raise BodyTimeout(f"The request body did not arrive within {seconds:g} s.") from None
+        raise
+    finally:
+        deadlines.discard(task)
+
+
+class _BodyDeadlines:
+    """The deadlines of a loop's body reads, on one timer: at the earliest deadline, the reads past theirs are
+    cancelled (``read_body`` turns that into a 408). A timer per read costs a request several microseconds;
+    adding to and removing from a dict costs next to nothing, and the timer fires about once per deadline
+    period."""
+
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _BodyDeadlines] = weakref.WeakKeyDictionary()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.reads: dict[asyncio.Task[Any], float] = {}
+        self.cut: set[asyncio.Task[Any]] = set()
+        self.timer: asyncio.TimerHandle | None = None
+
+    _last: _BodyDeadlines | None = None  # the one of the loop asked for last (a worker has one loop)
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _BodyDeadlines:
+        last = cls._last
+        if last is not None and last.loop is loop:
+            return last
+        deadlines = cls._by_loop.get(loop)
+        if deadlines is None:
+            deadlines = cls._by_loop[loop] = cls(loop)
+        cls._last = deadlines
+        return deadlines
+
+    def add(self, task: asyncio.Task[Any], seconds: float) -> None:
+        deadline = self.loop.time() + seconds
+        self.reads[task] = deadline
+        if self.timer is None or deadline < self.timer.when():
+            self._arm(deadline)
+
+    def discard(self, task: asyncio.Task[Any]) -> None:
+        self.reads.pop(task, None)
+
+    def expired(self, task: asyncio.Task[Any]) -> bool:
+        """``task`` was cancelled for its deadline (and by nothing else): it may go on, to answer 408."""
+        if task not in self.cut:
+            return False
+        self.cut.discard(task)
+        return task.uncancel() == 0
+
+    def _arm(self, when: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        for task, deadline in list(self.reads.items()):
+            if deadline <= now:
+                del self.reads[task]
+                self.cut.add(task)
+                task.cancel()
+        if self.reads:
+            self._arm(min(self.reads.values()))
 
 
 async def _read_body(receive: Any, limit: int) -> bytes:

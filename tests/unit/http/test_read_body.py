@@ -65,3 +65,29 @@ async def test_a_body_that_does_not_arrive_whole_in_time_is_408(first_part: bool
     with pytest.raises(BodyTimeout):
         await read_body(_receive(*messages, then_wait=True), _scope(), 10, 0.2)
     assert 0.15 < asyncio.get_running_loop().time() - started < 1.0
+
+
+async def test_reads_are_cut_each_at_its_own_deadline_and_a_finished_one_not_at_all() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def timed(seconds: float, messages: list[dict[str, Any]], wait: bool) -> tuple[str, float]:
+        started = loop.time()
+        try:
+            await read_body(_receive(*messages, then_wait=wait), _scope(), 10, seconds)
+        except BodyTimeout:
+            return "408", loop.time() - started
+        return "whole", loop.time() - started
+
+    whole = [{"type": "http.request", "body": b"{}", "more_body": False}]
+    results = await asyncio.gather(timed(0.4, [], True), timed(0.15, [], True), timed(0.1, whole, False))
+    assert [kind for kind, _ in results] == ["408", "408", "whole"]
+    assert 0.35 < results[0][1] < 0.8 and 0.1 < results[1][1] < 0.4
+
+
+async def test_a_read_cancelled_by_something_else_stays_cancelled() -> None:
+    """The stop cancels a request whose body is still coming: that is not a 408."""
+    task = asyncio.create_task(read_body(_receive(then_wait=True), _scope(), 10, 5.0))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
