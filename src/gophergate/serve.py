@@ -8,9 +8,10 @@ lifespan shutdown, however long that takes, and drops WebSocket connections as i
 Granian's ASGI worker with one change: the signal first starts the app's own stop (``GopherGate.stop_soon``:
 WebSockets closed with 1001, requests in flight given ``GOPHERGATE_SHUTDOWN_GRACE_SECONDS`` to finish, then cut
 and logged as ``server_shutdown``), and once the WebSockets are closed tells Granian to stop: it stops accepting,
-closes idle keep-alive connections, and once the last connection has ended runs the lifespan shutdown, which
-drains the request log. A worker whose shutdown failed (rows of the log were lost) exits 1, and so does
-``gophergate serve``.
+closes idle keep-alive connections, and once the last connection has ended (or, past the grace, when only
+connections without a whole request are left) the lifespan shutdown runs, which drains the request log. A worker
+whose shutdown failed (rows of the log were lost) exits 1, and so does ``gophergate serve``; a worker whose
+startup failed is not replaced: ``gophergate serve`` exits 3.
 """
 
 from __future__ import annotations
