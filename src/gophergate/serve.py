@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -241,6 +242,18 @@ def _asgi_worker(
     serve = getattr(worker, WORKERS_METHODS[runtime_mode][(sock[0] or sock[1]).is_uds()])
     scheduler = _new_cbscheduler(loop, wrapped, impl_asyncio=task_impl == TaskImpl.asyncio)
     serve(scheduler, loop, granian_stop)
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        """A main process that is gone (SIGKILL, say) stops no worker: one that sees it stops on its own, rather
+        than serving on, unsupervised, on a port the next start needs."""
+        if os.getppid() != parent:
+            log.warning("worker %d: the main process is gone; stopping", worker_id)
+            on_signal()
+        elif not signalled:
+            loop.call_later(1.0, watch_parent)
+
+    loop.call_later(1.0, watch_parent)
     loop.run_until_complete(_until_drained(stopping, drained, callback))
     loop.run_until_complete(lifespan.shutdown())
     if lifespan.interrupt:

@@ -279,6 +279,26 @@ def test_two_workers_serve_one_port_and_a_worker_that_dies_is_replaced(make_gate
         assert not any(w.is_running() and w.status() != "zombie" for w in replaced)
 
 
+def test_a_worker_whose_main_process_is_killed_stops_on_its_own(make_gateway: Any) -> None:
+    with FakeOpenAICompat(dialect="openai", api_key="sk-x") as fake:
+        gateway = make_gateway(env=_env(fake)).start()
+        assert gateway.proc is not None
+        [worker] = _workers(gateway.proc.pid)
+        httpx.post(
+            gateway.base_url + "/chat/completions",
+            headers={"authorization": f"Bearer {gateway.key}"},
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=10,
+        ).raise_for_status()
+        gateway.proc.kill()
+        gateway.proc.wait(10)
+        worker.wait(10)  # not its child any more: no exit code to see
+        assert len(gateway.rows()) == 1
+        logs = gateway.logs()
+        assert "the main process is gone; stopping" in logs
+        assert "stopping: 0 requests in flight" in logs  # the app's own stop ran: a graceful one
+
+
 # -- the stop ---------------------------------------------------------------------------------------------------
 def _stream(client: openai.OpenAI, content: str) -> tuple[str, Exception | None]:
     """The text a stream delivered, and the error that ended it (None when it ended normally)."""
