@@ -152,8 +152,13 @@ class Gateway:
         return self
 
     def signal(self, signum: int) -> None:
+        """SIGTERM to the serve process (Granian passes it on to its workers); SIGKILL to the process group, as a
+        crash of the host or container would (a SIGKILLed main process leaves its workers serving)."""
         assert self.proc is not None
-        self.proc.popen.send_signal(signum)
+        if signum == signal.SIGKILL:
+            os.killpg(self.proc.popen.pid, signum)
+        else:
+            self.proc.popen.send_signal(signum)
 
     def wait(self, timeout_s: float = 60.0) -> int:
         assert self.proc is not None

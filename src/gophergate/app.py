@@ -8,6 +8,7 @@ address and scheme the proxy forwarded (``http/forwarded.py``).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from typing import Any
@@ -37,8 +38,30 @@ class GopherGate:
         self._static = StaticUI()
         # None when no proxy is trusted: then the forwarded headers cost nothing at all.
         self._proxies = TrustedProxies(settings.trusted_proxies) if settings.trusted_proxies else None
+        self._in_flight: set[asyncio.Task[Any]] = set()  # the requests and WebSockets being served
+        self._stopping: asyncio.Task[None] | None = None
+        self._ws_closing: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        task = asyncio.current_task()
+        if task is None:  # not run as a task: nothing a stop could cut
+            await self._serve(scope, receive, send)
+            return
+        self._in_flight.add(task)
+        try:
+            await self._serve(scope, receive, send)
+        except asyncio.CancelledError:
+            if self._stopping is None:
+                raise
+            # Cut by the stop: answered (where the client could still take it) and logged; the server need not
+            # report it as an app failure.
+        finally:
+            self._in_flight.discard(task)
+
+    async def _serve(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
         if self._proxies is not None and kind != "lifespan":
             scope = self._proxies.rewrite(scope)
@@ -68,8 +91,50 @@ class GopherGate:
             else:
                 await receive()  # websocket.connect
                 await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
+
+    def stop_soon(self) -> asyncio.Task[None]:
+        """The server is stopping (``gophergate serve`` calls this on SIGTERM/SIGINT): start the stop now, while
+        the server waits for the connections to end. Returns the closing of the WebSockets (1001): a server that
+        drops upgraded connections as it stops (Granian does) must stop only after it."""
+        if self._stopping is None or self._ws_closing is None:
+            loop = asyncio.get_running_loop()
+            self._ws_closing = loop.create_task(self._close_websockets())
+            self._stopping = loop.create_task(self._stop(self._ws_closing))
+        return self._ws_closing
+
+    async def stop(self) -> None:
+        """Close the WebSockets (1001), give the requests in flight ``GOPHERGATE_SHUTDOWN_GRACE_SECONDS`` to
+        finish, then cancel the rest: /v1 logs each as ``server_shutdown`` (a stream's client gets an error event
+        first). The lifespan shutdown runs it (at once when the server did not call ``stop_soon``)."""
+        self.stop_soon()
+        assert self._stopping is not None
+        await self._stopping
+
+    async def _close_websockets(self) -> None:
+        hub = self.runtime.hub if self.runtime is not None else None
+        if hub is not None:
+            await hub.close()
+
+    async def _stop(self, ws_closing: asyncio.Task[None]) -> None:
+        loop = asyncio.get_running_loop()
+        grace = self.settings.shutdown_grace_seconds
+        deadline = loop.time() + grace
+        log.info("stopping: %d requests in flight, %g s to finish", len(self._in_flight), grace)
+        # Requests that start meanwhile (a head that completes after the signal) are waited for too.
+        while self._in_flight and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._in_flight), timeout=left)
+        running = set(self._in_flight)
+        if running:
+            log.warning("cutting %d requests still running after %g s", len(running), grace)
+            for task in running:
+                task.cancel()
+            await asyncio.wait(running, timeout=5.0)
+        await ws_closing
+
+    @property
+    def stopped(self) -> bool:
+        """The stop is done and nothing is being served."""
+        return self._stopping is not None and self._stopping.done() and not self._in_flight
 
     def _admin_app(self) -> Any:
         """The FastAPI app for /api, built at the first dashboard request: FastAPI and the admin code cost a
@@ -101,6 +166,7 @@ class GopherGate:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 failure = None
+                await self.stop()
                 if self.runtime is not None:
                     try:
                         await self.runtime.close()
@@ -108,7 +174,7 @@ class GopherGate:
                         log.exception("shutdown failed")
                         failure = f"shutdown failed: {exc}"
                     lost = self.runtime.recorder.lost
-                    if lost:  # the server turns a failed shutdown into a non-zero exit code
+                    if lost:  # gophergate serve turns a failed shutdown into exit code 1
                         failure = f"{lost} request log rows were lost (neither written nor saved to a file)"
                 if failure is not None:
                     await send({"type": "lifespan.shutdown.failed", "message": failure})
@@ -128,7 +194,9 @@ def create_app(settings: Settings) -> GopherGate:
 
 def factory() -> GopherGate:
     """Entry point for other ASGI servers (``uvicorn --factory gophergate.app:factory``): settings from the
-    environment. ``gophergate serve`` runs the app on its own server instead (gophergate.server)."""
+    environment. ``gophergate serve`` runs the app on Granian (gophergate.serve), which also starts the app's
+    stop at SIGTERM; on another server the lifespan shutdown runs it, once that server has stopped waiting for
+    the requests in flight."""
     from gophergate.logs import setup_logging
 
     settings = load_settings()

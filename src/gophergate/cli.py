@@ -82,7 +82,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (GOPHERGATE_PORT).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (GOPHERGATE_WORKERS).")] = None,
 ) -> None:
-    """Apply migrations, then serve the gateway (HTTP/1.1 on uvloop; see GOPHERGATE_WORKERS)."""
+    """Apply migrations, then serve the gateway (on Granian: HTTP/1.1, uvloop; see GOPHERGATE_WORKERS)."""
     settings = _settings(config, host=host, port=port, workers=workers)
     from gophergate.providers.config import provider_configs
 
@@ -96,20 +96,11 @@ def serve(
 
 
 def _serve(settings: Settings) -> int:
-    from gophergate.app import create_app
     from gophergate.logs import setup_logging
-    from gophergate.server.run import serve
+    from gophergate.serve import serve
 
     setup_logging(settings.log_level)
-    return serve(
-        create_app(settings),
-        settings.host,
-        settings.port,
-        workers=settings.workers,
-        grace=settings.shutdown_grace_seconds,
-        keepalive=settings.keepalive_timeout_seconds,
-        backlog=2048,
-    )
+    return serve(settings)
 
 
 @app.command()

@@ -157,7 +157,9 @@ class Settings(BaseSettings):
     # Rows queued and nothing written for this long: /readyz says not ready (the log writer is stuck).
     log_stall_seconds: float = Field(30.0, gt=0)
     shutdown_grace_seconds: float = Field(30.0, ge=0)
-    keepalive_timeout_seconds: float = Field(65.0, gt=0)
+    keepalive_timeout_seconds: float = Field(30.0, gt=0)
+    # Requests one worker answers at once (Granian's backpressure); past it, connections wait to be read.
+    max_concurrent_requests: int = Field(1024, ge=1)
     key_refresh_seconds: float = Field(0.25, gt=0)
     models_refresh_seconds: float = Field(600.0, gt=0)
 

@@ -5,6 +5,7 @@ workers replay one spill file once. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -87,9 +88,13 @@ def test_spill_falls_back_to_temp_dir(database_url: str, make_gateway: Any, tmp_
         gateway = _spill_setup(database_url, make_gateway, fake, tmp)
         data = _break(gateway.data_dir)
         assert gateway.stop(signal.SIGTERM) == 0
+        # One file, or two when the stop came while the writer was retrying a batch: it saves that batch, then
+        # the rows queued behind it.
         spilled = list(tmp.glob("gophergate-spill-*/request_log_spill_*.jsonl"))
-        assert len(spilled) == 1 and len(spilled[0].read_bytes().splitlines()) == 10, gateway.logs()
-        assert "10 request log rows saved to" in gateway.logs()
+        assert 1 <= len(spilled) <= 2, gateway.logs()
+        assert sum(len(path.read_bytes().splitlines()) for path in spilled) == 10, gateway.logs()
+        saved = re.findall(r"(\d+) request log rows saved to", gateway.logs())
+        assert sum(int(n) for n in saved) == 10 and len(saved) == len(spilled)
         gateway.data_dir.unlink()
         os.rename(data, gateway.data_dir)
         execute(database_url, accept_sql(database_url))

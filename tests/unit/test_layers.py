@@ -23,7 +23,6 @@ LAYERS: list[set[str]] = [
     {"gateway"},
     {"hub"},
     {"runtime"},
-    {"server"},
     {"http"},
     {"admin"},
     {"app"},

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import weakref
 from random import getrandbits
 from time import time
 from typing import Any
 
-from gophergate.core.asgi import Message, Scope, header
-from gophergate.core.errors import BodyTimeout, BodyTooLarge, ClientDisconnected, GatewayError, InvalidRequest
-from gophergate.server.http11 import BODY_ERROR
+from gophergate.core.asgi import Scope, header
+from gophergate.core.errors import BodyTimeout, BodyTooLarge, GatewayError, InvalidRequest
 
 JSON = b"application/json"
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,64}")
@@ -28,37 +28,103 @@ def request_id(scope: Scope) -> str:
     return f"req_{int(time() * 1000):012x}{getrandbits(48):012x}"
 
 
+_BROKEN_BODY = (
+    "The request body broke off before it was complete (broken chunked framing, or fewer bytes than its "
+    "Content-Length)."
+)
+
+
 async def read_body(receive: Any, scope: Scope, limit: int, seconds: float) -> bytes:
-    """The whole body, within ``limit`` bytes and ``seconds`` for all of it: a deadline per read (the
-    server's own) lets a client that trickles a byte now and then hold the request open forever. Here, in the
-    app, so that it holds on any ASGI server. A body that came whole in the first message (the usual case: it
-    arrived with the headers) is taken without arming a timer; the deadline counts from the first read either
-    way. (A body whose first byte never comes is the server's to cut: its body read timeout.)"""
+    """The whole body, within ``limit`` bytes and ``seconds`` for all of it (408), so that a client that sends
+    the head and then nothing, or trickles a byte now and then, cannot hold a request open: the server has no
+    deadline for a body. A body that breaks off (malformed chunked framing, a connection that ends early: the
+    server reports both as ``http.disconnect``) is a 400; a client that has gone does not see it, one that sent
+    a malformed body does. Here, in the app, so that it holds on any ASGI server."""
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"Request body is larger than the limit of {limit} bytes.")
-    deadline = asyncio.get_running_loop().time() + seconds
-    message = await receive()
-    if message["type"] == "http.request" and not message.get("more_body", False):
-        body: bytes = message.get("body", b"")
-        if len(body) > limit:
-            raise BodyTooLarge(f"Request body is larger than the limit of {limit} bytes.")
-        return body
+    task = asyncio.current_task()
+    if task is None:
+        return await _read_body(receive, limit)
+    deadlines = _BodyDeadlines.of(asyncio.get_running_loop())
+    deadlines.add(task, seconds)
     try:
-        async with asyncio.timeout_at(deadline):
-            return await _read_body(receive, limit, message)
-    except TimeoutError:
-        raise BodyTimeout(f"The request body did not arrive within {seconds:g} s.") from None
+        return await _read_body(receive, limit)
+    except asyncio.CancelledError:
+        if deadlines.expired(task):
+            raise BodyTimeout(f"The request body did not arrive within {seconds:g} s.") from None
+        raise
+    finally:
+        deadlines.discard(task)
 
 
-async def _read_body(receive: Any, limit: int, message: Message) -> bytes:
+class _BodyDeadlines:
+    """The deadlines of a loop's body reads, on one timer: at the earliest deadline, the reads past theirs are
+    cancelled (``read_body`` turns that into a 408). A timer per read costs a request several microseconds;
+    adding to and removing from a dict costs next to nothing, and the timer fires about once per deadline
+    period."""
+
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _BodyDeadlines] = weakref.WeakKeyDictionary()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.reads: dict[asyncio.Task[Any], float] = {}
+        self.cut: set[asyncio.Task[Any]] = set()
+        self.timer: asyncio.TimerHandle | None = None
+
+    _last: _BodyDeadlines | None = None  # the one of the loop asked for last (a worker has one loop)
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _BodyDeadlines:
+        last = cls._last
+        if last is not None and last.loop is loop:
+            return last
+        deadlines = cls._by_loop.get(loop)
+        if deadlines is None:
+            deadlines = cls._by_loop[loop] = cls(loop)
+        cls._last = deadlines
+        return deadlines
+
+    def add(self, task: asyncio.Task[Any], seconds: float) -> None:
+        deadline = self.loop.time() + seconds
+        self.reads[task] = deadline
+        if self.timer is None or deadline < self.timer.when():
+            self._arm(deadline)
+
+    def discard(self, task: asyncio.Task[Any]) -> None:
+        self.reads.pop(task, None)
+
+    def expired(self, task: asyncio.Task[Any]) -> bool:
+        """``task`` was cancelled for its deadline (and by nothing else): it may go on, to answer 408."""
+        if task not in self.cut:
+            return False
+        self.cut.discard(task)
+        return task.uncancel() == 0
+
+    def _arm(self, when: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        for task, deadline in list(self.reads.items()):
+            if deadline <= now:
+                del self.reads[task]
+                self.cut.add(task)
+                task.cancel()
+        if self.reads:
+            self._arm(min(self.reads.values()))
+
+
+async def _read_body(receive: Any, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
+        message = await receive()
         if message["type"] == "http.disconnect":
-            if message.get(BODY_ERROR):  # the body broke off malformed (our server says so); the client is there
-                raise InvalidRequest(message[BODY_ERROR], code="invalid_body")
-            raise ClientDisconnected()
+            raise InvalidRequest(_BROKEN_BODY, code="invalid_body")
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)
@@ -67,7 +133,6 @@ async def _read_body(receive: Any, limit: int, message: Message) -> bytes:
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
-        message = await receive()
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

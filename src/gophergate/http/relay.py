@@ -8,9 +8,12 @@ iterator's ``finally``), and the request is recorded as a disconnect with what w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+
+import orjson
 
 from gophergate.core.calls import Meter
 from gophergate.core.errors import ClientDisconnected
@@ -53,11 +56,38 @@ async def relay_stream(
             await write({"type": "http.response.body", "body": ended, "more_body": False})
         except asyncio.CancelledError:
             watch.raise_if_gone()
+            await _end_with_shutdown_event(send)
             raise
         finally:
             await _aclose(chunks)
     finally:
         watch.stop()
+
+
+# The last event of a stream the gateway cut because it was stopping (the request outlived the shutdown grace).
+SHUTDOWN_EVENT = (
+    b"data: "
+    + orjson.dumps(
+        {
+            "error": {
+                "message": "The gateway stopped before the response was complete.",
+                "type": "server_error",
+                "param": None,
+                "code": "server_shutdown",
+            }
+        }
+    )
+    + b"\n\n"
+)
+
+
+async def _end_with_shutdown_event(send: Any) -> None:
+    """The relay was cancelled, not by its client leaving: the gateway is stopping. The client gets an error
+    event and the end of the body, so that it knows the answer is incomplete (a write it does not take within
+    a second is given up)."""
+    message = {"type": "http.response.body", "body": SHUTDOWN_EVENT, "more_body": False}
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(send(message), 1.0)
 
 
 async def _aclose(chunks: AsyncIterator[bytes]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -160,7 +161,7 @@ class V1:
         except Exception as exc:
             await self._failed(send, exc, record, meter)
         except asyncio.CancelledError:
-            _stopped(record)
+            await _stopped(send, record)
             raise
         finally:
             rt.metering.finish(record, meter, prompt, call.priced if call is not None else None)
@@ -317,8 +318,13 @@ class V1:
         return 200, _model_object(model_id, int(self.rt.started_at), route)
 
 
-def _stopped(record: RequestRecord) -> None:
-    """The server cancelled the request: it stopped, and the request outlived the shutdown grace period."""
+async def _stopped(send: Any, record: RequestRecord) -> None:
+    """The gateway cancelled the request: it is stopping, and the request outlived the shutdown grace period.
+    A client still waiting for its answer gets a 503 (a stream's client has had an error event from the relay:
+    its answer had started, so this one is refused by the server and dropped)."""
     record.status = 503
     record.error_type = "server_shutdown"
     record.error_message = "The gateway stopped before the response was complete."
+    error = GatewayError(record.error_message, status=503, type="server_error", code="server_shutdown")
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(send_error(send, error, record.request_id), 1.0)

@@ -1,6 +1,6 @@
 """Cost of one request from canonical usage and a price table: pure, exact (``Decimal``), never negative.
 
-Usage is canonical (``gateway/usage.py``): ``prompt`` includes cache reads and writes, ``completion``
+Usage is canonical (``core/usage.py``): ``prompt`` includes cache reads and writes, ``completion``
 includes reasoning. Each token is billed once, in exactly one class:
 
 - uncached input = prompt - cache reads - cache writes, at ``input``;

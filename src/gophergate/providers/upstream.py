@@ -60,7 +60,7 @@ def transport_errors(provider: str) -> Iterator[None]:
 
 def scrub(message: str) -> str:
     """Secrets must never travel back to clients inside an upstream's error: every configured one by value,
-    and well-known key shapes (``security/redact.py``)."""
+    and well-known key shapes (``core/redact.py``)."""
     return REDACTOR(message)
 
 
