@@ -317,7 +317,9 @@ def _stream(client: openai.OpenAI, content: str) -> tuple[str, Exception | None]
 
 def test_sigterm_lets_requests_finish_within_the_grace_and_cuts_the_rest_with_an_answer(make_gateway: Any) -> None:
     with FakeOpenAICompat(dialect="openai", api_key="sk-x") as fake:
-        gateway = make_gateway(env=_env(fake, GOPHERGATE_SHUTDOWN_GRACE_SECONDS="2")).start()
+        # A keep-alive setting over Granian's 30 s header-read timeout (the old default, 65) still starts: said once.
+        env = _env(fake, GOPHERGATE_SHUTDOWN_GRACE_SECONDS="2", GOPHERGATE_KEEPALIVE_TIMEOUT_SECONDS="65")
+        gateway = make_gateway(env=env).start()
         assert gateway.proc is not None
         client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.key, max_retries=0)
 
@@ -373,7 +375,6 @@ def test_sigterm_lets_requests_finish_within_the_grace_and_cuts_the_rest_with_an
         logs = gateway.logs()
         assert "cutting 2 requests still running after 2 s" in logs
         assert "Traceback" not in logs  # a cut request is not reported as an app failure
-        # The default keep-alive timeout is longer than Granian's header-read timeout: said once at start.
         assert logs.count("idle keep-alive connections close after 30 s") == 1
 
 
