@@ -46,8 +46,25 @@ def _priced(pricer: Pricer | None, usage: Usage) -> tuple[Priced | None, orjson.
     return Priced(usage, cost, source), orjson.Fragment(format(cost.total, "f").encode())
 
 
+@dataclass(slots=True, kw_only=True)
+class _PricedCall:
+    """What every call does with its price: ``cost_json`` prices a usage once and keeps it (``priced``)."""
+
+    pricer: Pricer | None = None  # set by the pipeline when the model has a price
+    priced: Priced | None = None  # set by ``cost_json``: what the client was told
+
+    @property
+    def cost(self) -> Decimal | None:
+        return None if self.priced is None else self.priced.cost.total
+
+    def cost_json(self, usage: Usage) -> orjson.Fragment | None:
+        """``usage.cost`` for a response body: the exact USD cost as a JSON number, or None when unknown."""
+        self.priced, fragment = _priced(self.pricer, usage)
+        return fragment
+
+
 @dataclass(slots=True)
-class ChatCall:
+class ChatCall(_PricedCall):
     """One chat request after routing. ``body`` is the client's parsed JSON; the provider may copy it."""
 
     body: dict[str, Any]
@@ -55,39 +72,17 @@ class ChatCall:
     stream: bool
     include_usage: bool  # the client asked for a usage chunk (stream_options.include_usage)
     request_id: str
-    pricer: Pricer | None = None  # set by the pipeline when the model has a price
     max_output_tokens: int | None = None  # the model's output limit from the registry, when known
-    priced: Priced | None = None  # set by ``cost_json``: what the client was told
-
-    @property
-    def cost(self) -> Decimal | None:
-        return None if self.priced is None else self.priced.cost.total
-
-    def cost_json(self, usage: Usage) -> orjson.Fragment | None:
-        """``usage.cost`` for a response body: the exact USD cost as a JSON number, or None when unknown."""
-        self.priced, fragment = _priced(self.pricer, usage)
-        return fragment
 
 
 @dataclass(slots=True)
-class EndpointCall:
+class EndpointCall(_PricedCall):
     """One non-chat request (embeddings, images, responses) after routing; ``body`` is the client's JSON."""
 
     body: dict[str, Any]
     model: str  # the upstream's model id
     request_id: str
     stream: bool = False  # /v1/responses only
-    pricer: Pricer | None = None
-    priced: Priced | None = None  # set by ``cost_json``: what the client was told
-
-    @property
-    def cost(self) -> Decimal | None:
-        return None if self.priced is None else self.priced.cost.total
-
-    def cost_json(self, usage: Usage) -> orjson.Fragment | None:
-        """``usage.cost`` for a response body: the exact USD cost as a JSON number, or None when unknown."""
-        self.priced, fragment = _priced(self.pricer, usage)
-        return fragment
 
 
 @dataclass(slots=True)

@@ -42,7 +42,7 @@ class EndpointSpec:
     ) -> ChatCall | EndpointCall:
         _, stream, include_usage = checked
         if self.chat:
-            return ChatCall(data, model, stream, include_usage, request_id, pricer, max_output_tokens)
+            return ChatCall(data, model, stream, include_usage, request_id, max_output_tokens, pricer=pricer)
         return EndpointCall(data, model, request_id, stream=stream, pricer=pricer)
 
 
