@@ -111,7 +111,7 @@ class Recorder:
     @property
     def saturated(self) -> bool:
         """The backlog is past its bound: new /v1 requests are refused (503) until the writer catches up."""
-        return len(self._queue) >= self._max_queue
+        return self.saturated_with(0)
 
     def saturated_with(self, waiting: int) -> bool:
         """``saturated``, counting ``waiting`` records still on their way to the queue (being estimated)."""
