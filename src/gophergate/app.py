@@ -14,10 +14,10 @@ import logging
 from typing import Any
 
 from gophergate.core.asgi import Scope
-from gophergate.core.errors import NotFound
+from gophergate.core.errors import GatewayError, NotFound
 from gophergate.http import health
 from gophergate.http.forwarded import TrustedProxies
-from gophergate.http.io import request_id, send_error
+from gophergate.http.io import read_body, replaying, request_id, send_error
 from gophergate.http.static import StaticUI
 from gophergate.http.v1 import V1
 from gophergate.hub.ws import HubEndpoint
@@ -26,6 +26,8 @@ from gophergate.runtime import Runtime
 from gophergate.settings import Settings, load_settings
 
 log = logging.getLogger("gophergate")
+
+_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class GopherGate:
@@ -78,7 +80,7 @@ class GopherGate:
             elif path == "/api" or path.startswith("/api/"):
                 admin = self._admin_app()
                 if admin is not None:
-                    await admin(scope, receive, send)
+                    await self._serve_admin(admin, scope, receive, send)
                 else:
                     await send_error(send, NotFound(f"Unknown endpoint: {scope['method']} {path}."), request_id(scope))
             elif path.startswith("/v1/") or path == "/v1":
@@ -91,6 +93,20 @@ class GopherGate:
             else:
                 await receive()  # websocket.connect
                 await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
+
+    async def _serve_admin(self, admin: Any, scope: Scope, receive: Any, send: Any) -> None:
+        """The admin API, its request body read first under the same limits as /v1's (size, deadline, a body
+        that breaks off): the framework would wait for a body without a deadline, and take one of any size."""
+        if scope["method"] in _BODYLESS:
+            await admin(scope, receive, send)
+            return
+        settings = self.settings
+        try:
+            body = await read_body(receive, scope, settings.max_body_bytes, settings.body_timeout_seconds)
+        except GatewayError as exc:
+            await send_error(send, exc, request_id(scope))
+            return
+        await admin(scope, replaying(body, receive), send)
 
     def stop_soon(self) -> asyncio.Task[None]:
         """The server is stopping (``gophergate serve`` calls this on SIGTERM/SIGINT): start the stop now, while

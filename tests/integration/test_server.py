@@ -235,6 +235,38 @@ def test_a_body_that_breaks_off_is_400_in_openai_shape(gateway: Gateway) -> None
     assert row["status"] == 400 and row["error_type"] == "invalid_body"
 
 
+def test_the_admin_api_holds_a_body_to_the_same_size_deadline_and_framing(gateway: Gateway) -> None:
+    """The dashboard's API takes its body under /v1's rules: a framework left to read it would wait for it
+    without a deadline, and take one of any size."""
+
+    def head(extra: str) -> bytes:
+        login = "POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        return f"{login}{extra}\r\n".encode()
+
+    big = b'{"username": "' + b"a" * MAX_BODY + b'"}'
+    status, _, body = _answer(_raw(gateway, head(f"Content-Length: {len(big)}\r\nConnection: close\r\n") + big))
+    assert status == 413 and "larger than the limit" in _openai_error(body)["message"]
+    chunked = b"%x\r\n%b\r\n0\r\n\r\n" % (len(big), big)
+    status, _, body = _answer(_raw(gateway, head("Transfer-Encoding: chunked\r\nConnection: close\r\n") + chunked))
+    assert status == 413
+    with _connect(gateway) as sock:
+        started = time.monotonic()
+        sock.sendall(head("Content-Length: 100\r\n"))
+        status, _, body = _answer(_read_all(sock))
+        took = time.monotonic() - started
+    assert status == 408 and _openai_error(body)["code"] == "request_timeout"
+    assert BODY_TIMEOUT_S - 0.2 < took < BODY_TIMEOUT_S + 3
+    with _connect(gateway) as sock:
+        sock.sendall(head("Content-Length: 100\r\n") + b'{"username": ')
+        sock.shutdown(socket.SHUT_WR)
+        status, _, body = _answer(_read_all(sock))
+    assert status == 400 and _openai_error(body)["code"] == "invalid_body"
+    # A whole body still reaches the login (which refuses these credentials).
+    login = b'{"username": "nobody", "password": "wrong-password"}'
+    status, _, body = _answer(_raw(gateway, head(f"Content-Length: {len(login)}\r\nConnection: close\r\n") + login))
+    assert status == 401, body
+
+
 def test_expect_100_continue_is_answered_before_the_body(gateway: Gateway) -> None:
     body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
     head = _chat_head(gateway, f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n")

@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
     {"http"},
     {"admin"},
     {"app"},
+    {"rsgi"},
     {"serve"},
     {"cli"},
     {"__main__"},

@@ -136,6 +136,20 @@ async def _read_body(receive: Any, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def replaying(body: bytes, receive: Any) -> Any:
+    """A ``receive`` that gives ``body`` (read already) as the whole request body, then what ``receive`` gives."""
+    pending = True
+
+    async def replay() -> Any:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 def base_headers(req_id: str, content_type: bytes = JSON) -> list[tuple[bytes, bytes]]:
     return [(b"content-type", content_type), (b"x-request-id", req_id.encode())]
 
