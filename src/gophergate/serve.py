@@ -246,6 +246,8 @@ def _worker(
     serve = getattr(worker, WORKERS_METHODS[runtime_mode][(sock[0] or sock[1]).is_uds()])
     scheduler = _new_cbscheduler(loop, wrapped, impl_asyncio=task_impl == TaskImpl.asyncio)
     serve(scheduler, loop, granian_stop)
+    server_threads_yield()
+    loop.call_later(1.0, server_threads_yield)  # and those started since (most inherit the policy)
     parent = os.getppid()
 
     def watch_parent() -> None:
@@ -262,6 +264,37 @@ def _worker(
     loop.run_until_complete(lifespan.shutdown())
     if lifespan.interrupt:
         sys.exit(1)
+
+
+def server_threads_yield() -> list[int]:
+    """Put the worker's threads that are not Python's (Granian's Rust I/O and dispatch threads, libuv's) under
+    Linux's ``SCHED_BATCH`` policy: woken, they no longer preempt the event loop's thread, they run when it waits.
+    Granian hands every request and every stream chunk to its I/O thread; on a core shared with the event loop,
+    each handover otherwise switched threads at once (a switch per chunk). Measured: +25% requests and streams
+    per second at 64 clients on one core, no change at 1 client (decision 0001). Threads these start inherit
+    the policy. Returns the threads changed (none where the policy does not exist)."""
+    setscheduler = getattr(os, "sched_setscheduler", None)
+    batch = getattr(os, "SCHED_BATCH", None)
+    if setscheduler is None or batch is None:
+        return []
+    import threading
+
+    python = {thread.native_id for thread in threading.enumerate()}
+    changed = []
+    try:
+        tids = [int(name) for name in os.listdir("/proc/self/task")]
+    except OSError:
+        return []
+    for tid in tids:
+        if tid in python:
+            continue
+        try:
+            if os.sched_getscheduler(tid) != batch:
+                setscheduler(tid, batch, os.sched_param(0))
+                changed.append(tid)
+        except OSError:  # the thread ended meanwhile, or the policy is refused: it only costs speed
+            continue
+    return changed
 
 
 class _Server(MPServer):

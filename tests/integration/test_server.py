@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import re
 import signal
 import socket
@@ -474,3 +475,21 @@ def test_the_open_file_limit_is_raised_to_the_hard_limit(tmp_path: Path) -> None
         "assert raise_open_file_limit() == target == resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=30)
+
+
+def _policy(pid: int, tid: int) -> int:
+    stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[38])  # field 41, "policy" (the list starts at field 3)
+
+
+def test_granians_threads_yield_to_the_event_loop_and_python_threads_do_not(gateway: Gateway) -> None:
+    """The worker's threads that are not Python's (Granian's I/O and dispatch) run under SCHED_BATCH, so that
+    their wake-ups do not preempt the event loop's thread on a shared core; the event loop's thread and the
+    request log's writer threads keep the normal policy."""
+    httpx.get(f"{gateway.url}/healthz", timeout=10)  # a request has passed through every thread that carries one
+    time.sleep(1.5)  # past the second pass, a second after the start
+    (worker,) = _workers(gateway.proc.pid)
+    policies = {thread.id: _policy(worker.pid, thread.id) for thread in worker.threads()}
+    assert policies[worker.pid] == os.SCHED_OTHER  # the event loop's (the process's main thread)
+    assert os.SCHED_BATCH in policies.values()
+    assert os.SCHED_OTHER in {p for tid, p in policies.items() if tid != worker.pid}  # Python's own threads
