@@ -38,6 +38,7 @@ def page(openapi_url: str, title: str) -> str:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/api/docs/viewer.css?v={version}">
 <script src="/api/docs/viewer.js?v={version}" defer></script>
 </head>
