@@ -3,6 +3,7 @@ that back off (5 min, doubled up to the refresh interval, at most 6 h; back to 5
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 from pathlib import Path
@@ -96,7 +97,7 @@ async def test_background_checks_back_off_and_say_when_the_next_try_comes(
     registry.refresh = spy  # type: ignore[method-assign]
     with caplog.at_level(logging.WARNING, logger="gophergate.pricing.registry"), pytest.raises(Stop):
         await registry.run_forever()
-    gaps = [(b - a) / MINUTE for a, b in zip(tries, tries[1:], strict=False)]
+    gaps = [(b - a) / MINUTE for a, b in itertools.pairwise(tries)]
     assert gaps == pytest.approx([5, 10, 20, 40, 60, 60])  # capped at the 1 h refresh interval
     lines = warnings(caplog)
     assert len(lines) == len(tries) == 7

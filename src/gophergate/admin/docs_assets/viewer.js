@@ -363,7 +363,7 @@
         ),
         filter,
       ),
-      sections,
+      ...sections,
       schemas.length
         ? h(
             "section",
