@@ -109,7 +109,7 @@
           typeNode(prop),
           required.has(name) ? h("span", { class: "req" }, " required") : null,
           constraints(prop),
-          prop.description || prop.title ? h("div", { class: "desc" }, prop.description || prop.title) : null,
+          prop.description ? h("div", { class: "desc" }, prop.description) : null, // titles are the name again
           nested,
         );
       }),
