@@ -21,8 +21,9 @@ from typing import Any
 POSTGRES_ENV = "GOPHERGATE_TEST_POSTGRES_URL"
 # The project's own small registry snapshot: no test reaches models.dev.
 MINI_REGISTRY = Path(__file__).parent / "fixtures" / "models-dev-mini.json"
-# The real models.dev snapshot beside the checkout, when present (tests that need it skip, saying why).
-FULL_REGISTRY = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "models-dev-api.json"
+# Real models.dev data trimmed to what the lookup tests ask for, in the real document's shape
+# (tests/fixtures/trim_registry.py writes it from the full snapshot; tests/fixtures/README.md).
+TRIMMED_REGISTRY = Path(__file__).parent / "fixtures" / "models-dev-trimmed.json"
 
 
 def free_port() -> int:

@@ -279,6 +279,10 @@ def test_without_any_registry_copy_prices_come_from_the_offline_source(tmp_path:
             ready = httpx.get(gateway.url + "/readyz").json()
             assert ready["details"]["registry"]["source"] == "offline"
             assert ready["details"]["registry"]["last_error"]
+            # The log says what is true: no copy yet, prices from the bundled data, and when it tries again.
+            log = gateway.log_path.read_text()
+            assert "there is no saved copy yet, so prices come from the bundled offline data" in log
+            assert "next try in 5 min" in log and "keeping" not in log
         finally:
             gateway.stop()
 

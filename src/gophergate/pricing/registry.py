@@ -2,7 +2,9 @@
 
 At start the saved copy is loaded at once (no network on the start path); a fresh copy is then fetched in the
 background and every ``GOPHERGATE_REGISTRY_REFRESH_HOURS``, with conditional requests (ETag /
-Last-Modified). A download that is not a complete, valid catalogue never replaces the good copy. The URL may
+Last-Modified). A download that is not a complete, valid catalogue never replaces the good copy; after a failed
+check the next one comes 5 minutes later, then 10, 20, ... up to the refresh interval (at most 6 hours), and
+the count starts over after a success. The URL may
 also be a local file path (or ``file://``), read the same way. ``gophergate registry refresh`` forces a fetch
 and saves it; running servers notice the saved copy changed and load it.
 """
@@ -20,7 +22,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,8 @@ MAX_BYTES = 64 * 1024 * 1024
 COMPACT_FORMAT = 2  # bumped whenever the compact catalogue's layout changes
 # A new copy with fewer than this share of the current copy's models is taken for a partial download.
 MIN_SHARE = 0.5
-_RETRY_SECONDS = 300.0
+_RETRY_SECONDS = 300.0  # the first retry after a failed check; doubled after each further failure
+_RETRY_CAP_SECONDS = 6 * 3600.0  # ... up to the refresh interval, and never more than this
 _CHECK_SECONDS = 30.0
 
 
@@ -103,6 +106,8 @@ class Registry:
         refresh_hours: float = 24.0,
         on_change: Callable[[Catalog], None] | None = None,
         timeout: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.url = url
         self.dir = data_dir / "registry"
@@ -114,7 +119,11 @@ class Registry:
         self.etag: str | None = None
         self.last_modified: str | None = None
         self.last_error: str | None = None
+        self.failures = 0  # failed checks in a row (0 after a success)
+        self.background = False  # run_forever is checking (a failure then says when the next try comes)
         self._saved_mtime: float | None = None
+        self._clock = clock
+        self._sleep = sleep
 
     @property
     def saved_path(self) -> Path:
@@ -127,6 +136,13 @@ class Registry:
     @property
     def is_local(self) -> bool:
         return _is_path(self.url)
+
+    @property
+    def retry_seconds(self) -> float:
+        """How long after the last failed check the next one comes: 5 minutes, doubled after each further failure
+        in a row, up to the refresh interval (at most 6 hours)."""
+        cap = max(min(self.refresh_seconds, _RETRY_CAP_SECONDS), _RETRY_SECONDS)
+        return min(_RETRY_SECONDS * 2.0 ** max(self.failures - 1, 0), cap)
 
     @property
     def age_seconds(self) -> float | None:
@@ -272,7 +288,7 @@ class Registry:
             return self._failed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         if status == 304:
             self.fetched_at = time.time()
-            self.last_error = None
+            self._succeeded()
             await asyncio.to_thread(self._save_meta)
             return RefreshResult("not_modified")
         if status != 200:
@@ -283,24 +299,45 @@ class Registry:
             return self._failed(f"invalid registry: {exc}")
         if self.catalog is not None and catalog.snapshot == self.catalog.snapshot:
             self.fetched_at = time.time()
-            self.last_error = None
+            self._succeeded()
             await asyncio.to_thread(self._save_meta)
             return RefreshResult("not_modified", "same content")
         lowered = {k.lower(): v for k, v in headers.items()}
         self.etag = lowered.get("etag")
         self.last_modified = lowered.get("last-modified")
         self.fetched_at = time.time()
-        self.last_error = None
+        self._succeeded()
         self._install(catalog)
         await asyncio.to_thread(self._save, body, blob, catalog.snapshot)
         log.info("registry updated: %d models (%s)", catalog.model_count, catalog.snapshot)
         return RefreshResult("updated", f"{catalog.model_count} models")
 
+    def _succeeded(self) -> None:
+        if self.failures:
+            log.info("registry check succeeded after %d failed %s", self.failures, _checks(self.failures))
+        self.failures = 0
+        self.last_error = None
+
     def _failed(self, detail: str) -> RefreshResult:
         self.last_error = detail
-        where = "a local file" if _is_path(self.url) else urlsplit(self.url).netloc
-        log.warning("registry refresh from %s failed: %s; keeping the current copy", where, detail)
+        self.failures += 1
+        log.warning("%s", self.failure_message(detail))
         return RefreshResult("failed", detail)
+
+    def failure_message(self, detail: str) -> str:
+        """What a failed check means for prices, and when the next one comes (``failures`` already counted)."""
+        where = "a local file" if _is_path(self.url) else urlsplit(self.url).netloc
+        catalog = self.catalog
+        if catalog is None:
+            kept = "there is no saved copy yet, so prices come from the bundled offline data (genai-prices)"
+        else:
+            kept = f"keeping the saved copy ({catalog.model_count} models, {catalog.snapshot})"
+        message = f"registry refresh from {where} failed: {detail}; {kept}"
+        if self.background:
+            message += f"; next try in {_duration(self.retry_seconds)}"
+            if self.failures > 1:
+                message += f" ({self.failures} failures in a row)"
+        return message
 
     def _saved_changed(self) -> bool:
         try:
@@ -312,7 +349,9 @@ class Registry:
     async def run_forever(self) -> None:
         """Background task: a first fetch right away, then every refresh interval (retries sooner on failure);
         picks up copies saved by another process (the CLI, another worker) in between."""
-        next_fetch = time.monotonic()
+        self.background = True
+        clock = self._clock
+        next_fetch = clock()
         first = True
         while True:
             if self._saved_changed():
@@ -320,16 +359,16 @@ class Registry:
                 catalog = await asyncio.to_thread(self.load_saved, install=False)
                 if catalog is not None:
                     self._install(catalog)
-            now = time.monotonic()
+            now = clock()
             if now >= next_fetch:
                 age = self.age_seconds
                 if not first and age is not None and age < self.refresh_seconds:
                     next_fetch = now + self.refresh_seconds - age  # another process checked recently
                 else:
                     result = await self.refresh()
-                    next_fetch = now + (self.refresh_seconds if result.outcome != "failed" else _RETRY_SECONDS)
+                    next_fetch = now + (self.refresh_seconds if result.outcome != "failed" else self.retry_seconds)
                 first = False
-            await asyncio.sleep(min(_CHECK_SECONDS, max(next_fetch - time.monotonic(), 0.05)))
+            await self._sleep(min(_CHECK_SECONDS, max(next_fetch - clock(), 0.05)))
 
     def status(self) -> dict[str, Any]:
         catalog = self.catalog
@@ -344,4 +383,18 @@ class Registry:
                 else dt.datetime.fromtimestamp(self.fetched_at, dt.UTC).isoformat(timespec="seconds")
             ),
             "last_error": self.last_error,
+            "failures": self.failures,
         }
+
+
+def _checks(n: int) -> str:
+    return "check" if n == 1 else "checks"
+
+
+def _duration(seconds: float) -> str:
+    """5 min, 1 h 20 min, 6 h."""
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{max(minutes, 1)} min"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from gophergate.pricing.catalog import Catalog, CatalogError, model_bases, parse_prices, to_decimal
-from tests.support import FULL_REGISTRY, MINI_REGISTRY
+from tests.support import MINI_REGISTRY, TRIMMED_REGISTRY
 
 
 def load(path: Path) -> Catalog:
@@ -23,10 +23,8 @@ def mini() -> Catalog:
 
 
 @pytest.fixture(scope="module")
-def full() -> Catalog:
-    if not FULL_REGISTRY.is_file():
-        pytest.skip(f"the real models.dev snapshot is not beside the checkout ({FULL_REGISTRY})")
-    return load(FULL_REGISTRY)
+def real() -> Catalog:
+    return load(TRIMMED_REGISTRY)
 
 
 def found(catalog: Catalog, provider: str | None, model: str) -> tuple[str, str] | None:
@@ -128,12 +126,13 @@ def test_documents_that_are_not_catalogues_are_rejected() -> None:
             Catalog.from_document(doc, source="t")
 
 
-# -- the real snapshot (147 providers, 5,276 models) ----------------------------------------------------------
+# -- real data: the models.dev snapshot of 2026-07-02 trimmed to these models (45 providers, 210 models) -----
 
 
-def test_full_snapshot_loads_every_model(full: Catalog) -> None:
-    assert full.model_count == 5276
-    assert len(full.models) == 147
+def test_trimmed_snapshot_loads_every_model_it_lists(real: Catalog) -> None:
+    doc = orjson.loads(TRIMMED_REGISTRY.read_bytes())
+    assert real.model_count == sum(len(provider["models"]) for provider in doc.values()) == 210
+    assert sorted(real.models) == sorted(doc) and len(real.models) == 45
 
 
 @pytest.mark.parametrize(
@@ -156,9 +155,15 @@ def test_full_snapshot_loads_every_model(full: Catalog) -> None:
         ("my-proxy", "kimi-k2.6", ("moonshotai", "kimi-k2.6")),
     ],
 )
-def test_full_snapshot_lookup_table(full: Catalog, provider: str, model: str, expected: tuple[str, str]) -> None:
-    assert found(full, provider, model) == expected
+def test_real_snapshot_lookup_table(real: Catalog, provider: str, model: str, expected: tuple[str, str]) -> None:
+    assert found(real, provider, model) == expected
 
 
-def test_full_snapshot_unknown_model(full: Catalog) -> None:
-    assert full.lookup("openai", "definitely-not-a-model") is None
+def test_real_snapshot_unknown_model(real: Catalog) -> None:
+    assert real.lookup("openai", "definitely-not-a-model") is None
+
+
+def test_real_snapshot_lists_the_maker_first_and_ollama_cloud_last(real: Catalog) -> None:
+    providers = real.providers_for("kimi-k2.6")
+    assert len(providers) == 16 and providers[0] == "moonshotai" and providers[-1] == "ollama-cloud"
+    assert list(providers[1:-1]) == sorted(providers[1:-1])  # resellers in id order

@@ -2,7 +2,7 @@
 // live event feed (provider up/down, config changed, registry refreshed, logins).
 
 import { get } from "../api";
-import { fmtBytes, fmtMs, fmtNum, fmtPct, fmtTime, h } from "../dom";
+import { fmtBytes, fmtInt, fmtMs, fmtNum, fmtPct, fmtTime, h } from "../dom";
 import { live } from "../live";
 import type { HubEvent } from "../types";
 import { card, errorText, pageHeader, table, type PageCtx } from "../ui";
@@ -14,6 +14,7 @@ interface SystemInfo {
   process: { cpu_percent: number; rss_bytes: number };
   log: { queue_depth: number; writer_lag_s: number; rows_written: number };
   registry: Record<string, unknown>;
+  price_source?: string;
   providers: { name: string; error_rate: number | null; p50_ms: number | null; requests: number }[];
 }
 
@@ -29,15 +30,88 @@ function scalar(v: unknown): string {
   return typeof v === "object" ? JSON.stringify(v) : String(v);
 }
 
+/** "last_error" -> "Last error": for names the page has no label of its own for. */
+function humanize(name: string): string {
+  const words = name.replace(/_/g, " ").trim();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+function ago(seconds: number): string {
+  if (seconds < 60) return `${Math.round(seconds)} s ago`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
+  return `${Math.round(seconds / 86400)} d ago`;
+}
+
+/** Where prices come from, in words: the registry snapshot, or the offline data bundled with the gateway. */
+function priceSource(source: unknown): string {
+  if (typeof source !== "string" || source === "" || source === "none") return "none (no registry copy, no offline data)";
+  if (source.startsWith("genai-prices")) {
+    const version = source.split(":")[1];
+    return `bundled offline data (genai-prices${version ? ` ${version}` : ""})`;
+  }
+  return `registry snapshot ${source}`;
+}
+
+/** The registry status as label/value pairs a person reads: known fields first, in this order. */
+function registryRows(reg: Record<string, unknown>, prices: string | undefined): [string, string][] {
+  const rows: [string, string][] = [];
+  const offline = reg.source !== "models.dev";
+  rows.push(["Source", offline ? "no registry copy yet (prices from the bundled offline data)" : "models.dev"]);
+  if (!offline) rows.push(["Models", fmtInt(typeof reg.models === "number" ? reg.models : null)]);
+  if (reg.snapshot) rows.push(["Snapshot", String(reg.snapshot)]);
+  const age = typeof reg.age_seconds === "number" ? reg.age_seconds : null;
+  rows.push(["Last checked", reg.fetched_at ? `${fmtTime(String(reg.fetched_at))}${age !== null ? ` (${ago(age)})` : ""}` : "never"]);
+  const failures = typeof reg.failures === "number" ? reg.failures : 0;
+  rows.push(["Last check", reg.last_error ? `failed: ${String(reg.last_error)}` : reg.fetched_at ? "succeeded" : "not yet"]);
+  if (failures > 1) rows.push(["Failed checks in a row", fmtInt(failures)]);
+  if (prices !== undefined) rows.push(["Prices from", priceSource(prices)]);
+  const known = new Set(["source", "models", "snapshot", "age_seconds", "fetched_at", "last_error", "failures"]);
+  for (const [k, v] of Object.entries(reg)) if (!known.has(k)) rows.push([humanize(k), scalar(v)]);
+  return rows;
+}
+
+const EVENT_NAMES: Record<string, string> = {
+  provider_up: "Provider up",
+  provider_down: "Provider down",
+  config_changed: "Configuration changed",
+  registry_refreshed: "Registry refreshed",
+  user_logged_in: "User logged in",
+};
+
+function eventDetail(detail: Record<string, unknown> | null | undefined): string {
+  if (!detail || typeof detail !== "object") return scalar(detail);
+  return Object.entries(detail)
+    .map(([k, v]) => `${k.replace(/_/g, " ")} ${typeof v === "number" ? fmtInt(v) : scalar(v)}`)
+    .join(", ");
+}
+
 function eventRow(e: HubEvent): HTMLElement {
-  return h("li", null, h("span", { class: "muted" }, fmtTime(e.ts)), " ", h("b", null, e.kind), " ", h("span", null, scalar(e.detail)));
+  return h(
+    "li",
+    null,
+    h("span", { class: "muted" }, fmtTime(e.ts)),
+    " ",
+    h("b", null, EVENT_NAMES[e.kind] ?? humanize(e.kind)),
+    " ",
+    h("span", null, eventDetail(e.detail)),
+  );
 }
 
 export function systemPage(ctx: PageCtx): void {
   const body = h("div", { "data-testid": "system-info" }, h("div", { class: "muted" }, "Loading…"));
   const events = h("ul", { class: "events", "data-testid": "events" });
-  ctx.root.append(pageHeader("System"), body, h("h3", null, "Events"), events);
+  const noEvents = h(
+    "div",
+    { class: "empty", "data-testid": "events-empty" },
+    "No events yet: providers going up or down, configuration changes, registry refreshes and logins show here as they happen.",
+  );
+  const showEmpty = (): void => {
+    noEvents.hidden = events.children.length > 0;
+  };
+  ctx.root.append(pageHeader("System"), body, h("h3", null, "Events"), noEvents, events);
   for (const e of live.events.slice(-50).reverse()) events.appendChild(eventRow(e));
+  showEmpty();
 
   const load = async (): Promise<void> => {
     try {
@@ -59,7 +133,11 @@ export function systemPage(ctx: PageCtx): void {
           card("Rows written", String(s.log.rows_written)),
         ),
         h("h3", null, "Registry"),
-        h("dl", { class: "kv" }, Object.entries(s.registry ?? {}).map(([k, v]) => [h("dt", null, k), h("dd", null, scalar(v))])),
+        h(
+          "dl",
+          { class: "kv", "data-testid": "registry-info" },
+          registryRows(s.registry ?? {}, s.price_source).map(([k, v]) => [h("dt", null, k), h("dd", null, v)]),
+        ),
         h("h3", null, "Provider health"),
         table(
           [
@@ -81,6 +159,7 @@ export function systemPage(ctx: PageCtx): void {
   const unsubscribe = live.subscribe((batch) => {
     for (const e of batch.events) events.insertBefore(eventRow(e), events.firstChild);
     while (events.children.length > 100) events.lastChild?.remove();
+    showEmpty();
   });
   ctx.onLeave(() => {
     window.clearInterval(timer);
