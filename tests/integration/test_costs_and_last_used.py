@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -25,12 +26,13 @@ class Env:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
-    def admin(self) -> httpx.Client:
-        c = httpx.Client(base_url=self.gateway.url, timeout=30)
-        r = c.post("/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
-        assert r.status_code == 200, r.text
-        c.headers["x-csrf-token"] = r.json()["csrf_token"]
-        return c
+    @contextmanager
+    def admin(self) -> Iterator[httpx.Client]:
+        with httpx.Client(base_url=self.gateway.url, timeout=30) as c:
+            r = c.post("/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+            assert r.status_code == 200, r.text
+            c.headers["x-csrf-token"] = r.json()["csrf_token"]
+            yield c
 
     def v1(self, key: str) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.gateway.base_url, api_key=key, max_retries=0)
@@ -139,3 +141,25 @@ def test_unknown_prices_are_counted_never_summed_as_zero(env: Env) -> None:
             cells = dict(zip(header, line.split(","), strict=True))
             if cells["key"] == UNPRICED and cells["requests"] != "0":
                 assert cells["cost_usd"] == ""  # empty, never "0"
+
+
+def test_last_used_through_a_gateway_on_each_database(make_gateway: Any, database_url: str) -> None:
+    """The same on PostgreSQL as on SQLite: the writer's batch moves the key's last_used_at, /api/keys shows it."""
+    with FakeOpenAICompat("openai", api_key=UPSTREAM_KEY) as upstream:
+        gateway = make_gateway(
+            env={
+                "OPENAI_API_KEY": UPSTREAM_KEY,
+                "OPENAI_BASE_URL": upstream.base_url,
+                "GOPHERGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            },
+            database_url=database_url,
+        )
+        gateway.start()
+        env = Env(gateway)
+        before = dt.datetime.now(dt.UTC)
+        env.v1(gateway.key).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        with env.admin() as c:
+            listed = _wait(lambda: c.get("/api/keys").json()["data"], lambda ks: ks[0]["last_used_at"] is not None)
+        (key,) = listed
+        assert key["last_used_at"] is not None
+        assert before - dt.timedelta(seconds=1) <= _parse(key["last_used_at"]) <= dt.datetime.now(dt.UTC)

@@ -92,8 +92,11 @@ export class TimeChart {
             width: 1.5,
             spanGaps: false,
             points: { show: xs.length < 60 },
-            // The legend (the cursor's values) in the axis' format; a gap as nullText.
-            value: fmt ? (_u: uPlot, v: number | null): string => (v === null ? (this.opts.nullText ?? "—") : fmt(v)) : undefined,
+            // The legend (the cursor's values) in the axis' format; a gap under the cursor as nullText.
+            value: fmt
+              ? (_u: uPlot, v: number | null, _s: number, idx: number | null): string =>
+                  idx === null ? "—" : v === null ? (this.opts.nullText ?? "—") : fmt(v)
+              : undefined,
           })),
         ],
       },

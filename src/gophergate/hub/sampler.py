@@ -3,7 +3,8 @@
 Committed records are counted into buckets of ``bucket_seconds`` (keyed by the monotonic clock at commit);
 ``sample`` reads the buckets of the last ``window_seconds`` and turns them into the ``metrics`` message data:
 rates per second (requests, tokens), cost per minute (exact decimal text; null when every request of the window had
-no known price) with the count of those unpriced requests, error rate and p95 latency over that window, plus host CPU and memory (psutil) and the log queue depth at the moment of sampling.
+no known price) with the count of those unpriced requests, error rate and p95 latency over that window, plus host
+CPU and memory (psutil) and the log queue depth at the moment of sampling.
 
 Latencies are kept per bucket up to ``max_latencies`` by reservoir sampling, so a burst of traffic costs a
 bounded amount of memory and sorting.

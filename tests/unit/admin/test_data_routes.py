@@ -99,7 +99,13 @@ async def test_analytics_shapes(client: httpx.AsyncClient) -> None:
     }
     assert isinstance(point["cost_usd"], str) and point["t"].endswith("Z")
     top = (await client.get("/api/analytics/top", params={**RANGE, "by": "model", "metric": "requests", "n": 2})).json()
-    assert len(top["data"]) == 2 and set(top["data"][0]) == {"key", "requests", "tokens", "cost_usd", "unpriced_requests"}
+    assert len(top["data"]) == 2 and set(top["data"][0]) == {
+        "key",
+        "requests",
+        "tokens",
+        "cost_usd",
+        "unpriced_requests",
+    }
     totals = (await client.get("/api/analytics/totals", params=RANGE)).json()
     assert totals["requests"] == 300 and isinstance(totals["cost_usd"], str)
     assert set(totals) == {

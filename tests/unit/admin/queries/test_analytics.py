@@ -258,7 +258,12 @@ async def test_unpriced_requests_are_counted_and_an_all_unpriced_group_has_no_co
     rng = random.Random(27)
     records = [random_record(rng, i, span_s=3600) for i in range(60)]
     for record in records:  # priced requests of one model...
-        record.provider, record.model, record.cost_usd, record.price_unknown = "openai", "gpt-4o", Decimal("0.01"), False
+        record.provider, record.model, record.cost_usd, record.price_unknown = (
+            "openai",
+            "gpt-4o",
+            Decimal("0.01"),
+            False,
+        )
     for record in records[:20]:  # ...and an unpriced custom model
         record.provider, record.model, record.cost_usd, record.price_unknown = "acme", "house-model", None, True
     await write(engine, records)
