@@ -356,6 +356,7 @@ class Mock:
                         **pt,
                         "error_rate": pt["errors"] / pt["requests"],
                         "cost_usd": f"{cost:.6f}",
+                        "unpriced_requests": 0,
                         "p50_ms": lat[len(lat) // 2],
                         "p95_ms": lat[int(len(lat) * 0.95)],
                     }
@@ -374,6 +375,7 @@ class Mock:
                 "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
                 "completion_tokens": sum(r["completion_tokens"] for r in rows),
                 "cost_usd": f"{sum(float(r['cost_usd']) for r in rows):.6f}",
+                "unpriced_requests": 0,
                 "p50_ms": lat[len(lat) // 2],
                 "p95_ms": lat[int(len(lat) * 0.95)],
             }
@@ -388,7 +390,10 @@ class Mock:
             a["requests"] += 1
             a["tokens"] += r["prompt_tokens"] + r["completion_tokens"]
             a["cost"] += float(r["cost_usd"])
-        data = [{**{k: v for k, v in a.items() if k != "cost"}, "cost_usd": f"{a['cost']:.6f}"} for a in agg.values()]
+        data = [
+            {**{k: v for k, v in a.items() if k != "cost"}, "cost_usd": f"{a['cost']:.6f}", "unpriced_requests": 0}
+            for a in agg.values()
+        ]
         return web.json_response({"data": data})
 
     async def export(self, request: web.Request) -> web.Response:
@@ -455,6 +460,7 @@ class Mock:
                                 "requests_per_s": self.rate + random.random(),
                                 "tokens_per_s": 500 * random.random(),
                                 "cost_per_min_usd": "0.0123",
+                                "unpriced_requests": 0,
                                 "error_rate": random.random() / 10,
                                 "p95_ms": 1800,
                                 "cpu_percent": 10 + random.random() * 5,

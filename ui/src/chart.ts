@@ -23,7 +23,7 @@ export class TimeChart {
 
   constructor(
     title: string,
-    private readonly opts: { height?: number; testid?: string; yFormat?: (v: number) => string } = {},
+    private readonly opts: { height?: number; testid?: string; yFormat?: (v: number) => string; nullText?: string } = {},
   ) {
     this.body = h("div", { class: "chart-body" });
     this.empty = h("div", { class: "chart-empty", "data-testid": "chart-empty" }, "No data for this range yet");
@@ -92,6 +92,11 @@ export class TimeChart {
             width: 1.5,
             spanGaps: false,
             points: { show: xs.length < 60 },
+            // The legend (the cursor's values) in the axis' format; a gap under the cursor as nullText.
+            value: fmt
+              ? (_u: uPlot, v: number | null, _s: number, idx: number | null): string =>
+                  idx === null ? "—" : v === null ? (this.opts.nullText ?? "—") : fmt(v)
+              : undefined,
           })),
         ],
       },

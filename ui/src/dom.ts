@@ -1,5 +1,7 @@
 // A tiny hyperscript helper: the UI is plain DOM, no framework.
 
+import { formatUsd } from "./format";
+
 export type Child = Node | string | number | null | undefined | false | Child[];
 export type Props = Record<string, unknown>;
 
@@ -53,12 +55,8 @@ export function fmtPct(n: number | null | undefined): string {
   return n === null || n === undefined ? "—" : `${(n * 100).toFixed(1)}%`;
 }
 
-export function fmtUsd(s: string | null | undefined): string {
-  if (s === null || s === undefined) return "—";
-  const n = Number(s);
-  if (!Number.isFinite(n)) return s;
-  return n !== 0 && Math.abs(n) < 0.01 ? `$${s}` : `$${n.toFixed(2)}`;
-}
+/** Kept for older callers: the one money formatter is `formatUsd` in format.ts ("?" for an unknown amount). */
+export const fmtUsd = formatUsd;
 
 export function fmtMs(n: number | null | undefined): string {
   return n === null || n === undefined ? "—" : `${Math.round(n)} ms`;

@@ -1,6 +1,7 @@
 // Request-log rows, shared by the overview's live list and the request log page.
 
-import { fmtInt, fmtMs, fmtUsd, h } from "./dom";
+import { fmtInt, fmtMs, h } from "./dom";
+import { usd } from "./format";
 import type { RequestItem } from "./types";
 
 export const REQUEST_HEADERS = ["Time", "Status", "Model", "Provider", "Key", "Tokens in/out", "Cost", "Latency"];
@@ -27,7 +28,7 @@ export function requestRow(r: RequestItem, onOpen?: (r: RequestItem) => void): H
     h("td", null, r.provider ?? "—"),
     h("td", null, r.client_key_id === null ? "—" : `#${r.client_key_id}`),
     h("td", { class: "num" }, tokens),
-    h("td", { class: "num" }, r.price_unknown ? "?" : fmtUsd(r.cost_usd)),
+    h("td", { class: "num" }, usd(r.price_unknown ? null : r.cost_usd)),
     h("td", { class: "num" }, fmtMs(r.latency_ms)),
   );
   if (onOpen) {

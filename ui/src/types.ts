@@ -29,7 +29,8 @@ export interface RequestItem {
 export interface Metrics {
   requests_per_s: number;
   tokens_per_s: number;
-  cost_per_min_usd: string;
+  cost_per_min_usd: string | null; // null when every request of the window had no known price
+  unpriced_requests: number; // requests of the window without a known price (not in cost_per_min_usd)
   error_rate: number;
   p95_ms: number | null;
   cpu_percent: number;
@@ -119,7 +120,8 @@ export interface Point {
   reasoning_tokens: number;
   cache_read_tokens: number;
   cache_write_tokens: number;
-  cost_usd: string;
+  cost_usd: string | null; // null when no request of the bucket had a known price
+  unpriced_requests: number;
   p50_ms: number | null;
   p95_ms: number | null;
 }
@@ -134,7 +136,8 @@ export interface Totals {
   errors: number;
   prompt_tokens: number;
   completion_tokens: number;
-  cost_usd: string;
+  cost_usd: string | null;
+  unpriced_requests: number;
   p50_ms: number | null;
   p95_ms: number | null;
 }
@@ -143,5 +146,6 @@ export interface TopRow {
   key: string | null;
   requests: number;
   tokens: number;
-  cost_usd: string;
+  cost_usd: string | null;
+  unpriced_requests: number;
 }

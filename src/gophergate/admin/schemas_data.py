@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class RequestItem(BaseModel):
@@ -58,7 +58,8 @@ class Point(BaseModel):
     reasoning_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
-    cost_usd: str
+    cost_usd: str | None = Field(description="Exact USD of the priced requests; null when none had a known price")
+    unpriced_requests: int = Field(description="Requests with tokens but no known price (not in cost_usd)")
     p50_ms: float | None
     p95_ms: float | None
 
@@ -77,7 +78,8 @@ class TopItem(BaseModel):
     key: str | None
     requests: int
     tokens: int
-    cost_usd: str
+    cost_usd: str | None = Field(description="Exact USD of the priced requests; null when none had a known price")
+    unpriced_requests: int = Field(description="Requests with tokens but no known price (not in cost_usd)")
 
 
 class Top(BaseModel):
@@ -89,6 +91,7 @@ class Totals(BaseModel):
     errors: int
     prompt_tokens: int
     completion_tokens: int
-    cost_usd: str
+    cost_usd: str | None = Field(description="Exact USD of the priced requests; null when none had a known price")
+    unpriced_requests: int = Field(description="Requests with tokens but no known price (not in cost_usd)")
     p50_ms: float | None
     p95_ms: float | None

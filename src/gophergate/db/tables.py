@@ -187,7 +187,9 @@ model_settings = Table(
 # instead of one per (client, model) pair. The key is the primary key, bucket first (every query is a bucket range).
 # A request without a client key / provider / model is stored under 0 / "" / "" (NULLs would never conflict in an
 # upsert). cost_pusd is the cost in pico-USD (1e-12 USD), an integer so that the upsert adds it exactly on both
-# engines. lat_00..lat_39 count requests per latency bucket (gophergate.recorder.rollup.LATENCY_EDGES_MS).
+# engines. unpriced counts the requests with tokens but no known price (their cost is not in cost_pusd: a total
+# shows "N unpriced" beside it, never a silent 0; migration 0006). lat_00..lat_39 count requests per latency bucket
+# (gophergate.recorder.rollup.LATENCY_EDGES_MS).
 ROLLUP_GRANULARITIES: tuple[str, ...] = ("minute", "hour", "day")
 ROLLUP_FAMILIES: dict[str, tuple[str, ...]] = {
     "": ("client_key_id", "provider", "model"),
@@ -204,6 +206,7 @@ ROLLUP_SUMS: tuple[str, ...] = (
     "cache_read_tokens",
     "cache_write_tokens",
     "cost_pusd",
+    "unpriced",
 )
 LATENCY_COLUMNS: tuple[str, ...] = tuple(f"lat_{i:02d}" for i in range(LATENCY_BUCKETS))
 _ROLLUP_KEY_TYPES: dict[str, Any] = {"client_key_id": BigInteger, "provider": String(100), "model": String(300)}
@@ -215,8 +218,10 @@ def _rollup_table(name: str, keys: tuple[str, ...]) -> Table:
         metadata,
         Column("bucket", DateTime(timezone=True), primary_key=True),
         *(Column(key, _ROLLUP_KEY_TYPES[key], primary_key=True, autoincrement=False) for key in keys),
-        *(Column(name, BigInteger, nullable=False, default=0) for name in ROLLUP_SUMS),
+        *(Column(name, BigInteger, nullable=False, default=0) for name in ROLLUP_SUMS if name != "unpriced"),
         *(Column(name, Integer, nullable=False, default=0) for name in LATENCY_COLUMNS),
+        # Added by migration 0006 (last, as ALTER TABLE puts it) to tables that may hold rows: a server default.
+        Column("unpriced", BigInteger, nullable=False, default=0, server_default="0"),
     )
 
 

@@ -2,8 +2,9 @@
 
 Committed records are counted into buckets of ``bucket_seconds`` (keyed by the monotonic clock at commit);
 ``sample`` reads the buckets of the last ``window_seconds`` and turns them into the ``metrics`` message data:
-rates per second (requests, tokens), cost per minute (exact decimal text), error rate and p95 latency over that
-window, plus host CPU and memory (psutil) and the log queue depth at the moment of sampling.
+rates per second (requests, tokens), cost per minute (exact decimal text; null when every request of the window had
+no known price) with the count of those unpriced requests, error rate and p95 latency over that window, plus host
+CPU and memory (psutil) and the log queue depth at the moment of sampling.
 
 Latencies are kept per bucket up to ``max_latencies`` by reservoir sampling, so a burst of traffic costs a
 bounded amount of memory and sorting.
@@ -33,6 +34,7 @@ class _Bucket:
     errors: int = 0
     tokens: int = 0
     cost: Decimal = field(default_factory=Decimal)
+    unpriced: int = 0  # requests with tokens but no known price (not in cost)
     latencies: list[float] = field(default_factory=list)
     seen_latencies: int = 0
 
@@ -96,6 +98,8 @@ class Sampler:
             bucket.tokens += record.prompt_tokens + record.completion_tokens
             if record.cost_usd is not None:
                 bucket.cost += record.cost_usd
+            if record.price_unknown:
+                bucket.unpriced += 1
             bucket.seen_latencies += 1
             if len(bucket.latencies) < self._max_latencies:
                 bucket.latencies.append(record.latency_ms)
@@ -112,6 +116,7 @@ class Sampler:
         errors = sum(b.errors for b in recent)
         tokens = sum(b.tokens for b in recent)
         cost = sum((b.cost for b in recent), Decimal(0))
+        unpriced = sum(b.unpriced for b in recent)
         latencies = [value for b in recent for value in b.latencies]
         window = Decimal(str(self.window_seconds))
         cpu, memory = self._load()
@@ -119,7 +124,10 @@ class Sampler:
         return {
             "requests_per_s": round(requests / self.window_seconds, 3),
             "tokens_per_s": round(tokens / self.window_seconds, 3),
-            "cost_per_min_usd": usd((cost * 60 / window).normalize() if cost else Decimal(0)),
+            "cost_per_min_usd": None
+            if requests and unpriced >= requests
+            else usd((cost * 60 / window).normalize() if cost else Decimal(0)),
+            "unpriced_requests": unpriced,
             "error_rate": round(errors / requests, 4) if requests else 0.0,
             "p95_ms": None if worst is None else round(worst, 3),
             "cpu_percent": cpu,

@@ -49,6 +49,7 @@ _I_CACHE_WRITE = COLUMNS.index("cache_write_tokens")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MINUTE = dt.timedelta(minutes=1)
 _I_COST = COLUMNS.index("cost_usd")
+_I_PRICE_UNKNOWN = COLUMNS.index("price_unknown")
 _I_LATENCY = COLUMNS.index("latency_ms")
 
 Key = tuple[dt.datetime, int, str, str]
@@ -103,8 +104,9 @@ class Aggregator:
         self._minutes: dict[Key, list[Any]] = {}
 
     def add(self, rows: Iterable[Sequence[Any]]) -> None:
-        # An accumulator: requests, errors, 5 token classes, cost (an exact Decimal until the deltas are made), and
-        # a sparse latency histogram {bucket: count} (a minute of one key rarely spans more than a few buckets).
+        # An accumulator: requests, errors, 5 token classes, cost (an exact Decimal until the deltas are made), the
+        # requests without a known price, and a sparse latency histogram {bucket: count} (a minute of one key
+        # rarely spans more than a few buckets).
         minutes = self._minutes
         low = high = _EPOCH
         bucket = _EPOCH
@@ -118,7 +120,7 @@ class Aggregator:
             key = (bucket, row[_I_CLIENT] or 0, row[_I_PROVIDER] or "", row[_I_MODEL] or "")
             acc = minutes.get(key)
             if acc is None:
-                acc = minutes[key] = [0, 0, 0, 0, 0, 0, 0, Decimal(0), {}]
+                acc = minutes[key] = [0, 0, 0, 0, 0, 0, 0, Decimal(0), 0, {}]
             acc[0] += 1
             if row[_I_STATUS] >= 400:
                 acc[1] += 1
@@ -130,7 +132,9 @@ class Aggregator:
             cost = row[_I_COST]
             if cost is not None:
                 acc[7] += cost
-            histogram = acc[8]
+            if row[_I_PRICE_UNKNOWN]:
+                acc[8] += 1
+            histogram = acc[9]
             slot = latency_bucket(row[_I_LATENCY])
             histogram[slot] = histogram.get(slot, 0) + 1
 
@@ -165,12 +169,12 @@ def _merge(accs: dict[Any, list[Any]], key_of: Any) -> dict[Any, list[Any]]:
         new_key = key_of(key)
         into = merged.get(new_key)
         if into is None:
-            merged[new_key] = [*acc[:8], dict(acc[8])]
+            merged[new_key] = [*acc[:9], dict(acc[9])]
         else:
-            for i in range(8):
+            for i in range(9):
                 into[i] += acc[i]
-            histogram = into[8]
-            for slot, count in acc[8].items():
+            histogram = into[9]
+            for slot, count in acc[9].items():
                 histogram[slot] = histogram.get(slot, 0) + count
     return merged
 
@@ -186,9 +190,9 @@ def _finish(accs: dict[Any, list[Any]]) -> list[tuple[Any, ...]]:
     for key in sorted(accs):
         acc = accs[key]
         histogram = [0] * LATENCY_BUCKETS
-        for slot, count in acc[8].items():
+        for slot, count in acc[9].items():
             histogram[slot] = count
-        rows.append((*key, *acc[:7], to_pico(acc[7]), *histogram))
+        rows.append((*key, *acc[:7], to_pico(acc[7]), acc[8], *histogram))
     return rows
 
 

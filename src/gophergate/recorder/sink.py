@@ -9,8 +9,11 @@ SQLite the rows between two yields go in as one multi-row ``INSERT ... VALUES (.
 (``SqliteSink._insert_rows``). PostgreSQL goes through asyncpg's executemany on the shared engine.
 
 The rollup deltas of the batch (``rollup.py``) are upserted in the same transaction, so the rollups always equal
-the aggregates of the committed raw rows. SQLAlchemy's per-row parameter processing is skipped on both engines: it
-cost twice as much as the insert itself. The measurements behind these choices are in
+the aggregates of the committed raw rows. The same transaction moves each client key's ``last_used_at`` forward to
+the newest row of the batch that used it (``last_used``): one UPDATE per key and batch, never one per request, and
+never backwards (a late batch, such as a replayed spill file, leaves a newer time alone); ``updated_at`` is left
+alone, so the key caches do not reload for it. SQLAlchemy's per-row parameter processing is skipped on both
+engines: it cost twice as much as the insert itself. The measurements behind these choices are in
 docs/decisions/0003-log-writer-threads.md.
 """
 
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 Deltas = dict[str, list[tuple[Any, ...]]]
 
 _CREATED = COLUMNS.index("created_at")
+_CLIENT = COLUMNS.index("client_key_id")
 _DECIMALS = tuple(COLUMNS.index(c) for c in DECIMAL_COLUMNS)
 
 
@@ -77,6 +81,32 @@ def insert_sql(style: str, rows: int = 1) -> str:
     return f"INSERT INTO request_log ({', '.join(COLUMNS)}) VALUES {values}"
 
 
+def touch_sql(style: str) -> str:
+    """Move one key's last_used_at forward (never back); parameters: (time, key id, time)."""
+    if style == "qmark":
+        marks = ("?", "?", "?")
+    else:
+        marks = ("$1", "$2", "$1")
+    return (
+        f"UPDATE client_keys SET last_used_at = {marks[0]} WHERE id = {marks[1]} "
+        f"AND (last_used_at IS NULL OR last_used_at < {marks[2]})"
+    )
+
+
+def last_used(rows: list[tuple[Any, ...]]) -> list[tuple[Any, int]]:
+    """``(newest created_at, client key id)`` per client key used in ``rows`` (encoded rows), in key order (one
+    lock order for every writer). Rows without a key (refused before authentication) touch nothing."""
+    latest: dict[int, Any] = {}
+    for row in rows:
+        key = row[_CLIENT]
+        if key:
+            at = row[_CREATED]
+            seen = latest.get(key)
+            if seen is None or at > seen:
+                latest[key] = at
+    return [(latest[key], key) for key in sorted(latest)]
+
+
 BACKGROUND_NICE = 19
 # The low-priority thread still gives the core back every few rows: on a kernel without full preemption a woken
 # task waits for the running one to block or yield, whatever the running one's priority.
@@ -108,6 +138,7 @@ class SqliteSink:
         self._multi_sql: dict[int, str] = {}
         self._rows_limit = 1  # rows a statement can bind (SQLite's bound-parameter limit), read at connect
         self._upserts = {table: upsert_sql(table, "qmark") for table in ROLLUP_KEYS}
+        self._touch = touch_sql("qmark")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gophergate-sqlite-writer")
         self._background = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="gophergate-sqlite-writer-bg", initializer=lower_thread_priority
@@ -177,6 +208,11 @@ class SqliteSink:
                     conn.executemany(self._upserts[table], delta_rows)
                     if polite:
                         _yield_cpu()
+            # created_at is the naive-UTC text here (``encode``): it orders like the time, and is what
+            # SQLAlchemy's SQLite DateTime reads back.
+            touches = last_used(rows)
+            if touches:
+                conn.executemany(self._touch, [(at, key, at) for at, key in touches])
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -221,6 +257,7 @@ class EngineSink:
         self._engine = engine
         self._sql = insert_sql(engine.dialect.paramstyle)
         self._upserts = {table: upsert_unnest_sql(table) for table in ROLLUP_KEYS}
+        self._touch = touch_sql(engine.dialect.paramstyle)
 
     def encode(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         return row
@@ -237,6 +274,9 @@ class EngineSink:
                 for table, delta_rows in deltas.items():
                     if delta_rows:
                         await conn.exec_driver_sql(self._upserts[table], transpose(delta_rows))
+            touches = last_used(rows)
+            if touches:
+                await conn.exec_driver_sql(self._touch, [(at, key) for at, key in touches])
 
     async def probe(self, rows: list[tuple[Any, ...]], deltas: Deltas) -> None:
         async with self._engine.connect() as conn:

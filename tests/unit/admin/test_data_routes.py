@@ -93,15 +93,32 @@ async def test_analytics_shapes(client: httpx.AsyncClient) -> None:
         "cache_read_tokens",
         "cache_write_tokens",
         "cost_usd",
+        "unpriced_requests",
         "p50_ms",
         "p95_ms",
     }
     assert isinstance(point["cost_usd"], str) and point["t"].endswith("Z")
     top = (await client.get("/api/analytics/top", params={**RANGE, "by": "model", "metric": "requests", "n": 2})).json()
-    assert len(top["data"]) == 2 and set(top["data"][0]) == {"key", "requests", "tokens", "cost_usd"}
+    assert len(top["data"]) == 2 and set(top["data"][0]) == {
+        "key",
+        "requests",
+        "tokens",
+        "cost_usd",
+        "unpriced_requests",
+    }
     totals = (await client.get("/api/analytics/totals", params=RANGE)).json()
     assert totals["requests"] == 300 and isinstance(totals["cost_usd"], str)
-    assert set(totals) == {"requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "p50_ms", "p95_ms"}
+    assert set(totals) == {
+        "requests",
+        "errors",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "unpriced_requests",
+        "p50_ms",
+        "p95_ms",
+    }
+    assert totals["unpriced_requests"] > 0  # random_record leaves ~10% without a price
     csv = await client.get("/api/analytics/export.csv", params={**RANGE, "bucket": "hour"})
     assert csv.headers["content-type"].startswith("text/csv")
     assert csv.text.splitlines()[0].startswith("t,key,requests,errors,error_rate,")

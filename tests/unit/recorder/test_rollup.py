@@ -77,7 +77,8 @@ def test_aggregate_sums_every_row_into_each_granularity() -> None:
         assert sum(row[k + 1] for row in rows) == sum(r.status >= 400 for r in records)
         assert sum(row[k + 2] for row in rows) == sum(r.prompt_tokens for r in records)
         assert sum(row[k + 7] for row in rows) == to_pico(sum((r.cost_usd or Decimal(0)) for r in records))
-        assert sum(sum(row[k + 8 :]) for row in rows) == 500  # each request in one latency bucket
+        assert sum(row[k + 8] for row in rows) == sum(r.price_unknown for r in records) > 0  # unpriced
+        assert sum(sum(row[k + 9 :]) for row in rows) == 500  # each request in one latency bucket
         keys = [row[:k] for row in rows]
         assert keys == sorted(keys) and len(set(keys)) == len(keys)
         assert all(row[0] == floor_time(row[0], table.split("_")[1]) for row in rows)

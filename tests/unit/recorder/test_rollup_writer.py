@@ -24,7 +24,7 @@ from tests.dashboard_data import aware, cost, migrated_engine, random_record, ra
 def expected_rollups(rows: list[Any], table: str) -> dict[tuple[Any, ...], list[Any]]:
     """Straight from the raw rows, the slow obvious way."""
     granularity = table.split("_")[1]
-    out: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0] * 7 + [Decimal(0)] + [0] * 40)
+    out: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0] * 7 + [Decimal(0), 0] + [0] * 40)
     for row in rows:
         bucket = floor_time(aware(row.created_at), granularity)
         parts = {"client_key_id": row.client_key_id or 0, "provider": row.provider or "", "model": row.model or ""}
@@ -38,7 +38,8 @@ def expected_rollups(rows: list[Any], table: str) -> dict[tuple[Any, ...], list[
         acc[5] += row.cache_read_tokens
         acc[6] += row.cache_write_tokens
         acc[7] += cost(row.cost_usd)
-        acc[8 + latency_bucket(row.latency_ms)] += 1
+        acc[8] += bool(row.price_unknown)
+        acc[9 + latency_bucket(row.latency_ms)] += 1
     return {k: [*v[:7], v[7] * PICO, *v[8:]] for k, v in out.items()}
 
 

@@ -3,7 +3,8 @@
 
 import { get, withQuery } from "../api";
 import { TimeChart, toUnix, type SeriesSpec } from "../chart";
-import { fmtInt, fmtMs, fmtUsd, h } from "../dom";
+import { fmtInt, fmtMs, h } from "../dom";
+import { costTotal, formatUsd } from "../format";
 import type { Point, Timeseries, TopRow, Totals } from "../types";
 import { card, errorText, localToIso, pageHeader, RANGES, rangeFrom, table, type PageCtx } from "../ui";
 
@@ -53,12 +54,15 @@ export function analyticsPage(ctx: PageCtx): void {
 
   const charts = {
     requests: new TimeChart("Requests", { testid: "chart-requests" }),
-    cost: new TimeChart("Cost (USD)", { testid: "chart-cost", yFormat: (v) => `$${v.toFixed(v < 1 ? 4 : 2)}` }),
+    cost: new TimeChart("Cost (USD)", { testid: "chart-cost", yFormat: formatUsd, nullText: "?" }),
     tokens: new TimeChart("Tokens", { testid: "chart-tokens" }),
     latency: new TimeChart("Latency (ms)", { testid: "chart-latency" }),
     errors: new TimeChart("Error rate (%)", { testid: "chart-errors" }),
   };
   const totals = h("div", { class: "cards", "data-testid": "analytics-totals" });
+  // Under the cost chart: how many requests of the range had no known price (their cost is not drawn).
+  const costNote = h("div", { class: "muted", "data-testid": "chart-cost-unpriced", hidden: true });
+  charts.cost.root.append(costNote);
   const top = h("div", { "data-testid": "analytics-top" });
 
   range.addEventListener("change", () => {
@@ -102,7 +106,7 @@ export function analyticsPage(ctx: PageCtx): void {
             { title: topBy.value, cell: (x: TopRow) => x.key ?? "(none)" },
             { title: "Requests", cell: (x) => fmtInt(x.requests), class: "num" },
             { title: "Tokens", cell: (x) => fmtInt(x.tokens), class: "num" },
-            { title: "Cost", cell: (x) => fmtUsd(x.cost_usd), class: "num" },
+            { title: "Cost", cell: (x) => costTotal(x.cost_usd, x.unpriced_requests), class: "num" },
           ],
           res.data,
           { empty: "No requests in this range" },
@@ -125,7 +129,7 @@ export function analyticsPage(ctx: PageCtx): void {
           card("Errors", fmtInt(t.errors)),
           card("Prompt tokens", fmtInt(t.prompt_tokens)),
           card("Completion tokens", fmtInt(t.completion_tokens)),
-          card("Cost", fmtUsd(t.cost_usd), "analytics-total-cost"),
+          card("Cost", costTotal(t.cost_usd, t.unpriced_requests), "analytics-total-cost"),
           card("p50 / p95", `${fmtMs(t.p50_ms)} / ${fmtMs(t.p95_ms)}`),
         ),
       (err) => totals.replaceChildren(h("div", { class: "empty" }, `Totals unavailable (${errorText(err)})`)),
@@ -144,7 +148,14 @@ export function analyticsPage(ctx: PageCtx): void {
       chart.setData(a.xs, a.keys.map((k): SeriesSpec => ({ label: k })), a.ys, span);
     };
     draw(charts.requests, (p) => p.requests);
-    draw(charts.cost, (p) => Number(p.cost_usd));
+    // A bucket whose requests all had no known price has no cost to draw: a gap ("?"), never a 0.
+    draw(charts.cost, (p) => (p.cost_usd === null ? null : Number(p.cost_usd)));
+    let unpriced = 0;
+    for (const s of ts.series) for (const p of s.points) unpriced += p.unpriced_requests;
+    costNote.hidden = unpriced === 0;
+    costNote.textContent = unpriced
+      ? `${fmtInt(unpriced)} request${unpriced === 1 ? "" : "s"} without a known price: not in this chart`
+      : "";
     draw(charts.errors, (p) => p.error_rate * 100);
     if (grouped) {
       draw(charts.tokens, (p) => p.prompt_tokens + p.completion_tokens);

@@ -2,6 +2,7 @@
 
 import { enc, listAll, patch, post } from "../api";
 import { fmtTime, h } from "../dom";
+import { formatUsd } from "../format";
 import type { ClientKey, Limits } from "../types";
 import {
   attempt,
@@ -21,10 +22,14 @@ function limitsText(l: Limits): string {
   const parts: string[] = [];
   if (l.rpm !== null) parts.push(`${l.rpm} req/min`);
   if (l.tpm !== null) parts.push(`${l.tpm} tok/min`);
-  if (l.budget_daily_usd !== null) parts.push(`$${l.budget_daily_usd}/day`);
-  if (l.budget_monthly_usd !== null) parts.push(`$${l.budget_monthly_usd}/month`);
+  if (l.budget_daily_usd !== null) parts.push(`${formatUsd(l.budget_daily_usd)}/day`);
+  if (l.budget_monthly_usd !== null) parts.push(`${formatUsd(l.budget_monthly_usd)}/month`);
   return parts.length ? parts.join(", ") : "none";
 }
+
+// Until the governance issue lands, nothing checks these limits on /v1: the dialog says so.
+const LIMITS_NOTE =
+  "These limits are stored now but not enforced yet: requests are not refused or throttled by them until budgets and rate limits land in a later release.";
 
 const intOrNull = (v: string | boolean): number | null => {
   const s = String(v).trim();
@@ -68,7 +73,7 @@ export async function keysPage(ctx: PageCtx): Promise<void> {
       await reload();
     });
 
-  const limits = (k: ClientKey): void =>
+  const limits = (k: ClientKey): void => {
     void formDialog(
       `Limits for "${k.name}"`,
       [
@@ -88,6 +93,10 @@ export async function keysPage(ctx: PageCtx): Promise<void> {
         await reload();
       },
     );
+    // formDialog builds its dialog at once: the note goes above its fields.
+    const bodies = document.querySelectorAll<HTMLElement>("[role=dialog] .modal-body");
+    bodies[bodies.length - 1]?.prepend(h("p", { class: "muted", "data-testid": "limits-note" }, LIMITS_NOTE));
+  };
 
   const revoke = async (k: ClientKey): Promise<void> => {
     if (!(await confirmDialog("Revoke key", `Revoke "${k.name}" (${k.hint})? Clients using it stop working at once.`, "Revoke"))) return;
@@ -117,7 +126,7 @@ export async function keysPage(ctx: PageCtx): Promise<void> {
             { title: "Status", cell: (k) => (k.revoked_at ? badge("revoked", "err") : badge("active", "ok")) },
             { title: "Created", cell: (k) => fmtTime(k.created_at) },
             { title: "Last used", cell: (k) => fmtTime(k.last_used_at) },
-            { title: "Limits", cell: (k) => limitsText(k.limits) },
+            { title: "Limits", cell: (k) => h("span", { title: "stored, not enforced yet" }, limitsText(k.limits)) },
             {
               title: "",
               class: "row-actions",

@@ -3,13 +3,14 @@
 
 import { del, enc, listAll, patch, put } from "../api";
 import { fmtInt, h } from "../dom";
+import { formatUsd } from "../format";
 import type { ModelItem, Pricing } from "../types";
 import { attempt, badge, confirmDialog, formDialog, mutButton, pageHeader, table, type PageCtx } from "../ui";
 
 const PRICE_FIELDS = ["input", "output", "cache_read", "cache_write", "reasoning"] as const;
 
 function price(v: number | string | null | undefined): string {
-  return v === null || v === undefined ? "—" : `$${v}`;
+  return v === null || v === undefined ? "—" : formatUsd(v);
 }
 
 function priceCell(p: Pricing | null): string {

@@ -3,7 +3,8 @@
 
 import { get } from "../api";
 import { TimeChart, toUnix } from "../chart";
-import { fmtInt, fmtMs, fmtNum, fmtPct, fmtUsd, h } from "../dom";
+import { fmtInt, fmtMs, fmtNum, fmtPct, h } from "../dom";
+import { costTotal } from "../format";
 import { live } from "../live";
 import { LiveRows, requestHead } from "../rows";
 import type { Metrics, Timeseries, Totals } from "../types";
@@ -26,7 +27,7 @@ export function overviewPage(ctx: PageCtx): void {
     if (!m) return;
     counters.rps.textContent = fmtNum(m.requests_per_s, 2);
     counters.tps.textContent = fmtNum(m.tokens_per_s, 1);
-    counters.cost.textContent = fmtUsd(m.cost_per_min_usd);
+    counters.cost.replaceChildren(costTotal(m.cost_per_min_usd, m.unpriced_requests));
     counters.err.textContent = fmtPct(m.error_rate);
     counters.p95.textContent = fmtMs(m.p95_ms);
     counters.cpu.textContent = `${fmtNum(m.cpu_percent)}%`;
@@ -125,7 +126,7 @@ export function overviewPage(ctx: PageCtx): void {
         card("Errors", fmtInt(t.errors)),
         card("Prompt tokens", fmtInt(t.prompt_tokens)),
         card("Completion tokens", fmtInt(t.completion_tokens)),
-        card("Cost", fmtUsd(t.cost_usd), "total-cost"),
+        card("Cost", costTotal(t.cost_usd, t.unpriced_requests), "total-cost"),
         card("p50 / p95", `${fmtMs(t.p50_ms)} / ${fmtMs(t.p95_ms)}`),
       );
     } catch (err) {

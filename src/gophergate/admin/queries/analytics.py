@@ -6,6 +6,9 @@ answered with the next coarser bucket (the answer's ``bucket`` says which). Tota
 exactly to the minute by reading the coarsest rollups that fit: whole days from the day rollup, whole hours at the
 edges from the hour rollup, the remaining minutes from the minute rollup (where those are pruned, the edge hours are
 counted whole).
+
+A cost is never a silent 0: every metric set carries ``unpriced_requests`` (requests with tokens but no known price,
+whose cost is not in ``cost_usd``), and ``cost_usd`` is null when every request of the group was unpriced.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ CSV_COLUMNS = (
     "error_rate",
     *_TOKENS,
     "cost_usd",
+    "unpriced_requests",
     "p50_ms",
     "p95_ms",
 )
@@ -80,16 +84,24 @@ def _sums(source: Any) -> list[ColumnElement[Any]]:
         *(func.sum(c[name]) for name in _TOKENS),
         func.sum(c.cost_pusd // _SPLIT),
         func.sum(c.cost_pusd % _SPLIT),
+        func.sum(c.unpriced),
         *(func.sum(c[name]) for name in LATENCY_COLUMNS),
     ]
+
+
+_LATENCY_AT = 10  # where the latency histogram starts in ``_sums``
+_EMPTY = (0,) * (_LATENCY_AT + len(LATENCY_COLUMNS))
 
 
 def _metrics(values: Sequence[Any]) -> dict[str, Any]:
     """JSON metrics from the summed values (``_sums`` order)."""
     requests = int(values[0] or 0)
     errors = int(values[1] or 0)
+    unpriced = int(values[9] or 0)
+    # Null when no request had a known price: the sum of the known costs (none) would read as a real $0.
+    cost = None if requests and unpriced >= requests else pico_usd(int(values[7] or 0) * _SPLIT + int(values[8] or 0))
     # Integer sums on both engines (SUM of an INTEGER column is a bigint on PostgreSQL, not a numeric).
-    p50, p95 = percentiles(values[9:], 0.50, 0.95) if requests else (None, None)
+    p50, p95 = percentiles(values[_LATENCY_AT:], 0.50, 0.95) if requests else (None, None)
     return {
         "requests": requests,
         "errors": errors,
@@ -99,7 +111,8 @@ def _metrics(values: Sequence[Any]) -> dict[str, Any]:
         "reasoning_tokens": int(values[4] or 0),
         "cache_read_tokens": int(values[5] or 0),
         "cache_write_tokens": int(values[6] or 0),
-        "cost_usd": pico_usd(int(values[7] or 0) * _SPLIT + int(values[8] or 0)),
+        "cost_usd": cost,
+        "unpriced_requests": unpriced,
         "p50_ms": p50,
         "p95_ms": p95,
     }
@@ -175,7 +188,7 @@ async def timeseries(
         points[index] = metrics
     if group_by == "none" and not found:
         found[None] = [None] * len(stamps)
-    empty = _metrics([0] * (9 + len(LATENCY_COLUMNS)))
+    empty = _metrics(_EMPTY)
     out = []
     for series_key in sorted(found, key=lambda k: (k is not None, k or "")):
         points = found[series_key]
@@ -235,7 +248,8 @@ async def _grouped(
     for granularity, lo, hi in parts:
         table = rollup_table(granularity, _family(group_by))
         key = _key_column(table, group_by).label("k")
-        columns = [table.c[name] for name in ("requests", "errors", *_TOKENS, "cost_pusd", *LATENCY_COLUMNS)]
+        names = ("requests", "errors", *_TOKENS, "cost_pusd", "unpriced", *LATENCY_COLUMNS)
+        columns = [table.c[name] for name in names]
         selects.append(select(key, *columns).where(table.c.bucket >= lo, table.c.bucket < hi))
     unioned = union_all(*selects).subquery()
     if group_by == "none":
@@ -250,10 +264,20 @@ async def _grouped(
 async def totals(
     engine: AsyncEngine, start: dt.datetime, end: dt.datetime, *, now: dt.datetime | None = None
 ) -> dict[str, Any]:
-    """``{"requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "p50_ms", "p95_ms"}``."""
+    """``{"requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "unpriced_requests", "p50_ms",
+    "p95_ms"}``."""
     rows = await _grouped(engine, start, end, "none", now)
-    metrics = rows[0][1] if rows else _metrics([0] * (9 + len(LATENCY_COLUMNS)))
-    fields = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "p50_ms", "p95_ms")
+    metrics = rows[0][1] if rows else _metrics(_EMPTY)
+    fields = (
+        "requests",
+        "errors",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "unpriced_requests",
+        "p50_ms",
+        "p95_ms",
+    )
     return {name: metrics[name] for name in fields}
 
 
@@ -267,7 +291,8 @@ async def top(
     *,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """``{"data": [{"key", "requests", "tokens", "cost_usd"}]}``, largest ``metric`` first.
+    """``{"data": [{"key", "requests", "tokens", "cost_usd", "unpriced_requests"}]}``, largest ``metric`` first (by
+    cost: groups without any known cost last).
 
     tokens = prompt + completion (canonical usage: prompt includes cache reads/writes, completion reasoning)."""
     items = []
@@ -278,11 +303,15 @@ async def top(
                 "requests": metrics["requests"],
                 "tokens": metrics["prompt_tokens"] + metrics["completion_tokens"],
                 "cost_usd": metrics["cost_usd"],
+                "unpriced_requests": metrics["unpriced_requests"],
             }
         )
 
     def rank(item: dict[str, Any]) -> tuple[Any, ...]:
-        value = Decimal(item["cost_usd"]) if metric == "cost" else item[metric]
+        if metric == "cost":
+            value = Decimal(-1) if item["cost_usd"] is None else Decimal(item["cost_usd"])
+        else:
+            value = item[metric]
         return (value, item["requests"], item["key"] or "")
 
     items.sort(key=rank, reverse=True)

@@ -33,12 +33,15 @@ NOW = BASE + dt.timedelta(days=3)  # minute rollups of the whole data set are st
 
 
 def _sum(rows: list[Any]) -> dict[str, Any]:
+    unpriced = sum(bool(r.price_unknown) for r in rows)
     return {
         "requests": len(rows),
         "errors": sum(r.status >= 400 for r in rows),
         "prompt_tokens": sum(r.prompt_tokens for r in rows),
         "completion_tokens": sum(r.completion_tokens for r in rows),
-        "cost_usd": sum((cost(r.cost_usd) for r in rows), Decimal(0)),
+        # Never a silent 0: null when no row had a known price, and the unpriced rows counted beside it.
+        "cost_usd": None if rows and unpriced == len(rows) else sum((cost(r.cost_usd) for r in rows), Decimal(0)),
+        "unpriced_requests": unpriced,
     }
 
 
@@ -81,7 +84,9 @@ async def test_totals_equal_raw_aggregates_for_random_ranges(database_url: str) 
     await engine.dispose()
 
 
-def _usd(value: Decimal) -> str:
+def _usd(value: Decimal | None) -> str | None:
+    if value is None:
+        return None
     return "0" if value == 0 else format(value.normalize(), "f")
 
 
@@ -155,6 +160,7 @@ async def test_an_empty_range_gives_one_series_of_zero_points(database_url: str)
         "prompt_tokens": 0,
         "completion_tokens": 0,
         "cost_usd": "0",
+        "unpriced_requests": 0,
         "p50_ms": None,
         "p95_ms": None,
     }
@@ -198,8 +204,9 @@ async def test_top_ranks_by_the_metric_and_keeps_n(database_url: str) -> None:
             rows = by[item["key"]]
             assert item["requests"] == len(rows)
             assert item["tokens"] == sum(r.prompt_tokens + r.completion_tokens for r in rows)
-            assert item["cost_usd"] == _usd(sum((cost(r.cost_usd) for r in rows), Decimal(0)))
-        values = [Decimal(i["cost_usd"]) if metric == "cost" else i[metric] for i in result["data"]]
+            assert item["cost_usd"] == _usd(_sum(rows)["cost_usd"])
+            assert item["unpriced_requests"] == sum(bool(r.price_unknown) for r in rows)
+        values = [Decimal(i["cost_usd"] or -1) if metric == "cost" else i[metric] for i in result["data"]]
         assert values == sorted(values, reverse=True)
     two = await top(engine, start, end, "model", "requests", 2, now=NOW)
     assert len(two["data"]) == 2
@@ -242,3 +249,42 @@ def test_pico_usd_strings_are_exact() -> None:
     for _ in range(1000):
         value = rng.randint(0, 10**20)
         assert Decimal(pico_usd(value)) == Decimal(value).scaleb(-12)
+
+
+async def test_unpriced_requests_are_counted_and_an_all_unpriced_group_has_no_cost(database_url: str) -> None:
+    """An unknown price is never a silent 0: a model whose requests all lack a price has cost_usd null (in the
+    totals of its range, its points and its top row), and every total says how many requests it leaves out."""
+    engine = await migrated_engine(database_url)
+    rng = random.Random(27)
+    records = [random_record(rng, i, span_s=3600) for i in range(60)]
+    for record in records:  # priced requests of one model...
+        record.provider, record.model, record.cost_usd, record.price_unknown = (
+            "openai",
+            "gpt-4o",
+            Decimal("0.01"),
+            False,
+        )
+    for record in records[:20]:  # ...and an unpriced custom model
+        record.provider, record.model, record.cost_usd, record.price_unknown = "acme", "house-model", None, True
+    await write(engine, records)
+    start, end = BASE, BASE + dt.timedelta(hours=2)
+    got = await totals(engine, start, end, now=NOW)
+    assert got["requests"] == 60 and got["unpriced_requests"] == 20 and got["cost_usd"] == "0.4"
+    ranked = (await top(engine, start, end, "model", "cost", 10, now=NOW))["data"]
+    assert [(i["key"], i["cost_usd"], i["unpriced_requests"]) for i in ranked] == [
+        ("gpt-4o", "0.4", 0),
+        ("house-model", None, 20),  # no known cost: ranked after every known one, never as $0
+    ]
+    series = (await timeseries(engine, start, end, "hour", "model", now=NOW))["series"]
+    house = next(s for s in series if s["key"] == "house-model")
+    assert sum(p["unpriced_requests"] for p in house["points"]) == 20
+    assert all(p["cost_usd"] is None for p in house["points"] if p["requests"])
+    assert all(p["cost_usd"] == "0" for p in house["points"] if not p["requests"])  # no request, nothing unknown
+    before = await totals(engine, start, end, now=NOW)
+    async with engine.begin() as conn:
+        await conn.execute(delete(request_log))  # rollups only from here on
+    assert await totals(engine, start, end, now=NOW) == before
+    csv_rows = list(csv.DictReader(io.StringIO(timeseries_csv({"bucket": "hour", "series": series}))))
+    assert sum(int(r["unpriced_requests"]) for r in csv_rows if r["key"] == "house-model") == 20
+    assert {r["cost_usd"] for r in csv_rows if r["key"] == "house-model" and r["requests"] != "0"} == {""}
+    await engine.dispose()
