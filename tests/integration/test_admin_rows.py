@@ -22,13 +22,20 @@ ADMIN_PASSWORD = "rows-admin-password-1"
 VIEWER_PASSWORD = "rows-viewer-password-1"
 
 
+class _Client(httpx.Client):
+    """A client that a ``with`` block can take after it has sent requests (``login`` does)."""
+
+    def __enter__(self) -> _Client:
+        return self
+
+
 class Rows:
     def __init__(self, gateway: Gateway, reporting_key: str) -> None:
         self.gateway = gateway
         self.reporting_key = reporting_key
 
     def login(self, username: str, password: str) -> httpx.Client:
-        client = httpx.Client(base_url=self.gateway.url, timeout=30)
+        client = _Client(base_url=self.gateway.url, timeout=30)
         response = client.post("/api/auth/login", json={"username": username, "password": password})
         assert response.status_code == 200, response.text
         client.headers["x-csrf-token"] = response.json()["csrf_token"]
@@ -123,7 +130,10 @@ def test_live_rows_name_their_key_follow_a_rename_and_open_by_request_id(rows: R
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
         headers = {"Origin": rows.gateway.url, "Cookie": cookie}
-        async with aiohttp.ClientSession() as session, session.ws_connect(rows.gateway.url + "/ws", headers=headers) as ws:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(rows.gateway.url + "/ws", headers=headers) as ws,
+        ):
             first_id = await asyncio.to_thread(rows.chat, rows.reporting_key, "live one")
             first = await _next_request(ws, first_id)
             renamed = await asyncio.to_thread(admin.patch, f"/api/keys/{reporting['id']}", json={"name": "reports-v2"})

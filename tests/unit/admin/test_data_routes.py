@@ -98,7 +98,12 @@ async def test_analytics_by_client_key_names_each_key_and_a_deleted_key_has_none
         for key_id, name in ((1, "web-app"), (2, "batch-jobs")):
             await conn.execute(
                 insert(client_keys).values(
-                    id=key_id, name=name, key_hash=f"{key_id:064x}", key_hint="sk-gg-...", created_at=now, updated_at=now
+                    id=key_id,
+                    name=name,
+                    key_hash=f"{key_id:064x}",
+                    key_hint="sk-gg-...",
+                    created_at=now,
+                    updated_at=now,
                 )
             )
     rng = random.Random(42)
