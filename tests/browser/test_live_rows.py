@@ -33,12 +33,17 @@ DURATION = re.compile(r"^\d+(\.\d{1,2})? (ms|s)$")
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     assert STATIC_INDEX.is_file(), "the dashboard UI is not built: run `make ui` (make test builds it)"
-    with FakeOpenAICompat(dialect="openai", api_key=UPSTREAM_KEY) as upstream:
+    with (
+        FakeOpenAICompat(dialect="openai", api_key=UPSTREAM_KEY) as upstream,
+        FakeOpenAICompat(dialect="moonshot", api_key=UPSTREAM_KEY) as moonshot,  # kimi-k3: no known price
+    ):
         gw = Gateway(
             tmp_path_factory.mktemp("live-rows"),
             env={
                 "OPENAI_BASE_URL": upstream.base_url,
                 "OPENAI_API_KEY": UPSTREAM_KEY,
+                "MOONSHOT_BASE_URL": moonshot.base_url,
+                "MOONSHOT_API_KEY": UPSTREAM_KEY,
                 "GOPHERGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
             },
         )
@@ -49,10 +54,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             gw.stop()
 
 
-def send(client: openai.OpenAI, text: str) -> str:
-    raw = client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
-    )
+def send(client: openai.OpenAI, text: str, model: str = "gpt-4o-mini") -> str:
+    raw = client.chat.completions.with_raw_response.create(model=model, messages=[{"role": "user", "content": text}])
     assert raw.parse().choices[0].message.content == f"echo: {text}"
     return str(raw.headers["x-request-id"])
 
@@ -149,11 +152,34 @@ def test_rows_appear_live_open_readably_survive_a_reload_and_name_their_keys(
 
     # By-key analytics name the key too.
     page.get_by_test_id("nav-analytics").click()
-    page.get_by_test_id("analytics-top_by").select_option("client")
     top = page.get_by_test_id("analytics-top")
+    expect(top).to_contain_text("gpt-4o-mini")  # the first answer (by model) is in: it cannot land after ours
+    page.get_by_test_id("analytics-top_by").select_option("client")
     expect(top).to_contain_text(KEY_NAME)
     assert not re.search(r"#\d", top.inner_text())
     page.screenshot(path=shots / "06-analytics-by-key.png", full_page=True)
+
+    # An unpriced model and a failed request, live in the log: "?" (never $0) and a readable error.
+    page.get_by_test_id("nav-requests").click()
+    expect(row(page, "log-table", sent[0])).to_have_count(1)
+    unpriced = send(client, "no price for me", model="kimi-k3")
+    with pytest.raises(openai.NotFoundError) as failed:
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    missing = failed.value.response.headers["x-request-id"]
+    expect(row(page, "log-table", unpriced)).to_have_count(1)
+    expect(row(page, "log-table", missing)).to_have_count(1)
+    assert row(page, "log-table", unpriced).locator("td").nth(6).inner_text().strip() == "?"
+    row(page, "log-table", unpriced).click()
+    expect(detail.get_by_test_id("detail-request-id")).to_have_text(unpriced)
+    expect(detail.get_by_test_id("detail-cost")).to_have_text("?")
+    expect(detail).to_contain_text("No price is known for this model")
+    row(page, "log-table", missing).click()
+    expect(detail.get_by_test_id("detail-request-id")).to_have_text(missing)
+    expect(detail.get_by_test_id("detail-status")).to_contain_text("404")
+    expect(detail.get_by_test_id("detail-error")).to_be_visible()
+    expect(detail).to_contain_text("The upstream was not called.")
+    expect(detail).not_to_contain_text("asked for")  # no routed model: only the one asked for
+    page.screenshot(path=shots / "07-error-detail.png", full_page=True)
 
     context.close()
     assert page_errors == []

@@ -168,7 +168,7 @@ export function requestDetailView(d: RequestDetail, onClose: () => void): HTMLEl
   close.addEventListener("click", onClose);
   const key = keyLabel(d);
   const model = d.model ?? d.requested_model ?? "—";
-  const requested = d.requested_model && d.requested_model !== d.model ? d.requested_model : null;
+  const requested = d.model && d.requested_model && d.requested_model !== d.model ? d.requested_model : null;
   return [
     h("div", { class: "page-header" }, h("h3", null, "Request"), close),
     h("div", { class: "detail-id" }, h("code", { "data-testid": "detail-request-id" }, d.request_id)),
