@@ -201,7 +201,7 @@ class Runtime:
             settings, engine, client, routing, keys, recorder, store, registry, media, box, sessions, throttle,
         )  # fmt: skip
         rt.metering = metering = Metering(recorder, rt.health)
-        rt.hub = hub = Hub(Sampler(lambda: metering.depth))
+        rt.hub = hub = Hub(Sampler(lambda: metering.depth), key_names=keys.names)
         recorder.on_committed = hub.publish_committed
         rt.listeners.append(hub.event)  # type: ignore[arg-type]
         rt.ws_authenticate = rt._ws_user

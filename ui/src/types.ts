@@ -1,11 +1,12 @@
 // Shapes of the dashboard contract (the shared dashboard contract: endpoints and /ws messages).
 
 export interface RequestItem {
-  id: number;
+  id: number | null; // null on live (/ws) rows: a row is identified by its request_id
   request_id: string;
   created_at: string;
   endpoint: string;
   client_key_id: number | null;
+  client_key_name?: string | null; // null: no key, or a deleted/unknown one
   requested_model: string | null;
   provider: string | null;
   model: string | null;
@@ -24,6 +25,19 @@ export interface RequestItem {
   latency_ms: number | null;
   ttfb_ms: number | null;
   client_ip: string | null; // behind a trusted reverse proxy, the address it forwarded
+}
+
+/** GET /api/requests/{id}: every column of the row. */
+export interface RequestDetail extends RequestItem {
+  error_message: string | null;
+  upstream_ms: number | null;
+  overhead_ms: number | null;
+  cost_input_usd: string | null;
+  cost_cache_read_usd: string | null;
+  cost_cache_write_usd: string | null;
+  cost_output_usd: string | null;
+  cost_reasoning_usd: string | null;
+  price_source: string | null;
 }
 
 export interface Metrics {
@@ -128,7 +142,7 @@ export interface Point {
 
 export interface Timeseries {
   bucket: string;
-  series: { key: string | null; points: Point[] }[];
+  series: { key: string | null; client_key_name?: string | null; points: Point[] }[];
 }
 
 export interface Totals {
@@ -144,6 +158,7 @@ export interface Totals {
 
 export interface TopRow {
   key: string | null;
+  client_key_name?: string | null; // by client key: its name (null when deleted)
   requests: number;
   tokens: number;
   cost_usd: string | null;

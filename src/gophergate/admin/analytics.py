@@ -1,19 +1,22 @@
 """``/api/analytics``: time series, top N, totals and CSV export, all from the rollup tables (any logged-in user).
 
-``from`` defaults to 24 hours before ``to``, ``to`` to now.
+``from`` defaults to 24 hours before ``to``, ``to`` to now. Grouped by client key, each series and top item also
+carries ``client_key_name`` (one lookup for the whole answer; None for a deleted key or requests without a key).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophergate.admin.deps import CurrentUser, get_runtime
 from gophergate.admin.json import json_response
 from gophergate.admin.queries import analytics as queries
 from gophergate.admin.queries.common import utc
+from gophergate.admin.queries.requests import key_names
 from gophergate.admin.schemas_data import Timeseries, Top, Totals
 from gophergate.core.errors import InvalidRequest
 
@@ -42,7 +45,11 @@ async def timeseries(
     group_by: queries.GroupBy = "none",
 ) -> Response:
     start, end = _range(from_, to)
-    return json_response(await queries.timeseries(get_runtime(request).engine, start, end, bucket, group_by))
+    engine = get_runtime(request).engine
+    result = await queries.timeseries(engine, start, end, bucket, group_by)
+    if group_by == "client":
+        await _name_keys(engine, result["series"])
+    return json_response(result)
 
 
 @router.get("/top", response_model=Top, summary="Top N models, providers or clients")
@@ -56,13 +63,26 @@ async def top(
     n: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> Response:
     start, end = _range(from_, to)
-    return json_response(await queries.top(get_runtime(request).engine, start, end, by, metric, n))
+    engine = get_runtime(request).engine
+    result = await queries.top(engine, start, end, by, metric, n)
+    if by == "client":
+        await _name_keys(engine, result["data"])
+    return json_response(result)
 
 
 @router.get("/totals", response_model=Totals, summary="Totals over a range")
 async def totals(request: Request, user: CurrentUser, from_: From = None, to: To = None) -> Response:
     start, end = _range(from_, to)
     return json_response(await queries.totals(get_runtime(request).engine, start, end))
+
+
+async def _name_keys(engine: AsyncEngine, groups: list[dict[str, Any]]) -> None:
+    """Add ``client_key_name`` to groups keyed by a client key id (the key is its id as text, or None)."""
+    ids = [int(group["key"]) for group in groups if group["key"] is not None and str(group["key"]).isdigit()]
+    names = await key_names(engine, ids)
+    for group in groups:
+        key = group["key"]
+        group["client_key_name"] = names.get(int(key)) if key is not None and str(key).isdigit() else None
 
 
 @router.get(

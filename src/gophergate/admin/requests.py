@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from gophergate.admin.deps import CurrentUser, get_runtime
 from gophergate.admin.json import json_response
@@ -48,12 +49,49 @@ async def list_requests(
     return json_response({"data": [_redacted(item) for item in items], "next_cursor": next_cursor})
 
 
-@router.get("/{id}", response_model=RequestDetail, summary="One request log row (all columns)")
-async def get_request(request: Request, user: CurrentUser, id: int) -> Response:  # the contract's {id}
-    row = await queries.get_request(get_runtime(request).engine, id)
+@router.get(
+    "/by-request-id/{request_id}",
+    response_model=RequestDetail,
+    summary="One request log row by its request id (x-request-id)",
+)
+async def get_request_by_request_id(request: Request, user: CurrentUser, request_id: str) -> Response:
+    """The row of a request id: what live rows (which have no database id) open. Should a client have sent the
+    same ``x-request-id`` twice, the newest row."""
+    row = None
+    if _REQUEST_ID.fullmatch(request_id):
+        row = await queries.get_request_by_request_id(get_runtime(request).engine, request_id)
     if row is None:
-        raise NotFound(f"request log row {id} not found", code="not_found")
+        raise NotFound(f"no request log row with request id {_shown(request_id)}", code="not_found")
     return json_response(_redacted(row))
+
+
+@router.get("/{id}", response_model=RequestDetail, summary="One request log row (all columns)")
+async def get_request(
+    request: Request,
+    user: CurrentUser,
+    id: Annotated[str, Path(description="the row's numeric id, or a request id such as req_0193...")],
+) -> Response:
+    """All digits: the database id (the contract's form). Anything else: a request id, as in
+    ``/by-request-id/{request_id}`` (a request id made only of digits can be opened there)."""
+    engine = get_runtime(request).engine
+    if id.isdigit() and len(id) <= 18:  # an int64 row id
+        row = await queries.get_request(engine, int(id))
+        if row is None:
+            raise NotFound(f"request log row {id} not found", code="not_found")
+    else:
+        row = await queries.get_request_by_request_id(engine, id) if _REQUEST_ID.fullmatch(id) else None
+        if row is None:
+            raise NotFound(f"no request log row with request id {_shown(id)}", code="not_found")
+    return json_response(_redacted(row))
+
+
+# The request ids the gateway records (http/io.py: a sane x-request-id, else req_<hex>).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+
+
+def _shown(value: str) -> str:
+    """An id as an error message may quote it: short and redacted (a path may carry anything)."""
+    return repr(redact(value[:64]) + ("..." if len(value) > 64 else ""))
 
 
 def _redacted(row: dict[str, Any]) -> dict[str, Any]:

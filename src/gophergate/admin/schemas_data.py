@@ -11,6 +11,7 @@ class RequestItem(BaseModel):
     created_at: str
     endpoint: str
     client_key_id: int | None
+    client_key_name: str | None  # None: no key, or the key was deleted
     requested_model: str | None
     provider: str | None
     model: str | None
@@ -66,6 +67,7 @@ class Point(BaseModel):
 
 class Series(BaseModel):
     key: str | None
+    client_key_name: str | None = None  # grouped by client key: the key's name (None when deleted)
     points: list[Point]
 
 
@@ -76,6 +78,7 @@ class Timeseries(BaseModel):
 
 class TopItem(BaseModel):
     key: str | None
+    client_key_name: str | None = None  # by client key: the key's name (None when deleted)
     requests: int
     tokens: int
     cost_usd: str | None = Field(description="Exact USD of the priced requests; null when none had a known price")

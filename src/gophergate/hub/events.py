@@ -1,14 +1,16 @@
 """The messages the hub sends, encoded once per message (every connection gets the same text).
 
 Shapes are fixed by the dashboard contract: ``{"type": "request" | "metrics" | "event" | "ping", "data": ...}``.
-A ``request`` message carries a request log row's metadata only: the columns listed in ``REQUEST_FIELDS``.
-Bodies, error messages (they may quote upstream text), client key secrets and provider keys are never part of
-it; the field list is an allow-list, so a column added to the log later stays out until it is added here.
+A ``request`` message carries a request log row's metadata only: the columns listed in ``REQUEST_FIELDS``, plus
+the client key's name (``client_key_name``, from the in-memory key cache; a name is not a secret). Bodies, error
+messages (they may quote upstream text), client key secrets and provider keys are never part of it; the field list
+is an allow-list, so a column added to the log later stays out until it is added here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -45,8 +47,10 @@ def usd(amount: Decimal | None) -> str | None:
     return None if amount is None else format(amount, "f")
 
 
-def request_item(record: RequestRecord) -> dict[str, Any]:
-    """The log row's metadata. ``id`` is the database's and the writer's batch insert does not return it."""
+def request_item(record: RequestRecord, key_names: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """The log row's metadata. ``id`` is the database's and the writer's batch insert does not return it: the
+    dashboard identifies a row by its ``request_id`` (and opens its detail by it). ``key_names`` maps client key
+    ids to names (the key cache's map: no database query); an unknown key's name is None."""
     item: dict[str, Any] = {"id": None}
     for name in REQUEST_FIELDS:
         item[name] = getattr(record, name)
@@ -55,6 +59,8 @@ def request_item(record: RequestRecord) -> dict[str, Any]:
     item["latency_ms"] = round(record.latency_ms, 3)
     if record.ttfb_ms is not None:
         item["ttfb_ms"] = round(record.ttfb_ms, 3)
+    key_id = record.client_key_id
+    item["client_key_name"] = key_names.get(key_id) if key_names is not None and key_id is not None else None
     return item
 
 
@@ -62,8 +68,8 @@ def _encode(kind: str, data: Any) -> str:
     return orjson.dumps({"type": kind, "data": data}).decode()
 
 
-def request_message(record: RequestRecord) -> str:
-    return _encode("request", request_item(record))
+def request_message(record: RequestRecord, key_names: Mapping[int, str] | None = None) -> str:
+    return _encode("request", request_item(record, key_names))
 
 
 def metrics_message(data: dict[str, Any]) -> str:

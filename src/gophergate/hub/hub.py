@@ -16,7 +16,7 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from gophergate.core.record import RequestRecord
@@ -75,8 +75,11 @@ class Hub:
         max_connections: int = 256,
         metrics_interval: float = 2.0,
         ping_interval: float = 20.0,
+        key_names: Mapping[int, str] | None = None,
     ) -> None:
         self.sampler = sampler
+        # Client key id -> name (the key cache's live map), so request messages name their key without a query.
+        self.key_names: Mapping[int, str] = key_names if key_names is not None else {}
         self.max_queue = max_queue
         self.max_connections = max_connections
         self.metrics_interval = metrics_interval
@@ -123,7 +126,7 @@ class Hub:
         self.sampler.observe(records)
         if self.connections:
             for record in records:
-                self.publish(request_message(record))
+                self.publish(request_message(record, self.key_names))
 
     def event(self, kind: EventKind, detail: dict[str, Any]) -> None:
         """Announce something that happened (``detail`` must hold no secrets: every viewer receives it).

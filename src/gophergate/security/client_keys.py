@@ -87,7 +87,8 @@ async def list_keys(engine: AsyncEngine) -> list[dict[str, object]]:
 
 
 class KeyCache:
-    """hash -> Principal for every active key; the hot path does one dict lookup."""
+    """hash -> Principal for every active key; the hot path does one dict lookup. ``names`` maps the id of every
+    key seen (revoked ones too) to its name, for the live dashboard rows (not a secret)."""
 
     NEGATIVE_TTL = 2.0
     NEGATIVE_MAX = 10_000
@@ -95,6 +96,7 @@ class KeyCache:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._active: dict[str, Principal] = {}
+        self.names: dict[int, str] = {}
         self._negative: dict[str, float] = {}
         self._watermark: dt.datetime | None = None
         self._lookup_lock = asyncio.Lock()
@@ -136,6 +138,7 @@ class KeyCache:
             return None
         principal = Principal(int(row.id), str(row.name))
         self._active[key_hash] = principal
+        self.names[principal.key_id] = principal.name
         return principal
 
     async def refresh(self) -> None:
@@ -153,6 +156,7 @@ class KeyCache:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         for row in rows:
+            self.names[int(row.id)] = str(row.name)
             if row.revoked_at is None:
                 self._active[row.key_hash] = Principal(int(row.id), str(row.name))
                 self._negative.pop(row.key_hash, None)

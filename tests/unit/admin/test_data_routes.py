@@ -12,10 +12,12 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import insert
 
 from gophergate.admin import analytics, requests
 from gophergate.admin.deps import User, current_user
 from gophergate.core.errors import GatewayError
+from gophergate.db.tables import client_keys
 from tests.dashboard_data import BASE, migrated_engine, random_record, write
 
 Z = "%Y-%m-%dT%H:%M:%SZ"
@@ -74,6 +76,52 @@ async def test_request_log_errors(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/requests", params={"limit": 501})).status_code in (400, 422)
     errors = (await client.get("/api/requests", params={"errors_only": "true", "limit": 500})).json()["data"]
     assert errors and all(item["status"] >= 400 for item in errors)
+
+
+async def test_a_row_opens_by_its_numeric_id_or_by_its_request_id(client: httpx.AsyncClient) -> None:
+    item = (await client.get("/api/requests", params={"limit": 1})).json()["data"][0]
+    by_number = (await client.get(f"/api/requests/{item['id']}")).json()
+    by_request_id = (await client.get(f"/api/requests/{item['request_id']}")).json()
+    by_path = (await client.get(f"/api/requests/by-request-id/{item['request_id']}")).json()
+    assert by_number == by_request_id == by_path
+    assert by_number["id"] == item["id"] and by_number["request_id"] == item["request_id"]
+    for missing in ("req_nothing", "by-request-id/req_nothing", "by-request-id/" + "x" * 65, "bad%20id", "0"):
+        response = await client.get(f"/api/requests/{missing}")
+        assert response.status_code == 404, missing
+        assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_analytics_by_client_key_names_each_key_and_a_deleted_key_has_none(database_url: str) -> None:
+    engine = await migrated_engine(database_url)
+    now = dt.datetime.now(dt.UTC)
+    async with engine.begin() as conn:
+        for key_id, name in ((1, "web-app"), (2, "batch-jobs")):
+            await conn.execute(
+                insert(client_keys).values(
+                    id=key_id,
+                    name=name,
+                    key_hash=f"{key_id:064x}",
+                    key_hint="sk-gg-...",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    rng = random.Random(42)
+    records = [random_record(rng, i, span_s=86400) for i in range(60)]
+    for i, record in enumerate(records):
+        record.client_key_id = (1, 2, 3)[i % 3]  # key 3 has no row (deleted)
+    await write(engine, records)
+    transport = httpx.ASGITransport(app=_app(engine, User(id=2, username="v", role="viewer")))
+    names = {"1": "web-app", "2": "batch-jobs", "3": None}
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        top = (await http.get("/api/analytics/top", params={**RANGE, "by": "client", "metric": "requests"})).json()
+        assert {(x["key"], x["client_key_name"]) for x in top["data"]} == set(names.items())
+        params = {**RANGE, "bucket": "day", "group_by": "client"}
+        series = (await http.get("/api/analytics/timeseries", params=params)).json()["series"]
+        assert {(s["key"], s["client_key_name"]) for s in series} == set(names.items())
+        by_model = (await http.get("/api/analytics/top", params={**RANGE, "by": "model"})).json()["data"]
+        assert all("client_key_name" not in x for x in by_model)
+    await engine.dispose()
 
 
 async def test_analytics_shapes(client: httpx.AsyncClient) -> None:
@@ -153,6 +201,7 @@ def test_routes_are_in_the_openapi_schema() -> None:
     for path in (
         "/api/requests",
         "/api/requests/{id}",
+        "/api/requests/by-request-id/{request_id}",
         "/api/analytics/timeseries",
         "/api/analytics/top",
         "/api/analytics/totals",

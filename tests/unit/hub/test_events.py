@@ -35,12 +35,21 @@ def test_request_event_carries_exactly_the_log_item_fields_and_no_error_text() -
     message = orjson.loads(request_message(_record()))
     assert message["type"] == "request"
     data = message["data"]
-    assert list(data) == ["id", *REQUEST_FIELDS]
+    assert list(data) == ["id", *REQUEST_FIELDS, "client_key_name"]
     assert "error_message" not in data and "sk-upstream-secret" not in orjson.dumps(message).decode()
     assert data["cost_usd"] == "0.00000150"  # exact decimal text, not a float
     assert data["created_at"] == "2026-11-26T12:00:00.123Z"
     assert data["latency_ms"] == 12.346
     assert data["id"] is None  # the batch insert does not return database ids
+
+
+def test_request_event_names_its_key_from_the_key_map_and_an_unknown_key_has_no_name() -> None:
+    record = _record()
+    assert orjson.loads(request_message(record, {7: "billing-service"}))["data"]["client_key_name"] == "billing-service"
+    assert orjson.loads(request_message(record, {8: "other"}))["data"]["client_key_name"] is None
+    assert orjson.loads(request_message(record))["data"]["client_key_name"] is None
+    record.client_key_id = None
+    assert orjson.loads(request_message(record, {7: "billing-service"}))["data"]["client_key_name"] is None
 
 
 def test_iso_converts_other_zones_to_utc_z() -> None:

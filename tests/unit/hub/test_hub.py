@@ -88,6 +88,19 @@ async def test_committed_rows_become_request_messages() -> None:
     assert ids == ["r1", "r2"]
 
 
+async def test_request_messages_carry_the_key_name_from_the_hubs_live_key_map() -> None:
+    names: dict[int, str] = {}
+    hub = Hub(Sampler(lambda: 0, load=lambda: (1.0, 2.0)), key_names=names)
+    conn = hub.connect(ALICE)
+    assert conn is not None
+    record = _record(1)
+    record.client_key_id = 4
+    hub.publish_committed([record])
+    names[4] = "renamed-later"  # the key cache's map is shared, not copied: a refresh reaches the hub
+    hub.publish_committed([record])
+    assert [orjson.loads(m)["data"]["client_key_name"] for m in conn.queue] == [None, "renamed-later"]
+
+
 async def test_run_sends_metrics_each_interval_and_pings_each_ping_interval() -> None:
     hub = _hub(metrics_interval=0.02, ping_interval=0.06)
     conn = hub.connect(ALICE)

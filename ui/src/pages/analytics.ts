@@ -38,7 +38,8 @@ function align(ts: Timeseries, metric: Metric): { xs: number[]; ys: (number | nu
     for (const p of s.points) col[index.get(toUnix(p.t)) ?? 0] = metric(p);
     return col;
   });
-  return { xs, ys, keys: ts.series.map((s) => s.key ?? "all") };
+  // Client keys by name (a deleted key by its id).
+  return { xs, ys, keys: ts.series.map((s) => s.client_key_name ?? (s.client_key_name === null && s.key ? `#${s.key}` : s.key ?? "all")) };
 }
 
 export function analyticsPage(ctx: PageCtx): void {
@@ -103,7 +104,13 @@ export function analyticsPage(ctx: PageCtx): void {
       top.replaceChildren(
         table(
           [
-            { title: topBy.value, cell: (x: TopRow) => x.key ?? "(none)" },
+            {
+              title: topBy.value,
+              cell: (x: TopRow) =>
+                x.client_key_name !== undefined && x.key !== null
+                  ? h("span", { title: `client key id ${x.key}` }, x.client_key_name ?? `#${x.key}`)
+                  : x.key ?? "(none)",
+            },
             { title: "Requests", cell: (x) => fmtInt(x.requests), class: "num" },
             { title: "Tokens", cell: (x) => fmtInt(x.tokens), class: "num" },
             { title: "Cost", cell: (x) => costTotal(x.cost_usd, x.unpriced_requests), class: "num" },

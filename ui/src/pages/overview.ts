@@ -1,13 +1,14 @@
 // Overview: live counters (ws `metrics`), a live throughput chart, requests per minute over the last hour
-// (analytics rollups, bumped by each ws `request`), totals for 24 h, and the most recent requests streaming in.
+// (analytics rollups, bumped by each ws `request`), totals for 24 h, and the most recent requests: the latest
+// rows from /api/requests first, then each new one from /ws on top (none twice).
 
-import { get } from "../api";
+import { get, type Page } from "../api";
 import { TimeChart, toUnix } from "../chart";
 import { fmtInt, fmtMs, fmtNum, fmtPct, h } from "../dom";
 import { costTotal } from "../format";
 import { live } from "../live";
 import { LiveRows, requestHead } from "../rows";
-import type { Metrics, Timeseries, Totals } from "../types";
+import type { Metrics, RequestItem, Timeseries, Totals } from "../types";
 import { card, errorText, pageHeader, rangeFrom, type PageCtx } from "../ui";
 
 const VISIBLE_ROWS = 50;
@@ -39,6 +40,10 @@ export function overviewPage(ctx: PageCtx): void {
   const minuteChart = new TimeChart("Requests per minute, last hour", { height: 180, testid: "overview-chart" });
   const totals = h("div", { class: "cards" });
   const rows = new LiveRows(VISIBLE_ROWS);
+  const recentState = h("div", { class: "empty", "data-testid": "recent-empty" }, "Loading recent requests…");
+  rows.onCount = (n) => {
+    recentState.hidden = n > 0;
+  };
 
   ctx.root.append(
     pageHeader("Overview"),
@@ -59,6 +64,7 @@ export function overviewPage(ctx: PageCtx): void {
     totals,
     h("h3", null, "Recent requests"),
     h("table", { class: "grid live", "data-testid": "live-table" }, requestHead(), rows.tbody),
+    recentState,
   );
 
   // Live metrics chart.
@@ -134,9 +140,22 @@ export function overviewPage(ctx: PageCtx): void {
     }
   };
 
+  // Recent requests: what the live feed already holds at once, then the latest logged rows merged in.
+  const loadRecent = async (): Promise<void> => {
+    try {
+      const page = await get<Page<RequestItem>>("/api/requests", { limit: VISIBLE_ROWS });
+      rows.replace([...page.data, ...rows.items()], VISIBLE_ROWS);
+      if (rows.size === 0) recentState.textContent = "No requests yet: send one through /v1 and it appears here.";
+    } catch (err) {
+      recentState.textContent = `Recent requests unavailable (${errorText(err)})`;
+      recentState.hidden = false;
+    }
+  };
+
   showMetrics(live.lastMetrics);
   drawLive();
   rows.prepend(live.recent.slice(-VISIBLE_ROWS));
+  void loadRecent();
   void loadMinutes();
   void loadTotals();
 

@@ -2,10 +2,11 @@
 // from the WebSocket that match the filters (capped; paused while browsing older pages).
 
 import { enc, get, type Page } from "../api";
-import { fmtTime, h } from "../dom";
+import { requestDetailView } from "../detail";
+import { h } from "../dom";
 import { LIVE_CAP, live } from "../live";
-import { LiveRows, requestHead } from "../rows";
-import type { RequestItem } from "../types";
+import { LiveRows, requestHead, rowKey } from "../rows";
+import type { RequestDetail, RequestItem } from "../types";
 import { errorText, localToIso, pageHeader, type PageCtx } from "../ui";
 
 const PAGE = 50;
@@ -26,28 +27,26 @@ export function requestsPage(ctx: PageCtx): void {
   const status = h("div", { class: "muted" });
   const detail = h("aside", { class: "detail", hidden: true, "data-testid": "request-detail" });
 
+  /** Which row the panel shows (a later click wins over a slower earlier answer). */
+  let opened = "";
   const openDetail = async (r: RequestItem): Promise<void> => {
+    const key = rowKey(r);
+    opened = key;
     detail.hidden = false;
     detail.replaceChildren(h("div", { class: "muted" }, "Loading…"));
+    // Rows from the API have a database id; live rows have only their request id (which the API also accepts).
+    const path = r.id !== null && r.id !== undefined ? `/api/requests/${r.id}` : `/api/requests/by-request-id/${enc(r.request_id)}`;
     try {
-      const full = await get<Record<string, unknown>>(`/api/requests/${enc(String(r.id))}`);
-      const close = h("button", { type: "button", class: "btn btn-link" }, "Close");
-      close.addEventListener("click", () => {
-        detail.hidden = true;
-      });
+      const full = await get<RequestDetail>(path);
+      if (opened !== key) return;
       detail.replaceChildren(
-        h("div", { class: "page-header" }, h("h3", null, `Request ${r.request_id}`), close),
-        h(
-          "dl",
-          { class: "kv" },
-          Object.entries(full).map(([k, v]) => [
-            h("dt", null, k),
-            h("dd", null, v === null || v === undefined ? "—" : typeof v === "object" ? JSON.stringify(v) : k.endsWith("_at") ? `${String(v)} (${fmtTime(String(v))})` : String(v)),
-          ]),
-        ),
+        ...requestDetailView(full, () => {
+          detail.hidden = true;
+          opened = "";
+        }),
       );
     } catch (err) {
-      detail.replaceChildren(h("div", { class: "form-error" }, errorText(err)));
+      if (opened === key) detail.replaceChildren(h("div", { class: "form-error" }, errorText(err)));
     }
   };
 
@@ -100,22 +99,33 @@ export function requestsPage(ctx: PageCtx): void {
   };
 
   let cursor: string | null = null;
-  let newestId = 0;
+  // Live rows that arrive while the first page is loading: merged into it once it is there.
+  let loading = 0;
+  let during: RequestItem[] = [];
+  const showCount = (): void => {
+    status.textContent = rows.size === 0 ? "No requests match these filters" : "";
+  };
   const load = async (append: boolean): Promise<void> => {
     status.textContent = "Loading…";
+    const ticket = append ? loading : ++loading;
+    if (!append) during = [];
     try {
       const page = await get<Page<RequestItem>>("/api/requests", { ...filters(), limit: PAGE, cursor: append ? cursor : null });
-      if (!append) {
-        rows.clear();
-        newestId = 0;
-      }
-      rows.append(page.data);
-      for (const r of page.data) newestId = Math.max(newestId, r.id);
+      if (!append && ticket !== loading) return; // a newer search replaced this one
+      if (append) rows.append(page.data);
+      else rows.replace([...page.data, ...during.filter(matches)]);
+      during = [];
       cursor = page.next_cursor;
       more.hidden = !cursor;
-      status.textContent = rows.tbody.rows.length === 0 ? "No requests match these filters" : "";
+      showCount();
     } catch (err) {
+      if (!append && ticket === loading) {
+        rows.prepend(during.filter(matches)); // keep what arrived live meanwhile
+        during = [];
+      }
       status.textContent = errorText(err);
+    } finally {
+      if (!append && ticket === loading) loading = 0;
     }
   };
 
@@ -132,12 +142,18 @@ export function requestsPage(ctx: PageCtx): void {
     if (tail.checked) void load(false);
   });
 
+  // The live tail: every new row that passes the filters goes on top (rows are told apart by request id, as
+  // live rows have no database id); none is shown twice.
   const unsubscribe = live.subscribe((batch) => {
     if (!tail.checked || batch.requests.length === 0) return;
-    const fresh = batch.requests.filter((r) => r.id > newestId && matches(r));
-    for (const r of fresh) newestId = Math.max(newestId, r.id);
+    if (loading) {
+      during.push(...batch.requests);
+      return;
+    }
+    const fresh = batch.requests.filter(matches);
+    if (fresh.length === 0) return;
     rows.prepend(fresh);
-    if (fresh.length) status.textContent = "";
+    showCount();
   });
   ctx.onLeave(unsubscribe);
   void load(false);

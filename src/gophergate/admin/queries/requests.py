@@ -3,6 +3,9 @@
 Every filter has an index ending in ``created_at`` (``db/tables.py``), so a page is an index range scan from the
 cursor position backwards, whatever the table size; the cursor encodes ``(created_at, id)`` of the last item, and
 ``(created_at, id)`` is unique and totally ordered, so pages never skip or repeat a row.
+
+Items and details also carry ``client_key_name``: the names of a page's keys are read by one lookup on
+``client_keys`` after the page (not a join, so the page query keeps its index plan); a deleted key's name is None.
 """
 
 from __future__ import annotations
@@ -10,21 +13,24 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, and_, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gophergate.admin.queries.common import iso, usd, utc
 from gophergate.core.record import LIST_FIELDS
-from gophergate.db.tables import request_log
+from gophergate.db.tables import client_keys, request_log
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 
 ITEM_FIELDS: tuple[str, ...] = ("id", *LIST_FIELDS)
 _ITEM_COLUMNS = [request_log.c[name] for name in ITEM_FIELDS]
+# What an item has beyond its columns: its client key's name (None without a key or for a deleted one).
+EXTRA_FIELDS: tuple[str, ...] = ("client_key_name",)
 
 
 class InvalidCursor(ValueError):
@@ -93,18 +99,57 @@ async def list_requests(
     query = list_query(flt, limit=limit, cursor=cursor)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    items = [item_json(row._mapping) for row in rows]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        names = await key_names_in(conn, (row.client_key_id for row in rows))
+    items = [_named(item_json(row._mapping), names) for row in rows]
     next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
     return items, next_cursor
 
 
 async def get_request(engine: AsyncEngine, row_id: int) -> dict[str, Any] | None:
-    """The full row (every column), or None."""
+    """The full row (every column) and its key's name, or None."""
+    return await _detail(engine, select(request_log).where(request_log.c.id == row_id))
+
+
+async def get_request_by_request_id(engine: AsyncEngine, request_id: str) -> dict[str, Any] | None:
+    """The row of a request id (the newest, should a client have sent one ``x-request-id`` twice), or None."""
+    c = request_log.c
+    query = select(request_log).where(c.request_id == request_id).order_by(c.created_at.desc(), c.id.desc()).limit(1)
+    return await _detail(engine, query)
+
+
+async def _detail(engine: AsyncEngine, query: Select[Any]) -> dict[str, Any] | None:
     async with engine.connect() as conn:
-        row = (await conn.execute(select(request_log).where(request_log.c.id == row_id))).first()
-    return None if row is None else item_json(row._mapping)
+        row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        names = await key_names_in(conn, (row.client_key_id,))
+    return _named(item_json(row._mapping), names)
+
+
+async def key_names_in(conn: AsyncConnection, key_ids: Iterable[int | None]) -> dict[int, str]:
+    """id -> name of the given client keys (revoked ones included), in one query; deleted ones are absent."""
+    wanted = {int(key_id) for key_id in key_ids if key_id is not None}
+    if not wanted:
+        return {}
+    query = select(client_keys.c.id, client_keys.c.name).where(client_keys.c.id.in_(sorted(wanted)))
+    return {int(row.id): str(row.name) for row in (await conn.execute(query)).all()}
+
+
+async def key_names(engine: AsyncEngine, key_ids: Iterable[int | None]) -> dict[int, str]:
+    """``key_names_in`` on a connection of its own (none when there is no id)."""
+    wanted = [key_id for key_id in key_ids if key_id is not None]
+    if not wanted:
+        return {}
+    async with engine.connect() as conn:
+        return await key_names_in(conn, wanted)
+
+
+def _named(item: dict[str, Any], names: dict[int, str]) -> dict[str, Any]:
+    key_id = item.get("client_key_id")
+    item["client_key_name"] = names.get(key_id) if key_id is not None else None
+    return item
 
 
 def item_json(row: Any) -> dict[str, Any]:

@@ -9,18 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophergate.admin.queries.requests import (
+    EXTRA_FIELDS,
     ITEM_FIELDS,
     InvalidCursor,
     RequestFilter,
     decode_cursor,
     encode_cursor,
     get_request,
+    get_request_by_request_id,
     list_query,
     list_requests,
 )
+from gophergate.db.tables import client_keys
 from tests.dashboard_data import BASE, aware, migrated_engine, random_record, raw_rows, write
 
 
@@ -110,12 +114,60 @@ async def test_items_have_the_contract_fields_and_detail_has_every_column(databa
     record.cost_usd, record.price_unknown, record.status = None, True, 200
     await write(engine, [record])
     (item,), _ = await list_requests(engine, RequestFilter())
-    assert tuple(item) == ITEM_FIELDS
+    assert tuple(item) == (*ITEM_FIELDS, *EXTRA_FIELDS)
     assert item["created_at"].endswith("Z") and item["cost_usd"] is None and item["price_unknown"] is True
     assert isinstance(item["stream"], bool)
     detail = await get_request(engine, item["id"])
     assert detail is not None and {"error_message", "upstream_ms", "cost_input_usd", "price_source"} <= set(detail)
     assert await get_request(engine, item["id"] + 1) is None
+    await engine.dispose()
+
+
+async def _add_keys(engine: AsyncEngine, names: dict[int, str], revoked: frozenset[int] = frozenset()) -> None:
+    now = dt.datetime.now(dt.UTC)
+    async with engine.begin() as conn:
+        for key_id, name in names.items():
+            values = {"key_hash": f"{key_id:064x}", "key_hint": "sk-gg-...", "created_at": now, "updated_at": now}
+            revoked_at = now if key_id in revoked else None
+            await conn.execute(insert(client_keys).values(id=key_id, name=name, revoked_at=revoked_at, **values))
+
+
+async def test_items_and_details_carry_the_key_name_and_a_deleted_key_has_none(database_url: str) -> None:
+    engine = await migrated_engine(database_url)
+    await _add_keys(engine, {1: "alpha", 2: "beta (revoked)"}, revoked=frozenset({2}))
+    rng = random.Random(17)
+    records = [random_record(rng, i) for i in range(40)]
+    for i, record in enumerate(records):
+        record.client_key_id = [1, 2, 3, None][i % 4]  # key 3 has no row: deleted
+    await write(engine, records)
+    items, _ = await list_requests(engine, RequestFilter(), limit=500)
+    expected = {1: "alpha", 2: "beta (revoked)", 3: None, None: None}
+    assert len(items) == 40
+    assert all(item["client_key_name"] == expected[item["client_key_id"]] for item in items)
+    for item in items[:4]:
+        detail = await get_request(engine, item["id"])
+        assert detail is not None and detail["client_key_name"] == expected[item["client_key_id"]]
+    await engine.dispose()
+
+
+async def test_a_row_is_found_by_its_request_id_and_a_repeated_id_gives_the_newest(database_url: str) -> None:
+    engine = await migrated_engine(database_url)
+    await _add_keys(engine, {1: "alpha"})
+    rng = random.Random(18)
+    older, newer, other = (random_record(rng, i) for i in range(3))
+    older.request_id = newer.request_id = "client-chosen-id"
+    older.created_at, newer.created_at = BASE, BASE + dt.timedelta(seconds=5)
+    newer.client_key_id, newer.status = 1, 201
+    other.request_id = "req_0193abc"
+    await write(engine, [newer, other, older])
+    found = await get_request_by_request_id(engine, "client-chosen-id")
+    assert found is not None and found["status"] == 201 and found["client_key_name"] == "alpha"
+    assert found["created_at"] == "2026-11-20T23:30:05Z"
+    by_id = await get_request(engine, found["id"])
+    assert by_id == found
+    single = await get_request_by_request_id(engine, "req_0193abc")
+    assert single is not None and single["request_id"] == "req_0193abc"
+    assert await get_request_by_request_id(engine, "req_unknown") is None
     await engine.dispose()
 
 
