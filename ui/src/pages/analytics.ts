@@ -2,7 +2,7 @@
 // the rollups; totals; top N; CSV export of the same time series.
 
 import { get, withQuery } from "../api";
-import { TimeChart, toUnix, type SeriesSpec } from "../chart";
+import { groupLabel, tickDecimals, TimeChart, toUnix, type SeriesSpec } from "../chart";
 import { fmtInt, fmtMs, fmtUsd, h } from "../dom";
 import type { Point, Timeseries, TopRow, Totals } from "../types";
 import { card, errorText, localToIso, pageHeader, RANGES, rangeFrom, table, type PageCtx } from "../ui";
@@ -27,7 +27,7 @@ function select(name: string, options: [string, string][], value: string): HTMLS
 }
 
 /** Align several series (each with its own timestamps) on one x axis for uPlot. */
-function align(ts: Timeseries, metric: Metric): { xs: number[]; ys: (number | null)[][]; keys: string[] } {
+function align(ts: Timeseries, metric: Metric, groupBy: string): { xs: number[]; ys: (number | null)[][]; keys: string[] } {
   const xsSet = new Set<number>();
   for (const s of ts.series) for (const p of s.points) xsSet.add(toUnix(p.t));
   const xs = [...xsSet].sort((a, b) => a - b);
@@ -37,7 +37,7 @@ function align(ts: Timeseries, metric: Metric): { xs: number[]; ys: (number | nu
     for (const p of s.points) col[index.get(toUnix(p.t)) ?? 0] = metric(p);
     return col;
   });
-  return { xs, ys, keys: ts.series.map((s) => s.key ?? "all") };
+  return { xs, ys, keys: ts.series.map((s) => groupLabel(s.key, groupBy)) };
 }
 
 export function analyticsPage(ctx: PageCtx): void {
@@ -53,10 +53,10 @@ export function analyticsPage(ctx: PageCtx): void {
 
   const charts = {
     requests: new TimeChart("Requests", { testid: "chart-requests" }),
-    cost: new TimeChart("Cost (USD)", { testid: "chart-cost", yFormat: (v) => `$${v.toFixed(v < 1 ? 4 : 2)}` }),
+    cost: new TimeChart("Cost (USD)", { testid: "chart-cost", yFormat: (v, step) => `$${v.toFixed(Math.max(2, tickDecimals(step)))}` }),
     tokens: new TimeChart("Tokens", { testid: "chart-tokens" }),
     latency: new TimeChart("Latency (ms)", { testid: "chart-latency" }),
-    errors: new TimeChart("Error rate (%)", { testid: "chart-errors" }),
+    errors: new TimeChart("Error rate (%)", { testid: "chart-errors", tone: "errors" }),
   };
   const totals = h("div", { class: "cards", "data-testid": "analytics-totals" });
   const top = h("div", { "data-testid": "analytics-top" });
@@ -99,7 +99,7 @@ export function analyticsPage(ctx: PageCtx): void {
       top.replaceChildren(
         table(
           [
-            { title: topBy.value, cell: (x: TopRow) => x.key ?? "(none)" },
+            { title: topBy.value, cell: (x: TopRow) => groupLabel(x.key, topBy.value) },
             { title: "Requests", cell: (x) => fmtInt(x.requests), class: "num" },
             { title: "Tokens", cell: (x) => fmtInt(x.tokens), class: "num" },
             { title: "Cost", cell: (x) => fmtUsd(x.cost_usd), class: "num" },
@@ -139,9 +139,11 @@ export function analyticsPage(ctx: PageCtx): void {
     }
     const grouped = groupBy.value !== "none";
     const span: [number, number] = [toUnix(r.from), toUnix(r.to)];
+    // Buckets come zero-filled: the range has data when it has a request (then a 0% error rate is data too).
+    const hasData = ts.series.some((s) => s.points.some((p) => p.requests > 0));
     const draw = (chart: TimeChart, metric: Metric): void => {
-      const a = align(ts, metric);
-      chart.setData(a.xs, a.keys.map((k): SeriesSpec => ({ label: k })), a.ys, span);
+      const a = align(ts, metric, groupBy.value);
+      chart.setData(a.xs, a.keys.map((k): SeriesSpec => ({ label: k })), a.ys, span, { hasData });
     };
     draw(charts.requests, (p) => p.requests);
     draw(charts.cost, (p) => Number(p.cost_usd));
@@ -164,8 +166,9 @@ export function analyticsPage(ctx: PageCtx): void {
           pts.map((p) => p.cache_write_tokens),
         ],
         span,
+        { hasData },
       );
-      charts.latency.setData(xs, [{ label: "p50" }, { label: "p95" }], [pts.map((p) => p.p50_ms), pts.map((p) => p.p95_ms)], span);
+      charts.latency.setData(xs, [{ label: "p50" }, { label: "p95" }], [pts.map((p) => p.p50_ms), pts.map((p) => p.p95_ms)], span, { hasData });
     }
   };
 
