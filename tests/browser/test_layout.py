@@ -116,16 +116,23 @@ def admin_page(browser: Browser, gateway: Gateway, viewport: dict[str, int], err
     return page
 
 
-def settle(page: Page) -> None:
-    """Wait until the page's requests are answered and nothing says "Loading…" any more."""
+def settle(page: Page, name: str) -> None:
+    """Wait until the page has rendered its data: nothing says "Loading…" and every chart has loaded."""
+    expect(page.locator(f"main[data-rendered={name}]")).to_have_count(1)
+    page.wait_for_function(
+        """() => {
+          const main = document.querySelector("main");
+          const charts = [...main.querySelectorAll(".chart")];
+          return !main.innerText.includes("Loading…") && charts.every(c => c.dataset.loaded);
+        }"""
+    )
     page.wait_for_load_state("networkidle")
-    page.wait_for_function("() => !document.querySelector('main').innerText.includes('Loading…')")
 
 
 def go(page: Page, name: str) -> None:
     page.goto(page.url.split("#")[0] + f"#/{name}")
     expect(page.locator(f"[data-route={name}].active")).to_have_count(1)
-    settle(page)
+    settle(page, name)
 
 
 def assert_fits(page: Page, where: str) -> None:
@@ -159,9 +166,18 @@ def test_every_page_fits_the_window_at_390_and_1440_and_the_phone_menu_works(
                 expect(toggle).to_be_hidden()
                 link.click()
             expect(page.locator(f"[data-route={name}].active")).to_have_count(1)
-            settle(page)
+            settle(page, name)
             assert_fits(page, f"{name} at {width} px")
             page.screenshot(path=shots / f"{width}-{name}.png", full_page=True)
+            if name == "keys":
+                # A dialog fits the window too.
+                page.get_by_test_id("create-key").click()
+                box = page.get_by_role("dialog").bounding_box()
+                assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, box
+                assert_fits(page, f"a dialog at {width} px")
+                page.screenshot(path=shots / f"{width}-keys-dialog.png")
+                page.keyboard.press("Escape")
+                expect(page.get_by_role("dialog")).to_have_count(0)
         if width < 800:
             # Open on a page, the menu itself fits too.
             toggle.click()
@@ -171,7 +187,7 @@ def test_every_page_fits_the_window_at_390_and_1440_and_the_phone_menu_works(
             expect(toggle).to_have_attribute("aria-expanded", "false")
         page.context.close()
     assert errors == []
-    assert len(list(shots.glob("*.png"))) == 2 * len(ADMIN_PAGES)
+    assert len(list(shots.glob("*.png"))) == 2 * (len(ADMIN_PAGES) + 1)
 
 
 def rows_per_line(cards: Locator) -> list[int]:

@@ -10,7 +10,7 @@ import { h } from "./dom";
 export const EMPTY_TEXT = "No data for this range";
 
 /** Requests and other counts: calm colours; none of them is red (red means errors) or green (green means ok). */
-const PALETTE = ["#2563eb", "#0d9488", "#7c3aed", "#d97706", "#0891b2", "#4f46e5", "#64748b", "#a16207", "#0f766e"];
+const PALETTE = ["#2563eb", "#0d9488", "#7c3aed", "#d97706", "#64748b", "#0891b2", "#4f46e5", "#a16207", "#0f766e"];
 /** Errors: red first, then other warm colours when several error series share a chart (grouped error rates). */
 const ERROR_PALETTE = ["#dc2626", "#ea580c", "#9f1239", "#f43f5e", "#b45309", "#e11d48"];
 const ERROR_LABEL = /\berrors?\b/i;

@@ -197,11 +197,15 @@ async function route(): Promise<void> {
   for (const a of nav?.querySelectorAll("a") ?? []) a.classList.toggle("active", a.dataset.route === r.path);
   document.title = `${r.title} · GopherGate`;
   const ctx: PageCtx = { root: content, user, isAdmin, onLeave: (fn) => leaveHandlers.push(fn) };
+  const root = content;
+  delete root.dataset.rendered;
   try {
     await r.render(ctx);
   } catch (err) {
-    content.appendChild(h("div", { class: "form-error" }, errorText(err)));
+    root.appendChild(h("div", { class: "form-error" }, errorText(err)));
   }
+  // Which page has rendered (tests wait for it): still this one, unless the user has moved on meanwhile.
+  if (location.hash.replace(/^#\/?/, "").split("?")[0] === path) root.dataset.rendered = r.path;
 }
 
 window.addEventListener("hashchange", () => void route());
