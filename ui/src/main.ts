@@ -104,6 +104,7 @@ function startSession(u: User, csrf: string): void {
 
 let content: HTMLElement | null = null;
 let nav: HTMLElement | null = null;
+let shell: HTMLElement | null = null;
 
 function renderShell(): void {
   if (!user) return;
@@ -133,33 +134,57 @@ function renderShell(): void {
   });
   nav = h(
     "nav",
-    { class: "nav" },
+    { class: "nav", "aria-label": "Pages" },
     ROUTES.filter((r) => isAdmin || !r.adminOnly).map((r) =>
       h("a", { href: `#/${r.path}`, "data-route": r.path, "data-testid": `nav-${r.path}` }, r.title),
     ),
   );
   content = h("main", { class: "content" });
-  app.appendChild(
-    h(
-      "div",
-      { class: "shell" },
-      h(
-        "aside",
-        { class: "sidebar" },
-        h("div", { class: "brand" }, "GopherGate"),
-        nav,
-        h(
-          "div",
-          { class: "who" },
-          h("div", { "data-testid": "whoami" }, `${user.username} (${user.role})`),
-          dot,
-          logout,
-        ),
-      ),
-      content,
-    ),
+  // Below the narrow breakpoint (style.css) the sidebar is a top bar and the navigation a menu behind a button.
+  const menu = h(
+    "button",
+    {
+      type: "button",
+      class: "btn menu-toggle",
+      "aria-expanded": "false",
+      "aria-controls": "nav-panel",
+      "data-testid": "nav-toggle",
+    },
+    "Menu",
   );
+  const panel = h(
+    "div",
+    { class: "nav-panel", id: "nav-panel" },
+    nav,
+    h("div", { class: "who" }, h("div", { "data-testid": "whoami" }, `${user.username} (${user.role})`), logout),
+  );
+  shell = h(
+    "div",
+    { class: "shell" },
+    h("aside", { class: "sidebar" }, h("div", { class: "topbar" }, h("div", { class: "brand" }, "GopherGate"), dot, menu), panel),
+    content,
+  );
+  menu.addEventListener("click", () => setMenu(!menuOpen()));
+  // Choosing a page, Escape (below) or a click on the page closes the menu.
+  nav.addEventListener("click", (ev) => {
+    if ((ev.target as Element | null)?.closest("a")) setMenu(false);
+  });
+  content.addEventListener("click", () => setMenu(false));
+  app.appendChild(shell);
 }
+
+const menuOpen = (): boolean => shell?.classList.contains("nav-open") ?? false;
+
+function setMenu(open: boolean): void {
+  shell?.classList.toggle("nav-open", open);
+  shell?.querySelector(".menu-toggle")?.setAttribute("aria-expanded", String(open));
+}
+
+document.addEventListener("keydown", (ev) => {
+  if (ev.key !== "Escape" || !menuOpen()) return;
+  setMenu(false);
+  shell?.querySelector<HTMLElement>(".menu-toggle")?.focus();
+});
 
 async function route(): Promise<void> {
   if (!user || !content) return;
@@ -168,14 +193,19 @@ async function route(): Promise<void> {
   const r = ROUTES.find((x) => x.path === path && (isAdmin || !x.adminOnly)) ?? ROUTES[0];
   leavePage();
   clear(content);
+  setMenu(false);
   for (const a of nav?.querySelectorAll("a") ?? []) a.classList.toggle("active", a.dataset.route === r.path);
   document.title = `${r.title} · GopherGate`;
   const ctx: PageCtx = { root: content, user, isAdmin, onLeave: (fn) => leaveHandlers.push(fn) };
+  const root = content;
+  delete root.dataset.rendered;
   try {
     await r.render(ctx);
   } catch (err) {
-    content.appendChild(h("div", { class: "form-error" }, errorText(err)));
+    root.appendChild(h("div", { class: "form-error" }, errorText(err)));
   }
+  // Which page has rendered (tests wait for it): still this one, unless the user has moved on meanwhile.
+  if (location.hash.replace(/^#\/?/, "").split("?")[0] === path) root.dataset.rendered = r.path;
 }
 
 window.addEventListener("hashchange", () => void route());

@@ -11,15 +11,39 @@ export interface PageCtx {
   onLeave(fn: () => void): void;
 }
 
-export function toast(message: string, kind: "ok" | "error" = "ok"): void {
+export interface Toast {
+  /** Replace the message (and kind) in place, e.g. "Testing…" by the result; restarts the timer. */
+  update(message: string, kind?: "ok" | "error"): void;
+  close(): void;
+}
+
+/** A short notice at the bottom right; `sticky` keeps it until it is updated or closed. */
+export function toast(message: string, kind: "ok" | "error" = "ok", opts: { sticky?: boolean } = {}): Toast {
   let box = document.getElementById("toasts");
   if (!box) {
     box = h("div", { id: "toasts" });
     document.body.appendChild(box);
   }
-  const el = h("div", { class: `toast toast-${kind}`, role: "status" }, message);
+  const el = h("div", { class: `toast toast-${kind}`, role: "status", "data-testid": "toast" }, message);
   box.appendChild(el);
-  window.setTimeout(() => el.remove(), kind === "error" ? 6000 : 3000);
+  let timer = 0;
+  const arm = (k: "ok" | "error"): void => {
+    window.clearTimeout(timer);
+    timer = window.setTimeout(() => el.remove(), k === "error" ? 6000 : 3000);
+  };
+  if (!opts.sticky) arm(kind);
+  return {
+    update(text: string, k: "ok" | "error" = "ok"): void {
+      el.textContent = text;
+      el.className = `toast toast-${k}`;
+      if (!el.isConnected) box?.appendChild(el);
+      arm(k);
+    },
+    close(): void {
+      window.clearTimeout(timer);
+      el.remove();
+    },
+  };
 }
 
 export function errorText(err: unknown): string {
@@ -40,20 +64,87 @@ export async function attempt(action: () => Promise<unknown>, okMessage?: string
   }
 }
 
-function modal(title: string, body: Child, actions: HTMLElement[], testid = "modal"): HTMLDivElement {
-  const overlay = h(
+/** The open dialogs, innermost last: Escape and Tab act on the innermost only. */
+const openDialogs: HTMLElement[] = [];
+
+const FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])';
+
+interface Modal {
+  overlay: HTMLDivElement;
+  /** Remove the dialog and give the focus back to what had it before. */
+  close(): void;
+}
+
+/**
+ * A modal dialog. `onDismiss` runs when the user dismisses it: Escape, or a click on the overlay outside the
+ * dialog (`outside: false` keeps it open on such a click). Tab stays inside the dialog; closing gives the
+ * focus back to the element that had it when the dialog opened.
+ */
+function modal(
+  title: string,
+  body: Child,
+  actions: HTMLElement[],
+  onDismiss: () => void,
+  opts: { testid?: string; outside?: boolean } = {},
+): Modal {
+  const dialog = h(
     "div",
-    { class: "modal-overlay" },
-    h(
-      "div",
-      { class: "modal", role: "dialog", "aria-modal": "true", "aria-label": title, "data-testid": testid },
-      h("h3", null, title),
-      h("div", { class: "modal-body" }, body),
-      h("div", { class: "modal-actions" }, actions),
-    ),
+    { class: "modal", role: "dialog", "aria-modal": "true", "aria-label": title, "data-testid": opts.testid ?? "modal", tabindex: "-1" },
+    h("h3", null, title),
+    h("div", { class: "modal-body" }, body),
+    h("div", { class: "modal-actions" }, actions),
   );
+  const overlay = h("div", { class: "modal-overlay", "data-testid": "modal-overlay" }, dialog);
+  const previous = document.activeElement instanceof HTMLElement ? document.activeElement : null;
+  let closed = false;
+  // A click outside = pressed and released on the overlay itself (a text selection dragged out of a field
+  // and released on the overlay is not a click outside).
+  let downOnOverlay = false;
+  overlay.addEventListener("mousedown", (ev) => {
+    downOnOverlay = ev.target === overlay;
+  });
+  overlay.addEventListener("click", (ev) => {
+    const outside = downOnOverlay && ev.target === overlay;
+    downOnOverlay = false;
+    if (outside && opts.outside !== false) onDismiss();
+  });
+  const onKey = (ev: KeyboardEvent): void => {
+    if (openDialogs[openDialogs.length - 1] !== overlay) return;
+    if (ev.key === "Escape") {
+      ev.preventDefault();
+      ev.stopPropagation();
+      onDismiss();
+    } else if (ev.key === "Tab") {
+      const items = [...dialog.querySelectorAll<HTMLElement>(FOCUSABLE)].filter((el) => el.offsetParent !== null);
+      if (items.length === 0) return;
+      const first = items[0];
+      const last = items[items.length - 1];
+      const active = document.activeElement;
+      if (ev.shiftKey && (active === first || !dialog.contains(active))) {
+        ev.preventDefault();
+        last.focus();
+      } else if (!ev.shiftKey && (active === last || !dialog.contains(active))) {
+        ev.preventDefault();
+        first.focus();
+      }
+    }
+  };
+  document.addEventListener("keydown", onKey, true);
+  openDialogs.push(overlay);
   document.body.appendChild(overlay);
-  return overlay;
+  dialog.focus();
+  return {
+    overlay,
+    close(): void {
+      if (closed) return;
+      closed = true;
+      document.removeEventListener("keydown", onKey, true);
+      const i = openDialogs.indexOf(overlay);
+      if (i >= 0) openDialogs.splice(i, 1);
+      overlay.remove();
+      if (previous?.isConnected) previous.focus();
+    },
+  };
 }
 
 export interface Field {
@@ -61,7 +152,8 @@ export interface Field {
   label: string;
   type?: "text" | "password" | "number" | "select" | "checkbox" | "datetime-local";
   value?: string | boolean | null;
-  options?: string[];
+  /** For a select: values, or value/label pairs. */
+  options?: (string | { value: string; label: string })[];
   placeholder?: string;
   required?: boolean;
   hint?: string;
@@ -85,7 +177,10 @@ export function formDialog(
         input = h(
           "select",
           { name: f.name },
-          (f.options ?? []).map((o) => h("option", { value: o, selected: o === f.value }, o)),
+          (f.options ?? []).map((o) => {
+            const { value, label } = typeof o === "string" ? { value: o, label: o } : o;
+            return h("option", { value, selected: value === f.value }, label);
+          }),
         );
       } else if (f.type === "checkbox") {
         input = h("input", { type: "checkbox", name: f.name, checked: Boolean(f.value) });
@@ -107,11 +202,14 @@ export function formDialog(
     const cancel = h("button", { type: "button", class: "btn" }, "Cancel");
     const ok = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "modal-submit" }, submitLabel);
     ok.setAttribute("form", "");
-    const overlay = modal(title, form, [cancel, ok]);
+    let done = false;
     const close = (v: FormValues | null): void => {
-      overlay.remove();
+      if (done) return;
+      done = true;
+      dialog.close();
       resolve(v);
     };
+    const dialog = modal(title, form, [cancel, ok], () => close(null));
     const run = async (ev?: Event): Promise<void> => {
       ev?.preventDefault();
       const values: FormValues = {};
@@ -139,15 +237,13 @@ export function confirmDialog(title: string, text: string, label = "Confirm"): P
   return new Promise((resolve) => {
     const cancel = h("button", { type: "button", class: "btn" }, "Cancel");
     const ok = h("button", { type: "button", class: "btn btn-danger", "data-testid": "confirm" }, label);
-    const overlay = modal(title, h("p", null, text), [cancel, ok], "confirm-dialog");
-    cancel.addEventListener("click", () => {
-      overlay.remove();
-      resolve(false);
-    });
-    ok.addEventListener("click", () => {
-      overlay.remove();
-      resolve(true);
-    });
+    const dialog = modal(title, h("p", null, text), [cancel, ok], () => answer(false), { testid: "confirm-dialog" });
+    function answer(v: boolean): void {
+      dialog.close();
+      resolve(v);
+    }
+    cancel.addEventListener("click", () => answer(false));
+    ok.addEventListener("click", () => answer(true));
     ok.focus();
   });
 }
@@ -169,20 +265,24 @@ export function revealSecret(title: string, secret: string): Promise<void> {
       }
     });
     const close = h("button", { type: "button", class: "btn btn-primary", "data-testid": "secret-done" }, "I have copied it");
-    const overlay = modal(
+    const finish = (): void => {
+      clear(code);
+      dialog.close();
+      resolve();
+    };
+    // Escape closes it like "I have copied it"; a stray click beside it does not (the secret would be lost).
+    const dialog = modal(
       title,
       [
         h("p", null, "This secret is shown only once. Copy it now; it cannot be displayed again."),
         h("div", { class: "secret-row" }, code, copy),
       ],
       [close],
-      "secret-dialog",
+      finish,
+      { testid: "secret-dialog", outside: false },
     );
-    close.addEventListener("click", () => {
-      clear(code);
-      overlay.remove();
-      resolve();
-    });
+    close.addEventListener("click", finish);
+    copy.focus();
   });
 }
 
@@ -202,14 +302,19 @@ export interface Column<T> {
 
 export function table<T>(columns: Column<T>[], rows: T[], opts: { testid?: string; empty?: string } = {}): HTMLElement {
   if (rows.length === 0) return h("div", { class: "empty", "data-testid": opts.testid }, opts.empty ?? "Nothing here yet");
+  // The table scrolls inside its own box on a narrow screen; the page never gets wider than the window.
   return h(
-    "table",
-    { class: "grid", "data-testid": opts.testid },
-    h("thead", null, h("tr", null, columns.map((c) => h("th", { class: c.class }, c.title)))),
+    "div",
+    { class: "table-wrap" },
     h(
-      "tbody",
-      null,
-      rows.map((r) => h("tr", null, columns.map((c) => h("td", { class: c.class }, c.cell(r))))),
+      "table",
+      { class: "grid", "data-testid": opts.testid },
+      h("thead", null, h("tr", null, columns.map((c) => h("th", { class: c.class }, c.title)))),
+      h(
+        "tbody",
+        null,
+        rows.map((r) => h("tr", null, columns.map((c) => h("td", { class: c.class }, c.cell(r))))),
+      ),
     ),
   );
 }

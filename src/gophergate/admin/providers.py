@@ -20,6 +20,8 @@ from gophergate.admin.paging import DEFAULT_LIMIT, Cursor, Limit, page_list
 from gophergate.admin.responses import no_content, ok
 from gophergate.core.errors import GatewayError
 from gophergate.core.redact import redact
+from gophergate.providers.openai_compat.dialects import DIALECTS
+from gophergate.providers.openai_compat.specs import BUILTIN_SPECS
 from gophergate.providers.registry import build_providers
 from gophergate.providers.stored import (
     KINDS,
@@ -95,18 +97,27 @@ def _check(rt: Runtime, row: StoredProvider, api_key: str | None) -> None:
     except (ValueError, KeyError) as exc:
         param = "base_url" if "base_url" in str(exc) else "dialect"
         raise invalid(f"Invalid provider: {exc}.", param=param) from None
-    from gophergate.providers.openai_compat.specs import BUILTIN_SPECS
-
     spec = BUILTIN_SPECS.get(row.kind)
     needs_key = (spec is not None and spec.key_required) or row.kind in ("gemini", "anthropic")
     if needs_key and not cfg.api_key:
         raise invalid(f"A provider of kind '{row.kind}' needs an api_key.", param="api_key")
 
 
-@router.get("", summary="List providers (env, TOML and database), with passive health")
+# Kinds that speak an OpenAI-compatible dialect (and so take a ``dialect``): the built-in specs and custom ones.
+DIALECT_KINDS: tuple[str, ...] = (*BUILTIN_SPECS, "custom")
+
+
+@router.get(
+    "",
+    summary="List providers (env, TOML and database), with passive health",
+    description="Besides the page (`data`, `next_cursor`): `kinds` (what a new provider may be), `dialects` "
+    "(the OpenAI-compatible dialects) and `dialect_kinds` (the kinds that take a dialect).",
+)
 async def list_providers(rt: Rt, user: CurrentUser, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> Response:
     items = [item(rt, e, user) for _, e in sorted(rt.provider_entries.items())]
-    return ok(page_list(items, limit, cursor))
+    body = page_list(items, limit, cursor)
+    body.update(kinds=list(KINDS), dialects=list(DIALECTS), dialect_kinds=list(DIALECT_KINDS))
+    return ok(body)
 
 
 @router.post("", status_code=201, summary="Add a provider (stored in the database, served at once)")

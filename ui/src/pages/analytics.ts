@@ -2,7 +2,7 @@
 // the rollups; totals; top N; CSV export of the same time series.
 
 import { get, withQuery } from "../api";
-import { TimeChart, toUnix, type SeriesSpec } from "../chart";
+import { groupLabel, tickDecimals, TimeChart, toUnix, type SeriesSpec } from "../chart";
 import { fmtInt, fmtMs, h } from "../dom";
 import { costTotal, formatUsd } from "../format";
 import type { Point, Timeseries, TopRow, Totals } from "../types";
@@ -28,7 +28,7 @@ function select(name: string, options: [string, string][], value: string): HTMLS
 }
 
 /** Align several series (each with its own timestamps) on one x axis for uPlot. */
-function align(ts: Timeseries, metric: Metric): { xs: number[]; ys: (number | null)[][]; keys: string[] } {
+function align(ts: Timeseries, metric: Metric, groupBy: string): { xs: number[]; ys: (number | null)[][]; keys: string[] } {
   const xsSet = new Set<number>();
   for (const s of ts.series) for (const p of s.points) xsSet.add(toUnix(p.t));
   const xs = [...xsSet].sort((a, b) => a - b);
@@ -38,8 +38,10 @@ function align(ts: Timeseries, metric: Metric): { xs: number[]; ys: (number | nu
     for (const p of s.points) col[index.get(toUnix(p.t)) ?? 0] = metric(p);
     return col;
   });
-  // Client keys by name (a deleted key by its id).
-  return { xs, ys, keys: ts.series.map((s) => s.client_key_name ?? (s.client_key_name === null && s.key ? `#${s.key}` : s.key ?? "all")) };
+  // Client keys by name (a deleted key by its id); a series without a key, model or provider by one label.
+  const label = (s: Timeseries["series"][number]): string =>
+    s.client_key_name ?? (s.client_key_name === null && s.key ? `#${s.key}` : groupLabel(s.key, groupBy));
+  return { xs, ys, keys: ts.series.map(label) };
 }
 
 export function analyticsPage(ctx: PageCtx): void {
@@ -55,10 +57,15 @@ export function analyticsPage(ctx: PageCtx): void {
 
   const charts = {
     requests: new TimeChart("Requests", { testid: "chart-requests" }),
-    cost: new TimeChart("Cost (USD)", { testid: "chart-cost", yFormat: formatUsd, nullText: "?" }),
+    cost: new TimeChart("Cost (USD)", {
+      testid: "chart-cost",
+      yFormat: (v, step) => `$${v.toFixed(Math.max(2, tickDecimals(step)))}`,
+      nullText: "?",
+      valueFormat: formatUsd,
+    }),
     tokens: new TimeChart("Tokens", { testid: "chart-tokens" }),
     latency: new TimeChart("Latency (ms)", { testid: "chart-latency" }),
-    errors: new TimeChart("Error rate (%)", { testid: "chart-errors" }),
+    errors: new TimeChart("Error rate (%)", { testid: "chart-errors", tone: "errors" }),
   };
   const totals = h("div", { class: "cards", "data-testid": "analytics-totals" });
   // Under the cost chart: how many requests of the range had no known price (their cost is not drawn).
@@ -109,7 +116,7 @@ export function analyticsPage(ctx: PageCtx): void {
               cell: (x: TopRow) =>
                 x.client_key_name !== undefined && x.key !== null
                   ? h("span", { title: `client key id ${x.key}` }, x.client_key_name ?? `#${x.key}`)
-                  : x.key ?? "(none)",
+                  : groupLabel(x.key, topBy.value),
             },
             { title: "Requests", cell: (x) => fmtInt(x.requests), class: "num" },
             { title: "Tokens", cell: (x) => fmtInt(x.tokens), class: "num" },
@@ -150,9 +157,11 @@ export function analyticsPage(ctx: PageCtx): void {
     }
     const grouped = groupBy.value !== "none";
     const span: [number, number] = [toUnix(r.from), toUnix(r.to)];
+    // Buckets come zero-filled: the range has data when it has a request (then a 0% error rate is data too).
+    const hasData = ts.series.some((s) => s.points.some((p) => p.requests > 0));
     const draw = (chart: TimeChart, metric: Metric): void => {
-      const a = align(ts, metric);
-      chart.setData(a.xs, a.keys.map((k): SeriesSpec => ({ label: k })), a.ys, span);
+      const a = align(ts, metric, groupBy.value);
+      chart.setData(a.xs, a.keys.map((k): SeriesSpec => ({ label: k })), a.ys, span, { hasData });
     };
     draw(charts.requests, (p) => p.requests);
     // A bucket whose requests all had no known price has no cost to draw: a gap ("?"), never a 0.
@@ -182,8 +191,9 @@ export function analyticsPage(ctx: PageCtx): void {
           pts.map((p) => p.cache_write_tokens),
         ],
         span,
+        { hasData },
       );
-      charts.latency.setData(xs, [{ label: "p50" }, { label: "p95" }], [pts.map((p) => p.p50_ms), pts.map((p) => p.p95_ms)], span);
+      charts.latency.setData(xs, [{ label: "p50" }, { label: "p95" }], [pts.map((p) => p.p50_ms), pts.map((p) => p.p95_ms)], span, { hasData });
     }
   };
 

@@ -1,12 +1,50 @@
 // Providers: everyone sees the list and health; admins add, edit, disable, delete and test connections.
 // Viewers never see a masked API key or any control that changes something.
 
-import { del, enc, listAll, patch, post } from "../api";
+import { del, enc, get, patch, post, type Page } from "../api";
 import { fmtMs, fmtPct, h } from "../dom";
 import type { Provider } from "../types";
-import { attempt, badge, confirmDialog, formDialog, mutButton, pageHeader, table, toast, type FormValues, type PageCtx } from "../ui";
+import {
+  attempt,
+  badge,
+  confirmDialog,
+  errorText,
+  formDialog,
+  mutButton,
+  pageHeader,
+  table,
+  toast,
+  type Field,
+  type FormValues,
+  type PageCtx,
+} from "../ui";
 
-const KINDS = ["openai", "deepseek", "xai", "moonshot", "ollama", "gemini", "anthropic", "custom"];
+/** What the backend supports, from the list's metadata: provider kinds, dialects, and the kinds that take one. */
+interface Choices {
+  kinds: string[];
+  dialects: string[];
+  dialectKinds: string[];
+}
+
+interface ProviderPage extends Page<Provider> {
+  kinds?: string[];
+  dialects?: string[];
+  dialect_kinds?: string[];
+}
+
+async function loadProviders(): Promise<{ providers: Provider[]; choices: Choices }> {
+  const providers: Provider[] = [];
+  let choices: Choices = { kinds: [], dialects: [], dialectKinds: [] };
+  let cursor: string | null = null;
+  for (let i = 0; i < 100; i += 1) {
+    const page: ProviderPage = await get<ProviderPage>("/api/providers", { limit: 500, cursor });
+    if (i === 0) choices = { kinds: page.kinds ?? [], dialects: page.dialects ?? [], dialectKinds: page.dialect_kinds ?? [] };
+    providers.push(...page.data);
+    cursor = page.next_cursor;
+    if (!cursor) break;
+  }
+  return { providers, choices };
+}
 
 function providerBody(v: FormValues, original?: Provider): Record<string, unknown> {
   const editing = original !== undefined;
@@ -19,8 +57,11 @@ function providerBody(v: FormValues, original?: Provider): Record<string, unknow
   if (base || !editing) body.base_url = base || undefined;
   const key = String(v.api_key);
   if (key) body.api_key = key; // empty = keep the stored key
-  const dialect = String(v.dialect).trim();
-  if (dialect) body.dialect = dialect;
+  if (v.dialect !== undefined) {
+    // "" = the kind's own dialect; on edit, sent only when changed ("" then goes back to the default).
+    const dialect = String(v.dialect).trim();
+    if (editing ? dialect !== (original.dialect ?? "") : dialect) body.dialect = dialect;
+  }
   const models = String(v.models)
     .split(",")
     .map((m) => m.trim())
@@ -33,9 +74,25 @@ function providerBody(v: FormValues, original?: Provider): Record<string, unknow
 
 export async function providersPage(ctx: PageCtx): Promise<void> {
   const list = h("div");
-  const fields = (p?: Provider) => [
+  let choices: Choices = { kinds: [], dialects: [], dialectKinds: [] };
+  const dialectField = (p?: Provider): Field[] => {
+    if (p && !choices.dialectKinds.includes(p.kind)) return []; // native providers (Gemini, Anthropic) have none
+    const current = p?.dialect ?? "";
+    const values = current && !choices.dialects.includes(current) ? [...choices.dialects, current] : choices.dialects;
+    return [
+      {
+        name: "dialect",
+        label: "Dialect",
+        type: "select",
+        options: [{ value: "", label: "default for the kind" }, ...values],
+        value: current,
+        hint: p ? undefined : `for the kinds ${choices.dialectKinds.join(", ")}`,
+      },
+    ];
+  };
+  const fields = (p?: Provider): Field[] => [
     ...(p ? [] : [{ name: "name", label: "Name", required: true, placeholder: "e.g. openai-eu" }]),
-    ...(p ? [] : [{ name: "kind", label: "Kind", type: "select" as const, options: KINDS, value: "openai" }]),
+    ...(p ? [] : [{ name: "kind", label: "Kind", type: "select" as const, options: choices.kinds, value: "openai" }]),
     { name: "base_url", label: "Base URL", value: p?.base_url ?? "", placeholder: "default for the kind" },
     {
       name: "api_key",
@@ -44,7 +101,7 @@ export async function providersPage(ctx: PageCtx): Promise<void> {
       value: "",
       hint: p ? "leave empty to keep the stored key" : "stored encrypted; never shown again",
     },
-    { name: "dialect", label: "Dialect (custom kind)", value: p?.dialect ?? "" },
+    ...dialectField(p),
     { name: "models", label: "Models (comma-separated, empty = discover)", value: p?.models.join(", ") ?? "" },
     { name: "enabled", label: "Enabled", type: "checkbox" as const, value: p?.enabled ?? true },
   ];
@@ -66,20 +123,28 @@ export async function providersPage(ctx: PageCtx): Promise<void> {
     if (!(await confirmDialog("Delete provider", `Delete provider "${p.name}"?`, "Delete"))) return;
     if (await attempt(() => del(`/api/providers/${enc(p.name)}`), "Provider deleted")) await reload();
   };
-  const test = async (p: Provider): Promise<void> => {
-    toast(`Testing ${p.name}…`);
-    await attempt(async () => {
+  // One notice per test: "Testing…" is replaced by the result.
+  const test = async (p: Provider, button: HTMLButtonElement): Promise<void> => {
+    button.disabled = true;
+    const note = toast(`Testing ${p.name}…`, "ok", { sticky: true });
+    try {
       const r = await post<{ ok: boolean; latency_ms: number; models?: number; error?: string }>(`/api/providers/${enc(p.name)}/test`);
-      if (r.ok) toast(`${p.name}: OK in ${Math.round(r.latency_ms)} ms${r.models !== undefined ? `, ${r.models} models` : ""}`);
-      else toast(`${p.name}: ${r.error ?? "failed"}`, "error");
-    });
+      if (r.ok) note.update(`${p.name}: OK in ${Math.round(r.latency_ms)} ms${r.models !== undefined ? `, ${r.models} models` : ""}`);
+      else note.update(`${p.name}: ${r.error ?? "failed"}`, "error");
+    } catch (err) {
+      note.update(`${p.name}: ${errorText(err)}`, "error");
+    } finally {
+      button.disabled = false;
+    }
   };
 
   ctx.root.append(pageHeader("Providers", ctx.isAdmin ? mutButton("Add provider", add, { class: "btn-primary", testid: "add-provider" }) : null), list);
 
   const reload = async (): Promise<void> => {
     try {
-      const providers = await listAll<Provider>("/api/providers");
+      const loaded = await loadProviders();
+      const providers = loaded.providers;
+      choices = loaded.choices;
       list.replaceChildren(
         table(
           [
@@ -99,12 +164,15 @@ export async function providersPage(ctx: PageCtx): Promise<void> {
                   {
                     title: "",
                     class: "row-actions",
-                    cell: (p: Provider) => [
-                      mutButton("Test", () => void test(p)),
-                      mutButton("Edit", () => edit(p)),
-                      mutButton(p.enabled ? "Disable" : "Enable", () => void toggle(p)),
-                      mutButton("Delete", () => void remove(p), { class: "btn-danger" }),
-                    ],
+                    cell: (p: Provider) => {
+                      const testButton: HTMLButtonElement = mutButton("Test", () => void test(p, testButton));
+                      return [
+                        testButton,
+                        mutButton("Edit", () => edit(p)),
+                        mutButton(p.enabled ? "Disable" : "Enable", () => void toggle(p)),
+                        mutButton("Delete", () => void remove(p), { class: "btn-danger" }),
+                      ];
+                    },
                   },
                 ]
               : []),
