@@ -105,18 +105,23 @@ export function analyticsPage(ctx: PageCtx): void {
     return { from: localToIso(fromInput.value) || fallback.from, to: localToIso(toInput.value) || fallback.to };
   };
 
+  // Only the latest answer is shown: an older one that lands later (the grouping changed meanwhile) is dropped.
+  let topAsked = 0;
   const loadTop = async (r: { from: string; to: string }): Promise<void> => {
+    const asked = ++topAsked;
+    const by = topBy.value;
     try {
-      const res = await get<{ data: TopRow[] }>("/api/analytics/top", { ...r, by: topBy.value, metric: topMetric.value, n: 10 });
+      const res = await get<{ data: TopRow[] }>("/api/analytics/top", { ...r, by, metric: topMetric.value, n: 10 });
+      if (asked !== topAsked) return;
       top.replaceChildren(
         table(
           [
             {
-              title: topBy.value,
+              title: by,
               cell: (x: TopRow) =>
                 x.client_key_name !== undefined && x.key !== null
                   ? h("span", { title: `client key id ${x.key}` }, x.client_key_name ?? `#${x.key}`)
-                  : groupLabel(x.key, topBy.value),
+                  : groupLabel(x.key, by),
             },
             { title: "Requests", cell: (x) => fmtInt(x.requests), class: "num" },
             { title: "Tokens", cell: (x) => fmtInt(x.tokens), class: "num" },
@@ -127,7 +132,7 @@ export function analyticsPage(ctx: PageCtx): void {
         ),
       );
     } catch (err) {
-      top.replaceChildren(h("div", { class: "empty" }, `No data (${errorText(err)})`));
+      if (asked === topAsked) top.replaceChildren(h("div", { class: "empty" }, `No data (${errorText(err)})`));
     }
   };
 
