@@ -136,13 +136,19 @@ export function analyticsPage(ctx: PageCtx): void {
     }
   };
 
+  // As for the top table: only the latest answers are drawn, with the grouping they were asked with (an older
+  // answer that lands after the range or grouping changed would otherwise be labelled with the new grouping).
+  let asked = 0;
   const load = async (): Promise<void> => {
+    const mine = ++asked;
     const r = currentRange();
-    const q = { ...r, bucket: bucket.value, group_by: groupBy.value };
+    const by = groupBy.value;
+    const q = { ...r, bucket: bucket.value, group_by: by };
     exportLink.href = withQuery("/api/analytics/export.csv", q);
     void loadTop(r);
     get<Totals>("/api/analytics/totals", r).then(
       (t) =>
+        mine === asked &&
         totals.replaceChildren(
           card("Requests", fmtInt(t.requests)),
           card("Errors", fmtInt(t.errors)),
@@ -151,21 +157,23 @@ export function analyticsPage(ctx: PageCtx): void {
           card("Cost", costTotal(t.cost_usd, t.unpriced_requests), "analytics-total-cost"),
           card("p50 / p95", `${fmtMs(t.p50_ms)} / ${fmtMs(t.p95_ms)}`),
         ),
-      (err) => totals.replaceChildren(h("div", { class: "empty" }, `Totals unavailable (${errorText(err)})`)),
+      (err) =>
+        mine === asked && totals.replaceChildren(h("div", { class: "empty" }, `Totals unavailable (${errorText(err)})`)),
     );
     let ts: Timeseries;
     try {
       ts = await get<Timeseries>("/api/analytics/timeseries", q);
     } catch (err) {
-      for (const c of Object.values(charts)) c.failed(errorText(err));
+      if (mine === asked) for (const c of Object.values(charts)) c.failed(errorText(err));
       return;
     }
-    const grouped = groupBy.value !== "none";
+    if (mine !== asked) return;
+    const grouped = by !== "none";
     const span: [number, number] = [toUnix(r.from), toUnix(r.to)];
     // Buckets come zero-filled: the range has data when it has a request (then a 0% error rate is data too).
     const hasData = ts.series.some((s) => s.points.some((p) => p.requests > 0));
     const draw = (chart: TimeChart, metric: Metric): void => {
-      const a = align(ts, metric, groupBy.value);
+      const a = align(ts, metric, by);
       chart.setData(a.xs, a.keys.map((k): SeriesSpec => ({ label: k })), a.ys, span, { hasData });
     };
     draw(charts.requests, (p) => p.requests);
