@@ -30,6 +30,8 @@ the exact process-local engine. Semantics, which a Redis-backed engine must keep
   uncapped reservations cover their requests' costs, and while a capped one is open nothing else is admitted,
   so at most one request's excess over its reservation is ever uncovered; once it settles above its
   reservation the remainder is at or below zero and the period admits no more.
+  The bound assumes the TTL outlives the longest request: a reservation that expires while its request still
+  runs no longer holds the budget back.
 """
 
 from gophergate.limits.memory import MemoryLimits
