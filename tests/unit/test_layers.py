@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {"pricing"},
     {"providers"},
     {"recorder"},
+    {"limits"},
     {"gateway"},
     {"hub"},
     {"runtime"},

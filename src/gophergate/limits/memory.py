@@ -1,0 +1,362 @@
+"""The process-local limits engine: exact counters in memory, for the embedded single-process gateway.
+
+Everything is O(1) or amortized O(1) per call: the rpm log of a scope holds at most its ``rpm`` entries, and
+reservations expire from a queue kept in deadline order (the TTL is the same for all of them). No I/O, no
+threads, no locks: the methods never await, so on one event loop each call is atomic.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from gophergate.limits.periods import NEVER, as_datetime, period_bounds
+from gophergate.limits.types import (
+    Admitted,
+    Clock,
+    LimitName,
+    LimitsStore,
+    Period,
+    RateHeaders,
+    Refused,
+    Scope,
+    SystemClock,
+    Usage,
+)
+
+WINDOW = 60.0  # seconds, for rpm (sliding) and tpm (fixed windows on the monotonic clock)
+PARALLEL_RETRY = 1.0  # seconds a refusal for max_parallel (or a budget held by a capped reservation) suggests
+DEFAULT_RESERVATION_TTL = 900.0
+_ZERO = Decimal(0)
+
+
+class _State:
+    """The counters of one key or team."""
+
+    __slots__ = (
+        "capped",
+        "hits",
+        "in_flight",
+        "period",
+        "period_end",
+        "period_kind",
+        "requests",
+        "reserved",
+        "spend",
+        "tokens",
+        "window",
+    )
+
+    def __init__(self) -> None:
+        self.hits: deque[float] = deque()  # monotonic times of admissions in the last minute (only with rpm)
+        self.window = -1  # index of the current tpm window: monotonic // 60
+        self.requests = 0  # admissions in that window (for usage)
+        self.tokens = 0  # tokens in that window: settled counts plus open reservations
+        self.in_flight = 0
+        self.period_kind: Period | None = None
+        self.period = 0.0  # start of the current budget period (epoch seconds; -inf for total)
+        self.period_end = NEVER
+        self.spend = _ZERO  # settled in the period
+        self.reserved = _ZERO  # open reservations in the period
+        self.capped = 0  # open reservations that were capped at what remained
+
+
+class _Part:
+    """What one request holds in one scope."""
+
+    __slots__ = ("capped", "cost", "period", "state", "tokens", "window")
+
+    def __init__(self, state: _State, tokens: int, window: int, cost: Decimal, capped: bool) -> None:
+        self.state = state
+        self.tokens = tokens
+        self.window = window
+        self.cost = cost
+        self.period = state.period
+        self.capped = capped
+
+
+class _Open:
+    __slots__ = ("deadline", "leased", "parts")
+
+    def __init__(self, parts: list[_Part], deadline: float) -> None:
+        self.parts = parts
+        self.deadline = deadline
+        self.leased = True
+
+
+class MemoryLimits:
+    """The in-memory ``LimitsStore``. ``timezone`` is where budget days, weeks and months start;
+    ``reservation_ttl`` is how long an unsettled reservation (and its in-flight lease) lives."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        timezone: str = "UTC",
+        reservation_ttl: float = DEFAULT_RESERVATION_TTL,
+    ) -> None:
+        self._clock: Clock = clock or SystemClock()
+        self._tz = ZoneInfo(timezone)
+        self._ttl = reservation_ttl
+        self._states: dict[tuple[str, str], _State] = {}
+        self._open: dict[str, _Open] = {}
+        self._expired: dict[str, _Open] = {}  # expired but not settled: a late settle still counts the cost
+        self._deadlines: deque[tuple[float, str]] = deque()
+        self._bounds: dict[Period, tuple[float, float]] = {}
+
+    # -- the LimitsStore interface --------------------------------------------------------------------------
+
+    async def admit(
+        self, request_id: str, key: Scope, team: Scope | None, *, tokens: int, cost: Decimal
+    ) -> Admitted | Refused:
+        return self.admit_now(request_id, key, team, tokens=tokens, cost=cost)
+
+    async def settle(self, request_id: str, *, tokens: int, cost: Decimal) -> bool:
+        return self.settle_now(request_id, tokens=tokens, cost=cost)
+
+    async def release(self, request_id: str) -> None:
+        self.release_now(request_id)
+
+    async def usage(self, scope: Scope) -> Usage:
+        return self.usage_now(scope)
+
+    async def rebuild_spend(self, scope: Scope, period_start: datetime, amount: Decimal) -> None:
+        self.rebuild_spend_now(scope, period_start, amount)
+
+    # -- synchronous bodies -----------------------------------------------------------------------------------
+
+    def admit_now(
+        self, request_id: str, key: Scope, team: Scope | None, *, tokens: int, cost: Decimal
+    ) -> Admitted | Refused:
+        mono = self._clock.monotonic()
+        wall = self._clock.wall()
+        self._expire(mono)
+        if request_id in self._open or request_id in self._expired:
+            raise ValueError(f"request id {request_id!r} is already admitted")
+        window = int(mono // WINDOW)
+        scopes = (key,) if team is None else (key, team)
+        states = [self._state(scope, window, wall) for scope in scopes]
+
+        for scope, st in zip(scopes, states, strict=True):
+            rpm = scope.limits.rpm
+            if rpm is not None:
+                hits = st.hits
+                while hits and hits[0] <= mono - WINDOW:
+                    hits.popleft()
+                if len(hits) >= rpm:
+                    wait = hits[len(hits) - rpm] + WINDOW - mono if rpm > 0 else None
+                    return self._refuse("requests", scope, wait, None, scopes, states, mono, window)
+        for scope, st in zip(scopes, states, strict=True):
+            tpm = scope.limits.tpm
+            if tpm is not None and st.tokens >= tpm:
+                wait = (window + 1) * WINDOW - mono if tpm > 0 else None
+                return self._refuse("tokens", scope, wait, None, scopes, states, mono, window)
+        for scope, st in zip(scopes, states, strict=True):
+            most = scope.limits.max_parallel
+            if most is not None and st.in_flight >= most:
+                return self._refuse(
+                    "parallel", scope, PARALLEL_RETRY if most > 0 else None, None, scopes, states, mono, window
+                )
+        for scope, st in zip(scopes, states, strict=True):
+            budget = scope.limits.budget_usd
+            if budget is not None:
+                remainder = budget - st.spend - st.reserved
+                if remainder <= 0 or st.capped:
+                    if remainder > 0:  # money left, all of it held by a capped reservation still in flight
+                        wait = PARALLEL_RETRY
+                    else:
+                        wait = None if st.period_end == NEVER else st.period_end - wall
+                    reset = as_datetime(st.period_end)
+                    return self._refuse("budget", scope, wait, reset, scopes, states, mono, window)
+
+        parts: list[_Part] = []
+        for scope, st in zip(scopes, states, strict=True):
+            limits = scope.limits
+            if limits.rpm is not None:
+                st.hits.append(mono)
+            st.requests += 1
+            held = tokens if limits.tpm is None else min(tokens, limits.tpm - st.tokens)
+            st.tokens += held
+            st.in_flight += 1
+            reserve, capped = cost, False
+            if limits.budget_usd is not None:
+                remainder = limits.budget_usd - st.spend - st.reserved
+                if cost > remainder:
+                    reserve, capped = remainder, True
+                    st.capped += 1
+            st.reserved += reserve
+            parts.append(_Part(st, held, window, reserve, capped))
+        deadline = mono + self._ttl
+        self._open[request_id] = _Open(parts, deadline)
+        self._deadlines.append((deadline, request_id))
+        return Admitted(self._headers(scopes, states, mono, window), self._budget_remaining(scopes, states))
+
+    def settle_now(self, request_id: str, *, tokens: int, cost: Decimal) -> bool:
+        mono = self._clock.monotonic()
+        self._expire(mono)
+        held = self._open.pop(request_id, None)
+        if held is None:
+            held = self._expired.pop(request_id, None)
+            if held is None:
+                return False
+        window = int(mono // WINDOW)
+        for part in held.parts:
+            st = part.state
+            if part.period == st.period:  # the cost belongs to the period the request was admitted in
+                st.reserved -= part.cost
+                st.capped -= part.capped
+                st.spend += cost
+            if st.window != window:
+                st.window, st.requests, st.tokens = window, 0, 0
+            if part.window == window:
+                st.tokens += tokens - part.tokens
+            elif tokens > part.tokens:  # the reservation's minute is over: only the excess spills into this one
+                st.tokens += tokens - part.tokens
+            if held.leased:
+                st.in_flight -= 1
+        held.leased = False
+        return True
+
+    def release_now(self, request_id: str) -> None:
+        held = self._open.get(request_id)
+        if held is not None and held.leased:
+            for part in held.parts:
+                part.state.in_flight -= 1
+            held.leased = False
+
+    def usage_now(self, scope: Scope) -> Usage:
+        mono = self._clock.monotonic()
+        wall = self._clock.wall()
+        self._expire(mono)
+        st = self._state(scope, int(mono // WINDOW), wall)
+        if scope.limits.rpm is not None:
+            while st.hits and st.hits[0] <= mono - WINDOW:
+                st.hits.popleft()
+            requests = len(st.hits)
+        else:
+            requests = st.requests
+        budget = scope.limits.budget_usd
+        return Usage(
+            requests=requests,
+            tokens=st.tokens,
+            in_flight=st.in_flight,
+            spend=st.spend,
+            reserved=st.reserved,
+            remaining=None if budget is None else budget - st.spend - st.reserved,
+            period_start=as_datetime(st.period),
+            resets_at=as_datetime(st.period_end),
+        )
+
+    def rebuild_spend_now(self, scope: Scope, period_start: datetime, amount: Decimal) -> None:
+        """Set (not add) the settled spend of the scope's current period; a ``period_start`` that is not the
+        current period's start (for ``total``: any value) changes nothing, except that ``total`` always applies."""
+        mono = self._clock.monotonic()
+        st = self._state(scope, int(mono // WINDOW), self._clock.wall())
+        if scope.limits.budget_period == "total" or period_start.timestamp() == st.period:
+            st.spend = amount
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def _state(self, scope: Scope, window: int, wall: float) -> _State:
+        st = self._states.get(scope.ref)
+        if st is None:
+            st = self._states[scope.ref] = _State()
+        if st.window != window:
+            st.window, st.requests, st.tokens = window, 0, 0
+        kind = scope.limits.budget_period
+        bounds = self._bounds.get(kind)
+        if bounds is None or not bounds[0] <= wall < bounds[1]:
+            bounds = self._bounds[kind] = period_bounds(kind, wall, self._tz)
+        if st.period != bounds[0] or st.period_kind != kind:
+            st.period_kind, st.period, st.spend, st.reserved, st.capped = kind, bounds[0], _ZERO, _ZERO, 0
+        st.period_end = bounds[1]
+        return st
+
+    def _expire(self, mono: float) -> None:
+        queue = self._deadlines
+        while queue and queue[0][0] <= mono:
+            deadline, request_id = queue.popleft()
+            held = self._open.get(request_id)
+            if held is not None and held.deadline == deadline:
+                del self._open[request_id]
+                for part in held.parts:
+                    st = part.state
+                    if part.period == st.period:
+                        st.reserved -= part.cost
+                        st.capped -= part.capped
+                    if part.window == st.window:
+                        st.tokens -= part.tokens
+                    if held.leased:
+                        st.in_flight -= 1
+                    part.cost, part.capped, part.tokens = _ZERO, False, 0
+                held.leased = False
+                # Kept one more TTL, so that a settle arriving late still counts the real cost once.
+                held.deadline = deadline + self._ttl
+                self._expired[request_id] = held
+                queue.append((held.deadline, request_id))
+                continue
+            held = self._expired.get(request_id)
+            if held is not None and held.deadline == deadline:
+                del self._expired[request_id]
+
+    def _refuse(
+        self,
+        limit: LimitName,
+        scope: Scope,
+        wait: float | None,
+        reset: datetime | None,
+        scopes: tuple[Scope, ...],
+        states: list[_State],
+        mono: float,
+        window: int,
+    ) -> Refused:
+        headers = self._headers(scopes, states, mono, window)
+        return Refused(limit, scope.kind, wait, reset, headers, self._budget_remaining(scopes, states))
+
+    @staticmethod
+    def _headers(scopes: tuple[Scope, ...], states: list[_State], mono: float, window: int) -> RateHeaders:
+        requests: tuple[int, int, float] | None = None  # (remaining, limit, reset)
+        tokens: tuple[int, int, float] | None = None
+        for scope, st in zip(scopes, states, strict=True):
+            rpm, tpm = scope.limits.rpm, scope.limits.tpm
+            if rpm is not None:
+                hits = st.hits
+                while hits and hits[0] <= mono - WINDOW:
+                    hits.popleft()
+                found = (max(0, rpm - len(hits)), rpm, hits[-1] + WINDOW - mono if hits else 0.0)
+                if requests is None or found[:2] < requests[:2]:
+                    requests = found
+            if tpm is not None:
+                found = (max(0, tpm - st.tokens), tpm, (window + 1) * WINDOW - mono)
+                if tokens is None or found[:2] < tokens[:2]:
+                    tokens = found
+        if requests is None and tokens is None:
+            return _NO_HEADERS
+        return RateHeaders(
+            limit_requests=None if requests is None else requests[1],
+            remaining_requests=None if requests is None else requests[0],
+            reset_requests=None if requests is None else requests[2],
+            limit_tokens=None if tokens is None else tokens[1],
+            remaining_tokens=None if tokens is None else tokens[0],
+            reset_tokens=None if tokens is None else tokens[2],
+        )
+
+    @staticmethod
+    def _budget_remaining(scopes: tuple[Scope, ...], states: list[_State]) -> Decimal | None:
+        least: Decimal | None = None
+        for scope, st in zip(scopes, states, strict=True):
+            budget = scope.limits.budget_usd
+            if budget is not None:
+                left = max(_ZERO, budget - st.spend - st.reserved)
+                if least is None or left < least:
+                    least = left
+        return least
+
+
+_NO_HEADERS = RateHeaders()
+
+if TYPE_CHECKING:
+    _conforms: type[LimitsStore] = MemoryLimits
