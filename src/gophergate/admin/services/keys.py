@@ -37,6 +37,13 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _utc(values: dict[str, Any]) -> dict[str, Any]:
+    """Expiry in UTC: SQLite keeps a datetime's digits and drops its offset."""
+    if values.get("expires_at") is not None:
+        values = {**values, "expires_at": values["expires_at"].astimezone(dt.UTC)}
+    return values
+
+
 def item(row: Any) -> dict[str, Any]:
     m = row._mapping if hasattr(row, "_mapping") else row
     return {
@@ -68,7 +75,7 @@ async def get(engine: AsyncEngine, key_id: int) -> dict[str, Any] | None:
 
 async def create(engine: AsyncEngine, name: str, values: dict[str, Any] | None = None) -> tuple[int, str]:
     """A new key with optional ``team_id``, ``expires_at`` and limits. Raises LimitError."""
-    values = settle_budget({}, values or {})
+    values = _utc(settle_budget({}, values or {}))
     secret = generate_key()
     now = _now()
     async with engine.begin() as conn:
@@ -95,7 +102,7 @@ async def change(engine: AsyncEngine, key_id: int, values: dict[str, Any]) -> bo
         ).first()
         if row is None:
             return False
-        values = settle_budget(dict(row._mapping), values)
+        values = _utc(settle_budget(dict(row._mapping), values))
         await conn.execute(
             update(client_keys).where(client_keys.c.id == key_id).values(updated_at=_now(), **stored(values))
         )
