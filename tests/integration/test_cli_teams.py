@@ -1,4 +1,4 @@
-"""`gophergate teams ...` and the limits flags of `keys create|update`, run as the real command line on SQLite."""
+"""`gophergate teams ...` and the limits flags of `keys create|update`, run as the real command line."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def _fails(result: subprocess.CompletedProcess[str], code: int, *words: str) -> 
         assert word in lines[0], (word, lines[0])
 
 
-def test_teams_and_key_limits_round_trip_through_the_cli(gw: Gateway) -> None:
+def test_teams_and_key_limits_round_trip_through_the_cli(tmp_path: Path, database_url: str) -> None:
+    gw = Gateway(tmp_path, database_url=database_url)  # on SQLite and on PostgreSQL
     made = gw.cli(
         "teams", "create", "--name", "research", "--tpm", "40000", "--budget", "100", "--budget-period", "month"
     )

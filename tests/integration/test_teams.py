@@ -47,8 +47,19 @@ def test_team_lifecycle_keys_join_and_leave_and_delete_is_refused_while_keys_bel
         assert key["limits"]["allowed_models"] == ["gpt-4o-mini"] and key["limits"]["max_tokens_cap"] == 512
         assert key["limits"]["budget_usd"] is None and key["limits"]["max_parallel"] is None
 
+        # A rotation's successor keeps the team, the expiry and the limits.
+        rotated = c.post(f"/api/keys/{key['id']}/rotate")
+        assert rotated.status_code == 200, rotated.text
+        dash.secrets_shown.add(rotated.json()["secret"])
+        successor = rotated.json()["key"]
+        assert successor["id"] != key["id"]
+        assert {k: successor[k] for k in ("team", "expires_at", "limits")} == {
+            k: key[k] for k in ("team", "expires_at", "limits")
+        }
+        key = successor
+
         listed = {t["id"]: t for t in c.get("/api/teams").json()["data"]}
-        assert listed[team["id"]]["keys"] == 1
+        assert listed[team["id"]]["keys"] == 2  # the revoked predecessor still belongs to it
 
         refused = c.delete(f"/api/teams/{team['id']}")
         assert refused.status_code == 409 and error_of(refused)["code"] == "team_has_keys"
@@ -67,6 +78,9 @@ def test_team_lifecycle_keys_join_and_leave_and_delete_is_refused_while_keys_bel
         assert moved.json()["team"] is None and moved.json()["expires_at"] is None
         assert moved.json()["limits"]["rpm"] is None and moved.json()["limits"]["max_tokens_cap"] == 512
 
+        still = c.delete(f"/api/teams/{team['id']}")  # the revoked predecessor is still in it
+        assert still.status_code == 409 and error_of(still)["code"] == "team_has_keys"
+        assert c.patch(f"/api/keys/{made.json()['key']['id']}", json={"team_id": None}).status_code == 200
         assert c.delete(f"/api/teams/{team['id']}").status_code == 200
         assert c.delete(f"/api/teams/{team['id']}").status_code == 404
         assert team["id"] not in {t["id"] for t in c.get("/api/teams").json()["data"]}
