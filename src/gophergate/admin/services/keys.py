@@ -1,6 +1,6 @@
 """Client keys as the dashboard manages them (the hashing and the cache live in ``security/client_keys``).
 
-Rotation revokes the key and creates a new one with the same name and limits (a new id): the running
+Rotation revokes the key and creates a new one with the same name, team, expiry and limits (a new id): the running
 ``KeyCache`` of every process then drops the old secret through its usual poll, which a new secret on the
 same row would not do (the cache is keyed by hash). The old id stays in the log for the requests it made."""
 
