@@ -1,4 +1,4 @@
-"""Command line: ``gophergate serve|migrate|keys|users|registry|prices|init-env``.
+"""Command line: ``gophergate serve|migrate|keys|teams|users|registry|prices|init-env``.
 
 Wiring only; the logic lives in the packages."""
 
@@ -27,6 +27,8 @@ from gophergate.settings import (
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="GopherGate: a self-hosted LLM gateway.")
 keys_app = typer.Typer(no_args_is_help=True, help="Client keys for the /v1 API.")
 app.add_typer(keys_app, name="keys")
+teams_app = typer.Typer(no_args_is_help=True, help="Teams: limits shared by their keys (stored; enforced next).")
+app.add_typer(teams_app, name="teams")
 registry_app = typer.Typer(no_args_is_help=True, help="The model registry (models.dev) used for routing and prices.")
 app.add_typer(registry_app, name="registry")
 prices_app = typer.Typer(no_args_is_help=True, help="Price overrides and discounts (win over the registry).")
@@ -128,37 +130,315 @@ def _run(coro_factory: Any, settings: Settings) -> Any:
     return asyncio.run(main())
 
 
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+# Limits flags shared by `keys create|update` and `teams create|update`: strings, so that "none" can clear one.
+RpmOption = Annotated[str | None, typer.Option("--rpm", help="Requests per minute (0 or none clears).")]
+TpmOption = Annotated[str | None, typer.Option("--tpm", help="Tokens per minute, prompt + completion (0/none clears).")]
+ParallelOption = Annotated[
+    str | None, typer.Option("--max-parallel", help="Requests in flight at once (0 or none clears).")
+]
+BudgetOption = Annotated[
+    str | None, typer.Option("--budget", help="USD per budget period; needs --budget-period (0 or none clears).")
+]
+PeriodOption = Annotated[
+    str | None,
+    typer.Option("--budget-period", help="day, week (from Monday), month or total (never resets)."),
+]
+ModelsOption = Annotated[
+    str | None,
+    typer.Option("--models", help="Allowed model patterns, comma-separated (gpt-4o*,anthropic/*); none = all."),
+]
+CapOption = Annotated[
+    str | None, typer.Option("--max-tokens-cap", help="Largest max_tokens a request may ask (0 or none clears).")
+]
+_CLEAR = ("0", "none")
+
+
+def _whole(flag: str, value: str) -> int | None:
+    if value.strip().lower() in _CLEAR:
+        return None
+    try:
+        number = int(value.strip())
+    except ValueError:
+        number = -1
+    if number < 1:
+        raise _fail(f"{flag} must be a whole number >= 1 (0 or none clears it)")
+    return number
+
+
+def _limits(
+    rpm: str | None,
+    tpm: str | None,
+    max_parallel: str | None,
+    budget: str | None,
+    budget_period: str | None,
+    models: str | None,
+    max_tokens_cap: str | None,
+) -> dict[str, Any]:
+    """The limits given on the command line (absent flags are left out), or exit 2 naming the flag."""
+    from gophergate.admin.services.limits import PERIODS
+
+    values: dict[str, Any] = {}
+    for column, flag, value in (
+        ("rpm", "--rpm", rpm),
+        ("tpm", "--tpm", tpm),
+        ("max_parallel", "--max-parallel", max_parallel),
+        ("max_tokens_cap", "--max-tokens-cap", max_tokens_cap),
+    ):
+        if value is not None:
+            values[column] = _whole(flag, value)
+    if budget is not None:
+        if budget.strip().lower() in _CLEAR:
+            values["budget_usd"] = None
+        else:
+            number = _decimal_option("--budget", budget)
+            if number is None or number == 0:
+                raise _fail("--budget must be a number > 0 (0 or none clears it)")
+            values["budget_usd"] = number
+    if budget_period is not None:
+        if budget_period not in PERIODS:
+            raise _fail(f"--budget-period must be one of {', '.join(PERIODS)}")
+        values["budget_period"] = budget_period
+    if models is not None:
+        patterns = [] if models.strip().lower() == "none" else [p.strip() for p in models.split(",") if p.strip()]
+        if any(len(p) > 300 for p in patterns):
+            raise _fail("--models patterns must be at most 300 characters each")
+        values["allowed_models"] = patterns
+    return values
+
+
+_LIMIT_FLAGS = {"budget_usd": "--budget", "budget_period": "--budget-period"}
+
+
+def _limit_error(exc: Any) -> typer.Exit:
+    flag = _LIMIT_FLAGS.get(exc.field, exc.field)
+    return _fail(f"{flag} {str(exc).replace('a budget period', '--budget-period').replace('a budget', '--budget')}")
+
+
+def _expires(value: str) -> dt.datetime:
+    try:
+        when = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise _fail("--expires must be an ISO-8601 time such as 2027-01-31T18:00:00Z") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
+def _team_id(settings: Settings, name: str, flag: str = "--team") -> int:
+    from gophergate.admin.services import teams
+
+    team = _run(lambda engine: teams.find(engine, name), settings)
+    if team is None:
+        raise _fail(f"{flag}: no team named {name}")
+    return int(team["id"])
+
+
+def _limits_text(limits: dict[str, Any]) -> str:
+    parts = []
+    for name, label in (("rpm", "rpm"), ("tpm", "tpm"), ("max_parallel", "parallel"), ("max_tokens_cap", "cap")):
+        if limits[name] is not None:
+            parts.append(f"{label} {limits[name]}")
+    if limits["budget_usd"] is not None:
+        parts.append(f"${limits['budget_usd']}/{limits['budget_period']}")
+    if limits["allowed_models"]:
+        parts.append("models " + ",".join(limits["allowed_models"]))
+    return "; ".join(parts) or "-"
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option("--name", help="A label for the key (who or what uses it).")],
+    team: Annotated[str | None, typer.Option("--team", help="The team (by name) the key belongs to.")] = None,
+    rpm: RpmOption = None,
+    tpm: TpmOption = None,
+    max_parallel: ParallelOption = None,
+    budget: BudgetOption = None,
+    budget_period: PeriodOption = None,
+    models: ModelsOption = None,
+    max_tokens_cap: CapOption = None,
+    expires: Annotated[str | None, typer.Option("--expires", help="Expiry, ISO-8601 (UTC if no offset).")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Create a client key and print it once (only its SHA-256 is stored)."""
-    from gophergate.security.client_keys import create_key
+    """Create a client key and print it once (only its SHA-256 is stored). Limits are stored; enforcement comes
+    with the next release."""
+    from gophergate.admin.services import keys
+    from gophergate.admin.services.limits import LimitError
 
     if not name.strip() or len(name) > 200:
-        typer.echo("error: --name must be 1-200 characters", err=True)
-        raise typer.Exit(2)
+        raise _fail("--name must be 1-200 characters")
+    values = _limits(rpm, tpm, max_parallel, budget, budget_period, models, max_tokens_cap)
+    if expires is not None:
+        values["expires_at"] = _expires(expires)
     settings = _settings(config)
     _migrate(settings)
-    key_id, key = _run(lambda engine: create_key(engine, name.strip()), settings)
+    if team is not None:
+        values["team_id"] = _team_id(settings, team)
+    try:
+        key_id, key = _run(lambda engine: keys.create(engine, name.strip(), values), settings)
+    except LimitError as exc:
+        raise _limit_error(exc) from None
     typer.echo(f"created key {key_id} ({name.strip()}); it is shown only this once:", err=True)
     typer.echo(key)
 
 
+@keys_app.command("update")
+def keys_update(
+    key_id: Annotated[int, typer.Argument(help="The key's ID (see `keys list`).")],
+    team: Annotated[str | None, typer.Option("--team", help="Move the key to this team (by name).")] = None,
+    no_team: Annotated[bool, typer.Option("--no-team", help="Take the key out of its team.")] = False,
+    rpm: RpmOption = None,
+    tpm: TpmOption = None,
+    max_parallel: ParallelOption = None,
+    budget: BudgetOption = None,
+    budget_period: PeriodOption = None,
+    models: ModelsOption = None,
+    max_tokens_cap: CapOption = None,
+    expires: Annotated[str | None, typer.Option("--expires", help="Expiry, ISO-8601 (UTC if no offset).")] = None,
+    no_expiry: Annotated[bool, typer.Option("--no-expiry", help="The key never expires.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Change a key's team, limits or expiry (flags not given are left as they are)."""
+    from gophergate.admin.services import keys
+    from gophergate.admin.services.limits import LimitError
+
+    if team is not None and no_team:
+        raise _fail("--team and --no-team exclude each other")
+    if expires is not None and no_expiry:
+        raise _fail("--expires and --no-expiry exclude each other")
+    values = _limits(rpm, tpm, max_parallel, budget, budget_period, models, max_tokens_cap)
+    if expires is not None:
+        values["expires_at"] = _expires(expires)
+    if no_expiry:
+        values["expires_at"] = None
+    if no_team:
+        values["team_id"] = None
+    if not values and team is None:
+        raise _fail("give at least one change: --team/--no-team, a limit flag, or --expires/--no-expiry")
+    settings = _settings(config)
+    _migrate(settings)
+    if team is not None:
+        values["team_id"] = _team_id(settings, team)
+    try:
+        found = _run(lambda engine: keys.change(engine, key_id, values), settings)
+    except LimitError as exc:
+        raise _limit_error(exc) from None
+    if not found:
+        raise _fail(f"no key with id {key_id}", 1)
+    typer.echo(f"updated key {key_id}")
+
+
 @keys_app.command("list")
 def keys_list(config: ConfigOption = None) -> None:
-    """List client keys (never the keys themselves)."""
-    from gophergate.security.client_keys import list_keys
+    """List client keys (never the keys themselves), with their team, expiry and limits."""
+    from gophergate.admin.services import keys
 
     settings = _settings(config)
     _migrate(settings)
-    rows = _run(list_keys, settings)
-    typer.echo(f"{'ID':>5}  {'NAME':<24} {'KEY':<16} {'CREATED':<20} STATUS")
+    rows = list(reversed(_run(lambda engine: keys.list_page(engine, None, 1_000_000), settings)))
+    typer.echo(
+        f"{'ID':>5}  {'NAME':<24} {'KEY':<16} {'CREATED':<20} {'STATUS':<24} {'TEAM':<16} {'EXPIRES':<17} LIMITS"
+    )
     for row in rows:
         status = "revoked " + row["revoked_at"].strftime("%Y-%m-%d %H:%M") if row["revoked_at"] else "active"
         created = row["created_at"].strftime("%Y-%m-%d %H:%M:%S")
-        typer.echo(f"{row['id']:>5}  {row['name'][:24]:<24} {row['key_hint']:<16} {created:<20} {status}")
+        team = row["team"]["name"][:16] if row["team"] else "-"
+        expires = row["expires_at"].strftime("%Y-%m-%d %H:%M") if row["expires_at"] else "-"
+        typer.echo(
+            f"{row['id']:>5}  {row['name'][:24]:<24} {row['hint']:<16} {created:<20} {status:<24} {team:<16} "
+            f"{expires:<17} {_limits_text(row['limits'])}"
+        )
+
+
+@teams_app.command("create")
+def teams_create(
+    name: Annotated[str, typer.Option("--name", help="The team's name (unique).")],
+    rpm: RpmOption = None,
+    tpm: TpmOption = None,
+    max_parallel: ParallelOption = None,
+    budget: BudgetOption = None,
+    budget_period: PeriodOption = None,
+    models: ModelsOption = None,
+    max_tokens_cap: CapOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create a team; its limits apply to the sum of its keys (stored now, enforced by the next release)."""
+    from gophergate.admin.services import teams
+    from gophergate.admin.services.limits import LimitError
+
+    if not name.strip() or len(name) > 200:
+        raise _fail("--name must be 1-200 characters")
+    values = _limits(rpm, tpm, max_parallel, budget, budget_period, models, max_tokens_cap)
+    settings = _settings(config)
+    _migrate(settings)
+    try:
+        team_id = _run(lambda engine: teams.create(engine, name.strip(), values), settings)
+    except LimitError as exc:
+        raise _limit_error(exc) from None
+    except teams.TeamExists:
+        raise _fail(f"a team named {name.strip()} already exists", 1) from None
+    typer.echo(f"created team {name.strip()} (id {team_id})")
+
+
+@teams_app.command("list")
+def teams_list(config: ConfigOption = None) -> None:
+    """List teams with their key counts and limits."""
+    from gophergate.admin.services import teams
+
+    settings = _settings(config)
+    _migrate(settings)
+    rows = _run(teams.list_all, settings)
+    typer.echo(f"{'ID':>5}  {'NAME':<24} {'KEYS':>5}  LIMITS")
+    for row in rows:
+        typer.echo(f"{row['id']:>5}  {row['name'][:24]:<24} {row['keys']:>5}  {_limits_text(row['limits'])}")
+
+
+@teams_app.command("update")
+def teams_update(
+    name: Annotated[str, typer.Argument(help="The team's name.")],
+    rpm: RpmOption = None,
+    tpm: TpmOption = None,
+    max_parallel: ParallelOption = None,
+    budget: BudgetOption = None,
+    budget_period: PeriodOption = None,
+    models: ModelsOption = None,
+    max_tokens_cap: CapOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Change a team's limits (flags not given are left as they are)."""
+    from gophergate.admin.services import teams
+    from gophergate.admin.services.limits import LimitError
+
+    values = _limits(rpm, tpm, max_parallel, budget, budget_period, models, max_tokens_cap)
+    if not values:
+        raise _fail("give at least one limit flag (--rpm, --tpm, --max-parallel, --budget, --models, ...)")
+    settings = _settings(config)
+    _migrate(settings)
+    team_id = _team_id(settings, name, "NAME")
+    try:
+        _run(lambda engine: teams.change(engine, team_id, values), settings)
+    except LimitError as exc:
+        raise _limit_error(exc) from None
+    typer.echo(f"updated team {name}")
+
+
+@teams_app.command("delete")
+def teams_delete(name: Annotated[str, typer.Argument(help="The team's name.")], config: ConfigOption = None) -> None:
+    """Delete a team; refused while keys (revoked ones too) belong to it."""
+    from gophergate.admin.services import teams
+
+    settings = _settings(config)
+    _migrate(settings)
+    team_id = _team_id(settings, name, "NAME")
+    try:
+        _run(lambda engine: teams.remove(engine, team_id), settings)
+    except teams.TeamHasKeys as exc:
+        raise _fail(
+            f"team {name} still has {exc.count} key(s); move them out first (keys update ID --no-team)", 1
+        ) from None
+    typer.echo(f"deleted team {name}")
 
 
 @keys_app.command("revoke")

@@ -200,6 +200,9 @@ MUTATING: list[tuple[str, str, dict[str, Any] | None]] = [
     ("PATCH", "/api/keys/1", {"name": "y"}),
     ("POST", "/api/keys/1/revoke", None),
     ("POST", "/api/keys/1/rotate", None),
+    ("POST", "/api/teams", {"name": "x"}),
+    ("PATCH", "/api/teams/1", {"name": "y"}),
+    ("DELETE", "/api/teams/1", None),
     ("POST", "/api/providers", {"name": "evil", "kind": "custom", "base_url": "http://127.0.0.1:9/v1"}),
     ("PATCH", "/api/providers/openai", {"enabled": False}),
     ("DELETE", "/api/providers/openai", None),
@@ -255,13 +258,25 @@ def test_mutations_without_a_session_are_401(dash: Dash) -> None:
 
 def test_client_key_lifecycle_reaches_v1_at_once(dash: Dash) -> None:
     with dash.login() as c:
-        created = c.post("/api/keys", json={"name": "team-a", "limits": {"rpm": 60, "budget_daily_usd": "12.50"}})
+        created = c.post(
+            "/api/keys",
+            json={"name": "team-a", "limits": {"rpm": 60, "budget_usd": "12.50", "budget_period": "day"}},
+        )
         assert created.status_code == 201
         body = created.json()
         secret, key = body["secret"], body["key"]
         dash.secrets_shown.add(secret)
         assert secret.startswith("sk-gg-") and key["hint"].endswith(secret[-4:])
-        assert key["limits"] == {"rpm": 60, "tpm": None, "budget_daily_usd": "12.50", "budget_monthly_usd": None}
+        assert key["limits"] == {
+            "rpm": 60,
+            "tpm": None,
+            "max_parallel": None,
+            "budget_usd": "12.50",
+            "budget_period": "day",
+            "allowed_models": [],
+            "max_tokens_cap": None,
+        }
+        assert key["team"] is None and key["expires_at"] is None
         listed = c.get("/api/keys").json()
         assert listed["data"][0]["id"] == key["id"] and secret not in str(listed)
         # usable on /v1 at once
@@ -270,10 +285,11 @@ def test_client_key_lifecycle_reaches_v1_at_once(dash: Dash) -> None:
         )
         assert reply.choices[0].message.content == "echo: hi"
 
-        renamed = c.patch(f"/api/keys/{key['id']}", json={"name": "team-b", "limits": {"budget_daily_usd": None}})
+        renamed = c.patch(f"/api/keys/{key['id']}", json={"name": "team-b", "limits": {"budget_usd": None}})
         assert renamed.status_code == 200
         assert renamed.json()["name"] == "team-b"
-        assert renamed.json()["limits"]["budget_daily_usd"] is None and renamed.json()["limits"]["rpm"] == 60
+        assert renamed.json()["limits"]["budget_usd"] is None and renamed.json()["limits"]["budget_period"] is None
+        assert renamed.json()["limits"]["rpm"] == 60
 
         rotated = c.post(f"/api/keys/{key['id']}/rotate")
         assert rotated.status_code == 200
@@ -298,8 +314,8 @@ def test_client_key_errors(dash: Dash) -> None:
         assert c.patch("/api/keys/999999", json={"name": "x"}).status_code == 404
         assert c.post("/api/keys/999999/revoke").status_code == 404
         assert c.post("/api/keys/999999/rotate").status_code == 404
-        bad = c.post("/api/keys", json={"name": "x", "limits": {"budget_monthly_usd": "-1"}})
-        assert bad.status_code == 400 and error_of(bad)["param"] == "limits.budget_monthly_usd"
+        bad = c.post("/api/keys", json={"name": "x", "limits": {"budget_usd": "-1", "budget_period": "month"}})
+        assert bad.status_code == 400 and error_of(bad)["param"] == "limits.budget_usd"
         assert error_of(c.post("/api/keys", json={"name": ""}))["param"] == "name"
         assert error_of(c.patch("/api/keys/1", json={}))["type"] == "invalid_request_error"
         assert c.get("/api/keys?limit=501").status_code == 400

@@ -115,7 +115,17 @@ class Mock:
             "created_at": iso(datetime.now(UTC)),
             "revoked_at": None,
             "last_used_at": None,
-            "limits": {"rpm": None, "tpm": None, "budget_daily_usd": None, "budget_monthly_usd": None},
+            "team": None,
+            "expires_at": None,
+            "limits": {
+                "rpm": None,
+                "tpm": None,
+                "max_parallel": None,
+                "budget_usd": None,
+                "budget_period": None,
+                "allowed_models": [],
+                "max_tokens_cap": None,
+            },
         }
 
     def _add_row(

@@ -65,11 +65,16 @@ export type WsMessage =
   | { type: "event"; data: HubEvent }
   | { type: "ping"; data?: unknown };
 
+export type BudgetPeriod = "day" | "week" | "month" | "total";
+
 export interface Limits {
   rpm: number | null;
   tpm: number | null;
-  budget_daily_usd: string | null;
-  budget_monthly_usd: string | null;
+  max_parallel: number | null;
+  budget_usd: string | null;
+  budget_period: BudgetPeriod | null;
+  allowed_models: string[];
+  max_tokens_cap: number | null;
 }
 
 export interface ClientKey {
@@ -79,6 +84,8 @@ export interface ClientKey {
   created_at: string;
   revoked_at: string | null;
   last_used_at: string | null;
+  team: { id: number; name: string } | null;
+  expires_at: string | null;
   limits: Limits;
 }
 

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -29,6 +30,32 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 # would turn them into 15-digit floats. Written and read as decimal strings there.
 ExactDecimal = Numeric().with_variant(Text(), "sqlite")
 
+
+# Governance limits shared by teams and client keys (NULL = unlimited; migration 0007). Stored now, enforced by a
+# later step of issue 17. allowed_models is a JSON list of patterns (NULL or [] = every model); budget_period is
+# day | week | month | total and is set exactly when budget_usd is.
+def _limit_columns() -> list[Column[Any]]:
+    return [
+        Column("rpm", Integer, nullable=True),
+        Column("tpm", Integer, nullable=True),
+        Column("max_parallel", Integer, nullable=True),
+        Column("budget_usd", ExactDecimal, nullable=True),
+        Column("budget_period", String(8), nullable=True),
+        Column("allowed_models", Text, nullable=True),
+        Column("max_tokens_cap", Integer, nullable=True),
+    ]
+
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    *_limit_columns(),
+)
+
 client_keys = Table(
     "client_keys",
     metadata,
@@ -40,13 +67,13 @@ client_keys = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
-    # Per-key limits (NULL = unlimited): set from the dashboard now, enforced by a later issue.
-    Column("rpm", Integer, nullable=True),
-    Column("tpm", Integer, nullable=True),
-    Column("budget_daily_usd", ExactDecimal, nullable=True),
-    Column("budget_monthly_usd", ExactDecimal, nullable=True),
+    # Per-key limits (migration 0007; NULL = unlimited): stored now, enforced by a later step of issue 17.
+    Column("team_id", BigInteger, ForeignKey("teams.id", name="fk_client_keys_team_id"), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    *_limit_columns(),
 )
 Index("ix_client_keys_updated_at", client_keys.c.updated_at)
+Index("ix_client_keys_team_id", client_keys.c.team_id)
 
 request_log = Table(
     "request_log",

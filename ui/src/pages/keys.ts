@@ -3,7 +3,7 @@
 import { enc, listAll, patch, post } from "../api";
 import { fmtTime, h } from "../dom";
 import { formatUsd } from "../format";
-import type { ClientKey, Limits } from "../types";
+import type { BudgetPeriod, ClientKey, Limits } from "../types";
 import {
   attempt,
   badge,
@@ -18,12 +18,17 @@ import {
   type PageCtx,
 } from "../ui";
 
-function limitsText(l: Limits): string {
+function limitsText(k: ClientKey): string {
+  const l = k.limits;
   const parts: string[] = [];
+  if (k.team) parts.push(`team ${k.team.name}`);
   if (l.rpm !== null) parts.push(`${l.rpm} req/min`);
   if (l.tpm !== null) parts.push(`${l.tpm} tok/min`);
-  if (l.budget_daily_usd !== null) parts.push(`${formatUsd(l.budget_daily_usd)}/day`);
-  if (l.budget_monthly_usd !== null) parts.push(`${formatUsd(l.budget_monthly_usd)}/month`);
+  if (l.max_parallel !== null) parts.push(`${l.max_parallel} in flight`);
+  if (l.budget_usd !== null) parts.push(`${formatUsd(l.budget_usd)}/${l.budget_period ?? "?"}`);
+  if (l.allowed_models.length) parts.push(`models ${l.allowed_models.join(", ")}`);
+  if (l.max_tokens_cap !== null) parts.push(`max_tokens ≤ ${l.max_tokens_cap}`);
+  if (k.expires_at) parts.push(`expires ${fmtTime(k.expires_at)}`);
   return parts.length ? parts.join(", ") : "none";
 }
 
@@ -31,18 +36,19 @@ function limitsText(l: Limits): string {
 const LIMITS_NOTE =
   "These limits are stored now but not enforced yet: requests are not refused or throttled by them until budgets and rate limits land in a later release.";
 
-const intOrNull = (v: string | boolean): number | null => {
+// Empty or 0 = no limit.
+const posOrNull = (v: string | boolean): number | null => {
   const s = String(v).trim();
   if (!s) return null;
   const n = Number(s);
   if (!Number.isInteger(n) || n < 0) throw new Error(`not a whole number: ${s}`);
-  return n;
+  return n === 0 ? null : n;
 };
 const decOrNull = (v: string | boolean): string | null => {
   const s = String(v).trim();
   if (!s) return null;
   if (!/^\d+(\.\d+)?$/.test(s)) throw new Error(`not an amount in USD: ${s}`);
-  return s;
+  return Number(s) === 0 ? null : s;
 };
 
 export async function keysPage(ctx: PageCtx): Promise<void> {
@@ -79,15 +85,36 @@ export async function keysPage(ctx: PageCtx): Promise<void> {
       [
         { name: "rpm", label: "Requests per minute", type: "number", value: k.limits.rpm?.toString() ?? "", hint: "empty = no limit" },
         { name: "tpm", label: "Tokens per minute", type: "number", value: k.limits.tpm?.toString() ?? "" },
-        { name: "budget_daily_usd", label: "Budget per day (USD)", value: k.limits.budget_daily_usd ?? "" },
-        { name: "budget_monthly_usd", label: "Budget per month (USD)", value: k.limits.budget_monthly_usd ?? "" },
+        { name: "max_parallel", label: "Requests in flight", type: "number", value: k.limits.max_parallel?.toString() ?? "" },
+        { name: "budget_usd", label: "Budget (USD)", value: k.limits.budget_usd ?? "" },
+        {
+          name: "budget_period",
+          label: "Budget period",
+          type: "select",
+          value: k.limits.budget_period ?? "month",
+          options: [
+            { value: "day", label: "per day" },
+            { value: "week", label: "per week (from Monday)" },
+            { value: "month", label: "per month" },
+            { value: "total", label: "in total (never resets)" },
+          ],
+        },
+        { name: "allowed_models", label: "Allowed models", value: k.limits.allowed_models.join(", "), hint: "patterns, comma-separated (gpt-4o*, anthropic/*); empty = all" },
+        { name: "max_tokens_cap", label: "Largest max_tokens", type: "number", value: k.limits.max_tokens_cap?.toString() ?? "" },
       ],
       async (v) => {
+        const budget = decOrNull(v.budget_usd);
         const body: Limits = {
-          rpm: intOrNull(v.rpm),
-          tpm: intOrNull(v.tpm),
-          budget_daily_usd: decOrNull(v.budget_daily_usd),
-          budget_monthly_usd: decOrNull(v.budget_monthly_usd),
+          rpm: posOrNull(v.rpm),
+          tpm: posOrNull(v.tpm),
+          max_parallel: posOrNull(v.max_parallel),
+          budget_usd: budget,
+          budget_period: budget === null ? null : (String(v.budget_period) as BudgetPeriod),
+          allowed_models: String(v.allowed_models)
+            .split(",")
+            .map((p) => p.trim())
+            .filter((p) => p !== ""),
+          max_tokens_cap: posOrNull(v.max_tokens_cap),
         };
         await patch(`/api/keys/${enc(String(k.id))}`, { limits: body });
         await reload();
@@ -126,7 +153,7 @@ export async function keysPage(ctx: PageCtx): Promise<void> {
             { title: "Status", cell: (k) => (k.revoked_at ? badge("revoked", "err") : badge("active", "ok")) },
             { title: "Created", cell: (k) => fmtTime(k.created_at) },
             { title: "Last used", cell: (k) => fmtTime(k.last_used_at) },
-            { title: "Limits", cell: (k) => h("span", { title: "stored, not enforced yet" }, limitsText(k.limits)) },
+            { title: "Limits", cell: (k) => h("span", { title: "stored, not enforced yet" }, limitsText(k)) },
             {
               title: "",
               class: "row-actions",
