@@ -18,7 +18,7 @@ import openai
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from tests.browser.test_dashboard import STATIC_INDEX, browser, login  # noqa: F401  (browser: a fixture)
+from tests.browser.support import STATIC_INDEX, login
 from tests.fakes.openai_compat import FakeOpenAICompat
 from tests.support import Gateway
 
@@ -108,7 +108,7 @@ def assert_formatted_with_exact_title(amount: Locator) -> None:
 
 def test_unknown_prices_never_show_as_zero_and_keys_show_last_use(
     gateway: Gateway,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     tmp_path: Path,
 ) -> None:
     shots = tmp_path / "screenshots"

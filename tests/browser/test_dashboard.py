@@ -21,13 +21,12 @@ from pathlib import Path
 
 import openai
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
+from tests.browser.support import STATIC_INDEX, login
 from tests.fakes.openai_compat import FakeOpenAICompat
 from tests.support import Gateway
 
-CHROMIUM = Path("/usr/bin/chromium")
-STATIC_INDEX = Path(__file__).resolve().parents[2] / "src" / "gophergate" / "static" / "index.html"
 UPSTREAM_KEY = "sk-upstream-browser"
 ADMIN_PASSWORD = "admin-pass-browser-1"
 VIEWER_PASSWORD = "viewer-pass-browser-1"
@@ -64,26 +63,6 @@ def gateway(upstream: FakeOpenAICompat, tmp_path_factory: pytest.TempPathFactory
         yield gw
     finally:
         gw.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert CHROMIUM.is_file(), "Debian chromium missing: apt-get install chromium chromium-driver (.ci/run does)"
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def login(page: Page, base_url: str, username: str, password: str) -> None:
-    page.goto(base_url + "/")
-    page.get_by_test_id("login-username").fill(username)
-    page.get_by_test_id("login-password").fill(password)
-    page.get_by_test_id("login-submit").click()
-    expect(page.get_by_test_id("whoami")).to_contain_text(username)
-    expect(page.get_by_test_id("live-status")).to_have_attribute("data-state", "open", timeout=5000)
 
 
 def test_admin_sees_a_chat_request_live_and_a_viewer_sees_no_mutating_controls(

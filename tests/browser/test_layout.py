@@ -20,11 +20,12 @@ from typing import Any
 
 import openai
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from gophergate.providers.openai_compat.dialects import DIALECTS
 from gophergate.providers.stored import KINDS
-from tests.browser.test_dashboard import ADMIN_PASSWORD, CHROMIUM, STATIC_INDEX, UPSTREAM_KEY, login
+from tests.browser.support import STATIC_INDEX, login
+from tests.browser.test_dashboard import ADMIN_PASSWORD, UPSTREAM_KEY
 from tests.fakes.openai_compat import FakeOpenAICompat
 from tests.support import Gateway
 
@@ -94,17 +95,6 @@ def traffic(gateway: Gateway) -> Gateway:
         client.chat.completions.create(model="no-such-model-anywhere", messages=[{"role": "user", "content": "hi"}])
     assert len(gateway.wait_rows(5)) == 5
     return gateway
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert CHROMIUM.is_file(), "Debian chromium missing: apt-get install chromium chromium-driver (.ci/run does)"
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def admin_page(browser: Browser, gateway: Gateway, viewport: dict[str, int], errors: list[str]) -> Page:

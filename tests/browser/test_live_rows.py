@@ -20,7 +20,7 @@ import openai
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from tests.browser.test_dashboard import STATIC_INDEX, browser, login  # noqa: F401 (browser: a fixture)
+from tests.browser.support import STATIC_INDEX, login
 from tests.fakes.openai_compat import FakeOpenAICompat
 from tests.support import Gateway
 
@@ -70,7 +70,7 @@ def key_cells(page: Page, table: str) -> list[str]:
 
 def test_rows_appear_live_open_readably_survive_a_reload_and_name_their_keys(
     gateway: Gateway,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     tmp_path: Path,
 ) -> None:
     shots = tmp_path / "screenshots"

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
-from tests.browser.test_dashboard import ADMIN_PASSWORD, browser, gateway, login, upstream  # noqa: F401
+from tests.browser.support import login
+from tests.browser.test_dashboard import ADMIN_PASSWORD, gateway, upstream  # noqa: F401  (fixtures)
 from tests.support import Gateway
 
 WIDTHS = {"desktop": {"width": 1400, "height": 1000}, "phone": {"width": 390, "height": 844}}
