@@ -7,7 +7,9 @@ threads, no locks: the methods never await, so on one event loop each call is at
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -45,6 +47,7 @@ class _State:
         "period_kind",
         "requests",
         "reserved",
+        "seeded",
         "spend",
         "tokens",
         "window",
@@ -62,6 +65,7 @@ class _State:
         self.spend = _ZERO  # settled in the period
         self.reserved = _ZERO  # open reservations in the period
         self.capped = 0  # open reservations that were capped at what remained
+        self.seeded = False  # the period's spend was loaded from the ledger (``spend_loader``)
 
 
 class _Part:
@@ -87,9 +91,15 @@ class _Open:
         self.leased = True
 
 
+SpendLoader = Callable[[Scope, datetime | None], Awaitable[Decimal]]
+
+
 class MemoryLimits:
     """The in-memory ``LimitsStore``. ``timezone`` is where budget days, weeks and months start;
-    ``reservation_ttl`` is how long an unsettled reservation (and its in-flight lease) lives."""
+    ``reservation_ttl`` is how long an unsettled reservation (and its in-flight lease) lives. ``spend_loader``
+    (the request log) gives a scope's settled spend since a period's start (``None``: all time); it is asked once
+    per scope and period, before the first admission that the scope's budget has to decide, so a restart, a
+    new period or a budget set mid-period starts from what the ledger says. Without it spend starts at zero."""
 
     def __init__(
         self,
@@ -97,8 +107,11 @@ class MemoryLimits:
         clock: Clock | None = None,
         timezone: str = "UTC",
         reservation_ttl: float = DEFAULT_RESERVATION_TTL,
+        spend_loader: SpendLoader | None = None,
     ) -> None:
         self._clock: Clock = clock or SystemClock()
+        self._loader = spend_loader
+        self._seeding: dict[tuple[tuple[str, str], float], asyncio.Future[None]] = {}
         self._tz = ZoneInfo(timezone)
         self._ttl = reservation_ttl
         self._states: dict[tuple[str, str], _State] = {}
@@ -112,6 +125,10 @@ class MemoryLimits:
     async def admit(
         self, request_id: str, key: Scope, team: Scope | None, *, tokens: int, cost: Decimal
     ) -> Admitted | Refused:
+        if self._loader is not None:
+            await self._seed(key)
+            if team is not None:
+                await self._seed(team)
         return self.admit_now(request_id, key, team, tokens=tokens, cost=cost)
 
     async def settle(self, request_id: str, *, tokens: int, cost: Decimal) -> bool:
@@ -123,7 +140,7 @@ class MemoryLimits:
     async def usage(self, scope: Scope) -> Usage:
         return self.usage_now(scope)
 
-    async def rebuild_spend(self, scope: Scope, period_start: datetime, amount: Decimal) -> None:
+    async def rebuild_spend(self, scope: Scope, period_start: datetime | None, amount: Decimal) -> None:
         self.rebuild_spend_now(scope, period_start, amount)
 
     # -- synchronous bodies -----------------------------------------------------------------------------------
@@ -250,13 +267,43 @@ class MemoryLimits:
             resets_at=as_datetime(st.period_end),
         )
 
-    def rebuild_spend_now(self, scope: Scope, period_start: datetime, amount: Decimal) -> None:
-        """Set (not add) the settled spend of the scope's current period; a ``period_start`` that is not the
-        current period's start (for ``total``: any value) changes nothing, except that ``total`` always applies."""
+    def rebuild_spend_now(self, scope: Scope, period_start: datetime | None, amount: Decimal) -> None:
+        """Set (not add) the settled spend of the scope's current period, and mark it seeded; a ``period_start``
+        that is not the current period's start changes nothing (for ``total`` any value applies)."""
         mono = self._clock.monotonic()
         st = self._state(scope, int(mono // WINDOW), self._clock.wall())
-        if scope.limits.budget_period == "total" or period_start.timestamp() == st.period:
+        if scope.limits.budget_period == "total" or (
+            period_start is not None and period_start.timestamp() == st.period
+        ):
             st.spend = amount
+            st.seeded = True
+
+    async def _seed(self, scope: Scope) -> None:
+        """Load the scope's spend for the current period from the ledger, once (concurrent admissions wait for
+        the one load)."""
+        if scope.limits.budget_usd is None or self._loader is None:
+            return
+        while True:
+            st = self._state(scope, int(self._clock.monotonic() // WINDOW), self._clock.wall())
+            if st.seeded:
+                return
+            marker = (scope.ref, st.period)
+            pending = self._seeding.get(marker)
+            if pending is not None:
+                await asyncio.shield(pending)
+                continue
+            pending = self._seeding[marker] = asyncio.get_running_loop().create_future()
+            try:
+                start = as_datetime(st.period)
+                amount = await self._loader(scope, start)
+                self.rebuild_spend_now(scope, start, amount)
+                pending.set_result(None)
+            except BaseException as exc:
+                pending.set_exception(exc)
+                pending.exception()  # retrieved: the waiters re-raise their own
+                raise
+            finally:
+                del self._seeding[marker]
 
     # -- helpers --------------------------------------------------------------------------------------------
 
@@ -264,6 +311,7 @@ class MemoryLimits:
         st = self._states.get(scope.ref)
         if st is None:
             st = self._states[scope.ref] = _State()
+            st.seeded = self._loader is None
         if st.window != window:
             st.window, st.requests, st.tokens = window, 0, 0
         kind = scope.limits.budget_period
@@ -272,6 +320,7 @@ class MemoryLimits:
             bounds = self._bounds[kind] = period_bounds(kind, wall, self._tz)
         if st.period != bounds[0] or st.period_kind != kind:
             st.period_kind, st.period, st.spend, st.reserved, st.capped = kind, bounds[0], _ZERO, _ZERO, 0
+            st.seeded = self._loader is None
         st.period_end = bounds[1]
         return st
 

@@ -114,6 +114,7 @@ class LimitsStore(Protocol):
 
     async def usage(self, scope: Scope) -> Usage: ...
 
-    async def rebuild_spend(self, scope: Scope, period_start: datetime, amount: Decimal) -> None:
-        """Seed the settled spend of ``scope`` for the period starting at ``period_start`` (from the request log)."""
+    async def rebuild_spend(self, scope: Scope, period_start: datetime | None, amount: Decimal) -> None:
+        """Seed the settled spend of ``scope`` for the period starting at ``period_start`` (``None``: ``total``),
+        from the request log."""
         ...

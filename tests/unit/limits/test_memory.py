@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import random
 from datetime import UTC, datetime
@@ -413,3 +414,49 @@ async def test_no_limits_means_no_headers_and_a_duplicate_id_is_an_error() -> No
     assert ok.headers.limit_requests is None and ok.headers.limit_tokens is None and ok.budget_remaining is None
     with pytest.raises(ValueError, match="already admitted"):
         await store.admit("a", k, None, tokens=0, cost=D(0))
+
+
+async def test_spend_is_loaded_from_the_ledger_once_per_scope_and_period_before_the_first_admission() -> None:
+    clock = FakeClock(datetime(2026, 6, 10, 23, 59, 30, tzinfo=NY))
+    asked: list[tuple[str, datetime | None]] = []
+
+    async def ledger(scope: Scope, start: datetime | None) -> D:
+        asked.append((scope.id, start))
+        await asyncio.sleep(0)
+        return D("0.75")
+
+    store = MemoryLimits(clock=clock, timezone="America/New_York", spend_loader=ledger)
+    k = key(budget_usd=D(1), budget_period="day")
+    results = await asyncio.gather(*(store.admit(f"r{i}", k, None, tokens=0, cost=D("0.1")) for i in range(3)))
+    assert all(isinstance(r, Admitted) for r in results)
+    assert asked == [("k1", datetime(2026, 6, 10, tzinfo=NY))]  # one load for three concurrent admissions
+    assert (await store.usage(k)).spend == D("0.75")
+    clock.advance(60)  # past local midnight: a new period is loaded again
+    await admit(store, "r9", k, cost="0.1")
+    assert asked[-1] == ("k1", datetime(2026, 6, 11, tzinfo=NY)) and len(asked) == 2
+
+
+async def test_a_scope_without_a_budget_never_asks_the_ledger() -> None:
+    async def ledger(scope: Scope, start: datetime | None) -> D:
+        raise AssertionError("asked")
+
+    store = MemoryLimits(clock=FakeClock(START), spend_loader=ledger)
+    await admit(store, "r1", key(rpm=5))
+
+
+async def test_a_failed_ledger_load_refuses_nothing_silently_and_is_retried() -> None:
+    calls = 0
+
+    async def ledger(scope: Scope, start: datetime | None) -> D:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError("database down")
+        return D(0)
+
+    store = MemoryLimits(clock=FakeClock(START), spend_loader=ledger)
+    k = key(budget_usd=D(1), budget_period="total")
+    with pytest.raises(OSError):
+        await store.admit("r1", k, None, tokens=0, cost=D("0.1"))
+    await admit(store, "r2", k, cost="0.1")
+    assert calls == 2
