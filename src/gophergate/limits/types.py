@@ -79,6 +79,10 @@ class Usage:
     resets_at: datetime | None
 
 
+class LimitsUnavailable(Exception):
+    """The store that holds the counters (Redis) cannot be reached: nothing was counted."""
+
+
 class Clock(Protocol):
     def monotonic(self) -> float: ...
 
