@@ -87,7 +87,8 @@ def serve(settings: Settings) -> int:
     if settings.workers > 1 and settings.redis_url is None:
         log.warning(
             "GOPHERGATE_WORKERS=%d without GOPHERGATE_REDIS_URL: rate limits, requests in flight and budgets are "
-            "counted per worker (a key with rpm 60 may get up to %d per minute); set GOPHERGATE_REDIS_URL to share them",
+            "counted per worker (a key with rpm 60 may get up to %d per minute); set GOPHERGATE_REDIS_URL to share "
+            "them",
             settings.workers,
             60 * settings.workers,
         )
