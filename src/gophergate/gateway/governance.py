@@ -33,8 +33,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gophergate.core.errors import AuthenticationFailed, GatewayError, InvalidRequest
 from gophergate.core.record import RequestRecord
 from gophergate.core.usage import Usage
-from gophergate.db.tables import client_keys, rollup_table
+from gophergate.db.tables import client_keys, request_log, rollup_table
 from gophergate.limits import Admitted, Limits, LimitsStore, MemoryLimits, RateHeaders, Refused, Scope
+from gophergate.limits import Usage as Usage_
 from gophergate.limits.types import LimitsUnavailable
 from gophergate.security.client_keys import KeyCache, Policy, Principal
 
@@ -428,9 +429,18 @@ class Governance:
             log.warning("settling a request's limits failed; its reservation expires on its own", exc_info=True)
 
     async def close(self) -> None:
-        """Wait (a little) for the settles still on their way to the store."""
+        """Wait (a little) for the settles still on their way to the store, then close its connections."""
         if self._pending:
             await asyncio.wait(list(self._pending), timeout=SETTLE_DRAIN_SECONDS)
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        closing = getattr(self.store, "aclose", None)
+        if closing is not None:
+            try:
+                await closing()
+            except Exception:
+                log.warning("closing the limits store failed", exc_info=True)
 
     def status(self) -> dict[str, Any]:
         """Where the counters live, for /readyz: ``memory`` (this process), ``redis``, or ``redis-unavailable``
@@ -438,6 +448,81 @@ class Governance:
         degraded = bool(getattr(self.store, "degraded", False))
         return {"mode": f"{self.mode}-unavailable" if degraded else self.mode, "settle_failures": self.settle_failures}
 
-    # -- usage (admin API, CLI) ---------------------------------------------------------------------------------
-    def scope_of(self, kind: Literal["key", "team"], ident: int, policy: Policy | None) -> Scope:
-        return Scope(kind, str(ident), _limits(policy))
+    # -- usage (admin API) ---------------------------------------------------------------------------------------
+    async def usage(
+        self, kind: Literal["key", "team"], ident: int, policy: Policy | None, expires_at: dt.datetime | None = None
+    ) -> dict[str, Any]:
+        """A key's or team's usage now, as ``GET /api/keys/{id}/usage`` answers it (see ``usage_document``)."""
+        scope = Scope(kind, str(ident), _limits(policy))
+        try:
+            usage = await self.store.usage(scope)
+        except Exception:
+            log.warning("reading the usage of %s %s failed", kind, ident, exc_info=True)
+            raise _unavailable() from None
+        return usage_document(scope, usage, self.status()["mode"], expires_at, self._now())
+
+
+async def log_minute(engine: AsyncEngine, doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with this minute's requests and tokens read from the request log (rows written in the last 60 s):
+    what a process without the live counters (the CLI, without Redis) can say."""
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=60)
+    column = request_log.c.client_key_id
+    if doc["scope"] == "key":
+        where = column == doc["id"]
+    else:
+        where = column.in_(select(client_keys.c.id).where(client_keys.c.team_id == doc["id"]).scalar_subquery())
+    query = select(func.count(), func.sum(request_log.c.prompt_tokens + request_log.c.completion_tokens)).where(
+        where, request_log.c.created_at >= since
+    )
+    async with engine.connect() as conn:
+        count, tokens = (await conn.execute(query)).one()
+    out = dict(doc)
+    for name, used in (("requests", int(count or 0)), ("tokens", int(tokens or 0))):
+        limit = doc[name]["limit"]
+        out[name] = {"limit": limit, "used": used, "remaining": None if limit is None else max(0, limit - used)}
+    return out
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize() if value else _ZERO, "f")
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def usage_document(
+    scope: Scope, usage: Usage_, mode: str, expires_at: dt.datetime | None, now: float
+) -> dict[str, Any]:
+    """Requests and tokens in the current minute, requests in flight, and the budget's current period."""
+    limits = scope.limits
+    budget = None
+    if limits.budget_usd is not None:
+        budget = {
+            "limit_usd": _money(limits.budget_usd),
+            "period": limits.budget_period,
+            "spend_usd": _money(usage.spend),
+            "reserved_usd": _money(usage.reserved),
+            "remaining_usd": _money(max(usage.remaining or _ZERO, _ZERO)),
+            "period_start": _iso(usage.period_start),
+            "resets_at": _iso(usage.resets_at),
+        }
+    return {
+        "scope": scope.kind,
+        "id": int(scope.id),
+        "mode": mode,
+        "requests": {
+            "limit": limits.rpm,
+            "used": usage.requests,
+            "remaining": None if limits.rpm is None else max(0, limits.rpm - usage.requests),
+        },
+        "tokens": {
+            "limit": limits.tpm,
+            "used": usage.tokens,
+            "remaining": None if limits.tpm is None else max(0, limits.tpm - usage.tokens),
+        },
+        "in_flight": {"limit": limits.max_parallel, "used": usage.in_flight},
+        "budget": budget,
+        "expires_at": _iso(expires_at),
+        "expired": expires_at is not None and expires_at.timestamp() <= now,
+    }

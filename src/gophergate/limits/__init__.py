@@ -1,7 +1,7 @@
 """Limits per key and team: requests and tokens per minute, requests in flight, budgets in USD.
 
-Not wired into ``/v1`` yet. The interface is ``LimitsStore`` (``types.py``); ``MemoryLimits`` (``memory.py``) is
-the exact process-local engine. Semantics, which a Redis-backed engine must keep:
+Enforced on ``/v1`` by ``gateway/governance.py``. The interface is ``LimitsStore`` (``types.py``); ``MemoryLimits``
+(``memory.py``) is the exact process-local engine. Semantics, which a Redis-backed engine must keep:
 
 - **Scopes.** A request is admitted against its key and, when the key has one, its team. Either both admit it
   and both count it, or neither does (all or nothing). Counters belong to the scope's kind and id; the limits
