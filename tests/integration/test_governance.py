@@ -6,6 +6,7 @@ log after a restart, and a team's limits over its keys. The cluster version (thr
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -278,3 +279,34 @@ def test_a_total_budget_spent_before_a_restart_is_still_spent_after_it(env: Env)
     r = env.chat(secret)
     assert r.status_code == 429 and error_of(r)["code"] == "budget_exceeded"
     assert "does not reset" in error_of(r)["message"]
+
+
+def test_usage_endpoints_the_cli_and_readyz_report_the_same_spend(env: Env) -> None:
+    team_id = env.team("usage-team", {"rpm": 50, "budget_usd": "10", "budget_period": "month"})
+    key_id, secret = env.key(
+        "usage", team_id=team_id, limits={"tpm": 100_000, "budget_usd": "1", "budget_period": "week"}
+    )
+    costs = [Decimal(env.chat(secret, f"WORDS {n}").headers["x-gophergate-cost-usd"]) for n in (5, 9)]
+    env.rows(key_id, 2)
+    with env.admin() as c:
+        usage = c.get(f"/api/keys/{key_id}/usage").json()
+        assert usage["mode"] == "memory" and usage["scope"] == "key" and usage["id"] == key_id
+        budget = usage["budget"]
+        assert Decimal(budget["spend_usd"]) == sum(costs) and Decimal(budget["reserved_usd"]) == 0
+        assert Decimal(budget["remaining_usd"]) == Decimal(1) - sum(costs)
+        assert budget["period"] == "week" and budget["resets_at"].endswith("Z")
+        assert usage["tokens"]["limit"] == 100_000 and usage["tokens"]["used"] > 0
+        assert usage["in_flight"] == {"limit": None, "used": 0}
+        team = c.get(f"/api/teams/{team_id}/usage").json()
+        assert team["requests"]["limit"] == 50 and team["requests"]["used"] == 2
+        assert Decimal(team["budget"]["spend_usd"]) == sum(costs)
+        assert c.get("/api/keys/999999/usage").status_code == 404
+        ready = c.get("/readyz").json()
+        assert ready["details"]["limits"]["mode"] == "memory"
+    printed = env.gateway.cli("keys", "usage", str(key_id), "--json")
+    doc = json.loads(printed.stdout)
+    assert Decimal(doc["budget"]["spend_usd"]) == sum(costs) and doc["requests"]["used"] == 2
+    text = env.gateway.cli("keys", "usage", str(key_id)).stdout
+    assert "budget: $" in text and "requests in the current minute: 2" in text
+    missing = env.gateway.cli("keys", "usage", "999999", check=False)
+    assert missing.returncode == 1 and "no key with id 999999" in missing.stderr
