@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from bench.limits import LimitsRefused, redacted
 from bench.procs import REPO_ROOT, BenchSetupError
 from bench.runner import Options, log, run_and_report
 from bench.wrk import WrkError
 
-DEFAULTS = {"duration": 10.0, "warmup": 2.0, "ttfc_requests": 2000}
-QUICK = {"duration": 2.0, "warmup": 1.0, "ttfc_requests": 300}
+DEFAULTS = {"duration": 10.0, "warmup": 2.0, "ttfc_requests": 2000, "limits_duration": 4.0}
+QUICK = {"duration": 2.0, "warmup": 1.0, "ttfc_requests": 300, "limits_duration": 2.0}
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def _counts(text: str) -> list[int]:
@@ -29,6 +32,12 @@ def _env_pair(text: str) -> tuple[str, str]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     return name, value
+
+
+def _shown(arg: str) -> str:
+    """A command-line argument as the report shows it: a URL without its password."""
+    head, sep, url = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+    return head + sep + redacted(url) if "://" in url else arg
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -72,6 +81,19 @@ def parse_args(argv: list[str] | None = None) -> Options:
         metavar="N[,N...]",
         help="concurrent streams of the paced scenario (default 1000,3000)",
     )
+    parser.add_argument(
+        "--no-limits", action="store_true", help="skip the limits scenario (a key with rpm, tpm and a budget)"
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("GOPHERGATE_BENCH_REDIS_URL", DEFAULT_REDIS_URL),
+        help="Redis for the limits scenario's second gateway (default $GOPHERGATE_BENCH_REDIS_URL or "
+        f"{DEFAULT_REDIS_URL}; empty skips that half)",
+    )
+    parser.add_argument("--limits-duration", type=float, help="seconds per run of the limits scenario (default 4)")
+    parser.add_argument(
+        "--limits-rounds", type=int, default=2, help="runs per key and mode in the limits scenario (default 2)"
+    )
     parser.add_argument("--model", default="gpt-4o-mini")
     parser.add_argument(
         "--gateway-env",
@@ -86,6 +108,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     base = QUICK if args.quick else DEFAULTS
     if args.connections < 1:
         parser.error("--connections must be at least 1")
+    if args.limits_rounds < 1:
+        parser.error("--limits-rounds must be at least 1")
     return Options(
         duration_s=args.duration if args.duration is not None else base["duration"],
         connections=args.connections,
@@ -102,7 +126,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
         gateway_env=dict(args.gateway_env),
         floor=not args.no_floor,
         paced_streams=[] if args.no_paced else args.paced_streams,
-        command=" ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
+        limits=not args.no_limits,
+        redis_url=args.redis_url or None,
+        limits_duration_s=args.limits_duration if args.limits_duration is not None else base["limits_duration"],
+        limits_rounds=args.limits_rounds,
+        command=" ".join(["python -m bench", *map(_shown, sys.argv[1:] if argv is None else argv)]),
     )
 
 
@@ -113,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     except (BenchSetupError, WrkError) as exc:
         log(f"cannot run the benchmark: {exc}")
         return 1
+    except LimitsRefused as exc:
+        log(f"the limits scenario is invalid (the results were written): {exc}")
+        return 2
     except KeyboardInterrupt:
         log("interrupted")
         return 130

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bench.limits import IN_PROCESS, LIMITED, REDIS, TARGET_PCT, KeyRuns, LimitsRun
 from bench.results import NON_STREAM, STREAM, BenchResults, Measured, PacedMeasured, PacedScenario, Scenario
 from bench.rss import MB, RssSample
 
@@ -94,6 +95,32 @@ def evaluate_targets(results: BenchResults, connections: int) -> list[Target]:
         )
     )
     targets.extend(paced_targets(results.paced_scenario(PACED_TARGET_STREAMS)))
+    if results.limits is not None:
+        targets.extend(limits_targets(results.limits))
+    return targets
+
+
+def limits_targets(run: LimitsRun) -> list[Target]:
+    """The limited key's req/s as a share of the unlimited key's: >= 90% in process, >= 80% with Redis."""
+    targets = []
+    for name in (IN_PROCESS, REDIS):
+        backend = run.backend(name)
+        note = "not run" if backend is None else (backend.skipped or "")
+        if backend is not None and backend.invalid:
+            note = "invalid: " + "; ".join(backend.invalid)
+        for mode in (NON_STREAM, STREAM):
+            found = backend.comparison(mode) if backend is not None else None
+            targets.append(
+                Target(
+                    f"limits {name}: {mode} req/s, % of unlimited",
+                    found.ratio_pct if found is not None else None,
+                    TARGET_PCT[name],
+                    "%",
+                    True,
+                    note,
+                    applicable=backend is not None and not backend.invalid,
+                )
+            )
     return targets
 
 
@@ -240,6 +267,61 @@ def _paced_cells(side: PacedMeasured) -> str:
     return f"{stats} | {result.error_count:>7,} {cpu:>5} {rss:>17}"
 
 
+def _key_cells(runs: KeyRuns) -> str:
+    rps = "-" if runs.requests_per_s is None else f"{runs.requests_per_s:,.0f}"
+    latency = "-" if runs.p50_ms is None or runs.p99_ms is None else f"{runs.p50_ms:.2f} / {runs.p99_ms:.2f}"
+    return f"{rps:>7} {latency:>15}"
+
+
+def render_limits(run: LimitsRun) -> list[str]:
+    """The limits section: per store and mode, each key's req/s and p50 / p99, the ratio, each run's req/s."""
+    cfg = run.config
+    key = cfg.get("key", {})
+    out = [
+        f"limits: a key with rpm {key.get('rpm', 0):,}, tpm {key.get('tpm', 0):,} and a budget of "
+        f"${key.get('budget_usd', 0):,}/{key.get('budget_period', '?')} (never reached: every request is counted, "
+        f"none refused) against a key without limits, {cfg.get('connections')} clients, {cfg.get('rounds')} runs "
+        f"of {cfg.get('duration_s', 0):g} s per key and mode in the order {', '.join(cfg.get('order', []))};",
+        "req/s and p50 / p99 ms are means over the runs; in-process: the bench's gateway, limits in its memory; "
+        "redis: a second gateway with GOPHERGATE_REDIS_URL:",
+    ]
+    if run.skipped:
+        out.append(f"  skipped: {run.skipped}")
+        return out
+    header = (
+        f"{'store':<10} {'scenario':<10} | {'unlimited req/s':>15} {'p50 / p99':>7} | {'limited req/s':>13} "
+        f"{'p50 / p99':>9} | {'limited %':>9} | runs, req/s (u = unlimited, l = limited)"
+    )
+    out.append(header)
+    out.append("-" * len(header))
+    for backend in run.backends:
+        if backend.skipped:
+            out.append(f"{backend.name:<10} skipped: {backend.skipped}")
+            continue
+        for found in backend.modes:
+            runs = " ".join(f"{who[0]} {'-' if rps is None else f'{rps:,.0f}'}" for who, rps in found.rounds_rps())
+            out.append(
+                f"{backend.name:<10} {found.mode:<10} | {_key_cells(found.unlimited)} | {_key_cells(found.limited)} | "
+                f"{_pct_of(found.ratio_pct):>9} | {runs}"
+            )
+        for why in backend.invalid:
+            out.append(f"{backend.name:<10} INVALID: {why}")
+    for backend in run.backends:
+        if backend.skipped or backend.rss_before_mb is None:
+            continue
+        loaded = (
+            "the tokenizer's load was not seen"
+            if backend.tokenizer_loaded_after_s is None
+            else f"the tokenizer loaded {backend.tokenizer_loaded_after_s:g} s after the first counted request"
+        )
+        after = "-" if backend.rss_after_mb is None else f"{backend.rss_after_mb:.0f} MB"
+        out.append(
+            f"  {backend.name} gateway RSS: {backend.rss_before_mb:.0f} MB before the {LIMITED} key's first request, "
+            f"{after} after the runs ({loaded}); limits counted in: {backend.store or '?'}"
+        )
+    return out
+
+
 def render(results: BenchResults, targets: list[Target]) -> str:
     cfg = results.config
     out = header_lines(cfg, "GopherGate benchmark")
@@ -316,6 +398,9 @@ def render(results: BenchResults, targets: list[Target]) -> str:
     ]
     if rounds:
         out.append(f"  soak rounds ({results.config['connections']} clients): {', '.join(rounds)}")
+    if results.limits is not None:
+        out.append("")
+        out.extend(render_limits(results.limits))
     out.append("")
     out.append("targets (informational, never fail the run):")
     for t in targets:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.client import TtfcResult
 from bench.paced import PacedResult
 from bench.rss import MB, RssSample
 from bench.wrk import WrkResult
+
+if TYPE_CHECKING:
+    from bench.limits import LimitsRun
 
 NON_STREAM = "non-stream"
 STREAM = "stream"
@@ -221,6 +224,8 @@ class BenchResults:
     gateway_requests: int = 0
     checks: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    limits: LimitsRun | None = None
+    """The limits scenario (bench/limits.py); None when it was not run."""
 
     def scenario(self, mode: str, connections: int) -> Scenario | None:
         for found in self.scenarios:
@@ -245,5 +250,6 @@ class BenchResults:
             "gateway_requests": self.gateway_requests,
             "checks": self.checks,
             "problems": self.problems,
+            "limits": self.limits.to_dict() if self.limits else None,
             "targets": targets,
         }

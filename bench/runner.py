@@ -20,6 +20,19 @@ import psutil
 
 from bench import fake_upstream, paced
 from bench.client import Endpoint, check_endpoint, measure_ttfc, request_body
+from bench.limits import (
+    IN_PROCESS,
+    BackendRun,
+    Comparison,
+    CreatedKey,
+    LimitsRefused,
+    LimitsRun,
+    RedisGateway,
+    create_limited_key,
+    limits_config,
+    limits_mode,
+    run_redis,
+)
 from bench.machine import describe_machine
 from bench.procs import (
     BenchSetupError,
@@ -68,6 +81,12 @@ class Options:
     floor: bool = True
     paced_streams: list[int] = field(default_factory=lambda: [1000, 3000])
     """Concurrencies of the paced scenario; empty skips it."""
+    limits: bool = True
+    """Run the limits scenario (bench/limits.py)."""
+    redis_url: str | None = None
+    """Redis for the limits scenario's second gateway; None skips that half."""
+    limits_duration_s: float = 4.0
+    limits_rounds: int = 2
     command: str = ""
 
 
@@ -88,6 +107,8 @@ class Bench:
         self.relay: Endpoint | None = None
         self.relay_pid: int | None = None
         self.results = BenchResults(config={})
+        self.limited_key: CreatedKey | None = None
+        self.redis_gateway: RedisGateway | None = None
 
     # -- helpers -------------------------------------------------------------------------------------
 
@@ -103,14 +124,21 @@ class Bench:
         return False
 
     def _wrk(
-        self, endpoint: Endpoint, mode: str, connections: int, duration_s: float, server_pid: int | None = None
+        self,
+        endpoint: Endpoint,
+        mode: str,
+        connections: int,
+        duration_s: float,
+        server_pid: int | None = None,
+        gateway_core: bool = False,
     ) -> Measured:
         body = request_body(self.opts.model, stream=mode == STREAM)
         if server_pid is None:
             server_pid = {id(self.direct): self.direct_pid, id(self.relay): self.relay_pid}.get(
                 id(endpoint), self.gateway_pid
             )
-        watch_core = self.plan.gateway if endpoint is self.gateway and self.gateway_proc is not None else None
+        on_gateway_core = gateway_core or (endpoint is self.gateway and self.gateway_proc is not None)
+        watch_core = self.plan.gateway if on_gateway_core else None
         cpu_before = tree_cpu_seconds(server_pid) if server_pid else None
         core_before = cpu_busy_seconds(watch_core) if watch_core is not None else None
         started = time.monotonic()
@@ -266,6 +294,48 @@ class Bench:
                         "partly the load side's"
                     )
 
+    def limits_runs(self) -> None:
+        """The limits scenario: the unlimited and the limited key, interleaved, on this gateway (limits in its
+        process), then on a second gateway with its limits in Redis."""
+        opts = self.opts
+        run = LimitsRun(
+            config=limits_config(opts.connections, opts.limits_duration_s, opts.limits_rounds, opts.redis_url)
+        )
+        self.results.limits = run
+        if self.limited_key is None or self.gateway is None or self.gateway_pid is None:
+            run.skipped = "not run against --target (the bench creates its keys itself)"
+            return
+        unlimited_key = self.gateway.headers["Authorization"].removeprefix("Bearer ")
+
+        def measure(endpoint: Endpoint, mode: str, seconds: float, pid: int | None, on_core: bool) -> Measured:
+            measured = self._wrk(endpoint, mode, opts.connections, seconds, pid, on_core)
+            if pid == self.gateway_pid:
+                self._count(measured)
+            self._note_errors(f"limits {mode}", measured)
+            if measured.error:
+                self.results.problems.append(f"limits {mode}: {measured.error}")
+            return measured
+
+        comparison = Comparison(
+            measure, opts.model, opts.limits_duration_s, opts.limits_rounds, min(opts.warmup_s, 1.0), log
+        )
+        local = BackendRun(IN_PROCESS, gateway=str(self.results.config.get("gateway", "")))
+        run.backends.append(local)
+        if self._gateway_alive():
+            local.store = limits_mode(f"http://{self.gateway.host}:{self.gateway.port}")
+            limited = Endpoint.from_url(f"http://{self.gateway.host}:{self.gateway.port}", self.limited_key.key)
+            comparison.run(local, self.gateway, limited, self.gateway_pid, False)
+        else:
+            local.skipped = "the gateway is not running"
+        if self.redis_gateway is not None:
+            run.backends.append(
+                run_redis(comparison, opts.redis_url, self.redis_gateway, unlimited_key, self.limited_key)
+            )
+        for backend in run.backends:
+            if backend.skipped:
+                log(f"limits, {backend.name}: skipped: {backend.skipped}")
+        self.results.problems.extend(f"limits scenario invalid: {why}" for why in run.invalid)
+
     def time_to_first_chunk(self) -> None:
         assert self.gateway and self.direct
         n = self.opts.ttfc_requests
@@ -351,6 +421,12 @@ class Bench:
                 env = gateway_env(upstream_port, data_dir, opts.gateway_env)
                 log("creating a client key with `gophergate keys create --name bench`")
                 key = create_client_key(env, cwd=tmp)
+                if opts.limits:
+                    log("creating a limited key with `gophergate keys create --name bench-limited --rpm ...`")
+                    self.limited_key = create_limited_key(env, cwd=tmp)
+                    self.redis_gateway = RedisGateway(
+                        env, tmp, self.plan, opts.results_dir / f"gateway-redis-{stamp}.log"
+                    )
                 port = free_port()
                 log_path = opts.results_dir / f"gateway-{stamp}.log"
                 log(f"starting the gateway on 127.0.0.1:{port} (1 worker), log in {log_path}")
@@ -410,6 +486,10 @@ class Bench:
                 memory.samples = list(self.sampler.samples)
                 memory.at_start = memory.samples[0] if memory.samples else None
                 memory.peak = self.sampler.peak
+            # Last: a limited key loads the tokenizer (~150 MB) into the gateway for good, which the memory
+            # figures above must not include.
+            if opts.limits:
+                self.limits_runs()
         return self.results
 
     def _machine_busy(self) -> list[float]:
@@ -513,4 +593,6 @@ def run_and_report(opts: Options) -> Path:
     document: dict[str, Any] = results.to_dict([t.to_dict() for t in targets])
     path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
     print(f"\nresults written to {path}", flush=True)
+    if results.limits is not None and results.limits.invalid:
+        raise LimitsRefused("; ".join(results.limits.invalid))
     return path
