@@ -438,6 +438,7 @@ def build_governance(settings: Settings, engine: AsyncEngine, keys: KeyCache) ->
             timezone=settings.budget_timezone,
             reservation_ttl=ttl,
             spend_loader=loader,
+            prefix=settings.redis_key_prefix + "limits:",
         )
         store = FailoverLimits(primary, local, mode=settings.limits_on_redis_error)
         mode = "redis"
