@@ -30,7 +30,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from redis import exceptions as redis_errors
@@ -60,6 +60,7 @@ _NANO = Decimal("1e9")
 _ZERO = Decimal(0)
 _MAX_NANOS = 2**53  # integers a double holds exactly
 _SEED_ATTEMPTS = 4
+_T = TypeVar("_T")
 _UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.ReadOnlyError, OSError)
 
 # Shared by every script. Numbers are written with fmt(): Lua's tostring() keeps 14 digits only.
@@ -505,6 +506,12 @@ class RedisLimits:
             return
         pending = self._seeding[(scope.ref, marker)] = asyncio.get_running_loop().create_future()
         try:
+            # An admission that read "unseeded" may answer after another one (or instance) has seeded.
+            bkey = f"{self._base(scope)}:b"
+            seen = await self._guard(self._client.hmget(bkey, ["p", "seeded"]))
+            if [_text(v) if v is not None else None for v in seen] == [marker, "1"]:
+                pending.set_result(None)
+                return
             start = self._bounds_at(scope.limits.budget_period, now / _US)[0]
             amount = _ZERO if self._loader is None else await self._loader(scope, as_datetime(start))
             await self._write_seed(scope, now, amount, force=False)
@@ -522,8 +529,13 @@ class RedisLimits:
         await self._call(self._seed_script, [f"{self._base(scope)}:b"], args)
 
     async def _call(self, script: Callable[..., Awaitable[Any]], keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self._guard(script(keys=keys, args=args))
+
+    @staticmethod
+    async def _guard(call: Awaitable[_T]) -> _T:
+        """Await a Redis call; an unreachable Redis raises ``LimitsUnavailable``, never a redis-py error."""
         try:
-            return await script(keys=keys, args=args)
+            return await call
         except _UNREACHABLE as exc:
             raise LimitsUnavailable(f"redis: {exc}") from exc
 
