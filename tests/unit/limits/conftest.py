@@ -53,7 +53,7 @@ def redis_url() -> str:
 
 @pytest.fixture
 async def redis_client() -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url(), socket_timeout=5, socket_connect_timeout=5)
+    client = Redis.from_url(redis_url(), socket_timeout=5, socket_connect_timeout=5, max_connections=256)
     yield client
     await client.aclose()
 
