@@ -378,6 +378,7 @@ return 0
 """
 )
 
+
 class RedisLimits:
     """The Redis ``LimitsStore``; ``client`` is a ``redis.asyncio.Redis`` (give it socket timeouts: a call that
     cannot reach Redis raises ``LimitsUnavailable``). The other arguments are ``MemoryLimits``'s; ``prefix``
