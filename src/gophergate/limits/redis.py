@@ -12,7 +12,8 @@ processes or instances.
 - **Expiry.** Each scope keeps its open request ids in a ZSET by deadline and each request a record of what it
   holds in every scope; the scripts of a scope give back expired reservations (tokens, budget, lease) before
   deciding, then keep the record one more TTL so that a late settle still counts its cost once. Redis key TTLs
-  (relative, generous) only collect garbage; they never decide.
+  (relative, generous) only collect garbage; they never decide. An open record has no TTL: the request that
+  never settles stays until one of its scopes is used again.
 - **Seeding.** A scope's budget state for a period carries a ``seeded`` marker. When admission finds a budgeted
   scope unseeded (a flushed or new Redis, a new period, a budget set mid-period) it counts nothing and says so;
   the store loads the spend from ``spend_loader`` (the request log), seeds it unless another instance already
@@ -263,13 +264,13 @@ for i = 1, n do
     'seeded', s.seeded)
   if s.pend then redis.call('PEXPIRE', s.b, s.bgc) else redis.call('PERSIST', s.b) end
   redis.call('ZADD', s.open, deadline, rid)
-  redis.call('PEXPIRE', s.open, scope_gc)
   local parts = {'b'..i, s.base, 't'..i, fmt(held), 'w'..i, wtag, 'c'..i, fmt(reserve), 'k'..i, tostring(capped),
                  'p'..i, s.marker}
   for _, v in ipairs(parts) do table.insert(record, v) end
 end
+-- No TTL on an open record or on :open: a reservation must be given back by expire(), never lost to the garbage
+-- collector (a total budget would stay reserved for ever). Both go at settle or expiry.
 redis.call('HSET', rkey, unpack(record))
-redis.call('PEXPIRE', rkey, rec_gc)
 return answer('ok', '', 0, nil, nil)
 """
 )
@@ -401,7 +402,7 @@ class RedisLimits:
         self._loader = spend_loader
         self._prefix = prefix
         self._scope_gc_ms = round((2 * reservation_ttl + 120) * 1000)
-        self._rec_gc_ms = self._scope_gc_ms
+        self._rec_gc_ms = round((reservation_ttl + 120) * 1000)  # an expired record, kept for a late settle
         self._hits_gc_ms = 2 * _WINDOW_US // 1000
         self._bounds: dict[Period, tuple[float, float]] = {}
         self._seeding: dict[tuple[tuple[str, str], str], asyncio.Future[None]] = {}

@@ -180,6 +180,8 @@ async def test_budget_keys_of_a_period_expire_after_it_and_total_ones_never(
     total = Scope("key", "total", Limits(budget_usd=D("1"), budget_period="total"))
     await limits.admit("a", day, None, tokens=0, cost=D("0.1"))
     await limits.admit("b", total, None, tokens=0, cost=D("0.1"))
+    await limits.settle("a", tokens=0, cost=D("0.1"))
+    await limits.settle("b", tokens=0, cost=D("0.1"))
     left = await redis_client.pttl(f"{redis_prefix}s:key:day:b")
     assert 3600_000 < left <= (3600 + 2 * 300 + 3600) * 1000
     assert await redis_client.pttl(f"{redis_prefix}s:key:total:b") == -1
