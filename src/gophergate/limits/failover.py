@@ -4,7 +4,8 @@
 ``mode="allow"`` admits through the fallback instead, whose counters are this process's only, so while degraded
 each instance enforces its limits on its own share of the traffic. Settles and releases go to the store that
 admitted the request; one that cannot reach the shared store is logged and dropped, never raised into the
-request path (the reservation then expires after its TTL).
+request path (the reservation then expires after its TTL). An admission whose answer was lost (a timeout after
+Redis ran the script) is admitted again locally in ``allow`` mode; its shared reservation expires after the TTL.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ processes or instances.
 Keys (``prefix`` default ``gg:limits:``): ``s:{kind}:{id}:h`` (tpm window, requests, tokens, in flight),
 ``:hits`` (rpm ZSET), ``:open`` (open request ids by deadline), ``:b`` (budget period: spend, reserved, capped,
 seeded); ``r:{request_id}`` (a request's parts). Budget keys of ``day``/``week``/``month`` expire some time after
-their period ends; ``total`` ones never. One Redis is assumed (not Redis Cluster: the scripts derive keys).
+their period ends; ``total`` ones never. One Redis is assumed (not Redis Cluster: the scripts derive keys), with
+``maxmemory-policy noeviction`` or a ``volatile-*`` policy: evicted limits state would be forgotten usage.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ local function num(v, default)
   if v then return tonumber(v) end
   return default
 end
+-- A budget state that lost keys (eviction) must not go below zero: that would hand out money never budgeted.
+local function less(total, part)
+  return math.max(0, total - tonumber(part))
+end
 local function opt(v)
   if v == '' then return nil end
   return tonumber(v)
@@ -91,8 +96,7 @@ local function expire(rkey, rid, now, ttl, rec_gc)
     local bkey, hkey = part[1]..':b', part[1]..':h'
     local b = redis.call('HMGET', bkey, 'p', 'res', 'cap')
     if b[1] == part[6] then
-      redis.call('HSET', bkey, 'res', fmt(num(b[2], 0) - tonumber(part[4])),
-        'cap', fmt(num(b[3], 0) - tonumber(part[5])))
+      redis.call('HSET', bkey, 'res', fmt(less(num(b[2], 0), part[4])), 'cap', fmt(less(num(b[3], 0), part[5])))
     end
     local h = redis.call('HMGET', hkey, 'w', 'tok', 'inf')
     if h[1] == part[3] then
@@ -297,8 +301,8 @@ for i = 1, tonumber(head[4]) do
   local bkey, hkey = part[1]..':b', part[1]..':h'
   local b = redis.call('HMGET', bkey, 'p', 'spend', 'res', 'cap')
   if b[1] == part[6] then  -- the cost belongs to the period the request was admitted in
-    redis.call('HSET', bkey, 'spend', fmt(num(b[2], 0) + cost), 'res', fmt(num(b[3], 0) - tonumber(part[4])),
-      'cap', fmt(num(b[4], 0) - tonumber(part[5])))
+    redis.call('HSET', bkey, 'spend', fmt(num(b[2], 0) + cost), 'res', fmt(less(num(b[3], 0), part[4])),
+      'cap', fmt(less(num(b[4], 0), part[5])))
   end
   local h = redis.call('HMGET', hkey, 'w', 'req', 'tok', 'inf')
   local req, tok = num(h[2], 0), num(h[3], 0)
@@ -381,9 +385,11 @@ return 0
 
 
 class RedisLimits:
-    """The Redis ``LimitsStore``; ``client`` is a ``redis.asyncio.Redis`` (give it socket timeouts: a call that
-    cannot reach Redis raises ``LimitsUnavailable``). The other arguments are ``MemoryLimits``'s; ``prefix``
-    namespaces the keys. Scope ids and request ids are used in key names as given."""
+    """The Redis ``LimitsStore``. ``client`` is a ``redis.asyncio.Redis``; give it short socket timeouts, a small
+    retry policy (redis-py's default retries three times with backoff, seconds per failed call) and a pool as large
+    as the admissions in flight (a full pool raises): a call that cannot reach Redis raises ``LimitsUnavailable``.
+    The other arguments are ``MemoryLimits``'s; ``prefix`` namespaces the keys. Scope ids and request ids are used
+    in key names as given."""
 
     def __init__(
         self,

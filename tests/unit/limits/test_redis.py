@@ -221,3 +221,39 @@ async def test_a_redis_that_never_answers_raises_limits_unavailable_after_the_so
         await limits.admit("a", Scope("key", "k"), None, tokens=0, cost=D(0))
     await client.aclose()
     server.close()
+
+
+async def test_two_processes_share_a_budget_exactly(
+    redis_client: Redis, second_client: Redis, redis_prefix: str
+) -> None:
+    clock = FakeClock(START)
+    stores = [store(redis_client, redis_prefix, clock), store(second_client, redis_prefix, clock)]
+    k = Scope("key", "k", Limits(budget_usd=D("1.00"), budget_period="month"))
+    results = await asyncio.gather(
+        *(stores[i % 2].admit(f"r{i}", k, None, tokens=0, cost=D("0.40")) for i in range(100))
+    )
+    admitted = [f"r{i}" for i, r in enumerate(results) if isinstance(r, Admitted)]
+    assert len(admitted) == 3  # 0.40 + 0.40 + 0.20 capped at what remained; nothing more while it is open
+    usage = await stores[0].usage(k)
+    assert (usage.reserved, usage.remaining) == (D("1.00"), D(0))
+    for i, rid in enumerate(admitted):
+        assert await stores[i % 2].settle(rid, tokens=0, cost=D("0.40"))
+    assert (await stores[1].usage(k)).spend == D("1.20")  # the overshoot bound: one request's worst case
+
+
+async def test_a_client_that_decodes_responses_works_the_same(redis_prefix: str) -> None:
+    client = Redis.from_url(redis_url(), decode_responses=True)
+    clock = FakeClock(START)
+
+    async def ledger(scope: Scope, start: datetime | None) -> Decimal:
+        return D("0.5")
+
+    limits = store(client, redis_prefix, clock, spend_loader=ledger)
+    k = Scope("key", "k", Limits(rpm=1, budget_usd=D("1"), budget_period="day"))
+    ok = await limits.admit("a", k, None, tokens=0, cost=D("0.25"))
+    assert isinstance(ok, Admitted) and ok.budget_remaining == D("0.25") and ok.headers.remaining_requests == 0
+    refused = await limits.admit("b", k, None, tokens=0, cost=D("0.25"))
+    assert isinstance(refused, Refused) and refused.limit == "requests"
+    assert await limits.settle("a", tokens=0, cost=D("0.1"))
+    assert (await limits.usage(k)).spend == D("0.6")
+    await client.aclose()
