@@ -57,7 +57,6 @@ from gophergate.limits.types import (
 
 _US = 1_000_000  # microseconds per second
 _WINDOW_US = 60 * _US
-_PARALLEL_RETRY_US = _US  # as MemoryLimits.PARALLEL_RETRY
 _NANO = Decimal("1e9")
 _ZERO = Decimal(0)
 _MAX_NANOS = 2**53  # integers a double holds exactly
@@ -67,7 +66,8 @@ _UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_e
 
 # Shared by every script. Numbers are written with fmt(): Lua's tostring() keeps 14 digits only.
 _LIB = """
-local W = 60000000
+local W = 60000000  -- the rpm and tpm window, in microseconds
+local RETRY = 1000000  -- microseconds, as MemoryLimits.PARALLEL_RETRY
 local function fmt(v)
   if v == 0 then return '0' end
   return string.format('%.0f', v)
@@ -228,7 +228,7 @@ for i = 1, n do
   local s = S[i]
   if s.par and s.inf >= s.par then
     local wait = nil
-    if s.par > 0 then wait = 1000000 end
+    if s.par > 0 then wait = RETRY end
     return answer('refused', 'parallel', i, wait, nil)
   end
 end
@@ -238,7 +238,7 @@ for i = 1, n do
     local left = s.budget - s.spend - s.res
     if left <= 0 or s.cap > 0 then
       local wait = s.pend and (s.pend - now) or nil
-      if left > 0 then wait = 1000000 end  -- money left, all held by a capped reservation in flight
+      if left > 0 then wait = RETRY end  -- money left, all held by a capped reservation in flight
       return answer('refused', 'budget', i, wait, s.pend)
     end
   end
