@@ -2,10 +2,13 @@
 
 ``mode="deny"`` re-raises ``LimitsUnavailable`` from admission (the gateway answers 503 ``limits_unavailable``);
 ``mode="allow"`` admits through the fallback instead, whose counters are this process's only, so while degraded
-each instance enforces its limits on its own share of the traffic. Settles and releases go to the store that
-admitted the request; one that cannot reach the shared store is logged and dropped, never raised into the
-request path (the reservation then expires after its TTL). An admission whose answer was lost (a timeout after
-Redis ran the script) is admitted again locally in ``allow`` mode; its shared reservation expires after the TTL.
+each instance enforces its limits on its own share of the traffic. After a failure, admissions and usage skip the
+primary for ``probe_after`` seconds, so that a primary that times out does not cost every request its timeout.
+
+Settles and releases go to the store that admitted the request; one that cannot reach the shared store is logged
+and dropped, never raised into the request path (the reservation then expires after its TTL). An admission whose
+answer was lost (a timeout after Redis ran the script) is admitted again locally in ``allow`` mode; its shared
+reservation expires after the TTL.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class FailoverLimits:
         *,
         mode: Literal["deny", "allow"],
         reservation_ttl: float = DEFAULT_RESERVATION_TTL,
+        probe_after: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._primary = primary
@@ -46,6 +50,8 @@ class FailoverLimits:
         self._monotonic = monotonic
         self._local: OrderedDict[str, float] = OrderedDict()  # ids the fallback admitted -> forget after
         self._warned: dict[str, float] = {}
+        self._probe_after = probe_after
+        self._failed_at: float | None = None  # when the primary last failed
         self._degraded = False
 
     @property
@@ -58,9 +64,10 @@ class FailoverLimits:
     ) -> Admitted | Refused:
         self._forget_old()
         try:
+            self._skip_while_down()
             result = await self._primary.admit(request_id, key, team, tokens=tokens, cost=cost)
         except LimitsUnavailable as exc:
-            self._degraded = True
+            self._failed(exc)
             if self._mode == "deny":
                 self._warn("deny", "limits store unreachable, refusing requests (503): %s", exc)
                 raise
@@ -69,7 +76,7 @@ class FailoverLimits:
             if isinstance(result, Admitted):
                 self._local[request_id] = self._monotonic() + self._keep
             return result
-        self._degraded = False
+        self._recovered()
         return result
 
     async def settle(self, request_id: str, *, tokens: int, cost: Decimal) -> bool:
@@ -78,10 +85,10 @@ class FailoverLimits:
         try:
             settled = await self._primary.settle(request_id, tokens=tokens, cost=cost)
         except LimitsUnavailable as exc:
-            self._degraded = True
+            self._failed(exc)
             self._warn("settle", "limits store unreachable, settle of %s dropped: %s", request_id, exc)
             return False
-        self._degraded = False
+        self._recovered()
         return settled
 
     async def release(self, request_id: str) -> None:
@@ -91,21 +98,22 @@ class FailoverLimits:
         try:
             await self._primary.release(request_id)
         except LimitsUnavailable as exc:
-            self._degraded = True
+            self._failed(exc)
             self._warn("release", "limits store unreachable, release of %s dropped: %s", request_id, exc)
         else:
-            self._degraded = False
+            self._recovered()
 
     async def usage(self, scope: Scope) -> Usage:
         """The primary's usage; in ``allow`` mode the fallback's while the primary is unreachable."""
         try:
+            self._skip_while_down()
             usage = await self._primary.usage(scope)
-        except LimitsUnavailable:
-            self._degraded = True
+        except LimitsUnavailable as exc:
+            self._failed(exc)
             if self._mode == "deny":
                 raise
             return await self._fallback.usage(scope)
-        self._degraded = False
+        self._recovered()
         return usage
 
     async def rebuild_spend(self, scope: Scope, period_start: datetime | None, amount: Decimal) -> None:
@@ -113,12 +121,25 @@ class FailoverLimits:
         await self._fallback.rebuild_spend(scope, period_start, amount)
         try:
             await self._primary.rebuild_spend(scope, period_start, amount)
-        except LimitsUnavailable:
-            self._degraded = True
+        except LimitsUnavailable as exc:
+            self._failed(exc)
             if self._mode == "deny":
                 raise
         else:
-            self._degraded = False
+            self._recovered()
+
+    def _skip_while_down(self) -> None:
+        if self._failed_at is not None and self._monotonic() - self._failed_at < self._probe_after:
+            raise _Resting("the limits store failed less than a probe interval ago")
+
+    def _failed(self, exc: LimitsUnavailable) -> None:
+        self._degraded = True
+        if not isinstance(exc, _Resting):
+            self._failed_at = self._monotonic()
+
+    def _recovered(self) -> None:
+        self._degraded = False
+        self._failed_at = None
 
     def _forget_old(self) -> None:
         now = self._monotonic()
@@ -135,6 +156,10 @@ class FailoverLimits:
         if last is None or now - last >= WARN_EVERY:
             self._warned[kind] = now
             log.warning(message, *args)
+
+
+class _Resting(LimitsUnavailable):
+    """The primary is not asked: it failed less than ``probe_after`` seconds ago."""
 
 
 if TYPE_CHECKING:

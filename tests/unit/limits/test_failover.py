@@ -34,8 +34,10 @@ class Switchable(MemoryLimits):
     """A primary that can be taken down: every call raises ``LimitsUnavailable`` while ``down``."""
 
     down = False
+    calls = 0
 
     def _check(self) -> None:
+        self.calls += 1
         if self.down:
             raise LimitsUnavailable("down")
 
@@ -132,6 +134,28 @@ async def test_fallback_ids_are_forgotten_after_two_ttls() -> None:
     await limits.admit("fresh", K, None, tokens=0, cost=D(0))
     assert len(limits._local) == 0  # bounded: nothing kept after the TTLs
     assert not await limits.settle("r1", tokens=0, cost=D(0))  # asked the primary, which never saw it
+
+
+@pytest.mark.parametrize("mode", ["deny", "allow"])
+async def test_a_failed_primary_is_not_asked_again_for_a_probe_interval(mode: str) -> None:
+    clock = FakeClock(START)
+    limits, primary, fallback = pair(mode, clock)
+    primary.down = True
+    outcomes = []
+    for i in range(5):  # a failure, then four admissions in the next 0.8 s: the primary is asked once
+        try:
+            outcomes.append(await limits.admit(f"r{i}", K, None, tokens=0, cost=D(0)))
+        except LimitsUnavailable:
+            outcomes.append(None)
+        clock.advance(0.2)
+    assert primary.calls == 1 and limits.degraded
+    assert all(isinstance(o, Admitted) for o in outcomes) if mode == "allow" else outcomes == [None] * 5
+    assert (await fallback.usage(K)).requests == (5 if mode == "allow" else 0)
+    primary.down = False
+    clock.advance(0.2)  # 1.2 s after the failure, 0.4 s after the last skip: resting does not extend the interval
+    assert isinstance(await limits.admit("back", K, None, tokens=0, cost=D(0)), Admitted)
+    assert primary.calls == 2 and not limits.degraded
+    assert (await primary.usage(K)).requests == 1
 
 
 @pytest.mark.parametrize("mode", ["deny", "allow"])
