@@ -31,7 +31,8 @@ WARN_EVERY = 60.0  # seconds between two warnings of the same kind
 
 class FailoverLimits:
     """``primary`` (e.g. ``RedisLimits``) with ``fallback`` (e.g. ``MemoryLimits``) behind it. ``reservation_ttl``
-    should be the fallback's: the ids it admitted are remembered for two TTLs (a late settle still counts)."""
+    should be the fallback's: the ids it admitted are remembered for two TTLs (a late settle still counts).
+    ``probe_after``: seconds after a failure during which admissions and usage do not ask the primary."""
 
     def __init__(
         self,
