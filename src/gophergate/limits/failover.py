@@ -60,6 +60,12 @@ class FailoverLimits:
         """Whether the primary was unreachable at its last call (for readiness checks)."""
         return self._degraded
 
+    async def aclose(self) -> None:
+        for store in (self._primary, self._fallback):
+            closing = getattr(store, "aclose", None)
+            if closing is not None:
+                await closing()
+
     async def admit(
         self, request_id: str, key: Scope, team: Scope | None, *, tokens: int, cost: Decimal
     ) -> Admitted | Refused:

@@ -384,6 +384,23 @@ return 0
 )
 
 
+def connect(url: str, *, timeout: float = 0.5, max_connections: int = 1024) -> Redis:
+    """A client fit for limits: short timeouts and no retries (an unreachable Redis costs a request at most
+    ``timeout``, then ``GOPHERGATE_LIMITS_ON_REDIS_ERROR`` decides), and a pool as large as the requests a worker
+    answers at once."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        max_connections=max_connections,
+        health_check_interval=30,
+    )
+
+
 class RedisLimits:
     """The Redis ``LimitsStore``. ``client`` is a ``redis.asyncio.Redis``; give it short socket timeouts, a small
     retry policy (redis-py's default retries three times with backoff, seconds per failed call) and a pool as large
@@ -471,6 +488,8 @@ class RedisLimits:
         await self._call(self._release, [self._record(request_id)], [])
 
     async def usage(self, scope: Scope) -> Usage:
+        if scope.limits.budget_usd is not None and self._loader is not None:
+            await self._seed(scope)  # a flushed Redis shows the ledger's spend, not zero
         now = self._now()
         base = self._base(scope)
         marker = self._period(scope, now)[0]
@@ -500,6 +519,9 @@ class RedisLimits:
         if scope.limits.budget_period != "total" and (period_start is None or period_start.timestamp() != start):
             return
         await self._write_seed(scope, now, amount, force=True)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
     # -- helpers --------------------------------------------------------------------------------------------
 
