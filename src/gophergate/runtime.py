@@ -434,11 +434,12 @@ def build_governance(settings: Settings, engine: AsyncEngine, keys: KeyCache) ->
         from gophergate.limits.redis import RedisLimits, connect
 
         primary = RedisLimits(
-            connect(settings.redis_url.get_secret_value()),
+            connect(settings.redis_url.get_secret_value(), max_connections=settings.max_concurrent_requests + 64),
             timezone=settings.budget_timezone,
             reservation_ttl=ttl,
             spend_loader=loader,
+            prefix=settings.redis_key_prefix + "limits:",
         )
-        store = FailoverLimits(primary, local, mode=settings.limits_on_redis_error)
+        store = FailoverLimits(primary, local, mode=settings.limits_on_redis_error, reservation_ttl=ttl)
         mode = "redis"
     return Governance(store, keys, mode=mode, unknown_price=settings.budget_unknown_price)

@@ -187,6 +187,7 @@ class Settings(BaseSettings):
     budget_unknown_price: Literal["deny", "allow"] = "deny"
     redis_url: SecretStr | None = Field(None, description="redis://[:password@]host:port/db for shared limits.")
     limits_on_redis_error: Literal["deny", "allow"] = "deny"
+    redis_key_prefix: str = Field("gophergate:", min_length=1, max_length=100)
 
     aliases: dict[str, str] = Field(default_factory=dict)
     providers: dict[str, CustomProviderConfig] = Field(default_factory=dict)

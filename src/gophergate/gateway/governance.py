@@ -217,6 +217,7 @@ async def ledger_spend(engine: AsyncEngine, scope: Scope, start: dt.datetime | N
         if start is None:
             parts = [(hours, None, None)]
         else:
+            start = start.astimezone(dt.UTC)  # hour buckets are UTC hours
             first_hour = start.replace(minute=0, second=0, microsecond=0)
             if first_hour < start:
                 first_hour += dt.timedelta(hours=1)
@@ -377,6 +378,9 @@ class Governance:
             prompt_tokens = await self.counter.count(prompt_texts(prompt, data))
             asked = requested_output(data, fields) if fields else None
             output = 0 if not fields else asked[1] if asked else rules.cap or output_limit or UNKNOWN_OUTPUT_LIMIT
+            choices = data.get("n")
+            if output and isinstance(choices, int) and not isinstance(choices, bool) and choices > 1:
+                output *= choices  # each choice may produce the whole output
             tokens = prompt_tokens + output
             if price is not None:
                 cost = price.cost(Usage(prompt=prompt_tokens, completion=output))[0].total

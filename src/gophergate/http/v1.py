@@ -254,6 +254,7 @@ class V1:
         try:
             principal = await authenticate(scope, self.rt.keys)
             record.client_key_id = principal.key_id
+            self.rt.governance.rules(principal)  # an expired key is refused here too
             status, payload = await handler(scope, record)
             record.status = status
             headers = base_headers(record.request_id)

@@ -80,7 +80,8 @@ class Usage:
 
 
 class LimitsUnavailable(Exception):
-    """The store that holds the counters (Redis) cannot be reached: nothing was counted."""
+    """The shared limits store could not be reached in time (connection refused or lost, a timeout). For an
+    ``admit`` the outcome is unknown: the store may or may not have counted the request."""
 
 
 class Clock(Protocol):
