@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import secrets
 import subprocess
 import time
 import urllib.error
@@ -22,9 +23,17 @@ from urllib.parse import urlsplit
 import orjson
 
 from bench.client import Connection, Endpoint, request_body
-from bench.procs import BenchSetupError, CpuPlan, ManagedProcess, free_port, gophergate_executable, start_gateway
+from bench.procs import (
+    BenchSetupError,
+    CpuPlan,
+    ManagedProcess,
+    find_listening_pid,
+    free_port,
+    gophergate_executable,
+    start_gateway,
+)
 from bench.results import NON_STREAM, STREAM, Measured, ratio
-from bench.rss import MB, RssSampler
+from bench.rss import MB, RssSampler, tree_cpu_seconds
 
 LIMITED_KEY_NAME = "bench-limited"
 LIMITED_RPM = 100_000_000
@@ -45,11 +54,13 @@ COUNTED_HEADERS = ("x-ratelimit-limit-requests", "x-ratelimit-limit-tokens", "x-
 """Headers on every answer to a request that rpm, tpm and a budget counted (docs/governance.md)."""
 TOKENIZER_GROWTH_MB = 50.0
 TOKENIZER_WAIT_S = 15.0
-REDIS_PREFIX = "gg:limits:"
-"""RedisLimits' default key prefix; a scope's counters are ``{prefix}s:{kind}:{id}:...``."""
+REDIS_PREFIX_STEM = "gophergate-bench-"
+"""The Redis gateway's ``GOPHERGATE_REDIS_KEY_PREFIX`` is this plus a random token: a run starts with no counter
+(a fresh data dir numbers its keys from 1 again) and shares none with anyone else on that Redis."""
 
-Measure = Callable[[Endpoint, str, float, int | None, bool], Measured]
-"""Runs wrk: (endpoint, mode, seconds, server pid, whether the server is pinned on the gateway's CPU)."""
+Measure = Callable[[Endpoint, str, float, int, str | None], Measured]
+"""Runs wrk against a gateway on the gateway's CPU: (endpoint, mode, seconds, its pid, where to name it in the
+problems seen, or None for a warm-up whose problems do not matter)."""
 
 
 class LimitsRefused(RuntimeError):
@@ -170,6 +181,16 @@ class ModeComparison:
         """The limited key's req/s as a percentage of the unlimited key's."""
         return ratio(self.limited.requests_per_s, self.unlimited.requests_per_s)
 
+    def refusal(self) -> str | None:
+        """Why the limited key's runs do not measure counting alone: it got non-2xx answers (429s: the bench's
+        limits were reached), socket errors or timeouts."""
+        if not self.limited.failed:
+            return None
+        return (
+            f"{self.mode}: the limited key got {self.limited.failed:,} non-2xx answers or errors (429s mean the "
+            "bench's limits were reached: its figures do not measure counting alone)"
+        )
+
     def rounds_rps(self) -> list[tuple[str, float | None]]:
         """Each run's req/s, in run order."""
         taken = {UNLIMITED: iter(self.unlimited.runs), LIMITED: iter(self.limited.runs)}
@@ -207,6 +228,8 @@ class BackendRun:
     """Seconds from the limited key's first request until the gateway's RSS grew by the tokenizer's size."""
     redis_counters: int | None = None
     """Keys of the limited key's scope in Redis after the run (the counters really live there)."""
+    redis_cpu_percent: float | None = None
+    """CPU the Redis server used during the limited key's runs (100 = one core), when it runs on this machine."""
     invalid: list[str] = field(default_factory=list)
     """Why the limited key's figures do not measure the limits (refusals, uncounted requests)."""
 
@@ -224,6 +247,7 @@ class BackendRun:
             "rss_after_mb": self.rss_after_mb,
             "tokenizer_loaded_after_s": self.tokenizer_loaded_after_s,
             "redis_counters": self.redis_counters,
+            "redis_cpu_percent": self.redis_cpu_percent,
             "invalid": self.invalid,
             "target_pct": TARGET_PCT.get(self.name),
         }
@@ -280,26 +304,27 @@ def redis_problem(url: str) -> str | None:
     return None
 
 
-def _scope_keys(url: str, key_id: int, delete: bool) -> int:
+def redis_prefix() -> str:
+    return f"{REDIS_PREFIX_STEM}{secrets.token_hex(4)}:"
+
+
+def scope_pattern(prefix: str, key_id: int) -> str:
+    """The Redis keys of one client key's counters under a gateway's ``GOPHERGATE_REDIS_KEY_PREFIX``
+    (``{prefix}limits:s:{kind}:{id}:...``, gophergate/limits/redis.py)."""
+    return f"{prefix}limits:s:key:{key_id}:*"
+
+
+def _redis_keys(url: str, pattern: str, delete: bool) -> int:
     import redis
 
     client = redis.Redis.from_url(url, socket_timeout=5)
     try:
-        found = list(client.scan_iter(match=f"{REDIS_PREFIX}s:key:{key_id}:*", count=1000))
-        if delete and found:
-            client.delete(*found)
+        found = list(client.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(found), 1000) if delete else ():
+            client.delete(*found[start : start + 1000])
         return len(found)
     finally:
         client.close()
-
-
-def clear_scope(url: str, key_id: int) -> int:
-    """Delete the counters a previous run left for this key id (a fresh data dir numbers its keys from 1 again)."""
-    return _scope_keys(url, key_id, delete=True)
-
-
-def count_scope(url: str, key_id: int) -> int:
-    return _scope_keys(url, key_id, delete=False)
 
 
 # -- the runs ---------------------------------------------------------------------------------------------
@@ -343,7 +368,15 @@ class Comparison:
     warmup_s: float
     log: Callable[[str], None]
 
-    def run(self, backend: BackendRun, unlimited: Endpoint, limited: Endpoint, pid: int, warm_unlimited: bool) -> None:
+    def run(
+        self,
+        backend: BackendRun,
+        unlimited: Endpoint,
+        limited: Endpoint,
+        pid: int,
+        warm_unlimited: bool,
+        redis_pid: int | None = None,
+    ) -> None:
         sampler = RssSampler(pid)
         backend.rss_before_mb = _mb(sampler)
         for stream in (False, True):
@@ -361,7 +394,8 @@ class Comparison:
             keys = [(LIMITED, limited)] + ([(UNLIMITED, unlimited)] if warm_unlimited else [])
             for who, endpoint in keys:
                 self.log(f"limits, {backend.name}: warm-up, {who} key, {mode}, {self.warmup_s:g} s")
-                self.measure(endpoint, mode, self.warmup_s, pid, True)
+                self.measure(endpoint, mode, self.warmup_s, pid, None)
+        redis_cpu_s = redis_wall_s = 0.0
         for mode in MODES:
             comparison = ModeComparison(mode, order=interleaved(self.rounds))
             backend.modes.append(comparison)
@@ -369,12 +403,18 @@ class Comparison:
                 self.log(f"limits, {backend.name}: {mode}, {who} key, {self.duration_s:g} s")
                 endpoint = limited if who == LIMITED else unlimited
                 runs = comparison.limited if who == LIMITED else comparison.unlimited
-                runs.runs.append(self.measure(endpoint, mode, self.duration_s, pid, True))
-            if comparison.limited.failed:
-                backend.invalid.append(
-                    f"{mode}: the limited key got {comparison.limited.failed:,} non-2xx answers or errors "
-                    "(a refusal means the bench's limits were reached: its figures do not measure counting)"
-                )
+                where = f"limits {backend.name} {mode}, {who} key"
+                cpu_before = tree_cpu_seconds(redis_pid) if redis_pid and who == LIMITED else None
+                started = time.monotonic()
+                runs.runs.append(self.measure(endpoint, mode, self.duration_s, pid, where))
+                cpu_after = tree_cpu_seconds(redis_pid) if cpu_before is not None and redis_pid else None
+                if cpu_before is not None and cpu_after is not None:
+                    redis_cpu_s += cpu_after - cpu_before
+                    redis_wall_s += time.monotonic() - started
+            if (refused := comparison.refusal()) is not None:
+                backend.invalid.append(refused)
+        if redis_wall_s > 0:
+            backend.redis_cpu_percent = round(redis_cpu_s / redis_wall_s * 100, 1)
         time.sleep(1.0)
         backend.rss_after_mb = _mb(sampler)
 
@@ -389,6 +429,14 @@ class Comparison:
                 return round(time.monotonic() - started, 1)
             time.sleep(0.1)
         return None
+
+
+def _local_redis_pid(url: str) -> int | None:
+    """The Redis server's pid when it listens on this machine's loopback (for its CPU use)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    return find_listening_pid(parts.port or 6379)
 
 
 def _last_error(text: str) -> str:
@@ -423,9 +471,9 @@ def run_redis(
     if problem is not None:
         backend.skipped = f"Redis at {redacted(redis_url)} did not answer ({problem})"
         return backend
-    clear_scope(redis_url, limited.id)
+    prefix = redis_prefix()
     port = free_port()
-    env = {**start.env, "GOPHERGATE_REDIS_URL": redis_url}
+    env = {**start.env, "GOPHERGATE_REDIS_URL": redis_url, "GOPHERGATE_REDIS_KEY_PREFIX": prefix}
     comparison.log(f"limits, redis: starting a second gateway on 127.0.0.1:{port} with GOPHERGATE_REDIS_URL")
     try:
         proc: ManagedProcess = start_gateway(port, env, start.plan, start.log_path, cwd=start.cwd)
@@ -442,13 +490,20 @@ def run_redis(
             backend.invalid.append(f"/readyz reports the limits mode {backend.store!r}, not 'redis'")
             return backend
         comparison.run(
-            backend, Endpoint.from_url(base, unlimited_key), Endpoint.from_url(base, limited.key), proc.pid, True
+            backend,
+            Endpoint.from_url(base, unlimited_key),
+            Endpoint.from_url(base, limited.key),
+            proc.pid,
+            True,
+            redis_pid=_local_redis_pid(redis_url),
         )
-        backend.redis_counters = count_scope(redis_url, limited.id)
+        backend.redis_counters = _redis_keys(redis_url, scope_pattern(prefix, limited.id), delete=False)
         if backend.modes and not backend.redis_counters:
             backend.invalid.append("no counter of the limited key in Redis after the run")
         if not proc.alive():
             backend.invalid.append(f"the gateway with Redis exited during the run:\n{proc.log_tail()}")
     finally:
         proc.stop()
+        with contextlib.suppress(Exception):  # leave nothing behind; a failure here changes no figure
+            _redis_keys(redis_url, f"{prefix}*", delete=True)
     return backend

@@ -319,6 +319,11 @@ def render_limits(run: LimitsRun) -> list[str]:
             f"  {backend.name} gateway RSS: {backend.rss_before_mb:.0f} MB before the {LIMITED} key's first request, "
             f"{after} after the runs ({loaded}); limits counted in: {backend.store or '?'}"
         )
+        if backend.redis_cpu_percent is not None:
+            out.append(
+                f"  the Redis server used {backend.redis_cpu_percent:.0f}% of a core during the {LIMITED} key's runs "
+                "(not pinned: it shares the machine's two cores with the gateway and the load)"
+            )
     return out
 
 

@@ -307,13 +307,14 @@ class Bench:
             return
         unlimited_key = self.gateway.headers["Authorization"].removeprefix("Bearer ")
 
-        def measure(endpoint: Endpoint, mode: str, seconds: float, pid: int | None, on_core: bool) -> Measured:
-            measured = self._wrk(endpoint, mode, opts.connections, seconds, pid, on_core)
+        def measure(endpoint: Endpoint, mode: str, seconds: float, pid: int, where: str | None) -> Measured:
+            measured = self._wrk(endpoint, mode, opts.connections, seconds, pid, gateway_core=True)
             if pid == self.gateway_pid:
                 self._count(measured)
-            self._note_errors(f"limits {mode}", measured)
-            if measured.error:
-                self.results.problems.append(f"limits {mode}: {measured.error}")
+            if where is not None:
+                self._note_errors(where, measured)
+                if measured.error:
+                    self.results.problems.append(f"{where}: {measured.error}")
             return measured
 
         comparison = Comparison(
