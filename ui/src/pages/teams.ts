@@ -65,9 +65,9 @@ export async function teamsPage(ctx: PageCtx): Promise<void> {
         table(
           [
             { title: "Name", cell: (t: Team) => t.name },
-            { title: "Keys", class: "num", cell: (t) => String(t.keys) },
-            { title: "Limits", cell: (t) => limitsSummary(t.limits) || h("span", { class: "muted" }, "none") },
             { title: "Usage", cell: usageCell },
+            { title: "Keys", class: "num", cell: (t) => String(t.keys) },
+            { title: "Limits", class: "wrap", cell: (t) => limitsSummary(t.limits) || h("span", { class: "muted" }, "none") },
             ...(ctx.isAdmin
               ? [
                   {
