@@ -56,6 +56,12 @@ export function untilText(isoTime: string, now = Date.now()): string {
   return `in ${min} min`;
 }
 
+/** Within a week: "in 5 h 20 min"; later: the date ("on 1/1/2031"). */
+function whenText(isoTime: string): string {
+  const d = new Date(isoTime);
+  return d.getTime() - Date.now() > 7 * 86_400_000 ? `on ${d.toLocaleDateString()}` : untilText(isoTime);
+}
+
 /** Spend (solid) and open reservations (lighter) as parts of the budget; red once nothing remains. */
 export function budgetBar(b: BudgetUsage): HTMLElement {
   const limit = Number(b.limit_usd);
@@ -97,7 +103,13 @@ export function budgetBar(b: BudgetUsage): HTMLElement {
       usd(b.limit_usd, "budget-limit"),
       b.period === "total" ? " in total" : ` per ${PERIOD_TEXT[b.period]}`,
     ),
-    h("div", { class: "budget-text muted" }, usd(b.remaining_usd, "budget-remaining"), " left · ", resets),
+    h(
+      "div",
+      { class: "budget-text muted" },
+      Number(b.remaining_usd) < 0 ? ["over by ", usd(String(b.remaining_usd).replace(/^-/, ""), "budget-over")] : [usd(b.remaining_usd, "budget-remaining"), " left"],
+      " · ",
+      resets,
+    ),
   );
 }
 
@@ -130,7 +142,7 @@ export function expiry(expiresAt: string | null, expired?: boolean): HTMLElement
   const past = expired ?? new Date(expiresAt).getTime() <= Date.now();
   return past
     ? h("span", { class: "expired", "data-testid": "key-expired", title: `expired ${fmtTime(expiresAt)}` }, "expired")
-    : h("span", { class: "muted", "data-testid": "key-expires", title: fmtTime(expiresAt) }, `expires ${untilText(expiresAt)}`);
+    : h("span", { class: "muted", "data-testid": "key-expires", title: fmtTime(expiresAt) }, `expires ${whenText(expiresAt)}`);
 }
 
 function storeNote(u: ScopeUsage): HTMLElement | null {
@@ -177,10 +189,12 @@ export function liveUsageInDialog(scope: UsageScope, id: number, closed: Promise
   const bodies = document.querySelectorAll<HTMLElement>("[role=dialog] .modal-body");
   const body = bodies[bodies.length - 1];
   if (!body) return;
-  const box = h("div", { class: "usage-live", "data-testid": "usage-live", "aria-live": "polite" }, h("div", { class: "muted" }, "Loading usage…"));
+  // No aria-live: a screen reader would read it out every 2 s.
+  const now = h("div", null, h("div", { class: "muted" }, "Loading usage…"));
+  const box = h("div", { class: "usage-live", "data-testid": "usage-live" }, h("div", { class: "usage-live-title" }, "Usage now"), now);
   body.prepend(box);
   const stop = pollUsage(scope, id, 2000, (usage, err) => {
-    box.replaceChildren(usage ? usagePanel(usage) : usageError(err));
+    now.replaceChildren(usage ? usagePanel(usage) : usageError(err));
   });
   void closed.finally(stop);
 }
