@@ -3,9 +3,9 @@
 An admin creates a team with a budget and sees it listed; a key moved into it with a budget of its own shows a
 budget bar whose numbers are those of GET /api/keys/{id}/usage (the team's those of /api/teams/{id}/usage); the
 key's Limits dialog shows its usage live (fetched every 2 s while it is open, no more once it is closed) and sets
-and clears the key's team and expiry; deleting a team that still has keys shows the API's refusal. A viewer sees
-the teams page and its bars without any control that changes something. Real gateway, fake upstream on loopback.
-Screenshots go to the test's tmp_path.
+and clears the key's team and expiry; a new key can be created into a team; deleting a team that still has keys
+shows the API's refusal. A viewer sees the teams page and its bars without any control that changes something.
+Real gateway, fake upstream on loopback. Screenshots go to the test's tmp_path.
 """
 
 from __future__ import annotations
@@ -229,6 +229,14 @@ def test_teams_and_key_budgets_show_the_usage_api_numbers_and_a_viewer_gets_no_c
     key = next(k for k in api(page, "GET", "/api/keys")["data"] if k["name"] == KEY_NAME)
     assert (key["team"], key["expires_at"]) == (None, None)
     chat(gateway, "governance three")  # the key works again
+
+    # A key is created right into a team.
+    page.get_by_test_id("create-key").click()
+    dialog.locator("input[name=name]").fill("born-in-team")
+    dialog.locator("select[name=team_id]").select_option(label=TEAM)
+    page.get_by_test_id("modal-submit").click()
+    page.get_by_test_id("secret-done").click()
+    expect(row(page, "keys-table", "born-in-team")).to_contain_text(TEAM)
 
     # A team without keys is deleted.
     go(page, "teams")

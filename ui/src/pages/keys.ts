@@ -16,6 +16,7 @@ import {
   revealSecret,
   table,
   localToIso,
+  type Field,
   type FormValues,
   type PageCtx,
 } from "../ui";
@@ -38,13 +39,25 @@ export async function keysPage(ctx: PageCtx): Promise<void> {
   if (!ctx.isAdmin) return; // the route is admin-only; viewers never get here
   const list = h("div");
   let teams: Team[] = [];
+  const teamField = (value: string): Field => ({
+    name: "team_id",
+    label: "Team",
+    type: "select",
+    value,
+    options: [{ value: "", label: "no team" }, ...teams.map((t) => ({ value: String(t.id), label: t.name }))],
+    hint: "the team's limits apply to all its keys together, besides the key's own",
+  });
   const createKey = async (): Promise<void> => {
     let created: { key: ClientKey; secret: string } | null = null;
     await formDialog(
       "Create client key",
-      [{ name: "name", label: "Name", required: true, placeholder: "e.g. backend-prod" }],
+      [
+        { name: "name", label: "Name", required: true, placeholder: "e.g. backend-prod" },
+        ...(teams.length ? [teamField("")] : []),
+      ],
       async (v: FormValues) => {
-        created = await post<{ key: ClientKey; secret: string }>("/api/keys", { name: String(v.name).trim() });
+        const team = v.team_id ? { team_id: Number(v.team_id) } : {};
+        created = await post<{ key: ClientKey; secret: string }>("/api/keys", { name: String(v.name).trim(), ...team });
       },
       "Create",
     );
@@ -70,14 +83,7 @@ export async function keysPage(ctx: PageCtx): Promise<void> {
     const closed = formDialog(
       `Limits for "${k.name}"`,
       [
-        {
-          name: "team_id",
-          label: "Team",
-          type: "select",
-          value: team,
-          options: [{ value: "", label: "no team" }, ...teams.map((t) => ({ value: String(t.id), label: t.name }))],
-          hint: "the team's limits apply to all its keys together, besides the key's own",
-        },
+        teamField(team),
         { name: "expires_at", label: "Expires", type: "datetime-local", value: expires, hint: "your local time; empty = never" },
         ...limitFields(k.limits),
       ],
