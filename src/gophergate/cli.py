@@ -262,8 +262,7 @@ def keys_create(
     expires: Annotated[str | None, typer.Option("--expires", help="Expiry, ISO-8601 (UTC if no offset).")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Create a client key and print it once (only its SHA-256 is stored). Limits are stored; enforcement comes
-    with the next release."""
+    """Create a client key and print it once (only its SHA-256 is stored), with its team, limits and expiry."""
     from gophergate.admin.services import keys
     from gophergate.admin.services.limits import LimitError
 
@@ -352,6 +351,86 @@ def keys_list(config: ConfigOption = None) -> None:
         )
 
 
+def _usage_lines(doc: dict[str, Any], reserved_known: bool) -> list[str]:
+    lines = [f"limits counted: {doc['mode']}"]
+    budget = doc["budget"]
+    if budget is not None:
+        since = f"since {budget['period_start']}, " if budget["period_start"] else ""
+        resets = f"resets {budget['resets_at']}" if budget["resets_at"] else "never resets"
+        reserved = f"${budget['reserved_usd']}" if reserved_known else "n/a (held in the server's memory)"
+        lines.append(
+            f"budget: ${budget['spend_usd']} spent of ${budget['limit_usd']} ({budget['period']}; {since}{resets})"
+        )
+        lines.append(f"reserved: {reserved}; remaining: ${budget['remaining_usd']}")
+    else:
+        lines.append("budget: none")
+    for name, label in (("requests", "requests"), ("tokens", "tokens")):
+        part = doc[name]
+        limit = f" of {part['limit']} ({part['remaining']} left)" if part["limit"] is not None else " (no limit)"
+        lines.append(f"{label} in the current minute: {part['used']}{limit}")
+    if reserved_known:
+        flight = doc["in_flight"]
+        limit = f" of {flight['limit']}" if flight["limit"] is not None else " (no limit)"
+        lines.append(f"in flight: {flight['used']}{limit}")
+    if doc.get("expires_at"):
+        lines.append(f"expires: {doc['expires_at']}{' (expired)' if doc['expired'] else ''}")
+    return lines
+
+
+@keys_app.command("usage")
+def keys_usage(
+    key_id: Annotated[int, typer.Argument(help="The key's id (gophergate keys list).")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the usage as JSON (as GET /api/keys/ID/usage).")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """A key's usage now: the current budget period's spend, reserved and remaining, and the requests and tokens of
+    the current minute. With GOPHERGATE_REDIS_URL these are the cluster's live counters; without it, spend and the
+    minute's counts are read from the request log (reservations live in the server's memory: see the dashboard)."""
+    import orjson
+
+    from gophergate.admin.services import keys
+    from gophergate.core.errors import GatewayError
+    from gophergate.gateway.governance import log_minute
+    from gophergate.runtime import build_governance
+    from gophergate.security.client_keys import KeyCache, policy_from_row
+
+    settings = _settings(config)
+    _migrate(settings)
+
+    async def main(engine: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        key = await keys.get(engine, key_id)
+        if key is None:
+            return None
+        expires = key["expires_at"]
+        if expires is not None and expires.tzinfo is None:
+            expires = expires.replace(tzinfo=dt.UTC)
+        governance = build_governance(settings, engine, KeyCache(engine))
+        try:
+            doc = await governance.usage("key", key_id, policy_from_row(key["limits"]), expires)
+        finally:
+            await governance.aclose()
+        if governance.mode == "memory":
+            doc = await log_minute(engine, doc)
+        return key, doc
+
+    try:
+        found = _run(main, settings)
+    except GatewayError as exc:
+        raise _fail(f"cannot read the usage: {exc.message}", 1) from None
+    if found is None:
+        raise _fail(f"no key with id {key_id}", 1)
+    key, doc = found
+    if as_json:
+        typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+        return
+    team = f", team {key['team']['name']}" if key["team"] else ""
+    typer.echo(f"key {key_id} ({key['name']}{team})")
+    for line in _usage_lines(doc, reserved_known=doc["mode"] != "memory"):
+        typer.echo("  " + line)
+
+
 @teams_app.command("create")
 def teams_create(
     name: Annotated[str, typer.Option("--name", help="The team's name (unique).")],
@@ -364,7 +443,7 @@ def teams_create(
     max_tokens_cap: CapOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Create a team; its limits apply to the sum of its keys (stored now, enforced by the next release)."""
+    """Create a team; its limits apply to the sum of its keys (docs/governance.md)."""
     from gophergate.admin.services import teams
     from gophergate.admin.services.limits import LimitError
 

@@ -22,11 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophergate.core.redact import MIN_SECRET_LENGTH, REDACTOR
 from gophergate.db.engine import create_engine
+from gophergate.gateway.governance import Governance, ledger_spend
 from gophergate.gateway.health import ProviderHealth
 from gophergate.gateway.metering import Metering
 from gophergate.gateway.model_settings import ModelKey, load_disabled
 from gophergate.gateway.resolve import Resolver
 from gophergate.hub import Authenticate, Hub, Sampler
+from gophergate.limits import LimitsStore, MemoryLimits
 from gophergate.pricing.catalog import Catalog
 from gophergate.pricing.fallback import GenaiPrices
 from gophergate.pricing.overrides import PriceOverride, from_config, load_overrides, merge
@@ -129,6 +131,8 @@ class Runtime:
     health: ProviderHealth = field(default_factory=ProviderHealth)
     # Finishes each request's record (tokens, estimate, cost) and hands it to the recorder.
     metering: Metering = field(init=False)
+    # Budgets, rate limits and access rules per key and team (gateway/governance.py).
+    governance: Governance = field(init=False)
     # Every provider the dashboard lists (served or not) and the config each served one was built from.
     provider_entries: dict[str, ProviderEntry] = field(default_factory=dict)
     provider_configs: dict[str, ProviderConfig] = field(default_factory=dict)
@@ -201,6 +205,7 @@ class Runtime:
             settings, engine, client, routing, keys, recorder, store, registry, media, box, sessions, throttle,
         )  # fmt: skip
         rt.metering = metering = Metering(recorder, rt.health)
+        rt.governance = metering.governance = build_governance(settings, engine, keys)
         rt.hub = hub = Hub(Sampler(lambda: metering.depth), key_names=keys.names)
         recorder.on_committed = hub.publish_committed
         rt.listeners.append(hub.event)  # type: ignore[arg-type]
@@ -404,9 +409,37 @@ class Runtime:
         # Finish the estimates in hand, then drain every queued row, before the engine goes away.
         deadline = time.monotonic() + self.settings.shutdown_drain_seconds
         await self.metering.close(self.settings.shutdown_drain_seconds)
+        await self.governance.close()
         await self.recorder.close(max(deadline - time.monotonic(), 0.0))
         for provider in (*self.routing.providers.values(), *self._retired):
             await provider.aclose()
         await self.client.close()
         await self.media.close()
         await self.engine.dispose()
+
+
+def build_governance(settings: Settings, engine: AsyncEngine, keys: KeyCache) -> Governance:
+    """The limits store: in this process, or in Redis (shared by every worker and instance) with a local
+    fallback that ``GOPHERGATE_LIMITS_ON_REDIS_ERROR`` decides about. A reservation outlives the longest request."""
+    ttl = settings.upstream_total_timeout + settings.shutdown_grace_seconds + 60.0
+
+    async def loader(scope: Any, start: Any) -> Any:
+        return await ledger_spend(engine, scope, start)
+
+    local = MemoryLimits(timezone=settings.budget_timezone, reservation_ttl=ttl, spend_loader=loader)
+    store: LimitsStore = local
+    mode = "memory"
+    if settings.redis_url is not None:
+        from gophergate.limits.failover import FailoverLimits
+        from gophergate.limits.redis import RedisLimits, connect
+
+        primary = RedisLimits(
+            connect(settings.redis_url.get_secret_value(), max_connections=settings.max_concurrent_requests + 64),
+            timezone=settings.budget_timezone,
+            reservation_ttl=ttl,
+            spend_loader=loader,
+            prefix=settings.redis_key_prefix + "limits:",
+        )
+        store = FailoverLimits(primary, local, mode=settings.limits_on_redis_error, reservation_ttl=ttl)
+        mode = "redis"
+    return Governance(store, keys, mode=mode, unknown_price=settings.budget_unknown_price)

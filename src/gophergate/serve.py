@@ -84,6 +84,14 @@ def serve(settings: Settings) -> int:
             settings.keepalive_timeout_seconds,
             HEADER_READ_TIMEOUT_S,
         )
+    if settings.workers > 1 and settings.redis_url is None:
+        log.warning(
+            "GOPHERGATE_WORKERS=%d without GOPHERGATE_REDIS_URL: rate limits, requests in flight and budgets are "
+            "counted per worker (a key with rpm 60 may get up to %d per minute); set GOPHERGATE_REDIS_URL to share "
+            "them",
+            settings.workers,
+            60 * settings.workers,
+        )
     kill_timeout = math.ceil(settings.shutdown_grace_seconds + settings.shutdown_drain_seconds + _KILL_MARGIN_S)
     server = _Server(
         "gophergate.app:factory",  # only a label: the app comes from the loader below

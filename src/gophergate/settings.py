@@ -181,6 +181,14 @@ class Settings(BaseSettings):
         IPv6Network("::1/128"),
     )
 
+    # Governance (issue 17): budgets' calendar periods, models without a price under a budget, and where the
+    # counters live. With a Redis URL every counter is shared by all workers and instances.
+    budget_timezone: str = "UTC"
+    budget_unknown_price: Literal["deny", "allow"] = "deny"
+    redis_url: SecretStr | None = Field(None, description="redis://[:password@]host:port/db for shared limits.")
+    limits_on_redis_error: Literal["deny", "allow"] = "deny"
+    redis_key_prefix: str = Field("gophergate:", min_length=1, max_length=100)
+
     aliases: dict[str, str] = Field(default_factory=dict)
     providers: dict[str, CustomProviderConfig] = Field(default_factory=dict)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
@@ -232,6 +240,26 @@ class Settings(BaseSettings):
         # runs them as auto and says so in one warning line (providers/transport.client_kind).
         if value not in ("auto", "h1", "aiohttp", "pyreqwest", "hybrid"):
             raise ValueError("must be auto, h1 or aiohttp")
+        return value
+
+    @field_validator("budget_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r} (an IANA name such as UTC or Europe/Berlin)") from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if value.get_secret_value().split(":", 1)[0] not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
     @field_validator("database_url")

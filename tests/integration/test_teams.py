@@ -1,4 +1,4 @@
-"""Teams and the new key limits through the admin API of a real gateway: stored and shown, not enforced yet."""
+"""Teams and key limits through the admin API of a real gateway, stored and shown (enforced: test_governance.py)."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
-from gophergate.admin.deps import AdminUser, Rt
+from gophergate.admin.deps import AdminUser, CurrentUser, Rt
 from gophergate.admin.errors import conflict, invalid, not_found
 from gophergate.admin.paging import DEFAULT_LIMIT, Cursor, Limit, encode_cursor, int_position
 from gophergate.admin.responses import ok
@@ -18,6 +19,7 @@ from gophergate.admin.services import teams as teams_service
 from gophergate.admin.services.limits import LimitError
 from gophergate.core.errors import GatewayError
 from gophergate.runtime import Runtime
+from gophergate.security.client_keys import policy_from_row
 
 router = APIRouter(prefix="/api/keys", tags=["keys"])
 
@@ -40,8 +42,7 @@ Pattern = Annotated[str, Field(min_length=1, max_length=300)]
 
 
 class Limits(BaseModel):
-    """Null means unlimited; an explicit null clears a limit, an absent one is left as it is. Stored now;
-    enforced by the next release."""
+    """Null means unlimited; an explicit null clears a limit, an absent one is left as it is."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -146,6 +147,15 @@ async def update_key(key_id: int, body: KeyPatch, rt: Rt, _: AdminUser) -> Respo
         raise not_found(f"No client key with id {key_id}.")
     await rt.keys.refresh()
     return ok(await _item(rt, key_id))
+
+
+@router.get("/{key_id}/usage", summary="A key's usage now: this minute's requests and tokens, in flight, its budget")
+async def key_usage(key_id: int, rt: Rt, _: CurrentUser) -> Response:
+    key = await _item(rt, key_id)
+    expires = key["expires_at"]
+    if expires is not None and expires.tzinfo is None:
+        expires = expires.replace(tzinfo=dt.UTC)
+    return ok(await rt.governance.usage("key", key_id, policy_from_row(key["limits"]), expires))
 
 
 @router.post("/{key_id}/revoke", summary="Revoke a key (refused on /v1 at once)")

@@ -1,5 +1,5 @@
 """/api/teams: teams and their limits (viewers read; admins create, change and delete). A team's limits apply to
-the sum of its keys; they are stored now and enforced by the next release."""
+the sum of its keys (docs/governance.md)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from gophergate.admin.responses import ok
 from gophergate.admin.services import teams as service
 from gophergate.admin.services.limits import LimitError
 from gophergate.runtime import Runtime
+from gophergate.security.client_keys import policy_from_row
 
 router = APIRouter(prefix="/api/teams", tags=["teams"])
 
@@ -78,6 +79,12 @@ async def update_team(team_id: int, body: TeamPatch, rt: Rt, _: AdminUser) -> Re
     if not changed:
         raise not_found(f"No team with id {team_id}.")
     return ok(await _item(rt, team_id))
+
+
+@router.get("/{team_id}/usage", summary="A team's usage now (the sum of its keys): this minute, in flight, budget")
+async def team_usage(team_id: int, rt: Rt, _: CurrentUser) -> Response:
+    team = await _item(rt, team_id)
+    return ok(await rt.governance.usage("team", team_id, policy_from_row(team["limits"])))
 
 
 @router.delete("/{team_id}", summary="Delete a team (refused while keys belong to it)")

@@ -49,6 +49,10 @@ class RequestRecord:
     client_ip: str | None = None
     # The price of the routed model (None: unknown); the cost is computed from it once tokens are final.
     price: Price | None = None
+    # Governance: the request holds a limits admission (settled once, when it is billed), and the rate-limit
+    # headers every answer to it carries.
+    admitted: bool = False
+    limit_headers: list[tuple[bytes, bytes]] | None = None
 
     def values(self) -> tuple[Any, ...]:
         """The stored columns, in ``COLUMNS`` order."""

@@ -31,8 +31,8 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 ExactDecimal = Numeric().with_variant(Text(), "sqlite")
 
 
-# Governance limits shared by teams and client keys (NULL = unlimited; migration 0007). Stored now, enforced by a
-# later step of issue 17. allowed_models is a JSON list of patterns (NULL or [] = every model); budget_period is
+# Governance limits shared by teams and client keys (NULL = unlimited; migration 0007), enforced on /v1 by
+# gateway/governance.py. allowed_models is a JSON list of patterns (NULL or [] = every model); budget_period is
 # day | week | month | total and is set exactly when budget_usd is.
 def _limit_columns() -> list[Column[Any]]:
     return [
@@ -67,7 +67,7 @@ client_keys = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
-    # Per-key limits (migration 0007; NULL = unlimited): stored now, enforced by a later step of issue 17.
+    # Per-key limits (migration 0007; NULL = unlimited).
     Column("team_id", BigInteger, ForeignKey("teams.id", name="fk_client_keys_team_id"), nullable=True),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     *_limit_columns(),

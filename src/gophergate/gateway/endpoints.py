@@ -30,6 +30,8 @@ class EndpointSpec:
     open_stream: Callable[[Any, Any, Meter], Awaitable[AsyncIterator[bytes]]] | None = None
     ends_with_done: bool = True  # the stream's last event is `data: [DONE]` (added by the relay)
     chat: bool = False  # the call is a ChatCall (include_usage, the model's output limit)
+    # The request's output limit fields, the one a key's max_tokens_cap is written to first; () = no output tokens.
+    output_fields: tuple[str, ...] = ()
 
     def make_call(
         self,
@@ -126,6 +128,7 @@ CHAT = EndpointSpec(
     chat_prompt,
     open_stream=_chat_stream,
     chat=True,
+    output_fields=("max_tokens", "max_completion_tokens"),
 )
 EMBEDDINGS = EndpointSpec(
     "embeddings", "/v1/embeddings", _no_stream(check_embeddings), SupportsEmbeddings, _embeddings, embeddings_prompt
@@ -142,6 +145,7 @@ RESPONSES = EndpointSpec(
     responses_prompt,
     open_stream=_responses_stream,
     ends_with_done=False,  # a Responses stream ends after its terminal event (providers.md §2.9)
+    output_fields=("max_output_tokens",),
 )
 
 ENDPOINTS: dict[str, EndpointSpec] = {spec.path: spec for spec in (CHAT, EMBEDDINGS, IMAGES, RESPONSES)}

@@ -30,6 +30,7 @@ from gophergate.supervise import supervise
 from gophergate.wire.chat_text import texts_from_sse
 
 if TYPE_CHECKING:
+    from gophergate.gateway.governance import Governance
     from gophergate.gateway.health import ProviderHealth
     from gophergate.recorder.writer import Recorder
 
@@ -114,6 +115,7 @@ class Metering:
         self._closing = False
         self._deadline: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self.governance: Governance | None = None  # settles each admitted request once it is billed
         self.estimate_failures = 0
         self.restarts = 0  # the estimating task restarted after an exception
 
@@ -124,12 +126,23 @@ class Metering:
         if meter is not None and self._health is not None:  # a provider was called
             self._health.observe(record)
         if pending is None:
-            self._recorder.submit(record)
+            self._submit(record)
             return
+        if record.admitted and self.governance is not None:
+            self.governance.release(record)  # the request is over; its settle waits for the estimate
         estimating = self._estimating
         estimating.append((record, pending))
         if len(estimating) == 1:
             self._wakeup.set()
+
+    def _submit(self, record: RequestRecord) -> None:
+        """The record is billed: settle its limits, then hand it to the recorder."""
+        if record.admitted and self.governance is not None:
+            try:
+                self.governance.settle(record)
+            except Exception:
+                log.exception("settling the limits of request %s failed", record.request_id)
+        self._recorder.submit(record)
 
     @property
     def saturated(self) -> bool:
@@ -178,7 +191,7 @@ class Metering:
         while self._estimating:  # the task never ran (or could not finish): log what was counted
             record, _ = self._estimating.popleft()
             self._unestimated(record)
-            self._recorder.submit(record)
+            self._submit(record)
         await self._estimator.close()
 
     # -- estimating stage -------------------------------------------------------------------------------------
@@ -193,7 +206,7 @@ class Metering:
             record, pending = self._estimating[0]
             await self._estimate(record, pending)
             self._estimating.popleft()
-            self._recorder.submit(record)
+            self._submit(record)
 
     async def _estimate(self, record: RequestRecord, pending: PendingEstimate) -> None:
         """Estimate one record's tokens; any failure only marks that record (estimated, with what was counted)."""

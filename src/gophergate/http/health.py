@@ -39,6 +39,7 @@ async def readyz(rt: Runtime, scope: Scope, send: Any) -> None:
             "log_last_commit_age_s": (
                 None if rt.recorder.last_commit is None else round(time.time() - rt.recorder.last_commit, 3)
             ),
+            "limits": rt.governance.status(),
             "providers": sorted(rt.routing.providers),
             "registry": rt.registry.status(),
             "price_source": rt.routing.resolver.book.source,

@@ -24,6 +24,7 @@ from gophergate.core.errors import (
 )
 from gophergate.core.record import RequestRecord
 from gophergate.gateway.endpoints import ENDPOINTS, EndpointSpec
+from gophergate.gateway.governance import Rules
 from gophergate.gateway.resolve import Route
 from gophergate.gateway.validate import check_model_length, parse_json_object
 from gophergate.http.auth import authenticate
@@ -128,7 +129,7 @@ class V1:
         call: ChatCall | EndpointCall | None = None
         prompt: Any = None
         try:
-            data = await self._admit(scope, receive, record)
+            data, rules = await self._admit(scope, receive, record)
             checked = spec.check(data)
             model, stream, _ = checked
             record.requested_model = model
@@ -147,6 +148,12 @@ class V1:
                 )
             price = record.price = route.price
             limit = route.entry.max_output_tokens if route.entry is not None else None
+            if rules is not None:
+                governance = rt.governance
+                governance.check(rules, data, model, route.provider, route.model, spec.output_fields)
+                admission = await governance.admit(record, rules, data, prompt, spec.output_fields, price, limit)
+                if admission is not None:
+                    record.limit_headers = admission.headers
             call = spec.make_call(
                 data, route.model, record.request_id, checked, price.cost if price is not None else None, limit
             )
@@ -166,8 +173,9 @@ class V1:
         finally:
             rt.metering.finish(record, meter, prompt, call.priced if call is not None else None)
 
-    async def _admit(self, scope: Scope, receive: Any, record: RequestRecord) -> dict[str, Any]:
-        """Admission of a POST: the log has room, the client key is valid, the body is a JSON object."""
+    async def _admit(self, scope: Scope, receive: Any, record: RequestRecord) -> tuple[dict[str, Any], Rules | None]:
+        """Admission of a POST: the log has room, the client key is valid (and not expired), the body is a JSON
+        object. Also returns the rules that govern the key (None: none do)."""
         rt = self.rt
         if rt.metering.saturated:
             raise GatewayError(
@@ -178,14 +186,16 @@ class V1:
             )
         principal = await authenticate(scope, rt.keys)
         record.client_key_id = principal.key_id
+        rules = rt.governance.rules(principal)
         settings = rt.settings
-        return parse_json_object(
-            await read_body(receive, scope, settings.max_body_bytes, settings.body_timeout_seconds)
-        )
+        body = await read_body(receive, scope, settings.max_body_bytes, settings.body_timeout_seconds)
+        return parse_json_object(body), rules
 
     async def _answer(self, send: Any, record: RequestRecord, meter: Meter, body: bytes, cost: Decimal | None) -> None:
         """A complete (non-streamed) answer, with the cost header when the cost is known."""
         headers = base_headers(record.request_id)
+        if record.limit_headers:
+            headers.extend(record.limit_headers)
         if cost is not None:
             headers.append((COST, format(cost, "f").encode()))
         headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
@@ -201,6 +211,8 @@ class V1:
     ) -> None:
         headers = base_headers(record.request_id, b"text/event-stream")
         headers.extend(SSE_HEADERS)
+        if record.limit_headers:
+            headers.extend(record.limit_headers)
         headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
         record.status = 200  # from here on the headers count as sent
         await relay_stream(send, receive, headers, chunks, meter, done=done)
@@ -227,10 +239,11 @@ class V1:
             await self._send_error(send, error, record, meter)
 
     async def _send_error(self, send: Any, error: GatewayError, record: RequestRecord, meter: Meter | None) -> None:
+        extra = [(OVERHEAD, _overhead(record, meter, time.perf_counter()))]
+        if record.limit_headers:
+            extra.extend(record.limit_headers)
         try:
-            await send_error(
-                send, error, record.request_id, [(OVERHEAD, _overhead(record, meter, time.perf_counter()))]
-            )
+            await send_error(send, error, record.request_id, extra)
         except Exception:  # the client is gone; the record says what happened
             pass
 
@@ -241,6 +254,7 @@ class V1:
         try:
             principal = await authenticate(scope, self.rt.keys)
             record.client_key_id = principal.key_id
+            self.rt.governance.rules(principal)  # an expired key is refused here too
             status, payload = await handler(scope, record)
             record.status = status
             headers = base_headers(record.request_id)

@@ -1,7 +1,10 @@
 """Limits per key and team: requests and tokens per minute, requests in flight, budgets in USD.
 
-Not wired into ``/v1`` yet. The interface is ``LimitsStore`` (``types.py``); ``MemoryLimits`` (``memory.py``) is
-the exact process-local engine. Semantics, which a Redis-backed engine must keep:
+Enforced on ``/v1`` by ``gateway/governance.py``. The interface is ``LimitsStore`` (``types.py``);
+``MemoryLimits`` (``memory.py``) is the exact process-local engine, ``RedisLimits`` (``redis.py``) the same engine
+shared by several instances through one Redis, and ``FailoverLimits`` (``failover.py``) puts a local engine behind
+a shared one. Semantics, which every
+engine keeps:
 
 - **Scopes.** A request is admitted against its key and, when the key has one, its team. Either both admit it
   and both count it, or neither does (all or nothing). Counters belong to the scope's kind and id; the limits
@@ -12,10 +15,10 @@ the exact process-local engine. Semantics, which a Redis-backed engine must keep
   for OpenAI's ``x-ratelimit-*`` headers (the tightest of key and team) and the budget remaining.
 - **rpm** is a sliding window of exactly 60 s: at most ``rpm`` admissions in any 60 s; an admission stops
   counting exactly 60 s after it was made.
-- **tpm** counts tokens in fixed one-minute windows (monotonic clock). At admission a request reserves its
-  prompt plus its possible output, capped at what the window has left, and is admitted while the window has
-  tokens left; settling replaces the reservation with the real count (when the window has already turned,
-  only the excess over the reservation lands in the current one).
+- **tpm** counts tokens in fixed one-minute windows (monotonic clock; in Redis, the wall clock's minutes). At
+  admission a request reserves its prompt plus its possible output, capped at what the window has left, and is
+  admitted while the window has tokens left; settling replaces the reservation with the real count (when the
+  window has already turned, only the excess over the reservation lands in the current one).
 - **max_parallel** counts in-flight leases, ended by ``release`` or ``settle`` (once), or by the reservation TTL.
 - **Budgets** (``Decimal`` USD, exact) run per calendar ``day``, ``week`` (from Monday) or ``month`` in the
   configured timezone (midnight local time, DST included), or ``total`` (never resets). At admission the
@@ -34,13 +37,16 @@ the exact process-local engine. Semantics, which a Redis-backed engine must keep
   runs no longer holds the budget back.
 """
 
+from gophergate.limits.failover import FailoverLimits
 from gophergate.limits.memory import MemoryLimits
+from gophergate.limits.redis import RedisLimits
 from gophergate.limits.types import (
     Admitted,
     Clock,
     LimitName,
     Limits,
     LimitsStore,
+    LimitsUnavailable,
     Period,
     RateHeaders,
     Refused,
@@ -52,12 +58,15 @@ from gophergate.limits.types import (
 __all__ = [
     "Admitted",
     "Clock",
+    "FailoverLimits",
     "LimitName",
     "Limits",
     "LimitsStore",
+    "LimitsUnavailable",
     "MemoryLimits",
     "Period",
     "RateHeaders",
+    "RedisLimits",
     "Refused",
     "Scope",
     "SystemClock",

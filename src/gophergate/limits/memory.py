@@ -138,6 +138,8 @@ class MemoryLimits:
         self.release_now(request_id)
 
     async def usage(self, scope: Scope) -> Usage:
+        if self._loader is not None:
+            await self._seed(scope)  # a budget's spend is the ledger's until this process has counted it
         return self.usage_now(scope)
 
     async def rebuild_spend(self, scope: Scope, period_start: datetime | None, amount: Decimal) -> None:

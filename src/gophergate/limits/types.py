@@ -79,6 +79,11 @@ class Usage:
     resets_at: datetime | None
 
 
+class LimitsUnavailable(Exception):
+    """The shared limits store could not be reached in time (connection refused or lost, a timeout). For an
+    ``admit`` the outcome is unknown: the store may or may not have counted the request."""
+
+
 class Clock(Protocol):
     def monotonic(self) -> float: ...
 

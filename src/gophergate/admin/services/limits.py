@@ -1,5 +1,5 @@
 """The governance limits that teams and client keys share (issue 17): names, storage form, and the one rule that
-ties two of them together (a budget has a period). Stored now; enforcement comes with the next step."""
+ties two of them together (a budget has a period). Enforced on /v1 by ``gateway/governance.py``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Teams: a name and the limits that apply to the sum of their keys (issue 17; stored now, enforced next)."""
+"""Teams: a name and the limits that apply to the sum of their keys (enforced by gateway/governance.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The in-memory limits engine, driven by an injected clock."""
+"""The semantics every limits engine keeps (``gophergate.limits``), each test run against ``MemoryLimits`` and
+``RedisLimits`` (``make_store``), driven by an injected clock."""
 
 from __future__ import annotations
 
@@ -12,36 +13,22 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gophergate.limits import Admitted, Limits, LimitsStore, MemoryLimits, Refused, Scope
+from gophergate.limits import (
+    Admitted,
+    FailoverLimits,
+    Limits,
+    LimitsStore,
+    MemoryLimits,
+    RedisLimits,
+    Refused,
+    Scope,
+)
+from tests.unit.limits.conftest import FakeClock, MakeStore
 
 NY = ZoneInfo("America/New_York")
 D = Decimal
 
-
-class FakeClock:
-    def __init__(self, wall: datetime) -> None:
-        self.mono = 1000.0
-        self.now = wall.timestamp()
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def wall(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.mono += seconds
-        self.now += seconds
-
-    def set_wall(self, wall: datetime) -> None:
-        self.advance(wall.timestamp() - self.now)
-
-
 START = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
-
-
-def engine(clock: FakeClock, tz: str = "UTC", ttl: float = 300.0) -> MemoryLimits:
-    return MemoryLimits(clock=clock, timezone=tz, reservation_ttl=ttl)
 
 
 def key(**limits: Any) -> Scope:
@@ -49,7 +36,7 @@ def key(**limits: Any) -> Scope:
 
 
 async def admit(
-    store: MemoryLimits, rid: str, scope: Scope, team: Scope | None = None, *, tokens: int = 0, cost: str = "0"
+    store: LimitsStore, rid: str, scope: Scope, team: Scope | None = None, *, tokens: int = 0, cost: str = "0"
 ) -> Admitted:
     result = await store.admit(rid, scope, team, tokens=tokens, cost=D(cost))
     assert isinstance(result, Admitted), result
@@ -57,23 +44,24 @@ async def admit(
 
 
 async def refuse(
-    store: MemoryLimits, rid: str, scope: Scope, team: Scope | None = None, *, tokens: int = 0, cost: str = "0"
+    store: LimitsStore, rid: str, scope: Scope, team: Scope | None = None, *, tokens: int = 0, cost: str = "0"
 ) -> Refused:
     result = await store.admit(rid, scope, team, tokens=tokens, cost=D(cost))
     assert isinstance(result, Refused), result
     return result
 
 
+@pytest.mark.parametrize("engine", [MemoryLimits, RedisLimits, FailoverLimits])
 @pytest.mark.parametrize("name", ["admit", "settle", "release", "usage", "rebuild_spend"])
-def test_memory_engine_has_the_limits_store_methods(name: str) -> None:
-    mine = getattr(MemoryLimits, name)
+def test_every_engine_has_the_limits_store_methods(engine: type, name: str) -> None:
+    mine = getattr(engine, name)
     assert inspect.iscoroutinefunction(mine)
     assert inspect.signature(mine) == inspect.signature(getattr(LimitsStore, name))
 
 
-async def test_rpm_is_exact_at_the_window_edge() -> None:
+async def test_rpm_is_exact_at_the_window_edge(make_store: MakeStore) -> None:
     clock = FakeClock(START)
-    store, k = engine(clock), key(rpm=3)
+    store, k = make_store(clock), key(rpm=3)
     for i in range(3):
         await admit(store, f"r{i}", k)
         clock.advance(10)
@@ -93,9 +81,9 @@ async def test_rpm_is_exact_at_the_window_edge() -> None:
     await admit(store, "at70", k)
 
 
-async def test_refused_requests_do_not_count() -> None:
+async def test_refused_requests_do_not_count(make_store: MakeStore) -> None:
     clock = FakeClock(START)
-    store, k = engine(clock), key(rpm=1)
+    store, k = make_store(clock), key(rpm=1)
     await admit(store, "a", k)
     for i in range(5):
         clock.advance(10)
@@ -105,10 +93,10 @@ async def test_refused_requests_do_not_count() -> None:
     assert (await store.usage(k)).requests == 1
 
 
-async def test_tpm_reserves_then_settles_to_the_real_count() -> None:
+async def test_tpm_reserves_then_settles_to_the_real_count(make_store: MakeStore) -> None:
     clock = FakeClock(datetime(2026, 6, 10, 12, 0, 0, tzinfo=UTC))
     clock.mono = 6000.0  # the start of a tpm window
-    store, k = engine(clock), key(tpm=1000)
+    store, k = make_store(clock), key(tpm=1000)
     first = await admit(store, "a", k, tokens=600)
     assert first.headers.limit_tokens == 1000 and first.headers.remaining_tokens == 400
     assert first.headers.reset_tokens == pytest.approx(60.0)
@@ -126,10 +114,10 @@ async def test_tpm_reserves_then_settles_to_the_real_count() -> None:
     assert (await store.usage(k)).tokens == 160
 
 
-async def test_tpm_window_turns_and_a_late_settle_spills_only_the_excess() -> None:
+async def test_tpm_window_turns_and_a_late_settle_spills_only_the_excess(make_store: MakeStore) -> None:
     clock = FakeClock(START)
     clock.mono = 6000.0
-    store, k = engine(clock), key(tpm=1000)
+    store, k = make_store(clock), key(tpm=1000)
     await admit(store, "a", k, tokens=1000)
     await refuse(store, "b", k, tokens=1)
     clock.advance(60)  # a new window
@@ -141,9 +129,9 @@ async def test_tpm_window_turns_and_a_late_settle_spills_only_the_excess() -> No
     assert (await store.usage(other)).tokens == 200
 
 
-async def test_max_parallel_counts_leases_released_once() -> None:
+async def test_max_parallel_counts_leases_released_once(make_store: MakeStore) -> None:
     clock = FakeClock(START)
-    store, k = engine(clock), key(max_parallel=2)
+    store, k = make_store(clock), key(max_parallel=2)
     await admit(store, "a", k)
     await admit(store, "b", k)
     refused = await refuse(store, "c", k)
@@ -160,9 +148,9 @@ async def test_max_parallel_counts_leases_released_once() -> None:
     await admit(store, "d", k)
 
 
-async def test_budget_reserves_and_settles_once() -> None:
+async def test_budget_reserves_and_settles_once(make_store: MakeStore) -> None:
     clock = FakeClock(START)
-    store, k = engine(clock), key(budget_usd=D("1.00"), budget_period="day")
+    store, k = make_store(clock), key(budget_usd=D("1.00"), budget_period="day")
     ok = await admit(store, "a", k, cost="0.30")
     assert ok.budget_remaining == D("0.70")
     usage = await store.usage(k)
@@ -174,9 +162,9 @@ async def test_budget_reserves_and_settles_once() -> None:
     assert (usage.spend, usage.reserved, usage.remaining) == (D("0.1234567"), D(0), D("0.8765433"))
 
 
-async def test_an_unsettled_reservation_expires_and_a_late_settle_still_counts_once() -> None:
+async def test_an_unsettled_reservation_expires_and_a_late_settle_still_counts_once(make_store: MakeStore) -> None:
     clock = FakeClock(START)
-    store, k = engine(clock, ttl=300), key(budget_usd=D("1"), max_parallel=1, tpm=100)
+    store, k = make_store(clock, ttl=300), key(budget_usd=D("1"), max_parallel=1, tpm=100)
     await admit(store, "dead", k, cost="0.90", tokens=50)
     await refuse(store, "x", k)
     clock.advance(299.9)
@@ -194,9 +182,9 @@ async def test_an_unsettled_reservation_expires_and_a_late_settle_still_counts_o
     assert (await store.usage(k)).spend == D("0.40")
 
 
-async def test_budget_overshoot_is_at_most_one_requests_worst_case() -> None:
+async def test_budget_overshoot_is_at_most_one_requests_worst_case(make_store: MakeStore) -> None:
     clock = FakeClock(START)
-    store, k = engine(clock), key(budget_usd=D("1.00"), budget_period="month")
+    store, k = make_store(clock), key(budget_usd=D("1.00"), budget_period="month")
     worst = D("0.40")
     admitted = []
     for i in range(10):  # ten concurrent requests, each able to cost 0.40
@@ -214,7 +202,7 @@ async def test_budget_overshoot_is_at_most_one_requests_worst_case() -> None:
     spend = (await store.usage(k)).spend
     assert spend == D("0.90")
     # The worst that can happen: every admitted request costs its full worst case.
-    store2 = engine(clock)
+    store2 = make_store(clock)
     k2 = Scope("key", "k2", k.limits)
     ids = [
         f"s{i}" for i in range(10) if isinstance(await store2.admit(f"s{i}", k2, None, tokens=0, cost=worst), Admitted)
@@ -227,10 +215,10 @@ async def test_budget_overshoot_is_at_most_one_requests_worst_case() -> None:
 
 
 @pytest.mark.parametrize("seed", range(20))
-async def test_budget_overshoot_bound_holds_under_random_interleavings(seed: int) -> None:
+async def test_budget_overshoot_bound_holds_under_random_interleavings(seed: int, make_store: MakeStore) -> None:
     rng = random.Random(seed)
     clock = FakeClock(START)
-    store = engine(clock)
+    store = make_store(clock)
     budget = D("5.00")
     k = key(budget_usd=budget, budget_period="total")
     open_ids: dict[str, Decimal] = {}
@@ -252,9 +240,9 @@ async def test_budget_overshoot_bound_holds_under_random_interleavings(seed: int
     assert (await store.usage(k)).spend < budget + largest
 
 
-async def test_key_and_team_admit_all_or_nothing() -> None:
+async def test_key_and_team_admit_all_or_nothing(make_store: MakeStore) -> None:
     clock = FakeClock(START)
-    store = engine(clock)
+    store = make_store(clock)
     team = Scope("team", "t", Limits(rpm=2, budget_usd=D("1")))
     a = Scope("key", "a", Limits(rpm=10))
     b = Scope("key", "b", Limits(rpm=10, budget_usd=D("0.05")))
@@ -275,9 +263,9 @@ async def test_key_and_team_admit_all_or_nothing() -> None:
     await admit(store, "5", a, team)
 
 
-async def test_team_budget_is_the_sum_of_its_keys() -> None:
+async def test_team_budget_is_the_sum_of_its_keys(make_store: MakeStore) -> None:
     clock = FakeClock(START)
-    store = engine(clock)
+    store = make_store(clock)
     team = Scope("team", "t", Limits(budget_usd=D("1"), budget_period="day"))
     keys = [Scope("key", f"k{i}", Limits(budget_usd=D("10"))) for i in range(3)]
     for i, k in enumerate(keys):
@@ -295,9 +283,9 @@ async def test_team_budget_is_the_sum_of_its_keys() -> None:
     await admit(store, "r5", keys[2], team, cost="0.30")
 
 
-async def test_day_rolls_over_at_local_midnight_in_new_york() -> None:
+async def test_day_rolls_over_at_local_midnight_in_new_york(make_store: MakeStore) -> None:
     clock = FakeClock(datetime(2026, 6, 10, 23, 59, 59, tzinfo=NY))
-    store, k = engine(clock, tz="America/New_York"), key(budget_usd=D("1"), budget_period="day")
+    store, k = make_store(clock, tz="America/New_York"), key(budget_usd=D("1"), budget_period="day")
     await admit(store, "a", k, cost="1")
     await store.settle("a", tokens=0, cost=D("1"))
     refused = await refuse(store, "b", k, cost="0.01")
@@ -318,11 +306,11 @@ async def test_day_rolls_over_at_local_midnight_in_new_york() -> None:
     [((2026, 3, 8), 23), ((2026, 11, 1), 25)],  # US daylight saving starts / ends
 )
 async def test_a_dst_change_day_runs_from_local_midnight_to_local_midnight(
-    day: tuple[int, int, int], hours: int
+    day: tuple[int, int, int], hours: int, make_store: MakeStore
 ) -> None:
     start = datetime(*day, 0, 0, tzinfo=NY)
     clock = FakeClock(datetime(*day, 12, 0, tzinfo=NY))
-    store, k = engine(clock, tz="America/New_York"), key(budget_usd=D("1"), budget_period="day")
+    store, k = make_store(clock, tz="America/New_York"), key(budget_usd=D("1"), budget_period="day")
     await admit(store, "a", k, cost="1")
     usage = await store.usage(k)
     assert usage.period_start is not None and usage.resets_at is not None
@@ -335,9 +323,9 @@ async def test_a_dst_change_day_runs_from_local_midnight_to_local_midnight(
     await admit(store, "c", k, cost="0.5")
 
 
-async def test_week_starts_monday() -> None:
+async def test_week_starts_monday(make_store: MakeStore) -> None:
     clock = FakeClock(datetime(2026, 12, 6, 23, 59, 59, tzinfo=UTC))  # a Sunday
-    store, k = engine(clock), key(budget_usd=D("1"), budget_period="week")
+    store, k = make_store(clock), key(budget_usd=D("1"), budget_period="week")
     await admit(store, "a", k, cost="1")
     usage = await store.usage(k)
     assert usage.period_start == datetime(2026, 11, 30, tzinfo=UTC)  # the Monday before
@@ -359,9 +347,11 @@ async def test_week_starts_monday() -> None:
         (datetime(2026, 12, 31, 23, 59, 59), datetime(2027, 1, 1)),
     ],
 )
-async def test_month_ends_at_the_end_of_its_last_day(last_second: datetime, next_month: datetime) -> None:
+async def test_month_ends_at_the_end_of_its_last_day(
+    last_second: datetime, next_month: datetime, make_store: MakeStore
+) -> None:
     clock = FakeClock(last_second.replace(tzinfo=NY))
-    store, k = engine(clock, tz="America/New_York"), key(budget_usd=D("1"), budget_period="month")
+    store, k = make_store(clock, tz="America/New_York"), key(budget_usd=D("1"), budget_period="month")
     await admit(store, "a", k, cost="1")
     refused = await refuse(store, "b", k, cost="0.01")
     assert refused.resets_at == next_month.replace(tzinfo=NY)
@@ -370,9 +360,9 @@ async def test_month_ends_at_the_end_of_its_last_day(last_second: datetime, next
     await admit(store, "c", k, cost="0.01")
 
 
-async def test_total_budget_never_resets() -> None:
+async def test_total_budget_never_resets(make_store: MakeStore) -> None:
     clock = FakeClock(START)
-    store, k = engine(clock, tz="America/New_York"), key(budget_usd=D("1"), budget_period="total")
+    store, k = make_store(clock, tz="America/New_York"), key(budget_usd=D("1"), budget_period="total")
     await admit(store, "a", k, cost="1")
     await store.settle("a", tokens=0, cost=D("1"))
     for seconds in (86400, 7 * 86400, 40 * 86400, 400 * 86400):
@@ -383,9 +373,9 @@ async def test_total_budget_never_resets() -> None:
     assert usage.spend == D(1) and usage.period_start is None and usage.resets_at is None
 
 
-async def test_a_cost_belongs_to_the_period_it_was_admitted_in() -> None:
+async def test_a_cost_belongs_to_the_period_it_was_admitted_in(make_store: MakeStore) -> None:
     clock = FakeClock(datetime(2026, 6, 10, 23, 59, tzinfo=UTC))
-    store, k = engine(clock), key(budget_usd=D("1"), budget_period="day")
+    store, k = make_store(clock), key(budget_usd=D("1"), budget_period="day")
     await admit(store, "a", k, cost="0.60")
     clock.advance(120)  # the next day
     await admit(store, "b", k, cost="0.60")
@@ -394,9 +384,9 @@ async def test_a_cost_belongs_to_the_period_it_was_admitted_in() -> None:
     assert (usage.spend, usage.reserved) == (D(0), D("0.60"))
 
 
-async def test_rebuild_spend_seeds_the_current_period_only() -> None:
+async def test_rebuild_spend_seeds_the_current_period_only(make_store: MakeStore) -> None:
     clock = FakeClock(datetime(2026, 6, 10, 15, 0, tzinfo=NY))
-    store, k = engine(clock, tz="America/New_York"), key(budget_usd=D("1"), budget_period="day")
+    store, k = make_store(clock, tz="America/New_York"), key(budget_usd=D("1"), budget_period="day")
     await store.rebuild_spend(k, datetime(2026, 6, 9, tzinfo=NY), D("0.5"))  # yesterday: ignored
     assert (await store.usage(k)).spend == D(0)
     await store.rebuild_spend(k, datetime(2026, 6, 10, tzinfo=NY), D("0.99"))
@@ -407,16 +397,18 @@ async def test_rebuild_spend_seeds_the_current_period_only() -> None:
     await refuse(store, "b", k, cost="0.01")
 
 
-async def test_no_limits_means_no_headers_and_a_duplicate_id_is_an_error() -> None:
+async def test_no_limits_means_no_headers_and_a_duplicate_id_is_an_error(make_store: MakeStore) -> None:
     clock = FakeClock(START)
-    store, k = engine(clock), key()
+    store, k = make_store(clock), key()
     ok = await admit(store, "a", k, tokens=5, cost="1")
     assert ok.headers.limit_requests is None and ok.headers.limit_tokens is None and ok.budget_remaining is None
     with pytest.raises(ValueError, match="already admitted"):
         await store.admit("a", k, None, tokens=0, cost=D(0))
 
 
-async def test_spend_is_loaded_from_the_ledger_once_per_scope_and_period_before_the_first_admission() -> None:
+async def test_spend_is_loaded_from_the_ledger_once_per_scope_and_period_before_the_first_admission(
+    make_store: MakeStore,
+) -> None:
     clock = FakeClock(datetime(2026, 6, 10, 23, 59, 30, tzinfo=NY))
     asked: list[tuple[str, datetime | None]] = []
 
@@ -425,7 +417,7 @@ async def test_spend_is_loaded_from_the_ledger_once_per_scope_and_period_before_
         await asyncio.sleep(0)
         return D("0.75")
 
-    store = MemoryLimits(clock=clock, timezone="America/New_York", spend_loader=ledger)
+    store = make_store(clock, tz="America/New_York", spend_loader=ledger)
     k = key(budget_usd=D(1), budget_period="day")
     results = await asyncio.gather(*(store.admit(f"r{i}", k, None, tokens=0, cost=D("0.1")) for i in range(3)))
     assert all(isinstance(r, Admitted) for r in results)
@@ -436,15 +428,15 @@ async def test_spend_is_loaded_from_the_ledger_once_per_scope_and_period_before_
     assert asked[-1] == ("k1", datetime(2026, 6, 11, tzinfo=NY)) and len(asked) == 2
 
 
-async def test_a_scope_without_a_budget_never_asks_the_ledger() -> None:
+async def test_a_scope_without_a_budget_never_asks_the_ledger(make_store: MakeStore) -> None:
     async def ledger(scope: Scope, start: datetime | None) -> D:
         raise AssertionError("asked")
 
-    store = MemoryLimits(clock=FakeClock(START), spend_loader=ledger)
+    store = make_store(FakeClock(START), spend_loader=ledger)
     await admit(store, "r1", key(rpm=5))
 
 
-async def test_a_failed_ledger_load_refuses_nothing_silently_and_is_retried() -> None:
+async def test_a_failed_ledger_load_refuses_nothing_silently_and_is_retried(make_store: MakeStore) -> None:
     calls = 0
 
     async def ledger(scope: Scope, start: datetime | None) -> D:
@@ -454,7 +446,7 @@ async def test_a_failed_ledger_load_refuses_nothing_silently_and_is_retried() ->
             raise OSError("database down")
         return D(0)
 
-    store = MemoryLimits(clock=FakeClock(START), spend_loader=ledger)
+    store = make_store(FakeClock(START), spend_loader=ledger)
     k = key(budget_usd=D(1), budget_period="total")
     with pytest.raises(OSError):
         await store.admit("r1", k, None, tokens=0, cost=D("0.1"))

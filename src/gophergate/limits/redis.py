@@ -1,0 +1,656 @@
+"""The shared limits engine: the semantics of ``MemoryLimits`` with every counter in one Redis, for several gateway
+processes or instances.
+
+- **Atomic calls.** ``admit`` is one Lua script (key and team together, all or nothing), ``settle`` one more,
+  ``release`` and ``usage`` one each; ``EVALSHA``, reloaded after a Redis restart or ``SCRIPT FLUSH``.
+- **Time.** Processes share no monotonic clock, so windows and deadlines use the injected clock's ``wall()``
+  (integer microseconds, passed to the scripts). Instances need synchronized clocks (NTP); a skew of *s* seconds
+  moves an instance's rpm window and reservation deadlines by *s*. The tpm windows are the wall clock's minutes.
+- **Money.** Lua numbers are doubles, so USD is stored as integer nanodollars (1e-9 USD), exact up to 2**53
+  nanodollars (about $9M) per amount: reservations are rounded up, settled and seeded costs half up, budgets
+  down. Callers get ``Decimal`` back.
+- **Expiry.** Each scope keeps its open request ids in a ZSET by deadline and each request a record of what it
+  holds in every scope; the scripts of a scope give back expired reservations (tokens, budget, lease) before
+  deciding, then keep the record one more TTL so that a late settle still counts its cost once. Redis key TTLs
+  (relative, generous) only collect garbage; they never decide. An open record has no TTL: the request that
+  never settles stays until one of its scopes is used again.
+- **Seeding.** A scope's budget state for a period carries a ``seeded`` marker. When admission finds a budgeted
+  scope unseeded (a flushed or new Redis, a new period, a budget set mid-period) it counts nothing and says so;
+  the store loads the spend from ``spend_loader`` (the request log), seeds it unless another instance already
+  has, and admits again. Requests in flight when Redis loses its data are forgotten (their settles return False).
+
+Keys (``prefix`` default ``gg:limits:``): ``s:{kind}:{id}:h`` (tpm window, requests, tokens, in flight),
+``:hits`` (rpm ZSET), ``:open`` (open request ids by deadline), ``:b`` (budget period: spend, reserved, capped,
+seeded); ``r:{request_id}`` (a request's parts). Budget keys of ``day``/``week``/``month`` expire some time after
+their period ends; ``total`` ones never. One Redis is assumed (not Redis Cluster: the scripts derive keys), with
+``maxmemory-policy noeviction`` or a ``volatile-*`` policy: evicted limits state would be forgotten usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from gophergate.limits.memory import DEFAULT_RESERVATION_TTL, SpendLoader
+from gophergate.limits.periods import ALWAYS, NEVER, as_datetime, period_bounds
+from gophergate.limits.types import (
+    Admitted,
+    Clock,
+    LimitName,
+    LimitsStore,
+    LimitsUnavailable,
+    Period,
+    RateHeaders,
+    Refused,
+    Scope,
+    ScopeKind,
+    SystemClock,
+    Usage,
+)
+
+_US = 1_000_000  # microseconds per second
+_WINDOW_US = 60 * _US
+_NANO = Decimal("1e9")
+_ZERO = Decimal(0)
+_MAX_NANOS = 2**53  # integers a double holds exactly
+_SEED_ATTEMPTS = 4
+_T = TypeVar("_T")
+_UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.ReadOnlyError, OSError)
+
+# Shared by every script. Numbers are written with fmt(): Lua's tostring() keeps 14 digits only.
+_LIB = """
+local W = 60000000  -- the rpm and tpm window, in microseconds
+local RETRY = 1000000  -- microseconds, as MemoryLimits.PARALLEL_RETRY
+local function fmt(v)
+  if v == 0 then return '0' end
+  return string.format('%.0f', v)
+end
+local function num(v, default)
+  if v then return tonumber(v) end
+  return default
+end
+-- A budget state that lost keys (eviction) must not go below zero: that would hand out money never budgeted.
+local function less(total, part)
+  return math.max(0, total - tonumber(part))
+end
+local function opt(v)
+  if v == '' then return nil end
+  return tonumber(v)
+end
+
+-- An open reservation past its deadline gives back its tokens, budget and lease in every scope it holds; the
+-- record stays one more TTL, zeroed, so that a late settle still counts the cost once.
+local function expire(rkey, rid, now, ttl, rec_gc)
+  local head = redis.call('HMGET', rkey, 'dl', 'x', 'l', 'n')
+  if not head[1] or head[2] == '1' or tonumber(head[1]) > now then return end
+  local leased = head[3] == '1'
+  for i = 1, tonumber(head[4]) do
+    local part = redis.call('HMGET', rkey, 'b'..i, 't'..i, 'w'..i, 'c'..i, 'k'..i, 'p'..i)
+    local bkey, hkey = part[1]..':b', part[1]..':h'
+    local b = redis.call('HMGET', bkey, 'p', 'res', 'cap')
+    if b[1] == part[6] then
+      redis.call('HSET', bkey, 'res', fmt(less(num(b[2], 0), part[4])), 'cap', fmt(less(num(b[3], 0), part[5])))
+    end
+    local h = redis.call('HMGET', hkey, 'w', 'tok', 'inf')
+    if h[1] == part[3] then
+      redis.call('HSET', hkey, 'tok', fmt(num(h[2], 0) - tonumber(part[2])))
+    end
+    if leased and num(h[3], 0) > 0 then
+      redis.call('HSET', hkey, 'inf', fmt(tonumber(h[3]) - 1))
+    end
+    redis.call('ZREM', part[1]..':open', rid)
+    redis.call('HSET', rkey, 't'..i, '0', 'c'..i, '0', 'k'..i, '0')
+  end
+  redis.call('HSET', rkey, 'x', '1', 'l', '0', 'dl', fmt(tonumber(head[1]) + ttl))
+  redis.call('PEXPIRE', rkey, rec_gc)
+end
+
+local function purge(base, prefix, now, ttl, rec_gc)
+  local okey = base..':open'
+  for _, rid in ipairs(redis.call('ZRANGEBYSCORE', okey, '-inf', fmt(now))) do
+    expire(prefix..'r:'..rid, rid, now, ttl, rec_gc)
+    redis.call('ZREM', okey, rid)
+  end
+end
+"""
+
+# KEYS: the request's record, then per scope: :h :hits :open :b.
+# ARGV: rid prefix now ttl window seeded0 tokens cost scope_gc rec_gc hits_gc n, then per scope:
+#   base rpm tpm max_parallel budget marker period_end budget_gc ('' = none).
+# Returns {'dup'}, {'seed', i...} (counting nothing), or
+#   {'ok'|'refused', limit, scope, retry_after, resets_at, 6 header numbers, budget_remaining}.
+_ADMIT = (
+    _LIB
+    + """
+local rkey, rid, prefix = KEYS[1], ARGV[1], ARGV[2]
+local now, ttl, window = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local seeded0, tokens, cost = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local scope_gc, rec_gc, hits_gc, n = ARGV[9], ARGV[10], ARGV[11], tonumber(ARGV[12])
+local wtag = fmt(window)
+
+local head = redis.call('HMGET', rkey, 'dl', 'x')
+if head[1] then
+  if head[2] == '1' and tonumber(head[1]) <= now then redis.call('DEL', rkey) else return {'dup'} end
+end
+
+local S = {}
+for i = 1, n do
+  local a, k = 12 + (i - 1) * 8, 1 + (i - 1) * 4
+  S[i] = {base = ARGV[a + 1], rpm = opt(ARGV[a + 2]), tpm = opt(ARGV[a + 3]), par = opt(ARGV[a + 4]),
+          budget = opt(ARGV[a + 5]), marker = ARGV[a + 6], pend = opt(ARGV[a + 7]), bgc = ARGV[a + 8],
+          h = KEYS[k + 1], hits = KEYS[k + 2], open = KEYS[k + 3], b = KEYS[k + 4]}
+end
+for i = 1, n do purge(S[i].base, prefix, now, ttl, rec_gc) end
+
+local unseeded = {'seed'}
+for i = 1, n do
+  local s = S[i]
+  local h = redis.call('HMGET', s.h, 'w', 'req', 'tok', 'inf')
+  if h[1] == wtag then s.req, s.tok = num(h[2], 0), num(h[3], 0) else s.req, s.tok = 0, 0 end
+  s.inf = num(h[4], 0)
+  local b = redis.call('HMGET', s.b, 'p', 'spend', 'res', 'cap', 'seeded')
+  if b[1] == s.marker then
+    s.spend, s.res, s.cap, s.seeded = num(b[2], 0), num(b[3], 0), num(b[4], 0), b[5]
+  else
+    s.spend, s.res, s.cap, s.seeded = 0, 0, 0, seeded0
+  end
+  if s.budget and s.seeded ~= '1' then table.insert(unseeded, tostring(i)) end
+  if s.rpm then
+    redis.call('ZREMRANGEBYSCORE', s.hits, '-inf', fmt(now - W))
+    s.count = redis.call('ZCARD', s.hits)
+  end
+end
+if #unseeded > 1 then return unseeded end
+
+local function answer(status, limit, who, wait, reset)
+  local rq, tk, least = nil, nil, nil
+  for i = 1, n do
+    local s = S[i]
+    if s.rpm then
+      local reset_r = 0
+      if s.count > 0 then
+        local last = redis.call('ZRANGE', s.hits, -1, -1, 'WITHSCORES')
+        reset_r = tonumber(last[2]) + W - now
+      end
+      local left = math.max(0, s.rpm - s.count)
+      if not rq or left < rq[1] or (left == rq[1] and s.rpm < rq[2]) then rq = {left, s.rpm, reset_r} end
+    end
+    if s.tpm then
+      local left = math.max(0, s.tpm - s.tok)
+      if not tk or left < tk[1] or (left == tk[1] and s.tpm < tk[2]) then
+        tk = {left, s.tpm, (window + 1) * W - now}
+      end
+    end
+    if s.budget then
+      local left = math.max(0, s.budget - s.spend - s.res)
+      if not least or left < least then least = left end
+    end
+  end
+  local out = {status, limit, tostring(who), wait and fmt(wait) or '', reset and fmt(reset) or ''}
+  for _, t in ipairs({rq or false, tk or false}) do
+    if t then
+      for _, j in ipairs({2, 1, 3}) do table.insert(out, fmt(t[j])) end  -- limit, remaining, reset
+    else
+      for _ = 1, 3 do table.insert(out, '') end
+    end
+  end
+  table.insert(out, least and fmt(least) or '')
+  return out
+end
+
+for i = 1, n do
+  local s = S[i]
+  if s.rpm and s.count >= s.rpm then
+    local wait = nil
+    if s.rpm > 0 then
+      local e = redis.call('ZRANGE', s.hits, s.count - s.rpm, s.count - s.rpm, 'WITHSCORES')
+      wait = tonumber(e[2]) + W - now
+    end
+    return answer('refused', 'requests', i, wait, nil)
+  end
+end
+for i = 1, n do
+  local s = S[i]
+  if s.tpm and s.tok >= s.tpm then
+    local wait = nil
+    if s.tpm > 0 then wait = (window + 1) * W - now end
+    return answer('refused', 'tokens', i, wait, nil)
+  end
+end
+for i = 1, n do
+  local s = S[i]
+  if s.par and s.inf >= s.par then
+    local wait = nil
+    if s.par > 0 then wait = RETRY end
+    return answer('refused', 'parallel', i, wait, nil)
+  end
+end
+for i = 1, n do
+  local s = S[i]
+  if s.budget then
+    local left = s.budget - s.spend - s.res
+    if left <= 0 or s.cap > 0 then
+      local wait = s.pend and (s.pend - now) or nil
+      if left > 0 then wait = RETRY end  -- money left, all held by a capped reservation in flight
+      return answer('refused', 'budget', i, wait, s.pend)
+    end
+  end
+end
+
+local deadline = fmt(now + ttl)
+local record = {'dl', deadline, 'x', '0', 'l', '1', 'n', tostring(n)}
+for i = 1, n do
+  local s = S[i]
+  if s.rpm then
+    redis.call('ZADD', s.hits, fmt(now), fmt(now)..' '..rid)
+    redis.call('PEXPIRE', s.hits, hits_gc)
+    s.count = s.count + 1
+  end
+  local held = tokens
+  if s.tpm then held = math.min(tokens, s.tpm - s.tok) end
+  s.req, s.tok, s.inf = s.req + 1, s.tok + held, s.inf + 1
+  local reserve, capped = cost, 0
+  if s.budget then
+    local left = s.budget - s.spend - s.res
+    if cost > left then reserve, capped, s.cap = left, 1, s.cap + 1 end
+  end
+  s.res = s.res + reserve
+  redis.call('HSET', s.h, 'w', wtag, 'req', fmt(s.req), 'tok', fmt(s.tok), 'inf', fmt(s.inf))
+  redis.call('PEXPIRE', s.h, scope_gc)
+  redis.call('HSET', s.b, 'p', s.marker, 'spend', fmt(s.spend), 'res', fmt(s.res), 'cap', fmt(s.cap),
+    'seeded', s.seeded)
+  if s.pend then redis.call('PEXPIRE', s.b, s.bgc) else redis.call('PERSIST', s.b) end
+  redis.call('ZADD', s.open, deadline, rid)
+  local parts = {'b'..i, s.base, 't'..i, fmt(held), 'w'..i, wtag, 'c'..i, fmt(reserve), 'k'..i, tostring(capped),
+                 'p'..i, s.marker}
+  for _, v in ipairs(parts) do table.insert(record, v) end
+end
+-- No TTL on an open record or on :open: a reservation must be given back by expire(), never lost to the garbage
+-- collector (a total budget would stay reserved for ever). Both go at settle or expiry.
+redis.call('HSET', rkey, unpack(record))
+return answer('ok', '', 0, nil, nil)
+"""
+)
+
+# KEYS: the record. ARGV: rid prefix now ttl window tokens cost scope_gc rec_gc. Returns 1 when settled, else 0.
+_SETTLE = (
+    _LIB
+    + """
+local rkey, rid, prefix = KEYS[1], ARGV[1], ARGV[2]
+local now, ttl, window = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local tokens, cost, scope_gc, rec_gc = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], ARGV[9]
+local wtag = fmt(window)
+
+expire(rkey, rid, now, ttl, rec_gc)
+local head = redis.call('HMGET', rkey, 'dl', 'x', 'l', 'n')
+if not head[1] then return 0 end
+if tonumber(head[1]) <= now then
+  redis.call('DEL', rkey)  -- expired, and the late-settle TTL is over too
+  return 0
+end
+local leased = head[3] == '1'
+for i = 1, tonumber(head[4]) do
+  local part = redis.call('HMGET', rkey, 'b'..i, 't'..i, 'w'..i, 'c'..i, 'k'..i, 'p'..i)
+  local bkey, hkey = part[1]..':b', part[1]..':h'
+  local b = redis.call('HMGET', bkey, 'p', 'spend', 'res', 'cap')
+  if b[1] == part[6] then  -- the cost belongs to the period the request was admitted in
+    redis.call('HSET', bkey, 'spend', fmt(num(b[2], 0) + cost), 'res', fmt(less(num(b[3], 0), part[4])),
+      'cap', fmt(less(num(b[4], 0), part[5])))
+  end
+  local h = redis.call('HMGET', hkey, 'w', 'req', 'tok', 'inf')
+  local req, tok = num(h[2], 0), num(h[3], 0)
+  if h[1] ~= wtag then req, tok = 0, 0 end
+  local held = tonumber(part[2])
+  if part[3] == wtag or tokens > held then  -- a turned window only takes the excess over the reservation
+    tok = tok + tokens - held
+  end
+  local inf = num(h[4], 0)
+  if leased and inf > 0 then inf = inf - 1 end
+  redis.call('HSET', hkey, 'w', wtag, 'req', fmt(req), 'tok', fmt(tok), 'inf', fmt(inf))
+  redis.call('PEXPIRE', hkey, scope_gc)
+  redis.call('ZREM', part[1]..':open', rid)
+end
+redis.call('DEL', rkey)
+return 1
+"""
+)
+
+# KEYS: the record. Ends the lease once; the reservations stay.
+_RELEASE = (
+    _LIB
+    + """
+local rkey = KEYS[1]
+local head = redis.call('HMGET', rkey, 'x', 'l', 'n')
+if not head[1] or head[1] == '1' or head[2] ~= '1' then return 0 end
+for i = 1, tonumber(head[3]) do
+  local hkey = redis.call('HGET', rkey, 'b'..i)..':h'
+  local inf = num(redis.call('HGET', hkey, 'inf'), 0)
+  if inf > 0 then redis.call('HSET', hkey, 'inf', fmt(inf - 1)) end
+end
+redis.call('HSET', rkey, 'l', '0')
+return 1
+"""
+)
+
+# KEYS: :h :hits :b of one scope. ARGV: base prefix now ttl window rpm? marker rec_gc.
+# Returns {requests, tokens, in_flight, spend, reserved}.
+_USAGE = (
+    _LIB
+    + """
+local base, prefix = ARGV[1], ARGV[2]
+local now, ttl, window = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local rpm, marker, rec_gc = ARGV[6], ARGV[7], ARGV[8]
+purge(base, prefix, now, ttl, rec_gc)
+local h = redis.call('HMGET', KEYS[1], 'w', 'req', 'tok', 'inf')
+local req, tok = 0, 0
+if h[1] == fmt(window) then req, tok = num(h[2], 0), num(h[3], 0) end
+if rpm == '1' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', fmt(now - W))
+  req = redis.call('ZCARD', KEYS[2])
+end
+local b = redis.call('HMGET', KEYS[3], 'p', 'spend', 'res')
+local spend, res = 0, 0
+if b[1] == marker then spend, res = num(b[2], 0), num(b[3], 0) end
+return {fmt(req), fmt(tok), fmt(num(h[4], 0)), fmt(spend), fmt(res)}
+"""
+)
+
+# KEYS: :b of one scope. ARGV: marker amount force budget_gc ('' for total). Starts the period if it is new, then
+# sets the spend and the seeded marker when ``force`` or not yet seeded (another instance may have won).
+_SEED = (
+    _LIB
+    + """
+local bkey, marker, amount, force, bgc = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local b = redis.call('HMGET', bkey, 'p', 'seeded')
+local seeded = b[2]
+if b[1] ~= marker then
+  redis.call('HSET', bkey, 'p', marker, 'spend', '0', 'res', '0', 'cap', '0', 'seeded', '0')
+  seeded = '0'
+end
+if bgc == '' then redis.call('PERSIST', bkey) else redis.call('PEXPIRE', bkey, bgc) end
+if force == '1' or seeded ~= '1' then
+  redis.call('HSET', bkey, 'spend', amount, 'seeded', '1')
+  return 1
+end
+return 0
+"""
+)
+
+
+def connect(url: str, *, timeout: float = 0.5, max_connections: int = 1024) -> Redis:
+    """A client fit for limits: short timeouts and no retries (an unreachable Redis costs a request at most
+    ``timeout``, then ``GOPHERGATE_LIMITS_ON_REDIS_ERROR`` decides), and a pool as large as the requests a worker
+    answers at once."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        max_connections=max_connections,
+        health_check_interval=30,
+    )
+
+
+class RedisLimits:
+    """The Redis ``LimitsStore``. ``client`` is a ``redis.asyncio.Redis``; give it short socket timeouts, a small
+    retry policy (redis-py's default retries three times with backoff, seconds per failed call) and a pool as large
+    as the admissions in flight (a full pool raises): a call that cannot reach Redis raises ``LimitsUnavailable``.
+    The other arguments are ``MemoryLimits``'s; ``prefix`` namespaces the keys. Scope ids and request ids are used
+    in key names as given."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        clock: Clock | None = None,
+        timezone: str = "UTC",
+        reservation_ttl: float = DEFAULT_RESERVATION_TTL,
+        spend_loader: SpendLoader | None = None,
+        prefix: str = "gg:limits:",
+    ) -> None:
+        self._client = client
+        self._clock: Clock = clock or SystemClock()
+        self._tz = ZoneInfo(timezone)
+        self._ttl_us = round(reservation_ttl * _US)
+        self._loader = spend_loader
+        self._prefix = prefix
+        self._scope_gc_ms = round((2 * reservation_ttl + 120) * 1000)
+        self._rec_gc_ms = round((reservation_ttl + 120) * 1000)  # an expired record, kept for a late settle
+        self._hits_gc_ms = 2 * _WINDOW_US // 1000
+        self._bounds: dict[Period, tuple[float, float]] = {}
+        self._seeding: dict[tuple[tuple[str, str], str], asyncio.Future[None]] = {}
+        self._admit = client.register_script(_ADMIT)
+        self._settle = client.register_script(_SETTLE)
+        self._release = client.register_script(_RELEASE)
+        self._usage = client.register_script(_USAGE)
+        self._seed_script = client.register_script(_SEED)
+
+    # -- the LimitsStore interface --------------------------------------------------------------------------
+
+    async def admit(
+        self, request_id: str, key: Scope, team: Scope | None, *, tokens: int, cost: Decimal
+    ) -> Admitted | Refused:
+        scopes = (key,) if team is None else (key, team)
+        reserve = _nanos(cost, ROUND_CEILING)
+        for _ in range(_SEED_ATTEMPTS):
+            now = self._now()
+            keys = [self._record(request_id)]
+            args: list[str | int] = [
+                request_id,
+                self._prefix,
+                now,
+                self._ttl_us,
+                now // _WINDOW_US,
+                "0" if self._loader is not None else "1",
+                tokens,
+                reserve,
+                self._scope_gc_ms,
+                self._rec_gc_ms,
+                self._hits_gc_ms,
+                len(scopes),
+            ]
+            for scope in scopes:
+                base = self._base(scope)
+                keys += [f"{base}:h", f"{base}:hits", f"{base}:open", f"{base}:b"]
+                limits = scope.limits
+                marker, end, budget_gc = self._period(scope, now)
+                budget = "" if limits.budget_usd is None else _nanos(limits.budget_usd, ROUND_FLOOR)
+                args += [base, _opt(limits.rpm), _opt(limits.tpm), _opt(limits.max_parallel), budget]
+                args += [marker, end, budget_gc]
+            reply = [_text(v) for v in await self._call(self._admit, keys, args)]
+            status = reply[0]
+            if status == "dup":
+                raise ValueError(f"request id {request_id!r} is already admitted")
+            if status == "seed":
+                for index in reply[1:]:
+                    await self._seed(scopes[int(index) - 1])
+                continue
+            return _decide(reply, scopes)
+        raise LimitsUnavailable("the budget state kept losing its seed (is Redis being flushed?)")
+
+    async def settle(self, request_id: str, *, tokens: int, cost: Decimal) -> bool:
+        now = self._now()
+        args = [request_id, self._prefix, now, self._ttl_us, now // _WINDOW_US, tokens]
+        args += [_nanos(cost, ROUND_HALF_UP), self._scope_gc_ms, self._rec_gc_ms]
+        return bool(await self._call(self._settle, [self._record(request_id)], args))
+
+    async def release(self, request_id: str) -> None:
+        await self._call(self._release, [self._record(request_id)], [])
+
+    async def usage(self, scope: Scope) -> Usage:
+        if scope.limits.budget_usd is not None and self._loader is not None:
+            await self._seed(scope)  # a flushed Redis shows the ledger's spend, not zero
+        now = self._now()
+        base = self._base(scope)
+        marker = self._period(scope, now)[0]
+        start, end = self._bounds_at(scope.limits.budget_period, now / _US)
+        rpm = "1" if scope.limits.rpm is not None else "0"
+        args = [base, self._prefix, now, self._ttl_us, now // _WINDOW_US, rpm, marker, self._rec_gc_ms]
+        reply = await self._call(self._usage, [f"{base}:h", f"{base}:hits", f"{base}:b"], args)
+        requests, tokens, in_flight, spend_n, reserved_n = (int(_text(v)) for v in reply)
+        spend, reserved = _usd(spend_n), _usd(reserved_n)
+        budget = scope.limits.budget_usd
+        return Usage(
+            requests=requests,
+            tokens=tokens,
+            in_flight=in_flight,
+            spend=spend,
+            reserved=reserved,
+            remaining=None if budget is None else _usd(_nanos(budget, ROUND_FLOOR) - spend_n - reserved_n),
+            period_start=as_datetime(start),
+            resets_at=as_datetime(end),
+        )
+
+    async def rebuild_spend(self, scope: Scope, period_start: datetime | None, amount: Decimal) -> None:
+        """Set (not add) the settled spend of the scope's current period and mark it seeded; a ``period_start``
+        that is not the current period's start changes nothing (for ``total`` any value applies)."""
+        now = self._now()
+        start = self._bounds_at(scope.limits.budget_period, now / _US)[0]
+        if scope.limits.budget_period != "total" and (period_start is None or period_start.timestamp() != start):
+            return
+        await self._write_seed(scope, now, amount, force=True)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    async def _seed(self, scope: Scope) -> None:
+        """Load the scope's spend for its current period from the ledger and seed it unless already seeded;
+        concurrent admissions in this process wait for the one load. Without a loader the spend starts at zero."""
+        now = self._now()
+        marker = self._period(scope, now)[0]
+        pending = self._seeding.get((scope.ref, marker))
+        if pending is not None:
+            await asyncio.shield(pending)
+            return
+        pending = self._seeding[(scope.ref, marker)] = asyncio.get_running_loop().create_future()
+        try:
+            # An admission that read "unseeded" may answer after another one (or instance) has seeded.
+            bkey = f"{self._base(scope)}:b"
+            seen = await self._guard(self._client.hmget(bkey, ["p", "seeded"]))
+            if [_text(v) if v is not None else None for v in seen] == [marker, "1"]:
+                pending.set_result(None)
+                return
+            start = self._bounds_at(scope.limits.budget_period, now / _US)[0]
+            amount = _ZERO if self._loader is None else await self._loader(scope, as_datetime(start))
+            await self._write_seed(scope, now, amount, force=False)
+            pending.set_result(None)
+        except BaseException as exc:
+            pending.set_exception(exc)
+            pending.exception()  # retrieved: the waiters re-raise their own
+            raise
+        finally:
+            del self._seeding[(scope.ref, marker)]
+
+    async def _write_seed(self, scope: Scope, now: int, amount: Decimal, *, force: bool) -> None:
+        marker, _, budget_gc = self._period(scope, now)
+        args = [marker, _nanos(amount, ROUND_HALF_UP), "1" if force else "0", budget_gc]
+        await self._call(self._seed_script, [f"{self._base(scope)}:b"], args)
+
+    async def _call(self, script: Callable[..., Awaitable[Any]], keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self._guard(script(keys=keys, args=args))
+
+    @staticmethod
+    async def _guard(call: Awaitable[_T]) -> _T:
+        """Await a Redis call; an unreachable Redis raises ``LimitsUnavailable``, never a redis-py error."""
+        try:
+            return await call
+        except _UNREACHABLE as exc:
+            raise LimitsUnavailable(f"redis: {exc}") from exc
+
+    def _now(self) -> int:
+        return round(self._clock.wall() * _US)
+
+    def _base(self, scope: Scope) -> str:
+        return f"{self._prefix}s:{scope.kind}:{scope.id}"
+
+    def _record(self, request_id: str) -> str:
+        return f"{self._prefix}r:{request_id}"
+
+    def _bounds_at(self, kind: Period, wall: float) -> tuple[float, float]:
+        bounds = self._bounds.get(kind)
+        if bounds is None or not bounds[0] <= wall < bounds[1]:
+            bounds = self._bounds[kind] = period_bounds(kind, wall, self._tz)
+        return bounds
+
+    def _period(self, scope: Scope, now: int) -> tuple[str, str, str]:
+        """The scope's budget period marker, its end (µs, '' for never) and the budget key's TTL (ms, '')."""
+        kind = scope.limits.budget_period
+        start, end = self._bounds_at(kind, now / _US)
+        if start == ALWAYS or end == NEVER:
+            return f"{kind}:", "", ""
+        end_us = round(end * _US)
+        # Kept after the period's end long enough for late settles to find it and be ignored.
+        gc_ms = (end_us - now) // 1000 + 2 * self._ttl_us // 1000 + 3_600_000
+        return f"{kind}:{round(start * _US)}", str(end_us), str(max(gc_ms, 1))
+
+
+def _decide(reply: list[str], scopes: tuple[Scope, ...]) -> Admitted | Refused:
+    status, limit, who, wait, reset = reply[:5]
+    lr, rr, rsr, lt, rt, rst, least = reply[5:12]
+    headers = RateHeaders(
+        limit_requests=_int(lr),
+        remaining_requests=_int(rr),
+        reset_requests=_seconds(rsr),
+        limit_tokens=_int(lt),
+        remaining_tokens=_int(rt),
+        reset_tokens=_seconds(rst),
+    )
+    remaining = None if least == "" else _usd(int(least))
+    if status == "ok":
+        return Admitted(headers, remaining)
+    whose: ScopeKind = scopes[int(who) - 1].kind
+    name: LimitName = _LIMIT_NAMES[limit]
+    resets_at = None if reset == "" else as_datetime(int(reset) / _US)
+    return Refused(name, whose, _seconds(wait), resets_at, headers, remaining)
+
+
+_LIMIT_NAMES: dict[str, LimitName] = {
+    "requests": "requests",
+    "tokens": "tokens",
+    "parallel": "parallel",
+    "budget": "budget",
+}
+
+
+def _nanos(usd: Decimal, rounding: str) -> int:
+    nanos = int((usd * _NANO).to_integral_value(rounding=rounding))
+    if abs(nanos) > _MAX_NANOS:
+        raise ValueError(f"{usd} USD is beyond the exact range of the Redis limits engine (about $9M)")
+    return nanos
+
+
+def _usd(nanos: int) -> Decimal:
+    value = Decimal(nanos).scaleb(-9).normalize()
+    return value if value.as_tuple().exponent <= 0 else value.quantize(Decimal(1))  # type: ignore[operator]
+
+
+def _opt(value: int | None) -> str | int:
+    return "" if value is None else value
+
+
+def _text(value: bytes | str | int) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _int(value: str) -> int | None:
+    return None if value == "" else int(value)
+
+
+def _seconds(value: str) -> float | None:
+    return None if value == "" else int(value) / _US
+
+
+if TYPE_CHECKING:
+    _conforms: type[LimitsStore] = RedisLimits
