@@ -103,13 +103,7 @@ export function budgetBar(b: BudgetUsage): HTMLElement {
       usd(b.limit_usd, "budget-limit"),
       b.period === "total" ? " in total" : ` per ${PERIOD_TEXT[b.period]}`,
     ),
-    h(
-      "div",
-      { class: "budget-text muted" },
-      Number(b.remaining_usd) < 0 ? ["over by ", usd(String(b.remaining_usd).replace(/^-/, ""), "budget-over")] : [usd(b.remaining_usd, "budget-remaining"), " left"],
-      " · ",
-      resets,
-    ),
+    h("div", { class: "budget-text muted" }, usd(b.remaining_usd, "budget-remaining"), " left · ", resets),
   );
 }
 
