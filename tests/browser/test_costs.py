@@ -3,8 +3,7 @@
 A custom provider's model that no price catalogue knows ("house-model") is sent traffic beside a priced one
 (gpt-4o-mini). No cost cell for the unpriced requests may read $0 (overview, analytics, request log): they show "?"
 and the totals say how many requests they leave out. Every amount uses one format (3 significant digits below $1)
-with the exact decimal on hover. The keys page shows when a key was last used, and the limits dialog says that
-the limits are not enforced yet. Screenshots go to the test's tmp_path.
+with the exact decimal on hover. The keys page shows when a key was last used. Screenshots go to the test's tmp_path.
 """
 
 from __future__ import annotations
@@ -180,9 +179,10 @@ def test_unknown_prices_never_show_as_zero_and_keys_show_last_use(
     key_row = keys.locator("tbody tr", has_text="test").first
     used_text = key_row.locator("td").nth(last_used).inner_text().strip()
     assert used_text not in ("", "—"), f"last used: {used_text!r}"
-    # The limits dialog says that nothing enforces the limits yet.
+    # The limits dialog opens (limits are enforced now: no "not enforced yet" note).
     key_row.get_by_role("button", name="Limits").click()
-    expect(page.get_by_test_id("limits-note")).to_contain_text("not enforced yet")
+    expect(page.get_by_test_id("modal")).to_be_visible()
+    expect(page.get_by_test_id("limits-note")).to_have_count(0)
     page.screenshot(path=shots / "04-keys-limits.png")
     page.locator("[data-testid=modal] button", has_text="Cancel").click()
     expect(page.get_by_test_id("modal")).to_have_count(0)

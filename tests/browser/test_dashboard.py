@@ -32,7 +32,7 @@ ADMIN_PASSWORD = "admin-pass-browser-1"
 VIEWER_PASSWORD = "viewer-pass-browser-1"
 
 # Pages a viewer can open (client keys and users are admin-only and absent from a viewer's navigation).
-VIEWER_PAGES = ("overview", "analytics", "requests", "providers", "models", "system")
+VIEWER_PAGES = ("overview", "analytics", "requests", "teams", "providers", "models", "system")
 # Words on controls that would change server state: none may appear on a button a viewer sees.
 MUTATING_WORDS = re.compile(
     r"\b(create|add|new|save|delete|remove|revoke|rotate|rename|edit|enable|disable|test|set price|clear|"

@@ -29,7 +29,7 @@ from tests.browser.test_dashboard import ADMIN_PASSWORD, UPSTREAM_KEY
 from tests.fakes.openai_compat import FakeOpenAICompat
 from tests.support import Gateway
 
-ADMIN_PAGES = ("overview", "analytics", "requests", "keys", "providers", "models", "users", "system")
+ADMIN_PAGES = ("overview", "analytics", "requests", "keys", "teams", "providers", "models", "users", "system")
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1440, "height": 900}
 RED = "rgb(220, 38, 38)"

@@ -10,6 +10,7 @@ import { overviewPage } from "./pages/overview";
 import { providersPage } from "./pages/providers";
 import { requestsPage } from "./pages/requests";
 import { systemPage } from "./pages/system";
+import { teamsPage } from "./pages/teams";
 import { usersPage } from "./pages/users";
 import "./style.css";
 import { errorText, type PageCtx } from "./ui";
@@ -26,6 +27,7 @@ const ROUTES: Route[] = [
   { path: "analytics", title: "Analytics & costs", adminOnly: false, render: analyticsPage },
   { path: "requests", title: "Request log", adminOnly: false, render: requestsPage },
   { path: "keys", title: "Client keys", adminOnly: true, render: keysPage },
+  { path: "teams", title: "Teams", adminOnly: false, render: teamsPage },
   { path: "providers", title: "Providers", adminOnly: false, render: providersPage },
   { path: "models", title: "Models & prices", adminOnly: false, render: modelsPage },
   { path: "users", title: "Users", adminOnly: true, render: usersPage },

@@ -171,3 +171,43 @@ export interface TopRow {
   cost_usd: string | null;
   unpriced_requests: number;
 }
+
+export interface Team {
+  id: number;
+  name: string;
+  created_at: string;
+  updated_at: string;
+  keys: number; // how many keys belong to it (revoked ones too)
+  limits: Limits;
+}
+
+/** One limit's count in the current minute (or in flight); `limit` and `remaining` are null without a limit. */
+export interface UsageCount {
+  limit: number | null;
+  used: number;
+  remaining?: number | null;
+}
+
+/** Money values are decimal strings. */
+export interface BudgetUsage {
+  limit_usd: string;
+  period: BudgetPeriod;
+  spend_usd: string;
+  reserved_usd: string;
+  remaining_usd: string;
+  period_start: string | null;
+  resets_at: string | null;
+}
+
+/** GET /api/keys/{id}/usage and /api/teams/{id}/usage. */
+export interface ScopeUsage {
+  scope: "key" | "team";
+  id: number;
+  mode: "memory" | "redis" | "redis-unavailable";
+  requests: UsageCount;
+  tokens: UsageCount;
+  in_flight: UsageCount;
+  budget: BudgetUsage | null;
+  expires_at: string | null; // keys only
+  expired: boolean; // keys only
+}

@@ -488,9 +488,11 @@ class RedisLimits:
         await self._call(self._release, [self._record(request_id)], [])
 
     async def usage(self, scope: Scope) -> Usage:
-        if scope.limits.budget_usd is not None and self._loader is not None:
-            await self._seed(scope)  # a flushed Redis shows the ledger's spend, not zero
         now = self._now()
+        if scope.limits.budget_usd is not None and self._loader is not None:
+            if (scope.ref, self._period(scope, now)[0]) not in self._seeding:  # not from inside a load
+                await self._seed(scope)  # a flushed Redis shows the ledger's spend, not zero
+                now = self._now()
         base = self._base(scope)
         marker = self._period(scope, now)[0]
         start, end = self._bounds_at(scope.limits.budget_period, now / _US)

@@ -1,66 +1,63 @@
-// Client keys (admin only): create with a copy-once reveal, rename, limits, revoke, rotate.
+// Client keys (admin only): create with a copy-once reveal, rename, limits (team, expiry), revoke, rotate; the
+// usage of each key with limits against them.
 
-import { enc, listAll, patch, post } from "../api";
-import { fmtTime, h } from "../dom";
-import { formatUsd } from "../format";
-import type { BudgetPeriod, ClientKey, Limits } from "../types";
+import { enc, get, listAll, patch, post } from "../api";
+import { fmtTime, h, type Child } from "../dom";
+import { hasUsageLimits, limitFields, limitsSummary, readLimits } from "../limits";
+import type { ClientKey, Limits, Team } from "../types";
 import {
   attempt,
   badge,
   confirmDialog,
   errorText,
   formDialog,
+  localToIso,
   mutButton,
   pageHeader,
   revealSecret,
   table,
+  type Field,
   type FormValues,
   type PageCtx,
 } from "../ui";
+import { expiry, liveUsageInDialog, UsageCells } from "../usage";
 
 function limitsText(k: ClientKey): string {
-  const l = k.limits;
-  const parts: string[] = [];
-  if (k.team) parts.push(`team ${k.team.name}`);
-  if (l.rpm !== null) parts.push(`${l.rpm} req/min`);
-  if (l.tpm !== null) parts.push(`${l.tpm} tok/min`);
-  if (l.max_parallel !== null) parts.push(`${l.max_parallel} in flight`);
-  if (l.budget_usd !== null) parts.push(`${formatUsd(l.budget_usd)}/${l.budget_period ?? "?"}`);
-  if (l.allowed_models.length) parts.push(`models ${l.allowed_models.join(", ")}`);
-  if (l.max_tokens_cap !== null) parts.push(`max_tokens ≤ ${l.max_tokens_cap}`);
-  if (k.expires_at) parts.push(`expires ${fmtTime(k.expires_at)}`);
-  return parts.length ? parts.join(", ") : "none";
+  return limitsSummary(k.limits) || "none";
 }
 
-// Until the governance issue lands, nothing checks these limits on /v1: the dialog says so.
-const LIMITS_NOTE =
-  "These limits are stored now but not enforced yet: requests are not refused or throttled by them until budgets and rate limits land in a later release.";
-
-// Empty or 0 = no limit.
-const posOrNull = (v: string | boolean): number | null => {
-  const s = String(v).trim();
-  if (!s) return null;
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`not a whole number: ${s}`);
-  return n === 0 ? null : n;
-};
-const decOrNull = (v: string | boolean): string | null => {
-  const s = String(v).trim();
-  if (!s) return null;
-  if (!/^\d+(\.\d+)?$/.test(s)) throw new Error(`not an amount in USD: ${s}`);
-  return Number(s) === 0 ? null : s;
-};
+/** An ISO time as a datetime-local input's value (local time, to the minute). */
+function toLocalInput(isoTime: string | null): string {
+  if (!isoTime) return "";
+  const d = new Date(isoTime);
+  if (Number.isNaN(d.getTime())) return "";
+  const p = (n: number): string => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}
 
 export async function keysPage(ctx: PageCtx): Promise<void> {
   if (!ctx.isAdmin) return; // the route is admin-only; viewers never get here
   const list = h("div");
+  let teams: Team[] = [];
+  const teamField = (value: string): Field => ({
+    name: "team_id",
+    label: "Team",
+    type: "select",
+    value,
+    options: [{ value: "", label: "no team" }, ...teams.map((t) => ({ value: String(t.id), label: t.name }))],
+    hint: "the team's limits apply to all its keys together, besides the key's own",
+  });
   const createKey = async (): Promise<void> => {
     let created: { key: ClientKey; secret: string } | null = null;
     await formDialog(
       "Create client key",
-      [{ name: "name", label: "Name", required: true, placeholder: "e.g. backend-prod" }],
+      [
+        { name: "name", label: "Name", required: true, placeholder: "e.g. backend-prod" },
+        ...(teams.length ? [teamField("")] : []),
+      ],
       async (v: FormValues) => {
-        created = await post<{ key: ClientKey; secret: string }>("/api/keys", { name: String(v.name).trim() });
+        const team = v.team_id ? { team_id: Number(v.team_id) } : {};
+        created = await post<{ key: ClientKey; secret: string }>("/api/keys", { name: String(v.name).trim(), ...team });
       },
       "Create",
     );
@@ -79,50 +76,31 @@ export async function keysPage(ctx: PageCtx): Promise<void> {
       await reload();
     });
 
+  // Limits, team and expiry in one dialog, with the key's live usage above the fields while it is open.
   const limits = (k: ClientKey): void => {
-    void formDialog(
+    const expires = toLocalInput(k.expires_at);
+    const team = k.team ? String(k.team.id) : "";
+    const closed = formDialog(
       `Limits for "${k.name}"`,
       [
-        { name: "rpm", label: "Requests per minute", type: "number", value: k.limits.rpm?.toString() ?? "", hint: "empty = no limit" },
-        { name: "tpm", label: "Tokens per minute", type: "number", value: k.limits.tpm?.toString() ?? "" },
-        { name: "max_parallel", label: "Requests in flight", type: "number", value: k.limits.max_parallel?.toString() ?? "" },
-        { name: "budget_usd", label: "Budget (USD)", value: k.limits.budget_usd ?? "" },
-        {
-          name: "budget_period",
-          label: "Budget period",
-          type: "select",
-          value: k.limits.budget_period ?? "month",
-          options: [
-            { value: "day", label: "per day" },
-            { value: "week", label: "per week (from Monday)" },
-            { value: "month", label: "per month" },
-            { value: "total", label: "in total (never resets)" },
-          ],
-        },
-        { name: "allowed_models", label: "Allowed models", value: k.limits.allowed_models.join(", "), hint: "patterns, comma-separated (gpt-4o*, anthropic/*); empty = all" },
-        { name: "max_tokens_cap", label: "Largest max_tokens", type: "number", value: k.limits.max_tokens_cap?.toString() ?? "" },
+        teamField(team),
+        { name: "expires_at", label: "Expires", type: "datetime-local", value: expires, hint: "your local time; empty = never" },
+        ...limitFields(k.limits),
       ],
       async (v) => {
-        const budget = decOrNull(v.budget_usd);
-        const body: Limits = {
-          rpm: posOrNull(v.rpm),
-          tpm: posOrNull(v.tpm),
-          max_parallel: posOrNull(v.max_parallel),
-          budget_usd: budget,
-          budget_period: budget === null ? null : (String(v.budget_period) as BudgetPeriod),
-          allowed_models: String(v.allowed_models)
-            .split(",")
-            .map((p) => p.trim())
-            .filter((p) => p !== ""),
-          max_tokens_cap: posOrNull(v.max_tokens_cap),
-        };
-        await patch(`/api/keys/${enc(String(k.id))}`, { limits: body });
+        const body: { limits: Limits; team_id?: number | null; expires_at?: string | null } = { limits: readLimits(v) };
+        if (String(v.team_id) !== team) body.team_id = v.team_id ? Number(v.team_id) : null;
+        if (String(v.expires_at) !== expires) {
+          const at = localToIso(String(v.expires_at));
+          if (v.expires_at && !at) throw new Error(`not a date and time: ${String(v.expires_at)}`);
+          body.expires_at = at || null;
+        }
+        await patch(`/api/keys/${enc(String(k.id))}`, body);
         await reload();
       },
     );
-    // formDialog builds its dialog at once: the note goes above its fields.
-    const bodies = document.querySelectorAll<HTMLElement>("[role=dialog] .modal-body");
-    bodies[bodies.length - 1]?.prepend(h("p", { class: "muted", "data-testid": "limits-note" }, LIMITS_NOTE));
+    // formDialog builds its dialog at once: the live usage goes above its fields.
+    if (!k.revoked_at) liveUsageInDialog("key", k.id, closed);
   };
 
   const revoke = async (k: ClientKey): Promise<void> => {
@@ -141,9 +119,20 @@ export async function keysPage(ctx: PageCtx): Promise<void> {
     await reload();
   };
 
+  // Usage only for live keys with a limit it counts against; the expiry alone needs no request.
+  const cells = new UsageCells();
+  ctx.onLeave(cells.every(10_000));
+  const usageCell = (k: ClientKey): Child => {
+    if (k.revoked_at) return null;
+    if (hasUsageLimits(k.limits)) return cells.cell("key", k.id);
+    return expiry(k.expires_at);
+  };
+
   const reload = async (): Promise<void> => {
     try {
-      const keys = await listAll<ClientKey>("/api/keys");
+      const [keys, allTeams] = await Promise.all([listAll<ClientKey>("/api/keys"), get<{ data: Team[] }>("/api/teams")]);
+      teams = allTeams.data;
+      cells.reset();
       list.replaceChildren(
         table(
           [
@@ -151,9 +140,11 @@ export async function keysPage(ctx: PageCtx): Promise<void> {
             { title: "Name", cell: (k) => k.name },
             { title: "Key", cell: (k) => h("code", null, k.hint) },
             { title: "Status", cell: (k) => (k.revoked_at ? badge("revoked", "err") : badge("active", "ok")) },
+            { title: "Team", cell: (k) => (k.team ? k.team.name : h("span", { class: "muted" }, "—")) },
+            { title: "Limits", class: "wrap", cell: (k) => limitsText(k) },
+            { title: "Usage", cell: (k) => usageCell(k) },
             { title: "Created", cell: (k) => fmtTime(k.created_at) },
             { title: "Last used", cell: (k) => fmtTime(k.last_used_at) },
-            { title: "Limits", cell: (k) => h("span", { title: "stored, not enforced yet" }, limitsText(k)) },
             {
               title: "",
               class: "row-actions",
@@ -172,6 +163,7 @@ export async function keysPage(ctx: PageCtx): Promise<void> {
           { testid: "keys-table", empty: "No client keys yet" },
         ),
       );
+      await cells.refresh();
     } catch (err) {
       list.replaceChildren(h("div", { class: "form-error" }, errorText(err)));
     }
