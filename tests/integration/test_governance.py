@@ -310,3 +310,16 @@ def test_usage_endpoints_the_cli_and_readyz_report_the_same_spend(env: Env) -> N
     assert "budget: $" in text and "requests in the current minute: 2" in text
     missing = env.gateway.cli("keys", "usage", "999999", check=False)
     assert missing.returncode == 1 and "no key with id 999999" in missing.stderr
+
+
+def test_two_requests_sharing_an_x_request_id_are_admitted_separately(env: Env) -> None:
+    _, secret = env.key("same-request-id", limits={"rpm": 100, "budget_usd": "1", "budget_period": "day"})
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "SLOW 300"}]}
+    headers = {"authorization": f"Bearer {secret}", "x-request-id": "client-chosen-id-1"}
+
+    def one() -> int:
+        with httpx.Client(timeout=30) as c:
+            return c.post(env.gateway.base_url + "/chat/completions", json=body, headers=headers).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(lambda _: one(), range(2))) == [200, 200]

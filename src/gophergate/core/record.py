@@ -49,9 +49,9 @@ class RequestRecord:
     client_ip: str | None = None
     # The price of the routed model (None: unknown); the cost is computed from it once tokens are final.
     price: Price | None = None
-    # Governance: the request holds a limits admission (settled once, when it is billed), and the rate-limit
-    # headers every answer to it carries.
-    admitted: bool = False
+    # Governance: the id of the request's limits admission (settled once, when it is billed; the gateway's own id,
+    # never the client's x-request-id, which two requests may share), and the rate-limit headers of its answers.
+    admission: str | None = None
     limit_headers: list[tuple[bytes, bytes]] | None = None
 
     def values(self) -> tuple[Any, ...]:

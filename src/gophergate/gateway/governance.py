@@ -18,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import fnmatch
+import functools
+import itertools
 import logging
 import math
 import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +35,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophergate.core.errors import AuthenticationFailed, GatewayError, InvalidRequest
 from gophergate.core.record import RequestRecord
-from gophergate.core.usage import Usage
 from gophergate.db.tables import client_keys, request_log, rollup_table
 from gophergate.limits import Admitted, Limits, LimitsStore, MemoryLimits, RateHeaders, Refused, Scope
 from gophergate.limits import Usage as Usage_
@@ -168,12 +170,16 @@ def prompt_texts(prompt: Any, data: dict[str, Any]) -> list[str]:
 class PromptCounter:
     """Counts prompt tokens with the o200k tokenizer, loaded on first need off the event loop (it costs ~150 MB
     and ~1 s). Until it is loaded, and if it cannot be, a text counts as its UTF-8 length: a token is at least
-    one byte, so the count stays an upper bound."""
+    one byte, so the count stays an upper bound. Counts of short texts are remembered (a system prompt, and every
+    earlier turn of a conversation, come back with each request)."""
 
     PER_TEXT = 4  # framing tokens per message or part, as chat models count them
+    CACHED_CHARS = 8192  # texts up to this long are remembered ...
+    CACHE_SIZE = 4096  # ... this many of them (at most ~32 MB of text)
 
     def __init__(self) -> None:
         self._encode: Callable[[str], list[int]] | None = None
+        self._cached: Callable[[str], int] | None = None
         self._loading: asyncio.Task[None] | None = None
 
     def warm(self) -> None:
@@ -185,21 +191,33 @@ class PromptCounter:
             from gophergate.gateway.estimate import _encoding
 
             encoding = await asyncio.to_thread(_encoding)
-            self._encode = encoding.encode_ordinary
+            encode = self._encode = encoding.encode_ordinary
+            self._cached = functools.lru_cache(maxsize=self.CACHE_SIZE)(lambda text: len(encode(text)))
         except Exception:
             log.warning("the tokenizer could not be loaded: prompts are counted by their UTF-8 length", exc_info=True)
 
     def _count(self, texts: list[str]) -> int:
-        encode = self._encode
-        if encode is None:
+        encode, cached = self._encode, self._cached
+        if encode is None or cached is None:
             return sum(len(t.encode()) + self.PER_TEXT for t in texts)
-        return sum(len(encode(t)) + self.PER_TEXT for t in texts)
+        limit = self.CACHED_CHARS
+        return sum((cached(t) if len(t) <= limit else len(encode(t))) + self.PER_TEXT for t in texts)
 
     async def count(self, texts: list[str]) -> int:
         self.warm()
         if sum(len(t) for t in texts) > _COUNT_INLINE_CHARS and self._encode is not None:
             return await asyncio.to_thread(self._count, texts)
         return self._count(texts)
+
+
+def worst_rates(price: Any) -> tuple[Decimal, Decimal]:
+    """USD per token: the highest input-side and output-side rates of any of the price's tiers, undiscounted. A
+    request's tokens at these rates cost at least what they will be billed: an upper bound, two multiplications."""
+    table = price.table
+    tiers = [table.base, *(table.base.with_overrides(tier.rates) for tier in table.tiers)]
+    inputs = [r for t in tiers for r in (t.input, t.cache_read, t.cache_write) if r is not None]
+    outputs = [r for t in tiers for r in (t.output, t.reasoning) if r is not None]
+    return max(inputs, default=_ZERO).scaleb(-6), max(outputs, default=_ZERO).scaleb(-6)
 
 
 async def ledger_spend(engine: AsyncEngine, scope: Scope, start: dt.datetime | None) -> Decimal:
@@ -303,6 +321,10 @@ class Governance:
         self._rules: dict[int, tuple[Principal, Policy | None, Rules | None]] = {}
         self._memory = store if isinstance(store, MemoryLimits) else None
         self._pending: set[asyncio.Task[None]] = set()
+        self._rates: dict[int, tuple[Any, Decimal, Decimal]] = {}
+        # Admission ids: unique per process (a random prefix) and cluster (the random part is 64 bits).
+        self._instance = f"{secrets.token_hex(8)}-"
+        self._tickets = itertools.count(1)  # id(price) -> (price, input, output per token)
         self.counter = PromptCounter()
         self.settle_failures = 0
 
@@ -383,9 +405,15 @@ class Governance:
                 output *= choices  # each choice may produce the whole output
             tokens = prompt_tokens + output
             if price is not None:
-                cost = price.cost(Usage(prompt=prompt_tokens, completion=output))[0].total
+                rates = self._rates.get(id(price))
+                if rates is None or rates[0] is not price:
+                    if len(self._rates) > 4096:
+                        self._rates.clear()
+                    rates = self._rates[id(price)] = (price, *worst_rates(price))
+                cost = rates[1] * prompt_tokens + rates[2] * output
         try:
-            result = await self.store.admit(record.request_id, rules.key, rules.team, tokens=tokens, cost=cost)
+            ticket = f"{self._instance}{next(self._tickets)}"
+            result = await self.store.admit(ticket, rules.key, rules.team, tokens=tokens, cost=cost)
         except LimitsUnavailable:
             raise _unavailable() from None
         except Exception:
@@ -395,30 +423,32 @@ class Governance:
         if isinstance(result, Refused):
             raise _refusal(result, rules, headers)
         assert isinstance(result, Admitted)
-        record.admitted = True
+        record.admission = ticket
         return Admission(headers)
 
     # -- the end of a request (Metering) ------------------------------------------------------------------------
     def settle(self, record: RequestRecord) -> None:
         """Replace the request's reservations with its real tokens and cost (once; never blocks)."""
-        if not record.admitted:
+        ticket = record.admission
+        if ticket is None:
             return
-        record.admitted = False
+        record.admission = None
         tokens = record.prompt_tokens + record.completion_tokens
         cost = record.cost_usd or _ZERO
         if self._memory is not None:
-            self._memory.settle_now(record.request_id, tokens=tokens, cost=cost)
+            self._memory.settle_now(ticket, tokens=tokens, cost=cost)
             return
-        self._spawn(self.store.settle(record.request_id, tokens=tokens, cost=cost))
+        self._spawn(self.store.settle(ticket, tokens=tokens, cost=cost))
 
     def release(self, record: RequestRecord) -> None:
         """End the request's in-flight lease now; its settle comes later (its tokens are being estimated)."""
-        if not record.admitted:
+        ticket = record.admission
+        if ticket is None:
             return
         if self._memory is not None:
-            self._memory.release_now(record.request_id)
+            self._memory.release_now(ticket)
             return
-        self._spawn(self.store.release(record.request_id))
+        self._spawn(self.store.release(ticket))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(self._quietly(coro))

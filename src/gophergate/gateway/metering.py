@@ -128,7 +128,7 @@ class Metering:
         if pending is None:
             self._submit(record)
             return
-        if record.admitted and self.governance is not None:
+        if record.admission is not None and self.governance is not None:
             self.governance.release(record)  # the request is over; its settle waits for the estimate
         estimating = self._estimating
         estimating.append((record, pending))
@@ -137,7 +137,7 @@ class Metering:
 
     def _submit(self, record: RequestRecord) -> None:
         """The record is billed: settle its limits, then hand it to the recorder."""
-        if record.admitted and self.governance is not None:
+        if record.admission is not None and self.governance is not None:
             try:
                 self.governance.settle(record)
             except Exception:

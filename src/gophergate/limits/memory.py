@@ -8,7 +8,7 @@ threads, no locks: the methods never await, so on one event loop each call is at
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
@@ -115,9 +115,10 @@ class MemoryLimits:
         self._tz = ZoneInfo(timezone)
         self._ttl = reservation_ttl
         self._states: dict[tuple[str, str], _State] = {}
-        self._open: dict[str, _Open] = {}
-        self._expired: dict[str, _Open] = {}  # expired but not settled: a late settle still counts the cost
-        self._deadlines: deque[tuple[float, str]] = deque()
+        # Both in deadline order (the TTL is the same for all): expiry looks at the front only, and a settle
+        # removes its entry at once, so a settled request leaves nothing behind (no queue of dead deadlines).
+        self._open: OrderedDict[str, _Open] = OrderedDict()
+        self._expired: OrderedDict[str, _Open] = OrderedDict()  # expired, not settled: a late settle still counts
         self._bounds: dict[Period, tuple[float, float]] = {}
 
     # -- the LimitsStore interface --------------------------------------------------------------------------
@@ -210,7 +211,6 @@ class MemoryLimits:
             parts.append(_Part(st, held, window, reserve, capped))
         deadline = mono + self._ttl
         self._open[request_id] = _Open(parts, deadline)
-        self._deadlines.append((deadline, request_id))
         return Admitted(self._headers(scopes, states, mono, window), self._budget_remaining(scopes, states))
 
     def settle_now(self, request_id: str, *, tokens: int, cost: Decimal) -> bool:
@@ -327,31 +327,32 @@ class MemoryLimits:
         return st
 
     def _expire(self, mono: float) -> None:
-        queue = self._deadlines
-        while queue and queue[0][0] <= mono:
-            deadline, request_id = queue.popleft()
-            held = self._open.get(request_id)
-            if held is not None and held.deadline == deadline:
-                del self._open[request_id]
-                for part in held.parts:
-                    st = part.state
-                    if part.period == st.period:
-                        st.reserved -= part.cost
-                        st.capped -= part.capped
-                    if part.window == st.window:
-                        st.tokens -= part.tokens
-                    if held.leased:
-                        st.in_flight -= 1
-                    part.cost, part.capped, part.tokens = _ZERO, False, 0
-                held.leased = False
-                # Kept one more TTL, so that a settle arriving late still counts the real cost once.
-                held.deadline = deadline + self._ttl
-                self._expired[request_id] = held
-                queue.append((held.deadline, request_id))
-                continue
-            held = self._expired.get(request_id)
-            if held is not None and held.deadline == deadline:
-                del self._expired[request_id]
+        opened, expired = self._open, self._expired
+        while opened:
+            request_id, held = next(iter(opened.items()))
+            if held.deadline > mono:
+                break
+            del opened[request_id]
+            # The request never settled: give back what it held.
+            for part in held.parts:
+                st = part.state
+                if part.period == st.period:
+                    st.reserved -= part.cost
+                    st.capped -= part.capped
+                if part.window == st.window:
+                    st.tokens -= part.tokens
+                if held.leased:
+                    st.in_flight -= 1
+                part.cost, part.capped, part.tokens = _ZERO, False, 0
+            held.leased = False
+            # Kept one more TTL, so that a settle arriving late still counts the real cost once.
+            held.deadline += self._ttl
+            expired[request_id] = held
+        while expired:
+            request_id, held = next(iter(expired.items()))
+            if held.deadline > mono:
+                break
+            del expired[request_id]
 
     def _refuse(
         self,

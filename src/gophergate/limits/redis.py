@@ -384,6 +384,65 @@ return 0
 )
 
 
+class _Batcher:
+    """Script calls made in the same turn of the event loop go to Redis together: one pipeline (not a
+    transaction; each script stays atomic on its own), so under load a round trip and redis-py's per-command work
+    are shared by every admission and settle of that turn. A lone call goes as it is."""
+
+    def __init__(self, client: Redis) -> None:
+        self._client = client
+        self._queue: list[tuple[Any, Sequence[str], Sequence[Any], asyncio.Future[Any]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def call(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._queue:
+            loop.call_soon(self._flush)
+        self._queue.append((script, keys, args, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[tuple[Any, Sequence[str], Sequence[Any], asyncio.Future[Any]]]) -> None:
+        if len(batch) == 1:
+            script, keys, args, future = batch[0]
+            try:
+                _answer(future, await script(keys=keys, args=args))
+            except Exception as exc:
+                _answer(future, exc)
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for script, keys, args, _ in batch:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            for *_, future in batch:
+                _answer(future, exc)
+            return
+        for (script, keys, args, future), result in zip(batch, results, strict=True):
+            if isinstance(result, redis_errors.NoScriptError):  # Redis lost its scripts: load and run this one
+                try:
+                    result = await script(keys=keys, args=args)
+                except Exception as exc:
+                    result = exc
+            _answer(future, result)
+
+
+def _answer(future: asyncio.Future[Any], result: Any) -> None:
+    if future.done():  # its request was cancelled meanwhile
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
 def connect(url: str, *, timeout: float = 0.5, max_connections: int = 1024) -> Redis:
     """A client fit for limits: short timeouts and no retries (an unreachable Redis costs a request at most
     ``timeout``, then ``GOPHERGATE_LIMITS_ON_REDIS_ERROR`` decides), and a pool as large as the requests a worker
@@ -429,6 +488,7 @@ class RedisLimits:
         self._hits_gc_ms = 2 * _WINDOW_US // 1000
         self._bounds: dict[Period, tuple[float, float]] = {}
         self._seeding: dict[tuple[tuple[str, str], str], asyncio.Future[None]] = {}
+        self._batcher = _Batcher(client)
         self._admit = client.register_script(_ADMIT)
         self._settle = client.register_script(_SETTLE)
         self._release = client.register_script(_RELEASE)
@@ -467,7 +527,7 @@ class RedisLimits:
                 budget = "" if limits.budget_usd is None else _nanos(limits.budget_usd, ROUND_FLOOR)
                 args += [base, _opt(limits.rpm), _opt(limits.tpm), _opt(limits.max_parallel), budget]
                 args += [marker, end, budget_gc]
-            reply = [_text(v) for v in await self._call(self._admit, keys, args)]
+            reply = [_text(v) for v in await self._guard(self._batcher.call(self._admit, keys, args))]
             status = reply[0]
             if status == "dup":
                 raise ValueError(f"request id {request_id!r} is already admitted")
@@ -482,10 +542,10 @@ class RedisLimits:
         now = self._now()
         args = [request_id, self._prefix, now, self._ttl_us, now // _WINDOW_US, tokens]
         args += [_nanos(cost, ROUND_HALF_UP), self._scope_gc_ms, self._rec_gc_ms]
-        return bool(await self._call(self._settle, [self._record(request_id)], args))
+        return bool(await self._guard(self._batcher.call(self._settle, [self._record(request_id)], args)))
 
     async def release(self, request_id: str) -> None:
-        await self._call(self._release, [self._record(request_id)], [])
+        await self._guard(self._batcher.call(self._release, [self._record(request_id)], []))
 
     async def usage(self, scope: Scope) -> Usage:
         now = self._now()
