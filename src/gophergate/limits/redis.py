@@ -384,53 +384,75 @@ return 0
 )
 
 
-class _Batcher:
-    """Script calls made in the same turn of the event loop go to Redis together: one pipeline (not a
-    transaction; each script stays atomic on its own), so under load a round trip and redis-py's per-command work
-    are shared by every admission and settle of that turn. A lone call goes as it is."""
+# Batched calls: each ARGV is one call's keys and arguments joined by _SEP ("nkeys key... arg..."); the script runs
+# the single-call body once per ARGV, in order, and answers a list. One EVALSHA then carries a whole turn's calls.
+_SEP = "\x1f"
+_DISPATCH = r"""
+local function split(s)
+  local out, i = {}, 1
+  while true do
+    local j = string.find(s, '\31', i, true)
+    if not j then out[#out + 1] = string.sub(s, i); return out end
+    out[#out + 1] = string.sub(s, i, j - 1)
+    i = j + 1
+  end
+end
+local out = {}
+for r = 1, #ARGV do
+  local f = split(ARGV[r])
+  local nk = tonumber(f[1])
+  local keys, argv = {}, {}
+  for j = 1, nk do keys[j] = f[1 + j] end
+  for j = nk + 2, #f do argv[#argv + 1] = f[j] end
+  out[r] = one(keys, argv)
+end
+return out
+"""
+_BATCH_MAX = 64  # calls per script run: Redis runs one script at a time, so a batch must stay short
 
-    def __init__(self, client: Redis) -> None:
-        self._client = client
-        self._queue: list[tuple[Any, Sequence[str], Sequence[Any], asyncio.Future[Any]]] = []
+
+def _batched(script: str) -> str:
+    """The batched form of a single-call script (``_LIB`` + body)."""
+    return _LIB + "local function one(KEYS, ARGV)\n" + script[len(_LIB) :] + "\nend\n" + _DISPATCH
+
+
+class _Batcher:
+    """Calls of one script made in the same turn of the event loop go to Redis as one batched script run (each
+    call still decided on its own, in order), so under load one round trip, and redis-py's per-command work, serve
+    a whole turn's admissions or settles."""
+
+    def __init__(self) -> None:
+        self._queues: dict[Any, list[tuple[str, asyncio.Future[Any]]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def call(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        if not self._queue:
-            loop.call_soon(self._flush)
-        self._queue.append((script, keys, args, future))
+        packed = _SEP.join([str(len(keys)), *keys, *(str(a) for a in args)])
+        queue = self._queues.get(script)
+        if queue is None:
+            queue = self._queues[script] = []
+            loop.call_soon(self._flush, script)
+        queue.append((packed, future))
         return future
 
-    def _flush(self) -> None:
-        batch, self._queue = self._queue, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _flush(self, script: Any) -> None:
+        batch = self._queues.pop(script)
+        loop = asyncio.get_running_loop()
+        for start in range(0, len(batch), _BATCH_MAX):
+            task = loop.create_task(self._send(script, batch[start : start + _BATCH_MAX]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, batch: list[tuple[Any, Sequence[str], Sequence[Any], asyncio.Future[Any]]]) -> None:
-        if len(batch) == 1:
-            script, keys, args, future = batch[0]
-            try:
-                _answer(future, await script(keys=keys, args=args))
-            except Exception as exc:
-                _answer(future, exc)
-            return
-        pipe = self._client.pipeline(transaction=False)
-        for script, keys, args, _ in batch:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
+    @staticmethod
+    async def _send(script: Any, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
         try:
-            results = await pipe.execute(raise_on_error=False)
+            results = await script(keys=[], args=[packed for packed, _ in batch])
         except Exception as exc:
-            for *_, future in batch:
+            for _, future in batch:
                 _answer(future, exc)
             return
-        for (script, keys, args, future), result in zip(batch, results, strict=True):
-            if isinstance(result, redis_errors.NoScriptError):  # Redis lost its scripts: load and run this one
-                try:
-                    result = await script(keys=keys, args=args)
-                except Exception as exc:
-                    result = exc
+        for (_, future), result in zip(batch, results, strict=True):
             _answer(future, result)
 
 
@@ -488,7 +510,10 @@ class RedisLimits:
         self._hits_gc_ms = 2 * _WINDOW_US // 1000
         self._bounds: dict[Period, tuple[float, float]] = {}
         self._seeding: dict[tuple[tuple[str, str], str], asyncio.Future[None]] = {}
-        self._batcher = _Batcher(client)
+        self._batcher = _Batcher()
+        self._admit_many = client.register_script(_batched(_ADMIT))
+        self._settle_many = client.register_script(_batched(_SETTLE))
+        self._release_many = client.register_script(_batched(_RELEASE))
         self._admit = client.register_script(_ADMIT)
         self._settle = client.register_script(_SETTLE)
         self._release = client.register_script(_RELEASE)
@@ -527,7 +552,7 @@ class RedisLimits:
                 budget = "" if limits.budget_usd is None else _nanos(limits.budget_usd, ROUND_FLOOR)
                 args += [base, _opt(limits.rpm), _opt(limits.tpm), _opt(limits.max_parallel), budget]
                 args += [marker, end, budget_gc]
-            reply = [_text(v) for v in await self._guard(self._batcher.call(self._admit, keys, args))]
+            reply = [_text(v) for v in await self._guard(self._batcher.call(self._admit_many, keys, args))]
             status = reply[0]
             if status == "dup":
                 raise ValueError(f"request id {request_id!r} is already admitted")
@@ -542,10 +567,10 @@ class RedisLimits:
         now = self._now()
         args = [request_id, self._prefix, now, self._ttl_us, now // _WINDOW_US, tokens]
         args += [_nanos(cost, ROUND_HALF_UP), self._scope_gc_ms, self._rec_gc_ms]
-        return bool(await self._guard(self._batcher.call(self._settle, [self._record(request_id)], args)))
+        return bool(await self._guard(self._batcher.call(self._settle_many, [self._record(request_id)], args)))
 
     async def release(self, request_id: str) -> None:
-        await self._guard(self._batcher.call(self._release, [self._record(request_id)], []))
+        await self._guard(self._batcher.call(self._release_many, [self._record(request_id)], []))
 
     async def usage(self, scope: Scope) -> Usage:
         now = self._now()
