@@ -91,6 +91,7 @@ class _Open:
         self.leased = True
 
 
+UNSEEDED = object()  # admit_now: a budget's period spend is not loaded yet
 SpendLoader = Callable[[Scope, datetime | None], Awaitable[Decimal]]
 
 
@@ -126,11 +127,13 @@ class MemoryLimits:
     async def admit(
         self, request_id: str, key: Scope, team: Scope | None, *, tokens: int, cost: Decimal
     ) -> Admitted | Refused:
-        if self._loader is not None:
+        while True:
+            result = self.admit_now(request_id, key, team, tokens=tokens, cost=cost)
+            if result is not UNSEEDED:
+                return result  # type: ignore[return-value]
             await self._seed(key)
             if team is not None:
                 await self._seed(team)
-        return self.admit_now(request_id, key, team, tokens=tokens, cost=cost)
 
     async def settle(self, request_id: str, *, tokens: int, cost: Decimal) -> bool:
         return self.settle_now(request_id, tokens=tokens, cost=cost)
@@ -150,7 +153,9 @@ class MemoryLimits:
 
     def admit_now(
         self, request_id: str, key: Scope, team: Scope | None, *, tokens: int, cost: Decimal
-    ) -> Admitted | Refused:
+    ) -> Admitted | Refused | object:
+        """The admission, decided now; ``UNSEEDED`` (counting nothing) when a budget's spend must first be loaded
+        from the ledger (``admit`` does that)."""
         mono = self._clock.monotonic()
         wall = self._clock.wall()
         self._expire(mono)
@@ -159,6 +164,9 @@ class MemoryLimits:
         window = int(mono // WINDOW)
         scopes = (key,) if team is None else (key, team)
         states = [self._state(scope, window, wall) for scope in scopes]
+        for scope, st in zip(scopes, states, strict=True):
+            if not st.seeded and scope.limits.budget_usd is not None:
+                return UNSEEDED
 
         for scope, st in zip(scopes, states, strict=True):
             rpm = scope.limits.rpm
