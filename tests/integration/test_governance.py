@@ -323,3 +323,12 @@ def test_two_requests_sharing_an_x_request_id_are_admitted_separately(env: Env) 
 
     with ThreadPoolExecutor(2) as pool:
         assert list(pool.map(lambda _: one(), range(2))) == [200, 200]
+
+
+def test_several_workers_without_redis_warn_that_limits_are_counted_per_worker(make_gateway: type[Gateway]) -> None:
+    gateway = make_gateway(env={"GOPHERGATE_WORKERS": "2"})
+    gateway.start()
+    with httpx.Client(timeout=10) as c:
+        assert c.get(gateway.url + "/readyz").json()["details"]["limits"]["mode"] == "memory"
+    text = gateway.log_path.read_text()
+    assert "GOPHERGATE_WORKERS=2 without GOPHERGATE_REDIS_URL" in text and "counted per worker" in text
