@@ -175,7 +175,9 @@ local function answer(status, limit, who, wait, reset)
     local s = S[i]
     if s.rpm then
       local reset_r = 0
-      if s.count > 0 then
+      if status == 'ok' then
+        reset_r = W  -- the newest admission is this one, made now
+      elseif s.count > 0 then
         local last = redis.call('ZRANGE', s.hits, -1, -1, 'WITHSCORES')
         reset_r = tonumber(last[2]) + W - now
       end
