@@ -195,3 +195,15 @@ class Gateway:
         rows = self.wait_rows(1, f"request_id = '{request_id}'", timeout)
         assert len(rows) == 1, f"expected one log row for {request_id}, got {len(rows)}"
         return rows[0]
+
+
+@contextmanager
+def admin_session(url: str, password: str, username: str = "admin") -> Iterator[Any]:
+    """An httpx client signed in to the dashboard API of the gateway at ``url``, with its CSRF header set."""
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=30) as client:
+        r = client.post("/api/auth/login", json={"username": username, "password": password})
+        assert r.status_code == 200, r.text
+        client.headers["x-csrf-token"] = r.json()["csrf_token"]
+        yield client

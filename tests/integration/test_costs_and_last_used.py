@@ -6,15 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
 from tests.fakes.openai_compat import FakeOpenAICompat
-from tests.support import Gateway
+from tests.support import Gateway, admin_session
 
 UPSTREAM_KEY = "sk-upstream-costs"
 CUSTOM_KEY = "sk-custom-costs"
@@ -26,13 +24,8 @@ class Env:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
-    @contextmanager
-    def admin(self) -> Iterator[httpx.Client]:
-        with httpx.Client(base_url=self.gateway.url, timeout=30) as c:
-            r = c.post("/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
-            assert r.status_code == 200, r.text
-            c.headers["x-csrf-token"] = r.json()["csrf_token"]
-            yield c
+    def admin(self) -> Any:
+        return admin_session(self.gateway.url, ADMIN_PASSWORD)
 
     def v1(self, key: str) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.gateway.base_url, api_key=key, max_retries=0)

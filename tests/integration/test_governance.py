@@ -10,7 +10,6 @@ import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -19,7 +18,7 @@ import openai
 import pytest
 
 from tests.fakes.openai_compat import FakeOpenAICompat
-from tests.support import Gateway
+from tests.support import Gateway, admin_session
 
 UPSTREAM_KEY = "sk-upstream-governance"
 CUSTOM_KEY = "sk-custom-governance"
@@ -34,13 +33,8 @@ class Env:
         self.gateway = gateway
         self.upstream = upstream
 
-    @contextmanager
-    def admin(self) -> Iterator[httpx.Client]:
-        with httpx.Client(base_url=self.gateway.url, timeout=30) as c:
-            r = c.post("/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
-            assert r.status_code == 200, r.text
-            c.headers["x-csrf-token"] = r.json()["csrf_token"]
-            yield c
+    def admin(self) -> Any:
+        return admin_session(self.gateway.url, ADMIN_PASSWORD)
 
     def key(self, name: str, **body: Any) -> tuple[int, str]:
         with self.admin() as c:

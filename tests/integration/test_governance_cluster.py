@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +21,7 @@ import openai
 import pytest
 
 from tests.fakes.openai_compat import FakeOpenAICompat
-from tests.support import POSTGRES_ENV, Gateway, free_port, postgres_database
+from tests.support import POSTGRES_ENV, Gateway, admin_session, free_port, postgres_database
 
 REDIS_ENV = "GOPHERGATE_TEST_REDIS_URL"
 UPSTREAM_KEY = "sk-upstream-cluster"
@@ -61,13 +60,8 @@ class Cluster:
         self.redis_url = redis_url
         self.prefix = prefix
 
-    @contextmanager
-    def admin(self, index: int = 0) -> Iterator[httpx.Client]:
-        with httpx.Client(base_url=self.gateways[index].url, timeout=30) as c:
-            r = c.post("/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
-            assert r.status_code == 200, r.text
-            c.headers["x-csrf-token"] = r.json()["csrf_token"]
-            yield c
+    def admin(self, index: int = 0) -> Any:
+        return admin_session(self.gateways[index].url, ADMIN_PASSWORD)
 
     def key(self, name: str, **body: Any) -> tuple[int, str]:
         with self.admin() as c:

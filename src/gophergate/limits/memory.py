@@ -8,6 +8,7 @@ threads, no locks: the methods never await, so on one event loop each call is at
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -15,6 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from gophergate.limits.once import once
 from gophergate.limits.periods import NEVER, as_datetime, period_bounds
 from gophergate.limits.types import (
     Admitted,
@@ -297,23 +299,12 @@ class MemoryLimits:
             st = self._state(scope, int(self._clock.monotonic() // WINDOW), self._clock.wall())
             if st.seeded:
                 return
-            marker = (scope.ref, st.period)
-            pending = self._seeding.get(marker)
-            if pending is not None:
-                await asyncio.shield(pending)
-                continue
-            pending = self._seeding[marker] = asyncio.get_running_loop().create_future()
-            try:
-                start = as_datetime(st.period)
-                amount = await self._loader(scope, start)
-                self.rebuild_spend_now(scope, start, amount)
-                pending.set_result(None)
-            except BaseException as exc:
-                pending.set_exception(exc)
-                pending.exception()  # retrieved: the waiters re-raise their own
-                raise
-            finally:
-                del self._seeding[marker]
+            await once(self._seeding, (scope.ref, st.period), functools.partial(self._load, scope, st.period))
+
+    async def _load(self, scope: Scope, period: float) -> None:
+        assert self._loader is not None
+        start = as_datetime(period)
+        self.rebuild_spend_now(scope, start, await self._loader(scope, start))
 
     # -- helpers --------------------------------------------------------------------------------------------
 

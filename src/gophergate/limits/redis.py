@@ -39,6 +39,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from gophergate.limits.memory import DEFAULT_RESERVATION_TTL, SpendLoader
+from gophergate.limits.once import once
 from gophergate.limits.periods import ALWAYS, NEVER, as_datetime, period_bounds
 from gophergate.limits.types import (
     Admitted,
@@ -619,28 +620,17 @@ class RedisLimits:
         concurrent admissions in this process wait for the one load. Without a loader the spend starts at zero."""
         now = self._now()
         marker = self._period(scope, now)[0]
-        pending = self._seeding.get((scope.ref, marker))
-        if pending is not None:
-            await asyncio.shield(pending)
-            return
-        pending = self._seeding[(scope.ref, marker)] = asyncio.get_running_loop().create_future()
-        try:
+
+        async def load() -> None:
             # An admission that read "unseeded" may answer after another one (or instance) has seeded.
-            bkey = f"{self._base(scope)}:b"
-            seen = await self._guard(self._client.hmget(bkey, ["p", "seeded"]))
+            seen = await self._guard(self._client.hmget(f"{self._base(scope)}:b", ["p", "seeded"]))
             if [_text(v) if v is not None else None for v in seen] == [marker, "1"]:
-                pending.set_result(None)
                 return
             start = self._bounds_at(scope.limits.budget_period, now / _US)[0]
             amount = _ZERO if self._loader is None else await self._loader(scope, as_datetime(start))
             await self._write_seed(scope, now, amount, force=False)
-            pending.set_result(None)
-        except BaseException as exc:
-            pending.set_exception(exc)
-            pending.exception()  # retrieved: the waiters re-raise their own
-            raise
-        finally:
-            del self._seeding[(scope.ref, marker)]
+
+        await once(self._seeding, (scope.ref, marker), load)
 
     async def _write_seed(self, scope: Scope, now: int, amount: Decimal, *, force: bool) -> None:
         marker, _, budget_gc = self._period(scope, now)
