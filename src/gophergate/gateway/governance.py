@@ -335,6 +335,10 @@ class Governance:
         cached = self._rules.get(principal.key_id)
         if cached is not None and cached[0] is principal and cached[1] is team:
             rules = cached[2]
+        elif cached is not None and cached[0] == principal and cached[1] == team:
+            # The key cache re-read an unchanged row (its poll has a margin): same rules, new objects.
+            rules = cached[2]
+            self._rules[principal.key_id] = (principal, team, rules)
         else:
             name = None if principal.team_id is None else self._keys.team_names.get(principal.team_id)
             rules = build_rules(principal, team, name)
