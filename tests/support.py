@@ -207,3 +207,42 @@ def admin_session(url: str, password: str, username: str = "admin") -> Iterator[
         assert r.status_code == 200, r.text
         client.headers["x-csrf-token"] = r.json()["csrf_token"]
         yield client
+
+
+UNPRICED_MODEL = "house-model"  # served by the custom provider "acme"; in no price catalogue
+
+
+@contextmanager
+def priced_and_unpriced_gateway(
+    tmp_path: Path, *, upstream_key: str, custom_key: str, admin_password: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[Gateway, Any]]:
+    """A started gateway whose OpenAI provider is a strict fake (gpt-4o-mini priced by the registry) and whose custom
+    provider "acme" serves ``UNPRICED_MODEL``; yields the gateway and the OpenAI fake."""
+    from tests.fakes.openai_compat import FakeOpenAICompat
+
+    with (
+        FakeOpenAICompat("openai", api_key=upstream_key) as upstream,
+        FakeOpenAICompat("openai", api_key=custom_key, models=[UNPRICED_MODEL]) as custom,
+    ):
+        config = f"""
+[providers.acme]
+base_url = "{custom.base_url}"
+api_key_env = "ACME_KEY"
+models = ["{UNPRICED_MODEL}"]
+"""
+        gateway = Gateway(
+            tmp_path,
+            env={
+                "OPENAI_API_KEY": upstream_key,
+                "OPENAI_BASE_URL": upstream.base_url,
+                "ACME_KEY": custom_key,
+                "GOPHERGATE_ADMIN_PASSWORD": admin_password,
+                **(env or {}),
+            },
+            config_toml=config,
+        )
+        try:
+            gateway.start()
+            yield gateway, upstream
+        finally:
+            gateway.stop()

@@ -18,13 +18,12 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.browser.support import STATIC_INDEX, login
-from tests.fakes.openai_compat import FakeOpenAICompat
-from tests.support import Gateway
+from tests.support import UNPRICED_MODEL, Gateway, priced_and_unpriced_gateway
 
 UPSTREAM_KEY = "sk-upstream-costs-browser"
 CUSTOM_KEY = "sk-custom-costs-browser"
 ADMIN_PASSWORD = "admin-pass-costs-browser-1"
-UNPRICED = "house-model"
+UNPRICED = UNPRICED_MODEL
 PRICED = "gpt-4o-mini"
 ZERO_USD = re.compile(r"^-?\$0(\.0*)?$")
 
@@ -32,31 +31,13 @@ ZERO_USD = re.compile(r"^-?\$0(\.0*)?$")
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     assert STATIC_INDEX.is_file(), "the dashboard UI is not built: run `make ui` (make test builds it)"
-    with (
-        FakeOpenAICompat("openai", api_key=UPSTREAM_KEY) as upstream,
-        FakeOpenAICompat("openai", api_key=CUSTOM_KEY, models=[UNPRICED]) as custom,
-    ):
-        config = f"""
-[providers.acme]
-base_url = "{custom.base_url}"
-api_key_env = "ACME_KEY"
-models = ["{UNPRICED}"]
-"""
-        gw = Gateway(
-            tmp_path_factory.mktemp("costs-browser"),
-            env={
-                "OPENAI_BASE_URL": upstream.base_url,
-                "OPENAI_API_KEY": UPSTREAM_KEY,
-                "ACME_KEY": CUSTOM_KEY,
-                "GOPHERGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            },
-            config_toml=config,
-        )
-        try:
-            gw.start()
-            yield gw
-        finally:
-            gw.stop()
+    with priced_and_unpriced_gateway(
+        tmp_path_factory.mktemp("costs-browser"),
+        upstream_key=UPSTREAM_KEY,
+        custom_key=CUSTOM_KEY,
+        admin_password=ADMIN_PASSWORD,
+    ) as (gw, _):
+        yield gw
 
 
 def send(gateway: Gateway, model: str, n: int = 1) -> list[str]:

@@ -12,12 +12,12 @@ import openai
 import pytest
 
 from tests.fakes.openai_compat import FakeOpenAICompat
-from tests.support import Gateway, admin_session
+from tests.support import UNPRICED_MODEL, Gateway, admin_session, priced_and_unpriced_gateway
 
 UPSTREAM_KEY = "sk-upstream-costs"
 CUSTOM_KEY = "sk-custom-costs"
 ADMIN_PASSWORD = "admin-pass-costs-1"
-UNPRICED = "house-model"  # served by the custom provider "acme"; not in any price catalogue
+UNPRICED = UNPRICED_MODEL
 
 
 class Env:
@@ -33,31 +33,13 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    with (
-        FakeOpenAICompat("openai", api_key=UPSTREAM_KEY) as upstream,
-        FakeOpenAICompat("openai", api_key=CUSTOM_KEY, models=[UNPRICED]) as custom,
-    ):
-        config = f"""
-[providers.acme]
-base_url = "{custom.base_url}"
-api_key_env = "ACME_KEY"
-models = ["{UNPRICED}"]
-"""
-        gateway = Gateway(
-            tmp_path_factory.mktemp("costs"),
-            env={
-                "OPENAI_API_KEY": UPSTREAM_KEY,
-                "OPENAI_BASE_URL": upstream.base_url,
-                "ACME_KEY": CUSTOM_KEY,
-                "GOPHERGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            },
-            config_toml=config,
-        )
-        try:
-            gateway.start()
-            yield Env(gateway)
-        finally:
-            gateway.stop()
+    with priced_and_unpriced_gateway(
+        tmp_path_factory.mktemp("costs"),
+        upstream_key=UPSTREAM_KEY,
+        custom_key=CUSTOM_KEY,
+        admin_password=ADMIN_PASSWORD,
+    ) as (gateway, _):
+        yield Env(gateway)
 
 
 def _parse(value: str) -> dt.datetime:

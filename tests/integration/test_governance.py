@@ -18,12 +18,12 @@ import openai
 import pytest
 
 from tests.fakes.openai_compat import FakeOpenAICompat
-from tests.support import Gateway, admin_session
+from tests.support import UNPRICED_MODEL, Gateway, admin_session, priced_and_unpriced_gateway
 
 UPSTREAM_KEY = "sk-upstream-governance"
 CUSTOM_KEY = "sk-custom-governance"
 ADMIN_PASSWORD = "admin-pass-governance-1"
-UNPRICED = "house-model"
+UNPRICED = UNPRICED_MODEL
 # gpt-4o-mini in tests/fixtures/models-dev-mini.json: $0.15 input, $0.60 output per 1M tokens.
 INPUT, OUTPUT = Decimal("0.15") / 1_000_000, Decimal("0.6") / 1_000_000
 
@@ -68,32 +68,14 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    with (
-        FakeOpenAICompat("openai", api_key=UPSTREAM_KEY) as upstream,
-        FakeOpenAICompat("openai", api_key=CUSTOM_KEY, models=[UNPRICED]) as custom,
-    ):
-        config = f"""
-[providers.acme]
-base_url = "{custom.base_url}"
-api_key_env = "ACME_KEY"
-models = ["{UNPRICED}"]
-"""
-        gateway = Gateway(
-            tmp_path_factory.mktemp("governance"),
-            env={
-                "OPENAI_API_KEY": UPSTREAM_KEY,
-                "OPENAI_BASE_URL": upstream.base_url,
-                "ACME_KEY": CUSTOM_KEY,
-                "GOPHERGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                "GOPHERGATE_BUDGET_TIMEZONE": "America/New_York",
-            },
-            config_toml=config,
-        )
-        try:
-            gateway.start()
-            yield Env(gateway, upstream)
-        finally:
-            gateway.stop()
+    with priced_and_unpriced_gateway(
+        tmp_path_factory.mktemp("governance"),
+        upstream_key=UPSTREAM_KEY,
+        custom_key=CUSTOM_KEY,
+        admin_password=ADMIN_PASSWORD,
+        env={"GOPHERGATE_BUDGET_TIMEZONE": "America/New_York"},
+    ) as (gateway, upstream):
+        yield Env(gateway, upstream)
 
 
 def error_of(r: httpx.Response) -> dict[str, Any]:
