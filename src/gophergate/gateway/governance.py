@@ -320,7 +320,7 @@ class Governance:
         self._now = now
         self._rules: dict[int, tuple[Principal, Policy | None, Rules | None]] = {}
         self._memory = store if isinstance(store, MemoryLimits) else None
-        self._pending: set[asyncio.Task[None]] = set()
+        self._pending: set[asyncio.Future[Any]] = set()  # settles and releases on their way to the store
         self._rates: dict[int, tuple[Any, Decimal, Decimal]] = {}
         # Admission ids: unique per process (a random prefix) and cluster (the random part is 64 bits).
         self._instance = f"{secrets.token_hex(8)}-"
@@ -439,10 +439,18 @@ class Governance:
         record.admission = None
         tokens = record.prompt_tokens + record.completion_tokens
         cost = record.cost_usd or _ZERO
-        if self._memory is not None:
-            self._memory.settle_now(ticket, tokens=tokens, cost=cost)
-            return
-        self._spawn(self.store.settle(ticket, tokens=tokens, cost=cost))
+        pending = self.store.settle_nowait(ticket, tokens=tokens, cost=cost)
+        if pending is not None:
+            self._pending.add(pending)
+            pending.add_done_callback(self._settled)
+
+    def _settled(self, pending: asyncio.Future[Any]) -> None:
+        self._pending.discard(pending)
+        if not pending.cancelled() and pending.exception() is not None:
+            self.settle_failures += 1
+            log.warning(
+                "settling a request's limits failed; its reservation expires on its own", exc_info=pending.exception()
+            )
 
     def release(self, record: RequestRecord) -> None:
         """End the request's in-flight lease now; its settle comes later (its tokens are being estimated)."""

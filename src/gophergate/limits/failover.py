@@ -13,13 +13,14 @@ reservation expires after the TTL.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gophergate.limits.memory import DEFAULT_RESERVATION_TTL
 from gophergate.limits.types import Admitted, LimitsStore, LimitsUnavailable, Refused, Scope, Usage
@@ -97,6 +98,42 @@ class FailoverLimits:
             return False
         self._recovered()
         return settled
+
+    def settle_nowait(self, request_id: str, *, tokens: int, cost: Decimal) -> asyncio.Future[Any] | None:
+        """``settle`` without waiting: None when it is done already (a request the fallback admitted), else the
+        future of the primary's answer (False when the primary could not be reached: logged, never raised)."""
+        if self._local.pop(request_id, None) is not None:
+            return self._fallback.settle_nowait(request_id, tokens=tokens, cost=cost)
+        try:
+            primary = self._primary.settle_nowait(request_id, tokens=tokens, cost=cost)
+        except LimitsUnavailable as exc:
+            self._failed(exc)
+            self._warn("settle", "limits store unreachable, settle of %s dropped: %s", request_id, exc)
+            return None
+        if primary is None:
+            self._recovered()
+            return None
+        outcome: asyncio.Future[bool] = primary.get_loop().create_future()
+
+        def done(future: asyncio.Future[Any]) -> None:
+            if outcome.done():
+                return
+            if future.cancelled():
+                outcome.cancel()
+                return
+            exc = future.exception()
+            if isinstance(exc, LimitsUnavailable):
+                self._failed(exc)
+                self._warn("settle", "limits store unreachable, settle of %s dropped: %s", request_id, exc)
+                outcome.set_result(False)
+            elif exc is not None:
+                outcome.set_exception(exc)
+            else:
+                self._recovered()
+                outcome.set_result(bool(future.result()))
+
+        primary.add_done_callback(done)
+        return outcome
 
     async def release(self, request_id: str) -> None:
         if request_id in self._local:

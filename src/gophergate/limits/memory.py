@@ -140,6 +140,9 @@ class MemoryLimits:
     async def settle(self, request_id: str, *, tokens: int, cost: Decimal) -> bool:
         return self.settle_now(request_id, tokens=tokens, cost=cost)
 
+    def settle_nowait(self, request_id: str, *, tokens: int, cost: Decimal) -> None:
+        self.settle_now(request_id, tokens=tokens, cost=cost)
+
     async def release(self, request_id: str) -> None:
         self.release_now(request_id)
 

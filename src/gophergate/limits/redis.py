@@ -123,22 +123,23 @@ end
 """
 
 # KEYS: the request's record, then per scope: :h :hits :open :b.
-# ARGV: rid prefix now ttl window seeded0 tokens cost scope_gc rec_gc hits_gc n, then per scope:
-#   base rpm tpm max_parallel budget marker period_end budget_gc ('' = none).
-# Returns {'dup'}, {'seed', i...} (counting nothing), or
-#   {'ok'|'refused', limit, scope, retry_after, resets_at, 6 header numbers, budget_remaining}.
+# ARGV: rid now window tokens cost n, then the store's constants prefix ttl seeded0 scope_gc rec_gc hits_gc, then
+#   per scope: base rpm tpm max_parallel budget marker period_end budget_gc ('' = none).
+# Returns one string of comma-separated fields (one bulk string parses far cheaper than a list of twelve): 'dup',
+#   'seed,i...' (counting nothing), or 'ok|refused,limit,scope,retry_after,resets_at,6 header numbers,budget_remaining'.
 _ADMIT = (
     _LIB
     + """
-local rkey, rid, prefix = KEYS[1], ARGV[1], ARGV[2]
-local now, ttl, window = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local seeded0, tokens, cost = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
-local scope_gc, rec_gc, hits_gc, n = ARGV[9], ARGV[10], ARGV[11], tonumber(ARGV[12])
+local rkey, rid = KEYS[1], ARGV[1]
+local now, window, tokens, cost, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
+  tonumber(ARGV[6])
+local prefix, ttl, seeded0 = ARGV[7], tonumber(ARGV[8]), ARGV[9]
+local scope_gc, rec_gc, hits_gc = ARGV[10], ARGV[11], ARGV[12]
 local wtag = fmt(window)
 
 local head = redis.call('HMGET', rkey, 'dl', 'x')
 if head[1] then
-  if head[2] == '1' and tonumber(head[1]) <= now then redis.call('DEL', rkey) else return {'dup'} end
+  if head[2] == '1' and tonumber(head[1]) <= now then redis.call('DEL', rkey) else return 'dup' end
 end
 
 local S = {}
@@ -168,7 +169,7 @@ for i = 1, n do
     s.count = redis.call('ZCARD', s.hits)
   end
 end
-if #unseeded > 1 then return unseeded end
+if #unseeded > 1 then return table.concat(unseeded, ',') end
 
 local function answer(status, limit, who, wait, reset)
   local rq, tk, least = nil, nil, nil
@@ -205,7 +206,7 @@ local function answer(status, limit, who, wait, reset)
     end
   end
   table.insert(out, least and fmt(least) or '')
-  return out
+  return table.concat(out, ',')
 end
 
 for i = 1, n do
@@ -282,13 +283,14 @@ return answer('ok', '', 0, nil, nil)
 """
 )
 
-# KEYS: the record. ARGV: rid prefix now ttl window tokens cost scope_gc rec_gc. Returns 1 when settled, else 0.
+# KEYS: the record. ARGV: rid now window tokens cost, then the constants ttl scope_gc rec_gc. Returns 1 when
+# settled, else 0.
 _SETTLE = (
     _LIB
     + """
-local rkey, rid, prefix = KEYS[1], ARGV[1], ARGV[2]
-local now, ttl, window = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local tokens, cost, scope_gc, rec_gc = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], ARGV[9]
+local rkey, rid = KEYS[1], ARGV[1]
+local now, window, tokens, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local ttl, scope_gc, rec_gc = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local wtag = fmt(window)
 
 expire(rkey, rid, now, ttl, rec_gc)
@@ -422,16 +424,16 @@ def _batched(script: str) -> str:
 class _Batcher:
     """Calls of one script made in the same turn of the event loop go to Redis as one batched script run (each
     call still decided on its own, in order), so under load one round trip, and redis-py's per-command work, serve
-    a whole turn's admissions or settles."""
+    a whole turn's admissions or settles. A call is its keys and arguments already packed (see ``_DISPATCH``); an
+    unreachable Redis fails its future with ``LimitsUnavailable``."""
 
     def __init__(self) -> None:
         self._queues: dict[Any, list[tuple[str, asyncio.Future[Any]]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def call(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future[Any]:
+    def call(self, script: Any, packed: str) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        packed = _SEP.join([str(len(keys)), *keys, *(str(a) for a in args)])
         queue = self._queues.get(script)
         if queue is None:
             queue = self._queues[script] = []
@@ -452,8 +454,9 @@ class _Batcher:
         try:
             results = await script(keys=[], args=[packed for packed, _ in batch])
         except Exception as exc:
+            failure = LimitsUnavailable(f"redis: {exc}") if isinstance(exc, _UNREACHABLE) else exc
             for _, future in batch:
-                _answer(future, exc)
+                _answer(future, failure)
             return
         for (_, future), result in zip(batch, results, strict=True):
             _answer(future, result)
@@ -514,12 +517,22 @@ class RedisLimits:
         self._bounds: dict[Period, tuple[float, float]] = {}
         self._seeding: dict[tuple[tuple[str, str], str], asyncio.Future[None]] = {}
         self._batcher = _Batcher()
+        # The arguments every call of a script repeats, packed once.
+        self._admit_consts = _SEP.join(
+            [
+                prefix,
+                str(self._ttl_us),
+                "0" if spend_loader is not None else "1",
+                str(self._scope_gc_ms),
+                str(self._rec_gc_ms),
+                str(self._hits_gc_ms),
+            ]
+        )
+        self._settle_consts = _SEP.join([str(self._ttl_us), str(self._scope_gc_ms), str(self._rec_gc_ms)])
+        self._scope_parts: dict[int, tuple[Scope, float, float, str, str]] = {}
         self._admit_many = client.register_script(_batched(_ADMIT))
         self._settle_many = client.register_script(_batched(_SETTLE))
         self._release_many = client.register_script(_batched(_RELEASE))
-        self._admit = client.register_script(_ADMIT)
-        self._settle = client.register_script(_SETTLE)
-        self._release = client.register_script(_RELEASE)
         self._usage = client.register_script(_USAGE)
         self._seed_script = client.register_script(_SEED)
 
@@ -530,32 +543,25 @@ class RedisLimits:
     ) -> Admitted | Refused:
         scopes = (key,) if team is None else (key, team)
         reserve = _nanos(cost, ROUND_CEILING)
+        head = f"{1 + 4 * len(scopes)}{_SEP}{self._prefix}r:{request_id}"
         for _ in range(_SEED_ATTEMPTS):
             now = self._now()
-            keys = [self._record(request_id)]
-            args: list[str | int] = [
-                request_id,
-                self._prefix,
-                now,
-                self._ttl_us,
-                now // _WINDOW_US,
-                "0" if self._loader is not None else "1",
-                tokens,
-                reserve,
-                self._scope_gc_ms,
-                self._rec_gc_ms,
-                self._hits_gc_ms,
-                len(scopes),
-            ]
-            for scope in scopes:
-                base = self._base(scope)
-                keys += [f"{base}:h", f"{base}:hits", f"{base}:open", f"{base}:b"]
-                limits = scope.limits
-                marker, end, budget_gc = self._period(scope, now)
-                budget = "" if limits.budget_usd is None else _nanos(limits.budget_usd, ROUND_FLOOR)
-                args += [base, _opt(limits.rpm), _opt(limits.tpm), _opt(limits.max_parallel), budget]
-                args += [marker, end, budget_gc]
-            reply = [_text(v) for v in await self._guard(self._batcher.call(self._admit_many, keys, args))]
+            parts = [self._scope_part(scope, now) for scope in scopes]
+            packed = _SEP.join(
+                [
+                    head,
+                    *(p[3] for p in parts),
+                    request_id,
+                    str(now),
+                    str(now // _WINDOW_US),
+                    str(tokens),
+                    str(reserve),
+                    str(len(scopes)),
+                    self._admit_consts,
+                    *(p[4] for p in parts),
+                ]
+            )
+            reply = _text(await self._batcher.call(self._admit_many, packed)).split(",")
             status = reply[0]
             if status == "dup":
                 raise ValueError(f"request id {request_id!r} is already admitted")
@@ -567,13 +573,27 @@ class RedisLimits:
         raise LimitsUnavailable("the budget state kept losing its seed (is Redis being flushed?)")
 
     async def settle(self, request_id: str, *, tokens: int, cost: Decimal) -> bool:
+        return bool(await self.settle_nowait(request_id, tokens=tokens, cost=cost))
+
+    def settle_nowait(self, request_id: str, *, tokens: int, cost: Decimal) -> asyncio.Future[Any]:
+        """``settle`` sent without waiting for it: the future of Redis's answer (1 settled, 0 nothing to settle;
+        ``LimitsUnavailable`` when Redis cannot be reached)."""
         now = self._now()
-        args = [request_id, self._prefix, now, self._ttl_us, now // _WINDOW_US, tokens]
-        args += [_nanos(cost, ROUND_HALF_UP), self._scope_gc_ms, self._rec_gc_ms]
-        return bool(await self._guard(self._batcher.call(self._settle_many, [self._record(request_id)], args)))
+        packed = _SEP.join(
+            [
+                f"1{_SEP}{self._prefix}r:{request_id}",
+                request_id,
+                str(now),
+                str(now // _WINDOW_US),
+                str(tokens),
+                str(_nanos(cost, ROUND_HALF_UP)),
+                self._settle_consts,
+            ]
+        )
+        return self._batcher.call(self._settle_many, packed)
 
     async def release(self, request_id: str) -> None:
-        await self._guard(self._batcher.call(self._release_many, [self._record(request_id)], []))
+        await self._batcher.call(self._release_many, f"1{_SEP}{self._prefix}r:{request_id}")
 
     async def usage(self, scope: Scope) -> Usage:
         now = self._now()
@@ -651,6 +671,36 @@ class RedisLimits:
     def _now(self) -> int:
         return round(self._clock.wall() * _US)
 
+    def _scope_part(self, scope: Scope, now: int) -> tuple[Scope, float, float, str, str]:
+        """A scope's keys and arguments for ``_ADMIT``, packed, kept while the scope (its limits) and its budget
+        period stay the same: (scope, period start, period end, keys, args)."""
+        part = self._scope_parts.get(id(scope))
+        wall = now / _US
+        if part is not None and part[0] is scope and part[1] <= wall < part[2]:
+            return part
+        start, end = self._bounds_at(scope.limits.budget_period, wall)
+        marker, period_end, budget_gc = self._period(scope, now)
+        base = self._base(scope)
+        limits = scope.limits
+        budget = "" if limits.budget_usd is None else str(_nanos(limits.budget_usd, ROUND_FLOOR))
+        keys = _SEP.join([f"{base}:h", f"{base}:hits", f"{base}:open", f"{base}:b"])
+        args = _SEP.join(
+            [
+                base,
+                str(_opt(limits.rpm)),
+                str(_opt(limits.tpm)),
+                str(_opt(limits.max_parallel)),
+                budget,
+                marker,
+                period_end,
+                budget_gc,
+            ]
+        )
+        if len(self._scope_parts) >= 4096:
+            self._scope_parts.clear()
+        part = self._scope_parts[id(scope)] = (scope, start, end, keys, args)
+        return part
+
     def _base(self, scope: Scope) -> str:
         return f"{self._prefix}s:{scope.kind}:{scope.id}"
 
@@ -676,6 +726,7 @@ class RedisLimits:
 
 
 def _decide(reply: list[str], scopes: tuple[Scope, ...]) -> Admitted | Refused:
+    """The admission's answer from the fields of ``_ADMIT``'s reply."""
     status, limit, who, wait, reset = reply[:5]
     lr, rr, rsr, lt, rt, rst, least = reply[5:12]
     headers = RateHeaders(

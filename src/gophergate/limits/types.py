@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Period = Literal["day", "week", "month", "total"]
 LimitName = Literal["requests", "tokens", "parallel", "budget"]
@@ -111,6 +112,11 @@ class LimitsStore(Protocol):
     async def settle(self, request_id: str, *, tokens: int, cost: Decimal) -> bool:
         """Replace the request's reservations with its real tokens and exact cost and end its lease, once; False
         when there is nothing (left) to settle."""
+        ...
+
+    def settle_nowait(self, request_id: str, *, tokens: int, cost: Decimal) -> asyncio.Future[Any] | None:
+        """``settle`` without waiting for it (the request path calls this): None when it is done already, else the
+        future of its outcome. Costs no task, so settling stays cheap on the request path."""
         ...
 
     async def release(self, request_id: str) -> None:

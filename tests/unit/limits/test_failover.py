@@ -51,6 +51,10 @@ class Switchable(MemoryLimits):
         self._check()
         return await super().settle(request_id, tokens=tokens, cost=cost)
 
+    def settle_nowait(self, request_id: str, *, tokens: int, cost: Decimal) -> None:
+        self._check()
+        super().settle_nowait(request_id, tokens=tokens, cost=cost)
+
     async def release(self, request_id: str) -> None:
         self._check()
         await super().release(request_id)
@@ -123,6 +127,23 @@ async def test_a_settle_the_primary_cannot_take_is_logged_and_dropped(caplog: py
     assert any("settle of a dropped" in r.message for r in caplog.records)
 
 
+async def test_a_settle_sent_without_waiting_goes_where_the_request_was_admitted_and_never_raises(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock(START)
+    limits, primary, fallback = pair("allow", clock)
+    await limits.admit("shared", K, None, tokens=0, cost=D(1))
+    primary.down = True
+    await limits.admit("local", K, None, tokens=0, cost=D(2))
+    assert limits.settle_nowait("local", tokens=0, cost=D("0.5")) is None  # the fallback settles at once
+    assert (await fallback.usage(K)).spend == D("0.5") and (await fallback.usage(K)).reserved == 0
+    with caplog.at_level(logging.WARNING, logger="gophergate.limits"):
+        assert limits.settle_nowait("shared", tokens=0, cost=D("0.25")) is None  # dropped, logged, not raised
+    assert limits.degraded and any("settle of shared dropped" in r.message for r in caplog.records)
+    primary.down = False
+    assert (await primary.usage(K)).reserved == D(1)  # left to expire after the TTL
+
+
 async def test_fallback_ids_are_forgotten_after_two_ttls() -> None:
     clock = FakeClock(START)
     limits, primary, _ = pair("allow", clock)
@@ -176,4 +197,6 @@ async def test_a_real_unreachable_redis_behind_failover(mode: str) -> None:
         assert await limits.settle("a", tokens=0, cost=D("0.5"))
     assert limits.degraded
     assert await limits.settle("never-admitted", tokens=0, cost=D(0)) is False
+    pending = limits.settle_nowait("never-admitted-either", tokens=0, cost=D(0))
+    assert pending is not None and await pending is False  # the unreachable Redis is logged, not raised
     await client.aclose()
