@@ -108,16 +108,34 @@ def build_rules(principal: Principal, team: Policy | None, team_name: str | None
 
 
 def reset_text(seconds: float) -> str:
-    """A reset as OpenAI writes it: ``1s``, ``6m0s``, ``350ms``."""
-    if seconds < 1:
-        return f"{max(0, math.ceil(seconds * 1000))}ms"
-    if seconds < 60:
-        return f"{round(seconds, 3):g}s"
-    minutes, rest = divmod(seconds, 60)
+    """A reset as OpenAI writes it: ``1s``, ``6m0s``, ``350ms`` (rounded up to the millisecond: never earlier than
+    the real reset)."""
+    return _reset_ms_text(max(0, math.ceil(seconds * 1000)))
+
+
+def _reset_ms_text(ms: int) -> str:
+    if ms < 1000:
+        return f"{ms}ms"
+    if ms < 60_000:
+        return f"{ms / 1000:g}s"
+    minutes, rest = divmod(round(ms / 1000), 60)
     if minutes < 60:
-        return f"{int(minutes)}m{round(rest):d}s"
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}h{minutes}m{round(rest):d}s"
+        return f"{minutes}m{rest}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes}m{rest}s"
+
+
+_RESETS: dict[int, bytes] = {}  # ms -> the header value; windows are a minute, so at most ~60k of them
+
+
+def _reset_bytes(seconds: float) -> bytes:
+    ms = max(0, math.ceil(seconds * 1000))
+    text = _RESETS.get(ms)
+    if text is None:
+        if len(_RESETS) >= 100_000:
+            _RESETS.clear()
+        text = _RESETS[ms] = _reset_ms_text(ms).encode()
+    return text
 
 
 def rate_headers(headers: RateHeaders, budget_remaining: Decimal | None) -> list[tuple[bytes, bytes]]:
@@ -125,11 +143,11 @@ def rate_headers(headers: RateHeaders, budget_remaining: Decimal | None) -> list
     if headers.limit_requests is not None:
         out.append((b"x-ratelimit-limit-requests", str(headers.limit_requests).encode()))
         out.append((b"x-ratelimit-remaining-requests", str(headers.remaining_requests).encode()))
-        out.append((b"x-ratelimit-reset-requests", reset_text(headers.reset_requests or 0.0).encode()))
+        out.append((b"x-ratelimit-reset-requests", _reset_bytes(headers.reset_requests or 0.0)))
     if headers.limit_tokens is not None:
         out.append((b"x-ratelimit-limit-tokens", str(headers.limit_tokens).encode()))
         out.append((b"x-ratelimit-remaining-tokens", str(headers.remaining_tokens).encode()))
-        out.append((b"x-ratelimit-reset-tokens", reset_text(headers.reset_tokens or 0.0).encode()))
+        out.append((b"x-ratelimit-reset-tokens", _reset_bytes(headers.reset_tokens or 0.0)))
     if budget_remaining is not None:
         out.append((b"x-gophergate-budget-remaining-usd", format(budget_remaining, "f").encode()))
     return out
@@ -145,17 +163,26 @@ def requested_output(data: dict[str, Any], fields: tuple[str, ...]) -> tuple[str
     return found
 
 
+_SKIPPED_FIELDS = frozenset(("image_url", "type", "role", "input_audio", "file_data"))
+
+
 def _texts(value: Any, out: list[str]) -> None:
     if isinstance(value, str):
         out.append(value)
     elif isinstance(value, list):
         for item in value:
-            _texts(item, out)
+            if isinstance(item, str):
+                out.append(item)
+            else:
+                _texts(item, out)
     elif isinstance(value, dict):
         for name, item in value.items():
-            if name not in ("image_url", "type", "role", "input_audio", "file_data") and not (
-                name == "url" and isinstance(item, str) and item.startswith("data:")
-            ):
+            if name in _SKIPPED_FIELDS:
+                continue
+            if isinstance(item, str):
+                if name != "url" or not item.startswith("data:"):
+                    out.append(item)
+            else:
                 _texts(item, out)
 
 
@@ -203,11 +230,27 @@ class PromptCounter:
         limit = self.CACHED_CHARS
         return sum((cached(t) if len(t) <= limit else len(encode(t))) + self.PER_TEXT for t in texts)
 
+    def count_now(self, texts: list[str]) -> int | None:
+        """The count, made now; None when the texts are long enough to be counted off the loop (``count``)."""
+        encode, cached = self._encode, self._cached
+        if encode is None or cached is None:
+            self.warm()
+            return self._count(texts)
+        total = size = 0
+        limit = self.CACHED_CHARS
+        for text in texts:
+            length = len(text)
+            size += length
+            if size > _COUNT_INLINE_CHARS:
+                return None
+            total += (cached(text) if length <= limit else len(encode(text))) + self.PER_TEXT
+        return total
+
     async def count(self, texts: list[str]) -> int:
-        self.warm()
-        if sum(len(t) for t in texts) > _COUNT_INLINE_CHARS and self._encode is not None:
+        counted = self.count_now(texts)
+        if counted is None:
             return await asyncio.to_thread(self._count, texts)
-        return self._count(texts)
+        return counted
 
 
 def worst_rates(price: Any) -> tuple[Decimal, Decimal]:
@@ -294,13 +337,6 @@ def _unavailable() -> GatewayError:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
-    """What an admitted request carries: the headers every answer to it gets."""
-
-    headers: list[tuple[bytes, bytes]]
-
-
 class Governance:
     """Checks and counts /v1 requests against their key's and team's rules (see the module)."""
 
@@ -385,8 +421,9 @@ class Governance:
         fields: tuple[str, ...],
         price: Any,
         output_limit: int | None,
-    ) -> Admission | None:
-        """Steps 4 and 5; None when nothing is counted. Raises the refusal."""
+    ) -> list[tuple[bytes, bytes]] | None:
+        """Steps 4 and 5: the rate-limit headers of every answer to the admitted request; None when nothing is
+        counted. Raises the refusal."""
         if not rules.counted:
             return None
         tokens = 0
@@ -401,7 +438,9 @@ class Governance:
                     code="budget_unpriced_model",
                     param="model",
                 )
-            prompt_tokens = await self.counter.count(prompt_texts(prompt, data))
+            texts = prompt_texts(prompt, data)
+            counted = self.counter.count_now(texts)
+            prompt_tokens = counted if counted is not None else await self.counter.count(texts)
             asked = requested_output(data, fields) if fields else None
             output = 0 if not fields else asked[1] if asked else rules.cap or output_limit or UNKNOWN_OUTPUT_LIMIT
             choices = data.get("n")
@@ -417,7 +456,16 @@ class Governance:
                 cost = rates[1] * prompt_tokens + rates[2] * output
         try:
             ticket = f"{self._instance}{next(self._tickets)}"
-            result = await self.store.admit(ticket, rules.key, rules.team, tokens=tokens, cost=cost)
+            memory = self._memory
+            result: Admitted | Refused
+            if memory is not None:  # decided now, without a coroutine, unless a budget's spend must be loaded
+                now = memory.admit_now(ticket, rules.key, rules.team, tokens=tokens, cost=cost)
+                if isinstance(now, Admitted | Refused):
+                    result = now
+                else:
+                    result = await memory.admit(ticket, rules.key, rules.team, tokens=tokens, cost=cost)
+            else:
+                result = await self.store.admit(ticket, rules.key, rules.team, tokens=tokens, cost=cost)
         except LimitsUnavailable:
             raise _unavailable() from None
         except Exception:
@@ -426,9 +474,8 @@ class Governance:
         headers = rate_headers(result.headers, result.budget_remaining)
         if isinstance(result, Refused):
             raise _refusal(result, rules, headers)
-        assert isinstance(result, Admitted)
         record.admission = ticket
-        return Admission(headers)
+        return headers
 
     # -- the end of a request (Metering) ------------------------------------------------------------------------
     def settle(self, record: RequestRecord) -> None:

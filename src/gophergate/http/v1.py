@@ -151,9 +151,9 @@ class V1:
             if rules is not None:
                 governance = rt.governance
                 governance.check(rules, data, model, route.provider, route.model, spec.output_fields)
-                admission = await governance.admit(record, rules, data, prompt, spec.output_fields, price, limit)
-                if admission is not None:
-                    record.limit_headers = admission.headers
+                record.limit_headers = await governance.admit(
+                    record, rules, data, prompt, spec.output_fields, price, limit
+                )
             call = spec.make_call(
                 data, route.model, record.request_id, checked, price.cost if price is not None else None, limit
             )

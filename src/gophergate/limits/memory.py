@@ -123,6 +123,7 @@ class MemoryLimits:
         self._open: OrderedDict[str, _Open] = OrderedDict()
         self._expired: OrderedDict[str, _Open] = OrderedDict()  # expired, not settled: a late settle still counts
         self._bounds: dict[Period, tuple[float, float]] = {}
+        self._next_expiry = NEVER  # no deadline before this (monotonic): admissions skip _expire until then
 
     # -- the LimitsStore interface --------------------------------------------------------------------------
 
@@ -161,39 +162,41 @@ class MemoryLimits:
     ) -> Admitted | Refused | object:
         """The admission, decided now; ``UNSEEDED`` (counting nothing) when a budget's spend must first be loaded
         from the ledger (``admit`` does that)."""
-        mono = self._clock.monotonic()
-        wall = self._clock.wall()
-        self._expire(mono)
+        clock = self._clock
+        mono = clock.monotonic()
+        wall = clock.wall()
+        if mono >= self._next_expiry:
+            self._expire(mono)
         if request_id in self._open or request_id in self._expired:
             raise ValueError(f"request id {request_id!r} is already admitted")
         window = int(mono // WINDOW)
-        scopes = (key,) if team is None else (key, team)
-        states = [self._state(scope, window, wall) for scope in scopes]
-        for scope, st in zip(scopes, states, strict=True):
+        edge = mono - WINDOW
+        pairs: tuple[tuple[Scope, _State], ...] = ((key, self._state(key, window, wall)),)
+        if team is not None:
+            pairs = (pairs[0], (team, self._state(team, window, wall)))
+        for scope, st in pairs:
             if not st.seeded and scope.limits.budget_usd is not None:
                 return UNSEEDED
 
-        for scope, st in zip(scopes, states, strict=True):
+        for scope, st in pairs:
             rpm = scope.limits.rpm
             if rpm is not None:
                 hits = st.hits
-                while hits and hits[0] <= mono - WINDOW:
+                while hits and hits[0] <= edge:
                     hits.popleft()
                 if len(hits) >= rpm:
                     wait = hits[len(hits) - rpm] + WINDOW - mono if rpm > 0 else None
-                    return self._refuse("requests", scope, wait, None, scopes, states, mono, window)
-        for scope, st in zip(scopes, states, strict=True):
+                    return self._refuse("requests", scope, wait, None, pairs, mono, window)
+        for scope, st in pairs:
             tpm = scope.limits.tpm
             if tpm is not None and st.tokens >= tpm:
                 wait = (window + 1) * WINDOW - mono if tpm > 0 else None
-                return self._refuse("tokens", scope, wait, None, scopes, states, mono, window)
-        for scope, st in zip(scopes, states, strict=True):
+                return self._refuse("tokens", scope, wait, None, pairs, mono, window)
+        for scope, st in pairs:
             most = scope.limits.max_parallel
             if most is not None and st.in_flight >= most:
-                return self._refuse(
-                    "parallel", scope, PARALLEL_RETRY if most > 0 else None, None, scopes, states, mono, window
-                )
-        for scope, st in zip(scopes, states, strict=True):
+                return self._refuse("parallel", scope, PARALLEL_RETRY if most > 0 else None, None, pairs, mono, window)
+        for scope, st in pairs:
             budget = scope.limits.budget_usd
             if budget is not None:
                 remainder = budget - st.spend - st.reserved
@@ -203,32 +206,60 @@ class MemoryLimits:
                     else:
                         wait = None if st.period_end == NEVER else st.period_end - wall
                     reset = as_datetime(st.period_end)
-                    return self._refuse("budget", scope, wait, reset, scopes, states, mono, window)
+                    return self._refuse("budget", scope, wait, reset, pairs, mono, window)
 
+        # Admitted: count it in every scope, and take the headers' numbers (the tightest scope) on the way.
         parts: list[_Part] = []
-        for scope, st in zip(scopes, states, strict=True):
+        requests: tuple[int, int] | None = None  # (remaining, limit)
+        tokens_left: tuple[int, int] | None = None
+        least: Decimal | None = None
+        for scope, st in pairs:
             limits = scope.limits
-            if limits.rpm is not None:
+            rpm, tpm, budget = limits.rpm, limits.tpm, limits.budget_usd
+            if rpm is not None:
                 st.hits.append(mono)
+                found = (rpm - len(st.hits), rpm)
+                if requests is None or found < requests:
+                    requests = found
             st.requests += 1
-            held = tokens if limits.tpm is None else min(tokens, limits.tpm - st.tokens)
+            held = tokens if tpm is None else min(tokens, tpm - st.tokens)
             st.tokens += held
+            if tpm is not None:
+                found = (max(0, tpm - st.tokens), tpm)
+                if tokens_left is None or found < tokens_left:
+                    tokens_left = found
             st.in_flight += 1
             reserve, capped = cost, False
-            if limits.budget_usd is not None:
-                remainder = limits.budget_usd - st.spend - st.reserved
+            if budget is not None:
+                remainder = budget - st.spend - st.reserved
                 if cost > remainder:
                     reserve, capped = remainder, True
                     st.capped += 1
+                left = remainder - reserve
+                if least is None or left < least:
+                    least = left
             st.reserved += reserve
             parts.append(_Part(st, held, window, reserve, capped))
         deadline = mono + self._ttl
         self._open[request_id] = _Open(parts, deadline)
-        return Admitted(self._headers(scopes, states, mono, window), self._budget_remaining(scopes, states))
+        if deadline < self._next_expiry:
+            self._next_expiry = deadline
+        if requests is None and tokens_left is None:
+            return Admitted(_NO_HEADERS, least)
+        headers = RateHeaders()
+        if requests is not None:
+            # The newest admission is this one, made now: the window is whole again a full minute from now.
+            headers.remaining_requests, headers.limit_requests = requests
+            headers.reset_requests = WINDOW
+        if tokens_left is not None:
+            headers.remaining_tokens, headers.limit_tokens = tokens_left
+            headers.reset_tokens = (window + 1) * WINDOW - mono
+        return Admitted(headers, least)
 
     def settle_now(self, request_id: str, *, tokens: int, cost: Decimal) -> bool:
         mono = self._clock.monotonic()
-        self._expire(mono)
+        if mono >= self._next_expiry:
+            self._expire(mono)
         held = self._open.pop(request_id, None)
         if held is None:
             held = self._expired.pop(request_id, None)
@@ -355,6 +386,8 @@ class MemoryLimits:
             if held.deadline > mono:
                 break
             del expired[request_id]
+        fronts = [next(iter(queue.values())).deadline for queue in (opened, expired) if queue]
+        self._next_expiry = min(fronts, default=NEVER)
 
     def _refuse(
         self,
@@ -362,19 +395,18 @@ class MemoryLimits:
         scope: Scope,
         wait: float | None,
         reset: datetime | None,
-        scopes: tuple[Scope, ...],
-        states: list[_State],
+        pairs: tuple[tuple[Scope, _State], ...],
         mono: float,
         window: int,
     ) -> Refused:
-        headers = self._headers(scopes, states, mono, window)
-        return Refused(limit, scope.kind, wait, reset, headers, self._budget_remaining(scopes, states))
+        headers = self._headers(pairs, mono, window)
+        return Refused(limit, scope.kind, wait, reset, headers, self._budget_remaining(pairs))
 
     @staticmethod
-    def _headers(scopes: tuple[Scope, ...], states: list[_State], mono: float, window: int) -> RateHeaders:
+    def _headers(pairs: tuple[tuple[Scope, _State], ...], mono: float, window: int) -> RateHeaders:
         requests: tuple[int, int, float] | None = None  # (remaining, limit, reset)
         tokens: tuple[int, int, float] | None = None
-        for scope, st in zip(scopes, states, strict=True):
+        for scope, st in pairs:
             rpm, tpm = scope.limits.rpm, scope.limits.tpm
             if rpm is not None:
                 hits = st.hits
@@ -399,9 +431,9 @@ class MemoryLimits:
         )
 
     @staticmethod
-    def _budget_remaining(scopes: tuple[Scope, ...], states: list[_State]) -> Decimal | None:
+    def _budget_remaining(pairs: tuple[tuple[Scope, _State], ...]) -> Decimal | None:
         least: Decimal | None = None
-        for scope, st in zip(scopes, states, strict=True):
+        for scope, st in pairs:
             budget = scope.limits.budget_usd
             if budget is not None:
                 left = max(_ZERO, budget - st.spend - st.reserved)

@@ -39,10 +39,11 @@ class Scope:
         object.__setattr__(self, "ref", (self.kind, self.id))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RateHeaders:
     """The numbers of OpenAI's ``x-ratelimit-*`` headers, each the tightest of key and team (``None``: no such
-    limit applies). Resets are seconds from now."""
+    limit applies). Resets are seconds from now. Results (this, ``Admitted``, ``Refused``) are made on every
+    request and read-only by convention: not frozen, whose ``__init__`` costs several times as much."""
 
     limit_requests: int | None = None
     remaining_requests: int | None = None
@@ -52,13 +53,13 @@ class RateHeaders:
     reset_tokens: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Admitted:
     headers: RateHeaders
     budget_remaining: Decimal | None  # after this request's reservation; None when no budget applies
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Refused:
     limit: LimitName
     scope: ScopeKind  # whose limit refused (the key is checked before its team)
