@@ -727,17 +727,16 @@ class RedisLimits:
 
 def _decide(reply: list[str], scopes: tuple[Scope, ...]) -> Admitted | Refused:
     """The admission's answer from the fields of ``_ADMIT``'s reply."""
-    status, limit, who, wait, reset = reply[:5]
-    lr, rr, rsr, lt, rt, rst, least = reply[5:12]
+    status, limit, who, wait, reset, lr, rr, rsr, lt, rt, rst, least = reply
     headers = RateHeaders(
-        limit_requests=_int(lr),
-        remaining_requests=_int(rr),
-        reset_requests=_seconds(rsr),
-        limit_tokens=_int(lt),
-        remaining_tokens=_int(rt),
-        reset_tokens=_seconds(rst),
+        int(lr) if lr else None,
+        int(rr) if rr else None,
+        int(rsr) / _US if rsr else None,
+        int(lt) if lt else None,
+        int(rt) if rt else None,
+        int(rst) / _US if rst else None,
     )
-    remaining = None if least == "" else _usd(int(least))
+    remaining = _usd(int(least)) if least else None
     if status == "ok":
         return Admitted(headers, remaining)
     whose: ScopeKind = scopes[int(who) - 1].kind
