@@ -356,7 +356,7 @@ class Governance:
         self._now = now
         self._rules: dict[int, tuple[Principal, Policy | None, Rules | None]] = {}
         self._memory = store if isinstance(store, MemoryLimits) else None
-        self._pending: set[asyncio.Future[Any]] = set()  # settles and releases on their way to the store
+        self._pending: set[asyncio.Task[None]] = set()  # releases on their way to the store
         self._rates: dict[int, tuple[Any, Decimal, Decimal]] = {}
         # Admission ids: unique per process (a random prefix) and cluster (the random part is 64 bits).
         self._instance = f"{secrets.token_hex(8)}-"
@@ -486,18 +486,7 @@ class Governance:
         record.admission = None
         tokens = record.prompt_tokens + record.completion_tokens
         cost = record.cost_usd or _ZERO
-        pending = self.store.settle_nowait(ticket, tokens=tokens, cost=cost)
-        if pending is not None:
-            self._pending.add(pending)
-            pending.add_done_callback(self._settled)
-
-    def _settled(self, pending: asyncio.Future[Any]) -> None:
-        self._pending.discard(pending)
-        if not pending.cancelled() and pending.exception() is not None:
-            self.settle_failures += 1
-            log.warning(
-                "settling a request's limits failed; its reservation expires on its own", exc_info=pending.exception()
-            )
+        self.store.settle_nowait(ticket, tokens=tokens, cost=cost)
 
     def release(self, record: RequestRecord) -> None:
         """End the request's in-flight lease now; its settle comes later (its tokens are being estimated)."""
@@ -523,8 +512,10 @@ class Governance:
 
     async def close(self) -> None:
         """Wait (a little) for the settles still on their way to the store, then close its connections."""
-        if self._pending:
-            await asyncio.wait(list(self._pending), timeout=SETTLE_DRAIN_SECONDS)
+        waiting = [*self._pending, asyncio.ensure_future(self.store.drain())]
+        _, late = await asyncio.wait(waiting, timeout=SETTLE_DRAIN_SECONDS)
+        for task in late:
+            task.cancel()
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -539,7 +530,8 @@ class Governance:
         """Where the counters live, for /readyz: ``memory`` (this process), ``redis``, or ``redis-unavailable``
         (Redis did not answer the last call: per ``GOPHERGATE_LIMITS_ON_REDIS_ERROR``, refused or counted here)."""
         degraded = bool(getattr(self.store, "degraded", False))
-        return {"mode": f"{self.mode}-unavailable" if degraded else self.mode, "settle_failures": self.settle_failures}
+        failures = self.settle_failures + self.store.settle_failures
+        return {"mode": f"{self.mode}-unavailable" if degraded else self.mode, "settle_failures": failures}
 
     # -- usage (admin API) ---------------------------------------------------------------------------------------
     async def usage(

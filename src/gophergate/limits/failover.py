@@ -13,14 +13,13 @@ reservation expires after the TTL.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from gophergate.limits.memory import DEFAULT_RESERVATION_TTL
 from gophergate.limits.types import Admitted, LimitsStore, LimitsUnavailable, Refused, Scope, Usage
@@ -55,6 +54,9 @@ class FailoverLimits:
         self._probe_after = probe_after
         self._failed_at: float | None = None  # when the primary last failed
         self._degraded = False
+        self._dropped = 0  # settles the primary refused at once (unreachable)
+        if hasattr(primary, "on_unreachable"):  # RedisLimits: settles sent without waiting report back here
+            primary.on_unreachable = self._settles_unreachable
 
     @property
     def degraded(self) -> bool:
@@ -99,41 +101,28 @@ class FailoverLimits:
         self._recovered()
         return settled
 
-    def settle_nowait(self, request_id: str, *, tokens: int, cost: Decimal) -> asyncio.Future[Any] | None:
-        """``settle`` without waiting: None when it is done already (a request the fallback admitted), else the
-        future of the primary's answer (False when the primary could not be reached: logged, never raised)."""
+    def settle_nowait(self, request_id: str, *, tokens: int, cost: Decimal) -> None:
         if self._local.pop(request_id, None) is not None:
-            return self._fallback.settle_nowait(request_id, tokens=tokens, cost=cost)
+            self._fallback.settle_nowait(request_id, tokens=tokens, cost=cost)
+            return
         try:
-            primary = self._primary.settle_nowait(request_id, tokens=tokens, cost=cost)
+            self._primary.settle_nowait(request_id, tokens=tokens, cost=cost)
         except LimitsUnavailable as exc:
+            self._dropped += 1
             self._failed(exc)
             self._warn("settle", "limits store unreachable, settle of %s dropped: %s", request_id, exc)
-            return None
-        if primary is None:
-            self._recovered()
-            return None
-        outcome: asyncio.Future[bool] = primary.get_loop().create_future()
 
-        def done(future: asyncio.Future[Any]) -> None:
-            if outcome.done():
-                return
-            if future.cancelled():
-                outcome.cancel()
-                return
-            exc = future.exception()
-            if isinstance(exc, LimitsUnavailable):
-                self._failed(exc)
-                self._warn("settle", "limits store unreachable, settle of %s dropped: %s", request_id, exc)
-                outcome.set_result(False)
-            elif exc is not None:
-                outcome.set_exception(exc)
-            else:
-                self._recovered()
-                outcome.set_result(bool(future.result()))
+    def _settles_unreachable(self, exc: LimitsUnavailable, count: int) -> None:
+        self._failed(exc)
+        self._warn("settle", "limits store unreachable, %d settle(s) dropped: %s", count, exc)
 
-        primary.add_done_callback(done)
-        return outcome
+    @property
+    def settle_failures(self) -> int:
+        return self._dropped + self._primary.settle_failures + self._fallback.settle_failures
+
+    async def drain(self) -> None:
+        await self._primary.drain()
+        await self._fallback.drain()
 
     async def release(self, request_id: str) -> None:
         if request_id in self._local:

@@ -104,6 +104,8 @@ class MemoryLimits:
     per scope and period, before the first admission that the scope's budget has to decide, so a restart, a
     new period or a budget set mid-period starts from what the ledger says. Without it spend starts at zero."""
 
+    settle_failures = 0  # never: nothing to reach
+
     def __init__(
         self,
         *,
@@ -143,6 +145,9 @@ class MemoryLimits:
 
     def settle_nowait(self, request_id: str, *, tokens: int, cost: Decimal) -> None:
         self.settle_now(request_id, tokens=tokens, cost=cost)
+
+    async def drain(self) -> None:
+        return None  # settles are done at once
 
     async def release(self, request_id: str) -> None:
         self.release_now(request_id)

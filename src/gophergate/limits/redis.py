@@ -29,6 +29,7 @@ their period ends; ``total`` ones never. One Redis is assumed (not Redis Cluster
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
@@ -55,6 +56,8 @@ from gophergate.limits.types import (
     SystemClock,
     Usage,
 )
+
+log = logging.getLogger("gophergate.limits")
 
 _US = 1_000_000  # microseconds per second
 _WINDOW_US = 60 * _US
@@ -149,15 +152,38 @@ for i = 1, n do
           budget = opt(ARGV[a + 5]), marker = ARGV[a + 6], pend = opt(ARGV[a + 7]), bgc = ARGV[a + 8],
           h = KEYS[k + 1], hits = KEYS[k + 2], open = KEYS[k + 3], b = KEYS[k + 4]}
 end
-for i = 1, n do purge(S[i].base, prefix, now, ttl, rec_gc) end
+-- A scope's :h keeps 'nx', the earliest deadline its :open may hold ('-': none open; absent: unknown), so that
+-- expired reservations are looked for only once one can exist; and 'gx', until when the TTLs of :h and :hits
+-- need no refresh. Both only save work: a lost :h means a purge and a refresh.
+local function read_h(s)
+  local h = redis.call('HMGET', s.h, 'w', 'req', 'tok', 'inf', 'nx', 'gx')
+  if h[1] == wtag then s.req, s.tok = num(h[2], 0), num(h[3], 0) else s.req, s.tok = 0, 0 end
+  s.inf, s.nx, s.gx = num(h[4], 0), h[5], num(h[6], 0)
+end
+local purged = false
+for i = 1, n do
+  local s = S[i]
+  read_h(s)
+  if not s.nx or (s.nx ~= '-' and tonumber(s.nx) <= now) then
+    purge(s.base, prefix, now, ttl, rec_gc)
+    local first = redis.call('ZRANGE', s.open, 0, 0, 'WITHSCORES')
+    s.nx = first[2] or '-'
+    purged = true
+  end
+end
+if purged then  -- an expired reservation gave back what it held, maybe in another of these scopes too
+  for i = 1, n do
+    local nx = S[i].nx
+    read_h(S[i])
+    S[i].nx = nx
+  end
+end
 
 local unseeded = {'seed'}
 for i = 1, n do
   local s = S[i]
-  local h = redis.call('HMGET', s.h, 'w', 'req', 'tok', 'inf')
-  if h[1] == wtag then s.req, s.tok = num(h[2], 0), num(h[3], 0) else s.req, s.tok = 0, 0 end
-  s.inf = num(h[4], 0)
   local b = redis.call('HMGET', s.b, 'p', 'spend', 'res', 'cap', 'seeded')
+  s.new_period = b[1] ~= s.marker
   if b[1] == s.marker then
     s.spend, s.res, s.cap, s.seeded = num(b[2], 0), num(b[3], 0), num(b[4], 0), b[5]
   else
@@ -252,9 +278,10 @@ local deadline = fmt(now + ttl)
 local record = {'dl', deadline, 'x', '0', 'l', '1', 'n', tostring(n)}
 for i = 1, n do
   local s = S[i]
+  local refresh = s.gx <= now
   if s.rpm then
     redis.call('ZADD', s.hits, fmt(now), fmt(now)..' '..rid)
-    redis.call('PEXPIRE', s.hits, hits_gc)
+    if refresh or s.count == 0 then redis.call('PEXPIRE', s.hits, hits_gc) end
     s.count = s.count + 1
   end
   local held = tokens
@@ -266,11 +293,19 @@ for i = 1, n do
     if cost > left then reserve, capped, s.cap = left, 1, s.cap + 1 end
   end
   s.res = s.res + reserve
-  redis.call('HSET', s.h, 'w', wtag, 'req', fmt(s.req), 'tok', fmt(s.tok), 'inf', fmt(s.inf))
-  redis.call('PEXPIRE', s.h, scope_gc)
+  if s.nx == '-' then s.nx = deadline end  -- deadlines only grow (one TTL): an earlier one stays the earliest
+  local h = {'w', wtag, 'req', fmt(s.req), 'tok', fmt(s.tok), 'inf', fmt(s.inf), 'nx', s.nx}
+  if refresh then
+    table.insert(h, 'gx')
+    table.insert(h, fmt(now + tonumber(scope_gc) * 500))  -- half the TTL, in microseconds
+  end
+  redis.call('HSET', s.h, unpack(h))
+  if refresh then redis.call('PEXPIRE', s.h, scope_gc) end
   redis.call('HSET', s.b, 'p', s.marker, 'spend', fmt(s.spend), 'res', fmt(s.res), 'cap', fmt(s.cap),
     'seeded', s.seeded)
-  if s.pend then redis.call('PEXPIRE', s.b, s.bgc) else redis.call('PERSIST', s.b) end
+  if s.new_period then  -- the budget key's TTL is set when its period starts (and by _SEED)
+    if s.pend then redis.call('PEXPIRE', s.b, s.bgc) else redis.call('PERSIST', s.b) end
+  end
   redis.call('ZADD', s.open, deadline, rid)
   local parts = {'b'..i, s.base, 't'..i, fmt(held), 'w'..i, wtag, 'c'..i, fmt(reserve), 'k'..i, tostring(capped),
                  'p'..i, s.marker}
@@ -293,16 +328,27 @@ local now, window, tokens, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber
 local ttl, scope_gc, rec_gc = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local wtag = fmt(window)
 
-expire(rkey, rid, now, ttl, rec_gc)
-local head = redis.call('HMGET', rkey, 'dl', 'x', 'l', 'n')
+-- The record's head and its first two parts (a key and its team) in one read.
+local F = {'dl', 'x', 'l', 'n', 'b1', 't1', 'w1', 'c1', 'k1', 'p1', 'b2', 't2', 'w2', 'c2', 'k2', 'p2'}
+local head = redis.call('HMGET', rkey, unpack(F))
 if not head[1] then return 0 end
+if head[2] ~= '1' and tonumber(head[1]) <= now then  -- it expired just now: give back what it held first
+  expire(rkey, rid, now, ttl, rec_gc)
+  head = redis.call('HMGET', rkey, unpack(F))
+end
 if tonumber(head[1]) <= now then
   redis.call('DEL', rkey)  -- expired, and the late-settle TTL is over too
   return 0
 end
 local leased = head[3] == '1'
 for i = 1, tonumber(head[4]) do
-  local part = redis.call('HMGET', rkey, 'b'..i, 't'..i, 'w'..i, 'c'..i, 'k'..i, 'p'..i)
+  local part
+  if i <= 2 then
+    local o = 4 + (i - 1) * 6
+    part = {head[o + 1], head[o + 2], head[o + 3], head[o + 4], head[o + 5], head[o + 6]}
+  else
+    part = redis.call('HMGET', rkey, 'b'..i, 't'..i, 'w'..i, 'c'..i, 'k'..i, 'p'..i)
+  end
   local bkey, hkey = part[1]..':b', part[1]..':h'
   local b = redis.call('HMGET', bkey, 'p', 'spend', 'res', 'cap')
   if b[1] == part[6] then  -- the cost belongs to the period the request was admitted in
@@ -319,7 +365,7 @@ for i = 1, tonumber(head[4]) do
   local inf = num(h[4], 0)
   if leased and inf > 0 then inf = inf - 1 end
   redis.call('HSET', hkey, 'w', wtag, 'req', fmt(req), 'tok', fmt(tok), 'inf', fmt(inf))
-  redis.call('PEXPIRE', hkey, scope_gc)
+  if not h[1] then redis.call('PEXPIRE', hkey, scope_gc) end  -- made anew here; admissions refresh it
   redis.call('ZREM', part[1]..':open', rid)
 end
 redis.call('DEL', rkey)
@@ -424,22 +470,37 @@ def _batched(script: str) -> str:
 class _Batcher:
     """Calls of one script made in the same turn of the event loop go to Redis as one batched script run (each
     call still decided on its own, in order), so under load one round trip, and redis-py's per-command work, serve
-    a whole turn's admissions or settles. A call is its keys and arguments already packed (see ``_DISPATCH``); an
-    unreachable Redis fails its future with ``LimitsUnavailable``."""
+    a whole turn's admissions or settles. A call is its keys and arguments already packed (see ``_DISPATCH``).
+    ``call`` answers a future (an unreachable Redis fails it with ``LimitsUnavailable``); ``send`` wants no answer,
+    and a batch of those that fails is reported to ``dropped`` (the error, how many calls)."""
 
-    def __init__(self) -> None:
-        self._queues: dict[Any, list[tuple[str, asyncio.Future[Any]]]] = {}
+    def __init__(self, dropped: Callable[[Exception, int], None]) -> None:
+        self._queues: dict[Any, list[tuple[str, asyncio.Future[Any] | None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._dropped = dropped
 
     def call(self, script: Any, packed: str) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue(script).append((packed, future))
+        return future
+
+    def send(self, script: Any, packed: str) -> None:
+        self._queue(script).append((packed, None))
+
+    def _queue(self, script: Any) -> list[tuple[str, asyncio.Future[Any] | None]]:
         queue = self._queues.get(script)
         if queue is None:
             queue = self._queues[script] = []
-            loop.call_soon(self._flush, script)
-        queue.append((packed, future))
-        return future
+            asyncio.get_running_loop().call_soon(self._flush, script)
+        return queue
+
+    async def drain(self) -> None:
+        """Wait until the calls queued so far have been answered (or have failed)."""
+        while self._queues or self._tasks:
+            if self._tasks:
+                await asyncio.wait(list(self._tasks))
+            else:
+                await asyncio.sleep(0)  # the flush is scheduled
 
     def _flush(self, script: Any) -> None:
         batch = self._queues.pop(script)
@@ -449,17 +510,23 @@ class _Batcher:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    @staticmethod
-    async def _send(script: Any, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
+    async def _send(self, script: Any, batch: list[tuple[str, asyncio.Future[Any] | None]]) -> None:
         try:
             results = await script(keys=[], args=[packed for packed, _ in batch])
         except Exception as exc:
             failure = LimitsUnavailable(f"redis: {exc}") if isinstance(exc, _UNREACHABLE) else exc
+            unanswered = 0
             for _, future in batch:
-                _answer(future, failure)
+                if future is None:
+                    unanswered += 1
+                else:
+                    _answer(future, failure)
+            if unanswered:
+                self._dropped(failure, unanswered)
             return
         for (_, future), result in zip(batch, results, strict=True):
-            _answer(future, result)
+            if future is not None:
+                _answer(future, result)
 
 
 def _answer(future: asyncio.Future[Any], result: Any) -> None:
@@ -516,7 +583,10 @@ class RedisLimits:
         self._hits_gc_ms = 2 * _WINDOW_US // 1000
         self._bounds: dict[Period, tuple[float, float]] = {}
         self._seeding: dict[tuple[tuple[str, str], str], asyncio.Future[None]] = {}
-        self._batcher = _Batcher()
+        self._batcher = _Batcher(self._dropped)
+        self.settle_failures = 0
+        # Told when a settle sent without waiting could not reach Redis (FailoverLimits sets it); else it is logged.
+        self.on_unreachable: Callable[[LimitsUnavailable, int], None] | None = None
         # The arguments every call of a script repeats, packed once.
         self._admit_consts = _SEP.join(
             [
@@ -573,13 +643,17 @@ class RedisLimits:
         raise LimitsUnavailable("the budget state kept losing its seed (is Redis being flushed?)")
 
     async def settle(self, request_id: str, *, tokens: int, cost: Decimal) -> bool:
-        return bool(await self.settle_nowait(request_id, tokens=tokens, cost=cost))
+        return bool(await self._batcher.call(self._settle_many, self._settle_packed(request_id, tokens, cost)))
 
-    def settle_nowait(self, request_id: str, *, tokens: int, cost: Decimal) -> asyncio.Future[Any]:
-        """``settle`` sent without waiting for it: the future of Redis's answer (1 settled, 0 nothing to settle;
-        ``LimitsUnavailable`` when Redis cannot be reached)."""
+    def settle_nowait(self, request_id: str, *, tokens: int, cost: Decimal) -> None:
+        self._batcher.send(self._settle_many, self._settle_packed(request_id, tokens, cost))
+
+    async def drain(self) -> None:
+        await self._batcher.drain()
+
+    def _settle_packed(self, request_id: str, tokens: int, cost: Decimal) -> str:
         now = self._now()
-        packed = _SEP.join(
+        return _SEP.join(
             [
                 f"1{_SEP}{self._prefix}r:{request_id}",
                 request_id,
@@ -590,7 +664,13 @@ class RedisLimits:
                 self._settle_consts,
             ]
         )
-        return self._batcher.call(self._settle_many, packed)
+
+    def _dropped(self, exc: Exception, count: int) -> None:
+        self.settle_failures += count
+        if isinstance(exc, LimitsUnavailable) and self.on_unreachable is not None:
+            self.on_unreachable(exc, count)
+        else:
+            log.warning("%d settle(s) of request limits failed; their reservations expire on their own: %s", count, exc)
 
     async def release(self, request_id: str) -> None:
         await self._batcher.call(self._release_many, f"1{_SEP}{self._prefix}r:{request_id}")

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 Period = Literal["day", "week", "month", "total"]
 LimitName = Literal["requests", "tokens", "parallel", "budget"]
@@ -103,6 +102,11 @@ class SystemClock:
 
 
 class LimitsStore(Protocol):
+    @property
+    def settle_failures(self) -> int:
+        """Settles sent without waiting that were dropped (the store could not be reached)."""
+        ...
+
     async def admit(
         self, request_id: str, key: Scope, team: Scope | None, *, tokens: int, cost: Decimal
     ) -> Admitted | Refused:
@@ -115,9 +119,14 @@ class LimitsStore(Protocol):
         when there is nothing (left) to settle."""
         ...
 
-    def settle_nowait(self, request_id: str, *, tokens: int, cost: Decimal) -> asyncio.Future[Any] | None:
-        """``settle`` without waiting for it (the request path calls this): None when it is done already, else the
-        future of its outcome. Costs no task, so settling stays cheap on the request path."""
+    def settle_nowait(self, request_id: str, *, tokens: int, cost: Decimal) -> None:
+        """``settle`` sent without waiting for it (the request path's way: no task, no future per request). It
+        never raises for an unreachable store: such a settle is dropped, counted in ``settle_failures`` and
+        logged (the reservation expires after its TTL). ``drain`` waits for those still on their way."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait for the settles sent without waiting that have not reached the store yet."""
         ...
 
     async def release(self, request_id: str) -> None:

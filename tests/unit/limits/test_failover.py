@@ -135,11 +135,12 @@ async def test_a_settle_sent_without_waiting_goes_where_the_request_was_admitted
     await limits.admit("shared", K, None, tokens=0, cost=D(1))
     primary.down = True
     await limits.admit("local", K, None, tokens=0, cost=D(2))
-    assert limits.settle_nowait("local", tokens=0, cost=D("0.5")) is None  # the fallback settles at once
+    limits.settle_nowait("local", tokens=0, cost=D("0.5"))  # the fallback settles at once
     assert (await fallback.usage(K)).spend == D("0.5") and (await fallback.usage(K)).reserved == 0
     with caplog.at_level(logging.WARNING, logger="gophergate.limits"):
-        assert limits.settle_nowait("shared", tokens=0, cost=D("0.25")) is None  # dropped, logged, not raised
+        limits.settle_nowait("shared", tokens=0, cost=D("0.25"))  # dropped, counted, logged, not raised
     assert limits.degraded and any("settle of shared dropped" in r.message for r in caplog.records)
+    assert limits.settle_failures == 1
     primary.down = False
     assert (await primary.usage(K)).reserved == D(1)  # left to expire after the TTL
 
@@ -197,6 +198,9 @@ async def test_a_real_unreachable_redis_behind_failover(mode: str) -> None:
         assert await limits.settle("a", tokens=0, cost=D("0.5"))
     assert limits.degraded
     assert await limits.settle("never-admitted", tokens=0, cost=D(0)) is False
-    pending = limits.settle_nowait("never-admitted-either", tokens=0, cost=D(0))
-    assert pending is not None and await pending is False  # the unreachable Redis is logged, not raised
+    before = limits.settle_failures
+    limits.settle_nowait("never-admitted-either", tokens=0, cost=D(0))
+    limits.settle_nowait("nor-this-one", tokens=0, cost=D(0))
+    await limits.drain()  # the batch failed: counted, not raised
+    assert limits.settle_failures == before + 2 and limits.degraded
     await client.aclose()

@@ -207,6 +207,36 @@ async def test_an_unreachable_redis_raises_limits_unavailable() -> None:
     await client.aclose()
 
 
+async def test_settles_sent_without_waiting_go_as_one_batch_and_are_all_counted(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    limits = store(redis_client, redis_prefix, FakeClock(START))
+    k = Scope("key", "k", Limits(tpm=10_000, max_parallel=50, budget_usd=D(100)))
+    for i in range(20):
+        assert isinstance(await limits.admit(f"r{i}", k, None, tokens=100, cost=D(1)), Admitted)
+    for i in range(20):
+        limits.settle_nowait(f"r{i}", tokens=10, cost=D("0.25"))
+    limits.settle_nowait("r0", tokens=10, cost=D("0.25"))  # a second settle of the same request changes nothing
+    await limits.drain()
+    usage = await limits.usage(k)
+    assert (usage.spend, usage.reserved, usage.tokens, usage.in_flight) == (D(5), 0, 200, 0)
+    assert limits.settle_failures == 0
+
+
+async def test_a_settle_sent_without_waiting_to_an_unreachable_redis_is_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5, socket_timeout=0.5, retry=NO_RETRY)
+    limits = RedisLimits(client, clock=FakeClock(START))
+    with caplog.at_level("WARNING", logger="gophergate.limits"):
+        limits.settle_nowait("a", tokens=1, cost=D(1))
+        limits.settle_nowait("b", tokens=1, cost=D(1))
+        await limits.drain()
+    assert limits.settle_failures == 2
+    assert any("2 settle(s)" in r.message for r in caplog.records)
+    await client.aclose()
+
+
 async def test_a_redis_that_never_answers_raises_limits_unavailable_after_the_socket_timeout() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(1 << 16)
