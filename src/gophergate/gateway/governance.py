@@ -38,6 +38,7 @@ from gophergate.core.record import RequestRecord
 from gophergate.db.tables import client_keys, request_log, rollup_table
 from gophergate.limits import Admitted, Limits, LimitsStore, MemoryLimits, RateHeaders, Refused, Scope
 from gophergate.limits import Usage as Usage_
+from gophergate.limits.memory import UNSEEDED
 from gophergate.limits.types import LimitsUnavailable
 from gophergate.security.client_keys import KeyCache, Policy, Principal
 
@@ -460,10 +461,10 @@ class Governance:
             result: Admitted | Refused
             if memory is not None:  # decided now, without a coroutine, unless a budget's spend must be loaded
                 now = memory.admit_now(ticket, rules.key, rules.team, tokens=tokens, cost=cost)
-                if isinstance(now, Admitted | Refused):
-                    result = now
-                else:
+                if now is UNSEEDED:
                     result = await memory.admit(ticket, rules.key, rules.team, tokens=tokens, cost=cost)
+                else:
+                    result = now  # type: ignore[assignment]
             else:
                 result = await self.store.admit(ticket, rules.key, rules.team, tokens=tokens, cost=cost)
         except LimitsUnavailable:

@@ -201,10 +201,12 @@ class MemoryLimits:
             most = scope.limits.max_parallel
             if most is not None and st.in_flight >= most:
                 return self._refuse("parallel", scope, PARALLEL_RETRY if most > 0 else None, None, pairs, mono, window)
+        remainders: list[Decimal] = []  # per budgeted scope, in order: reused by the count below
         for scope, st in pairs:
             budget = scope.limits.budget_usd
             if budget is not None:
                 remainder = budget - st.spend - st.reserved
+                remainders.append(remainder)
                 if remainder <= 0 or st.capped:
                     if remainder > 0:  # money left, all of it held by a capped reservation still in flight
                         wait = PARALLEL_RETRY
@@ -236,7 +238,7 @@ class MemoryLimits:
             st.in_flight += 1
             reserve, capped = cost, False
             if budget is not None:
-                remainder = budget - st.spend - st.reserved
+                remainder = remainders.pop(0)
                 if cost > remainder:
                     reserve, capped = remainder, True
                     st.capped += 1
