@@ -1,6 +1,6 @@
 """Errors are data: one tree, rendered once as an OpenAI-style body.
 
-GatewayError                      status, type, code, param
+GatewayError                      status, type, code, param; error_class and upstream_status for routing
 ├── InvalidRequest                400 invalid_request_error
 │   ├── BodyTooLarge              413
 │   ├── BodyTimeout               408 (the whole body did not arrive within its deadline)
@@ -16,17 +16,23 @@ GatewayError                      status, type, code, param
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from gophergate.core.redact import REDACTOR, redact
+
+ErrorClass = Literal["rate_limited", "overloaded", "server_error", "timeout", "connection", "context_window_exceeded"]
+"""What kind of upstream failure an error is, for routing to act on (retry, fall back, cool down). An error without
+one (a client error, a refused provider key, a gateway decision) is never retried."""
 
 
 class GatewayError(Exception):
     status: int = 500
     type: str = "api_error"
     code: str | None = None
+    error_class: ErrorClass | None = None
+    upstream_status: int | None = None  # the status the upstream answered, when it answered one
 
     def __init__(
         self,
@@ -37,10 +43,16 @@ class GatewayError(Exception):
         status: int | None = None,
         type: str | None = None,
         headers: dict[str, str] | None = None,
+        error_class: ErrorClass | None = None,
+        upstream_status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        if error_class is not None:
+            self.error_class = error_class
+        if upstream_status is not None:
+            self.upstream_status = upstream_status
         if code is not None:
             self.code = code
         if status is not None:

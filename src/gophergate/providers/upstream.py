@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from gophergate.core.calls import Meter
-from gophergate.core.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gophergate.core.errors import ErrorClass, GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gophergate.core.redact import REDACTOR
 from gophergate.providers.transport import (
     ConnectError,
@@ -47,14 +47,18 @@ def transport_errors(provider: str) -> Iterator[None]:
             code="upstream_response_too_large",
         ) from exc
     except ConnectTimeout as exc:
-        raise UpstreamTimeout(f"Connecting to upstream provider '{provider}' timed out.") from exc
+        raise UpstreamTimeout(
+            f"Connecting to upstream provider '{provider}' timed out.", error_class="timeout"
+        ) from exc
     except TransportTimeout as exc:
-        raise UpstreamTimeout(f"Upstream provider '{provider}' timed out.") from exc
+        raise UpstreamTimeout(f"Upstream provider '{provider}' timed out.", error_class="timeout") from exc
     except ConnectError as exc:
-        raise UpstreamUnavailable(f"Could not connect to upstream provider '{provider}'.") from exc
+        raise UpstreamUnavailable(
+            f"Could not connect to upstream provider '{provider}'.", error_class="connection"
+        ) from exc
     except TransportError as exc:
         raise UpstreamUnavailable(
-            f"Connection to upstream provider '{provider}' failed: {type(exc).__name__}."
+            f"Connection to upstream provider '{provider}' failed: {type(exc).__name__}.", error_class="connection"
         ) from exc
 
 
@@ -62,6 +66,36 @@ def scrub(message: str) -> str:
     """Secrets must never travel back to clients inside an upstream's error: every configured one by value,
     and well-known key shapes (``core/redact.py``)."""
     return REDACTOR(message)
+
+
+# How providers word a prompt that does not fit the model's context window (400): OpenAI's code, xAI's "maximum
+# prompt length", Anthropic's "prompt is too long", Gemini's "exceeds the maximum number of tokens".
+_CONTEXT_MARKERS = (
+    "context_length_exceeded",
+    "maximum context length",
+    "context length",
+    "context window",
+    "maximum prompt length",
+    "prompt is too long",
+    "exceeds the maximum number of tokens",
+)
+
+
+def error_class(status: int, code: str | None = None, message: str = "") -> ErrorClass | None:
+    """The class of an upstream's error answer: 429 ``rate_limited``; 503 and 529 ``overloaded``; other 5xx
+    ``server_error``; a 400, 413 or 422 saying the prompt is too long for the model ``context_window_exceeded``;
+    anything else (the client's request, the gateway's provider key) None."""
+    if status == 429:
+        return "rate_limited"
+    if status in (503, 529):
+        return "overloaded"
+    if status >= 500:
+        return "server_error"
+    if status in (400, 413, 422):
+        text = f"{code or ''} {message}".lower()
+        if any(marker in text for marker in _CONTEXT_MARKERS):
+            return "context_window_exceeded"
+    return None
 
 
 def upstream_error(
@@ -74,8 +108,11 @@ def upstream_error(
     err_type, code, param = REDACTOR.optional(err_type), REDACTOR.optional(code), REDACTOR.optional(param)
     extra_headers = retry_headers(header)
     text = f"Upstream provider '{provider}' returned {status}: {message}"
+    kind, answered = error_class(status, code, message), status
     if status >= 500:
-        return UpstreamUnavailable(text, code=code or "upstream_error", headers=extra_headers)
+        return UpstreamUnavailable(
+            text, code=code or "upstream_error", headers=extra_headers, error_class=kind, upstream_status=status
+        )
     if status == 400 and "incorrect api key" in message.lower():
         # xAI answers a bad key with 400 (providers.md §6.3); it is an authentication failure.
         status, err_type = 401, "authentication_error"
@@ -89,9 +126,17 @@ def upstream_error(
             type=err_type or "authentication_error",
             code="upstream_auth_failed",
             headers=extra_headers,
+            upstream_status=answered,
         )
     return UpstreamError(
-        text, status=status, type=err_type or "invalid_request_error", code=code, param=param, headers=extra_headers
+        text,
+        status=status,
+        type=err_type or "invalid_request_error",
+        code=code,
+        param=param,
+        headers=extra_headers,
+        error_class=kind,
+        upstream_status=status,
     )
 
 

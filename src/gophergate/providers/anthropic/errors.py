@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from gophergate.core.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from gophergate.providers.upstream import retry_headers, scrub
+from gophergate.providers.upstream import error_class, retry_headers, scrub
 
 
 def parse_error(body: bytes) -> tuple[str, str | None, dict[str, Any]]:
@@ -53,27 +53,56 @@ def anthropic_error(
     headers = retry_headers(header)
     text = f"Upstream provider '{provider}' returned {status}: {message}"
     if status == 529 or etype == "overloaded_error":
-        return UpstreamUnavailable(text, status=503, code="upstream_overloaded", headers=headers)
+        return UpstreamUnavailable(
+            text,
+            status=503,
+            code="upstream_overloaded",
+            headers=headers,
+            error_class="overloaded",
+            upstream_status=status,
+        )
     if status == 401:
         return UpstreamUnavailable(
             f"Upstream provider '{provider}' rejected the gateway's API key (401 {etype or 'authentication_error'}): "
             f"{message} Check the gateway's ANTHROPIC_API_KEY; the client's key is not involved.",
             code="upstream_auth_failed",
+            upstream_status=status,
         )
     if status == 429 and details.get("error_code") == "enforced_spend_limit_reached":
-        return UpstreamError(text, status=402, type="insufficient_quota", code="enforced_spend_limit_reached")
+        return UpstreamError(
+            text, status=402, type="insufficient_quota", code="enforced_spend_limit_reached", upstream_status=status
+        )
     if status == 429:
-        return UpstreamError(text, status=429, type="rate_limit_error", code="rate_limit_exceeded", headers=headers)
+        return UpstreamError(
+            text,
+            status=429,
+            type="rate_limit_error",
+            code="rate_limit_exceeded",
+            headers=headers,
+            error_class="rate_limited",
+            upstream_status=status,
+        )
     if status == 504 or etype == "timeout_error":
-        return UpstreamTimeout(text, headers=headers)
+        return UpstreamTimeout(text, headers=headers, error_class="server_error", upstream_status=status)
     if status >= 500:
-        return UpstreamUnavailable(text, code="upstream_error", headers=headers)
+        return UpstreamUnavailable(
+            text, code="upstream_error", headers=headers, error_class=error_class(status), upstream_status=status
+        )
     if status == 403:
         return UpstreamError(
             f"Upstream provider '{provider}' refused the gateway's API key: {message}",
             status=403,
             type="permission_error",
             code="upstream_auth_failed",
+            upstream_status=status,
         )
     code = "model_not_found" if status == 404 and "model" in message.lower() else etype
-    return UpstreamError(text, status=status, type=etype or "invalid_request_error", code=code, headers=headers)
+    return UpstreamError(
+        text,
+        status=status,
+        type=etype or "invalid_request_error",
+        code=code,
+        headers=headers,
+        error_class=error_class(status, etype, message),
+        upstream_status=status,
+    )

@@ -41,6 +41,7 @@ def gemini_error(
             f"Upstream provider '{provider}' rejected the gateway's Gemini API key (API_KEY_INVALID): the "
             "gateway's credentials for this provider are wrong or revoked; its operator must fix GEMINI_API_KEY.",
             code="upstream_auth_failed",
+            upstream_status=status,
         )
     retry_after = None
     for detail in details:
