@@ -119,6 +119,24 @@ def test_upstream_5xx_is_502(stack: Stack) -> None:
     assert row["prompt_tokens"] == 0 and row["completion_tokens"] == 0
 
 
+@pytest.mark.parametrize(
+    ("upstream_status", "client_status", "error_class"),
+    [(429, 429, "rate_limited"), (503, 502, "overloaded"), (500, 502, "server_error"), (400, 400, None)],
+)
+def test_the_log_row_records_the_class_of_the_upstream_failure(
+    stack: Stack, upstream_status: int, client_status: int, error_class: str | None
+) -> None:
+    response = _post(stack, json.dumps({**GOOD, "messages": [{"role": "user", "content": f"FAIL {upstream_status}"}]}))
+    assert response.status_code == client_status
+    assert _logged(stack, response)["error_class"] == error_class
+
+
+def test_a_request_the_gateway_refuses_itself_has_no_upstream_failure_class(stack: Stack) -> None:
+    response = _post(stack, b"{not json")
+    assert response.status_code == 400
+    assert _logged(stack, response)["error_class"] is None
+
+
 def test_upstream_error_messages_never_carry_secrets(stack: Stack) -> None:
     stack.fakes["openai"].fail_next(
         401,

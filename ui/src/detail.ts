@@ -182,6 +182,7 @@ export function requestDetailView(d: RequestDetail, onClose: () => void): HTMLEl
       h("dd", { title: key.title, "data-testid": "detail-key" }, key.text),
       d.finish_reason ? [h("dt", null, "Finish"), h("dd", null, d.finish_reason)] : null,
       d.client_ip ? [h("dt", null, "Client IP"), h("dd", null, d.client_ip)] : null,
+      d.error_class ? [h("dt", null, "Upstream failure"), h("dd", { "data-testid": "detail-error-class" }, d.error_class)] : null,
     ),
     error(d),
     timing(d),

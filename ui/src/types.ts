@@ -25,6 +25,7 @@ export interface RequestItem {
   latency_ms: number | null;
   ttfb_ms: number | null;
   client_ip: string | null; // behind a trusted reverse proxy, the address it forwarded
+  error_class: string | null; // the upstream failure's class: rate_limited, overloaded, server_error, ...
 }
 
 /** GET /api/requests/{id}: every column of the row. */

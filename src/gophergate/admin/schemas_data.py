@@ -30,6 +30,7 @@ class RequestItem(BaseModel):
     latency_ms: float
     ttfb_ms: float | None
     client_ip: str | None
+    error_class: str | None
 
 
 class RequestDetail(RequestItem):

@@ -47,6 +47,8 @@ class RequestRecord:
     price_unknown: bool = False
     # The client's address: the peer's, or the one a trusted reverse proxy forwarded (http/forwarded.py).
     client_ip: str | None = None
+    # The class of the upstream failure the request met (core/errors.py:ErrorClass), for routing and analytics.
+    error_class: str | None = None
     # The price of the routed model (None: unknown); the cost is computed from it once tokens are final.
     price: Price | None = None
     # Governance: the id of the request's limits admission (settled once, when it is billed; the gateway's own id,
@@ -92,6 +94,7 @@ COLUMNS: tuple[str, ...] = (
     "price_source",
     "price_unknown",
     "client_ip",
+    "error_class",
 )
 # What the dashboard lists of a row (GET /api/requests items, /ws request events): metadata only, no error text.
 LIST_FIELDS: tuple[str, ...] = (
@@ -117,6 +120,7 @@ LIST_FIELDS: tuple[str, ...] = (
     "latency_ms",
     "ttfb_ms",
     "client_ip",
+    "error_class",
 )
 # Exact decimal columns (USD): decimal text on SQLite.
 DECIMAL_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c.endswith("_usd"))

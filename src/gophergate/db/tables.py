@@ -112,6 +112,8 @@ request_log = Table(
     Column("price_unknown", Boolean, nullable=False, default=False),
     # The client's address (behind a trusted reverse proxy, the forwarded one); NULL for rows before 0005.
     Column("client_ip", String(64), nullable=True),
+    # What kind of upstream failure the request met (core/errors.py:ErrorClass); NULL otherwise and before 0008.
+    Column("error_class", String(32), nullable=True),
 )
 # One index per dashboard filter, each ending in created_at so "newest first" pages are index scans.
 Index("ix_request_log_created_at", request_log.c.created_at)

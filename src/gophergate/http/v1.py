@@ -57,6 +57,7 @@ def _fail(record: RequestRecord, error: GatewayError) -> None:
     record.status = error.status
     record.error_type = error.code or error.type
     record.error_message = error.message
+    record.error_class = error.error_class
 
 
 def _disabled(model: str) -> ModelNotFound:
