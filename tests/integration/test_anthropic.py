@@ -333,6 +333,7 @@ def test_error_event_mid_stream_raises_in_the_sdk_and_is_logged(anthropic_stack:
     row = anthropic_stack.gateway.row_for(request_id)
     assert row["error_type"] == "upstream_stream_error" and "overloaded_error" in row["error_message"]
     assert row["status"] == 502 and row["finish_reason"] is None
+    assert row["error_class"] == "overloaded"
 
 
 def test_cut_stream_ends_with_an_error_not_a_hang(anthropic_stack: AnthropicStack) -> None:

@@ -215,6 +215,14 @@ def test_mid_stream_upstream_error_is_relayed_as_error_event(stack: Stack) -> No
     assert errors
     row = stack.gateway.row_for(response.headers["x-request-id"])
     assert row["error_type"] == "upstream_stream_error"
+    assert row["error_class"] == "server_error"  # the upstream's 500 error event
+
+
+def test_a_stream_cut_by_the_upstream_is_classed_connection(stack: Stack) -> None:
+    response = _post(stack, json.dumps({**GOOD, "stream": True, "messages": [{"role": "user", "content": "CUT"}]}))
+    assert response.status_code == 200
+    row = stack.gateway.row_for(response.headers["x-request-id"])
+    assert (row["error_type"], row["error_class"]) == ("upstream_stream_error", "connection")
 
 
 def test_wrong_method_and_unknown_path(stack: Stack) -> None:

@@ -101,6 +101,7 @@ class Meter:
     output_events: list[bytes] = field(default_factory=list)
     output_reasoning_field: str | None = None
     stream_error: str | None = None  # an error reported or detected after the stream had started
+    stream_error_class: str | None = None  # its class (core/errors.py:ErrorClass)
 
     def start_upstream(self) -> None:
         self.upstream_started = time.perf_counter()

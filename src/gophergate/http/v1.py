@@ -220,6 +220,7 @@ class V1:
         if meter.stream_error is not None:
             record.error_type = "upstream_stream_error"
             record.error_message = meter.stream_error
+            record.error_class = meter.stream_error_class
             record.status = 502
 
     async def _failed(self, send: Any, exc: Exception, record: RequestRecord, meter: Meter | None) -> None:

@@ -16,7 +16,7 @@ from typing import Protocol
 import orjson
 
 from gophergate.core.calls import Meter
-from gophergate.core.errors import GatewayError
+from gophergate.core.errors import ErrorClass, GatewayError
 from gophergate.core.usage import Usage
 from gophergate.providers.transport import UpstreamResponse
 from gophergate.providers.upstream import transport_errors
@@ -63,6 +63,20 @@ def chat_error_event(message: str) -> bytes:
     return encode_data(orjson.dumps(error))
 
 
+def in_band_error_class(message: str) -> ErrorClass:
+    """The class of an error met inside a started stream (an error event, not a status): ``connection`` for an
+    event the gateway could not parse, ``overloaded`` or ``rate_limited`` when the upstream's text says so, else
+    ``server_error``: the request itself was accepted, so the failure is the upstream's."""
+    text = message.lower()
+    if "malformed" in text:  # the gateway could not parse what the upstream sent: broken framing
+        return "connection"
+    if "overload" in text:
+        return "overloaded"
+    if "rate limit" in text or "rate_limit" in text or "resource_exhausted" in text:
+        return "rate_limited"
+    return "server_error"
+
+
 async def relay_upstream(
     provider: str, resp: UpstreamResponse, translator: StreamTranslator, meter: Meter
 ) -> AsyncIterator[bytes]:
@@ -78,6 +92,7 @@ async def relay_upstream(
         if tail:
             yield tail
     except GatewayError as exc:
+        meter.stream_error_class = exc.error_class
         event = translator.fail(exc.message)
         if event:
             yield event
@@ -88,6 +103,8 @@ async def relay_upstream(
         meter.usage = outcome.usage
         meter.finish_reason = outcome.finish_reason
         meter.stream_error = outcome.error
+        if outcome.error is not None and meter.stream_error_class is None:
+            meter.stream_error_class = in_band_error_class(outcome.error)
         if outcome.usage is None:
             meter.output_text.extend(outcome.texts)
             meter.output_events = outcome.events

@@ -10,6 +10,7 @@ import pytest
 from gophergate.core.errors import GatewayError
 from gophergate.providers.anthropic.errors import anthropic_error
 from gophergate.providers.gemini.errors import gemini_error
+from gophergate.providers.stream import in_band_error_class
 from gophergate.providers.transport import (
     ConnectError,
     ConnectTimeout,
@@ -163,3 +164,18 @@ def test_an_answer_too_large_for_the_gateway_is_not_retried() -> None:
 
 def test_errors_the_gateway_raises_itself_have_no_class() -> None:
     assert GatewayError("nope").error_class is None and error_class(418) is None
+
+
+@pytest.mark.parametrize(
+    ("message", "expected_class"),
+    [
+        ("Upstream provider 'anthropic' reported overloaded_error: Overloaded", "overloaded"),
+        ("Upstream provider 'gemini' reported RESOURCE_EXHAUSTED: quota", "rate_limited"),
+        ("Upstream provider 'openai' reported an error: The server had an error", "server_error"),
+        ("The upstream sent a malformed stream event.", "connection"),
+    ],
+)
+def test_errors_inside_a_started_stream_are_classed_from_what_the_upstream_said(
+    message: str, expected_class: str
+) -> None:
+    assert in_band_error_class(message) == expected_class
