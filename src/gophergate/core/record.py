@@ -49,6 +49,12 @@ class RequestRecord:
     client_ip: str | None = None
     # The class of the upstream failure the request met (core/errors.py:ErrorClass), for routing and analytics.
     error_class: str | None = None
+    # Routing (issue 18): a request that is retried or falls back writes one row per attempt, all with its
+    # request_id; ``attempt`` counts from 1 and only the last row is ``final`` (the status the client saw).
+    # ``model_group`` is the model group the client named, None for a plain model name.
+    attempt: int = 1
+    final: bool = True
+    model_group: str | None = None
     # The price of the routed model (None: unknown); the cost is computed from it once tokens are final.
     price: Price | None = None
     # Governance: the id of the request's limits admission (settled once, when it is billed; the gateway's own id,
@@ -95,6 +101,9 @@ COLUMNS: tuple[str, ...] = (
     "price_unknown",
     "client_ip",
     "error_class",
+    "attempt",
+    "final",
+    "model_group",
 )
 # What the dashboard lists of a row (GET /api/requests items, /ws request events): metadata only, no error text.
 LIST_FIELDS: tuple[str, ...] = (
@@ -121,6 +130,9 @@ LIST_FIELDS: tuple[str, ...] = (
     "ttfb_ms",
     "client_ip",
     "error_class",
+    "attempt",
+    "final",
+    "model_group",
 )
 # Exact decimal columns (USD): decimal text on SQLite.
 DECIMAL_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c.endswith("_usd"))

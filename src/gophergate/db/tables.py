@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 
 metadata = MetaData()
@@ -114,6 +115,11 @@ request_log = Table(
     Column("client_ip", String(64), nullable=True),
     # What kind of upstream failure the request met (core/errors.py:ErrorClass); NULL otherwise and before 0008.
     Column("error_class", String(32), nullable=True),
+    # Routing: the attempt's number (from 1), whether it is the request's last (the answer the client saw), and the
+    # model group the client named (NULL: a plain model name). Rows before 0009 are attempt 1, final.
+    Column("attempt", Integer, nullable=False, default=1, server_default="1"),
+    Column("final", Boolean, nullable=False, default=True, server_default=true()),
+    Column("model_group", String(300), nullable=True),
 )
 # One index per dashboard filter, each ending in created_at so "newest first" pages are index scans.
 Index("ix_request_log_created_at", request_log.c.created_at)
