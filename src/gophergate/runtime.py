@@ -27,6 +27,7 @@ from gophergate.gateway.health import ProviderHealth
 from gophergate.gateway.metering import Metering
 from gophergate.gateway.model_settings import ModelKey, load_disabled
 from gophergate.gateway.resolve import Resolver
+from gophergate.gateway.router import Group, Router, compile_groups, plain_group
 from gophergate.hub import Authenticate, Hub, Sampler
 from gophergate.limits import LimitsStore, MemoryLimits
 from gophergate.pricing.catalog import Catalog
@@ -67,6 +68,21 @@ def _cookie(scope: dict[str, Any], name: str) -> str | None:
             if morsel is not None and morsel.value:
                 return morsel.value
     return None
+
+
+def new_resolver(
+    settings: Settings, providers: frozenset[str], declared: dict[str, str], book: PriceBook | None = None
+) -> Resolver:
+    """The resolver of a routing snapshot: the configured model groups, and [routing]'s defaults for plain names."""
+    defaults = settings.routing
+    groups: dict[str, Group] = compile_groups(settings.model_groups, defaults)
+    plain = None
+    if defaults.retries or defaults.fallbacks:
+
+        def plain(model: str) -> Group:
+            return plain_group(model, defaults)
+
+    return Resolver(providers, settings.aliases, declared, book, groups, plain)
 
 
 def entry_secrets(entries: dict[str, ProviderEntry]) -> list[str]:
@@ -129,6 +145,8 @@ class Runtime:
     sessions: SessionManager  # dashboard sessions
     throttle: LoginThrottle
     health: ProviderHealth = field(default_factory=ProviderHealth)
+    # Routing state: requests in flight, time to first token, cooldowns and affinity pins per target.
+    router: Router = field(init=False)
     # Finishes each request's record (tokens, estimate, cost) and hands it to the recorder.
     metering: Metering = field(init=False)
     # Budgets, rate limits and access rules per key and team (gateway/governance.py).
@@ -182,7 +200,7 @@ class Runtime:
         configs = served_configs(entries)
         providers = build_providers(configs, client, store, media, settings.max_sse_event_bytes)
         declared = {model: cfg.name for cfg in configs for model in cfg.models}
-        resolver = Resolver(frozenset(providers), settings.aliases, declared)
+        resolver = new_resolver(settings, frozenset(providers), declared)
         registry = Registry(settings.registry_url, settings.data_dir, refresh_hours=settings.registry_refresh_hours)
         recorder = Recorder(
             engine,
@@ -205,6 +223,7 @@ class Runtime:
             settings, engine, client, routing, keys, recorder, store, registry, media, box, sessions, throttle,
         )  # fmt: skip
         rt.metering = metering = Metering(recorder, rt.health)
+        rt.router = Router(settings.routing, on_event=rt._routing_event)
         rt.governance = metering.governance = build_governance(settings, engine, keys)
         rt.hub = hub = Hub(Sampler(lambda: metering.depth), key_names=keys.names)
         recorder.on_committed = hub.publish_committed
@@ -310,7 +329,7 @@ class Runtime:
         self.provider_entries = entries
         self.provider_configs = {cfg.name: cfg for cfg in configs}
         rebuilt = {cfg.name for cfg in fresh}
-        resolver = Resolver(frozenset(providers), self.settings.aliases, declared, routing.resolver.book)
+        resolver = new_resolver(self.settings, frozenset(providers), declared, routing.resolver.book)
         models = {name: ids for name, ids in routing.models.items() if name in providers and name not in rebuilt}
         self.routing = replace(routing, providers=providers, resolver=resolver, models=models)
         self.rebuild_prices()
@@ -322,6 +341,12 @@ class Runtime:
         token = _cookie(scope, SESSION_COOKIE)
         session = await self.sessions.verify(token) if token else None
         return session.user if session is not None else None
+
+    def _routing_event(self, kind: str, target: tuple[str, str], until: float) -> None:
+        detail: dict[str, Any] = {"provider": target[0], "model": target[1]}
+        if kind == "target_cooled_down":
+            detail["cooldown_s"] = round(max(until - time.monotonic(), 0.0), 3)
+        self.emit(kind, detail)
 
     def emit(self, kind: str, detail: dict[str, Any]) -> None:
         """Tell the listeners about a dashboard event ("config_changed", "user_logged_in", ...)."""

@@ -114,6 +114,93 @@ class PriceConfig(BaseModel):
         return self
 
 
+ERROR_CLASSES: tuple[str, ...] = (
+    "rate_limited",
+    "overloaded",
+    "server_error",
+    "timeout",
+    "connection",
+    "context_window_exceeded",
+)
+RetryClass = Literal["rate_limited", "overloaded", "server_error", "timeout", "connection", "context_window_exceeded"]
+Strategy = Literal["weighted", "priority", "least-busy", "latency", "cost"]
+# Transient classes: worth retrying or sending elsewhere. context_window_exceeded always moves to the next target.
+DEFAULT_RETRY_ON: tuple[RetryClass, ...] = ("rate_limited", "overloaded", "server_error", "timeout", "connection")
+
+
+class TargetConfig(BaseModel):
+    """One target of a model group: a model name the gateway resolves (``provider/model``, an alias, a bare id)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(min_length=1, max_length=300)
+    weight: float = Field(1.0, gt=0)
+
+
+class RuleWhen(BaseModel):
+    """What a request must be for a rule to match (every condition given must hold)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_prompt_tokens: int | None = Field(None, ge=0)
+    max_prompt_tokens: int | None = Field(None, ge=0)
+    has_images: bool | None = None
+    has_tools: bool | None = None
+    reasoning_effort: tuple[str, ...] | None = None
+    pattern: str | None = None  # a regular expression searched in the last user message's text
+
+    @field_validator("pattern")
+    @classmethod
+    def _check_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+        return value
+
+
+class RuleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    when: RuleWhen
+    targets: tuple[TargetConfig, ...] = Field(min_length=1)
+
+
+class ModelGroupConfig(BaseModel):
+    """``[model_groups.NAME]``: a client-facing model name standing for several targets (docs/routing.md).
+    Unset fields take ``[routing]``'s defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strategy: Strategy = "weighted"
+    targets: tuple[TargetConfig, ...] = Field(min_length=1)
+    fallbacks: tuple[str, ...] | None = None
+    retries: int | None = Field(None, ge=0, le=10)
+    retry_on: tuple[RetryClass, ...] | None = None
+    first_token_timeout_s: float | None = Field(None, gt=0)
+    affinity: Literal["none", "session", "prefix"] = "none"
+    affinity_ttl_s: float | None = Field(None, gt=0)
+    rules: tuple[RuleConfig, ...] = ()
+
+
+class RoutingConfig(BaseModel):
+    """``[routing]``: defaults for every group, and for plain model names (``retries`` and ``fallbacks`` there
+    make a plain name retry and fall back too; by default a plain name has one target and no retry)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    retries: int = Field(0, ge=0, le=10)
+    fallbacks: tuple[str, ...] = ()
+    retry_on: tuple[RetryClass, ...] = DEFAULT_RETRY_ON
+    first_token_timeout_s: float | None = Field(None, gt=0)
+    max_retry_after_s: float = Field(10.0, ge=0)
+    stream_idle_timeout_s: float = Field(60.0, gt=0)
+    cooldown_after: int = Field(3, ge=1)
+    cooldown_s: float = Field(30.0, gt=0)
+    affinity_ttl_s: float = Field(300.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GOPHERGATE_",
@@ -190,6 +277,10 @@ class Settings(BaseSettings):
     redis_key_prefix: str = Field("gophergate:", min_length=1, max_length=100)
 
     aliases: dict[str, str] = Field(default_factory=dict)
+    # Routing (issue 18): model groups (TOML ``[model_groups.NAME]``, or JSON in GOPHERGATE_MODEL_GROUPS) and the
+    # defaults in ``[routing]`` (GOPHERGATE_ROUTING as JSON).
+    model_groups: dict[str, ModelGroupConfig] = Field(default_factory=dict)
+    routing: RoutingConfig = RoutingConfig()  # type: ignore[call-arg]
     providers: dict[str, CustomProviderConfig] = Field(default_factory=dict)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
 

@@ -140,6 +140,16 @@ _GENERIC_MESSAGES: dict[int, str] = {
 
 
 @dataclass(frozen=True)
+class Behaviour:
+    """One scripted chat answer (``FakeOpenAICompat.script_chat``)."""
+
+    kind: str  # status | context | hang | early_error | early_cut | stall
+    status: int = 500
+    headers: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class RecordedRequest:
     """One request as the fake received it."""
 
@@ -349,6 +359,8 @@ class FakeOpenAICompat(LoopbackServer):
         self.thread_name = f"fake-{dialect}"
         self._requests: list[RecordedRequest] = []
         self._failures: deque[tuple[int, Any, dict[str, str]]] = deque()
+        self._chat_script: deque[Behaviour] = deque()
+        self.delay_ms = 0  # every chat answer waits this long before its first byte (a slower deployment)
         self._issued_ids: list[str] = []
         self._abandoned: list[bytes] = []
         self._lock = threading.Lock()
@@ -410,6 +422,20 @@ class FakeOpenAICompat(LoopbackServer):
         with self._lock:
             self._requests.clear()
             self._failures.clear()
+            self._chat_script.clear()
+
+    def script_chat(self, *behaviours: Behaviour) -> None:
+        """The next chat requests (one behaviour each, in order), after they passed validation:
+
+        ``Behaviour("status", status=429, headers={"retry-after": "2"})``  an error answer in the dialect's shape
+        ``Behaviour("context")``  400 context_length_exceeded, as OpenAI words it
+        ``Behaviour("hang", seconds=5)``  nothing (not even headers) for that long, then the usual answer
+        ``Behaviour("early_error")``  stream: the role chunk, then an error event, then the end (no content)
+        ``Behaviour("early_cut")``  stream: the role chunk, then the connection is dropped
+        ``Behaviour("stall", seconds=5)``  stream: the role chunk, then nothing for that long, then the rest
+        """
+        with self._lock:
+            self._chat_script.extend(behaviours)
 
     def fail_next(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
         """Answer the next request (of any kind) with `status`; queue several calls for several failures.
@@ -578,9 +604,27 @@ class FakeOpenAICompat(LoopbackServer):
             if trig.slow_ms:
                 await asyncio.sleep(trig.slow_ms / 1000)
             raise self._scripted_error(trig.fail)
+        with self._lock:
+            behaviour = self._chat_script.popleft() if self._chat_script else None
+        if self.delay_ms:
+            await asyncio.sleep(self.delay_ms / 1000)
+        if behaviour is not None:
+            if behaviour.kind == "status":
+                err = self._scripted_error(behaviour.status)
+                return self._json(behaviour.status, error_body(self.dialect, err), {**err.headers, **behaviour.headers})
+            if behaviour.kind == "context":
+                raise FakeError(
+                    400,
+                    "This model's maximum context length is 128000 tokens. However, your messages resulted in "
+                    "130000 tokens. Please reduce the length of the messages.",
+                    code="context_length_exceeded",
+                    param="messages",
+                )
+            if behaviour.kind == "hang":
+                await asyncio.sleep(behaviour.seconds)
         answer = self._answer(chat)
         if chat.stream:
-            return await self._stream(request, chat, answer)
+            return await self._stream(request, chat, answer, behaviour)
         payload = orjson.dumps(self._completion(chat, answer))
         if trig.cut:
             return await self._cut_body(request, payload)
@@ -1200,7 +1244,9 @@ class FakeOpenAICompat(LoopbackServer):
                 deltas.append({"tool_calls": [{"index": i, "function": {"arguments": args[start : start + step]}}]})
         return deltas
 
-    async def _stream(self, request: web.Request, chat: _Chat, a: _Answer) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, chat: _Chat, a: _Answer, behaviour: Behaviour | None = None
+    ) -> web.StreamResponse:
         chat.completion_id = self._completion_id()
         events = self._chunks(chat, a)
         trig = chat.triggers
@@ -1218,6 +1264,18 @@ class FakeOpenAICompat(LoopbackServer):
                     await resp.write(b": keep-alive\n\n")
                 await asyncio.sleep(trig.slow_ms / 1000)
             await resp.write(b"data: " + orjson.dumps(event) + b"\n\n")
+            if n == 0 and behaviour is not None and behaviour.kind in ("early_error", "early_cut", "stall"):
+                if behaviour.kind == "early_cut":
+                    self._drop_connection(request)
+                    return resp
+                if behaviour.kind == "stall":
+                    await asyncio.sleep(behaviour.seconds)
+                else:
+                    err = FakeError(500, "The server had an error while processing your request. Sorry about that!")
+                    inner = error_body("openai" if self.dialect == "xai" else self.dialect, err)["error"]
+                    await resp.write(b"data: " + orjson.dumps({"error": inner}) + b"\n\n")
+                    await resp.write_eof()
+                    return resp
             if kind != "content":
                 continue
             content_sent += 1

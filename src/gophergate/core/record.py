@@ -61,10 +61,34 @@ class RequestRecord:
     # never the client's x-request-id, which two requests may share), and the rate-limit headers of its answers.
     admission: str | None = None
     limit_headers: list[tuple[bytes, bytes]] | None = None
+    # Routing: "provider/model" of the target this attempt went to (x-gophergate-served-by), and the cost of the
+    # request's earlier attempts (its limits are settled once, on the final row, with the sum).
+    served_by: bytes | None = None
+    prior_cost: Decimal | None = None
 
     def values(self) -> tuple[Any, ...]:
         """The stored columns, in ``COLUMNS`` order."""
         return _values(self)
+
+    def next_attempt(self, started: float) -> RequestRecord:
+        """The record of the request's next attempt: this one is no longer final, and the limits admission (settled
+        once per request) and the rate-limit headers move to the new one."""
+        following = RequestRecord(
+            self.request_id,
+            self.endpoint,
+            started,
+            client_key_id=self.client_key_id,
+            requested_model=self.requested_model,
+            stream=self.stream,
+            client_ip=self.client_ip,
+            attempt=self.attempt + 1,
+            model_group=self.model_group,
+            admission=self.admission,
+            limit_headers=self.limit_headers,
+        )
+        self.final = False
+        self.admission = None
+        return following
 
 
 # The request_log columns the writer fills, in insert order (the id is the database's).

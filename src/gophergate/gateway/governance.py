@@ -387,21 +387,27 @@ class Governance:
             raise AuthenticationFailed(f"This API key expired at {when}.", code="key_expired")
         return rules
 
+    @staticmethod
+    def allows(rules: Rules, requested: str, provider: str, model: str) -> bool:
+        """The key (and its team) may use the model: its name as asked, ``provider/model`` or the bare id matches
+        one of each rule set's patterns."""
+        if not rules.patterns:
+            return True
+        names = (requested, f"{provider}/{model}", model)
+        return all(any(p.match(name) for p in patterns for name in names) for patterns in rules.patterns)
+
     def check(
         self, rules: Rules, data: dict[str, Any], requested: str, provider: str, model: str, fields: tuple[str, ...]
     ) -> None:
         """Steps 2 and 3: the model, the output limit. A request without one gets the cap as its limit."""
-        if rules.patterns:
-            names = (requested, f"{provider}/{model}", model)
-            for patterns in rules.patterns:
-                if not any(p.match(name) for p in patterns for name in names):
-                    raise GatewayError(
-                        f"This key may not use the model '{requested}'.",
-                        status=403,
-                        type="invalid_request_error",
-                        code="model_not_allowed",
-                        param="model",
-                    )
+        if rules.patterns and not self.allows(rules, requested, provider, model):
+            raise GatewayError(
+                f"This key may not use the model '{requested}'.",
+                status=403,
+                type="invalid_request_error",
+                code="model_not_allowed",
+                param="model",
+            )
         if rules.cap is not None and fields:
             asked = requested_output(data, fields)
             if asked is None:
@@ -487,6 +493,8 @@ class Governance:
         record.admission = None
         tokens = record.prompt_tokens + record.completion_tokens
         cost = record.cost_usd or _ZERO
+        if record.prior_cost:  # earlier attempts of a routed request (usually nothing: they failed before tokens)
+            cost += record.prior_cost
         self.store.settle_nowait(ticket, tokens=tokens, cost=cost)
 
     def release(self, record: RequestRecord) -> None:

@@ -10,13 +10,17 @@ Each route carries the model's registry entry and price, so the request path pri
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gophergate.core.errors import ModelNotFound
 from gophergate.pricing.catalog import LAST_RESORT, PROVIDER_IDS, ModelEntry
 from gophergate.pricing.cost import ModelPrice
 from gophergate.pricing.pricebook import PriceBook
+
+if TYPE_CHECKING:
+    from gophergate.gateway.router import Group
 
 # (prefix, provider) in match order; the registry (pricing issue) takes precedence over this table.
 NAME_PATTERNS: tuple[tuple[str, str], ...] = (
@@ -44,6 +48,14 @@ class Route:
     model: str  # the id sent upstream
     price: ModelPrice | None = None  # None: no known price
     entry: ModelEntry | None = None  # the registry's entry, when it has one
+    # A model group (or a plain name under [routing]'s retries/fallbacks): the request is routed over its targets
+    # (gateway/router.py); provider and model are then the group's first target's, for what needs one up front.
+    group: Group | None = None
+    served_by: bytes = b""  # "provider/model", the x-gophergate-served-by value
+
+    def __post_init__(self) -> None:
+        if not self.served_by:
+            object.__setattr__(self, "served_by", f"{self.provider}/{self.model}".encode())
 
 
 def pattern_provider(model: str) -> str | None:
@@ -61,11 +73,16 @@ class Resolver:
         aliases: Mapping[str, str],
         declared: Mapping[str, str],
         book: PriceBook | None = None,
+        groups: Mapping[str, Group] | None = None,
+        plain: Callable[[str], Group] | None = None,
     ) -> None:
         self._providers = providers
+        self.groups = dict(groups or {})
+        self._plain = plain  # [routing] retries/fallbacks: every plain name is routed as a one-target group
         self._aliases = dict(aliases)
         self._declared = dict(declared)  # bare model id -> provider
         self._cache: dict[str, Route] = {}
+        self._targets: dict[str, Route] = {}  # group targets (bounded by the configuration)
         self.book = book or PriceBook(None)
         self._by_registry_id: dict[str, str] = {}
         self._index_registry_ids()
@@ -81,17 +98,46 @@ class Resolver:
     def with_book(self, book: PriceBook) -> Resolver:
         """A resolver for the same providers with another price book (a new registry copy or new overrides):
         routes and prices are looked up afresh."""
-        return Resolver(self._providers, self._aliases, self._declared, book)
+        return Resolver(self._providers, self._aliases, self._declared, book, self.groups, self._plain)
 
     def resolve(self, requested: str) -> Route:
+        """A client's model name: a model group first, else one model (routed as a group under [routing]'s
+        retries or fallbacks)."""
         route = self._cache.get(requested)
         if route is not None:
             return route
-        route = self._resolve(requested, depth=0)
+        group = self.groups.get(requested)
+        if group is None and self._plain is not None:
+            group = self._plain(requested)
+        if group is not None:
+            first = self._first_target(group)
+            route = Route(first.provider, first.model, first.price, first.entry, group, first.served_by)
+        else:
+            route = self._resolve(requested, depth=0)
         if len(self._cache) >= _MAX_CACHE:
             self._cache.clear()
         self._cache[requested] = route
         return route
+
+    def resolve_target(self, name: str) -> Route:
+        """A group's target or fallback: a model name resolved as a client's would be, but never to a group."""
+        route = self._targets.get(name)
+        if route is None:
+            route = self._targets[name] = self._resolve(name, depth=0)
+        return route
+
+    def _first_target(self, group: Group) -> Route:
+        """The first target of the group that resolves (404 naming the group when none does)."""
+        if group.name is None:  # a plain name: its own error when it is served by no provider
+            return self.resolve_target(group.targets[0].model)
+        for name in (*(t.model for t in group.targets), *group.fallbacks):
+            try:
+                return self.resolve_target(name)
+            except ModelNotFound:
+                continue
+        raise ModelNotFound(
+            f"None of the targets of the model group '{group.name}' is served by this gateway.", param="model"
+        )
 
     def _resolve(self, requested: str, depth: int) -> Route:
         if "/" in requested:

@@ -31,12 +31,17 @@ from gophergate.http.auth import authenticate
 from gophergate.http.disconnect import unless_disconnected
 from gophergate.http.io import base_headers, read_body, request_id, send_bytes, send_error
 from gophergate.http.relay import relay_stream
+from gophergate.http.routed import RoutedRequest
 from gophergate.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 OVERHEAD = b"x-gophergate-overhead-ms"
 COST = b"x-gophergate-cost-usd"
+ATTEMPTS = b"x-gophergate-attempts"
+SERVED_BY = b"x-gophergate-served-by"
+MODEL_GROUP = b"x-gophergate-model-group"
+_COUNTS = [str(n).encode() for n in range(64)]
 SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
@@ -51,6 +56,16 @@ def _client_ip(scope: Scope) -> str | None:
     """The client's address (behind a trusted reverse proxy, the one it forwarded: ``http/forwarded.py``)."""
     client = scope.get("client")
     return client[0] if client else None
+
+
+def _route_headers(headers: list[tuple[bytes, bytes]], record: RequestRecord) -> None:
+    """x-gophergate-attempts, -served-by (once a target was called) and -model-group (for a group)."""
+    attempt = record.attempt
+    headers.append((ATTEMPTS, _COUNTS[attempt] if attempt < 64 else str(attempt).encode()))
+    if record.served_by is not None:
+        headers.append((SERVED_BY, record.served_by))
+    if record.model_group is not None:
+        headers.append((MODEL_GROUP, record.model_group.encode()))
 
 
 def _fail(record: RequestRecord, error: GatewayError) -> None:
@@ -138,15 +153,17 @@ class V1:
             prompt = spec.prompt(data)
             routing = rt.routing  # one configuration for the whole request
             route = routing.resolver.resolve(model)
-            if routing.disabled_models and (route.provider, route.model) in routing.disabled_models:
-                raise _disabled(model)
+            group = route.group
+            if group is None:
+                if routing.disabled_models and (route.provider, route.model) in routing.disabled_models:
+                    raise _disabled(model)
+                provider = routing.providers[route.provider]
+                if spec.capability is not None and not isinstance(provider, spec.capability):
+                    raise UnsupportedEndpoint(
+                        f"Provider '{route.provider}' (serving model '{model}') does not support {spec.path}.",
+                        param="model",
+                    )
             record.provider, record.model = route.provider, route.model
-            provider = routing.providers[route.provider]
-            if spec.capability is not None and not isinstance(provider, spec.capability):
-                raise UnsupportedEndpoint(
-                    f"Provider '{route.provider}' (serving model '{model}') does not support {spec.path}.",
-                    param="model",
-                )
             price = record.price = route.price
             limit = route.entry.max_output_tokens if route.entry is not None else None
             if rules is not None:
@@ -155,6 +172,14 @@ class V1:
                 record.limit_headers = await governance.admit(
                     record, rules, data, prompt, spec.output_fields, price, limit
                 )
+            if group is not None:  # a model group: its attempts finish their own records
+                routed = RoutedRequest(
+                    self, scope, receive, send, spec, record, data, rules, checked, prompt, route, routing
+                )
+                record = None  # type: ignore[assignment]
+                await routed.run()
+                return
+            record.served_by = route.served_by
             call = spec.make_call(
                 data, route.model, record.request_id, checked, price.cost if price is not None else None, limit
             )
@@ -169,10 +194,12 @@ class V1:
         except Exception as exc:
             await self._failed(send, exc, record, meter)
         except asyncio.CancelledError:
-            await _stopped(send, record)
+            if record is not None:
+                await _stopped(send, record)
             raise
         finally:
-            rt.metering.finish(record, meter, prompt, call.priced if call is not None else None)
+            if record is not None:  # None: a routed request, which finished its records itself
+                rt.metering.finish(record, meter, prompt, call.priced if call is not None else None)
 
     async def _admit(self, scope: Scope, receive: Any, record: RequestRecord) -> tuple[dict[str, Any], Rules | None]:
         """Admission of a POST: the log has room, the client key is valid (and not expired), the body is a JSON
@@ -199,6 +226,7 @@ class V1:
             headers.extend(record.limit_headers)
         if cost is not None:
             headers.append((COST, format(cost, "f").encode()))
+        _route_headers(headers, record)
         headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
         record.status = 200  # from here on the headers count as sent
         try:
@@ -214,6 +242,7 @@ class V1:
         headers.extend(SSE_HEADERS)
         if record.limit_headers:
             headers.extend(record.limit_headers)
+        _route_headers(headers, record)
         headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
         record.status = 200  # from here on the headers count as sent
         await relay_stream(send, receive, headers, chunks, meter, done=done)
@@ -244,6 +273,8 @@ class V1:
         extra = [(OVERHEAD, _overhead(record, meter, time.perf_counter()))]
         if record.limit_headers:
             extra.extend(record.limit_headers)
+        if record.served_by is not None or record.model_group is not None:
+            _route_headers(extra, record)
         try:
             await send_error(send, error, record.request_id, extra)
         except Exception:  # the client is gone; the record says what happened
@@ -304,6 +335,8 @@ class V1:
                 continue
             if (route.provider, route.model) not in routing.disabled_models:
                 entries.setdefault(alias, _model_object(alias, created, route))
+        for name in routing.resolver.groups:  # model groups: the gateway's own names
+            entries[name] = {"id": name, "object": "model", "created": created, "owned_by": "gophergate"}
         return sorted(entries.values(), key=lambda e: str(e["id"]))
 
     async def _list_models(self, scope: Scope, record: RequestRecord) -> tuple[int, Any]:

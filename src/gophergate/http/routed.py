@@ -1,0 +1,427 @@
+"""A routed request: a model group's targets tried in the router's order, with retries, fallbacks and a stream
+hold-back, one log row per attempt.
+
+Each attempt is a call to one target. One that fails with a class the group retries on (``retry_on``) before
+anything reached the client is retried on the same target (``retries`` times, backing off with jitter, honouring
+``retry-after`` up to ``[routing] max_retry_after_s``), then the next target is tried; a ``context_window_exceeded``
+goes to the next target at once. Anything else (a client error, a refused provider key) is the answer.
+
+A stream is held back until its first content-bearing event (text, reasoning, a tool call, the end of the answer):
+what came before it (role-only and empty deltas, a Responses stream's opening events) stays in the gateway, so a
+failure, a cut or ``first_token_timeout_s`` within that window moves on and the client sees one clean stream from
+the target that succeeded. Once content has reached the client nothing is replayed: a later failure ends the
+stream with an error event, as for a plain model.
+
+Every attempt is a row (``attempt`` 1..n, only the last ``final``); a failed attempt that produced nothing costs
+nothing. The limits admission made for the request moves to each new attempt's record and is settled once, on the
+final row, with the sum of the attempts' costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from gophergate.core.calls import ChatCall, EndpointCall, Meter
+from gophergate.core.errors import (
+    GatewayError,
+    InvalidRequest,
+    ModelNotFound,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from gophergate.core.record import RequestRecord
+from gophergate.gateway.endpoints import EndpointSpec
+from gophergate.gateway.governance import Rules, prompt_texts, requested_output
+from gophergate.gateway.resolve import Route
+from gophergate.gateway.router import Facts, Group, Router
+from gophergate.http.disconnect import unless_disconnected
+
+if TYPE_CHECKING:
+    from gophergate.http.v1 import V1
+    from gophergate.runtime import Routing
+
+log = logging.getLogger(__name__)
+
+HOLD_EVENTS = 64  # a stream's events held back before its first content, at most ...
+HOLD_BYTES = 256 * 1024  # ... and their bytes; past either, the stream is released (and no longer fails over)
+BACKOFF_START_S = 0.25
+BACKOFF_MAX_S = 4.0
+
+
+class _Retry(Exception):
+    """An attempt failed before anything reached the client, with a class the group acts on."""
+
+    def __init__(self, error: GatewayError, retry_after: float | None) -> None:
+        self.error = error
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(error: GatewayError) -> float | None:
+    """The upstream's ``retry-after`` (seconds, or ``retry-after-ms``), when it sent one."""
+    headers = error.headers
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+def backoff(retry: int, rng: random.Random) -> float:
+    """The wait before retry number ``retry`` (1, 2, ...) of a target: from 0.25 s doubling, at most 4 s, with full
+    jitter over its upper half."""
+    ceiling: float = min(BACKOFF_START_S * 2.0 ** (retry - 1), BACKOFF_MAX_S)
+    return ceiling / 2 + rng.random() * ceiling / 2
+
+
+def has_content(chunk: bytes) -> bool:
+    """A chunk of a translated stream (OpenAI chat SSE, or Responses events) carries content: text, reasoning, a
+    tool call, a refusal, the answer's end or its usage. Role-only and empty deltas, a Responses stream's opening
+    events and error events do not."""
+    for line in chunk.split(b"\n"):
+        if not line.startswith(b"data: ") or line == b"data: [DONE]":
+            continue
+        try:
+            event = orjson.loads(line[6:])
+        except orjson.JSONDecodeError:
+            return True  # not ours to judge: release it
+        if not isinstance(event, dict) or "error" in event:
+            continue
+        kind = event.get("type")
+        if isinstance(kind, str):  # a Responses API event
+            if kind not in _RESPONSES_PREAMBLE:
+                return True
+            continue
+        choices = event.get("choices")
+        if not choices:
+            if event.get("usage"):
+                return True
+            continue
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            if choice.get("finish_reason"):
+                return True
+            delta = choice.get("delta")
+            if isinstance(delta, dict) and any(delta.get(name) for name in _CONTENT_FIELDS):
+                return True
+    return False
+
+
+_CONTENT_FIELDS = ("content", "reasoning_content", "reasoning", "tool_calls", "refusal", "function_call", "audio")
+_RESPONSES_PREAMBLE = frozenset(
+    (
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.failed",
+        "error",
+    )
+)
+
+
+async def _chain(held: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """What was held back, as one chunk, then the rest of the stream; closing it closes the upstream's."""
+    try:
+        if held:
+            yield b"".join(held)
+        async for chunk in rest:
+            yield chunk
+    finally:
+        close = getattr(rest, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def _hold(chunks: AsyncIterator[bytes]) -> tuple[list[bytes], bool]:
+    """Read the stream until its first content (or the hold bounds): (held chunks, the stream ended)."""
+    held: list[bytes] = []
+    size = 0
+    iterator = chunks.__aiter__()
+    while True:
+        try:
+            chunk = await iterator.__anext__()
+        except StopAsyncIteration:
+            return held, True
+        held.append(chunk)
+        size += len(chunk)
+        if has_content(chunk) or len(held) >= HOLD_EVENTS or size >= HOLD_BYTES:
+            return held, False
+
+
+async def _aclose(chunks: Any) -> None:
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            await close()
+
+
+class RoutedRequest:
+    """One client request routed over a group: ``run`` tries the plan's targets and finishes every attempt's row.
+    It never raises but a cancellation (the gateway stopping)."""
+
+    def __init__(
+        self,
+        v1: V1,
+        scope: Any,
+        receive: Any,
+        send: Any,
+        spec: EndpointSpec,
+        record: RequestRecord,
+        data: dict[str, Any],
+        rules: Rules | None,
+        checked: Any,
+        prompt: Any,
+        route: Route,
+        routing: Routing,
+    ) -> None:
+        assert route.group is not None
+        self.v1 = v1
+        self.receive = receive
+        self.send = send
+        self.spec = spec
+        self.record = record
+        self.data = data
+        self.rules = rules
+        self.checked = checked
+        self.prompt = prompt
+        self.group: Group = route.group
+        self.routing = routing
+        self.meter: Meter | None = None
+        self.call: ChatCall | EndpointCall | None = None
+        self.stream: bool = checked[1]
+        record.model_group = self.group.name
+
+    # -- the plan ---------------------------------------------------------------------------------------------
+    async def _count(self) -> int:
+        return await self.v1.rt.governance.counter.count(prompt_texts(self.prompt, self.data))
+
+    def _output(self) -> int:
+        fields = self.spec.output_fields
+        asked = requested_output(self.data, fields) if fields else None
+        return asked[1] if asked else 0
+
+    async def plan(self) -> list[Route]:
+        """The targets to try, in order (see ``gateway/router.py``); raises when none can serve the request."""
+        group, routing, router = self.group, self.routing, self.v1.rt.router
+        facts = Facts(self.data, self.prompt, await self._count())
+        targets = group.targets
+        for rule in group.rules:
+            if rule.matches(facts):
+                targets = rule.targets
+                break
+        resolver = routing.resolver
+        output = self._output()
+        too_small: list[Route] = []
+
+        def usable(name: str) -> Route | None:
+            try:
+                route = resolver.resolve_target(name)
+            except ModelNotFound:
+                return None
+            if routing.disabled_models and (route.provider, route.model) in routing.disabled_models:
+                return None
+            provider = routing.providers.get(route.provider)
+            if provider is None:
+                return None
+            capability = self.spec.capability
+            if capability is not None and not isinstance(provider, capability):
+                return None
+            rules = self.rules
+            governance = self.v1.rt.governance
+            if (
+                rules is not None
+                and rules.patterns
+                and not governance.allows(rules, self.record.requested_model or "", route.provider, route.model)
+            ):
+                return None
+            window = route.entry.context_window if route.entry is not None else None
+            if window and facts.prompt_tokens() + output > window:
+                too_small.append(route)
+                return None
+            return route
+
+        weighted = [(route, t.weight) for t in targets if (route := usable(t.model)) is not None]
+        ordered = router.order(group.strategy, weighted, facts, output)
+        seen = {(r.provider, r.model) for r in ordered}
+        for name in group.fallbacks:
+            route = usable(name)
+            if route is not None and (route.provider, route.model) not in seen:
+                seen.add((route.provider, route.model))
+                ordered.append(route)
+        if not ordered:
+            if too_small:
+                raise InvalidRequest(
+                    f"The request's {facts.prompt_tokens()} prompt tokens (plus {output} for the output) do not fit "
+                    f"the context window of any target of '{self.record.requested_model}'.",
+                    param="messages",
+                    code="context_length_exceeded",
+                )
+            raise ModelNotFound(
+                f"No target of the model '{self.record.requested_model}' can serve this request on this gateway.",
+                param="model",
+            )
+        open_ = [r for r in ordered if router.available((r.provider, r.model))]
+        if not open_:  # every target is cooling down: the one whose cooldown ends first
+            open_ = [min(ordered, key=lambda r: router.cooling_ends((r.provider, r.model)))]
+        return open_
+
+    # -- the attempts -----------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        rt = self.v1.rt
+        router: Router = rt.router
+        group = self.group
+        max_wait = rt.settings.routing.max_retry_after_s
+        try:
+            try:
+                plan = await self.plan()
+            except GatewayError as exc:
+                await self.v1._failed(self.send, exc, self.record, None)
+                return
+            last: _Retry | None = None
+            count = 0
+            for route in plan:
+                for retry in range(group.retries + 1):
+                    if last is not None:
+                        wait = 0.0
+                        if retry > 0:
+                            wait = backoff(retry, router.rng)
+                            if last.retry_after is not None:
+                                wait = max(wait, last.retry_after)
+                        self._next_record()
+                        if wait:
+                            await unless_disconnected(self.receive, asyncio.sleep(wait))
+                    count += 1
+                    try:
+                        await self._attempt(route, router)
+                        return
+                    except _Retry as failed:
+                        last = failed
+                        error = failed.error
+                        v1_fail(self.record, error)
+                        if error.error_class == "context_window_exceeded":
+                            break  # the next target, at once
+                        if failed.retry_after is not None and failed.retry_after > max_wait:
+                            break  # waiting that long is worse than another target
+            assert last is not None
+            await self.v1._failed(self.send, last.error, self.record, self.meter)
+        except asyncio.CancelledError:
+            from gophergate.http.v1 import _stopped
+
+            await _stopped(self.send, self.record)
+            raise
+        except Exception as exc:
+            await self.v1._failed(self.send, exc, self.record, self.meter)
+        finally:
+            self._finish(self.record)
+
+    def _next_record(self) -> None:
+        """Finish the failed attempt's row and start the next one's."""
+        old = self.record
+        self.record = old.next_attempt(time.perf_counter())
+        meter = self.meter
+        if meter is not None:  # a failed attempt that produced nothing is not estimated (it costs nothing)
+            meter.output_text.clear()
+            meter.output_events = []
+        self._finish(old)
+        if old.cost_usd:
+            self.record.prior_cost = (old.prior_cost or 0) + old.cost_usd
+        elif old.prior_cost:
+            self.record.prior_cost = old.prior_cost
+        self.meter = None
+        self.call = None
+
+    def _finish(self, record: RequestRecord) -> None:
+        call = self.call
+        self.v1.rt.metering.finish(record, self.meter, self.prompt, call.priced if call is not None else None)
+
+    async def _attempt(self, route: Route, router: Router) -> None:
+        """One call to ``route``: returns when the answer (or a final error) went to the client; raises ``_Retry``
+        when it failed before anything did, with a class the group acts on."""
+        record, spec, group = self.record, self.spec, self.group
+        record.provider, record.model, record.served_by = route.provider, route.model, route.served_by
+        price = record.price = route.price
+        provider = self.routing.providers[route.provider]
+        limit = route.entry.max_output_tokens if route.entry is not None else None
+        data = dict(self.data)  # each attempt's own copy: a provider may change the body it is given
+        call = self.call = spec.make_call(
+            data, route.model, record.request_id, self.checked, price.cost if price is not None else None, limit
+        )
+        meter = self.meter = Meter()
+        key = (route.provider, route.model)
+        probe = router.claim(key)
+        started = time.perf_counter()
+        try:
+            if not self.stream:
+                try:
+                    body = await unless_disconnected(self.receive, spec.call(provider, call, meter))
+                except GatewayError as exc:
+                    raise self._retry_or_raise(exc, key, router) from None
+                router.succeeded(key, time.perf_counter() - started)
+                await self.v1._answer(self.send, record, meter, body, call.cost)
+                return
+            assert spec.open_stream is not None
+            timeout = group.first_token_timeout_s
+            try:
+                async with asyncio.timeout(timeout):
+                    chunks = await unless_disconnected(self.receive, spec.open_stream(provider, call, meter))
+                    try:
+                        held, ended = await unless_disconnected(self.receive, _hold(chunks))
+                    except BaseException:
+                        await _aclose(chunks)
+                        raise
+            except TimeoutError:
+                error = UpstreamTimeout(
+                    f"Upstream provider '{route.provider}' sent no content within {timeout:g} s "
+                    "(first_token_timeout_s).",
+                    error_class="timeout",
+                )
+                raise self._retry_or_raise(error, key, router) from None
+            except GatewayError as exc:
+                raise self._retry_or_raise(exc, key, router) from None
+            if ended and meter.stream_error is not None:  # it failed before any content: nothing was sent
+                failure = UpstreamUnavailable(
+                    meter.stream_error,
+                    code="upstream_stream_error",
+                    error_class=meter.stream_error_class,  # type: ignore[arg-type]
+                )
+                outcome = self._retry_or_raise(failure, key, router)
+                if isinstance(outcome, _Retry):
+                    raise outcome
+                # Not a class the group acts on: relayed as a plain model's stream is (its error event).
+            else:
+                router.succeeded(key, time.perf_counter() - started)
+            await self.v1._relay(self.send, self.receive, record, meter, _chain(held, chunks), done=spec.ends_with_done)
+        finally:
+            router.ended(key, probe)
+
+    def _retry_or_raise(self, error: GatewayError, key: tuple[str, str], router: Router) -> Exception:
+        """What a failed attempt leads to: ``_Retry`` for a class the group acts on (the target's failure is
+        counted towards its cooldown), else the error itself (the client's answer)."""
+        kind = error.error_class
+        if kind is None or (kind not in self.group.retry_on and kind != "context_window_exceeded"):
+            return error
+        retry_after = retry_after_seconds(error)
+        router.failed(key, kind, retry_after, kind in self.group.retry_on)
+        return _Retry(error, retry_after)
+
+
+def v1_fail(record: RequestRecord, error: GatewayError) -> None:
+    record.status = error.status
+    record.error_type = error.code or error.type
+    record.error_message = error.message
+    record.error_class = error.error_class

@@ -1,0 +1,430 @@
+"""Model groups end to end: strict fake upstreams failing on demand, driven by the official openai SDK through one
+gateway. Strategies, error classes (retried, fallen back or not), the stream hold-back, no replay after content,
+rules, the context window, and one log row per attempt.
+
+Cooldowns are kept high here (``cooldown_after``) so that failures scripted by one test never cool a target for
+the next; ``test_routing_cooldowns.py`` has its own gateways for them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.fakes.openai_compat import Behaviour, FakeOpenAICompat
+from tests.support import Gateway
+
+KEY = "sk-upstream-test"
+MODELS = ["gpt-4o-mini", "gpt-5-mini", "o3-mini"]
+
+CONFIG = """
+[routing]
+cooldown_after = 1000
+max_retry_after_s = 3
+
+[providers.openai-eu]
+base_url = "{eu}"
+api_key = "{key}"
+models = ["gpt-4o-mini", "gpt-5-mini", "o3-mini"]
+registry_provider = "openai"
+
+[model_groups.smart]
+strategy = "priority"
+targets = [{{ model = "openai/gpt-4o-mini" }}, {{ model = "openai-eu/gpt-4o-mini" }}]
+fallbacks = ["deepseek/deepseek-chat"]
+retries = 1
+first_token_timeout_s = 1.5
+
+[model_groups.once]
+strategy = "priority"
+targets = [{{ model = "openai/gpt-4o-mini" }}, {{ model = "openai-eu/gpt-4o-mini" }}]
+retry_on = ["rate_limited"]
+
+[model_groups.split]
+strategy = "weighted"
+targets = [{{ model = "openai/gpt-4o-mini", weight = 3 }}, {{ model = "openai-eu/gpt-4o-mini", weight = 1 }}]
+
+[model_groups.busy]
+strategy = "least-busy"
+targets = [{{ model = "openai/o3-mini" }}, {{ model = "openai-eu/o3-mini" }}]
+
+[model_groups.fast]
+strategy = "latency"
+targets = [{{ model = "openai/gpt-5-mini" }}, {{ model = "openai-eu/gpt-5-mini" }}]
+
+[model_groups.cheap]
+strategy = "cost"
+targets = [{{ model = "openai/gpt-4o-mini" }}, {{ model = "deepseek/deepseek-chat" }}]
+
+[model_groups.window]
+strategy = "priority"
+targets = [{{ model = "openai/gpt-4o-mini" }}, {{ model = "openai-eu/gpt-5-mini" }}]
+
+[[model_groups.auto.rules]]
+when = {{ has_images = true }}
+targets = [{{ model = "openai/gpt-4o-mini" }}]
+[[model_groups.auto.rules]]
+when = {{ pattern = "(?i)\\\\btranslate\\\\b" }}
+targets = [{{ model = "openai-eu/gpt-4o-mini" }}]
+[[model_groups.auto.rules]]
+when = {{ min_prompt_tokens = 2000 }}
+targets = [{{ model = "openai/gpt-5-mini" }}]
+[model_groups.auto]
+targets = [{{ model = "deepseek/deepseek-chat" }}]
+"""
+
+
+class Routed:
+    def __init__(self, gateway: Gateway, fakes: dict[str, FakeOpenAICompat]) -> None:
+        self.gateway = gateway
+        self.fakes = fakes
+        self.client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.key, max_retries=0)
+
+    def chats(self, name: str) -> list[Any]:
+        return [r for r in self.fakes[name].requests if r.path.endswith("/chat/completions")]
+
+    def reset(self) -> None:
+        for fake in self.fakes.values():
+            fake.clear()
+            fake.delay_ms = 0
+
+    def rows(self, request_id: str, count: int) -> list[dict[str, Any]]:
+        rows = self.gateway.wait_rows(count, f"request_id = '{request_id}'")
+        assert len(rows) == count, rows
+        return sorted(rows, key=lambda r: r["attempt"])
+
+
+@pytest.fixture(scope="module")
+def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routed]:
+    fakes = {
+        "openai": FakeOpenAICompat("openai", api_key=KEY, models=MODELS),
+        "eu": FakeOpenAICompat("openai", api_key=KEY, models=MODELS),
+        "deepseek": FakeOpenAICompat("deepseek", api_key=KEY, models=["deepseek-chat"]),
+    }
+    for fake in fakes.values():
+        fake.start()
+    env = {
+        "OPENAI_API_KEY": KEY,
+        "OPENAI_BASE_URL": fakes["openai"].base_url,
+        "DEEPSEEK_API_KEY": KEY,
+        "DEEPSEEK_BASE_URL": fakes["deepseek"].base_url,
+    }
+    config = CONFIG.format(eu=fakes["eu"].base_url, key=KEY)
+    gateway = Gateway(tmp_path_factory.mktemp("routing"), env=env, config_toml=config)
+    try:
+        gateway.start()
+        yield Routed(gateway, fakes)
+    finally:
+        gateway.stop()
+        for fake in fakes.values():
+            fake.stop()
+
+
+@pytest.fixture
+def r(routed: Routed) -> Routed:
+    routed.reset()
+    return routed
+
+
+def _ask(r: Routed, model: str, text: str = "hello", **kwargs: Any) -> Any:
+    return r.client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": text}], **kwargs
+    )
+
+
+def test_models_list_shows_groups_owned_by_the_gateway(r: Routed) -> None:
+    listed = {m.id: m for m in r.client.models.list()}
+    for name in ("smart", "split", "busy", "fast", "cheap", "window", "auto", "once"):
+        assert listed[name].owned_by == "gophergate"
+    assert r.client.models.retrieve("smart").owned_by == "gophergate"
+
+
+def test_priority_serves_from_the_first_target_with_routing_headers(r: Routed) -> None:
+    raw = _ask(r, "smart")
+    assert raw.parse().choices[0].message.content == "echo: hello"
+    assert raw.headers["x-gophergate-attempts"] == "1"
+    assert raw.headers["x-gophergate-served-by"] == "openai/gpt-4o-mini"
+    assert raw.headers["x-gophergate-model-group"] == "smart"
+    assert len(r.chats("openai")) == 1 and not r.chats("eu")
+    (row,) = r.rows(raw.headers["x-request-id"], 1)
+    assert (row["attempt"], bool(row["final"]), row["model_group"]) == (1, True, "smart")
+    assert (row["provider"], row["model"], row["status"]) == ("openai", "gpt-4o-mini", 200)
+    assert row["requested_model"] == "smart"
+
+
+def test_plain_model_names_answer_as_before_with_one_attempt(r: Routed) -> None:
+    raw = _ask(r, "openai/gpt-4o-mini")
+    assert raw.headers["x-gophergate-attempts"] == "1"
+    assert raw.headers["x-gophergate-served-by"] == "openai/gpt-4o-mini"
+    assert "x-gophergate-model-group" not in raw.headers
+    r.fakes["openai"].script_chat(Behaviour("status", status=503))
+    with pytest.raises(openai.InternalServerError) as caught:
+        _ask(r, "openai/gpt-4o-mini")
+    assert caught.value.status_code == 502  # no retry, no fallback: the upstream's failure is the answer
+    assert caught.value.response.headers["x-gophergate-attempts"] == "1"
+    assert len(r.chats("openai")) == 2 and not r.chats("eu")
+
+
+def test_rate_limited_attempt_is_retried_on_the_same_target_and_logged_as_its_own_row(r: Routed) -> None:
+    r.fakes["openai"].script_chat(Behaviour("status", status=429, headers={"retry-after": "0"}))
+    raw = _ask(r, "smart")
+    assert raw.parse().choices[0].message.content == "echo: hello"
+    assert raw.headers["x-gophergate-attempts"] == "2"
+    assert raw.headers["x-gophergate-served-by"] == "openai/gpt-4o-mini"
+    assert len(r.chats("openai")) == 2 and not r.chats("eu")
+    first, second = r.rows(raw.headers["x-request-id"], 2)
+    assert (first["attempt"], bool(first["final"]), first["status"], first["error_class"]) == (
+        1,
+        False,
+        429,
+        "rate_limited",
+    )
+    assert first["prompt_tokens"] == 0 and Decimal(first["cost_usd"] or 0) == 0
+    assert (second["attempt"], bool(second["final"]), second["status"]) == (2, True, 200)
+    assert second["prompt_tokens"] > 0 and Decimal(second["cost_usd"]) > 0
+
+
+def test_failing_targets_fall_back_in_order_and_the_client_sees_one_answer(r: Routed) -> None:
+    r.fakes["openai"].script_chat(Behaviour("status", status=500), Behaviour("status", status=500))
+    r.fakes["eu"].script_chat(Behaviour("status", status=529), Behaviour("status", status=503))
+    started = time.monotonic()
+    raw = _ask(r, "smart")
+    assert raw.parse().choices[0].message.content == "echo: hello"
+    assert raw.headers["x-gophergate-attempts"] == "5"
+    assert raw.headers["x-gophergate-served-by"] == "deepseek/deepseek-chat"
+    assert time.monotonic() - started < 3.0  # two backoffs of at most 0.25 s
+    rows = r.rows(raw.headers["x-request-id"], 5)
+    assert [(row["provider"], row["status"], row["error_class"]) for row in rows] == [
+        ("openai", 502, "server_error"),
+        ("openai", 502, "server_error"),
+        ("openai-eu", 502, "overloaded"),
+        ("openai-eu", 502, "overloaded"),
+        ("deepseek", 200, None),
+    ]
+    assert [bool(row["final"]) for row in rows] == [False, False, False, False, True]
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+def test_client_errors_are_never_retried_nor_fall_back(r: Routed, status: int) -> None:
+    r.fakes["openai"].script_chat(Behaviour("status", status=status))
+    with pytest.raises(openai.APIStatusError) as caught:
+        _ask(r, "smart")
+    assert caught.value.response.headers["x-gophergate-attempts"] == "1"
+    assert len(r.chats("openai")) == 1 and not r.chats("eu") and not r.chats("deepseek")
+    (row,) = r.rows(caught.value.response.headers["x-request-id"], 1)
+    assert bool(row["final"]) and row["error_class"] is None
+
+
+def test_context_length_error_moves_to_the_next_target_without_a_retry(r: Routed) -> None:
+    r.fakes["openai"].script_chat(Behaviour("context"))
+    raw = _ask(r, "smart")
+    assert raw.headers["x-gophergate-served-by"] == "openai-eu/gpt-4o-mini"
+    assert raw.headers["x-gophergate-attempts"] == "2"
+    assert len(r.chats("openai")) == 1
+    first, _ = r.rows(raw.headers["x-request-id"], 2)
+    assert (first["status"], first["error_class"]) == (400, "context_window_exceeded")
+
+
+def test_retry_after_beyond_the_maximum_moves_on_instead_of_waiting(r: Routed) -> None:
+    r.fakes["openai"].script_chat(Behaviour("status", status=429, headers={"retry-after": "30"}))
+    started = time.monotonic()
+    raw = _ask(r, "smart")
+    assert time.monotonic() - started < 2.0
+    assert raw.headers["x-gophergate-served-by"] == "openai-eu/gpt-4o-mini"
+    assert len(r.chats("openai")) == 1
+
+
+def test_retry_after_within_the_maximum_is_honoured(r: Routed) -> None:
+    r.fakes["openai"].script_chat(Behaviour("status", status=429, headers={"retry-after": "1"}))
+    started = time.monotonic()
+    raw = _ask(r, "smart")
+    assert time.monotonic() - started >= 1.0
+    assert raw.headers["x-gophergate-served-by"] == "openai/gpt-4o-mini"
+    assert raw.headers["x-gophergate-attempts"] == "2"
+
+
+def test_classes_outside_retry_on_are_the_answer(r: Routed) -> None:
+    r.fakes["openai"].script_chat(Behaviour("status", status=500))
+    with pytest.raises(openai.InternalServerError):
+        _ask(r, "once")  # retry_on = ["rate_limited"]
+    assert not r.chats("eu")
+    r.fakes["openai"].script_chat(Behaviour("status", status=429, headers={"retry-after": "0"}))
+    raw = _ask(r, "once")
+    assert raw.headers["x-gophergate-served-by"] == "openai-eu/gpt-4o-mini"
+
+
+def test_every_target_failing_gives_a_plain_error_status_not_a_broken_stream(r: Routed) -> None:
+    r.fakes["openai"].script_chat(*[Behaviour("status", status=500)] * 2)
+    r.fakes["eu"].script_chat(*[Behaviour("early_error")] * 2)
+    r.fakes["deepseek"].script_chat(*[Behaviour("status", status=503)] * 2)
+    with pytest.raises(openai.APIStatusError) as caught:
+        r.client.chat.completions.create(model="smart", messages=[{"role": "user", "content": "hello"}], stream=True)
+    response = caught.value.response
+    assert response.status_code == 502
+    assert response.headers["x-gophergate-attempts"] == "6"
+    rows = r.rows(response.headers["x-request-id"], 6)
+    assert [bool(row["final"]) for row in rows] == [False] * 5 + [True]
+    assert rows[-1]["status"] == 502 and rows[-1]["error_class"] == "overloaded"
+
+
+# -- streams ----------------------------------------------------------------------------------------------------
+
+
+def _stream_text(r: Routed, model: str, text: str = "hello") -> tuple[str, list[Any], httpx.Headers]:
+    with r.client.chat.completions.with_streaming_response.create(
+        model=model,
+        messages=[{"role": "user", "content": text}],
+        stream=True,
+        stream_options={"include_usage": True},
+    ) as response:
+        chunks = list(response.parse())
+        headers = response.headers
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    return content, chunks, headers
+
+
+@pytest.mark.parametrize("failure", ["early_error", "early_cut"])
+def test_stream_failing_before_content_fails_over_and_the_client_sees_one_clean_stream(r: Routed, failure: str) -> None:
+    r.fakes["openai"].script_chat(Behaviour(failure), Behaviour(failure))
+    content, chunks, headers = _stream_text(r, "smart")
+    assert content == "echo: hello"
+    assert headers["x-gophergate-served-by"] == "openai-eu/gpt-4o-mini"
+    assert headers["x-gophergate-attempts"] == "3"
+    ids = {c.id for c in chunks}
+    assert len(ids) == 1  # every chunk from the one completion that succeeded
+    assert ids == {r.chats("eu")[0] and chunks[0].id}
+    roles = [c.choices[0].delta.role for c in chunks if c.choices and c.choices[0].delta.role]
+    assert roles == ["assistant"]  # the failed attempts' role chunks never reached the client
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    rows = r.rows(headers["x-request-id"], 3)
+    assert [row["status"] for row in rows] == [502, 502, 200]
+    assert [row["error_class"] for row in rows[:2]] == (
+        ["server_error", "server_error"] if failure == "early_error" else ["connection", "connection"]
+    )
+    assert all(row["completion_tokens"] == 0 and Decimal(row["cost_usd"] or 0) == 0 for row in rows[:2])
+
+
+def test_zero_bytes_of_a_failed_attempt_reach_the_client(r: Routed) -> None:
+    r.fakes["openai"].script_chat(Behaviour("early_error"), Behaviour("early_error"))
+    with httpx.stream(
+        "POST",
+        r.gateway.base_url + "/chat/completions",
+        headers={"authorization": f"Bearer {r.gateway.key}"},
+        json={"model": "smart", "stream": True, "messages": [{"role": "user", "content": "hello"}]},
+        timeout=30,
+    ) as response:
+        body = response.read()
+    assert response.status_code == 200
+    assert b"error" not in body
+    assert body.count(b'"role":"assistant"') == 1
+    assert body.endswith(b"data: [DONE]\n\n")
+
+
+def test_first_token_timeout_moves_a_stalled_stream_to_the_next_target(r: Routed) -> None:
+    r.fakes["openai"].script_chat(Behaviour("stall", seconds=5), Behaviour("hang", seconds=5))
+    started = time.monotonic()
+    content, _, headers = _stream_text(r, "smart")
+    elapsed = time.monotonic() - started
+    assert content == "echo: hello"
+    assert headers["x-gophergate-served-by"] == "openai-eu/gpt-4o-mini"
+    assert 3.0 <= elapsed < 4.5  # two first-token timeouts of 1.5 s
+    rows = r.rows(headers["x-request-id"], 3)
+    assert [(row["status"], row["error_class"]) for row in rows[:2]] == [(504, "timeout"), (504, "timeout")]
+
+
+def test_no_replay_after_content_the_stream_ends_with_an_error_event(r: Routed) -> None:
+    with httpx.stream(
+        "POST",
+        r.gateway.base_url + "/chat/completions",
+        headers={"authorization": f"Bearer {r.gateway.key}"},
+        json={"model": "smart", "stream": True, "messages": [{"role": "user", "content": "MIDERROR please"}]},
+        timeout=30,
+    ) as response:
+        body = response.read()
+    assert response.status_code == 200
+    assert body.index(b'"content":"echo') < body.index(b'"error"')  # content first, then the error event
+    assert b"[DONE]" not in body
+    assert len(r.chats("openai")) == 1 and not r.chats("eu") and not r.chats("deepseek")
+    (row,) = r.rows(response.headers["x-request-id"], 1)
+    assert (row["status"], row["error_type"], bool(row["final"])) == (502, "upstream_stream_error", True)
+
+
+# -- strategies -------------------------------------------------------------------------------------------------
+
+
+def test_weighted_split_follows_the_weights_over_2000_requests(r: Routed) -> None:
+    def worker(count: int) -> None:
+        with httpx.Client(timeout=30) as client:
+            for _ in range(count):
+                resp = client.post(
+                    r.gateway.base_url + "/chat/completions",
+                    headers={"authorization": f"Bearer {r.gateway.key}"},
+                    json={"model": "split", "messages": [{"role": "user", "content": "hi"}]},
+                )
+                assert resp.status_code == 200
+
+    threads = [threading.Thread(target=worker, args=(250,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    first, second = len(r.chats("openai")), len(r.chats("eu"))
+    assert first + second == 2000
+    assert abs(first / 2000 - 0.75) < 0.03, (first, second)
+
+
+def test_least_busy_sends_a_request_to_the_target_with_fewer_in_flight(r: Routed) -> None:
+    for fake in ("openai", "eu"):
+        r.fakes[fake].delay_ms = 800
+    for _ in range(3):
+        served: list[str] = []
+
+        def one(served: list[str] = served) -> None:
+            served.append(_ask(r, "busy").headers["x-gophergate-served-by"])
+
+        first = threading.Thread(target=one)
+        first.start()
+        time.sleep(0.3)
+        one()
+        first.join()
+        assert sorted(served) == ["openai-eu/o3-mini", "openai/o3-mini"]
+
+
+def test_latency_prefers_the_faster_target_and_still_samples_the_other(r: Routed) -> None:
+    r.fakes["openai"].delay_ms = 150
+    served = [_ask(r, "fast").headers["x-gophergate-served-by"] for _ in range(60)]
+    fast = served.count("openai-eu/gpt-5-mini")
+    assert fast >= 48, served  # after the first figures, the slow target only gets the exploration share
+
+
+def test_cost_picks_the_cheapest_target_for_the_request(r: Routed) -> None:
+    served = {_ask(r, "cheap").headers["x-gophergate-served-by"] for _ in range(5)}
+    assert served == {"deepseek/deepseek-chat"}  # 0.14/0.28 per 1M against gpt-4o-mini's 0.15/0.60
+
+
+def test_a_target_whose_context_window_is_too_small_is_skipped_without_a_call(r: Routed) -> None:
+    raw = _ask(r, "window", max_completion_tokens=128_000)
+    assert raw.headers["x-gophergate-served-by"] == "openai-eu/gpt-5-mini"
+    assert raw.headers["x-gophergate-attempts"] == "1"
+    assert not r.chats("openai")
+
+
+def test_rules_pick_targets_by_what_the_request_is(r: Routed) -> None:
+    assert _ask(r, "auto").headers["x-gophergate-served-by"] == "deepseek/deepseek-chat"
+    assert _ask(r, "auto", "please translate this").headers["x-gophergate-served-by"] == "openai-eu/gpt-4o-mini"
+    assert _ask(r, "auto", "word " * 3000).headers["x-gophergate-served-by"] == "openai/gpt-5-mini"
+    image = [
+        {"type": "text", "text": "what is this"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+    ]
+    raw = r.client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": image}]
+    )
+    assert raw.headers["x-gophergate-served-by"] == "openai/gpt-4o-mini"
