@@ -190,6 +190,7 @@ class Runtime:
             read_timeout=settings.upstream_read_timeout,
             total_timeout=settings.upstream_total_timeout,
             max_response_bytes=settings.max_upstream_response_bytes,
+            stream_read_timeout=settings.routing.stream_idle_timeout_s,
         )
         store = ReasoningStore()
         media = MediaClient(allow_private=settings.media_fetch_allow_private)
@@ -224,6 +225,12 @@ class Runtime:
         )  # fmt: skip
         rt.metering = metering = Metering(recorder, rt.health)
         rt.router = Router(settings.routing, on_event=rt._routing_event)
+        if settings.redis_url is not None:
+            from gophergate.gateway.shared_routing import SharedRouting
+            from gophergate.limits.redis import connect
+
+            redis = connect(settings.redis_url.get_secret_value(), max_connections=256)
+            rt.router.shared = SharedRouting(redis, settings.redis_key_prefix + "routing:", rt.router)
         rt.governance = metering.governance = build_governance(settings, engine, keys)
         rt.hub = hub = Hub(Sampler(lambda: metering.depth), key_names=keys.names)
         recorder.on_committed = hub.publish_committed
@@ -250,6 +257,8 @@ class Runtime:
             )
         recorder.start()
         metering.start()
+        if rt.router.shared is not None:
+            rt.router.shared.start()
         rt._spawn(hub.run(), "live-hub")
         rt._spawn(keys.run_refresh(settings.key_refresh_seconds), "key-refresh")
         rt._spawn(rt._refresh_models_forever(), "models-refresh")
@@ -435,6 +444,8 @@ class Runtime:
         deadline = time.monotonic() + self.settings.shutdown_drain_seconds
         await self.metering.close(self.settings.shutdown_drain_seconds)
         await self.governance.close()
+        if self.router.shared is not None:
+            await self.router.shared.close()
         await self.recorder.close(max(deadline - time.monotonic(), 0.0))
         for provider in (*self.routing.providers.values(), *self._retired):
             await provider.aclose()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, FastAPI
 
 from gophergate import __version__
-from gophergate.admin import analytics, auth, keys, models, providers, requests, system, teams, users
+from gophergate.admin import analytics, auth, keys, models, providers, requests, routing, system, teams, users
 from gophergate.admin.deps import csrf_protect
 from gophergate.admin.docs import install_docs
 from gophergate.admin.errors import install
@@ -31,7 +31,7 @@ def create_admin_app(runtime: Runtime, extra_routers: tuple[APIRouter, ...] = ()
     install(app)
     install_docs(app, OPENAPI_URL)
     api = APIRouter(dependencies=[Depends(csrf_protect)])
-    for module in (auth, users, keys, teams, providers, models, system, requests, analytics):
+    for module in (auth, users, keys, teams, providers, models, routing, system, requests, analytics):
         api.include_router(module.router)
     for router in extra_routers:
         api.include_router(router)

@@ -25,6 +25,7 @@ from gophergate.settings import ModelGroupConfig, RoutingConfig, RuleConfig
 
 if TYPE_CHECKING:
     from gophergate.gateway.resolve import Route
+    from gophergate.gateway.shared_routing import SharedRouting
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ EXPLORE_SHARE = 0.05  # the latency strategy's share of requests sent to a rando
 LATENCY_DECAY = 0.2  # weight of the newest time to first token in a target's moving average
 FAILURE_WINDOW_S = 60.0  # failures counted towards a cooldown within this long
 MAX_COOLDOWN_S = 600.0
+PROBE_TTL_S = 60.0  # a probe without an outcome for this long lets another request probe
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +209,7 @@ class TargetState:
     failures: list[float] = field(default_factory=list)  # times of recent failures (within FAILURE_WINDOW_S)
     cooled_until: float = 0.0  # skipped until then
     cooldown_s: float = 0.0  # the length of the last cooldown (a failed probe doubles it)
-    probing: bool = False  # the cooldown ended and one request is out as the probe
+    probing: float = 0.0  # when the probe after a cooldown went out (0: none is out)
 
 
 CooldownEvent = Callable[[str, TargetKey, float], None]  # ("target_cooled_down" | "target_recovered", key, until)
@@ -229,6 +231,7 @@ class Router:
         self.on_event = on_event
         self.states: dict[TargetKey, TargetState] = {}
         self.affinity: dict[str, tuple[TargetKey, float]] = {}  # pin key -> (target, expires)
+        self.shared: SharedRouting | None = None  # with Redis: cooldowns, probes and pins across the cluster
 
     def state(self, key: TargetKey) -> TargetState:
         state = self.states.get(key)
@@ -273,16 +276,19 @@ class Router:
         state = self.states.get(key)
         if state is None or state.cooled_until == 0.0:
             return True
-        return not state.probing and self.clock() >= state.cooled_until
+        now = self.clock()
+        return now >= state.cooled_until and not (state.probing and now - state.probing < PROBE_TTL_S)
 
     def claim(self, key: TargetKey) -> bool:
         """An attempt goes to ``key`` now. True when it is the probe after a cooldown (its outcome reopens or
         re-cools the target; ``ended`` frees the probe when there was no outcome, e.g. the client left)."""
         state = self.state(key)
         state.in_flight += 1
-        if state.cooled_until != 0.0 and not state.probing and self.clock() >= state.cooled_until:
-            state.probing = True
-            return True
+        if state.cooled_until != 0.0:
+            now = self.clock()
+            if now >= state.cooled_until and not (state.probing and now - state.probing < PROBE_TTL_S):
+                state.probing = now
+                return True
         return False
 
     def cooling_ends(self, key: TargetKey) -> float:
@@ -294,20 +300,24 @@ class Router:
         state = self.state(key)
         state.in_flight = max(state.in_flight - 1, 0)
         if probe and state.probing:  # the probe ended without an outcome: the next request probes
-            state.probing = False
+            state.probing = 0.0
 
     def succeeded(self, key: TargetKey, ttft: float | None) -> None:
         state = self.state(key)
         if ttft is not None:
             state.ttft = ttft if state.ttft is None else state.ttft + LATENCY_DECAY * (ttft - state.ttft)
-        if state.cooled_until or state.failures:
-            recovered = state.cooled_until != 0.0
-            state.failures.clear()
-            state.cooled_until = 0.0
-            state.cooldown_s = 0.0
-            state.probing = False
-            if recovered and self.on_event is not None:
-                self.on_event("target_recovered", key, 0.0)
+        if state.cooled_until:  # a success ends a cooldown (the probe's, or one that slipped through)
+            self._reopen(key, state)
+            if self.shared is not None:
+                self.shared.report_open(key)
+
+    def _reopen(self, key: TargetKey, state: TargetState) -> None:
+        state.failures.clear()
+        state.cooled_until = 0.0
+        state.cooldown_s = 0.0
+        state.probing = 0.0
+        if self.on_event is not None:
+            self.on_event("target_recovered", key, 0.0)
 
     def failed(self, key: TargetKey, error_class: str | None, retry_after: float | None, counts: bool) -> None:
         """An attempt at ``key`` failed. ``counts``: its class is one the group retries on (only those cool a
@@ -317,8 +327,10 @@ class Router:
         state = self.state(key)
         now = self.clock()
         defaults = self.defaults
+        if self.shared is not None:  # counted over the cluster; a cooldown that starts there is published back
+            self.shared.report_failure(key, retry_after, bool(state.probing))
         if state.probing:  # the probe failed: cool again, twice as long
-            state.probing = False
+            state.probing = 0.0
             length = min(max(state.cooldown_s * 2.0, defaults.cooldown_s), MAX_COOLDOWN_S)
             self._cool(key, state, now, max(length, retry_after or 0.0))
             return
@@ -336,8 +348,22 @@ class Router:
         if until > state.cooled_until:  # re-cooling extends a cooldown, never shortens it
             state.cooled_until = until
             state.cooldown_s = length
-        if self.on_event is not None:
-            self.on_event("target_cooled_down", key, state.cooled_until)
+            if self.on_event is not None:
+                self.on_event("target_cooled_down", key, state.cooled_until)
+
+    def apply_cooldown(self, key: TargetKey, remaining: float) -> None:
+        """A cooldown published by the cluster (``remaining`` seconds from now)."""
+        if remaining <= 0:
+            return
+        state = self.state(key)
+        state.probing = 0.0
+        self._cool(key, state, self.clock(), remaining)
+
+    def apply_open(self, key: TargetKey) -> None:
+        """A target the cluster reopened (a probe succeeded somewhere)."""
+        state = self.states.get(key)
+        if state is not None and state.cooled_until:
+            self._reopen(key, state)
 
     # -- affinity ---------------------------------------------------------------------------------------------
     def pinned(self, pin: str) -> TargetKey | None:
@@ -365,7 +391,7 @@ class Router:
                 {
                     "provider": provider,
                     "model": model,
-                    "state": "cooling_down" if cooling else "probing" if state.probing else "open",
+                    "state": "cooling_down" if cooling else "half_open" if state.cooled_until else "open",
                     "cooldown_remaining_s": round(state.cooled_until - now, 3) if cooling else 0.0,
                     "in_flight": state.in_flight,
                     "ttft_ms": None if state.ttft is None else round(state.ttft * 1000.0, 1),

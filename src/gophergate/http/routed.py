@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import time
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SEP = "\x1f"
 HOLD_EVENTS = 64  # a stream's events held back before its first content, at most ...
 HOLD_BYTES = 256 * 1024  # ... and their bytes; past either, the stream is released (and no longer fails over)
 BACKOFF_START_S = 0.25
@@ -134,6 +136,14 @@ _RESPONSES_PREAMBLE = frozenset(
 )
 
 
+def header(scope: Any, name: bytes) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None
+
+
 async def _chain(held: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """What was held back, as one chunk, then the rest of the stream; closing it closes the upstream's."""
     try:
@@ -191,6 +201,7 @@ class RoutedRequest:
     ) -> None:
         assert route.group is not None
         self.v1 = v1
+        self.scope = scope
         self.receive = receive
         self.send = send
         self.spec = spec
@@ -204,6 +215,7 @@ class RoutedRequest:
         self.meter: Meter | None = None
         self.call: ChatCall | EndpointCall | None = None
         self.stream: bool = checked[1]
+        self.pin: str | None = None  # the affinity pin of this request, when the group has affinity
         record.model_group = self.group.name
 
     # -- the plan ---------------------------------------------------------------------------------------------
@@ -278,7 +290,36 @@ class RoutedRequest:
         open_ = [r for r in ordered if router.available((r.provider, r.model))]
         if not open_:  # every target is cooling down: the one whose cooldown ends first
             open_ = [min(ordered, key=lambda r: router.cooling_ends((r.provider, r.model)))]
+        if group.affinity != "none" and len(open_) > 1:
+            self.pin = self._pin_key()
+            if self.pin is not None:
+                shared = router.shared
+                pinned = await shared.pinned(self.pin) if shared is not None else router.pinned(self.pin)
+                if pinned is not None:  # its target first, while it is open; else the pin moves with the answer
+                    for index, route in enumerate(open_):
+                        if (route.provider, route.model) == pinned:
+                            open_.insert(0, open_.pop(index))
+                            break
+        elif group.affinity != "none":
+            self.pin = self._pin_key()
         return open_
+
+    def _pin_key(self) -> str | None:
+        """The affinity pin: per group and client key, the session (``x-gophergate-session``, else the request's
+        ``user``) or a hash of the request's stable prefix (tools, system prompt, first user message)."""
+        group, data = self.group, self.data
+        owner = f"{group.name}{SEP}{self.record.client_key_id or 0}{SEP}"
+        if group.affinity == "session":
+            session = header(self.scope, b"x-gophergate-session") or data.get("user")
+            if not isinstance(session, str) or not session:
+                return None
+            return owner + "s" + hashlib.blake2b(session.encode(), digest_size=16).hexdigest()
+        messages = self.prompt if isinstance(self.prompt, list) else []
+        system = [m for m in messages if isinstance(m, dict) and m.get("role") in ("system", "developer")]
+        first_user = next((m for m in messages if isinstance(m, dict) and m.get("role") == "user"), None)
+        stable = [data.get("tools"), data.get("instructions"), system, first_user]
+        digest = hashlib.blake2b(orjson.dumps(stable, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+        return owner + "p" + digest
 
     # -- the attempts -----------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -293,21 +334,28 @@ class RoutedRequest:
                 await self.v1._failed(self.send, exc, self.record, None)
                 return
             last: _Retry | None = None
-            count = 0
             for route in plan:
+                key = (route.provider, route.model)
                 for retry in range(group.retries + 1):
-                    if last is not None:
-                        wait = 0.0
-                        if retry > 0:
-                            wait = backoff(retry, router.rng)
-                            if last.retry_after is not None:
-                                wait = max(wait, last.retry_after)
-                        self._next_record()
-                        if wait:
-                            await unless_disconnected(self.receive, asyncio.sleep(wait))
-                    count += 1
+                    probe = router.claim(key)
                     try:
-                        await self._attempt(route, router)
+                        if probe and router.shared is not None and not await router.shared.acquire_probe(key):
+                            router.ended(key, False)  # another process or instance probes it: the next target
+                            break
+                        if last is not None:
+                            wait = 0.0
+                            if retry > 0:
+                                wait = backoff(retry, router.rng)
+                                if last.retry_after is not None:
+                                    wait = max(wait, last.retry_after)
+                            self._next_record()
+                            if wait:
+                                await unless_disconnected(self.receive, asyncio.sleep(wait))
+                    except BaseException:
+                        router.ended(key, probe)
+                        raise
+                    try:
+                        await self._attempt(route, router, probe)
                         return
                     except _Retry as failed:
                         last = failed
@@ -317,6 +365,15 @@ class RoutedRequest:
                             break  # the next target, at once
                         if failed.retry_after is not None and failed.retry_after > max_wait:
                             break  # waiting that long is worse than another target
+            if last is None:  # every target was being probed elsewhere: the first one anyway
+                route = plan[0]
+                key = (route.provider, route.model)
+                try:
+                    await self._attempt(route, router, router.claim(key))
+                    return
+                except _Retry as failed:
+                    last = failed
+                    v1_fail(self.record, failed.error)
             assert last is not None
             await self.v1._failed(self.send, last.error, self.record, self.meter)
         except asyncio.CancelledError:
@@ -349,7 +406,7 @@ class RoutedRequest:
         call = self.call
         self.v1.rt.metering.finish(record, self.meter, self.prompt, call.priced if call is not None else None)
 
-    async def _attempt(self, route: Route, router: Router) -> None:
+    async def _attempt(self, route: Route, router: Router, probe: bool) -> None:
         """One call to ``route``: returns when the answer (or a final error) went to the client; raises ``_Retry``
         when it failed before anything did, with a class the group acts on."""
         record, spec, group = self.record, self.spec, self.group
@@ -363,7 +420,6 @@ class RoutedRequest:
         )
         meter = self.meter = Meter()
         key = (route.provider, route.model)
-        probe = router.claim(key)
         started = time.perf_counter()
         try:
             if not self.stream:
@@ -371,7 +427,7 @@ class RoutedRequest:
                     body = await unless_disconnected(self.receive, spec.call(provider, call, meter))
                 except GatewayError as exc:
                     raise self._retry_or_raise(exc, key, router) from None
-                router.succeeded(key, time.perf_counter() - started)
+                self._succeeded(router, key, started)
                 await self.v1._answer(self.send, record, meter, body, call.cost)
                 return
             assert spec.open_stream is not None
@@ -404,10 +460,20 @@ class RoutedRequest:
                     raise outcome
                 # Not a class the group acts on: relayed as a plain model's stream is (its error event).
             else:
-                router.succeeded(key, time.perf_counter() - started)
+                self._succeeded(router, key, started)
             await self.v1._relay(self.send, self.receive, record, meter, _chain(held, chunks), done=spec.ends_with_done)
         finally:
             router.ended(key, probe)
+
+    def _succeeded(self, router: Router, key: tuple[str, str], started: float) -> None:
+        router.succeeded(key, time.perf_counter() - started)
+        pin = self.pin
+        if pin is not None:  # pinned (or refreshed) to the target that answered
+            ttl = self.group.affinity_ttl_s
+            if router.shared is not None:
+                router.shared.pin(pin, key, ttl)
+            else:
+                router.pin(pin, key, ttl)
 
     def _retry_or_raise(self, error: GatewayError, key: tuple[str, str], router: Router) -> Exception:
         """What a failed attempt leads to: ``_Retry`` for a class the group acts on (the target's failure is

@@ -166,10 +166,17 @@ class AiohttpClient:
         read_timeout: float,
         total_timeout: float,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        stream_read_timeout: float | None = None,
     ) -> None:
         self._limit = max_response_bytes
         self._max_connections = max_connections
         self._timeout = aiohttp.ClientTimeout(total=total_timeout, connect=connect_timeout, sock_read=read_timeout)
+        # A stream idle for this long is cut (routing's stream_idle_timeout_s); None: the read timeout.
+        self._stream_timeout = (
+            None
+            if stream_read_timeout is None or stream_read_timeout >= read_timeout
+            else aiohttp.ClientTimeout(total=total_timeout, connect=connect_timeout, sock_read=stream_read_timeout)
+        )
         self._session: aiohttp.ClientSession | None = None
         self._proxy_headers: dict[str, dict[str, str]] = {}
 
@@ -218,9 +225,20 @@ class AiohttpClient:
                 # Plain HTTP goes to the proxy as the request itself (no CONNECT, where aiohttp puts proxy_headers).
                 headers = {**headers, **proxy_headers}
         with mapped_errors():
-            resp = await session.request(
-                method, url, data=body, headers=headers, proxy=proxy, proxy_headers=proxy_headers
-            )
+            if stream and self._stream_timeout is not None:
+                resp = await session.request(
+                    method,
+                    url,
+                    data=body,
+                    headers=headers,
+                    proxy=proxy,
+                    proxy_headers=proxy_headers,
+                    timeout=self._stream_timeout,
+                )
+            else:
+                resp = await session.request(
+                    method, url, data=body, headers=headers, proxy=proxy, proxy_headers=proxy_headers
+                )
         answer = AiohttpResponse(resp, self._limit, decode=True)
         if stream:
             return answer

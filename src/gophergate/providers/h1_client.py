@@ -421,11 +421,14 @@ class H1Client:
         user_agent: str = "gophergate",
         ssl_context: ssl.SSLContext | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        stream_read_timeout: float | None = None,
     ) -> None:
         self._max = max_connections
         self.max_response_bytes = max_response_bytes
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        # A stream idle for this long is cut (routing's stream_idle_timeout_s); it never lengthens the read timeout.
+        self._stream_read_timeout = min(read_timeout, stream_read_timeout or read_timeout)
         self._total_timeout = total_timeout
         self._idle_timeout = idle_timeout
         self._user_agent = user_agent
@@ -441,7 +444,7 @@ class H1Client:
         # per request (measured ~2% of the loop's time at 64 clients). A timeout fires within one tick late.
         self._active: set[_Connection] = set()
         self._watchdog: asyncio.TimerHandle | None = None
-        self._tick = min(1.0, read_timeout / 4, total_timeout / 4)
+        self._tick = min(1.0, self._stream_read_timeout / 4, total_timeout / 4)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -460,7 +463,7 @@ class H1Client:
         # Sent once: a pooled connection found dead is dropped before anything is written to it (``_take_idle``),
         # but whatever fails after the first byte went out is the caller's to judge, never resent from here.
         conn = await self._acquire(key, deadline)
-        ex = conn.start(data, stream, self._read_timeout, deadline)
+        ex = conn.start(data, stream, self._stream_read_timeout if stream else self._read_timeout, deadline)
         try:
             while not (ex.head if stream else ex.done) and ex.error is None:
                 await self._wait(ex)

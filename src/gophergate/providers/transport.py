@@ -302,6 +302,7 @@ def create_transport(
     total_timeout: float,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     environ: Mapping[str, str] | None = None,
+    stream_read_timeout: float | None = None,
 ) -> Transport:
     """The transport for ``kind`` (``auto``: h1, or aiohttp for an upstream a proxy applies to). Without any
     proxy variable set, that is one backend for everything and it is returned as it is."""
@@ -318,6 +319,7 @@ def create_transport(
             read_timeout=read_timeout,
             total_timeout=total_timeout,
             max_response_bytes=max_response_bytes,
+            stream_read_timeout=stream_read_timeout,
         )
 
     def make_aiohttp() -> AiohttpClient:
@@ -327,6 +329,7 @@ def create_transport(
             read_timeout=read_timeout,
             total_timeout=total_timeout,
             max_response_bytes=max_response_bytes,
+            stream_read_timeout=stream_read_timeout,
         )
 
     if not any_proxy_configured(environ):
