@@ -352,9 +352,13 @@ class Runtime:
         return session.user if session is not None else None
 
     def _routing_event(self, kind: str, target: tuple[str, str], until: float) -> None:
+        """A target cooled down or recovered (called on a request's path: never raises)."""
         detail: dict[str, Any] = {"provider": target[0], "model": target[1]}
         if kind == "target_cooled_down":
             detail["cooldown_s"] = round(max(until - time.monotonic(), 0.0), 3)
+            log.warning("routing: %s/%s cools down for %.1f s", target[0], target[1], detail["cooldown_s"])
+        else:
+            log.info("routing: %s/%s recovered", target[0], target[1])
         self.emit(kind, detail)
 
     def emit(self, kind: str, detail: dict[str, Any]) -> None:

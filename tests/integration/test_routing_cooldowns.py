@@ -3,13 +3,16 @@ processes sharing theirs through Redis. Driven by the official openai SDK agains
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import openai
+import orjson
 import pytest
 
 from tests.fakes.openai_compat import Behaviour, FakeOpenAICompat
@@ -117,6 +120,34 @@ def test_a_failing_target_cools_down_is_skipped_then_probed_and_reopened(single:
     assert _served(single.gateway) == ("openai/gpt-4o-mini", "1")  # the probe succeeds: open again
     assert single.targets()["openai/gpt-4o-mini"]["state"] == "open"
     assert _served(single.gateway) == ("openai/gpt-4o-mini", "1")
+
+
+async def _event(ws: aiohttp.ClientWebSocketResponse, kind: str, within: float = 5.0) -> dict[str, Any]:
+    async with asyncio.timeout(within):
+        while True:
+            msg = await ws.receive()
+            assert msg.type == aiohttp.WSMsgType.TEXT, msg
+            data = orjson.loads(msg.data)
+            if data["type"] == "event" and data["data"]["kind"] == kind:
+                return dict(data["data"])
+
+
+async def test_the_live_hub_announces_a_cooldown_and_the_recovery(single: Single) -> None:
+    headers = {"Origin": single.gateway.url, "Cookie": f"gg_session={single.admin.cookies['gg_session']}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(single.gateway.url + "/ws", headers=headers) as ws,
+    ):
+        single.fakes["openai"].script_chat(*[Behaviour("status", status=429)] * 2)
+        for _ in range(2):
+            await asyncio.to_thread(_served, single.gateway)
+        cooled = await _event(ws, "target_cooled_down")
+        assert cooled["detail"]["provider"] == "openai" and cooled["detail"]["model"] == "gpt-4o-mini"
+        assert 0 < cooled["detail"]["cooldown_s"] <= 1.5
+        await asyncio.sleep(1.6)
+        assert (await asyncio.to_thread(_served, single.gateway))[0] == "openai/gpt-4o-mini"
+        recovered = await _event(ws, "target_recovered")
+        assert recovered["detail"] == {"provider": "openai", "model": "gpt-4o-mini"}
 
 
 def test_a_failed_probe_cools_the_target_again_for_twice_as_long(single: Single) -> None:

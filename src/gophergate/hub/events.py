@@ -19,9 +19,25 @@ import orjson
 from gophergate.core.record import LIST_FIELDS, RequestRecord
 from gophergate.core.redact import redact
 
-EventKind = Literal["provider_up", "provider_down", "config_changed", "registry_refreshed", "user_logged_in"]
+EventKind = Literal[
+    "provider_up",
+    "provider_down",
+    "config_changed",
+    "registry_refreshed",
+    "user_logged_in",
+    "target_cooled_down",
+    "target_recovered",
+]
 EVENT_KINDS: frozenset[str] = frozenset(
-    ("provider_up", "provider_down", "config_changed", "registry_refreshed", "user_logged_in")
+    (
+        "provider_up",
+        "provider_down",
+        "config_changed",
+        "registry_refreshed",
+        "user_logged_in",
+        "target_cooled_down",
+        "target_recovered",
+    )
 )
 
 # The request log item of GET /api/requests without the database id (a batch insert returns none).

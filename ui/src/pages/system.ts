@@ -77,6 +77,8 @@ const EVENT_NAMES: Record<string, string> = {
   config_changed: "Configuration changed",
   registry_refreshed: "Registry refreshed",
   user_logged_in: "User logged in",
+  target_cooled_down: "Target cooling down",
+  target_recovered: "Target recovered",
 };
 
 function eventDetail(detail: Record<string, unknown> | null | undefined): string {
