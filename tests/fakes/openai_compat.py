@@ -433,6 +433,9 @@ class FakeOpenAICompat(LoopbackServer):
         ``Behaviour("early_error")``  stream: the role chunk, then an error event, then the end (no content)
         ``Behaviour("early_cut")``  stream: the role chunk, then the connection is dropped
         ``Behaviour("stall", seconds=5)``  stream: the role chunk, then nothing for that long, then the rest
+
+        Responses requests (POST /responses) take from the same queue: ``status``, and ``early_cut`` (a stream
+        cut after its ``response.created`` event).
         """
         with self._lock:
             self._chat_script.extend(behaviours)
@@ -1590,8 +1593,13 @@ class FakeOpenAICompat(LoopbackServer):
         if trig.fail is not None:
             raise self._scripted_error(trig.fail)
         final = self._response_object(body, text, trig)
+        with self._lock:
+            behaviour = self._chat_script.popleft() if self._chat_script else None
+        if behaviour is not None and behaviour.kind == "status":
+            err = self._scripted_error(behaviour.status)
+            return self._json(behaviour.status, error_body(self.dialect, err), {**err.headers, **behaviour.headers})
         if body.get("stream") is True:
-            return await self._responses_stream(request, final, trig)
+            return await self._responses_stream(request, final, trig, behaviour)
         if trig.slow_ms and not await self._slow(request, raw, trig.slow_ms):
             return web.Response(status=499)  # nobody is there to read it
         payload = orjson.dumps(final)
@@ -1637,7 +1645,7 @@ class FakeOpenAICompat(LoopbackServer):
         return events
 
     async def _responses_stream(
-        self, request: web.Request, final: dict[str, Any], trig: _Triggers
+        self, request: web.Request, final: dict[str, Any], trig: _Triggers, behaviour: Behaviour | None = None
     ) -> web.StreamResponse:
         resp = web.StreamResponse(
             status=200,
@@ -1650,6 +1658,9 @@ class FakeOpenAICompat(LoopbackServer):
                 await asyncio.sleep(trig.slow_ms / 1000)
             event = {**event, "sequence_number": seq}
             await resp.write(f"event: {event['type']}\ndata: ".encode() + orjson.dumps(event) + b"\n\n")
+            if seq == 0 and behaviour is not None and behaviour.kind == "early_cut":  # after response.created
+                self._drop_connection(request)
+                return resp
             if event["type"] != "response.output_text.delta":
                 continue
             deltas += 1

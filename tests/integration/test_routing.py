@@ -19,15 +19,17 @@ import openai
 import pytest
 
 from tests.fakes.openai_compat import Behaviour, FakeOpenAICompat
-from tests.support import Gateway
+from tests.support import Gateway, admin_session
 
 KEY = "sk-upstream-test"
+ADMIN_PASSWORD = "routing-admin-pass-2"
 MODELS = ["gpt-4o-mini", "gpt-5-mini", "o3-mini"]
 
 CONFIG = """
 [routing]
 cooldown_after = 1000
 max_retry_after_s = 3
+stream_idle_timeout_s = 2
 
 [providers.openai-eu]
 base_url = "{eu}"
@@ -115,6 +117,7 @@ def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routed]:
         "OPENAI_BASE_URL": fakes["openai"].base_url,
         "DEEPSEEK_API_KEY": KEY,
         "DEEPSEEK_BASE_URL": fakes["deepseek"].base_url,
+        "GOPHERGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
     }
     config = CONFIG.format(eu=fakes["eu"].base_url, key=KEY)
     gateway = Gateway(tmp_path_factory.mktemp("routing"), env=env, config_toml=config)
@@ -356,6 +359,22 @@ def test_no_replay_after_content_the_stream_ends_with_an_error_event(r: Routed) 
     assert (row["status"], row["error_type"], bool(row["final"])) == (502, "upstream_stream_error", True)
 
 
+def test_an_idle_stream_ends_with_an_error_event_classed_timeout(r: Routed) -> None:
+    started = time.monotonic()
+    with httpx.stream(
+        "POST",
+        r.gateway.base_url + "/chat/completions",
+        headers={"authorization": f"Bearer {r.gateway.key}"},
+        json={"model": "openai/gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "SLOW 4000"}]},
+        timeout=30,
+    ) as response:
+        body = response.read()
+    assert 1.9 < time.monotonic() - started < 3.9  # stream_idle_timeout_s = 2, not the 4 s the upstream waits
+    assert b'"error"' in body and b"timed out" in body
+    (row,) = r.rows(response.headers["x-request-id"], 1)
+    assert (row["status"], row["error_class"]) == (502, "timeout")
+
+
 # -- strategies -------------------------------------------------------------------------------------------------
 
 
@@ -428,3 +447,51 @@ def test_rules_pick_targets_by_what_the_request_is(r: Routed) -> None:
         model="auto", messages=[{"role": "user", "content": image}]
     )
     assert raw.headers["x-gophergate-served-by"] == "openai/gpt-4o-mini"
+
+
+def test_a_responses_stream_cut_before_content_fails_over_cleanly(r: Routed) -> None:
+    r.fakes["openai"].script_chat(Behaviour("early_cut"), Behaviour("status", status=503))
+    with r.client.responses.with_streaming_response.create(model="smart", input="hello", stream=True) as response:
+        events = list(response.parse())
+        headers = response.headers
+    assert headers["x-gophergate-served-by"] == "openai-eu/gpt-4o-mini"
+    assert headers["x-gophergate-attempts"] == "3"
+    kinds = [e.type for e in events]
+    assert kinds.count("response.created") == 1 and kinds[-1] == "response.completed"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "echo: hello"
+    rows = r.rows(headers["x-request-id"], 3)
+    assert [(row["status"], row["error_class"]) for row in rows] == [
+        (502, "connection"),
+        (502, "overloaded"),
+        (200, None),
+    ]
+
+
+def test_limits_count_a_request_once_and_its_budget_is_settled_with_every_attempt(r: Routed) -> None:
+    created = r.gateway.cli(
+        "keys", "create", "--name", "budgeted", "--budget", "5", "--budget-period", "month", "--rpm", "100"
+    )
+    secret = created.stdout.strip().splitlines()[-1]
+    client = openai.OpenAI(base_url=r.gateway.base_url, api_key=secret, max_retries=0)
+    r.fakes["openai"].script_chat(Behaviour("status", status=500), Behaviour("status", status=500))
+    deadline = time.monotonic() + 5
+    while True:  # the key cache picks the new key up within its refresh interval
+        try:
+            raw = client.chat.completions.with_raw_response.create(
+                model="smart", messages=[{"role": "user", "content": "hello"}], max_tokens=50
+            )
+            break
+        except openai.AuthenticationError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert raw.headers["x-gophergate-attempts"] == "3"
+    rows = r.rows(raw.headers["x-request-id"], 3)
+    total = sum(Decimal(row["cost_usd"] or 0) for row in rows)
+    assert total > 0
+    time.sleep(0.3)  # the settle is sent without waiting
+    with admin_session(r.gateway.url, ADMIN_PASSWORD) as admin:
+        (key,) = [k for k in admin.get("/api/keys").json()["data"] if k["name"] == "budgeted"]
+        usage = admin.get(f"/api/keys/{key['id']}/usage").json()
+    assert Decimal(usage["budget"]["spend_usd"]) == total
+    assert Decimal(usage["budget"]["reserved_usd"]) == 0
+    assert usage["requests"]["used"] == 1

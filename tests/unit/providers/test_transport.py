@@ -384,6 +384,33 @@ async def test_total_timeout_ends_a_trickling_stream(kind: t.ClientKind) -> None
         await c.close()
 
 
+async def test_stream_read_timeout_cuts_an_idle_stream_but_not_a_slow_buffered_answer(kind: t.ClientKind) -> None:
+    async def pause_then_answer(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n.\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.6)
+        writer.write(b"1\r\n.\r\n0\r\n\r\n")
+        await writer.drain()
+        return False
+
+    async with ScriptedServer(pause_then_answer) as server:
+        c = t.create_transport(
+            kind,
+            max_connections=8,
+            connect_timeout=2.0,
+            read_timeout=5.0,
+            total_timeout=10.0,
+            environ={},
+            stream_read_timeout=0.3,
+        )
+        resp = await c.request("GET", server.url + "/", {}, None, stream=True)
+        with pytest.raises(t.ReadTimeout):  # routing's stream_idle_timeout_s: the pause is longer
+            await collect(resp.chunks())
+        buffered = await c.request("GET", server.url + "/", {}, None, stream=False)
+        assert await buffered.read() == b".."  # the read timeout (5 s) applies to buffered answers
+        await c.close()
+
+
 def test_every_seam_error_maps_to_its_status_and_message() -> None:
     cases: list[tuple[t.TransportError, int, str]] = [
         (t.ConnectError("x"), 502, "Could not connect to upstream provider 'p'."),
