@@ -212,3 +212,39 @@ export interface ScopeUsage {
   expires_at: string | null; // keys only
   expired: boolean; // keys only
 }
+
+/** GET /api/routing: model groups (docs/routing.md) and what this gateway process knows of each target. */
+export interface RoutingTargetRef {
+  model: string;
+  provider: string | null;
+  upstream_model: string | null;
+  weight?: number;
+}
+
+export interface RoutingGroup {
+  name: string;
+  strategy: string;
+  targets: RoutingTargetRef[];
+  fallbacks: RoutingTargetRef[];
+  rules: number;
+  retries: number;
+  retry_on: string[];
+  first_token_timeout_s: number | null;
+  affinity: string;
+}
+
+export interface RoutingTargetState {
+  provider: string;
+  model: string;
+  state: "open" | "cooling_down" | "half_open";
+  cooldown_remaining_s: number;
+  in_flight: number;
+  ttft_ms: number | null;
+  recent_failures: number;
+}
+
+export interface RoutingInfo {
+  groups: RoutingGroup[];
+  targets: RoutingTargetState[];
+  shared: { redis: boolean; connected: boolean } | null;
+}

@@ -4,6 +4,7 @@
 import { del, enc, listAll, patch, put } from "../api";
 import { fmtInt, h } from "../dom";
 import { formatUsd } from "../format";
+import { groupsTable, loadRouting } from "../routing";
 import type { ModelItem, Pricing } from "../types";
 import { attempt, badge, confirmDialog, formDialog, mutButton, pageHeader, table, type PageCtx } from "../ui";
 
@@ -22,7 +23,15 @@ export async function modelsPage(ctx: PageCtx): Promise<void> {
   const filter = h("input", { type: "search", placeholder: "filter models", "data-testid": "models-filter" });
   const list = h("div");
   let models: ModelItem[] = [];
-  ctx.root.append(pageHeader("Models & prices", filter), h("p", { class: "muted" }, "Prices in USD per 1M tokens (input / output)."), list);
+  const groups = h("div");
+  ctx.root.append(
+    pageHeader("Models & prices", filter),
+    h("h3", null, "Model groups"),
+    h("p", { class: "muted" }, "Client-facing names routed over several targets (docs/routing.md)."),
+    groups,
+    h("p", { class: "muted" }, "Prices in USD per 1M tokens (input / output)."),
+    list,
+  );
 
   const path = (m: ModelItem): string => `/api/models/${enc(m.provider)}/${enc(m.id)}`;
   const toggle = async (m: ModelItem): Promise<void> => {
@@ -104,6 +113,11 @@ export async function modelsPage(ctx: PageCtx): Promise<void> {
       render();
     } catch (err) {
       list.replaceChildren(h("div", { class: "form-error" }, String(err)));
+    }
+    try {
+      groups.replaceChildren(groupsTable((await loadRouting()).groups));
+    } catch (err) {
+      groups.replaceChildren(h("div", { class: "form-error" }, String(err)));
     }
   };
   await reload();

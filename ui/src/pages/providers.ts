@@ -3,6 +3,7 @@
 
 import { del, enc, get, patch, post, type Page } from "../api";
 import { fmtMs, fmtPct, h } from "../dom";
+import { loadRouting, targetsTable } from "../routing";
 import type { Provider } from "../types";
 import {
   attempt,
@@ -138,7 +139,14 @@ export async function providersPage(ctx: PageCtx): Promise<void> {
     }
   };
 
-  ctx.root.append(pageHeader("Providers", ctx.isAdmin ? mutButton("Add provider", add, { class: "btn-primary", testid: "add-provider" }) : null), list);
+  const routing = h("div");
+  ctx.root.append(
+    pageHeader("Providers", ctx.isAdmin ? mutButton("Add provider", add, { class: "btn-primary", testid: "add-provider" }) : null),
+    list,
+    h("h3", null, "Routing targets"),
+    h("p", { class: "muted" }, "Targets of model groups as this gateway process sees them; a target that keeps failing cools down, then one request probes it."),
+    routing,
+  );
 
   const reload = async (): Promise<void> => {
     try {
@@ -183,6 +191,11 @@ export async function providersPage(ctx: PageCtx): Promise<void> {
       );
     } catch (err) {
       list.replaceChildren(h("div", { class: "form-error" }, String(err)));
+    }
+    try {
+      routing.replaceChildren(targetsTable((await loadRouting()).targets));
+    } catch (err) {
+      routing.replaceChildren(h("div", { class: "form-error" }, String(err)));
     }
   };
   await reload();
