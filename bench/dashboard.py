@@ -77,6 +77,7 @@ def _calls(engine: AsyncEngine, now: dt.datetime) -> list[tuple[str, Callable[[]
         ("requests: client_key_id=25 (rare)", page(RequestFilter(client_key_id=25))),
         ("requests: status=504 (rare)", page(RequestFilter(status=504))),
         ("requests: errors only", page(RequestFilter(errors_only=True))),
+        ("requests: final attempts only", page(RequestFilter(final_only=True))),
         ("requests: errors only + model=grok-4 (rarest)", page(RequestFilter(errors_only=True, model="grok-4"))),
         ("requests: 1-hour window 12 days ago", page(RequestFilter(start=mid, end=mid + dt.timedelta(hours=1)))),
         (
@@ -185,6 +186,7 @@ async def _plans(engine: AsyncEngine) -> None:
         ("client", RequestFilter(client_key_id=25)),
         ("status", RequestFilter(status=504)),
         ("errors only", RequestFilter(errors_only=True)),
+        ("final attempts only", RequestFilter(final_only=True)),
     ):
         cursor = reqs.encode_cursor(dt.datetime.now(dt.UTC) - dt.timedelta(days=3), 10**9)
         compiled = reqs.list_query(flt, limit=50, cursor=cursor).compile(

@@ -52,6 +52,7 @@ MODELS: list[tuple[str, str, Decimal, Decimal, float]] = [
 CLIENTS = 25
 STATUSES = [(200, 0.955), (429, 0.015), (400, 0.01), (502, 0.01), (499, 0.006), (504, 0.004)]
 ERROR_TYPES = {429: "rate_limit_error", 400: "invalid_request_error", 502: "upstream_error", 504: "timeout_error"}
+ERROR_CLASSES = {429: "rate_limited", 502: "server_error", 504: "timeout"}
 CHUNK = 20_000
 
 
@@ -126,6 +127,10 @@ def rows(n: int, *, end: dt.datetime, days: float, seed: int = 7) -> Iterator[tu
                 "seed",
                 False,
                 f"192.0.2.{clients[i]}",  # client_ip: one documentation-range address per client key
+                ERROR_CLASSES.get(status),
+                1,  # attempt: one attempt per request, final, no model group
+                True,
+                None,
             )
 
 

@@ -16,6 +16,7 @@ from gophergate.gateway.governance import (
     PromptCounter,
     build_rules,
     ledger_spend,
+    log_minute,
     prompt_texts,
     requested_output,
     reset_text,
@@ -126,5 +127,26 @@ async def test_ledger_spend_is_the_exact_sum_of_the_rows_in_the_period_from_the_
         assert await ledger_spend(engine, Scope("key", "3"), None) == expected({3}, None)
         assert await ledger_spend(engine, Scope("team", "1"), start) == expected({1, 2}, start)
         assert expected({1, 2}, start) > 0
+    finally:
+        await engine.dispose()
+
+
+async def test_the_log_minute_counts_a_retried_request_once_and_the_tokens_of_every_attempt(database_url: str) -> None:
+    engine = await migrated_engine(database_url)
+    try:
+        now = dt.datetime.now(dt.UTC)
+        rng = random.Random(19)
+        records = [random_record(rng, i, start=now - dt.timedelta(seconds=30), span_s=20) for i in range(5)]
+        for record in records:
+            record.client_key_id, record.prompt_tokens, record.completion_tokens = 1, 100, 10
+        for n, record in enumerate(records[:3], start=1):  # one request, tried three times
+            record.request_id, record.attempt, record.final = "req-routed", n, n == 3
+        records[3].client_key_id = 2  # another key's
+        records[4].created_at = now - dt.timedelta(minutes=5)  # before this minute
+        await write(engine, records)
+        doc = {"scope": "key", "id": 1, "requests": {"limit": 10}, "tokens": {"limit": None}}
+        got = await log_minute(engine, doc)
+        assert got["requests"] == {"limit": 10, "used": 1, "remaining": 9}
+        assert got["tokens"] == {"limit": None, "used": 330, "remaining": None}
     finally:
         await engine.dispose()

@@ -4,7 +4,7 @@
 import { fmtInt, fmtTime, h } from "./dom";
 import { exactUsd, formatUsd } from "./format";
 import { keyLabel, statusClass } from "./rows";
-import type { RequestDetail } from "./types";
+import type { RequestAttempt, RequestDetail } from "./types";
 import "./detail.css";
 
 /** A duration with precision that suits its size: 0.42 ms, 33.3 ms, 512 ms, 1.24 s. */
@@ -146,6 +146,37 @@ function error(d: RequestDetail): HTMLElement | null {
   );
 }
 
+/** Every attempt of a request that routing retried or sent elsewhere, this row's highlighted. */
+function attempts(d: RequestDetail): HTMLElement | null {
+  const list: RequestAttempt[] = d.attempts ?? [];
+  if (list.length < 2) return null;
+  return h(
+    "section",
+    { class: "detail-section", "data-testid": "detail-attempts" },
+    h("h4", null, "Attempts ", h("span", { class: "muted" }, String(list.length))),
+    h(
+      "table",
+      { class: "detail-table attempts-table" },
+      h(
+        "tbody",
+        null,
+        list.map((a) =>
+          h(
+            "tr",
+            { class: a.id === d.id ? "current" : undefined, title: a.error_type ?? "" },
+            h("td", null, `#${a.attempt}`),
+            h("td", null, h("span", { class: statusClass(a.status) }, String(a.status))),
+            h("td", { class: "attempt-target" }, a.provider ?? "—", h("div", { class: "muted small" }, a.model ?? "")),
+            h("td", { class: "muted small" }, a.error_class ?? (a.final ? "answered" : "")),
+            h("td", { class: "num" }, a.cost_usd === null ? "—" : costCell(a.cost_usd, false)),
+            h("td", { class: "num" }, fmtDuration(a.latency_ms)),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
 function rawValue(k: string, v: unknown): string {
   if (v === null || v === undefined) return "—";
   if (typeof v === "object") return JSON.stringify(v);
@@ -176,6 +207,7 @@ export function requestDetailView(d: RequestDetail, onClose: () => void): HTMLEl
       h("dd", { title: d.created_at, "data-testid": "detail-time" }, `${fmtTime(d.created_at)} `, h("span", { class: "muted" }, ago(d.created_at))),
       h("dt", null, "Model"),
       h("dd", null, model, requested ? h("span", { class: "muted" }, ` (asked for ${requested})`) : null),
+      d.model_group ? [h("dt", null, "Model group"), h("dd", { "data-testid": "detail-model-group" }, d.model_group)] : null,
       h("dt", null, "Provider"),
       h("dd", null, d.provider ?? "—"),
       h("dt", null, "Client key"),
@@ -185,6 +217,7 @@ export function requestDetailView(d: RequestDetail, onClose: () => void): HTMLEl
       d.error_class ? [h("dt", null, "Upstream failure"), h("dd", { "data-testid": "detail-error-class" }, d.error_class)] : null,
     ),
     error(d),
+    attempts(d),
     timing(d),
     tokens(d),
     cost(d),
@@ -195,7 +228,9 @@ export function requestDetailView(d: RequestDetail, onClose: () => void): HTMLEl
       h(
         "dl",
         { class: "kv" },
-        Object.entries(d).map(([k, v]) => [h("dt", null, k), h("dd", null, rawValue(k, v))]),
+        Object.entries(d)
+          .filter(([k]) => k !== "attempts") // not a column: shown above
+          .map(([k, v]) => [h("dt", null, k), h("dd", null, rawValue(k, v))]),
       ),
     ),
   ].filter((x): x is HTMLElement => x !== null);

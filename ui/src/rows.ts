@@ -13,11 +13,18 @@ export function requestHead(): HTMLTableSectionElement {
 /**
  * What identifies a row everywhere: its request id. Live rows from /ws have no database id, and a client may
  * send the same x-request-id twice, so the time (to the millisecond, the precision both sources share) is
- * part of the key.
+ * part of the key, and so is the attempt after the first (routing's rows of one request may share a time).
  */
 export function rowKey(r: RequestItem): string {
   const t = Date.parse(r.created_at);
-  return `${r.request_id}@${Number.isNaN(t) ? r.created_at : t}`;
+  const attempt = r.attempt > 1 ? `#${r.attempt}` : "";
+  return `${r.request_id}@${Number.isNaN(t) ? r.created_at : t}${attempt}`;
+}
+
+/** "×3" on the final row of a request routing tried three times. */
+export function attemptsBadge(r: RequestItem): HTMLElement | null {
+  if (!r.final || !(r.attempt > 1)) return null;
+  return h("span", { class: "badge badge-attempts", title: `answered at attempt ${r.attempt}`, "data-testid": "attempts-badge" }, `×${r.attempt}`);
 }
 
 /** Newest first (by time, then by database id where both have one). */
@@ -53,7 +60,7 @@ export function requestRow(r: RequestItem, onOpen?: (r: RequestItem) => void): H
       tabindex: onOpen ? "0" : undefined,
     },
     h("td", { title: r.created_at }, Number.isNaN(t.getTime()) ? r.created_at : t.toLocaleTimeString()),
-    h("td", null, h("span", { class: statusClass(r.status), title: r.error_type ?? "" }, String(r.status))),
+    h("td", null, h("span", { class: statusClass(r.status), title: r.error_type ?? "" }, String(r.status)), attemptsBadge(r)),
     h("td", { title: r.requested_model ?? "" }, r.model ?? r.requested_model ?? "—"),
     h("td", null, r.provider ?? "—"),
     h("td", { class: "key-name", title: key.title, "data-key-id": r.client_key_id ?? undefined }, key.text),

@@ -26,6 +26,25 @@ export interface RequestItem {
   ttfb_ms: number | null;
   client_ip: string | null; // behind a trusted reverse proxy, the address it forwarded
   error_class: string | null; // the upstream failure's class: rate_limited, overloaded, server_error, ...
+  // Routing writes a row per attempt of a request (same request_id); only the last is final (what the client saw).
+  attempt: number;
+  final: boolean;
+  model_group: string | null; // the model group the client named; null for a plain model name
+}
+
+/** One attempt of a request, as a request detail lists them (oldest first). */
+export interface RequestAttempt {
+  id: number;
+  attempt: number;
+  final: boolean;
+  provider: string | null;
+  model: string | null;
+  status: number;
+  error_class: string | null;
+  error_type: string | null;
+  cost_usd: string | null;
+  latency_ms: number;
+  created_at: string;
 }
 
 /** GET /api/requests/{id}: every column of the row. */
@@ -39,6 +58,7 @@ export interface RequestDetail extends RequestItem {
   cost_output_usd: string | null;
   cost_reasoning_usd: string | null;
   price_source: string | null;
+  attempts: RequestAttempt[]; // every attempt of the request (this row's among them), by attempt number
 }
 
 export interface Metrics {

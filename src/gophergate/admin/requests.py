@@ -30,6 +30,9 @@ async def list_requests(
     model: str | None = None,
     status: Annotated[int | None, Query(ge=0, le=999, description="exact HTTP status")] = None,
     errors_only: bool = False,
+    final_only: Annotated[
+        bool, Query(description="each request once: only its final row, not the attempts routing retried")
+    ] = False,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = queries.DEFAULT_LIMIT,
 ) -> Response:
@@ -41,6 +44,7 @@ async def list_requests(
         model=model,
         status=status,
         errors_only=errors_only,
+        final_only=final_only,
     )
     try:
         items, next_cursor = await queries.list_requests(get_runtime(request).engine, flt, limit=limit, cursor=cursor)
@@ -96,5 +100,9 @@ def _shown(value: str) -> str:
 
 def _redacted(row: dict[str, Any]) -> dict[str, Any]:
     """Rows are redacted before they are queued; this also covers rows written before that (or by an older
-    worker), and secrets configured since."""
-    return {name: redact(value) if isinstance(value, str) else value for name, value in row.items()}
+    worker), and secrets configured since. A detail's attempts are rows too."""
+    out: dict[str, Any] = {name: redact(value) if isinstance(value, str) else value for name, value in row.items()}
+    attempts: list[dict[str, Any]] | None = row.get("attempts")
+    if attempts is not None:
+        out["attempts"] = [_redacted(attempt) for attempt in attempts]
+    return out

@@ -31,6 +31,27 @@ class RequestItem(BaseModel):
     ttfb_ms: float | None
     client_ip: str | None
     error_class: str | None
+    # Routing writes a row per attempt of a request (same request_id): its number from 1, whether it is the last
+    # (what the client saw), and the model group the client named (None: a plain model name).
+    attempt: int
+    final: bool
+    model_group: str | None
+
+
+class RequestAttempt(BaseModel):
+    """One attempt of a request (a row of its request id), as a request detail lists them."""
+
+    id: int
+    attempt: int
+    final: bool
+    provider: str | None
+    model: str | None
+    status: int
+    error_class: str | None
+    error_type: str | None
+    cost_usd: str | None
+    latency_ms: float
+    created_at: str
 
 
 class RequestDetail(RequestItem):
@@ -43,6 +64,7 @@ class RequestDetail(RequestItem):
     cost_output_usd: str | None
     cost_reasoning_usd: str | None
     price_source: str | None
+    attempts: list[RequestAttempt] = Field(description="every attempt of the request, by attempt number")
 
 
 class RequestPage(BaseModel):

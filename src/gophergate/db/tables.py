@@ -224,7 +224,8 @@ model_settings = Table(
 # upsert). cost_pusd is the cost in pico-USD (1e-12 USD), an integer so that the upsert adds it exactly on both
 # engines. unpriced counts the requests with tokens but no known price (their cost is not in cost_pusd: a total
 # shows "N unpriced" beside it, never a silent 0; migration 0006). lat_00..lat_39 count requests per latency bucket
-# (gophergate.recorder.rollup.LATENCY_EDGES_MS).
+# (gophergate.recorder.rollup.LATENCY_EDGES_MS). requests, errors and the latency buckets count final rows only (a
+# request routing retried counts once); tokens, cost and unpriced add up every attempt's row.
 ROLLUP_GRANULARITIES: tuple[str, ...] = ("minute", "hour", "day")
 ROLLUP_FAMILIES: dict[str, tuple[str, ...]] = {
     "": ("client_key_id", "provider", "model"),

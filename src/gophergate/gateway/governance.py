@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophergate.core.errors import AuthenticationFailed, GatewayError, InvalidRequest
@@ -565,9 +565,10 @@ async def log_minute(engine: AsyncEngine, doc: dict[str, Any]) -> dict[str, Any]
         where = column == doc["id"]
     else:
         where = column.in_(select(client_keys.c.id).where(client_keys.c.team_id == doc["id"]).scalar_subquery())
-    query = select(func.count(), func.sum(request_log.c.prompt_tokens + request_log.c.completion_tokens)).where(
-        where, request_log.c.created_at >= since
-    )
+    # A retried request has a row per attempt: it counts once (its final row), its tokens are every attempt's.
+    c = request_log.c
+    requests = func.count(case((c.final.is_(true()), 1)))
+    query = select(requests, func.sum(c.prompt_tokens + c.completion_tokens)).where(where, c.created_at >= since)
     async with engine.connect() as conn:
         count, tokens = (await conn.execute(query)).one()
     out = dict(doc)

@@ -92,14 +92,17 @@ class Sampler:
         """Count a committed batch (called by the writer's ``on_committed``; O(batch), no I/O)."""
         bucket = self._current()
         for record in records:
-            bucket.requests += 1
-            if is_error(record):
-                bucket.errors += 1
             bucket.tokens += record.prompt_tokens + record.completion_tokens
             if record.cost_usd is not None:
                 bucket.cost += record.cost_usd
             if record.price_unknown:
                 bucket.unpriced += 1
+            # A request routing retried has a record per attempt: it counts once, by its final one (as the rollups).
+            if not record.final:
+                continue
+            bucket.requests += 1
+            if is_error(record):
+                bucket.errors += 1
             bucket.seen_latencies += 1
             if len(bucket.latencies) < self._max_latencies:
                 bucket.latencies.append(record.latency_ms)
@@ -125,7 +128,7 @@ class Sampler:
             "requests_per_s": round(requests / self.window_seconds, 3),
             "tokens_per_s": round(tokens / self.window_seconds, 3),
             "cost_per_min_usd": None
-            if requests and unpriced >= requests
+            if unpriced and unpriced >= requests and not cost
             else usd((cost * 60 / window).normalize() if cost else Decimal(0)),
             "unpriced_requests": unpriced,
             "error_rate": round(errors / requests, 4) if requests else 0.0,

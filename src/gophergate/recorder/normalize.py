@@ -58,8 +58,8 @@ def _text(length: int | None, nullable: bool) -> Callable[[Any], Any]:
     return fix
 
 
-def _integer(bounds: tuple[int, int], nullable: bool) -> Callable[[Any], Any]:
-    empty = None if nullable else 0
+def _integer(bounds: tuple[int, int], nullable: bool, default: Any = None) -> Callable[[Any], Any]:
+    empty = None if nullable else 0 if default is None else default
     low, high = bounds
 
     def fix(value: Any) -> Any:
@@ -110,8 +110,8 @@ def _decimal(nullable: bool) -> Callable[[Any], Any]:
     return fix
 
 
-def _boolean(nullable: bool) -> Callable[[Any], Any]:
-    empty = None if nullable else False
+def _boolean(nullable: bool, default: Any = None) -> Callable[[Any], Any]:
+    empty = None if nullable else False if default is None else default
 
     def fix(value: Any) -> Any:
         return bool(value) if isinstance(value, _SCALARS) else empty
@@ -140,16 +140,21 @@ def _rules() -> tuple[_Rule, ...]:
         column = request_log.c[name]
         kind = column.type
         nullable = bool(column.nullable)
+        # A NOT NULL column's missing value is its declared default when it has one: a spill line written before
+        # 0009 has no ``attempt`` or ``final``, and is attempt 1, final (not 0, false).
+        default = (
+            getattr(column.default, "arg", None) if column.default is not None and column.default.is_scalar else None
+        )
         exact: type
         length: int | None = None
         fix: Callable[[Any], Any]
         # The SQLite variants (Text for decimals, Integer for BigInteger ids) do not change what a value must be.
         if isinstance(kind, Boolean):
-            exact, fix = bool, _boolean(nullable)
+            exact, fix = bool, _boolean(nullable, default)
         elif isinstance(kind, BigInteger):
             exact, fix = int, _integer(_INT64, nullable)
         elif isinstance(kind, Integer):
-            exact, fix = int, _integer(_INT32, nullable)
+            exact, fix = int, _integer(_INT32, nullable, default)
         elif isinstance(kind, Float):
             exact, fix = float, _float(nullable)
         elif isinstance(kind, Numeric):

@@ -51,6 +51,7 @@ _MINUTE = dt.timedelta(minutes=1)
 _I_COST = COLUMNS.index("cost_usd")
 _I_PRICE_UNKNOWN = COLUMNS.index("price_unknown")
 _I_LATENCY = COLUMNS.index("latency_ms")
+_I_FINAL = COLUMNS.index("final")
 
 Key = tuple[dt.datetime, int, str, str]
 _VALUES: tuple[str, ...] = (*ROLLUP_SUMS, *LATENCY_COLUMNS)
@@ -106,7 +107,9 @@ class Aggregator:
     def add(self, rows: Iterable[Sequence[Any]]) -> None:
         # An accumulator: requests, errors, 5 token classes, cost (an exact Decimal until the deltas are made), the
         # requests without a known price, and a sparse latency histogram {bucket: count} (a minute of one key
-        # rarely spans more than a few buckets).
+        # rarely spans more than a few buckets). A request routing retried has one row per attempt: requests,
+        # errors and latency count only its final row (what the client saw), so it counts once; tokens, cost
+        # and unpriced add up every attempt's, each under the provider and model it went to.
         minutes = self._minutes
         low = high = _EPOCH
         bucket = _EPOCH
@@ -121,9 +124,13 @@ class Aggregator:
             acc = minutes.get(key)
             if acc is None:
                 acc = minutes[key] = [0, 0, 0, 0, 0, 0, 0, Decimal(0), 0, {}]
-            acc[0] += 1
-            if row[_I_STATUS] >= 400:
-                acc[1] += 1
+            if row[_I_FINAL]:
+                acc[0] += 1
+                if row[_I_STATUS] >= 400:
+                    acc[1] += 1
+                histogram = acc[9]
+                slot = latency_bucket(row[_I_LATENCY])
+                histogram[slot] = histogram.get(slot, 0) + 1
             acc[2] += row[_I_PROMPT] or 0
             acc[3] += row[_I_COMPLETION] or 0
             acc[4] += row[_I_REASONING] or 0
@@ -134,9 +141,6 @@ class Aggregator:
                 acc[7] += cost
             if row[_I_PRICE_UNKNOWN]:
                 acc[8] += 1
-            histogram = acc[9]
-            slot = latency_bucket(row[_I_LATENCY])
-            histogram[slot] = histogram.get(slot, 0) + 1
 
     def deltas(self) -> dict[str, list[tuple[Any, ...]]]:
         """Delta rows per rollup table name (``delta_columns``), sorted by key (one lock order for every writer)."""

@@ -504,6 +504,7 @@ ESTIMATE_TIMEOUT = 10.0
 # backlog (fewer turns on a saturated loop).
 _SLICE = 32
 _BACKLOG_SLICE = 256
+_ATTEMPT = COLUMNS.index("attempt")
 
 
 def _json_default(value: Any) -> Any:
@@ -581,10 +582,10 @@ async def replay_spilled(
     engine: AsyncEngine, directory: Path, *, dead_letters: DeadLetters | None = None, fallback: bool = True
 ) -> int:
     """Insert rows a previous process could not write at shutdown, with their rollups; returns how many were
-    inserted. Looks in ``directory`` and the temp-dir fallback. A row already in the table (same request id and
-    creation time) is skipped, so replaying a file twice (a crash mid-replay) adds nothing twice. A row the
-    database refuses, or a line that cannot be read, is dead-lettered; if the database goes away, the file is
-    handed back for the next start. Never raises for a spill file."""
+    inserted. Looks in ``directory`` and the temp-dir fallback. A row already in the table (same request id,
+    creation time and attempt) is skipped, so replaying a file twice (a crash mid-replay) adds nothing twice. A
+    row the database refuses, or a line that cannot be read, is dead-lettered; if the database goes away, the file
+    is handed back for the next start. Never raises for a spill file."""
     dirs = [directory] + ([fallback_spill_dir(engine)] if fallback else [])
     paths = await asyncio.to_thread(claim_spills, dirs)
     if not paths:
@@ -626,7 +627,7 @@ async def _replay_file(engine: AsyncEngine, sink: Sink, path: Path, dead: DeadLe
             continue
         try:
             async with engine.connect() as conn:
-                found = (await conn.exec_driver_sql(exists_sql, (row[0], row[1]))).first()
+                found = (await conn.exec_driver_sql(exists_sql, (row[0], row[1], row[_ATTEMPT]))).first()
             if found is not None:
                 skipped += 1
                 continue
@@ -659,5 +660,10 @@ async def _replay_file(engine: AsyncEngine, sink: Sink, path: Path, dead: DeadLe
 
 
 def _exists_sql(engine: AsyncEngine) -> str:
-    mark = ("?", "?") if engine.dialect.paramstyle == "qmark" else ("$1", "$2")
-    return f"SELECT 1 FROM request_log WHERE request_id = {mark[0]} AND created_at = {mark[1]} LIMIT 1"
+    """Whether a row is logged: its request id, creation time and attempt (routing writes a row per attempt, all with
+    the request's id; they may share a creation time)."""
+    mark = ("?", "?", "?") if engine.dialect.paramstyle == "qmark" else ("$1", "$2", "$3")
+    return (
+        f"SELECT 1 FROM request_log WHERE request_id = {mark[0]} AND created_at = {mark[1]} "
+        f"AND attempt = {mark[2]} LIMIT 1"
+    )

@@ -16,6 +16,7 @@ from sqlalchemy import insert
 
 from gophergate.admin import analytics, requests
 from gophergate.admin.deps import User, current_user
+from gophergate.admin.schemas_data import RequestDetail, RequestPage
 from gophergate.core.errors import GatewayError
 from gophergate.db.tables import client_keys
 from tests.dashboard_data import BASE, migrated_engine, random_record, write
@@ -89,6 +90,36 @@ async def test_a_row_opens_by_its_numeric_id_or_by_its_request_id(client: httpx.
         response = await client.get(f"/api/requests/{missing}")
         assert response.status_code == 404, missing
         assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_a_routed_request_lists_once_with_final_only_and_its_detail_has_its_attempts(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    engine = await migrated_engine(database_url)  # the fixture's database (migrating again is a no-op)
+    rng = random.Random(42)
+    tries = [random_record(rng, 1000 + n, start=BASE + dt.timedelta(days=4), span_s=1) for n in range(3)]
+    for n, (record, status) in enumerate(zip(tries, (429, 503, 200), strict=True), start=1):
+        record.request_id, record.status, record.attempt, record.final = "req_routed", status, n, n == 3
+        record.created_at, record.model_group = BASE + dt.timedelta(days=4, seconds=n), "fast"
+    await write(engine, tries)
+    await engine.dispose()
+    everything = (await client.get("/api/requests", params={"limit": 500})).json()
+    page = (await client.get("/api/requests", params={"limit": 500, "final_only": "true"})).json()
+    RequestPage.model_validate(page)
+    assert len(everything["data"]) == 303 and len(page["data"]) == 301
+    top = page["data"][0]
+    assert (top["request_id"], top["attempt"], top["final"], top["model_group"]) == ("req_routed", 3, True, "fast")
+    for path in (f"/api/requests/{top['id']}", "/api/requests/req_routed", "/api/requests/by-request-id/req_routed"):
+        detail = (await client.get(path)).json()
+        RequestDetail.model_validate(detail)
+        assert detail["id"] == top["id"], path
+        assert [(a["attempt"], a["status"], a["final"]) for a in detail["attempts"]] == [
+            (1, 429, False),
+            (2, 503, False),
+            (3, 200, True),
+        ]
+    plain = (await client.get(f"/api/requests/{everything['data'][-1]['id']}")).json()
+    assert [a["id"] for a in plain["attempts"]] == [plain["id"]]
 
 
 async def test_analytics_by_client_key_names_each_key_and_a_deleted_key_has_none(database_url: str) -> None:
@@ -208,3 +239,5 @@ def test_routes_are_in_the_openapi_schema() -> None:
         "/api/analytics/export.csv",
     ):
         assert "get" in paths[path], path
+    parameters = {p["name"] for p in paths["/api/requests"]["get"]["parameters"]}
+    assert {"errors_only", "final_only"} <= parameters

@@ -77,3 +77,31 @@ def test_p95_nearest_rank() -> None:
     assert p95([]) is None
     assert p95([5.0]) == 5.0
     assert p95([float(i) for i in range(1, 101)]) == 95.0
+
+
+def _attempt(n: int, final: bool, **kwargs: object) -> RequestRecord:
+    record = _record(**kwargs)  # type: ignore[arg-type]
+    record.attempt, record.final = n, final
+    record.price_unknown = record.cost_usd is None and record.prompt_tokens > 0
+    return record
+
+
+def test_a_retried_request_counts_once_with_the_tokens_and_cost_of_every_attempt() -> None:
+    clock = Clock()
+    sampler = _sampler(clock)
+    sampler.observe(
+        [
+            _attempt(1, False, status=429, latency=5.0, cost="0", tokens=10),
+            _attempt(2, False, status=503, latency=7.0, cost=None),  # cut short after some tokens: unpriced
+            _attempt(3, True, latency=50.0, cost="0.002"),
+        ]
+    )
+    data = sampler.sample()
+    assert data["requests_per_s"] == 0.1 and data["error_rate"] == 0.0 and data["p95_ms"] == 50.0
+    assert data["tokens_per_s"] == (10 + 30 + 30) / 10
+    assert data["cost_per_min_usd"] == "0.012" and data["unpriced_requests"] == 1  # 0.002 per 10 s is known
+    only_attempts = _sampler(clock)
+    only_attempts.observe([_attempt(1, False, status=503, cost=None)])  # its final row is not in yet
+    data = only_attempts.sample()
+    assert data["requests_per_s"] == 0.0 and data["tokens_per_s"] == 3.0
+    assert data["cost_per_min_usd"] is None and data["unpriced_requests"] == 1  # unknown, never $0

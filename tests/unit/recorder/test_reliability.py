@@ -140,6 +140,7 @@ async def test_values_of_the_wrong_type_are_coerced_to_their_column(
     odd.cost_usd = float("nan")
     odd.stream = "yes"
     odd.status = "200"
+    odd.attempt, odd.final, odd.model_group = "3", None, 7
     recorder.submit(odd)
     await recorder.close()
     async with engine.connect() as conn:
@@ -147,6 +148,7 @@ async def test_values_of_the_wrong_type_are_coerced_to_their_column(
     assert (row.finish_reason, row.error_type, row.prompt_tokens, row.completion_tokens) == ("5", None, 12, 2**31 - 1)
     assert (row.reasoning_tokens, row.latency_ms, row.ttfb_ms, row.cost_usd) == (0, 0.0, None, None)
     assert row.stream is True and row.status == 200
+    assert (row.attempt, row.final, row.model_group) == (3, True, "7")  # a missing final is the column's default
     assert recorder.dead_lettered == 0
 
 
@@ -198,6 +200,38 @@ async def test_replay_skips_rows_already_logged(database_url: str, engine: Async
         total = (await conn.execute(text("SELECT SUM(cost_pusd) FROM rollup_minute"))).scalar_one()
     assert int(total) == 10 * 25 * 10**10  # 0.25 USD = 25e10 pico-USD, ten rows
     assert not await asyncio.to_thread(lambda: list(tmp_path.glob("request_log_spill_*")))
+
+
+async def test_replay_tells_attempts_of_one_request_apart_and_reads_old_lines_as_final_first_attempts(
+    database_url: str, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Routing's rows of one request share its id (and may share a creation time): replay keys on the attempt
+    too. A line spilled before 0009 has no attempt, final or model_group: it is attempt 1, final."""
+    created = dt.datetime(2026, 12, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+    tries = [
+        record("routed", created_at=created, attempt=1, final=False, error_class="rate_limited", model_group="fast"),
+        record("routed", created_at=created, attempt=2, final=True, model_group="fast"),
+    ]
+    recorder = Recorder(engine, max_queue=100, batch_size=100, flush_interval=0.01, spill_dir=tmp_path)
+    recorder.start()
+    recorder.submit(tries[0])
+    await recorder.close()
+    path = tmp_path / "request_log_spill_20261201T120000_1.jsonl"
+    write_spill(path, tries)
+    first = orjson.loads(path.read_bytes().splitlines()[0])
+    old = {k: v for k, v in first.items() if k not in ("attempt", "final", "model_group")}
+    old["request_id"] = "before-0009"
+    with path.open("ab") as fh:
+        fh.write(orjson.dumps(old) + b"\n")
+    assert await replay_spilled(engine, tmp_path, fallback=False) == 2  # the second attempt and the old line
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(request_log).order_by(request_log.c.request_id, request_log.c.attempt))).all()
+    assert [(r.request_id, r.attempt, r.final, r.model_group) for r in rows] == [
+        ("before-0009", 1, True, None),
+        ("routed", 1, False, "fast"),
+        ("routed", 2, True, "fast"),
+    ]
+    assert await _rollup_requests(engine) == 2  # the routed request once, the old row once
 
 
 async def test_replay_dead_letters_bad_lines_and_refused_rows_and_never_raises(

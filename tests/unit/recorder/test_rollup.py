@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import random
 from decimal import Decimal
+from typing import Any
 
-from gophergate.db.tables import ROLLUP_KEYS
+from gophergate.core.record import RequestRecord
+from gophergate.db.tables import LATENCY_COLUMNS, ROLLUP_KEYS
 from gophergate.recorder.rollup import (
     LATENCY_EDGES_MS,
     aggregate,
@@ -18,7 +20,7 @@ from gophergate.recorder.rollup import (
     to_pico,
     upsert_sql,
 )
-from tests.dashboard_data import random_record
+from tests.dashboard_data import BASE, random_record
 
 
 def test_latency_buckets_are_monotone_and_cover_1ms_to_10min() -> None:
@@ -108,3 +110,69 @@ def test_several_percentiles_in_one_pass_equal_one_at_a_time() -> None:
     for _ in range(200):
         histogram = [rng.choice([0, 0, 0, rng.randint(1, 50)]) for _ in range(40)]
         assert percentiles(histogram, 0.5, 0.95, 0.99) == tuple(percentile(histogram, q) for q in (0.5, 0.95, 0.99))
+
+
+def _attempt(n: int, *, final: bool, status: int, provider: str, cost: str | None, tokens: int = 0) -> RequestRecord:
+    """One row of a request routing tried more than once (all rows share the request id)."""
+    return RequestRecord(
+        request_id="req-routed",
+        endpoint="chat.completions",
+        started=0.0,
+        created_at=BASE + dt.timedelta(seconds=n),
+        client_key_id=1,
+        requested_model="fast",
+        provider=provider,
+        model=f"{provider}-model",
+        status=status,
+        error_class=None if status < 400 else "rate_limited",
+        prompt_tokens=tokens,
+        completion_tokens=tokens // 2,
+        cost_usd=None if cost is None else Decimal(cost),
+        price_unknown=cost is None and tokens > 0,
+        latency_ms=100.0 * n,
+        attempt=n,
+        final=final,
+        model_group="fast",
+    )
+
+
+def _totals(deltas: dict[str, list[tuple[Any, ...]]], table: str) -> dict[str, Any]:
+    columns = delta_columns(table)
+    return {
+        name: sum(row[columns.index(name)] for row in deltas[table]) for name in columns[1 + len(ROLLUP_KEYS[table]) :]
+    }
+
+
+def test_a_request_with_failed_attempts_and_a_final_success_counts_once_and_costs_every_attempt() -> None:
+    rows = [
+        _attempt(1, final=False, status=429, provider="openai", cost="0"),
+        _attempt(2, final=False, status=503, provider="anthropic", cost=None, tokens=40),  # cut short, unpriced
+        _attempt(3, final=True, status=200, provider="gemini", cost="0.000125", tokens=1000),
+    ]
+    deltas = aggregate(r.values() for r in rows)
+    for table in ROLLUP_KEYS:
+        totals = _totals(deltas, table)
+        assert totals["requests"] == 1 and totals["errors"] == 0, table
+        assert totals["prompt_tokens"] == 1040 and totals["completion_tokens"] == 520, table
+        assert totals["cost_pusd"] == to_pico(Decimal("0.000125")) and totals["unpriced"] == 1, table
+        assert sum(totals[name] for name in LATENCY_COLUMNS) == 1, table  # the final row's latency only
+        assert totals[LATENCY_COLUMNS[latency_bucket(300.0)]] == 1, table
+    # Each attempt stays on the provider and model it went to; only the final one counts as a request there.
+    by_model = {row[1]: row for row in deltas["rollup_minute_model"]}
+    requests_at = delta_columns("rollup_minute_model").index("requests")
+    assert {provider: row[requests_at] for provider, row in by_model.items()} == {
+        "openai": 0,
+        "anthropic": 0,
+        "gemini": 1,
+    }
+    assert by_model["anthropic"][delta_columns("rollup_minute_model").index("prompt_tokens")] == 40
+
+
+def test_a_request_whose_final_attempt_failed_counts_one_error() -> None:
+    rows = [
+        _attempt(1, final=False, status=429, provider="openai", cost=None),
+        _attempt(2, final=True, status=502, provider="anthropic", cost=None),
+    ]
+    for table, delta_rows in aggregate(r.values() for r in rows).items():
+        totals = _totals({table: delta_rows}, table)
+        assert (totals["requests"], totals["errors"], totals["unpriced"]) == (1, 1, 0), table

@@ -20,6 +20,7 @@ export function requestsPage(ctx: PageCtx): void {
     model: h("input", { name: "model", placeholder: "model", size: 14 }),
     status: h("input", { name: "status", placeholder: "status", size: 5, inputmode: "numeric" }),
     errors: h("input", { type: "checkbox", name: "errors_only" }),
+    final: h("input", { type: "checkbox", name: "final_only" }),
   };
   const tail = h("input", { type: "checkbox", name: "live", checked: true, "data-testid": "live-tail" });
   const search = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "log-search" }, "Search");
@@ -61,6 +62,7 @@ export function requestsPage(ctx: PageCtx): void {
     f.model,
     f.status,
     h("label", { class: "inline" }, f.errors, " errors only"),
+    h("label", { class: "inline", title: "one row per request: its final attempt, not the ones routing retried" }, f.final, " final attempts only"),
     search,
     h("label", { class: "inline" }, tail, " live tail"),
   );
@@ -83,6 +85,7 @@ export function requestsPage(ctx: PageCtx): void {
     model: f.model.value.trim(),
     status: f.status.value.trim(),
     errors_only: f.errors.checked,
+    final_only: f.final.checked,
   });
 
   /** Whether a live row passes the current filters (the same rules the API applies). */
@@ -95,6 +98,7 @@ export function requestsPage(ctx: PageCtx): void {
     if (q.model && r.model !== q.model && r.requested_model !== q.model) return false;
     if (q.status && String(r.status) !== q.status) return false;
     if (q.errors_only && r.status < 400) return false;
+    if (q.final_only && r.final === false) return false;
     return true;
   };
 

@@ -98,8 +98,11 @@ def _metrics(values: Sequence[Any]) -> dict[str, Any]:
     requests = int(values[0] or 0)
     errors = int(values[1] or 0)
     unpriced = int(values[9] or 0)
-    # Null when no request had a known price: the sum of the known costs (none) would read as a real $0.
-    cost = None if requests and unpriced >= requests else pico_usd(int(values[7] or 0) * _SPLIT + int(values[8] or 0))
+    # Null when no request had a known price: the sum of the known costs (none) would read as a real $0. Unpriced
+    # counts every attempt of a request routing retried, requests only its final row: a cost summed from a priced
+    # attempt still shows.
+    pico = int(values[7] or 0) * _SPLIT + int(values[8] or 0)
+    cost = None if unpriced and unpriced >= requests and not pico else pico_usd(pico)
     # Integer sums on both engines (SUM of an INTEGER column is a bigint on PostgreSQL, not a numeric).
     p50, p95 = percentiles(values[_LATENCY_AT:], 0.50, 0.95) if requests else (None, None)
     return {
@@ -258,7 +261,9 @@ async def _grouped(
         query = select(unioned.c.k, *_sums(unioned)).group_by(unioned.c.k)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    return [(row[0], _metrics(row[1:])) for row in rows if row[1]]
+    # A group with no request may still have tokens or cost: attempts routing retried elsewhere (requests count
+    # only final rows).
+    return [(row[0], _metrics(row[1:])) for row in rows if any(row[1 : _LATENCY_AT + 1])]
 
 
 async def totals(

@@ -6,6 +6,9 @@ cursor position backwards, whatever the table size; the cursor encodes ``(create
 
 Items and details also carry ``client_key_name``: the names of a page's keys are read by one lookup on
 ``client_keys`` after the page (not a join, so the page query keeps its index plan); a deleted key's name is None.
+
+Routing writes one row per attempt of a request, all with its request id, only the last one ``final``. A detail
+carries ``attempts``: its request's rows (``ATTEMPT_FIELDS``), read by one more query on the request id's index.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, or_, select, true, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gophergate.admin.queries.common import iso, usd, utc
@@ -31,6 +34,23 @@ ITEM_FIELDS: tuple[str, ...] = ("id", *LIST_FIELDS)
 _ITEM_COLUMNS = [request_log.c[name] for name in ITEM_FIELDS]
 # What an item has beyond its columns: its client key's name (None without a key or for a deleted one).
 EXTRA_FIELDS: tuple[str, ...] = ("client_key_name",)
+# What a detail's ``attempts`` tell of each attempt of its request, oldest first.
+ATTEMPT_FIELDS: tuple[str, ...] = (
+    "id",
+    "attempt",
+    "final",
+    "provider",
+    "model",
+    "status",
+    "error_class",
+    "error_type",
+    "cost_usd",
+    "latency_ms",
+    "created_at",
+)
+_ATTEMPT_COLUMNS = [request_log.c[name] for name in ATTEMPT_FIELDS]
+# Rows read on each side of a detail's row for its attempts: more than routing ever makes of one request.
+MAX_ATTEMPTS = 32
 
 
 class InvalidCursor(ValueError):
@@ -46,6 +66,7 @@ class RequestFilter:
     model: str | None = None
     status: int | None = None
     errors_only: bool = False
+    final_only: bool = False  # each request once: its final row (what the client saw), not its failed attempts
 
 
 def encode_cursor(created_at: dt.datetime, row_id: int) -> str:
@@ -80,6 +101,9 @@ def list_query(flt: RequestFilter, *, limit: int, cursor: str | None = None) -> 
         conditions.append(c.status == flt.status)
     if flt.errors_only:
         conditions.append(c.status >= 400)  # matches the partial index's predicate
+    if flt.final_only:
+        # No index of its own: nearly every row is final, so a page reads barely more rows than without it.
+        conditions.append(c.final.is_(true()))
     if cursor is not None:
         created, row_id = decode_cursor(cursor)
         # Spelled so that the created_at bound is a plain index range on both engines.
@@ -113,9 +137,15 @@ async def get_request(engine: AsyncEngine, row_id: int) -> dict[str, Any] | None
 
 
 async def get_request_by_request_id(engine: AsyncEngine, request_id: str) -> dict[str, Any] | None:
-    """The row of a request id (the newest, should a client have sent one ``x-request-id`` twice), or None."""
+    """The final row of a request id (what the client saw, not a failed attempt; the newest, should a client have
+    sent one ``x-request-id`` twice), or None."""
     c = request_log.c
-    query = select(request_log).where(c.request_id == request_id).order_by(c.created_at.desc(), c.id.desc()).limit(1)
+    query = (
+        select(request_log)
+        .where(c.request_id == request_id)
+        .order_by(c.final.desc(), c.created_at.desc(), c.id.desc())
+        .limit(1)
+    )
     return await _detail(engine, query)
 
 
@@ -125,7 +155,51 @@ async def _detail(engine: AsyncEngine, query: Select[Any]) -> dict[str, Any] | N
         if row is None:
             return None
         names = await key_names_in(conn, (row.client_key_id,))
-    return _named(item_json(row._mapping), names)
+        nearby = (await conn.execute(attempts_query(row.request_id, row.created_at, row.id))).all()
+    detail = _named(item_json(row._mapping), names)
+    detail["attempts"] = [item_json(r._mapping) for r in attempts_of(row, nearby)]
+    return detail
+
+
+def attempts_query(request_id: str, created_at: dt.datetime, row_id: int) -> Select[Any]:
+    """The rows of ``request_id`` nearest the row ``(created_at, row_id)``: up to ``MAX_ATTEMPTS`` up to it (itself
+    included) and as many after it, in ``(created_at, id)`` order. One statement on the request id's index; bounded
+    even for an ``x-request-id`` a client sends with every request."""
+    c = request_log.c
+    at_or_before = or_(c.created_at < created_at, and_(c.created_at == created_at, c.id <= row_id))
+    before = (
+        select(*_ATTEMPT_COLUMNS)
+        .where(c.request_id == request_id, at_or_before)
+        .order_by(c.created_at.desc(), c.id.desc())
+        .limit(MAX_ATTEMPTS)
+        .subquery()
+    )
+    after = (
+        select(*_ATTEMPT_COLUMNS)
+        .where(c.request_id == request_id, ~at_or_before)
+        .order_by(c.created_at, c.id)
+        .limit(MAX_ATTEMPTS)
+        .subquery()
+    )
+    both = union_all(select(before), select(after)).subquery()
+    return select(both).order_by(both.c.created_at, both.c.id)
+
+
+def attempts_of(row: Any, nearby: list[Any]) -> list[Any]:
+    """The attempts of ``row``'s request among ``nearby`` (``attempts_query``), by attempt number.
+
+    One request per request id: all of them. A request id several requests share (a client's ``x-request-id``):
+    the run of rows holding ``row`` that starts at an attempt 1 and ends at a final row, in time order."""
+    if sum(1 for r in nearby if r.attempt == 1) > 1:
+        at = next(i for i, r in enumerate(nearby) if r.id == row.id)
+        start = at
+        while start > 0 and nearby[start].attempt != 1 and not nearby[start - 1].final:
+            start -= 1
+        end = at
+        while end + 1 < len(nearby) and not nearby[end].final and nearby[end + 1].attempt != 1:
+            end += 1
+        nearby = nearby[start : end + 1]
+    return sorted(nearby, key=lambda r: (r.attempt, r.created_at, r.id))
 
 
 async def key_names_in(conn: AsyncConnection, key_ids: Iterable[int | None]) -> dict[int, str]:
@@ -162,7 +236,7 @@ def item_json(row: Any) -> dict[str, Any]:
             out[name] = usd(value)
         else:
             out[name] = value
-    for name in ("stream", "estimated", "price_unknown"):
+    for name in ("stream", "estimated", "price_unknown", "final"):
         if name in out:
             out[name] = bool(out[name])
     return out

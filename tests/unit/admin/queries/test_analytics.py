@@ -288,3 +288,38 @@ async def test_unpriced_requests_are_counted_and_an_all_unpriced_group_has_no_co
     assert sum(int(r["unpriced_requests"]) for r in csv_rows if r["key"] == "house-model") == 20
     assert {r["cost_usd"] for r in csv_rows if r["key"] == "house-model" and r["requests"] != "0"} == {""}
     await engine.dispose()
+
+
+async def test_a_retried_request_counts_once_and_its_attempts_keep_their_tokens_and_cost(database_url: str) -> None:
+    """Routing writes a row per attempt: analytics count the request once (its final row), and each attempt's
+    tokens and cost stay on the provider it went to, even one that has no final row (no request) of its own."""
+    engine = await migrated_engine(database_url)
+    rng = random.Random(28)
+    attempts = [random_record(rng, i, span_s=60) for i in range(3)]
+    for n, (record, (provider, status, price)) in enumerate(
+        zip(attempts, [("openai", 429, "0"), ("acme", 502, None), ("anthropic", 200, "0.02")], strict=True), start=1
+    ):
+        record.request_id, record.attempt, record.final = "req-routed", n, n == 3
+        record.provider = record.model = provider
+        record.status, record.cost_usd, record.price_unknown = (
+            status,
+            None if price is None else Decimal(price),
+            not price,
+        )
+        record.prompt_tokens, record.completion_tokens = 10 * n, n
+    later = random_record(rng, 9, start=BASE + dt.timedelta(hours=2), span_s=60)
+    later.provider = later.model = "anthropic"
+    later.status, later.cost_usd, later.price_unknown = 200, Decimal("0.01"), False
+    await write(engine, [*attempts, later])
+
+    first_hour = await totals(engine, BASE, BASE + dt.timedelta(hours=1), now=NOW)
+    assert (first_hour["requests"], first_hour["errors"], first_hour["unpriced_requests"]) == (1, 0, 1)
+    assert first_hour["prompt_tokens"] == 60 and first_hour["completion_tokens"] == 6
+    assert first_hour["cost_usd"] == "0.02"  # the final attempt's known cost shows beside the unpriced attempt
+    ranked = (await top(engine, BASE, BASE + dt.timedelta(hours=3), "provider", "cost", 10, now=NOW))["data"]
+    assert [(i["key"], i["requests"], i["tokens"], i["cost_usd"], i["unpriced_requests"]) for i in ranked] == [
+        ("anthropic", 2, 33 + later.prompt_tokens + later.completion_tokens, "0.03", 0),
+        ("openai", 0, 11, "0", 0),
+        ("acme", 0, 22, None, 1),
+    ]
+    await engine.dispose()

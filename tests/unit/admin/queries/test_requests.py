@@ -12,7 +12,9 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gophergate.admin.queries.common import usd
 from gophergate.admin.queries.requests import (
+    ATTEMPT_FIELDS,
     EXTRA_FIELDS,
     ITEM_FIELDS,
     InvalidCursor,
@@ -50,6 +52,7 @@ def _matches(row: Any, flt: RequestFilter) -> bool:
         and (flt.model is None or row.model == flt.model)
         and (flt.status is None or row.status == flt.status)
         and (not flt.errors_only or row.status >= 400)
+        and (not flt.final_only or row.final)
     )
 
 
@@ -62,13 +65,18 @@ FILTERS = [
     RequestFilter(start=BASE + dt.timedelta(hours=5), end=BASE + dt.timedelta(hours=30)),
     RequestFilter(start=BASE + dt.timedelta(hours=1), errors_only=True, provider="anthropic"),
     RequestFilter(provider="nobody"),
+    RequestFilter(final_only=True),
+    RequestFilter(final_only=True, errors_only=True, provider="openai"),
 ]
 
 
 async def test_pages_are_newest_first_filtered_and_never_skip_or_repeat(database_url: str) -> None:
     engine = await migrated_engine(database_url)
     rng = random.Random(11)
-    await write(engine, [random_record(rng, i) for i in range(700)])
+    records = [random_record(rng, i) for i in range(700)]
+    for record in records[::5]:  # a failed attempt routing retried (its final row is not needed here)
+        record.attempt, record.final = 1, False
+    await write(engine, records)
     raw = await raw_rows(engine)
     for flt in FILTERS:
         expected = sorted((r for r in raw if _matches(r, flt)), key=lambda r: (aware(r.created_at), r.id), reverse=True)
@@ -168,6 +176,72 @@ async def test_a_row_is_found_by_its_request_id_and_a_repeated_id_gives_the_newe
     single = await get_request_by_request_id(engine, "req_0193abc")
     assert single is not None and single["request_id"] == "req_0193abc"
     assert await get_request_by_request_id(engine, "req_unknown") is None
+    await engine.dispose()
+
+
+def _tries(request_id: str, start: dt.datetime, outcomes: list[tuple[str, int]], step_s: float = 1.0) -> list[Any]:
+    """The rows routing writes for one request: an attempt per (provider, status), the last one final."""
+    rows = []
+    for n, (provider, status) in enumerate(outcomes, start=1):
+        record = random_record(random.Random(n), n)
+        record.request_id, record.created_at = request_id, start + dt.timedelta(seconds=step_s * (n - 1))
+        record.provider, record.model, record.status = provider, f"{provider}-model", status
+        record.error_class = "rate_limited" if status == 429 else "server_error" if status >= 500 else None
+        record.attempt, record.final, record.model_group = n, n == len(outcomes), "fast"
+        rows.append(record)
+    return rows
+
+
+async def test_a_detail_lists_every_attempt_of_its_request_by_attempt(database_url: str) -> None:
+    engine = await migrated_engine(database_url)
+    routed = _tries("req_routed", BASE, [("openai", 429), ("anthropic", 503), ("gemini", 200)])
+    alone = _tries("req_alone", BASE, [("openai", 200)])
+    # Routing may give every attempt the request's time: the attempt numbers still order them.
+    same_time = _tries("req_same_time", BASE, [("openai", 502), ("gemini", 200)], step_s=0)
+    await write(engine, [*routed[::-1], *alone, *same_time[::-1]])  # written in any order
+    final = await get_request_by_request_id(engine, "req_routed")
+    assert final is not None and final["final"] is True and final["attempt"] == 3 and final["model_group"] == "fast"
+    attempts = final["attempts"]
+    assert [(a["attempt"], a["final"], a["provider"], a["status"], a["error_class"]) for a in attempts] == [
+        (1, False, "openai", 429, "rate_limited"),
+        (2, False, "anthropic", 503, "server_error"),
+        (3, True, "gemini", 200, None),
+    ]
+    assert all(tuple(a) == ATTEMPT_FIELDS for a in attempts)
+    assert attempts[2]["id"] == final["id"] and attempts[0]["created_at"] == "2026-11-20T23:30:00Z"
+    assert attempts[1]["cost_usd"] == usd(routed[1].cost_usd) and isinstance(attempts[1]["latency_ms"], float)
+    first = await get_request(engine, attempts[0]["id"])  # a failed attempt's own row: the same attempts
+    assert first is not None and first["final"] is False and first["attempts"] == attempts
+    single = await get_request_by_request_id(engine, "req_alone")
+    assert single is not None and [(a["attempt"], a["final"]) for a in single["attempts"]] == [(1, True)]
+    tied = await get_request_by_request_id(engine, "req_same_time")
+    assert tied is not None and tied["status"] == 200
+    assert [(a["attempt"], a["provider"]) for a in tied["attempts"]] == [(1, "openai"), (2, "gemini")]
+    page, _ = await list_requests(engine, RequestFilter(final_only=True))
+    assert sorted(i["request_id"] for i in page) == ["req_alone", "req_routed", "req_same_time"]
+    await engine.dispose()
+
+
+async def test_requests_sharing_a_client_chosen_id_each_list_only_their_own_attempts(database_url: str) -> None:
+    engine = await migrated_engine(database_url)
+    earlier = _tries("client-chosen-id", BASE, [("openai", 429), ("gemini", 200)])
+    middle = _tries("client-chosen-id", BASE + dt.timedelta(minutes=1), [("openai", 200)])
+    later = _tries(
+        "client-chosen-id", BASE + dt.timedelta(minutes=2), [("openai", 502), ("anthropic", 503), ("x", 502)]
+    )
+    await write(engine, [*earlier, *middle, *later])
+    newest = await get_request_by_request_id(engine, "client-chosen-id")
+    assert newest is not None and newest["provider"] == "x"
+    assert [a["provider"] for a in newest["attempts"]] == ["openai", "anthropic", "x"]
+    rows = {r.provider + str(r.created_at.minute): r.id for r in await raw_rows(engine)}
+    for row_id, providers in (
+        (rows["openai30"], ["openai", "gemini"]),
+        (rows["gemini30"], ["openai", "gemini"]),
+        (rows["openai31"], ["openai"]),
+        (rows["anthropic32"], ["openai", "anthropic", "x"]),
+    ):
+        detail = await get_request(engine, row_id)
+        assert detail is not None and [a["provider"] for a in detail["attempts"]] == providers, row_id
     await engine.dispose()
 
 
