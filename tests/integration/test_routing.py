@@ -18,6 +18,7 @@ import httpx
 import openai
 import pytest
 
+from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.openai_compat import Behaviour, FakeOpenAICompat
 from tests.support import Gateway, admin_session
 
@@ -43,6 +44,10 @@ targets = [{{ model = "openai/gpt-4o-mini" }}, {{ model = "openai-eu/gpt-4o-mini
 fallbacks = ["deepseek/deepseek-chat"]
 retries = 1
 first_token_timeout_s = 1.5
+
+[model_groups.cross]
+strategy = "priority"
+targets = [{{ model = "anthropic/claude-3-5-haiku-20241022" }}, {{ model = "openai/gpt-4o-mini" }}]
 
 [model_groups.once]
 strategy = "priority"
@@ -84,9 +89,10 @@ targets = [{{ model = "deepseek/deepseek-chat" }}]
 
 
 class Routed:
-    def __init__(self, gateway: Gateway, fakes: dict[str, FakeOpenAICompat]) -> None:
+    def __init__(self, gateway: Gateway, fakes: dict[str, FakeOpenAICompat], anthropic: FakeAnthropic) -> None:
         self.gateway = gateway
         self.fakes = fakes
+        self.anthropic = anthropic
         self.client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.key, max_retries=0)
 
     def chats(self, name: str) -> list[Any]:
@@ -112,7 +118,10 @@ def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routed]:
     }
     for fake in fakes.values():
         fake.start()
+    anthropic = FakeAnthropic(api_key=KEY).start()
     env = {
+        "ANTHROPIC_API_KEY": KEY,
+        "ANTHROPIC_BASE_URL": anthropic.base_url,
         "OPENAI_API_KEY": KEY,
         "OPENAI_BASE_URL": fakes["openai"].base_url,
         "DEEPSEEK_API_KEY": KEY,
@@ -123,9 +132,10 @@ def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routed]:
     gateway = Gateway(tmp_path_factory.mktemp("routing"), env=env, config_toml=config)
     try:
         gateway.start()
-        yield Routed(gateway, fakes)
+        yield Routed(gateway, fakes, anthropic)
     finally:
         gateway.stop()
+        anthropic.stop()
         for fake in fakes.values():
             fake.stop()
 
@@ -144,7 +154,7 @@ def _ask(r: Routed, model: str, text: str = "hello", **kwargs: Any) -> Any:
 
 def test_models_list_shows_groups_owned_by_the_gateway(r: Routed) -> None:
     listed = {m.id: m for m in r.client.models.list()}
-    for name in ("smart", "split", "busy", "fast", "cheap", "window", "auto", "once"):
+    for name in ("smart", "split", "busy", "fast", "cheap", "window", "auto", "once", "cross"):
         assert listed[name].owned_by == "gophergate"
     assert r.client.models.retrieve("smart").owned_by == "gophergate"
 
@@ -275,6 +285,25 @@ def test_every_target_failing_gives_a_plain_error_status_not_a_broken_stream(r: 
     rows = r.rows(response.headers["x-request-id"], 6)
     assert [bool(row["final"]) for row in rows] == [False] * 5 + [True]
     assert rows[-1]["status"] == 502 and rows[-1]["error_class"] == "overloaded"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_overloaded_anthropic_target_falls_back_to_openai(r: Routed, stream: bool) -> None:
+    r.anthropic.fail_next(529)
+    if stream:
+        content, _, headers = _stream_text(r, "cross")
+    else:
+        raw = _ask(r, "cross")
+        content, headers = raw.parse().choices[0].message.content, raw.headers
+    assert content == "echo: hello"
+    assert headers["x-gophergate-served-by"] == "openai/gpt-4o-mini"
+    first, second = r.rows(headers["x-request-id"], 2)
+    assert (first["provider"], first["error_class"], first["status"]) == ("anthropic", "overloaded", 503)
+    assert (second["provider"], second["status"]) == ("openai", 200)
+    r.anthropic.clear()
+    raw = _ask(r, "cross")  # the anthropic target answers again: translated from the Messages API
+    assert raw.headers["x-gophergate-served-by"] == "anthropic/claude-3-5-haiku-20241022"
+    assert raw.parse().choices[0].message.content == "echo: hello"
 
 
 # -- streams ----------------------------------------------------------------------------------------------------
