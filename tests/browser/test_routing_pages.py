@@ -1,6 +1,6 @@
 """Routing in the dashboard, in a real browser (Debian Chromium, Playwright): the models page lists the model
-groups, the providers page shows each target's state, and the request log shows a retried request once, with a
-×N badge, and its attempts together in the detail."""
+groups, the providers page shows each target's state, and the request log shows a retried request once, with an
+attempts badge, and its attempts together in the detail."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_groups_targets_and_a_retried_requests_attempts_are_shown(
     page.locator("input[name=final_only]").check()
     page.get_by_test_id("log-search").click()
     expect(rows).to_have_count(1, timeout=5000)
-    expect(rows.get_by_test_id("attempts-badge")).to_have_text("×2")
+    expect(rows.get_by_test_id("attempts-badge")).to_have_text("\u00d72")  # "times 2"
     rows.click()
     detail = page.get_by_test_id("detail-attempts")
     expect(detail).to_contain_text("#1")
