@@ -524,3 +524,41 @@ def test_limits_count_a_request_once_and_its_budget_is_settled_with_every_attemp
     assert Decimal(usage["budget"]["spend_usd"]) == total
     assert Decimal(usage["budget"]["reserved_usd"]) == 0
     assert usage["requests"]["used"] == 1
+
+
+def test_routing_defaults_make_plain_model_names_retry_and_fall_back(
+    r: Routed, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    config = """
+[routing]
+retries = 1
+fallbacks = ["deepseek/deepseek-chat"]
+"""
+    env = {
+        "OPENAI_API_KEY": KEY,
+        "OPENAI_BASE_URL": r.fakes["openai"].base_url,
+        "DEEPSEEK_API_KEY": KEY,
+        "DEEPSEEK_BASE_URL": r.fakes["deepseek"].base_url,
+    }
+    gateway = Gateway(tmp_path_factory.mktemp("routing-defaults"), env=env, config_toml=config)
+    try:
+        gateway.start()
+        client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.key, max_retries=0)
+        r.fakes["openai"].script_chat(Behaviour("status", status=503))
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}]
+        )
+        assert raw.headers["x-gophergate-attempts"] == "2"  # retried on its own target
+        assert raw.headers["x-gophergate-served-by"] == "openai/gpt-4o-mini"
+        assert "x-gophergate-model-group" not in raw.headers
+        r.fakes["openai"].script_chat(*[Behaviour("status", status=503)] * 2)
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}]
+        )
+        assert raw.headers["x-gophergate-attempts"] == "3"
+        assert raw.headers["x-gophergate-served-by"] == "deepseek/deepseek-chat"
+        rows = gateway.wait_rows(3, f"request_id = '{raw.headers['x-request-id']}'")
+        assert [row["model_group"] for row in rows] == [None, None, None]
+        assert [row["requested_model"] for row in rows] == ["gpt-4o-mini"] * 3
+    finally:
+        gateway.stop()
