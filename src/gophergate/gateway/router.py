@@ -93,6 +93,10 @@ class Group:
     def needs_tokens(self) -> bool:
         return any(rule.needs_tokens for rule in self.rules)
 
+    @property
+    def targets_and_fallbacks(self) -> tuple[str, ...]:
+        return (*(t.model for t in self.targets), *self.fallbacks)
+
 
 def _targets(configs: Any) -> tuple[Target, ...]:
     return tuple(Target(t.model, t.weight) for t in configs)

@@ -219,8 +219,30 @@ class RoutedRequest:
         record.model_group = self.group.name
 
     # -- the plan ---------------------------------------------------------------------------------------------
-    async def _count(self) -> int:
-        return await self.v1.rt.governance.counter.count(prompt_texts(self.prompt, self.data))
+    async def _prompt_tokens(self, output: int) -> int:
+        """The prompt's tokens, counted exactly only when something depends on the figure: a rule on it, the cost
+        strategy, or a target whose context window a cheap upper bound (4 per character: a token is at least one
+        UTF-8 byte) does not fit. So a group of short prompts never loads the tokenizer."""
+        texts = prompt_texts(self.prompt, self.data)
+        group = self.group
+        if not group.needs_tokens and group.strategy != "cost":
+            bound = 4 * sum(len(text) + 1 for text in texts)
+            smallest = self._smallest_window()
+            if smallest is None or bound + output <= smallest:
+                return bound
+        return await self.v1.rt.governance.counter.count(texts)
+
+    def _smallest_window(self) -> int | None:
+        resolver = self.routing.resolver
+        windows = []
+        for name in (*(t.model for rule in self.group.rules for t in rule.targets), *self.group.targets_and_fallbacks):
+            try:
+                entry = resolver.resolve_target(name).entry
+            except ModelNotFound:
+                continue
+            if entry is not None and entry.context_window:
+                windows.append(entry.context_window)
+        return min(windows, default=None)
 
     def _output(self) -> int:
         fields = self.spec.output_fields
@@ -230,14 +252,14 @@ class RoutedRequest:
     async def plan(self) -> list[Route]:
         """The targets to try, in order (see ``gateway/router.py``); raises when none can serve the request."""
         group, routing, router = self.group, self.routing, self.v1.rt.router
-        facts = Facts(self.data, self.prompt, await self._count())
+        output = self._output()
+        facts = Facts(self.data, self.prompt, await self._prompt_tokens(output))
         targets = group.targets
         for rule in group.rules:
             if rule.matches(facts):
                 targets = rule.targets
                 break
         resolver = routing.resolver
-        output = self._output()
         too_small: list[Route] = []
 
         def usable(name: str) -> Route | None:
