@@ -12,8 +12,8 @@ from bench.procs import REPO_ROOT, BenchSetupError
 from bench.runner import Options, log, run_and_report
 from bench.wrk import WrkError
 
-DEFAULTS = {"duration": 10.0, "warmup": 2.0, "ttfc_requests": 2000, "limits_duration": 4.0}
-QUICK = {"duration": 2.0, "warmup": 1.0, "ttfc_requests": 300, "limits_duration": 2.0}
+DEFAULTS = {"duration": 10.0, "warmup": 2.0, "ttfc_requests": 2000, "limits_duration": 4.0, "routing_duration": 4.0}
+QUICK = {"duration": 2.0, "warmup": 1.0, "ttfc_requests": 300, "limits_duration": 2.0, "routing_duration": 2.0}
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -94,6 +94,17 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--limits-rounds", type=int, default=2, help="runs per key and mode in the limits scenario (default 2)"
     )
+    parser.add_argument(
+        "--no-routing",
+        action="store_true",
+        help="skip the routing scenario (a model group of two targets against the plain model)",
+    )
+    parser.add_argument(
+        "--routing-duration", type=float, help="seconds per run of the routing scenario (default 4, --quick 2)"
+    )
+    parser.add_argument(
+        "--routing-rounds", type=int, default=2, help="runs per model and mode in the routing scenario (default 2)"
+    )
     parser.add_argument("--model", default="gpt-4o-mini")
     parser.add_argument(
         "--gateway-env",
@@ -110,6 +121,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         parser.error("--connections must be at least 1")
     if args.limits_rounds < 1:
         parser.error("--limits-rounds must be at least 1")
+    if args.routing_rounds < 1:
+        parser.error("--routing-rounds must be at least 1")
     return Options(
         duration_s=args.duration if args.duration is not None else base["duration"],
         connections=args.connections,
@@ -130,6 +143,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
         redis_url=args.redis_url or None,
         limits_duration_s=args.limits_duration if args.limits_duration is not None else base["limits_duration"],
         limits_rounds=args.limits_rounds,
+        routing=not args.no_routing,
+        routing_duration_s=args.routing_duration if args.routing_duration is not None else base["routing_duration"],
+        routing_rounds=args.routing_rounds,
         command=" ".join(["python -m bench", *map(_shown, sys.argv[1:] if argv is None else argv)]),
     )
 

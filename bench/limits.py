@@ -108,12 +108,13 @@ def create_limited_key(env: dict[str, str], cwd: Path) -> CreatedKey:
     return parse_created_key(proc.stdout, proc.stderr)
 
 
-def interleaved(rounds: int) -> list[str]:
-    """The order of one mode's runs: unlimited, limited, then limited, unlimited, and so on. Each pair of rounds
-    is symmetric in time, so a drift of the machine's speed that is linear over the pair cancels out."""
+def interleaved(rounds: int, first: str = UNLIMITED, second: str = LIMITED) -> list[str]:
+    """The order of one mode's runs: unlimited, limited, then limited, unlimited, and so on (or ``first`` and
+    ``second``). Each pair of rounds is symmetric in time, so a drift of the machine's speed that is linear over
+    the pair cancels out."""
     order: list[str] = []
     for n in range(rounds):
-        order += [UNLIMITED, LIMITED] if n % 2 == 0 else [LIMITED, UNLIMITED]
+        order += [first, second] if n % 2 == 0 else [second, first]
     return order
 
 
@@ -352,9 +353,22 @@ def _probe(endpoint: Endpoint, model: str, stream: bool) -> tuple[int, dict[str,
     return response.status, response.headers, response.body
 
 
-def _mb(sampler: RssSampler) -> float | None:
+def rss_mb(sampler: RssSampler) -> float | None:
     sample = sampler.sample()
     return None if sample is None else round(sample.total_bytes / MB, 1)
+
+
+def wait_for_tokenizer(sampler: RssSampler, before_mb: float | None) -> float | None:
+    """Seconds until the RSS grew by the tokenizer's size (it loads in the background at the first counted
+    request), so that no run measures its loading; None when that was not seen within the wait."""
+    started = time.monotonic()
+    while before_mb is not None and time.monotonic() - started < TOKENIZER_WAIT_S:
+        now = rss_mb(sampler)
+        if now is not None and now - before_mb >= TOKENIZER_GROWTH_MB:
+            time.sleep(0.5)
+            return round(time.monotonic() - started, 1)
+        time.sleep(0.1)
+    return None
 
 
 @dataclass
@@ -378,7 +392,7 @@ class Comparison:
         redis_pid: int | None = None,
     ) -> None:
         sampler = RssSampler(pid)
-        backend.rss_before_mb = _mb(sampler)
+        backend.rss_before_mb = rss_mb(sampler)
         for stream in (False, True):
             for who, endpoint in ((UNLIMITED, unlimited), (LIMITED, limited)):
                 status, headers, body = _probe(endpoint, self.model, stream)
@@ -389,7 +403,7 @@ class Comparison:
                     backend.invalid.append(f"{who} key, {kind}: no {', '.join(missing)}: the request was not counted")
         if backend.invalid:
             return
-        backend.tokenizer_loaded_after_s = self._wait_for_tokenizer(sampler, backend.rss_before_mb)
+        backend.tokenizer_loaded_after_s = wait_for_tokenizer(sampler, backend.rss_before_mb)
         for mode in MODES:
             keys = [(LIMITED, limited)] + ([(UNLIMITED, unlimited)] if warm_unlimited else [])
             for who, endpoint in keys:
@@ -416,19 +430,7 @@ class Comparison:
         if redis_wall_s > 0:
             backend.redis_cpu_percent = round(redis_cpu_s / redis_wall_s * 100, 1)
         time.sleep(1.0)
-        backend.rss_after_mb = _mb(sampler)
-
-    def _wait_for_tokenizer(self, sampler: RssSampler, before_mb: float | None) -> float | None:
-        """Seconds until the RSS grew by the tokenizer's size (it loads in the background at the first counted
-        request), so that no run measures its loading; None when that was not seen within the wait."""
-        started = time.monotonic()
-        while before_mb is not None and time.monotonic() - started < TOKENIZER_WAIT_S:
-            now = _mb(sampler)
-            if now is not None and now - before_mb >= TOKENIZER_GROWTH_MB:
-                time.sleep(0.5)
-                return round(time.monotonic() - started, 1)
-            time.sleep(0.1)
-        return None
+        backend.rss_after_mb = rss_mb(sampler)
 
 
 def _local_redis_pid(url: str) -> int | None:

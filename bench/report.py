@@ -7,6 +7,7 @@ from typing import Any
 
 from bench.limits import IN_PROCESS, LIMITED, REDIS, TARGET_PCT, KeyRuns, LimitsRun
 from bench.results import NON_STREAM, STREAM, BenchResults, Measured, PacedMeasured, PacedScenario, Scenario
+from bench.routing import GROUPED, PLAIN, RoutingRun
 from bench.rss import MB, RssSample
 
 TARGET_CONNECTIONS = 64
@@ -267,10 +268,10 @@ def _paced_cells(side: PacedMeasured) -> str:
     return f"{stats} | {result.error_count:>7,} {cpu:>5} {rss:>17}"
 
 
-def _key_cells(runs: KeyRuns) -> str:
+def _key_cells(runs: KeyRuns, width: int = 7) -> str:
     rps = "-" if runs.requests_per_s is None else f"{runs.requests_per_s:,.0f}"
     latency = "-" if runs.p50_ms is None or runs.p99_ms is None else f"{runs.p50_ms:.2f} / {runs.p99_ms:.2f}"
-    return f"{rps:>7} {latency:>15}"
+    return f"{rps:>{width}} {latency:>15}"
 
 
 def render_limits(run: LimitsRun) -> list[str]:
@@ -324,6 +325,54 @@ def render_limits(run: LimitsRun) -> list[str]:
                 f"  the Redis server used {backend.redis_cpu_percent:.0f}% of a core during the {LIMITED} key's runs "
                 "(not pinned: it shares the machine's two cores with the gateway and the load)"
             )
+    return out
+
+
+def render_routing(run: RoutingRun) -> list[str]:
+    """The routing section: per mode, the plain model's and the group's req/s and p50 / p99, the group's share
+    and added p50, each run's req/s; then which targets served the group and the routing gateway's RSS."""
+    cfg = run.config
+    out = [
+        f"routing: the model group {cfg.get('group')} ({cfg.get('strategy')}, 1:1 over "
+        f"{' and '.join(cfg.get('targets', []))}, both the fake upstream) against the plain model "
+        f"{cfg.get('plain_model')}, on a gateway started with the group in GOPHERGATE_CONFIG, "
+        f"{cfg.get('connections')} clients, {cfg.get('rounds')} runs of {cfg.get('duration_s', 0):g} s per model and "
+        f"mode in the order {', '.join(cfg.get('order', []))}; req/s, p50 / p99 ms and the gateway's CPU per "
+        "request (its CPU time over its requests, in µs; it moves less than req/s on a busy machine) are means over "
+        "the runs:",
+    ]
+    if run.skipped:
+        out.append(f"  skipped: {run.skipped}")
+        return out
+    header = (
+        f"{'scenario':<10} | {'plain req/s':>11} {'p50 / p99':>15} | {'group req/s':>11} {'p50 / p99':>15} | "
+        f"{'group %':>7} {'p50 added':>10} | {'CPU µs/req p / g':>16} | runs, req/s (p = plain, g = group)"
+    )
+    out.append(header)
+    out.append("-" * len(header))
+    for found in run.modes:
+        runs = " ".join(f"{who[0]} {'-' if rps is None else f'{rps:,.0f}'}" for who, rps in found.rounds_rps())
+        added = found.added_p50_ms
+        cpu = " / ".join("-" if us is None else f"{us:.0f}" for us in found.cpu_us)
+        out.append(
+            f"{found.mode:<10} | {_key_cells(found.plain, 11)} | {_key_cells(found.group, 11)} | "
+            f"{_pct_of(found.share_pct):>7} {'-' if added is None else f'{added:+.2f} ms':>10} | {cpu:>16} | {runs}"
+        )
+    if run.served_by:
+        served = ", ".join(f"{name} {n}" for name, n in sorted(run.served_by.items()))
+        out.append(f"  {sum(run.served_by.values())} {GROUPED} answers before timing, served by: {served}")
+    if run.rss_before_mb is not None:
+        loaded = (
+            "the tokenizer's load was not seen"
+            if run.tokenizer_loaded_after_s is None
+            else f"the tokenizer loaded {run.tokenizer_loaded_after_s:g} s after the first {GROUPED} request: "
+            f"a group counts the prompt, a {PLAIN} model does not"
+        )
+        after = "-" if run.rss_after_mb is None else f"{run.rss_after_mb:.0f} MB"
+        out.append(
+            f"  routing gateway RSS: {run.rss_before_mb:.0f} MB before the first {GROUPED} request, {after} after "
+            f"the runs ({loaded})"
+        )
     return out
 
 
@@ -403,6 +452,9 @@ def render(results: BenchResults, targets: list[Target]) -> str:
     ]
     if rounds:
         out.append(f"  soak rounds ({results.config['connections']} clients): {', '.join(rounds)}")
+    if results.routing is not None:
+        out.append("")
+        out.extend(render_routing(results.routing))
     if results.limits is not None:
         out.append("")
         out.extend(render_limits(results.limits))

@@ -12,6 +12,7 @@ from bench.wrk import WrkResult
 
 if TYPE_CHECKING:
     from bench.limits import LimitsRun
+    from bench.routing import RoutingRun
 
 NON_STREAM = "non-stream"
 STREAM = "stream"
@@ -226,6 +227,8 @@ class BenchResults:
     problems: list[str] = field(default_factory=list)
     limits: LimitsRun | None = None
     """The limits scenario (bench/limits.py); None when it was not run."""
+    routing: RoutingRun | None = None
+    """The routing scenario (bench/routing.py); None when it was not run."""
 
     def scenario(self, mode: str, connections: int) -> Scenario | None:
         for found in self.scenarios:
@@ -251,5 +254,6 @@ class BenchResults:
             "checks": self.checks,
             "problems": self.problems,
             "limits": self.limits.to_dict() if self.limits else None,
+            "routing": self.routing.to_dict() if self.routing else None,
             "targets": targets,
         }

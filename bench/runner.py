@@ -50,6 +50,7 @@ from bench.procs import (
 )
 from bench.report import evaluate_targets, render
 from bench.results import NON_STREAM, STREAM, BenchResults, Measured, PacedMeasured, PacedScenario, Scenario
+from bench.routing import RoutingGateway, RoutingRun, routing_config, run_routing
 from bench.rss import MB, RssSampler, cpu_busy_seconds, tree_cpu_seconds
 from bench.wrk import WrkError, find_wrk, run_wrk
 
@@ -87,6 +88,10 @@ class Options:
     """Redis for the limits scenario's second gateway; None skips that half."""
     limits_duration_s: float = 4.0
     limits_rounds: int = 2
+    routing: bool = True
+    """Run the routing scenario (bench/routing.py)."""
+    routing_duration_s: float = 4.0
+    routing_rounds: int = 2
     command: str = ""
 
 
@@ -109,6 +114,7 @@ class Bench:
         self.results = BenchResults(config={})
         self.limited_key: CreatedKey | None = None
         self.redis_gateway: RedisGateway | None = None
+        self.routing_gateway: RoutingGateway | None = None
 
     # -- helpers -------------------------------------------------------------------------------------
 
@@ -131,8 +137,9 @@ class Bench:
         duration_s: float,
         server_pid: int | None = None,
         gateway_core: bool = False,
+        model: str | None = None,
     ) -> Measured:
-        body = request_body(self.opts.model, stream=mode == STREAM)
+        body = request_body(model or self.opts.model, stream=mode == STREAM)
         if server_pid is None:
             server_pid = {id(self.direct): self.direct_pid, id(self.relay): self.relay_pid}.get(
                 id(endpoint), self.gateway_pid
@@ -337,6 +344,41 @@ class Bench:
                 log(f"limits, {backend.name}: skipped: {backend.skipped}")
         self.results.problems.extend(f"limits scenario invalid: {why}" for why in run.invalid)
 
+    def routing_runs(self) -> None:
+        """The plain model and a model group of two targets, interleaved, on a gateway started with the group in
+        its TOML file."""
+        opts = self.opts
+        run = RoutingRun(
+            config=routing_config(opts.connections, opts.routing_duration_s, opts.routing_rounds, opts.model)
+        )
+        self.results.routing = run
+        if self.routing_gateway is None:
+            run.skipped = "not run against --target (the bench starts a gateway with the model group itself)"
+            return
+
+        def measure(endpoint: Endpoint, model: str, mode: str, seconds: float, pid: int, where: str | None) -> Measured:
+            measured = self._wrk(endpoint, mode, opts.connections, seconds, pid, gateway_core=True, model=model)
+            if where is not None:
+                self._note_errors(where, measured)
+                if measured.error:
+                    self.results.problems.append(f"{where}: {measured.error}")
+            return measured
+
+        run_routing(
+            measure,
+            self.routing_gateway,
+            opts.model,
+            opts.routing_duration_s,
+            opts.routing_rounds,
+            min(opts.warmup_s, 1.0),
+            fake_upstream.STREAM_CONTENT_CHUNKS,
+            log,
+            run,
+        )
+        if run.skipped:
+            log(f"routing: skipped: {run.skipped}")
+        self.results.problems.extend(f"routing: {problem}" for problem in run.problems)
+
     def time_to_first_chunk(self) -> None:
         assert self.gateway and self.direct
         n = self.opts.ttfc_requests
@@ -428,6 +470,10 @@ class Bench:
                     self.redis_gateway = RedisGateway(
                         env, tmp, self.plan, opts.results_dir / f"gateway-redis-{stamp}.log"
                     )
+                if opts.routing:
+                    self.routing_gateway = RoutingGateway(
+                        env, tmp, self.plan, opts.results_dir / f"gateway-routing-{stamp}.log", upstream_port, key
+                    )
                 port = free_port()
                 log_path = opts.results_dir / f"gateway-{stamp}.log"
                 log(f"starting the gateway on 127.0.0.1:{port} (1 worker), log in {log_path}")
@@ -487,6 +533,10 @@ class Bench:
                 memory.samples = list(self.sampler.samples)
                 memory.at_start = memory.samples[0] if memory.samples else None
                 memory.peak = self.sampler.peak
+            # On a gateway of its own (started with the group in its TOML file): the memory figures above are
+            # the bench gateway's alone.
+            if opts.routing:
+                self.routing_runs()
             # Last: a limited key loads the tokenizer (~150 MB) into the gateway for good, which the memory
             # figures above must not include.
             if opts.limits:
