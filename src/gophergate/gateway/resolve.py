@@ -83,6 +83,7 @@ class Resolver:
         self._declared = dict(declared)  # bare model id -> provider
         self._cache: dict[str, Route] = {}
         self._targets: dict[str, Route] = {}  # group targets (bounded by the configuration)
+        self._windows: dict[int, tuple[Group, int | None]] = {}
         self.book = book or PriceBook(None)
         self._by_registry_id: dict[str, str] = {}
         self._index_registry_ids()
@@ -125,6 +126,26 @@ class Resolver:
         if route is None:
             route = self._targets[name] = self._resolve(name, depth=0)
         return route
+
+    def smallest_window(self, group: Group) -> int | None:
+        """The smallest context window of the group's targets (rules' too) and fallbacks; None when none is
+        known. Worked out once per group and resolver."""
+        cached = self._windows.get(id(group))
+        if cached is not None and cached[0] is group:
+            return cached[1]
+        windows = []
+        for name in (*(t.model for rule in group.rules for t in rule.targets), *group.targets_and_fallbacks):
+            try:
+                entry = self.resolve_target(name).entry
+            except ModelNotFound:
+                continue
+            if entry is not None and entry.context_window:
+                windows.append(entry.context_window)
+        window = min(windows, default=None)
+        if len(self._windows) >= _MAX_CACHE:
+            self._windows.clear()
+        self._windows[id(group)] = (group, window)
+        return window
 
     def _first_target(self, group: Group) -> Route:
         """The first target of the group that resolves (404 naming the group when none does)."""

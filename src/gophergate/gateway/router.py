@@ -252,6 +252,9 @@ class Router:
         if strategy == "priority":
             return [route for route, _ in routes]
         if strategy == "weighted":
+            if len(routes) == 2:  # the common case, with one draw
+                (first, w1), (second, w2) = routes
+                return [first, second] if rng.random() * (w1 + w2) < w1 else [second, first]
             # A weighted permutation: each target's key is u^(1/w) (Efraimidis-Spirakis); the largest goes first,
             # so the first target is drawn with probability weight / total, and the rest follow the same way.
             keyed = [(rng.random() ** (1.0 / weight), i) for i, (_, weight) in enumerate(routes)]

@@ -198,6 +198,7 @@ class RoutedRequest:
         prompt: Any,
         route: Route,
         routing: Routing,
+        body_size: int,
     ) -> None:
         assert route.group is not None
         self.v1 = v1
@@ -212,6 +213,7 @@ class RoutedRequest:
         self.prompt = prompt
         self.group: Group = route.group
         self.routing = routing
+        self.body_size = body_size  # the request body's bytes: a bound on its prompt tokens
         self.meter: Meter | None = None
         self.call: ChatCall | EndpointCall | None = None
         self.stream: bool = checked[1]
@@ -221,28 +223,14 @@ class RoutedRequest:
     # -- the plan ---------------------------------------------------------------------------------------------
     async def _prompt_tokens(self, output: int) -> int:
         """The prompt's tokens, counted exactly only when something depends on the figure: a rule on it, the cost
-        strategy, or a target whose context window a cheap upper bound (4 per character: a token is at least one
-        UTF-8 byte) does not fit. So a group of short prompts never loads the tokenizer."""
-        texts = prompt_texts(self.prompt, self.data)
+        strategy, or a target whose context window the body's size does not fit (a token is at least one byte of
+        the text, and the text is inside the body). So a group of short prompts never loads the tokenizer."""
         group = self.group
         if not group.needs_tokens and group.strategy != "cost":
-            bound = 4 * sum(len(text) + 1 for text in texts)
-            smallest = self._smallest_window()
-            if smallest is None or bound + output <= smallest:
-                return bound
-        return await self.v1.rt.governance.counter.count(texts)
-
-    def _smallest_window(self) -> int | None:
-        resolver = self.routing.resolver
-        windows = []
-        for name in (*(t.model for rule in self.group.rules for t in rule.targets), *self.group.targets_and_fallbacks):
-            try:
-                entry = resolver.resolve_target(name).entry
-            except ModelNotFound:
-                continue
-            if entry is not None and entry.context_window:
-                windows.append(entry.context_window)
-        return min(windows, default=None)
+            smallest = self.routing.resolver.smallest_window(group)
+            if smallest is None or self.body_size + output <= smallest:
+                return self.body_size
+        return await self.v1.rt.governance.counter.count(prompt_texts(self.prompt, self.data))
 
     def _output(self) -> int:
         fields = self.spec.output_fields

@@ -145,7 +145,7 @@ class V1:
         call: ChatCall | EndpointCall | None = None
         prompt: Any = None
         try:
-            data, rules = await self._admit(scope, receive, record)
+            data, rules, size = await self._admit(scope, receive, record)
             checked = spec.check(data)
             model, stream, _ = checked
             record.requested_model = model
@@ -174,7 +174,7 @@ class V1:
                 )
             if group is not None:  # a model group: its attempts finish their own records
                 routed = RoutedRequest(
-                    self, scope, receive, send, spec, record, data, rules, checked, prompt, route, routing
+                    self, scope, receive, send, spec, record, data, rules, checked, prompt, route, routing, size
                 )
                 record = None  # type: ignore[assignment]
                 await routed.run()
@@ -201,9 +201,11 @@ class V1:
             if record is not None:  # None: a routed request, which finished its records itself
                 rt.metering.finish(record, meter, prompt, call.priced if call is not None else None)
 
-    async def _admit(self, scope: Scope, receive: Any, record: RequestRecord) -> tuple[dict[str, Any], Rules | None]:
+    async def _admit(
+        self, scope: Scope, receive: Any, record: RequestRecord
+    ) -> tuple[dict[str, Any], Rules | None, int]:
         """Admission of a POST: the log has room, the client key is valid (and not expired), the body is a JSON
-        object. Also returns the rules that govern the key (None: none do)."""
+        object. Also returns the rules that govern the key (None: none do) and the body's size."""
         rt = self.rt
         if rt.metering.saturated:
             raise GatewayError(
@@ -217,7 +219,7 @@ class V1:
         rules = rt.governance.rules(principal)
         settings = rt.settings
         body = await read_body(receive, scope, settings.max_body_bytes, settings.body_timeout_seconds)
-        return parse_json_object(body), rules
+        return parse_json_object(body), rules, len(body)
 
     async def _answer(self, send: Any, record: RequestRecord, meter: Meter, body: bytes, cost: Decimal | None) -> None:
         """A complete (non-streamed) answer, with the cost header when the cost is known."""
