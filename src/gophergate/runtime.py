@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gophergate.core.errors import ModelNotFound
 from gophergate.core.redact import MIN_SECRET_LENGTH, REDACTOR
 from gophergate.db.engine import create_engine
 from gophergate.gateway.governance import Governance, ledger_spend
@@ -83,6 +84,20 @@ def new_resolver(
             return plain_group(model, defaults)
 
     return Resolver(providers, settings.aliases, declared, book, groups, plain)
+
+
+def unserved_targets(resolver: Resolver) -> list[str]:
+    """A line for each model group target or fallback that no configured provider serves (a typo, a provider not
+    configured yet): such a target is skipped at request time, so it is said once at start."""
+    problems = []
+    for name, group in sorted(resolver.groups.items()):
+        named = (*(t.model for rule in group.rules for t in rule.targets), *group.targets_and_fallbacks)
+        for model in dict.fromkeys(named):
+            try:
+                resolver.resolve_target(model)
+            except ModelNotFound as exc:
+                problems.append(f"model group '{name}': '{model}' is skipped: {exc.message}")
+    return problems
 
 
 def entry_secrets(entries: dict[str, ProviderEntry]) -> list[str]:
@@ -273,6 +288,8 @@ class Runtime:
                 "DEEPSEEK_API_KEY, XAI_API_KEY, MOONSHOT_API_KEY, OLLAMA_BASE_URL) in the environment or .env, or "
                 "add [providers.NAME] to the TOML file, then restart; or add one from the dashboard (no restart)"
             )
+        for problem in unserved_targets(rt.routing.resolver):
+            log.warning(problem)
         if not keys.active_count:
             log.warning("no client key exists yet: create one with `gophergate keys create --name NAME`")
         return rt

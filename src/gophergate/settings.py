@@ -167,6 +167,9 @@ class RuleConfig(BaseModel):
     targets: tuple[TargetConfig, ...] = Field(min_length=1)
 
 
+GroupName = Annotated[str, Field(min_length=1, max_length=300)]
+
+
 class ModelGroupConfig(BaseModel):
     """``[model_groups.NAME]``: a client-facing model name standing for several targets (docs/routing.md).
     Unset fields take ``[routing]``'s defaults."""
@@ -175,7 +178,7 @@ class ModelGroupConfig(BaseModel):
 
     strategy: Strategy = "weighted"
     targets: tuple[TargetConfig, ...] = Field(min_length=1)
-    fallbacks: tuple[str, ...] | None = None
+    fallbacks: tuple[GroupName, ...] | None = None
     retries: int | None = Field(None, ge=0, le=10)
     retry_on: tuple[RetryClass, ...] | None = None
     first_token_timeout_s: float | None = Field(None, gt=0)
@@ -191,7 +194,7 @@ class RoutingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     retries: int = Field(0, ge=0, le=10)
-    fallbacks: tuple[str, ...] = ()
+    fallbacks: tuple[GroupName, ...] = ()
     retry_on: tuple[RetryClass, ...] = DEFAULT_RETRY_ON
     first_token_timeout_s: float | None = Field(None, gt=0)
     max_retry_after_s: float = Field(10.0, ge=0)
@@ -279,7 +282,7 @@ class Settings(BaseSettings):
     aliases: dict[str, str] = Field(default_factory=dict)
     # Routing (issue 18): model groups (TOML ``[model_groups.NAME]``, or JSON in GOPHERGATE_MODEL_GROUPS) and the
     # defaults in ``[routing]`` (GOPHERGATE_ROUTING as JSON).
-    model_groups: dict[str, ModelGroupConfig] = Field(default_factory=dict)
+    model_groups: dict[GroupName, ModelGroupConfig] = Field(default_factory=dict)
     routing: RoutingConfig = RoutingConfig()  # type: ignore[call-arg]
     providers: dict[str, CustomProviderConfig] = Field(default_factory=dict)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
@@ -430,8 +433,14 @@ def describe_settings_error(exc: Exception) -> str:
                 else ""
             )
         message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        if len(loc) > 1 and field in _NESTED:  # a table's entry (a model group's field): name its path
+            path = ".".join(str(part) for part in loc)
+            return f"{var} is invalid at {path}: {message}"
         return f"{var} is invalid: {message}"
     return str(exc)
+
+
+_NESTED = frozenset(("model_groups", "routing", "providers", "prices"))
 
 
 def _variable_for_field(field: str) -> str:

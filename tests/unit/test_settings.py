@@ -230,3 +230,22 @@ def test_upstream_client_accepts_the_removed_values_and_names_the_variable_other
     with pytest.raises(ValidationError) as info:
         Settings()
     assert describe_settings_error(info.value) == "GOPHERGATE_UPSTREAM_CLIENT is invalid: must be auto, h1 or aiohttp"
+
+
+def test_a_bad_model_group_names_its_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOPHERGATE_ENCRYPTION_KEY", KEY)
+    monkeypatch.setenv("GOPHERGATE_MODEL_GROUPS", '{"smart": {"strategy": "fastest", "targets": [{"model": "a/b"}]}}')
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert describe_settings_error(info.value).startswith(
+        "GOPHERGATE_MODEL_GROUPS is invalid at model_groups.smart.strategy: Input should be 'weighted', 'priority'"
+    )
+    monkeypatch.setenv("GOPHERGATE_MODEL_GROUPS", '{"smart": {"targets": []}}')
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert "model_groups.smart.targets" in describe_settings_error(info.value)
+    monkeypatch.delenv("GOPHERGATE_MODEL_GROUPS")
+    monkeypatch.setenv("GOPHERGATE_ROUTING", '{"cooldown_after": 0}')
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert describe_settings_error(info.value).startswith("GOPHERGATE_ROUTING is invalid at routing.cooldown_after")

@@ -230,3 +230,18 @@ def test_group_configuration_errors_name_the_field() -> None:
         ModelGroupConfig(targets=[])
     with pytest.raises(ValueError, match="weight"):
         ModelGroupConfig(targets=[{"model": "a", "weight": 0}])  # type: ignore[list-item]
+
+
+def test_unserved_group_targets_are_named_once_at_start() -> None:
+    from gophergate.gateway.resolve import Resolver
+    from gophergate.runtime import unserved_targets
+
+    group = compile_group(
+        "smart",
+        ModelGroupConfig(targets=[{"model": "openai/gpt-4o"}, {"model": "opanai/gpt-4o"}], fallbacks=["mistral-x"]),  # type: ignore[list-item]
+        RoutingConfig(),
+    )
+    problems = unserved_targets(Resolver(frozenset({"openai"}), {}, {}, groups={"smart": group}))
+    assert len(problems) == 2
+    assert problems[0].startswith("model group 'smart': 'opanai/gpt-4o' is skipped")
+    assert "'mistral-x' is skipped" in problems[1]
