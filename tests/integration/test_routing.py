@@ -20,7 +20,7 @@ import pytest
 
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.openai_compat import Behaviour, FakeOpenAICompat
-from tests.support import Gateway, admin_session
+from tests.support import Gateway, admin_session, free_port
 
 KEY = "sk-upstream-test"
 ADMIN_PASSWORD = "routing-admin-pass-2"
@@ -44,6 +44,16 @@ targets = [{{ model = "openai/gpt-4o-mini" }}, {{ model = "openai-eu/gpt-4o-mini
 fallbacks = ["deepseek/deepseek-chat"]
 retries = 1
 first_token_timeout_s = 1.5
+
+[providers.dead]
+base_url = "http://127.0.0.1:{dead_port}/v1"
+api_key = "{key}"
+models = ["gpt-4o-mini"]
+registry_provider = "openai"
+
+[model_groups.unreachable]
+strategy = "priority"
+targets = [{{ model = "dead/gpt-4o-mini" }}, {{ model = "openai/gpt-4o-mini" }}]
 
 [model_groups.cross]
 strategy = "priority"
@@ -128,7 +138,7 @@ def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routed]:
         "DEEPSEEK_BASE_URL": fakes["deepseek"].base_url,
         "GOPHERGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
     }
-    config = CONFIG.format(eu=fakes["eu"].base_url, key=KEY)
+    config = CONFIG.format(eu=fakes["eu"].base_url, key=KEY, dead_port=free_port())  # nothing listens there
     gateway = Gateway(tmp_path_factory.mktemp("routing"), env=env, config_toml=config)
     try:
         gateway.start()
@@ -304,6 +314,19 @@ def test_an_overloaded_anthropic_target_falls_back_to_openai(r: Routed, stream: 
     raw = _ask(r, "cross")  # the anthropic target answers again: translated from the Messages API
     assert raw.headers["x-gophergate-served-by"] == "anthropic/claude-3-5-haiku-20241022"
     assert raw.parse().choices[0].message.content == "echo: hello"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_refused_connection_is_classed_connection_and_falls_back(r: Routed, stream: bool) -> None:
+    if stream:
+        content, _, headers = _stream_text(r, "unreachable")
+    else:
+        raw = _ask(r, "unreachable")
+        content, headers = raw.parse().choices[0].message.content, raw.headers
+    assert content == "echo: hello"
+    assert headers["x-gophergate-served-by"] == "openai/gpt-4o-mini"
+    first, _ = r.rows(headers["x-request-id"], 2)
+    assert (first["provider"], first["status"], first["error_class"]) == ("dead", 502, "connection")
 
 
 # -- streams ----------------------------------------------------------------------------------------------------
