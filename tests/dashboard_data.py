@@ -21,6 +21,9 @@ from gophergate.settings import async_database_url
 
 PROVIDERS = {"openai": ["gpt-4o", "gpt-4o-mini"], "anthropic": ["claude-sonnet-4"], "gemini": ["gemini-2.5-flash"]}
 BASE = dt.datetime(2026, 11, 20, 23, 30, tzinfo=dt.UTC)
+# The model group a record named, by its number (no draw from the generator, so every other field stays as it was):
+# half the records name none (a plain model name), as most traffic does.
+GROUPS = ("smart", None, "fast", None)
 
 
 def random_record(rng: random.Random, i: int, *, start: dt.datetime = BASE, span_s: float = 3 * 86400) -> RequestRecord:
@@ -56,6 +59,7 @@ def random_record(rng: random.Random, i: int, *, start: dt.datetime = BASE, span
         price_unknown=cost is None,
         latency_ms=rng.choice([0.4, rng.uniform(1, 100), rng.uniform(100, 30_000), 700_000.0]),
         ttfb_ms=rng.uniform(1, 500),
+        model_group=GROUPS[i % len(GROUPS)],
     )
 
 

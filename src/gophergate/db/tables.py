@@ -214,12 +214,14 @@ model_settings = Table(
 # -- Dashboard rollups (helper "data") ---------------------------------------------------------------------------
 # Request counts, tokens, cost and a latency histogram per time bucket, kept by the log writer in the same
 # transaction as the raw rows, so analytics never scan request_log. Three granularities (minute, hour, day), each in
-# three key families:
+# four key families:
 #   rollup_<g>         bucket x client key x provider x model (the full cross product),
-#   rollup_<g>_model   bucket x provider x model (all clients: what ungrouped and per model/provider views read),
-#   rollup_<g>_client  bucket x client key (all models: per-client views).
-# The projections are sums of the full table; they exist so that a 30-day hourly chart reads ~15 rows per hour
-# instead of one per (client, model) pair. The key is the primary key, bucket first (every query is a bucket range).
+#   rollup_<g>_model   bucket x provider x model (all clients: what ungrouped and per model/provider/target views read),
+#   rollup_<g>_client  bucket x client key (all models: per-client views),
+#   rollup_<g>_group   bucket x model group (routing's groups: only rows whose model_group is set; migration 0010).
+# The first three are sums of the full table; the projections exist so that a 30-day hourly chart reads ~15 rows per
+# hour instead of one per (client, model) pair. The group family sums the rows of the full table that named a group
+# (plain model names cost it nothing). The key is the primary key, bucket first (every query is a bucket range).
 # A request without a client key / provider / model is stored under 0 / "" / "" (NULLs would never conflict in an
 # upsert). cost_pusd is the cost in pico-USD (1e-12 USD), an integer so that the upsert adds it exactly on both
 # engines. unpriced counts the requests with tokens but no known price (their cost is not in cost_pusd: a total
@@ -231,6 +233,7 @@ ROLLUP_FAMILIES: dict[str, tuple[str, ...]] = {
     "": ("client_key_id", "provider", "model"),
     "_model": ("provider", "model"),
     "_client": ("client_key_id",),
+    "_group": ("model_group",),
 }
 LATENCY_BUCKETS = 40
 ROLLUP_SUMS: tuple[str, ...] = (
@@ -245,7 +248,12 @@ ROLLUP_SUMS: tuple[str, ...] = (
     "unpriced",
 )
 LATENCY_COLUMNS: tuple[str, ...] = tuple(f"lat_{i:02d}" for i in range(LATENCY_BUCKETS))
-_ROLLUP_KEY_TYPES: dict[str, Any] = {"client_key_id": BigInteger, "provider": String(100), "model": String(300)}
+_ROLLUP_KEY_TYPES: dict[str, Any] = {
+    "client_key_id": BigInteger,
+    "provider": String(100),
+    "model": String(300),
+    "model_group": String(300),
+}
 
 
 def _rollup_table(name: str, keys: tuple[str, ...]) -> Table:

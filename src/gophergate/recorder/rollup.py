@@ -1,4 +1,4 @@
-"""Rollup deltas: a batch of request-log rows aggregated per (bucket, client key, provider, model).
+"""Rollup deltas: a batch of request-log rows aggregated per (bucket, client key, provider, model, model group).
 
 Pure functions, no I/O. The log writer (``sink.py``) turns a batch into deltas with ``aggregate`` and upserts them
 (``upsert_sql``) in the same transaction as the raw rows; the seeding script and the spill replay use the same
@@ -52,12 +52,15 @@ _I_COST = COLUMNS.index("cost_usd")
 _I_PRICE_UNKNOWN = COLUMNS.index("price_unknown")
 _I_LATENCY = COLUMNS.index("latency_ms")
 _I_FINAL = COLUMNS.index("final")
+_I_GROUP = COLUMNS.index("model_group")
 
-Key = tuple[dt.datetime, int, str, str]
+# (bucket, client, provider, model, model group): the group is None (or "") for a plain model name.
+Key = tuple[dt.datetime, int, str, str, str | None]
 _VALUES: tuple[str, ...] = (*ROLLUP_SUMS, *LATENCY_COLUMNS)
-# How each rollup table's key is cut from the full (bucket, client, provider, model) key.
+_FULL = ("client_key_id", "provider", "model")
+_GROUP = ("model_group",)
+# How the other rollup tables' keys are cut from the full family's (bucket, client, provider, model) key.
 _PROJECT = {
-    ("client_key_id", "provider", "model"): lambda k: k,
     ("provider", "model"): lambda k: (k[0], k[2], k[3]),
     ("client_key_id",): lambda k: (k[0], k[1]),
 }
@@ -109,7 +112,8 @@ class Aggregator:
         # requests without a known price, and a sparse latency histogram {bucket: count} (a minute of one key
         # rarely spans more than a few buckets). A request routing retried has one row per attempt: requests,
         # errors and latency count only its final row (what the client saw), so it counts once; tokens, cost
-        # and unpriced add up every attempt's, each under the provider and model it went to.
+        # and unpriced add up every attempt's, each under the provider and model it went to. The key carries the
+        # row's model group as it is (None for a plain model name): ``iter_deltas`` sorts the families out.
         minutes = self._minutes
         low = high = _EPOCH
         bucket = _EPOCH
@@ -120,7 +124,7 @@ class Aggregator:
             if not low <= created < high:  # rows of a batch mostly share their minute
                 bucket = low = floor_time(created, "minute")
                 high = low + _MINUTE
-            key = (bucket, row[_I_CLIENT] or 0, row[_I_PROVIDER] or "", row[_I_MODEL] or "")
+            key = (bucket, row[_I_CLIENT] or 0, row[_I_PROVIDER] or "", row[_I_MODEL] or "", row[_I_GROUP])
             acc = minutes.get(key)
             if acc is None:
                 acc = minutes[key] = [0, 0, 0, 0, 0, 0, 0, Decimal(0), 0, {}]
@@ -147,24 +151,58 @@ class Aggregator:
         return dict(self.iter_deltas())
 
     def iter_deltas(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
-        """``deltas`` one table at a time (the writer yields to the event loop in between: no stall over ~1 ms)."""
+        """``deltas`` one table at a time (the writer yields to the event loop in between: no stall over ~1 ms).
+
+        The model group is split off the minute accumulators once: the full family's keys drop it (a merge only
+        when some row named a group; plain traffic is re-keyed, its accumulators shared), and the group family
+        gets the rows that named one (none: an empty delta list, nothing else to do)."""
         minutes = self._minutes
+        named = {key: acc for key, acc in minutes.items() if key[4] is not None}
+        if named:
+            plain = _merge(minutes, _drop_group)
+            groups = _merge({key: acc for key, acc in named.items() if key[4]}, _group_key)  # "" is no group
+        else:
+            plain = {key[:4]: acc for key, acc in minutes.items()}
+            groups = {}
         for granularity in ROLLUP_GRANULARITIES:
             if granularity == "minute":
-                full = minutes
+                full, by_group = plain, groups
             else:
                 floors: dict[dt.datetime, dt.datetime] = {}
 
-                def coarse(key: Key, g: str = granularity, floors: dict[dt.datetime, dt.datetime] = floors) -> Key:
+                def coarse(key: Any, g: str = granularity, floors: dict[dt.datetime, dt.datetime] = floors) -> Any:
                     start = floors.get(key[0])
                     if start is None:
                         start = floors[key[0]] = floor_time(key[0], g)
                     return (start, key[1], key[2], key[3])
 
-                full = _merge(minutes, coarse)
+                def coarse_group(
+                    key: Any, g: str = granularity, floors: dict[dt.datetime, dt.datetime] = floors
+                ) -> Any:
+                    start = floors.get(key[0])
+                    if start is None:
+                        start = floors[key[0]] = floor_time(key[0], g)
+                    return (start, key[1])
+
+                full = _merge(plain, coarse)
+                by_group = _merge(groups, coarse_group)
             for table, keys in ROLLUP_KEYS.items():
                 if table.split("_")[1] == granularity:
-                    yield table, _finish(full if len(keys) == 3 else _merge(full, _PROJECT[keys]))
+                    if keys == _FULL:
+                        accs = full
+                    elif keys == _GROUP:
+                        accs = by_group
+                    else:
+                        accs = _merge(full, _PROJECT[keys])
+                    yield table, _finish(accs)
+
+
+def _drop_group(key: Key) -> tuple[dt.datetime, int, str, str]:
+    return (key[0], key[1], key[2], key[3])
+
+
+def _group_key(key: Key) -> tuple[dt.datetime, str | None]:
+    return (key[0], key[4])
 
 
 def _merge(accs: dict[Any, list[Any]], key_of: Any) -> dict[Any, list[Any]]:
@@ -214,7 +252,13 @@ def upsert_sql(table: str, paramstyle: str) -> str:
     )
 
 
-_PG_TYPES = {"bucket": "timestamptz", "client_key_id": "int8", "provider": "text", "model": "text"}
+_PG_TYPES = {
+    "bucket": "timestamptz",
+    "client_key_id": "int8",
+    "provider": "text",
+    "model": "text",
+    "model_group": "text",
+}
 
 
 def upsert_unnest_sql(table: str) -> str:

@@ -40,5 +40,10 @@ async def test_upgrade_counts_the_unpriced_rows_already_logged(database_url: str
     await asyncio.to_thread(command.downgrade, alembic_config(url), "0005")
     await asyncio.to_thread(upgrade, url)
     engine = create_engine(url)
-    assert await _unpriced(engine) == written
+    # The per-group rollups (0010) are rebuilt from model_group, which going down to 0005 dropped (0009's column).
+    again = await _unpriced(engine)
+    assert {name: counts for name, counts in again.items() if not name.endswith("_group")} == {
+        name: counts for name, counts in written.items() if not name.endswith("_group")
+    }
+    assert not any(again[name] for name in again if name.endswith("_group"))
     await engine.dispose()

@@ -74,18 +74,55 @@ def test_aggregate_sums_every_row_into_each_granularity() -> None:
     assert set(deltas) == set(ROLLUP_KEYS)
     for table, rows in deltas.items():
         k = 1 + len(ROLLUP_KEYS[table])  # bucket + key columns
+        # The group family holds the rows that named a model group, every other family all of them.
+        mine = [r for r in records if r.model_group] if table.endswith("_group") else records
+        assert 0 < len(mine) < 500 or not table.endswith("_group")
         assert all(len(row) == len(delta_columns(table)) for row in rows)
-        assert sum(row[k] for row in rows) == 500, table  # requests
-        assert sum(row[k + 1] for row in rows) == sum(r.status >= 400 for r in records)
-        assert sum(row[k + 2] for row in rows) == sum(r.prompt_tokens for r in records)
-        assert sum(row[k + 7] for row in rows) == to_pico(sum((r.cost_usd or Decimal(0)) for r in records))
-        assert sum(row[k + 8] for row in rows) == sum(r.price_unknown for r in records) > 0  # unpriced
-        assert sum(sum(row[k + 9 :]) for row in rows) == 500  # each request in one latency bucket
+        assert sum(row[k] for row in rows) == len(mine), table  # requests
+        assert sum(row[k + 1] for row in rows) == sum(r.status >= 400 for r in mine)
+        assert sum(row[k + 2] for row in rows) == sum(r.prompt_tokens for r in mine)
+        assert sum(row[k + 5] for row in rows) == sum(r.cache_read_tokens for r in mine)
+        assert sum(row[k + 7] for row in rows) == to_pico(sum((r.cost_usd or Decimal(0)) for r in mine))
+        assert sum(row[k + 8] for row in rows) == sum(r.price_unknown for r in mine) > 0  # unpriced
+        assert sum(sum(row[k + 9 :]) for row in rows) == len(mine)  # each request in one latency bucket
         keys = [row[:k] for row in rows]
         assert keys == sorted(keys) and len(set(keys)) == len(keys)
         assert all(row[0] == floor_time(row[0], table.split("_")[1]) for row in rows)
     assert len(deltas["rollup_day"]) <= len(deltas["rollup_hour"]) <= len(deltas["rollup_minute"])
     assert len(deltas["rollup_hour_model"]) <= len(deltas["rollup_hour"])
+
+
+def test_the_group_family_has_a_row_per_bucket_and_named_group_and_nothing_of_plain_rows() -> None:
+    rng = random.Random(3)
+    records = [random_record(rng, i, span_s=7200) for i in range(400)]
+    deltas = aggregate(r.values() for r in records)
+    columns = delta_columns("rollup_minute_group")
+    assert columns[:2] == ("bucket", "model_group")
+    for granularity in ("minute", "hour", "day"):
+        rows = deltas[f"rollup_{granularity}_group"]
+        expected: dict[tuple[Any, ...], list[int]] = {}
+        for r in records:
+            if r.model_group:
+                totals = expected.setdefault((floor_time(r.created_at, granularity), r.model_group), [0, 0])
+                totals[0] += 1
+                totals[1] += r.cache_read_tokens
+        assert {row[:2]: [row[2], row[columns.index("cache_read_tokens")]] for row in rows} == expected
+        assert {row[1] for row in rows} == {"smart", "fast"}  # no "" or None group: plain rows are not there
+
+
+def test_plain_traffic_writes_no_group_rows_and_groups_leave_the_other_families_unchanged() -> None:
+    rng = random.Random(4)
+    records = [random_record(rng, i, span_s=3 * 86400) for i in range(600)]
+    with_groups = aggregate(r.values() for r in records)
+    for record in records[::2]:
+        record.model_group = ""  # normalised away elsewhere; an empty group is no group here either
+    for record in records[1::2]:
+        record.model_group = None
+    plain = aggregate(r.values() for r in records)
+    assert all(plain[f"rollup_{g}_group"] == [] for g in ("minute", "hour", "day"))
+    for table in ROLLUP_KEYS:
+        if not table.endswith("_group"):
+            assert plain[table] == with_groups[table], table  # the group is projected away, sums unchanged
 
 
 def test_aggregate_stores_missing_key_parts_as_sentinels() -> None:

@@ -26,12 +26,19 @@ def expected_rollups(rows: list[Any], table: str) -> dict[tuple[Any, ...], list[
     granularity = table.split("_")[1]
     out: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0] * 7 + [Decimal(0), 0] + [0] * 40)
     for row in rows:
+        if ROLLUP_KEYS[table] == ("model_group",) and not row.model_group:
+            continue  # plain model names are not in the group family
         bucket = floor_time(aware(row.created_at), granularity)
-        parts = {"client_key_id": row.client_key_id or 0, "provider": row.provider or "", "model": row.model or ""}
+        parts = {
+            "client_key_id": row.client_key_id or 0,
+            "provider": row.provider or "",
+            "model": row.model or "",
+            "model_group": row.model_group,
+        }
         key = (bucket, *(parts[k] for k in ROLLUP_KEYS[table]))
         acc = out[key]
-        acc[0] += 1
-        acc[1] += row.status >= 400
+        acc[0] += bool(row.final)
+        acc[1] += bool(row.final) and row.status >= 400
         acc[2] += row.prompt_tokens
         acc[3] += row.completion_tokens
         acc[4] += row.reasoning_tokens
@@ -39,7 +46,8 @@ def expected_rollups(rows: list[Any], table: str) -> dict[tuple[Any, ...], list[
         acc[6] += row.cache_write_tokens
         acc[7] += cost(row.cost_usd)
         acc[8] += bool(row.price_unknown)
-        acc[9 + latency_bucket(row.latency_ms)] += 1
+        if row.final:
+            acc[9 + latency_bucket(row.latency_ms)] += 1
     return {k: [*v[:7], v[7] * PICO, *v[8:]] for k, v in out.items()}
 
 
