@@ -109,10 +109,15 @@ def _calls(engine: AsyncEngine, now: dt.datetime) -> list[tuple[str, Callable[[]
             lambda: analytics.timeseries(engine, now - 10 * day, now, "hour", "model"),
         ),
         (
+            "timeseries: 10 d by hour, per target (240 points)",
+            lambda: analytics.timeseries(engine, now - 10 * day, now, "hour", "target"),
+        ),
+        (
             "timeseries: 30 d by day, per client",
             lambda: analytics.timeseries(engine, now - 30 * day, now, "day", "client"),
         ),
         ("top: 30 d models by cost", lambda: analytics.top(engine, now - 30 * day, now, "model", "cost", 10)),
+        ("top: 30 d targets by cost", lambda: analytics.top(engine, now - 30 * day, now, "target", "cost", 10)),
         ("top: 30 d clients by tokens", lambda: analytics.top(engine, now - 30 * day, now, "client", "tokens", 10)),
         ("top: 24 h providers by requests", lambda: analytics.top(engine, now - day, now, "provider", "requests", 10)),
         ("totals: last 24 h", lambda: analytics.totals(engine, now - day, now)),

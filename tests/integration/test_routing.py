@@ -585,3 +585,39 @@ fallbacks = ["deepseek/deepseek-chat"]
         assert [row["requested_model"] for row in rows] == ["gpt-4o-mini"] * 3
     finally:
         gateway.stop()
+
+
+def test_analytics_show_the_prompt_cache_hit_ratio_per_group_and_per_target(r: Routed) -> None:
+    """Cache reads over prompt tokens per model group and per routing target, from the rollups the log writer keeps:
+    what shows whether cache affinity keeps a provider's prompt cache warm."""
+    sent = [
+        _ask(r, "cheap", f"CACHE {n} a long shared system prefix that the provider has cached").headers["x-request-id"]
+        for n in (1000, 1000, 6)
+    ]
+    for request_id in sent:
+        (row,) = r.rows(request_id, 1)
+        assert (row["model_group"], row["provider"]) == ("cheap", "deepseek") and row["cache_read_tokens"] > 0
+
+    def ratio(rows: list[dict[str, Any]]) -> float | None:
+        prompt = sum(row["prompt_tokens"] for row in rows)
+        return round(sum(row["cache_read_tokens"] for row in rows) / prompt, 4) if prompt else None
+
+    with admin_session(r.gateway.url, ADMIN_PASSWORD) as admin:
+        deadline = time.monotonic() + 10
+        while True:  # rows and rollups are committed together; earlier tests' rows may still be on their way
+            group_rows = r.gateway.rows("model_group = 'cheap'")
+            target_rows = r.gateway.rows("provider = 'deepseek' AND model = 'deepseek-chat'")
+            by_group = {
+                i["key"]: i for i in admin.get("/api/analytics/top", params={"by": "group", "n": 100}).json()["data"]
+            }
+            by_target = {
+                i["key"]: i for i in admin.get("/api/analytics/top", params={"by": "target", "n": 100}).json()["data"]
+            }
+            got = (by_group["cheap"]["requests"], by_group["cheap"]["cache_hit_ratio"])
+            want = (sum(1 for row in group_rows if row["final"]), ratio(group_rows))
+            if got == want or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert got == want and want[1] is not None and want[1] > 0
+    assert by_target["deepseek/deepseek-chat"]["cache_hit_ratio"] == ratio(target_rows)
+    assert all(by_group), by_group  # keyed by the group's name: plain model names are in none of them

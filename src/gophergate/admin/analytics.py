@@ -2,6 +2,8 @@
 
 ``from`` defaults to 24 hours before ``to``, ``to`` to now. Grouped by client key, each series and top item also
 carries ``client_key_name`` (one lookup for the whole answer; None for a deleted key or requests without a key).
+Groupings: model, provider, target (``provider/model``), client key, model group (only the requests that named one).
+Every metric set carries ``cache_hit_ratio`` (cache-read over prompt tokens; null without prompt tokens).
 """
 
 from __future__ import annotations
@@ -25,6 +27,17 @@ router = APIRouter(prefix="/api/analytics", tags=["analytics"])
 From = Annotated[dt.datetime | None, Query(alias="from", description="ISO 8601, inclusive; default: to - 24 h")]
 To = Annotated[dt.datetime | None, Query(description="ISO 8601, exclusive; default: now")]
 BucketQ = Annotated[queries.Bucket, Query(description="coarsened when the range would give over 1500 points")]
+GroupByQ = Annotated[
+    queries.GroupBy,
+    Query(
+        description="one series per model, provider, target (provider/model), client key or model group "
+        "(group: only requests that named a model group)"
+    ),
+]
+TopByQ = Annotated[
+    queries.TopBy,
+    Query(description="model, provider, target (provider/model), client key or model group"),
+]
 
 
 def _range(start: dt.datetime | None, end: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
@@ -42,7 +55,7 @@ async def timeseries(
     from_: From = None,
     to: To = None,
     bucket: BucketQ = "hour",
-    group_by: queries.GroupBy = "none",
+    group_by: GroupByQ = "none",
 ) -> Response:
     start, end = _range(from_, to)
     engine = get_runtime(request).engine
@@ -52,13 +65,13 @@ async def timeseries(
     return json_response(result)
 
 
-@router.get("/top", response_model=Top, summary="Top N models, providers or clients")
+@router.get("/top", response_model=Top, summary="Top N models, providers, targets, clients or model groups")
 async def top(
     request: Request,
     user: CurrentUser,
     from_: From = None,
     to: To = None,
-    by: queries.TopBy = "model",
+    by: TopByQ = "model",
     metric: queries.Metric = "cost",
     n: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> Response:
@@ -97,7 +110,7 @@ async def export_csv(
     from_: From = None,
     to: To = None,
     bucket: BucketQ = "hour",
-    group_by: queries.GroupBy = "none",
+    group_by: GroupByQ = "none",
 ) -> Response:
     start, end = _range(from_, to)
     result = await queries.timeseries(get_runtime(request).engine, start, end, bucket, group_by)

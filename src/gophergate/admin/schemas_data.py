@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+_CACHE_HIT_RATIO = (
+    "The prompt-cache hit ratio: cache_read_tokens / prompt_tokens (prompt tokens include the cached ones), "
+    "4 decimals; null when prompt_tokens is 0"
+)
+
 
 class RequestItem(BaseModel):
     id: int
@@ -86,10 +91,14 @@ class Point(BaseModel):
     unpriced_requests: int = Field(description="Requests with tokens but no known price (not in cost_usd)")
     p50_ms: float | None
     p95_ms: float | None
+    cache_hit_ratio: float | None = Field(description=_CACHE_HIT_RATIO)
 
 
 class Series(BaseModel):
-    key: str | None
+    key: str | None = Field(
+        description="the grouping's key: model, provider, provider/model (target), client key id or model group; "
+        "null ungrouped or for requests without one"
+    )
     client_key_name: str | None = None  # grouped by client key: the key's name (None when deleted)
     points: list[Point]
 
@@ -100,12 +109,16 @@ class Timeseries(BaseModel):
 
 
 class TopItem(BaseModel):
-    key: str | None
+    key: str | None = Field(
+        description="model, provider, provider/model (target), client key id or model group; null for requests "
+        "without one"
+    )
     client_key_name: str | None = None  # by client key: the key's name (None when deleted)
     requests: int
     tokens: int
     cost_usd: str | None = Field(description="Exact USD of the priced requests; null when none had a known price")
     unpriced_requests: int = Field(description="Requests with tokens but no known price (not in cost_usd)")
+    cache_hit_ratio: float | None = Field(description=_CACHE_HIT_RATIO)
 
 
 class Top(BaseModel):
@@ -121,3 +134,4 @@ class Totals(BaseModel):
     unpriced_requests: int = Field(description="Requests with tokens but no known price (not in cost_usd)")
     p50_ms: float | None
     p95_ms: float | None
+    cache_hit_ratio: float | None = Field(description=_CACHE_HIT_RATIO)

@@ -175,6 +175,7 @@ async def test_analytics_shapes(client: httpx.AsyncClient) -> None:
         "unpriced_requests",
         "p50_ms",
         "p95_ms",
+        "cache_hit_ratio",
     }
     assert isinstance(point["cost_usd"], str) and point["t"].endswith("Z")
     top = (await client.get("/api/analytics/top", params={**RANGE, "by": "model", "metric": "requests", "n": 2})).json()
@@ -184,6 +185,7 @@ async def test_analytics_shapes(client: httpx.AsyncClient) -> None:
         "tokens",
         "cost_usd",
         "unpriced_requests",
+        "cache_hit_ratio",
     }
     totals = (await client.get("/api/analytics/totals", params=RANGE)).json()
     assert totals["requests"] == 300 and isinstance(totals["cost_usd"], str)
@@ -196,11 +198,30 @@ async def test_analytics_shapes(client: httpx.AsyncClient) -> None:
         "unpriced_requests",
         "p50_ms",
         "p95_ms",
+        "cache_hit_ratio",
     }
+    assert 0 < totals["cache_hit_ratio"] < 1  # random_record reads part of each prompt from the cache
     assert totals["unpriced_requests"] > 0  # random_record leaves ~10% without a price
     csv = await client.get("/api/analytics/export.csv", params={**RANGE, "bucket": "hour"})
     assert csv.headers["content-type"].startswith("text/csv")
     assert csv.text.splitlines()[0].startswith("t,key,requests,errors,error_rate,")
+    assert csv.text.splitlines()[0].endswith(",cache_hit_ratio")
+
+
+async def test_analytics_by_target_and_by_model_group(client: httpx.AsyncClient) -> None:
+    targets = (await client.get("/api/analytics/top", params={**RANGE, "by": "target", "n": 100})).json()["data"]
+    assert {"openai/gpt-4o", "anthropic/claude-sonnet-4"} <= {i["key"] for i in targets}
+    assert all(i["key"] is None or i["key"].count("/") == 1 for i in targets)
+    groups = (await client.get("/api/analytics/top", params={**RANGE, "by": "group", "metric": "requests"})).json()
+    assert {i["key"] for i in groups["data"]} == {"smart", "fast"}  # random_record: half the records name a group
+    assert sum(i["requests"] for i in groups["data"]) == 150
+    assert all(0 < i["cache_hit_ratio"] < 1 for i in groups["data"])
+    for group_by in ("target", "group"):
+        params = {**RANGE, "bucket": "day", "group_by": group_by}
+        series = (await client.get("/api/analytics/timeseries", params=params)).json()["series"]
+        assert series and all(s["points"] for s in series), group_by
+        csv = await client.get("/api/analytics/export.csv", params=params)
+        assert csv.status_code == 200, group_by
 
 
 async def test_analytics_rejects_a_reversed_range_and_unknown_enums(client: httpx.AsyncClient) -> None:
@@ -241,3 +262,10 @@ def test_routes_are_in_the_openapi_schema() -> None:
         assert "get" in paths[path], path
     parameters = {p["name"] for p in paths["/api/requests"]["get"]["parameters"]}
     assert {"errors_only", "final_only"} <= parameters
+    top = {p["name"]: p["schema"] for p in paths["/api/analytics/top"]["get"]["parameters"]}
+    assert {"target", "group"} <= set(top["by"]["enum"])
+    series = {p["name"]: p["schema"] for p in paths["/api/analytics/timeseries"]["get"]["parameters"]}
+    assert {"target", "group"} <= set(series["group_by"]["enum"])
+    schemas = _app(None, None).openapi()["components"]["schemas"]
+    for model in ("Point", "TopItem", "Totals"):
+        assert "cache_hit_ratio" in schemas[model]["properties"], model

@@ -8,7 +8,12 @@ edges from the hour rollup, the remaining minutes from the minute rollup (where 
 counted whole).
 
 A cost is never a silent 0: every metric set carries ``unpriced_requests`` (requests with tokens but no known price,
-whose cost is not in ``cost_usd``), and ``cost_usd`` is null when every request of the group was unpriced.
+whose cost is not in ``cost_usd``), and ``cost_usd`` is null when every request of the group was unpriced. Every
+metric set also carries ``cache_hit_ratio``: cache-read tokens over prompt tokens (prompt tokens include the cached
+ones), null without prompt tokens.
+
+Groupings: ``model``, ``provider`` and ``target`` (``provider/model``, a routing target) read the per-model rollups,
+``client`` the per-client ones, ``group`` the per-model-group ones (only requests that named a model group).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, String, Table, func, literal, select, type_coerce, union_all
+from sqlalchemy import ColumnElement, String, Table, func, select, type_coerce, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophergate.admin.queries.common import iso, utc
@@ -29,8 +34,8 @@ from gophergate.recorder.retention import MINUTE_ROLLUP_DAYS
 from gophergate.recorder.rollup import floor_time, percentiles, sqlite_bucket
 
 Bucket = Literal["minute", "hour", "day"]
-GroupBy = Literal["none", "model", "provider", "client"]
-TopBy = Literal["model", "provider", "client"]
+GroupBy = Literal["none", "model", "provider", "target", "client", "group"]
+TopBy = Literal["model", "provider", "target", "client", "group"]
 Metric = Literal["cost", "requests", "tokens"]
 
 MAX_POINTS = 1500
@@ -52,28 +57,40 @@ CSV_COLUMNS = (
     "unpriced_requests",
     "p50_ms",
     "p95_ms",
+    "cache_hit_ratio",
 )
 
 
 def _family(group_by: str) -> str:
     """The smallest rollup table family that has the grouping key (see db/tables.py)."""
-    return "_client" if group_by == "client" else "_model"
-
-
-def _key_column(table: Table, group_by: str) -> ColumnElement[Any]:
-    if group_by == "model":
-        return table.c.model
-    if group_by == "provider":
-        return table.c.provider
     if group_by == "client":
-        return table.c.client_key_id
-    return literal(None).label("key")
+        return "_client"
+    if group_by == "group":
+        return "_group"
+    return "_model"
 
 
-def _key_json(value: Any, group_by: str) -> str | None:
-    if group_by == "none" or value in (None, "", 0):
+def _key_columns(table: Table, group_by: str) -> list[ColumnElement[Any]]:
+    """The grouping's key columns (none ungrouped). A target is grouped by provider and model, its rollups' own key
+    (a string built in SQL cost a fifth more time on a per-target chart), and named in ``_key_json``."""
+    if group_by == "none":
+        return []
+    if group_by == "target":
+        return [table.c.provider, table.c.model]
+    column = {"model": "model", "provider": "provider", "client": "client_key_id", "group": "model_group"}[group_by]
+    return [table.c[column]]
+
+
+def _key_json(values: Sequence[Any], group_by: str) -> str | None:
+    """A group's key in the answer: as stored, ``provider/model`` for a target (as the gateway names a target: the
+    x-gophergate-served-by header); None ungrouped and for requests without one (stored as 0 or "")."""
+    if group_by == "none":
         return None
-    return str(value)
+    if group_by == "target":
+        provider, model = values
+        return f"{provider}/{model}" if provider or model else None
+    value = values[0]
+    return None if value in (None, "", 0) else str(value)
 
 
 def _sums(source: Any) -> list[ColumnElement[Any]]:
@@ -105,20 +122,28 @@ def _metrics(values: Sequence[Any]) -> dict[str, Any]:
     cost = None if unpriced and unpriced >= requests and not pico else pico_usd(pico)
     # Integer sums on both engines (SUM of an INTEGER column is a bigint on PostgreSQL, not a numeric).
     p50, p95 = percentiles(values[_LATENCY_AT:], 0.50, 0.95) if requests else (None, None)
+    prompt = int(values[2] or 0)
+    cache_read = int(values[5] or 0)
     return {
         "requests": requests,
         "errors": errors,
         "error_rate": round(errors / requests, 4) if requests else 0.0,
-        "prompt_tokens": int(values[2] or 0),
+        "prompt_tokens": prompt,
         "completion_tokens": int(values[3] or 0),
         "reasoning_tokens": int(values[4] or 0),
-        "cache_read_tokens": int(values[5] or 0),
+        "cache_read_tokens": cache_read,
         "cache_write_tokens": int(values[6] or 0),
         "cost_usd": cost,
         "unpriced_requests": unpriced,
         "p50_ms": p50,
         "p95_ms": p95,
+        "cache_hit_ratio": cache_hit_ratio(cache_read, prompt),
     }
+
+
+def cache_hit_ratio(cache_read_tokens: int, prompt_tokens: int) -> float | None:
+    """Cache-read tokens over prompt tokens (which include them), 4 decimals; None without prompt tokens."""
+    return round(cache_read_tokens / prompt_tokens, 4) if prompt_tokens > 0 else None
 
 
 def pico_usd(pico: int) -> str:
@@ -160,14 +185,14 @@ async def timeseries(
     bucket = choose_bucket(start, end, bucket, utc(now or dt.datetime.now(dt.UTC)), limit)
     table = rollup_table(bucket, _family(group_by))
     first = floor_time(start, bucket)
-    key = _key_column(table, group_by)
-    groups = [table.c.bucket] if group_by == "none" else [table.c.bucket, key]
+    keys = _key_columns(table, group_by)
+    width = len(keys)
     # The bucket comes back as the driver gives it (text on SQLite: parsing 10,000+ datetimes was a third of
     # the query's time) and is looked up in ``position`` under both spellings.
     query = (
-        select(type_coerce(table.c.bucket, String), key, *_sums(table))
+        select(type_coerce(table.c.bucket, String), *keys, *_sums(table))
         .where(table.c.bucket >= first, table.c.bucket < end)
-        .group_by(*groups)
+        .group_by(table.c.bucket, *keys)
     )
     stamps = []
     t = first
@@ -181,12 +206,12 @@ async def timeseries(
         rows = (await conn.execute(query)).all()
     found: dict[str | None, list[dict[str, Any] | None]] = {}
     for row in rows:
-        series_key = _key_json(row[1], group_by)
+        series_key = _key_json(row[1 : 1 + width], group_by)
         points = found.get(series_key)
         if points is None:
             points = found[series_key] = [None] * len(stamps)
         index = position[row[0]]
-        metrics = _metrics(row[2:])
+        metrics = _metrics(row[1 + width :])
         metrics["t"] = labels[index]
         points[index] = metrics
     if group_by == "none" and not found:
@@ -243,34 +268,37 @@ def segments(start: dt.datetime, end: dt.datetime, now: dt.datetime) -> list[tup
 
 async def _grouped(
     engine: AsyncEngine, start: dt.datetime, end: dt.datetime, group_by: str, now: dt.datetime | None
-) -> list[tuple[Any, dict[str, Any]]]:
+) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """``(key columns' values, metrics)`` per group (one group, with no key values, ungrouped)."""
     parts = segments(utc(start), utc(end), utc(now or dt.datetime.now(dt.UTC)))
     if not parts:
         return []
     selects = []
+    width = 0
     for granularity, lo, hi in parts:
         table = rollup_table(granularity, _family(group_by))
-        key = _key_column(table, group_by).label("k")
+        keys = [column.label(f"k{i}") for i, column in enumerate(_key_columns(table, group_by))]
+        width = len(keys)
         names = ("requests", "errors", *_TOKENS, "cost_pusd", "unpriced", *LATENCY_COLUMNS)
         columns = [table.c[name] for name in names]
-        selects.append(select(key, *columns).where(table.c.bucket >= lo, table.c.bucket < hi))
+        selects.append(select(*keys, *columns).where(table.c.bucket >= lo, table.c.bucket < hi))
     unioned = union_all(*selects).subquery()
-    if group_by == "none":
-        query = select(literal(None), *_sums(unioned))
-    else:
-        query = select(unioned.c.k, *_sums(unioned)).group_by(unioned.c.k)
+    grouping = [unioned.c[f"k{i}"] for i in range(width)]
+    query = select(*grouping, *_sums(unioned))
+    if grouping:
+        query = query.group_by(*grouping)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     # A group with no request may still have tokens or cost: attempts routing retried elsewhere (requests count
     # only final rows).
-    return [(row[0], _metrics(row[1:])) for row in rows if any(row[1 : _LATENCY_AT + 1])]
+    return [(tuple(row[:width]), _metrics(row[width:])) for row in rows if any(row[width : width + _LATENCY_AT + 1])]
 
 
 async def totals(
     engine: AsyncEngine, start: dt.datetime, end: dt.datetime, *, now: dt.datetime | None = None
 ) -> dict[str, Any]:
     """``{"requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "unpriced_requests", "p50_ms",
-    "p95_ms"}``."""
+    "p95_ms", "cache_hit_ratio"}``."""
     rows = await _grouped(engine, start, end, "none", now)
     metrics = rows[0][1] if rows else _metrics(_EMPTY)
     fields = (
@@ -282,6 +310,7 @@ async def totals(
         "unpriced_requests",
         "p50_ms",
         "p95_ms",
+        "cache_hit_ratio",
     )
     return {name: metrics[name] for name in fields}
 
@@ -296,8 +325,8 @@ async def top(
     *,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """``{"data": [{"key", "requests", "tokens", "cost_usd", "unpriced_requests"}]}``, largest ``metric`` first (by
-    cost: groups without any known cost last).
+    """``{"data": [{"key", "requests", "tokens", "cost_usd", "unpriced_requests", "cache_hit_ratio"}]}``, largest
+    ``metric`` first (by cost: groups without any known cost last).
 
     tokens = prompt + completion (canonical usage: prompt includes cache reads/writes, completion reasoning)."""
     items = []
@@ -309,6 +338,7 @@ async def top(
                 "tokens": metrics["prompt_tokens"] + metrics["completion_tokens"],
                 "cost_usd": metrics["cost_usd"],
                 "unpriced_requests": metrics["unpriced_requests"],
+                "cache_hit_ratio": metrics["cache_hit_ratio"],
             }
         )
 

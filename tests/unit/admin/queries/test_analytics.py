@@ -34,6 +34,7 @@ NOW = BASE + dt.timedelta(days=3)  # minute rollups of the whole data set are st
 
 def _sum(rows: list[Any]) -> dict[str, Any]:
     unpriced = sum(bool(r.price_unknown) for r in rows)
+    prompt = sum(r.prompt_tokens for r in rows)
     return {
         "requests": len(rows),
         "errors": sum(r.status >= 400 for r in rows),
@@ -42,7 +43,14 @@ def _sum(rows: list[Any]) -> dict[str, Any]:
         # Never a silent 0: null when no row had a known price, and the unpriced rows counted beside it.
         "cost_usd": None if rows and unpriced == len(rows) else sum((cost(r.cost_usd) for r in rows), Decimal(0)),
         "unpriced_requests": unpriced,
+        # Cache reads over prompt tokens (which include them); null without prompt tokens.
+        "cache_hit_ratio": round(sum(r.cache_read_tokens for r in rows) / prompt, 4) if prompt else None,
     }
+
+
+def _target(row: Any) -> str | None:
+    """A row's routing target as the analytics key it: provider/model (None for a row that reached none)."""
+    return None if not (row.provider or row.model) else f"{row.provider or ''}/{row.model or ''}"
 
 
 def _ceil_minute(t: dt.datetime) -> dt.datetime:
@@ -109,7 +117,14 @@ async def test_timeseries_points_equal_raw_aggregates_per_bucket_and_group(datab
     raw = await raw_rows(engine)
     start, end = BASE + dt.timedelta(minutes=7), BASE + dt.timedelta(hours=50)
     for bucket in ("minute", "hour", "day"):
-        for group_by, attr in (("none", None), ("model", "model"), ("provider", "provider"), ("client", "client")):
+        for group_by, attr in (
+            ("none", None),
+            ("model", "model"),
+            ("provider", "provider"),
+            ("target", "target"),
+            ("client", "client"),
+            ("group", "model_group"),
+        ):
             result = await timeseries(engine, start, end, bucket, group_by, now=NOW)  # type: ignore[arg-type]
             got_bucket = result["bucket"]
             assert got_bucket == ("hour" if bucket == "minute" else bucket)  # 50 h of minutes: > MAX_POINTS
@@ -117,15 +132,23 @@ async def test_timeseries_points_equal_raw_aggregates_per_bucket_and_group(datab
             first = floor_time(start, got_bucket)
             for r in raw:
                 t = aware(r.created_at)
+                if attr == "model_group" and not r.model_group:
+                    continue  # per model group: only the requests that named one
                 if first <= t and floor_time(t, got_bucket) < end:  # whole buckets: the last one too
                     key = None
                     if attr == "client":
                         key = str(r.client_key_id) if r.client_key_id else None
+                    elif attr == "target":
+                        key = _target(r)
                     elif attr:
                         key = getattr(r, attr)
                     expected[(key, floor_time(t, got_bucket).isoformat().replace("+00:00", "Z"))].append(r)
             keys = {k for k, _ in expected}
             assert {s["key"] for s in result["series"]} == keys
+            if group_by == "group":
+                assert keys == {"smart", "fast"}
+            if group_by == "target":
+                assert "openai/gpt-4o" in keys and None in keys
             for series in result["series"]:
                 stamps = [p["t"] for p in series["points"]]
                 assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
@@ -154,6 +177,7 @@ async def test_an_empty_range_gives_one_series_of_zero_points(database_url: str)
         f"2026-11-{d}T{h}:00:00Z" for d, h in (("20", 23), ("21", "00"), ("21", "01"), ("21", "02"))
     ]
     assert all(p["requests"] == 0 and p["cost_usd"] == "0" and p["p95_ms"] is None for p in points)
+    assert all(p["cache_hit_ratio"] is None for p in points)
     assert await totals(engine, BASE, BASE + dt.timedelta(days=1), now=NOW) == {
         "requests": 0,
         "errors": 0,
@@ -163,8 +187,10 @@ async def test_an_empty_range_gives_one_series_of_zero_points(database_url: str)
         "unpriced_requests": 0,
         "p50_ms": None,
         "p95_ms": None,
+        "cache_hit_ratio": None,
     }
     assert await top(engine, BASE, BASE + dt.timedelta(days=1), now=NOW) == {"data": []}
+    assert await top(engine, BASE, BASE + dt.timedelta(days=1), by="group", now=NOW) == {"data": []}
     await engine.dispose()
 
 
@@ -206,8 +232,23 @@ async def test_top_ranks_by_the_metric_and_keeps_n(database_url: str) -> None:
             assert item["tokens"] == sum(r.prompt_tokens + r.completion_tokens for r in rows)
             assert item["cost_usd"] == _usd(_sum(rows)["cost_usd"])
             assert item["unpriced_requests"] == sum(bool(r.price_unknown) for r in rows)
+            assert item["cache_hit_ratio"] == _sum(rows)["cache_hit_ratio"]
         values = [Decimal(i["cost_usd"] or -1) if metric == "cost" else i[metric] for i in result["data"]]
         assert values == sorted(values, reverse=True)
+    for by_name, key_of in (("target", _target), ("group", lambda r: r.model_group)):
+        result = await top(engine, start, end, by_name, "requests", 100, now=NOW)  # type: ignore[arg-type]
+        grouped: dict[Any, list[Any]] = defaultdict(list)
+        for r in raw:
+            if by_name == "target" or r.model_group:
+                grouped[key_of(r)].append(r)
+        assert {i["key"] for i in result["data"]} == set(grouped), by_name
+        for item in result["data"]:
+            want = _sum(grouped[item["key"]])
+            assert (item["requests"], item["cost_usd"], item["cache_hit_ratio"]) == (
+                want["requests"],
+                _usd(want["cost_usd"]),
+                want["cache_hit_ratio"],
+            ), (by_name, item["key"])
     two = await top(engine, start, end, "model", "requests", 2, now=NOW)
     assert len(two["data"]) == 2
     await engine.dispose()
@@ -322,4 +363,51 @@ async def test_a_retried_request_counts_once_and_its_attempts_keep_their_tokens_
         ("openai", 0, 11, "0", 0),
         ("acme", 0, 22, None, 1),
     ]
+    await engine.dispose()
+
+
+async def test_cache_hit_ratio_per_target_and_per_model_group(database_url: str) -> None:
+    """cache_read_tokens / prompt_tokens, 4 decimals, per routing target (provider/model) and per model group; null
+    where there were no prompt tokens. Plain model names are in the per-target figures, never in a group's."""
+    engine = await migrated_engine(database_url)
+    rng = random.Random(29)
+    spec = [
+        # (provider, model, group, prompt, cache read)
+        ("openai", "gpt-4o", "smart", 1000, 750),
+        ("openai", "gpt-4o", "smart", 1000, 0),
+        ("openai-eu", "gpt-4o", "smart", 3000, 1000),
+        ("anthropic", "claude-sonnet-4", None, 700, 700),  # a plain model name
+        ("gemini", "gemini-2.5-flash", "fast", 0, 0),  # no prompt tokens: no ratio
+    ]
+    records = []
+    for i, (provider, model, group, prompt, cache_read) in enumerate(spec):
+        record = random_record(rng, i, span_s=600)
+        record.provider, record.model, record.model_group = provider, model, group
+        record.prompt_tokens, record.cache_read_tokens = prompt, cache_read
+        records.append(record)
+    await write(engine, records)
+    start, end = BASE, BASE + dt.timedelta(hours=1)
+
+    by_target = {i["key"]: i["cache_hit_ratio"] for i in (await top(engine, start, end, "target", now=NOW))["data"]}
+    assert by_target == {
+        "openai/gpt-4o": 0.375,
+        "openai-eu/gpt-4o": 0.3333,
+        "anthropic/claude-sonnet-4": 1.0,
+        "gemini/gemini-2.5-flash": None,
+    }
+    by_group = {
+        i["key"]: (i["requests"], i["cache_hit_ratio"])
+        for i in (await top(engine, start, end, "group", now=NOW))["data"]
+    }
+    assert by_group == {"smart": (3, 0.35), "fast": (1, None)}  # 1750 / 5000; the plain request is in neither
+    assert (await totals(engine, start, end, now=NOW))["cache_hit_ratio"] == round(2450 / 5700, 4)
+
+    series = (await timeseries(engine, start, end, "hour", "group", now=NOW))["series"]
+    assert [s["key"] for s in series] == ["fast", "smart"]
+    smart = [p for p in series[1]["points"] if p["requests"]]
+    assert len(smart) == 1 and smart[0]["cache_hit_ratio"] == 0.35
+    targets = (await timeseries(engine, start, end, "hour", "target", now=NOW))["series"]
+    assert {s["key"] for s in targets} == set(by_target)
+    rows = list(csv.DictReader(io.StringIO(timeseries_csv({"bucket": "hour", "series": series}))))
+    assert {r["key"]: r["cache_hit_ratio"] for r in rows if r["requests"] != "0"} == {"smart": "0.35", "fast": ""}
     await engine.dispose()
