@@ -396,5 +396,18 @@ def test_charts_draw_errors_red_name_the_modelless_series_alike_and_fit_their_ax
     axis_box = y_axis.bounding_box()
     # uPlot draws a label beside the tick (10 px) and a gap (5 px): all of it must fit in the axis.
     assert axis_box is not None and axis_box["width"] >= needed + 15, (axis_box, needed, labels)
+
+    # By routing target (provider/model): the request that reached no provider is "(no target)"; the top table
+    # shows each target's prompt-cache hit ratio as a percent.
+    page.get_by_test_id("analytics-group_by").select_option("target")
+    expect(requests.locator(".u-legend")).to_contain_text("openai/gpt-4o-mini")
+    expect(requests.locator(".u-legend")).to_contain_text("(no target)")
+    page.get_by_test_id("analytics-top_by").select_option("target")
+    top = page.get_by_test_id("analytics-top")
+    target_row = top.locator("tbody tr", has_text="openai/gpt-4o-mini")
+    expect(target_row).to_have_count(1)
+    headers = [t.strip() for t in top.locator("thead th").all_inner_texts()]
+    expect(target_row.locator("td").nth(headers.index("Cache hits"))).to_have_text(re.compile(r"^\d+\.\d%$"))
+    expect(page.get_by_test_id("analytics-total-cache")).to_contain_text("%")
     page.context.close()
     assert errors == []

@@ -26,7 +26,12 @@ export interface SeriesSpec {
 }
 
 /** The label of a series or a top-N row whose grouping key is empty: one name everywhere (legend, table). */
-const NO_KEY: Record<string, string> = { model: "(no model)", provider: "(no provider)", client: "(no key)" };
+const NO_KEY: Record<string, string> = {
+  model: "(no model)",
+  provider: "(no provider)",
+  target: "(no target)",
+  client: "(no key)",
+};
 
 export function groupLabel(key: string | null | undefined, groupBy: string): string {
   if (key !== null && key !== undefined && key !== "") return key;

@@ -166,6 +166,7 @@ export interface Point {
   unpriced_requests: number;
   p50_ms: number | null;
   p95_ms: number | null;
+  cache_hit_ratio: number | null; // cache-read over prompt tokens; null without prompt tokens
 }
 
 export interface Timeseries {
@@ -182,6 +183,7 @@ export interface Totals {
   unpriced_requests: number;
   p50_ms: number | null;
   p95_ms: number | null;
+  cache_hit_ratio: number | null;
 }
 
 export interface TopRow {
@@ -191,6 +193,7 @@ export interface TopRow {
   tokens: number;
   cost_usd: string | null;
   unpriced_requests: number;
+  cache_hit_ratio: number | null; // cache-read over prompt tokens; null without prompt tokens
 }
 
 export interface Team {

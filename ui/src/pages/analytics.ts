@@ -1,9 +1,10 @@
-// Analytics & costs: range, bucket and grouping selectors; requests, cost, tokens and latency charts from
-// the rollups; totals; top N; CSV export of the same time series.
+// Analytics & costs: range, bucket and grouping selectors (model, provider, routing target, client key, model
+// group); requests, cost, tokens and latency charts from the rollups; totals; top N with each row's prompt-cache hit
+// ratio; CSV export of the same time series.
 
 import { get, withQuery } from "../api";
 import { groupLabel, tickDecimals, TimeChart, toUnix, type SeriesSpec } from "../chart";
-import { fmtInt, fmtMs, h } from "../dom";
+import { fmtInt, fmtMs, fmtPct, h } from "../dom";
 import { costTotal, formatUsd } from "../format";
 import type { Point, Timeseries, TopRow, Totals } from "../types";
 import { card, errorText, localToIso, pageHeader, RANGES, rangeFrom, table, type PageCtx } from "../ui";
@@ -49,8 +50,23 @@ export function analyticsPage(ctx: PageCtx): void {
   const fromInput = h("input", { type: "datetime-local", name: "from", hidden: true });
   const toInput = h("input", { type: "datetime-local", name: "to", hidden: true });
   const bucket = select("bucket", [["minute", "per minute"], ["hour", "per hour"], ["day", "per day"]], "hour");
-  const groupBy = select("group_by", [["none", "no grouping"], ["model", "by model"], ["provider", "by provider"], ["client", "by client key"]], "none");
-  const topBy = select("top_by", [["model", "model"], ["provider", "provider"], ["client", "client key"]], "model");
+  const groupBy = select(
+    "group_by",
+    [
+      ["none", "no grouping"],
+      ["model", "by model"],
+      ["provider", "by provider"],
+      ["target", "by target"],
+      ["client", "by client key"],
+      ["group", "by model group"],
+    ],
+    "none",
+  );
+  const topBy = select(
+    "top_by",
+    [["model", "model"], ["provider", "provider"], ["target", "target"], ["client", "client key"], ["group", "model group"]],
+    "model",
+  );
   const topMetric = select("top_metric", [["cost", "cost"], ["requests", "requests"], ["tokens", "tokens"]], "cost");
   const exportLink = h("a", { class: "btn", "data-testid": "export-csv", download: "gophergate-analytics.csv" }, "Export CSV");
   const apply = h("button", { type: "button", class: "btn btn-primary", "data-testid": "analytics-apply" }, "Apply");
@@ -126,6 +142,8 @@ export function analyticsPage(ctx: PageCtx): void {
             { title: "Requests", cell: (x) => fmtInt(x.requests), class: "num" },
             { title: "Tokens", cell: (x) => fmtInt(x.tokens), class: "num" },
             { title: "Cost", cell: (x) => costTotal(x.cost_usd, x.unpriced_requests), class: "num" },
+            // Cache reads over prompt tokens: how well routing's cache affinity keeps provider caches warm.
+            { title: "Cache hits", cell: (x) => fmtPct(x.cache_hit_ratio), class: "num" },
           ],
           res.data,
           { empty: "No requests in this range" },
@@ -156,6 +174,7 @@ export function analyticsPage(ctx: PageCtx): void {
           card("Completion tokens", fmtInt(t.completion_tokens)),
           card("Cost", costTotal(t.cost_usd, t.unpriced_requests), "analytics-total-cost"),
           card("p50 / p95", `${fmtMs(t.p50_ms)} / ${fmtMs(t.p95_ms)}`),
+          card("Cache hits", fmtPct(t.cache_hit_ratio), "analytics-total-cache"),
         ),
       (err) =>
         mine === asked && totals.replaceChildren(h("div", { class: "empty" }, `Totals unavailable (${errorText(err)})`)),
