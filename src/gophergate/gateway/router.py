@@ -88,10 +88,12 @@ class Group:
     affinity_ttl_s: float
     rules: tuple[Rule, ...] = ()
     header: bytes = b""  # the x-gophergate-model-group value
+    # The prompt must be counted exactly: a rule on its tokens, or the cost strategy (else a bound may do).
+    count_tokens: bool = field(init=False, default=False)
 
-    @property
-    def needs_tokens(self) -> bool:
-        return any(rule.needs_tokens for rule in self.rules)
+    def __post_init__(self) -> None:
+        exact = self.strategy == "cost" or any(rule.needs_tokens for rule in self.rules)
+        object.__setattr__(self, "count_tokens", exact)
 
     @property
     def targets_and_fallbacks(self) -> tuple[str, ...]:
@@ -244,7 +246,7 @@ class Router:
         return state
 
     # -- the plan ---------------------------------------------------------------------------------------------
-    def order(self, strategy: str, routes: list[tuple[Route, float]], facts: Facts, output: int) -> list[Route]:
+    def order(self, strategy: str, routes: list[tuple[Route, float]], facts: Facts | None, output: int) -> list[Route]:
         """The group's targets (route, weight) in the order the strategy tries them."""
         if len(routes) <= 1:
             return [route for route, _ in routes]
@@ -270,7 +272,7 @@ class Router:
             if rng.random() < EXPLORE_SHARE:
                 return shuffled  # a random target first: every target's figure stays current
             return sorted(shuffled, key=self._latency_key)
-        if strategy == "cost":
+        if strategy == "cost" and facts is not None:
             return sorted((route for route, _ in routes), key=lambda r: _request_cost(r, facts, output))
         return [route for route, _ in routes]
 

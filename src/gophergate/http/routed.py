@@ -136,6 +136,56 @@ _RESPONSES_PREAMBLE = frozenset(
 )
 
 
+Candidates = tuple[list[tuple[Route, float]], list[Route]]
+
+
+class _CandidateCache:
+    """``_candidates``' answers for the current routing snapshot only (a new snapshot empties it, so an old one is
+    never kept alive by it)."""
+
+    def __init__(self) -> None:
+        self.routing: Routing | None = None
+        self.entries: dict[tuple[int, int, Any], tuple[Group, Candidates]] = {}
+
+
+_CACHE = _CandidateCache()
+
+
+def _candidates(routing: Routing, group: Group, targets: tuple[Any, ...], capability: type | None) -> Candidates:
+    """The targets (with weights) and fallbacks of a group that this routing snapshot can call for an endpoint:
+    resolved, served by a configured provider that has the endpoint, not switched off. Worked out once per
+    snapshot, group, target list and endpoint (copies are returned: the caller may filter them)."""
+    cache = _CACHE
+    if cache.routing is not routing:
+        cache.routing = routing
+        cache.entries = {}
+    key = (id(group), id(targets), capability)
+    cached = cache.entries.get(key)
+    if cached is not None and cached[0] is group:
+        weighted, fallbacks = cached[1]
+        return list(weighted), list(fallbacks)
+    resolver = routing.resolver
+
+    def callable_(name: str) -> Route | None:
+        try:
+            route = resolver.resolve_target(name)
+        except ModelNotFound:
+            return None
+        if routing.disabled_models and (route.provider, route.model) in routing.disabled_models:
+            return None
+        provider = routing.providers.get(route.provider)
+        if provider is None or (capability is not None and not isinstance(provider, capability)):
+            return None
+        return route
+
+    weighted = [(route, t.weight) for t in targets if (route := callable_(t.model)) is not None]
+    fallbacks = [route for name in group.fallbacks if (route := callable_(name)) is not None]
+    if len(cache.entries) >= 4096:  # plain names under [routing]'s defaults are groups of their own
+        cache.entries = {}
+    cache.entries[key] = (group, (weighted, fallbacks))
+    return list(weighted), list(fallbacks)
+
+
 def header(scope: Any, name: bytes) -> str | None:
     for key, value in scope.get("headers") or ():
         if key == name:
@@ -226,7 +276,7 @@ class RoutedRequest:
         strategy, or a target whose context window the body's size does not fit (a token is at least one byte of
         the text, and the text is inside the body). So a group of short prompts never loads the tokenizer."""
         group = self.group
-        if not group.needs_tokens and group.strategy != "cost":
+        if not group.count_tokens:
             smallest = self.routing.resolver.smallest_window(group)
             if smallest is None or self.body_size + output <= smallest:
                 return self.body_size
@@ -241,54 +291,47 @@ class RoutedRequest:
         """The targets to try, in order (see ``gateway/router.py``); raises when none can serve the request."""
         group, routing, router = self.group, self.routing, self.v1.rt.router
         output = self._output()
-        facts = Facts(self.data, self.prompt, await self._prompt_tokens(output))
+        tokens = await self._prompt_tokens(output)
+        facts = Facts(self.data, self.prompt, tokens) if group.rules or group.strategy == "cost" else None
         targets = group.targets
-        for rule in group.rules:
-            if rule.matches(facts):
-                targets = rule.targets
-                break
-        resolver = routing.resolver
+        if facts is not None:
+            for rule in group.rules:
+                if rule.matches(facts):
+                    targets = rule.targets
+                    break
+        candidates, fallbacks = _candidates(routing, group, targets, self.spec.capability)
+        rules = self.rules
+        allowed = rules is not None and rules.patterns
+        smallest = routing.resolver.smallest_window(group)
+        fits = smallest is None or tokens + output <= smallest  # every target's window holds the request
         too_small: list[Route] = []
 
-        def usable(name: str) -> Route | None:
-            try:
-                route = resolver.resolve_target(name)
-            except ModelNotFound:
-                return None
-            if routing.disabled_models and (route.provider, route.model) in routing.disabled_models:
-                return None
-            provider = routing.providers.get(route.provider)
-            if provider is None:
-                return None
-            capability = self.spec.capability
-            if capability is not None and not isinstance(provider, capability):
-                return None
-            rules = self.rules
-            governance = self.v1.rt.governance
-            if (
-                rules is not None
-                and rules.patterns
-                and not governance.allows(rules, self.record.requested_model or "", route.provider, route.model)
-            ):
-                return None
-            window = route.entry.context_window if route.entry is not None else None
-            if window and facts.prompt_tokens() + output > window:
-                too_small.append(route)
-                return None
-            return route
+        def usable(route: Route) -> bool:
+            if rules is not None and rules.patterns:
+                requested = self.record.requested_model or ""
+                if not self.v1.rt.governance.allows(rules, requested, route.provider, route.model):
+                    return False
+            if not fits:
+                window = route.entry.context_window if route.entry is not None else None
+                if window and tokens + output > window:
+                    too_small.append(route)
+                    return False
+            return True
 
-        weighted = [(route, t.weight) for t in targets if (route := usable(t.model)) is not None]
-        ordered = router.order(group.strategy, weighted, facts, output)
-        seen = {(r.provider, r.model) for r in ordered}
-        for name in group.fallbacks:
-            route = usable(name)
-            if route is not None and (route.provider, route.model) not in seen:
-                seen.add((route.provider, route.model))
-                ordered.append(route)
+        if allowed or not fits:
+            candidates = [(route, weight) for route, weight in candidates if usable(route)]
+            fallbacks = [route for route in fallbacks if usable(route)]
+        ordered = router.order(group.strategy, candidates, facts, output)
+        if fallbacks:
+            seen = {(r.provider, r.model) for r in ordered}
+            for route in fallbacks:
+                if (route.provider, route.model) not in seen:
+                    seen.add((route.provider, route.model))
+                    ordered.append(route)
         if not ordered:
             if too_small:
                 raise InvalidRequest(
-                    f"The request's {facts.prompt_tokens()} prompt tokens (plus {output} for the output) do not fit "
+                    f"The request's {tokens} prompt tokens (plus {output} for the output) do not fit "
                     f"the context window of any target of '{self.record.requested_model}'.",
                     param="messages",
                     code="context_length_exceeded",
