@@ -216,12 +216,13 @@ model_settings = Table(
 # transaction as the raw rows, so analytics never scan request_log. Three granularities (minute, hour, day), each in
 # four key families:
 #   rollup_<g>         bucket x client key x provider x model (the full cross product),
-#   rollup_<g>_model   bucket x provider x model (all clients: what ungrouped and per model/provider/target views read),
-#   rollup_<g>_client  bucket x client key (all models: per-client views),
-#   rollup_<g>_group   bucket x model group (routing's groups: only rows whose model_group is set; migration 0010).
-# The first three are sums of the full table; the projections exist so that a 30-day hourly chart reads ~15 rows per
-# hour instead of one per (client, model) pair. The group family sums the rows of the full table that named a group
-# (plain model names cost it nothing). The key is the primary key, bucket first (every query is a bucket range).
+#   rollup_<g>_model   bucket x provider x model x model group (all clients: what ungrouped and per model, provider,
+#                      target and model group views read; the group is "" for a plain model name; migration 0010),
+#   rollup_<g>_client  bucket x client key (all models: per-client views).
+# The projections are sums of the full table (the model family split by the model group the client named, which
+# costs plain traffic nothing and the writer no statement more); they exist so that a 30-day hourly chart reads ~15
+# rows per hour instead of one per (client, model) pair. The key is the primary key, bucket first (every query is a
+# bucket range).
 # A request without a client key / provider / model is stored under 0 / "" / "" (NULLs would never conflict in an
 # upsert). cost_pusd is the cost in pico-USD (1e-12 USD), an integer so that the upsert adds it exactly on both
 # engines. unpriced counts the requests with tokens but no known price (their cost is not in cost_pusd: a total
@@ -231,9 +232,8 @@ model_settings = Table(
 ROLLUP_GRANULARITIES: tuple[str, ...] = ("minute", "hour", "day")
 ROLLUP_FAMILIES: dict[str, tuple[str, ...]] = {
     "": ("client_key_id", "provider", "model"),
-    "_model": ("provider", "model"),
+    "_model": ("provider", "model", "model_group"),
     "_client": ("client_key_id",),
-    "_group": ("model_group",),
 }
 LATENCY_BUCKETS = 40
 ROLLUP_SUMS: tuple[str, ...] = (
@@ -256,12 +256,19 @@ _ROLLUP_KEY_TYPES: dict[str, Any] = {
 }
 
 
+# Added by migration 0010 to tables that may hold rows (theirs are a plain model name's: "").
+_KEY_DEFAULTS: dict[str, dict[str, Any]] = {"model_group": {"server_default": ""}}
+
+
 def _rollup_table(name: str, keys: tuple[str, ...]) -> Table:
     return Table(
         name,
         metadata,
         Column("bucket", DateTime(timezone=True), primary_key=True),
-        *(Column(key, _ROLLUP_KEY_TYPES[key], primary_key=True, autoincrement=False) for key in keys),
+        *(
+            Column(key, _ROLLUP_KEY_TYPES[key], primary_key=True, autoincrement=False, **_KEY_DEFAULTS.get(key, {}))
+            for key in keys
+        ),
         *(Column(name, BigInteger, nullable=False, default=0) for name in ROLLUP_SUMS if name != "unpriced"),
         *(Column(name, Integer, nullable=False, default=0) for name in LATENCY_COLUMNS),
         # Added by migration 0006 (last, as ALTER TABLE puts it) to tables that may hold rows: a server default.

@@ -1,6 +1,6 @@
 """Retention: raw request-log rows older than ``GOPHERGATE_LOG_RETENTION_DAYS`` are deleted, minute rollups (every
 key family: ``ROLLUP_FAMILIES``) older than ``MINUTE_ROLLUP_DAYS`` too; hour and day rollups are kept forever (they
-are small: one row per hour or day per client key x provider x model, or model group, that saw traffic).
+are small: one row per hour or day per client key x provider x model (x model group) that saw traffic).
 
 Deletes go in small batches (``batch_size`` rows per transaction, with a pause in between), so neither the log
 writer (which needs SQLite's write lock) nor readers wait long behind a big delete.

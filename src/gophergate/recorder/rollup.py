@@ -54,16 +54,11 @@ _I_LATENCY = COLUMNS.index("latency_ms")
 _I_FINAL = COLUMNS.index("final")
 _I_GROUP = COLUMNS.index("model_group")
 
-# (bucket, client, provider, model, model group): the group is None (or "") for a plain model name.
-Key = tuple[dt.datetime, int, str, str, str | None]
+# (bucket, client, provider, model, model group): the group is "" for a plain model name.
+Key = tuple[dt.datetime, int, str, str, str]
 _VALUES: tuple[str, ...] = (*ROLLUP_SUMS, *LATENCY_COLUMNS)
 _FULL = ("client_key_id", "provider", "model")
-_GROUP = ("model_group",)
-# How the other rollup tables' keys are cut from the full family's (bucket, client, provider, model) key.
-_PROJECT = {
-    ("provider", "model"): lambda k: (k[0], k[2], k[3]),
-    ("client_key_id",): lambda k: (k[0], k[1]),
-}
+_MODEL = ("provider", "model", "model_group")
 
 
 def delta_columns(table: str) -> tuple[str, ...]:
@@ -113,7 +108,7 @@ class Aggregator:
         # rarely spans more than a few buckets). A request routing retried has one row per attempt: requests,
         # errors and latency count only its final row (what the client saw), so it counts once; tokens, cost
         # and unpriced add up every attempt's, each under the provider and model it went to. The key carries the
-        # row's model group as it is (None for a plain model name): ``iter_deltas`` sorts the families out.
+        # row's model group ("" for a plain model name): ``iter_deltas`` sorts the families out.
         minutes = self._minutes
         low = high = _EPOCH
         bucket = _EPOCH
@@ -124,7 +119,7 @@ class Aggregator:
             if not low <= created < high:  # rows of a batch mostly share their minute
                 bucket = low = floor_time(created, "minute")
                 high = low + _MINUTE
-            key = (bucket, row[_I_CLIENT] or 0, row[_I_PROVIDER] or "", row[_I_MODEL] or "", row[_I_GROUP])
+            key = (bucket, row[_I_CLIENT] or 0, row[_I_PROVIDER] or "", row[_I_MODEL] or "", row[_I_GROUP] or "")
             acc = minutes.get(key)
             if acc is None:
                 acc = minutes[key] = [0, 0, 0, 0, 0, 0, 0, Decimal(0), 0, {}]
@@ -153,20 +148,13 @@ class Aggregator:
     def iter_deltas(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
         """``deltas`` one table at a time (the writer yields to the event loop in between: no stall over ~1 ms).
 
-        The model group is split off the minute accumulators once: the full family's keys drop it (a merge only
-        when some row named a group; plain traffic is re-keyed, its accumulators shared), and the group family
-        gets the rows that named one (none: an empty delta list, nothing else to do)."""
+        The minute accumulators are keyed (bucket, client, provider, model, model group). The full family drops the
+        group (plain traffic, whose group is "", is only re-keyed), the model family keeps it (per target and per
+        group views sum over what they do not group by), the client family keeps the client only."""
         minutes = self._minutes
-        named = {key: acc for key, acc in minutes.items() if key[4] is not None}
-        if named:
-            plain = _merge(minutes, _drop_group)
-            groups = _merge({key: acc for key, acc in named.items() if key[4]}, _group_key)  # "" is no group
-        else:
-            plain = {key[:4]: acc for key, acc in minutes.items()}
-            groups = {}
         for granularity in ROLLUP_GRANULARITIES:
             if granularity == "minute":
-                full, by_group = plain, groups
+                grouped = minutes
             else:
                 floors: dict[dt.datetime, dt.datetime] = {}
 
@@ -174,26 +162,21 @@ class Aggregator:
                     start = floors.get(key[0])
                     if start is None:
                         start = floors[key[0]] = floor_time(key[0], g)
-                    return (start, key[1], key[2], key[3])
+                    return (start, key[1], key[2], key[3], key[4])
 
-                def coarse_group(
-                    key: Any, g: str = granularity, floors: dict[dt.datetime, dt.datetime] = floors
-                ) -> Any:
-                    start = floors.get(key[0])
-                    if start is None:
-                        start = floors[key[0]] = floor_time(key[0], g)
-                    return (start, key[1])
-
-                full = _merge(plain, coarse)
-                by_group = _merge(groups, coarse_group)
+                grouped = _merge(minutes, coarse)
+            if any(key[4] for key in grouped):
+                full = _merge(grouped, _drop_group)
+            else:  # no row named a group: the keys stay unique without it
+                full = {key[:4]: acc for key, acc in grouped.items()}
             for table, keys in ROLLUP_KEYS.items():
                 if table.split("_")[1] == granularity:
                     if keys == _FULL:
                         accs = full
-                    elif keys == _GROUP:
-                        accs = by_group
+                    elif keys == _MODEL:
+                        accs = _merge(grouped, _model_key)
                     else:
-                        accs = _merge(full, _PROJECT[keys])
+                        accs = _merge(full, _client_key)
                     yield table, _finish(accs)
 
 
@@ -201,8 +184,12 @@ def _drop_group(key: Key) -> tuple[dt.datetime, int, str, str]:
     return (key[0], key[1], key[2], key[3])
 
 
-def _group_key(key: Key) -> tuple[dt.datetime, str | None]:
-    return (key[0], key[4])
+def _model_key(key: Key) -> tuple[dt.datetime, str, str, str]:
+    return (key[0], key[2], key[3], key[4])
+
+
+def _client_key(key: tuple[dt.datetime, int, str, str]) -> tuple[dt.datetime, int]:
+    return (key[0], key[1])
 
 
 def _merge(accs: dict[Any, list[Any]], key_of: Any) -> dict[Any, list[Any]]:

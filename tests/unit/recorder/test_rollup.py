@@ -74,9 +74,7 @@ def test_aggregate_sums_every_row_into_each_granularity() -> None:
     assert set(deltas) == set(ROLLUP_KEYS)
     for table, rows in deltas.items():
         k = 1 + len(ROLLUP_KEYS[table])  # bucket + key columns
-        # The group family holds the rows that named a model group, every other family all of them.
-        mine = [r for r in records if r.model_group] if table.endswith("_group") else records
-        assert 0 < len(mine) < 500 or not table.endswith("_group")
+        mine = records
         assert all(len(row) == len(delta_columns(table)) for row in rows)
         assert sum(row[k] for row in rows) == len(mine), table  # requests
         assert sum(row[k + 1] for row in rows) == sum(r.status >= 400 for r in mine)
@@ -92,25 +90,25 @@ def test_aggregate_sums_every_row_into_each_granularity() -> None:
     assert len(deltas["rollup_hour_model"]) <= len(deltas["rollup_hour"])
 
 
-def test_the_group_family_has_a_row_per_bucket_and_named_group_and_nothing_of_plain_rows() -> None:
+def test_the_model_family_is_split_by_model_group_and_plain_rows_are_under_the_empty_group() -> None:
     rng = random.Random(3)
     records = [random_record(rng, i, span_s=7200) for i in range(400)]
     deltas = aggregate(r.values() for r in records)
-    columns = delta_columns("rollup_minute_group")
-    assert columns[:2] == ("bucket", "model_group")
+    columns = delta_columns("rollup_minute_model")
+    assert columns[:4] == ("bucket", "provider", "model", "model_group")
     for granularity in ("minute", "hour", "day"):
-        rows = deltas[f"rollup_{granularity}_group"]
+        rows = deltas[f"rollup_{granularity}_model"]
         expected: dict[tuple[Any, ...], list[int]] = {}
         for r in records:
-            if r.model_group:
-                totals = expected.setdefault((floor_time(r.created_at, granularity), r.model_group), [0, 0])
-                totals[0] += 1
-                totals[1] += r.cache_read_tokens
-        assert {row[:2]: [row[2], row[columns.index("cache_read_tokens")]] for row in rows} == expected
-        assert {row[1] for row in rows} == {"smart", "fast"}  # no "" or None group: plain rows are not there
+            key = (floor_time(r.created_at, granularity), r.provider or "", r.model or "", r.model_group or "")
+            totals = expected.setdefault(key, [0, 0])
+            totals[0] += 1
+            totals[1] += r.cache_read_tokens
+        assert {row[:4]: [row[4], row[columns.index("cache_read_tokens")]] for row in rows} == expected
+        assert {row[3] for row in rows} == {"smart", "fast", ""}
 
 
-def test_plain_traffic_writes_no_group_rows_and_groups_leave_the_other_families_unchanged() -> None:
+def test_model_groups_change_no_other_family_and_the_model_familys_sums() -> None:
     rng = random.Random(4)
     records = [random_record(rng, i, span_s=3 * 86400) for i in range(600)]
     with_groups = aggregate(r.values() for r in records)
@@ -119,10 +117,17 @@ def test_plain_traffic_writes_no_group_rows_and_groups_leave_the_other_families_
     for record in records[1::2]:
         record.model_group = None
     plain = aggregate(r.values() for r in records)
-    assert all(plain[f"rollup_{g}_group"] == [] for g in ("minute", "hour", "day"))
     for table in ROLLUP_KEYS:
-        if not table.endswith("_group"):
+        if not table.endswith("_model"):
             assert plain[table] == with_groups[table], table  # the group is projected away, sums unchanged
+            continue
+        assert all(row[3] == "" for row in plain[table])
+        summed: dict[tuple[Any, ...], list[int]] = {}
+        for row in with_groups[table]:
+            into = summed.setdefault(row[:3], [0] * (len(row) - 4))
+            for i, value in enumerate(row[4:]):
+                into[i] += value
+        assert {row[:3]: list(row[4:]) for row in plain[table]} == summed, table
 
 
 def test_aggregate_stores_missing_key_parts_as_sentinels() -> None:
@@ -138,7 +143,7 @@ def test_upsert_sql_adds_to_the_existing_row() -> None:
     assert "ON CONFLICT (bucket, client_key_id, provider, model) DO UPDATE SET requests = rollup_hour.requests +" in sql
     assert "lat_39 = rollup_hour.lat_39 + excluded.lat_39" in sql
     assert "$52" in upsert_sql("rollup_day", "numeric_dollar") and "?" not in upsert_sql("rollup_day", "numeric_dollar")
-    assert "ON CONFLICT (bucket, provider, model) DO" in upsert_sql("rollup_day_model", "qmark")
+    assert "ON CONFLICT (bucket, provider, model, model_group) DO" in upsert_sql("rollup_day_model", "qmark")
     assert "ON CONFLICT (bucket, client_key_id) DO" in upsert_sql("rollup_minute_client", "qmark")
 
 

@@ -26,14 +26,12 @@ def expected_rollups(rows: list[Any], table: str) -> dict[tuple[Any, ...], list[
     granularity = table.split("_")[1]
     out: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0] * 7 + [Decimal(0), 0] + [0] * 40)
     for row in rows:
-        if ROLLUP_KEYS[table] == ("model_group",) and not row.model_group:
-            continue  # plain model names are not in the group family
         bucket = floor_time(aware(row.created_at), granularity)
         parts = {
             "client_key_id": row.client_key_id or 0,
             "provider": row.provider or "",
             "model": row.model or "",
-            "model_group": row.model_group,
+            "model_group": row.model_group or "",
         }
         key = (bucket, *(parts[k] for k in ROLLUP_KEYS[table]))
         acc = out[key]

@@ -12,8 +12,9 @@ whose cost is not in ``cost_usd``), and ``cost_usd`` is null when every request 
 metric set also carries ``cache_hit_ratio``: cache-read tokens over prompt tokens (prompt tokens include the cached
 ones), null without prompt tokens.
 
-Groupings: ``model``, ``provider`` and ``target`` (``provider/model``, a routing target) read the per-model rollups,
-``client`` the per-client ones, ``group`` the per-model-group ones (only requests that named a model group).
+Groupings: ``model``, ``provider``, ``target`` (``provider/model``, a routing target) and ``group`` (the model group;
+only requests that named one) read the per-model rollups, whose rows are split by model group; ``client`` the
+per-client ones.
 """
 
 from __future__ import annotations
@@ -65,9 +66,12 @@ def _family(group_by: str) -> str:
     """The smallest rollup table family that has the grouping key (see db/tables.py)."""
     if group_by == "client":
         return "_client"
-    if group_by == "group":
-        return "_group"
-    return "_model"
+    return "_model"  # model groups too: the model family's rows carry the group ("" for a plain model name)
+
+
+def _only_groups(query: Any, table: Any, group_by: str) -> Any:
+    """Per model group: the requests that named one."""
+    return query.where(table.c.model_group != "") if group_by == "group" else query
 
 
 def _key_columns(table: Table, group_by: str) -> list[ColumnElement[Any]]:
@@ -194,6 +198,7 @@ async def timeseries(
         .where(table.c.bucket >= first, table.c.bucket < end)
         .group_by(table.c.bucket, *keys)
     )
+    query = _only_groups(query, table, group_by)
     stamps = []
     t = first
     while t < end:
@@ -281,7 +286,8 @@ async def _grouped(
         width = len(keys)
         names = ("requests", "errors", *_TOKENS, "cost_pusd", "unpriced", *LATENCY_COLUMNS)
         columns = [table.c[name] for name in names]
-        selects.append(select(*keys, *columns).where(table.c.bucket >= lo, table.c.bucket < hi))
+        part = select(*keys, *columns).where(table.c.bucket >= lo, table.c.bucket < hi)
+        selects.append(_only_groups(part, table, group_by))
     unioned = union_all(*selects).subquery()
     grouping = [unioned.c[f"k{i}"] for i in range(width)]
     query = select(*grouping, *_sums(unioned))
