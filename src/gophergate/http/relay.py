@@ -29,12 +29,13 @@ async def relay_stream(
     meter: Meter,
     *,
     done: bool = True,
+    prefix: bytes = b"",
 ) -> None:
     """Send the response headers, then every chunk as it comes, then ``[DONE]`` (unless ``done`` is false:
     the Responses API's streams end after their terminal event, with no sentinel; nor after an error: the
     provider's last chunk was an error event, set in ``meter.stream_error``, and a ``[DONE]`` after it would tell
     the client the answer was complete); the upstream is always closed (the iterator's ``finally``), whatever
-    happens to the client."""
+    happens to the client. ``prefix``: bytes to send before the first chunk (what routing held back)."""
     watch = DisconnectWatch(receive)
 
     async def write(message: dict[str, Any]) -> None:
@@ -48,6 +49,9 @@ async def relay_stream(
     try:
         try:
             await write({"type": "http.response.start", "status": 200, "headers": headers})
+            if prefix:
+                meter.first_chunk = time.perf_counter()
+                await write({"type": "http.response.body", "body": prefix, "more_body": True})
             async for chunk in chunks:
                 if meter.first_chunk is None:
                     meter.first_chunk = time.perf_counter()

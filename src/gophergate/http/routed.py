@@ -194,19 +194,6 @@ def header(scope: Any, name: bytes) -> str | None:
     return None
 
 
-async def _chain(held: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """What was held back, as one chunk, then the rest of the stream; closing it closes the upstream's."""
-    try:
-        if held:
-            yield b"".join(held)
-        async for chunk in rest:
-            yield chunk
-    finally:
-        close = getattr(rest, "aclose", None)
-        if close is not None:
-            await close()
-
-
 async def _hold(chunks: AsyncIterator[bytes]) -> tuple[list[bytes], bool]:
     """Read the stream until its first content (or the hold bounds): (held chunks, the stream ended)."""
     held: list[bytes] = []
@@ -514,7 +501,10 @@ class RoutedRequest:
                 # Not a class the group acts on: relayed as a plain model's stream is (its error event).
             else:
                 self._succeeded(router, key, started)
-            await self.v1._relay(self.send, self.receive, record, meter, _chain(held, chunks), done=spec.ends_with_done)
+            prefix = b"".join(held)  # what was held back goes first, in one write
+            await self.v1._relay(
+                self.send, self.receive, record, meter, chunks, done=spec.ends_with_done, prefix=prefix
+            )
         finally:
             router.ended(key, probe)
 

@@ -238,7 +238,15 @@ class V1:
         meter.first_chunk = time.perf_counter()
 
     async def _relay(
-        self, send: Any, receive: Any, record: RequestRecord, meter: Meter, chunks: Any, *, done: bool
+        self,
+        send: Any,
+        receive: Any,
+        record: RequestRecord,
+        meter: Meter,
+        chunks: Any,
+        *,
+        done: bool,
+        prefix: bytes = b"",
     ) -> None:
         headers = base_headers(record.request_id, b"text/event-stream")
         headers.extend(SSE_HEADERS)
@@ -247,7 +255,7 @@ class V1:
         _route_headers(headers, record)
         headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
         record.status = 200  # from here on the headers count as sent
-        await relay_stream(send, receive, headers, chunks, meter, done=done)
+        await relay_stream(send, receive, headers, chunks, meter, done=done, prefix=prefix)
         if meter.stream_error is not None:
             record.error_type = "upstream_stream_error"
             record.error_message = meter.stream_error
