@@ -25,7 +25,7 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -208,6 +208,17 @@ async def _hold(chunks: AsyncIterator[bytes]) -> tuple[list[bytes], bool]:
         size += len(chunk)
         if has_content(chunk) or len(held) >= HOLD_EVENTS or size >= HOLD_BYTES:
             return held, False
+
+
+async def _open_and_hold(opening: Awaitable[AsyncIterator[bytes]]) -> tuple[AsyncIterator[bytes], list[bytes], bool]:
+    """The stream opened and read up to its first content: (the stream, held chunks, it ended already)."""
+    chunks = await opening
+    try:
+        held, ended = await _hold(chunks)
+    except BaseException:
+        await _aclose(chunks)
+        raise
+    return chunks, held, ended
 
 
 async def _aclose(chunks: Any) -> None:
@@ -472,14 +483,13 @@ class RoutedRequest:
                 return
             assert spec.open_stream is not None
             timeout = group.first_token_timeout_s
+            opening = _open_and_hold(spec.open_stream(provider, call, meter))
             try:
-                async with asyncio.timeout(timeout):
-                    chunks = await unless_disconnected(self.receive, spec.open_stream(provider, call, meter))
-                    try:
-                        held, ended = await unless_disconnected(self.receive, _hold(chunks))
-                    except BaseException:
-                        await _aclose(chunks)
-                        raise
+                if timeout is None:
+                    chunks, held, ended = await unless_disconnected(self.receive, opening)
+                else:
+                    async with asyncio.timeout(timeout):
+                        chunks, held, ended = await unless_disconnected(self.receive, opening)
             except TimeoutError:
                 error = UpstreamTimeout(
                     f"Upstream provider '{route.provider}' sent no content within {timeout:g} s "
