@@ -153,6 +153,7 @@ class V1:
             prompt = spec.prompt(data)
             routing = rt.routing  # one configuration for the whole request
             route = routing.resolver.resolve(model)
+            record.provider, record.model = route.provider, route.model
             group = route.group
             if group is None:
                 if routing.disabled_models and (route.provider, route.model) in routing.disabled_models:
@@ -163,7 +164,6 @@ class V1:
                         f"Provider '{route.provider}' (serving model '{model}') does not support {spec.path}.",
                         param="model",
                     )
-            record.provider, record.model = route.provider, route.model
             price = record.price = route.price
             limit = route.entry.max_output_tokens if route.entry is not None else None
             if rules is not None:
