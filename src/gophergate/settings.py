@@ -89,6 +89,9 @@ class CustomProviderConfig(BaseModel):
     enabled: bool = True
     # The models.dev provider id whose prices and limits apply to this upstream's models (e.g. "openrouter").
     registry_provider: str | None = None
+    # The base URL of the upstream's Anthropic-compatible Messages API (without /v1/messages): /v1/messages requests
+    # to this provider pass through there. DeepSeek and Moonshot have one derived from base_url; "" turns it off.
+    anthropic_base_url: str | None = None
 
 
 class PriceConfig(BaseModel):

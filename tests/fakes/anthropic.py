@@ -218,9 +218,20 @@ class FakeAnthropic(LoopbackServer):
 
     thread_name = "fake-anthropic"
 
-    def __init__(self, api_key: str = "sk-ant-upstream-test", *, page_size: int = 2) -> None:
+    def __init__(
+        self,
+        api_key: str = "sk-ant-upstream-test",
+        *,
+        page_size: int = 2,
+        path_prefix: str = "",
+        extra_models: dict[str, tuple[str, bool, int]] | None = None,
+    ) -> None:
         self.api_key = api_key
-        self.models = list(MODELS)
+        self.model_specs = {**MODELS, **(extra_models or {})}  # an Anthropic-compatible endpoint's own models
+        # Where the API is mounted: "" for Anthropic itself, "/anthropic" for an Anthropic-compatible endpoint of
+        # another provider (DeepSeek's https://api.deepseek.com/anthropic).
+        self.path_prefix = path_prefix
+        self.models = list(self.model_specs)
         self.page_size = page_size  # GET /v1/models pages are at most this long, to exercise paging (§4.7)
         self.retry_after_seconds = 7
         super().__init__()
@@ -237,7 +248,7 @@ class FakeAnthropic(LoopbackServer):
         """The base URL the official SDK takes: no /v1 (§1, §11.25)."""
         if self.port is None:
             raise RuntimeError("fake not started")
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.port}{self.path_prefix}"
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -246,7 +257,12 @@ class FakeAnthropic(LoopbackServer):
 
     @property
     def message_requests(self) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.method == "POST" and r.path == "/v1/messages"]
+        return [r for r in self.requests if r.method == "POST" and r.path == self.path_prefix + "/v1/messages"]
+
+    @property
+    def count_requests(self) -> list[RecordedRequest]:
+        path = self.path_prefix + "/v1/messages/count_tokens"
+        return [r for r in self.requests if r.method == "POST" and r.path == path]
 
     @property
     def issued_tool_use_ids(self) -> list[str]:
@@ -293,11 +309,16 @@ class FakeAnthropic(LoopbackServer):
                 return web.Response(status=status, body=data, headers={"content-type": "application/json", **headers})
             self._check_auth(request)
             version = self._check_version(request)
-            if request.path == "/v1/messages" and request.method == "POST":
+            if not request.path.startswith(self.path_prefix + "/"):
+                raise FakeError(404, f"Not found: {request.method} {request.path}")
+            path = request.path[len(self.path_prefix) :]
+            if path in ("/v1/messages", "/v1/messages/count_tokens") and request.method == "POST":
                 if parsed is None:
                     raise bad("There was an issue with your request body: not valid JSON")
+                if path == "/v1/messages/count_tokens":
+                    return self._json(200, self._count_tokens(parsed, version))
                 return await self._messages(request, parsed, version)
-            if request.path == "/v1/models" and request.method == "GET":
+            if path == "/v1/models" and request.method == "GET":
                 return self._json(200, self._model_page(request.query))
             raise FakeError(404, f"Not found: {request.method} {request.path}")
         except FakeError as err:
@@ -358,9 +379,9 @@ class FakeAnthropic(LoopbackServer):
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise bad("model: Field required")
-        if model not in MODELS:
+        if model not in self.model_specs:
             raise FakeError(404, f"model: {model}")
-        style, no_pair, max_out = MODELS[model]
+        style, no_pair, max_out = self.model_specs[model]
         max_tokens = body.get("max_tokens")
         if max_tokens is None:
             raise bad("max_tokens: Field required")  # §4.2
@@ -664,6 +685,26 @@ class FakeAnthropic(LoopbackServer):
             await asyncio.sleep(trig.slow_ms / 1000)
         return self._json(200, self._message(answer))
 
+    def _count_tokens(self, body: Any, version: str) -> dict[str, Any]:
+        """POST /v1/messages/count_tokens: a Messages request without max_tokens (and without stream), counted as
+        the answer's input side is."""
+        if not isinstance(body, dict):
+            raise bad("body: Input should be an object")
+        for name in ("max_tokens", "stream", "stop_sequences", "metadata", "temperature", "top_p", "top_k"):
+            if name in body:
+                raise bad(f"{name}: Extra inputs are not permitted")
+        model = body.get("model")
+        ceiling = self.model_specs[model][2] if isinstance(model, str) and model in self.model_specs else 1
+        self._validate({**body, "max_tokens": ceiling}, version)  # a thinking budget must fit below max_tokens
+        return {"input_tokens": self._prompt_tokens(body)}
+
+    def _prompt_tokens(self, body: dict[str, Any]) -> int:
+        return (
+            10
+            + _words(str(body.get("system") or ""))
+            + sum(_words(_block_text(self._as_blocks(m.get("content")))) for m in body["messages"])
+        )
+
     def _answer(self, body: dict[str, Any], last: list[dict[str, Any]], trig: _Triggers) -> _Answer:
         model = body["model"]
         thinking_cfg = body.get("thinking") if isinstance(body.get("thinking"), dict) else {}
@@ -724,11 +765,7 @@ class FakeAnthropic(LoopbackServer):
         if text_tokens > budget and not tool_uses:
             text = "".join(_pieces(text)[: max(budget, 0)]).rstrip()
             text_tokens, stop_reason = _words(text), "max_tokens"
-        prompt = (
-            10
-            + _words(str(body.get("system") or ""))
-            + sum(_words(_block_text(self._as_blocks(m.get("content")))) for m in body["messages"])
-        )
+        prompt = self._prompt_tokens(body)
         cache_read = min(trig.cache, prompt)
         cache_write = min(trig.cache_write, prompt - cache_read)
         return _Answer(

@@ -302,6 +302,8 @@ class FakeGemini(LoopbackServer):
                 return await self._generate(request, model, body, stream=False)
             if method == "streamGenerateContent":
                 return await self._generate(request, model, body, stream=True)
+            if method == "countTokens":
+                return self._count_tokens(model, body)
             raise FakeError(404, f"The requested URL {request.path} was not found on this server.")
         except FakeError as err:
             return web.Response(status=err.status, body=orjson.dumps(error_body(err)), content_type="application/json")
@@ -666,6 +668,28 @@ class FakeGemini(LoopbackServer):
             {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(img).decode()}} for img in a.images
         )
         return parts
+
+    def _count_tokens(self, model: str, body: Any) -> web.Response:
+        """models.countTokens: ``contents`` or a whole ``generateContentRequest`` (which must name its model), not
+        both; counted as generateContent counts the prompt."""
+        if not isinstance(body, dict) or set(body) - {"contents", "generateContentRequest"}:
+            unknown = sorted(set(body) - {"contents", "generateContentRequest"}) if isinstance(body, dict) else []
+            raise _bad(
+                f'Invalid JSON payload received. Unknown name "{unknown[0] if unknown else ""}": Cannot find field.'
+            )
+        if ("contents" in body) == ("generateContentRequest" in body):
+            raise _bad("Exactly one of contents or generateContentRequest must be set.")
+        request = body.get("generateContentRequest") or {"contents": body["contents"]}
+        if "generateContentRequest" in body and request.get("model") != f"models/{model}":
+            raise _bad("generateContentRequest.model is required and must name the model of the request.")
+        inner = {k: v for k, v in request.items() if k != "model"}
+        self._validate(model, inner)
+        prompt = sum(
+            _words(p.get("text", "")) + (10 if "inlineData" in p else 0) + (5 if "functionResponse" in p else 0)
+            for c in [*inner["contents"], inner.get("systemInstruction") or {"parts": []}]
+            for p in c["parts"]
+        )
+        return web.json_response({"totalTokens": max(prompt, 1), "promptTokensDetails": []})
 
     async def _generate(self, request: web.Request, model: str, body: Any, *, stream: bool) -> web.StreamResponse:
         self._validate(model, body)

@@ -19,6 +19,7 @@ LAYERS: list[set[str]] = [
     {"security"},
     {"pricing"},
     {"providers"},
+    {"inbound"},
     {"recorder"},
     {"limits"},
     {"gateway"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -73,6 +73,8 @@ class ChatCall(_PricedCall):
     include_usage: bool  # the client asked for a usage chunk (stream_options.include_usage)
     request_id: str
     max_output_tokens: int | None = None  # the model's output limit from the registry, when known
+    # Client headers a pass-through backend gets (/v1/messages: anthropic-version, anthropic-beta).
+    client_headers: Mapping[str, str] | None = None
 
 
 @dataclass(slots=True)

@@ -1,4 +1,5 @@
-"""Errors are data: one tree, rendered once as an OpenAI-style body.
+"""Errors are data: one tree, rendered once as an OpenAI-style body (or, for the Anthropic Messages API's
+endpoints, once in Anthropic's shape: ``anthropic_body``).
 
 GatewayError                      status, type, code, param; error_class and upstream_status for routing
 ├── InvalidRequest                400 invalid_request_error
@@ -75,6 +76,39 @@ class GatewayError(Exception):
 
     def body(self) -> bytes:
         return orjson.dumps(self.to_dict())
+
+    def anthropic_body(self) -> bytes:
+        """The Anthropic Messages API's error shape, its ``type`` chosen by the status as Anthropic does."""
+        return anthropic_error_body(self.status, self.message)
+
+
+# Anthropic's error types by status (its API reference, "Errors"); any other 4xx is an invalid request, any
+# other 5xx an api_error.
+ANTHROPIC_ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_type(status: int) -> str:
+    known = ANTHROPIC_ERROR_TYPES.get(status)
+    if known is not None:
+        return known
+    return "invalid_request_error" if 400 <= status < 500 else "api_error"
+
+
+def anthropic_error_body(status: int, message: str) -> bytes:
+    error = {"type": anthropic_error_type(status), "message": redact(message)}
+    return orjson.dumps({"type": "error", "error": error})
 
 
 class InvalidRequest(GatewayError):

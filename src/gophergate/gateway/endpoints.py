@@ -6,12 +6,22 @@ validate, resolve, capability check, call or stream, send, and one record; addin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+import contextlib
+import math
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from gophergate.core.calls import ChatCall, EndpointCall, Meter, Pricer
+from gophergate.gateway.governance import prompt_texts
 from gophergate.gateway.validate import check_chat, check_embeddings, check_images, check_responses
+from gophergate.inbound.messages import MessagesStream, chat_to_message, check_messages, messages_to_chat, ping_event
+from gophergate.providers.anthropic.passthrough import FORWARDED_HEADERS
 from gophergate.providers.base import Provider, SupportsEmbeddings, SupportsImages, SupportsResponses
 
 # What validation found: (model, stream, include_usage); include_usage is chat's stream_options.include_usage.
@@ -32,6 +42,9 @@ class EndpointSpec:
     chat: bool = False  # the call is a ChatCall (include_usage, the model's output limit)
     # The request's output limit fields, the one a key's max_tokens_cap is written to first; () = no output tokens.
     output_fields: tuple[str, ...] = ()
+    anthropic: bool = False  # an Anthropic Messages API endpoint: its errors in Anthropic's shape
+    # Client headers a pass-through backend gets (lower-case names).
+    forwarded_headers: tuple[bytes, ...] = ()
 
     def make_call(
         self,
@@ -41,10 +54,14 @@ class EndpointSpec:
         checked: Checked,
         pricer: Pricer | None,
         max_output_tokens: int | None,
+        client_headers: Mapping[str, str] | None = None,
     ) -> ChatCall | EndpointCall:
         _, stream, include_usage = checked
         if self.chat:
-            return ChatCall(data, model, stream, include_usage, request_id, max_output_tokens, pricer=pricer)
+            call = ChatCall(data, model, stream, include_usage, request_id, max_output_tokens, pricer=pricer)
+            if client_headers:
+                call.client_headers = client_headers
+            return call
         return EndpointCall(data, model, request_id, stream=stream, pricer=pricer)
 
 
@@ -148,4 +165,179 @@ RESPONSES = EndpointSpec(
     output_fields=("max_output_tokens",),
 )
 
-ENDPOINTS: dict[str, EndpointSpec] = {spec.path: spec for spec in (CHAT, EMBEDDINGS, IMAGES, RESPONSES)}
+
+# -- /v1/messages: the Anthropic Messages API in ----------------------------------------------------------------------
+# A backend that speaks Messages gets the client's body as it is (``messages_api``, providers/anthropic/passthrough.py);
+# every other backend gets it translated into the gateway's chat form, and its chat answer translated back
+# (inbound/messages.py).
+
+PING_SECONDS = 10.0  # a translated stream sends Anthropic's `ping` after this long without an event
+
+
+def messages_prompt(data: dict[str, Any]) -> Any:
+    """The system prompt and the messages, as chat-like messages (text parts only) for estimates and rules."""
+    out: list[dict[str, Any]] = []
+    system = data.get("system")
+    if isinstance(system, str):
+        out.append({"role": "system", "content": system})
+    elif isinstance(system, list):
+        out.append({"role": "system", "content": [b for b in system if isinstance(b, dict)]})
+    messages = data.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, dict):
+                content = message.get("content")
+                if isinstance(content, list):  # tool results nest their text one level down
+                    parts: list[Any] = []
+                    for block in content:
+                        if isinstance(block, dict) and isinstance(block.get("content"), list | str):
+                            inner = block["content"]
+                            parts.extend(inner if isinstance(inner, list) else [{"type": "text", "text": inner}])
+                        else:
+                            parts.append(block)
+                    out.append({"role": message.get("role"), "content": parts})
+                else:
+                    out.append(message)
+    return out
+
+
+def _message_id() -> str:
+    return "msg_" + secrets.token_hex(12)
+
+
+def _translated_call(call: ChatCall) -> ChatCall:
+    """The chat call a translating backend gets for a Messages call (same model, price and limits)."""
+    body = messages_to_chat(call.body)
+    body.pop("top_k", None)  # no chat backend takes it
+    return ChatCall(body, call.model, call.stream, True, call.request_id, call.max_output_tokens, pricer=call.pricer)
+
+
+async def _messages(provider: Provider, call: ChatCall, meter: Meter) -> bytes:
+    api = getattr(provider, "messages_api", None)
+    if api is not None:
+        return await api.messages(call, meter)  # type: ignore[no-any-return]
+    chat = _translated_call(call)
+    try:
+        body = await provider.chat(chat, meter)
+    finally:
+        call.priced = chat.priced
+    return orjson.dumps(chat_to_message(orjson.loads(body), str(call.body.get("model")), _message_id()))
+
+
+async def _messages_stream(provider: Provider, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
+    api = getattr(provider, "messages_api", None)
+    if api is not None:
+        return await api.open_stream(call, meter)  # type: ignore[no-any-return]
+    chat = _translated_call(call)
+    chunks = await provider.open_chat_stream(chat, meter)
+    return _translate_stream(chunks, MessagesStream(str(call.body.get("model")), _message_id()), chat, call)
+
+
+async def _translate_stream(
+    chunks: AsyncIterator[bytes], stream: MessagesStream, chat: ChatCall, call: ChatCall
+) -> AsyncIterator[bytes]:
+    """The backend's chat stream as Anthropic events, with a ``ping`` whenever the backend is silent for
+    ``PING_SECONDS`` (a client's read timeout then never mistakes a slow backend for a dead one)."""
+    pending: asyncio.Future[bytes] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(chunks.__anext__())
+            done, _ = await asyncio.wait((pending,), timeout=PING_SECONDS)
+            if not done:
+                if stream.started:
+                    yield ping_event()
+                continue
+            task, pending = pending, None
+            try:
+                chunk = task.result()
+            except StopAsyncIteration:
+                break
+            out = stream.feed(chunk)
+            if out:
+                yield out
+        tail = stream.end()
+        if tail:
+            yield tail
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+        call.priced = chat.priced
+
+
+# /v1/messages/count_tokens where the backend cannot count: the o200k tokenizer, exact for OpenAI's current models;
+# for every other family its count plus ESTIMATE_MARGIN, because an agent that is told too few tokens compacts
+# its context too late (a Claude, Gemini or DeepSeek tokenizer gives 0-20% more tokens than o200k for English and
+# code). An image counts as IMAGE_TOKENS, a document as DOCUMENT_TOKENS per started 3 KB of its data.
+ESTIMATE_MARGIN = 1.25
+IMAGE_TOKENS = 1600  # Anthropic's largest image (1.15 megapixels at 750 pixels a token) is ~1,600 tokens
+DOCUMENT_TOKENS = 1000
+_O200K_MODELS = re.compile(r"(gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|o[134]|chatgpt|codex)")
+
+
+def check_count_tokens(data: dict[str, Any]) -> str:
+    """A count_tokens request is a Messages request without ``max_tokens``; returns the model."""
+    model, _ = check_messages({**data, "max_tokens": 1, "stream": False})
+    return model
+
+
+async def count_message_tokens(
+    provider: Provider, data: dict[str, Any], model: str, headers: Mapping[str, str], counter: Any
+) -> tuple[int, str]:
+    """The input tokens of a Messages request for ``model`` on ``provider``, and how they were counted:
+    ``upstream`` (the backend's own count endpoint), ``tokenizer`` (o200k for OpenAI's models) or ``estimate``."""
+    api = getattr(provider, "messages_api", None)
+    if api is not None and api.counts_tokens:
+        return await api.count_tokens(data, model, headers), "upstream"
+    chat_body = messages_to_chat({**data, "max_tokens": 1, "stream": False})
+    chat_body.pop("top_k", None)
+    counter_method = getattr(provider, "count_tokens", None)
+    if counter_method is not None:
+        return await counter_method(ChatCall(chat_body, model, False, False, "count_tokens")), "upstream"
+    messages = chat_body.get("messages") or []
+    count = await counter.count_with_tokenizer(prompt_texts(messages, chat_body))
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else ():
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "image_url":
+                count += IMAGE_TOKENS
+            elif kind == "file":
+                size = len(str((part.get("file") or {}).get("file_data") or ""))
+                count += DOCUMENT_TOKENS * (1 + size // 3072)
+    if _is_openai(provider) and _O200K_MODELS.match(model.rsplit("/", 1)[-1]):
+        return count, "tokenizer"
+    return math.ceil(count * ESTIMATE_MARGIN), "estimate"
+
+
+def _is_openai(provider: Provider) -> bool:
+    dialect = getattr(provider, "dialect", None)
+    return getattr(dialect, "name", None) == "openai"
+
+
+def _check_messages(data: dict[str, Any]) -> Checked:
+    model, stream = check_messages(data)
+    return model, stream, True
+
+
+MESSAGES = EndpointSpec(
+    "messages",
+    "/v1/messages",
+    _check_messages,
+    None,  # every provider serves it: natively or translated
+    _messages,
+    messages_prompt,
+    open_stream=_messages_stream,
+    ends_with_done=False,  # a Messages stream ends with its message_stop event
+    chat=True,
+    output_fields=("max_tokens",),
+    anthropic=True,
+    forwarded_headers=tuple(name.encode() for name in FORWARDED_HEADERS),
+)
+
+ENDPOINTS: dict[str, EndpointSpec] = {spec.path: spec for spec in (CHAT, EMBEDDINGS, IMAGES, RESPONSES, MESSAGES)}

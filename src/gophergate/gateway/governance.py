@@ -247,6 +247,15 @@ class PromptCounter:
             total += (cached(text) if length <= limit else len(encode(text))) + self.PER_TEXT
         return total
 
+    async def count_with_tokenizer(self, texts: list[str]) -> int:
+        """The count once the tokenizer is loaded (an answer that is the count itself, not a bound for a limit:
+        /v1/messages/count_tokens); the UTF-8 upper bound only if it cannot be loaded."""
+        self.warm()
+        loading = self._loading
+        if loading is not None and not loading.done():
+            await asyncio.shield(loading)
+        return await self.count(texts)
+
     async def count(self, texts: list[str]) -> int:
         counted = self.count_now(texts)
         if counted is None:

@@ -161,11 +161,27 @@ async def send_bytes(send: Any, status: int, body: bytes, headers: list[tuple[by
 
 
 async def send_error(
-    send: Any, error: GatewayError, req_id: str, extra: list[tuple[bytes, bytes]] | None = None
+    send: Any,
+    error: GatewayError,
+    req_id: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    *,
+    anthropic: bool = False,
 ) -> None:
+    """An error answer; ``anthropic``: in the Anthropic Messages API's shape (its endpoints' clients parse that)."""
     headers = base_headers(req_id)
     for name, value in error.headers.items():
         headers.append((name.lower().encode(), value.encode()))
     if extra:
         headers.extend(extra)
-    await send_bytes(send, error.status, error.body(), headers)
+    await send_bytes(send, error.status, error.anthropic_body() if anthropic else error.body(), headers)
+
+
+def client_headers(scope: Any, names: tuple[bytes, ...]) -> dict[str, str]:
+    """The client's headers of ``names`` (lower-case), for a pass-through backend."""
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        if name in names:
+            key = name.decode()
+            found[key] = f"{found[key]},{value.decode('latin-1')}" if key in found else value.decode("latin-1")
+    return found

@@ -44,6 +44,7 @@ from gophergate.gateway.governance import Rules, prompt_texts, requested_output
 from gophergate.gateway.resolve import Route
 from gophergate.gateway.router import Facts, Group, Router
 from gophergate.http.disconnect import unless_disconnected
+from gophergate.http.io import client_headers
 
 if TYPE_CHECKING:
     from gophergate.http.v1 import V1
@@ -90,9 +91,10 @@ def backoff(retry: int, rng: random.Random) -> float:
 
 
 def has_content(chunk: bytes) -> bool:
-    """A chunk of a translated stream (OpenAI chat SSE, or Responses events) carries content: text, reasoning, a
-    tool call, a refusal, the answer's end or its usage. Role-only and empty deltas, a Responses stream's opening
-    events and error events do not."""
+    """A chunk of a translated stream (OpenAI chat SSE, Responses or Anthropic Messages events) carries content:
+    text, reasoning, a tool call, a refusal, the answer's end or its usage. Role-only and empty deltas, the opening
+    events of a Responses or Messages stream (``message_start``, ``content_block_start``, ``ping``) and error events
+    do not."""
     for line in chunk.split(b"\n"):
         if not line.startswith(b"data: ") or line == b"data: [DONE]":
             continue
@@ -126,6 +128,9 @@ def has_content(chunk: bytes) -> bool:
 _CONTENT_FIELDS = ("content", "reasoning_content", "reasoning", "tool_calls", "refusal", "function_call", "audio")
 _RESPONSES_PREAMBLE = frozenset(
     (
+        "message_start",  # Anthropic Messages events (/v1/messages)
+        "content_block_start",
+        "ping",
         "response.created",
         "response.in_progress",
         "response.output_item.added",
@@ -467,7 +472,13 @@ class RoutedRequest:
         limit = route.entry.max_output_tokens if route.entry is not None else None
         data = dict(self.data)  # each attempt's own copy: a provider may change the body it is given
         call = self.call = spec.make_call(
-            data, route.model, record.request_id, self.checked, price.cost if price is not None else None, limit
+            data,
+            route.model,
+            record.request_id,
+            self.checked,
+            price.cost if price is not None else None,
+            limit,
+            client_headers(self.scope, spec.forwarded_headers) if spec.forwarded_headers else None,
         )
         meter = self.meter = Meter()
         key = (route.provider, route.model)

@@ -23,13 +23,13 @@ from gophergate.core.errors import (
     UnsupportedEndpoint,
 )
 from gophergate.core.record import RequestRecord
-from gophergate.gateway.endpoints import ENDPOINTS, EndpointSpec
+from gophergate.gateway.endpoints import ENDPOINTS, MESSAGES, EndpointSpec, check_count_tokens, count_message_tokens
 from gophergate.gateway.governance import Rules
 from gophergate.gateway.resolve import Route
 from gophergate.gateway.validate import check_model_length, parse_json_object
 from gophergate.http.auth import authenticate
 from gophergate.http.disconnect import unless_disconnected
-from gophergate.http.io import base_headers, read_body, request_id, send_bytes, send_error
+from gophergate.http.io import base_headers, client_headers, read_body, request_id, send_bytes, send_error
 from gophergate.http.relay import relay_stream
 from gophergate.http.routed import RoutedRequest
 from gophergate.runtime import Runtime
@@ -123,7 +123,12 @@ class V1:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
-        if (spec := ENDPOINTS.get(path)) is not None:
+        if path == "/v1/messages/count_tokens":
+            if method == "POST":
+                await self.count_tokens(scope, receive, send)
+            else:
+                await self._simple(scope, receive, send, "messages.count_tokens", self._not_allowed)
+        elif (spec := ENDPOINTS.get(path)) is not None:
             if method == "POST":
                 await self.endpoint(scope, receive, send, spec)
             else:
@@ -181,7 +186,13 @@ class V1:
                 return
             record.served_by = route.served_by
             call = spec.make_call(
-                data, route.model, record.request_id, checked, price.cost if price is not None else None, limit
+                data,
+                route.model,
+                record.request_id,
+                checked,
+                price.cost if price is not None else None,
+                limit,
+                client_headers(scope, spec.forwarded_headers) if spec.forwarded_headers else None,
             )
             meter = Meter()
             if not stream:
@@ -200,6 +211,38 @@ class V1:
         finally:
             if record is not None:  # None: a routed request, which finished its records itself
                 rt.metering.finish(record, meter, prompt, call.priced if call is not None else None)
+
+    async def count_tokens(self, scope: Scope, receive: Any, send: Any) -> None:
+        """POST /v1/messages/count_tokens (Claude Code calls it to decide when to compact): the input tokens of a
+        Messages request as its model's backend counts them, else the local count (gateway/endpoints.py). Never
+        a 404 for a model the gateway serves; a model group is counted on its first target."""
+        rt = self.rt
+        record = RequestRecord(
+            request_id(scope), "messages.count_tokens", time.perf_counter(), client_ip=_client_ip(scope)
+        )
+        try:
+            data, rules, _ = await self._admit(scope, receive, record)
+            model = check_count_tokens(data)
+            record.requested_model = model
+            routing = rt.routing
+            route = routing.resolver.resolve(model)
+            record.provider, record.model = route.provider, route.model
+            if route.group is None and (route.provider, route.model) in routing.disabled_models:
+                raise _disabled(model)
+            if rules is not None:
+                rt.governance.check(rules, data, model, route.provider, route.model, ())
+            provider = routing.providers[route.provider]
+            headers = client_headers(scope, MESSAGES.forwarded_headers)
+            count, how = await count_message_tokens(provider, data, route.model, headers, rt.governance.counter)
+            record.status = 200
+            out = base_headers(record.request_id)
+            out.append((b"x-gophergate-token-count", how.encode()))
+            out.append((OVERHEAD, _overhead(record, None, time.perf_counter())))
+            await send_bytes(send, 200, orjson.dumps({"input_tokens": count}), out)
+        except Exception as exc:
+            await self._failed(send, exc, record, None)
+        finally:
+            rt.metering.finish(record, None, None)
 
     async def _admit(
         self, scope: Scope, receive: Any, record: RequestRecord
@@ -285,8 +328,11 @@ class V1:
             extra.extend(record.limit_headers)
         if record.served_by is not None or record.model_group is not None:
             _route_headers(extra, record)
+        anthropic = record.endpoint in ANTHROPIC_ENDPOINTS
+        if anthropic and error.error_class == "overloaded" and error.status == 503:
+            error.status = 529  # what Anthropic answers, and what its clients back off on
         try:
-            await send_error(send, error, record.request_id, extra)
+            await send_error(send, error, record.request_id, extra, anthropic=anthropic)
         except Exception:  # the client is gone; the record says what happened
             pass
 
@@ -377,6 +423,10 @@ class V1:
         return 200, _model_object(model_id, int(self.rt.started_at), route)
 
 
+# The Anthropic Messages API's endpoints (request_log.endpoint): their errors are in Anthropic's shape.
+ANTHROPIC_ENDPOINTS = frozenset(("messages", "messages.count_tokens"))
+
+
 async def _stopped(send: Any, record: RequestRecord) -> None:
     """The gateway cancelled the request: it is stopping, and the request outlived the shutdown grace period.
     A client still waiting for its answer gets a 503 (a stream's client has had an error event from the relay:
@@ -385,5 +435,6 @@ async def _stopped(send: Any, record: RequestRecord) -> None:
     record.error_type = "server_shutdown"
     record.error_message = "The gateway stopped before the response was complete."
     error = GatewayError(record.error_message, status=503, type="server_error", code="server_shutdown")
+    anthropic = record.endpoint in ANTHROPIC_ENDPOINTS
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(send_error(send, error, record.request_id), 1.0)
+        await asyncio.wait_for(send_error(send, error, record.request_id, anthropic=anthropic), 1.0)

@@ -36,6 +36,7 @@ class ProviderConfig:
     headers: tuple[tuple[str, str], ...] = ()
     models: tuple[str, ...] = ()
     api_version: str | None = None  # native providers with a version header (Anthropic)
+    messages_base_url: str | None = None  # an OpenAI-compatible upstream's Anthropic-compatible Messages API
 
 
 def config_secrets(cfg: ProviderConfig) -> list[str]:
@@ -113,6 +114,7 @@ def provider_configs(settings: Settings) -> list[ProviderConfig]:
                 api_key=key,
                 headers=tuple((entry.headers if entry else {}).items()),
                 models=entry.models if entry else (),
+                messages_base_url=_messages_base(entry, base, spec.messages_path),
             )
         )
     for native in (_gemini_config(settings), _anthropic_config(settings)):
@@ -132,9 +134,21 @@ def provider_configs(settings: Settings) -> list[ProviderConfig]:
                 api_key=_toml_key(entry),
                 headers=tuple(entry.headers.items()),
                 models=entry.models,
+                messages_base_url=_messages_base(entry, entry.base_url, None),
             )
         )
     return configs
+
+
+def _messages_base(entry: CustomProviderConfig | None, base: str, path: str | None) -> str | None:
+    """An upstream's Anthropic-compatible Messages API: the entry's ``anthropic_base_url`` ("" for none), else
+    derived from the base URL (its host part, without a trailing /v1) for providers known to have one."""
+    if entry is not None and entry.anthropic_base_url is not None:
+        return entry.anthropic_base_url.rstrip("/") or None
+    if path is None:
+        return None
+    host = base.rstrip("/")
+    return (host[: -len("/v1")] if host.endswith("/v1") else host) + path
 
 
 def provider_names(settings: Settings) -> tuple[str, ...]:

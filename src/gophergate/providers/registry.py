@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gophergate.providers.anthropic import AnthropicProvider, ThinkingStore
+from gophergate.providers.anthropic.passthrough import MessagesPassthrough
 from gophergate.providers.anthropic.translate import DEFAULT_API_VERSION
 from gophergate.providers.base import Provider
 from gophergate.providers.config import ANTHROPIC_DIALECT, ProviderConfig
@@ -53,7 +54,7 @@ def build_providers(
             continue
         dialect = get_dialect(cfg.dialect)
         cls = OpenAIProvider if dialect.responses_api else OpenAICompatProvider
-        providers[cfg.name] = cls(
+        provider = providers[cfg.name] = cls(
             name=cfg.name,
             base_url=cfg.base_url,
             api_key=cfg.api_key,
@@ -64,4 +65,14 @@ def build_providers(
             static_models=cfg.models,
             max_event_bytes=max_event_bytes,
         )
+        if cfg.messages_base_url:
+            auth = {"x-api-key": cfg.api_key} if cfg.api_key else {}
+            provider.messages_api = MessagesPassthrough(
+                name=cfg.name,
+                base_url=cfg.messages_base_url,
+                headers={**auth, "anthropic-version": DEFAULT_API_VERSION, **dict(cfg.headers)},
+                client=client,
+                secret=cfg.api_key,
+                max_event_bytes=max_event_bytes,
+            )
     return providers

@@ -9,6 +9,7 @@ import orjson
 from gophergate.core.calls import ChatCall, Meter
 from gophergate.core.errors import GatewayError, UpstreamUnavailable
 from gophergate.providers.anthropic.errors import anthropic_error
+from gophergate.providers.anthropic.passthrough import MessagesPassthrough
 from gophergate.providers.anthropic.stream import StreamTranslator
 from gophergate.providers.anthropic.thinking_store import ThinkingStore
 from gophergate.providers.anthropic.translate import (
@@ -60,6 +61,16 @@ class AnthropicProvider:
         headers.update(extra_headers or {})
         self._headers = headers
         self._stream_headers = {**headers, "Accept": "text/event-stream"}
+        # /v1/messages from a client: passed through as sent (the client's anthropic-version wins).
+        self.messages_api = MessagesPassthrough(
+            name=name,
+            base_url=self.base_url,
+            headers=headers,
+            client=client,
+            secret=api_key,
+            max_event_bytes=max_event_bytes,
+            counts_tokens=True,
+        )
 
     def _redact(self, text: str) -> str:
         if self._key:

@@ -130,6 +130,19 @@ class GeminiProvider:
         )
         return relay_upstream(self.name, resp, translator, meter)
 
+    async def count_tokens(self, call: ChatCall) -> int:
+        """models.countTokens on the request as generateContent would get it (its system instruction and tools
+        count too)."""
+        request = orjson.loads(await self._payload(call))
+        request["model"] = model_path(call.model)
+        data = await self._post(
+            self._url(call.model, "countTokens"), orjson.dumps({"generateContentRequest": request}), None
+        )
+        total = data.get("totalTokens")
+        if type(total) is not int or total < 0:
+            raise UpstreamUnavailable(f"Upstream provider '{self.name}' returned an unexpected token count.")
+        return total
+
     # -- models ---------------------------------------------------------------------------------------------------
 
     async def list_models(self) -> list[str]:

@@ -14,6 +14,7 @@ import orjson
 from gophergate.core.calls import ChatCall, EndpointCall, Meter
 from gophergate.core.errors import UpstreamUnavailable
 from gophergate.core.usage import from_embeddings, from_images, from_responses
+from gophergate.providers.anthropic.passthrough import MessagesPassthrough
 from gophergate.providers.openai_compat import responses as resp_api
 from gophergate.providers.openai_compat.dialects import (
     Dialect,
@@ -60,6 +61,8 @@ class OpenAICompatProvider:
         headers.update(extra_headers or {})
         self._headers = headers
         self._stream_headers = {**headers, "Accept": "text/event-stream"}
+        # The upstream's Anthropic-compatible Messages API, when it has one (set by the registry).
+        self.messages_api: MessagesPassthrough | None = None
 
     async def chat(self, call: ChatCall, meter: Meter) -> bytes:
         payload = to_upstream_request(call.body, call.model, False, self.dialect, self._store)
