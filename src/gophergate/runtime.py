@@ -29,6 +29,7 @@ from gophergate.gateway.metering import Metering
 from gophergate.gateway.model_settings import ModelKey, load_disabled
 from gophergate.gateway.resolve import Resolver
 from gophergate.gateway.router import Group, Router, compile_groups, plain_group
+from gophergate.gateway.stored_responses import ResponseStore
 from gophergate.hub import Authenticate, Hub, Sampler
 from gophergate.limits import LimitsStore, MemoryLimits
 from gophergate.pricing.catalog import Catalog
@@ -166,6 +167,8 @@ class Runtime:
     metering: Metering = field(init=False)
     # Budgets, rate limits and access rules per key and team (gateway/governance.py).
     governance: Governance = field(init=False)
+    # The responses /v1/responses made by translation, for previous_response_id and GET/DELETE.
+    responses: ResponseStore = field(init=False)
     # Every provider the dashboard lists (served or not) and the config each served one was built from.
     provider_entries: dict[str, ProviderEntry] = field(default_factory=dict)
     provider_configs: dict[str, ProviderConfig] = field(default_factory=dict)
@@ -247,6 +250,7 @@ class Runtime:
             redis = connect(settings.redis_url.get_secret_value(), max_connections=256)
             rt.router.shared = SharedRouting(redis, settings.redis_key_prefix + "routing:", rt.router)
         rt.governance = metering.governance = build_governance(settings, engine, keys)
+        rt.responses = ResponseStore(engine, settings.responses_ttl_days)
         rt.hub = hub = Hub(Sampler(lambda: metering.depth), key_names=keys.names)
         recorder.on_committed = hub.publish_committed
         rt.listeners.append(hub.event)  # type: ignore[arg-type]
@@ -465,6 +469,7 @@ class Runtime:
         deadline = time.monotonic() + self.settings.shutdown_drain_seconds
         await self.metering.close(self.settings.shutdown_drain_seconds)
         await self.governance.close()
+        await self.responses.close()
         if self.router.shared is not None:
             await self.router.shared.close()
         await self.recorder.close(max(deadline - time.monotonic(), 0.0))

@@ -246,6 +246,8 @@ class Settings(BaseSettings):
     log_flush_interval_ms: int = Field(10, ge=1)
     # Raw request-log rows older than this are deleted (in small batches, hourly); rollups are kept. 0 = keep.
     log_retention_days: int = Field(30, ge=0)
+    # Responses the gateway made by translating /v1/responses are kept this long for previous_response_id.
+    responses_ttl_days: int = Field(30, ge=1)
     shutdown_drain_seconds: float = Field(30.0, gt=0)
     # Rows queued and nothing written for this long: /readyz says not ready (the log writer is stuck).
     log_stall_seconds: float = Field(30.0, gt=0)

@@ -244,17 +244,6 @@ def test_responses_mid_stream_error_event_is_relayed_and_logged(stack: Stack) ->
     assert "server had an error" in row["error_message"]
 
 
-def test_responses_on_a_provider_without_them_is_400_unsupported_endpoint(stack: Stack) -> None:
-    before = len(stack.fakes["deepseek"].requests)
-    with pytest.raises(openai.BadRequestError) as caught:
-        stack.client().responses.create(model="deepseek-flash", input="hi")
-    body: Any = caught.value.body
-    assert body["code"] == "unsupported_endpoint" and "'deepseek'" in body["message"] and body["param"] == "model"
-    assert len(stack.fakes["deepseek"].requests) == before
-    row = stack.gateway.wait_rows(1, "endpoint = 'responses' AND error_type = 'unsupported_endpoint'")[-1]
-    assert (row["status"], row["provider"]) == (400, "deepseek")
-
-
 def test_responses_upstream_errors_are_passed_through(stack: Stack) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         stack.client().responses.create(model="gpt-4o-mini", input="x", max_output_tokens=5)

@@ -467,3 +467,18 @@ def test_a_model_group_fails_over_from_anthropic_to_a_translated_backend(stack: 
     assert message.content[0].text == "echo: hello group"  # type: ignore[union-attr]
     assert raw.headers["x-gophergate-attempts"] == "2"
     assert raw.headers["x-gophergate-served-by"] == "openai/gpt-4o-mini"
+
+
+def test_an_endpoint_the_provider_lacks_is_400_unsupported_endpoint_and_logs_the_provider(
+    stack: MessagesStack,
+) -> None:
+    response = httpx.post(
+        stack.gateway.base_url + "/embeddings",
+        json={"model": HAIKU, "input": "hi"},
+        headers={"authorization": f"Bearer {stack.gateway.key}"},
+    )
+    assert response.status_code == 400
+    body = response.json()["error"]
+    assert body["code"] == "unsupported_endpoint" and "'anthropic'" in body["message"] and body["param"] == "model"
+    row = stack.gateway.row_for(response.headers["x-request-id"])
+    assert (row["endpoint"], row["status"], row["provider"]) == ("embeddings", 400, "anthropic")

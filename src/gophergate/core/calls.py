@@ -78,6 +78,16 @@ class ChatCall(_PricedCall):
 
 
 @dataclass(slots=True)
+class Conversation:
+    """/v1/responses translated for a provider without a Responses API: the gateway keeps the conversation."""
+
+    # The chat messages so far, from the stored response that previous_response_id names (None: it names none).
+    history: list[dict[str, Any]] | None
+    # Keeps a finished response and its conversation's chat messages (None: ``store: false``).
+    keep: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None
+
+
+@dataclass(slots=True)
 class EndpointCall(_PricedCall):
     """One non-chat request (embeddings, images, responses) after routing; ``body`` is the client's JSON."""
 
@@ -85,6 +95,8 @@ class EndpointCall(_PricedCall):
     model: str  # the upstream's model id
     request_id: str
     stream: bool = False  # /v1/responses only
+    max_output_tokens: int | None = None  # the model's output limit (a translated /v1/responses call)
+    conversation: Conversation | None = None  # /v1/responses: what a translated call keeps
 
 
 @dataclass(slots=True)

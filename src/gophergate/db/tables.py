@@ -211,6 +211,21 @@ model_settings = Table(
     UniqueConstraint("provider", "model", name="uq_model_settings_provider_model"),
 )
 
+# Responses the gateway translated (/v1/responses on a provider without a Responses API), for previous_response_id
+# and GET/DELETE /v1/responses/{id}: the response object and the conversation's chat messages up to and including it
+# (JSON), owned by one client key, deleted by retention after expires_at (migration 0011).
+stored_responses = Table(
+    "stored_responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("client_key_id", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("response", Text, nullable=False),
+    Column("messages", Text, nullable=False),
+)
+Index("ix_stored_responses_expires_at", stored_responses.c.expires_at)
+
 # -- Dashboard rollups (helper "data") ---------------------------------------------------------------------------
 # Request counts, tokens, cost and a latency histogram per time bucket, kept by the log writer in the same
 # transaction as the raw rows, so analytics never scan request_log. Three granularities (minute, hour, day), each in

@@ -11,16 +11,25 @@ import contextlib
 import math
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from gophergate.core.calls import ChatCall, EndpointCall, Meter, Pricer
+from gophergate.core.calls import ChatCall, Conversation, EndpointCall, Meter, Pricer
+from gophergate.core.errors import InvalidRequest
 from gophergate.gateway.governance import prompt_texts
 from gophergate.gateway.validate import check_chat, check_embeddings, check_images, check_responses
 from gophergate.inbound.messages import MessagesStream, chat_to_message, check_messages, messages_to_chat, ping_event
+from gophergate.inbound.responses import (
+    ResponsesStream,
+    chat_to_response,
+    conversation_messages,
+    output_messages,
+    responses_to_chat,
+)
 from gophergate.providers.anthropic.passthrough import FORWARDED_HEADERS
 from gophergate.providers.base import Provider, SupportsEmbeddings, SupportsImages, SupportsResponses
 
@@ -55,6 +64,7 @@ class EndpointSpec:
         pricer: Pricer | None,
         max_output_tokens: int | None,
         client_headers: Mapping[str, str] | None = None,
+        conversation: Conversation | None = None,
     ) -> ChatCall | EndpointCall:
         _, stream, include_usage = checked
         if self.chat:
@@ -62,7 +72,15 @@ class EndpointSpec:
             if client_headers:
                 call.client_headers = client_headers
             return call
-        return EndpointCall(data, model, request_id, stream=stream, pricer=pricer)
+        return EndpointCall(
+            data,
+            model,
+            request_id,
+            stream=stream,
+            pricer=pricer,
+            max_output_tokens=max_output_tokens,
+            conversation=conversation,
+        )
 
 
 def chat_prompt(data: dict[str, Any]) -> Any:
@@ -128,12 +146,80 @@ async def _images(provider: SupportsImages, call: EndpointCall, meter: Meter) ->
     return await provider.generate_images(call, meter)
 
 
-async def _responses(provider: SupportsResponses, call: EndpointCall, meter: Meter) -> bytes:
-    return await provider.responses(call, meter)
+# -- /v1/responses: passed through to a provider with a Responses API, translated for every other ------------------
+# A translated response is kept by the gateway (gateway/stored_responses.py) for previous_response_id; a follow-up
+# naming one goes the translated way even to a provider with a Responses API, which would not know the id.
 
 
-async def _responses_stream(provider: SupportsResponses, call: EndpointCall, meter: Meter) -> AsyncIterator[bytes]:
-    return await provider.open_responses_stream(call, meter)
+def _passes_through(provider: Provider, call: EndpointCall) -> bool:
+    conversation = call.conversation
+    return isinstance(provider, SupportsResponses) and (conversation is None or conversation.history is None)
+
+
+def _responses_chat(call: EndpointCall) -> ChatCall:
+    conversation = call.conversation
+    history = conversation.history if conversation is not None else None
+    previous = call.body.get("previous_response_id")
+    if history is None and previous is not None:
+        raise InvalidRequest(
+            f"Previous response with id '{previous}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
+    body = responses_to_chat(call.body, history)
+    return ChatCall(body, call.model, call.stream, True, call.request_id, call.max_output_tokens, pricer=call.pricer)
+
+
+def _response_id() -> str:
+    return "resp_" + secrets.token_hex(24)
+
+
+def _keep(call: EndpointCall, chat: ChatCall, response: dict[str, Any] | None) -> None:
+    """Keep a finished translated response for previous_response_id (not with ``store: false``)."""
+    conversation = call.conversation
+    if response is None or conversation is None or conversation.keep is None:
+        return
+    conversation.keep(response, conversation_messages(chat.body, call.body) + output_messages(response))
+
+
+async def _responses(provider: Provider, call: EndpointCall, meter: Meter) -> bytes:
+    if _passes_through(provider, call):
+        return await provider.responses(call, meter)  # type: ignore[attr-defined, no-any-return]
+    chat = _responses_chat(call)
+    try:
+        body = await provider.chat(chat, meter)
+    finally:
+        call.priced = chat.priced
+    response = chat_to_response(orjson.loads(body), call.body, _response_id(), int(time.time()))
+    _keep(call, chat, response)
+    return orjson.dumps(response)
+
+
+async def _responses_stream(provider: Provider, call: EndpointCall, meter: Meter) -> AsyncIterator[bytes]:
+    if _passes_through(provider, call):
+        return await provider.open_responses_stream(call, meter)  # type: ignore[attr-defined, no-any-return]
+    chat = _responses_chat(call)
+    chunks = await provider.open_chat_stream(chat, meter)
+    return _translate_responses(chunks, ResponsesStream(call.body, _response_id(), int(time.time())), chat, call)
+
+
+async def _translate_responses(
+    chunks: AsyncIterator[bytes], stream: ResponsesStream, chat: ChatCall, call: EndpointCall
+) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in chunks:
+            out = stream.feed(chunk)
+            if out:
+                yield out
+        tail = stream.end()
+        if tail:
+            yield tail
+        _keep(call, chat, stream.response)
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+        call.priced = chat.priced
 
 
 CHAT = EndpointSpec(
@@ -157,7 +243,7 @@ RESPONSES = EndpointSpec(
     "responses",
     "/v1/responses",
     _with_stream(check_responses),
-    SupportsResponses,
+    None,  # every provider serves it: natively or translated
     _responses,
     responses_prompt,
     open_stream=_responses_stream,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gophergate.core.calls import ChatCall, EndpointCall, Meter
+from gophergate.core.calls import ChatCall, Conversation, EndpointCall, Meter
 from gophergate.core.errors import (
     GatewayError,
     InvalidRequest,
@@ -256,6 +256,7 @@ class RoutedRequest:
         assert route.group is not None
         self.v1 = v1
         self.scope = scope
+        self.conversation: Conversation | None = None  # /v1/responses: set by the caller
         self.receive = receive
         self.send = send
         self.spec = spec
@@ -479,6 +480,7 @@ class RoutedRequest:
             price.cost if price is not None else None,
             limit,
             client_headers(self.scope, spec.forwarded_headers) if spec.forwarded_headers else None,
+            self.conversation,
         )
         meter = self.meter = Meter()
         key = (route.provider, route.model)

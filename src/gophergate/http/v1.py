@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import time
 from decimal import Decimal
@@ -13,17 +14,25 @@ from typing import Any
 import orjson
 
 from gophergate.core.asgi import Scope
-from gophergate.core.calls import ChatCall, EndpointCall, Meter
+from gophergate.core.calls import ChatCall, Conversation, EndpointCall, Meter
 from gophergate.core.errors import (
     ClientDisconnected,
     GatewayError,
+    InvalidRequest,
     MethodNotAllowed,
     ModelNotFound,
     NotFound,
     UnsupportedEndpoint,
 )
 from gophergate.core.record import RequestRecord
-from gophergate.gateway.endpoints import ENDPOINTS, MESSAGES, EndpointSpec, check_count_tokens, count_message_tokens
+from gophergate.gateway.endpoints import (
+    ENDPOINTS,
+    MESSAGES,
+    RESPONSES,
+    EndpointSpec,
+    check_count_tokens,
+    count_message_tokens,
+)
 from gophergate.gateway.governance import Rules
 from gophergate.gateway.resolve import Route
 from gophergate.gateway.validate import check_model_length, parse_json_object
@@ -133,6 +142,8 @@ class V1:
                 await self.endpoint(scope, receive, send, spec)
             else:
                 await self._simple(scope, receive, send, spec.name, self._not_allowed)
+        elif path.startswith("/v1/responses/"):
+            await self._simple(scope, receive, send, "responses.retrieve", self._stored_response)
         elif path == "/v1/models":
             await self._simple(scope, receive, send, "models.list", self._list_models)
         elif path.startswith("/v1/models/"):
@@ -177,10 +188,12 @@ class V1:
                 record.limit_headers = await governance.admit(
                     record, rules, data, prompt, spec.output_fields, price, limit
                 )
+            conversation = await self._conversation(data, record) if spec is RESPONSES else None
             if group is not None:  # a model group: its attempts finish their own records
                 routed = RoutedRequest(
                     self, scope, receive, send, spec, record, data, rules, checked, prompt, route, routing, size
                 )
+                routed.conversation = conversation
                 record = None  # type: ignore[assignment]
                 await routed.run()
                 return
@@ -193,6 +206,7 @@ class V1:
                 price.cost if price is not None else None,
                 limit,
                 client_headers(scope, spec.forwarded_headers) if spec.forwarded_headers else None,
+                conversation,
             )
             meter = Meter()
             if not stream:
@@ -211,6 +225,44 @@ class V1:
         finally:
             if record is not None:  # None: a routed request, which finished its records itself
                 rt.metering.finish(record, meter, prompt, call.priced if call is not None else None)
+
+    async def _conversation(self, data: dict[str, Any], record: RequestRecord) -> Conversation:
+        """What a /v1/responses call keeps, and the conversation so far when ``previous_response_id`` names a
+        response the gateway made (one a Responses API upstream made is that upstream's to find)."""
+        store = self.rt.responses
+        key_id = record.client_key_id
+        previous = data.get("previous_response_id")
+        history = None
+        if previous is not None:
+            if not isinstance(previous, str) or not previous or len(previous) > 64:
+                raise InvalidRequest(
+                    "'previous_response_id' must be the id of an earlier response.", param="previous_response_id"
+                )
+            stored = await store.load(previous, key_id)
+            if stored is not None:
+                history = stored.messages
+        keep = None
+        if data.get("store") is not False and key_id is not None:
+            keep = functools.partial(store.keep, key_id)
+        return Conversation(history, keep)
+
+    async def _stored_response(self, scope: Scope, record: RequestRecord) -> tuple[int, Any]:
+        """GET / DELETE /v1/responses/{id}: a response the gateway made and kept, for the key that made it."""
+        response_id = scope["path"][len("/v1/responses/") :]
+        method = scope["method"]
+        if method not in ("GET", "DELETE"):
+            raise MethodNotAllowed(f"Method {method} is not allowed on {scope['path']}; use GET or DELETE.")
+        if "/" in response_id or not 0 < len(response_id) <= 64:
+            raise NotFound(f"Unknown endpoint: {method} {scope['path']}.")
+        store = self.rt.responses
+        if method == "DELETE":
+            if await store.delete(response_id, record.client_key_id):
+                return 200, {"id": response_id, "object": "response.deleted", "deleted": True}
+        else:
+            stored = await store.load(response_id, record.client_key_id)
+            if stored is not None:
+                return 200, stored.response
+        raise NotFound(f"Response with id '{response_id}' not found.", param="response_id", code="not_found")
 
     async def count_tokens(self, scope: Scope, receive: Any, send: Any) -> None:
         """POST /v1/messages/count_tokens (Claude Code calls it to decide when to compact): the input tokens of a

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gophergate.db.tables import ROLLUP_FAMILIES, request_log, rollup_table
+from gophergate.db.tables import ROLLUP_FAMILIES, request_log, rollup_table, stored_responses
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,21 @@ async def prune(
     return result
 
 
+async def prune_stored_responses(engine: AsyncEngine, now: dt.datetime | None = None) -> int:
+    """Delete the stored responses (gateway/stored_responses.py) past their time."""
+    now = now or dt.datetime.now(dt.UTC)
+    async with engine.begin() as conn:
+        result = await conn.execute(delete(stored_responses).where(stored_responses.c.expires_at < now))
+    return int(result.rowcount or 0)
+
+
 async def run_forever(engine: AsyncEngine, retention_days: int, every: float = RUN_EVERY_SECONDS) -> None:
     """The background task started by the runtime: a pass at start-up, then hourly."""
     while True:
         try:
+            expired = await prune_stored_responses(engine)
+            if expired:
+                log.info("retention: deleted %d expired stored responses", expired)
             result = await prune(engine, retention_days=retention_days)
             if result.raw_rows or result.minute_rollups:
                 log.info(

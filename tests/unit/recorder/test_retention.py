@@ -69,3 +69,23 @@ async def test_minute_rollups_are_pruned_after_their_days_hour_and_day_kept(data
         assert aware(oldest) >= cutoff, family
         assert await _sum_requests(engine, rollup_table("day", family)) == 300, family
     await engine.dispose()
+
+
+async def test_stored_responses_past_their_time_are_deleted_and_the_others_kept(database_url: str) -> None:
+    from gophergate.gateway.stored_responses import ResponseStore
+    from gophergate.recorder.retention import prune_stored_responses
+
+    engine = await migrated_engine(database_url)
+    store = ResponseStore(engine, ttl_days=30)
+    for i in range(3):
+        store.keep(7, {"id": f"resp_{i}", "object": "response"}, [{"role": "user", "content": f"turn {i}"}])
+    await store.close()  # the database writes are done
+    now = dt.datetime.now(dt.UTC)
+    assert await prune_stored_responses(engine, now + dt.timedelta(days=29)) == 0
+    fresh = ResponseStore(engine, ttl_days=30)  # another process: reads the database
+    found = await fresh.load("resp_1", 7)
+    assert found is not None and found.messages == [{"role": "user", "content": "turn 1"}]
+    assert await fresh.load("resp_1", 8) is None  # another key's response does not exist for it
+    assert await prune_stored_responses(engine, now + dt.timedelta(days=31)) == 3
+    assert await ResponseStore(engine, ttl_days=30).load("resp_2", 7) is None
+    await engine.dispose()
