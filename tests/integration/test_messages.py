@@ -157,6 +157,25 @@ def test_pass_through_thinking_signature_comes_back_unchanged_on_the_next_turn(s
     assert thinking["signature"] == first.content[0].signature  # type: ignore[union-attr]
 
 
+def test_unsigned_thinking_from_a_translated_turn_is_dropped_before_anthropic(stack: MessagesStack) -> None:
+    """A conversation another backend answered (its thinking blocks have no signature) moves to Claude."""
+    message = stack.client().messages.create(
+        model=HAIKU,
+        max_tokens=100,
+        messages=[
+            {"role": "user", "content": "hi"},
+            {
+                "role": "assistant",
+                "content": [{"type": "thinking", "thinking": "from kimi"}, {"type": "text", "text": "hello"}],  # type: ignore[typeddict-item]
+            },
+            {"role": "user", "content": "and now claude"},
+        ],
+    )
+    assert message.content[0].text == "echo: and now claude"  # type: ignore[union-attr]
+    sent = stack.anthropic.message_requests[-1].body["messages"]
+    assert sent[1]["content"] == [{"type": "text", "text": "hello"}]
+
+
 def test_pass_through_stream_relays_anthropic_events_and_logs_usage(stack: MessagesStack) -> None:
     with stack.client().messages.stream(
         model=HAIKU, max_tokens=200, messages=[{"role": "user", "content": "WORDS 12"}]
@@ -194,6 +213,7 @@ def test_translated_to_openai_chat_answers_a_message_with_anthropic_usage(stack:
         messages=[{"role": "user", "content": "hello gpt CACHE 3"}],
         stop_sequences=["END"],
         metadata={"user_id": "user-7"},
+        top_k=3,
     )
     message = raw.parse()
     assert message.type == "message" and message.role == "assistant" and message.model == "gpt-4o-mini"
@@ -203,6 +223,7 @@ def test_translated_to_openai_chat_answers_a_message_with_anthropic_usage(stack:
     sent = stack.compat["openai"].requests[-1].body
     assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
     assert sent["stop"] == ["END"] and sent["user"] == "user-7"
+    assert "top_k" not in sent  # OpenAI's chat API has no top_k
     row = stack.gateway.row_for(raw.headers["x-request-id"])
     assert (row["endpoint"], row["provider"], row["status"]) == ("messages", "openai", 200)
     assert row["prompt_tokens"] == message.usage.input_tokens + 3
@@ -347,9 +368,11 @@ def test_translated_to_gemini_tool_round_trip(stack: MessagesStack) -> None:
     first = client.messages.create(
         model="gemini-2.5-flash",
         max_tokens=300,
+        top_k=5,
         tools=[WEATHER],  # type: ignore[list-item]
         messages=[{"role": "user", "content": "call tool for the weather"}],
     )
+    assert stack.gemini.requests[-1].body["generationConfig"]["topK"] == 5
     tool_use = next(b for b in first.content if b.type == "tool_use")
     assert first.stop_reason == "tool_use" and tool_use.name == "get_weather"
     second = client.messages.create(

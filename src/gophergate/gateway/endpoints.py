@@ -291,10 +291,11 @@ def _message_id() -> str:
     return "msg_" + secrets.token_hex(12)
 
 
-def _translated_call(call: ChatCall) -> ChatCall:
+def _translated_call(provider: Provider, call: ChatCall) -> ChatCall:
     """The chat call a translating backend gets for a Messages call (same model, price and limits)."""
     body = messages_to_chat(call.body)
-    body.pop("top_k", None)  # no chat backend takes it
+    if not getattr(provider, "takes_top_k", False):
+        body.pop("top_k", None)  # OpenAI-compatible backends reject it
     return ChatCall(body, call.model, call.stream, True, call.request_id, call.max_output_tokens, pricer=call.pricer)
 
 
@@ -302,7 +303,7 @@ async def _messages(provider: Provider, call: ChatCall, meter: Meter) -> bytes:
     api = getattr(provider, "messages_api", None)
     if api is not None:
         return await api.messages(call, meter)  # type: ignore[no-any-return]
-    chat = _translated_call(call)
+    chat = _translated_call(provider, call)
     try:
         body = await provider.chat(chat, meter)
     finally:
@@ -314,13 +315,17 @@ async def _messages_stream(provider: Provider, call: ChatCall, meter: Meter) -> 
     api = getattr(provider, "messages_api", None)
     if api is not None:
         return await api.open_stream(call, meter)  # type: ignore[no-any-return]
-    chat = _translated_call(call)
+    chat = _translated_call(provider, call)
     chunks = await provider.open_chat_stream(chat, meter)
-    return _translate_stream(chunks, MessagesStream(str(call.body.get("model")), _message_id()), chat, call)
+    return translate_messages_stream(chunks, MessagesStream(str(call.body.get("model")), _message_id()), chat, call)
 
 
-async def _translate_stream(
-    chunks: AsyncIterator[bytes], stream: MessagesStream, chat: ChatCall, call: ChatCall
+async def translate_messages_stream(
+    chunks: AsyncIterator[bytes],
+    stream: MessagesStream,
+    chat: ChatCall,
+    call: ChatCall,
+    ping_seconds: float = PING_SECONDS,
 ) -> AsyncIterator[bytes]:
     """The backend's chat stream as Anthropic events, with a ``ping`` whenever the backend is silent for
     ``PING_SECONDS`` (a client's read timeout then never mistakes a slow backend for a dead one)."""
@@ -329,7 +334,7 @@ async def _translate_stream(
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(chunks.__anext__())
-            done, _ = await asyncio.wait((pending,), timeout=PING_SECONDS)
+            done, _ = await asyncio.wait((pending,), timeout=ping_seconds)
             if not done:
                 if stream.started:
                     yield ping_event()

@@ -34,6 +34,31 @@ def messages_error_event(error_type: str, message: str) -> bytes:
     return b"event: error\ndata: " + data + b"\n\n"
 
 
+def without_unsigned_thinking(body: dict[str, Any]) -> dict[str, Any]:
+    """The body without the thinking blocks that carry no signature: a conversation that another backend answered
+    before (through the gateway's translation, whose thinking blocks have none) would otherwise be refused by
+    Anthropic, which checks every signature. The body itself when it has none of them (the usual case)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not any(_unsigned(m) for m in messages):
+        return body
+    cleaned = []
+    for message in messages:
+        if _unsigned(message):
+            blocks = [b for b in message["content"] if not _unsigned_block(b)]
+            message = {**message, "content": blocks or [{"type": "text", "text": "(no answer)"}]}
+        cleaned.append(message)
+    return {**body, "messages": cleaned}
+
+
+def _unsigned_block(block: Any) -> bool:
+    return isinstance(block, dict) and block.get("type") == "thinking" and not block.get("signature")
+
+
+def _unsigned(message: Any) -> bool:
+    content = message.get("content") if isinstance(message, dict) else None
+    return isinstance(content, list) and any(_unsigned_block(b) for b in content)
+
+
 class MessagesPassthrough:
     """POST /v1/messages and /v1/messages/count_tokens on a backend that speaks the Messages API."""
 
@@ -77,7 +102,7 @@ class MessagesPassthrough:
         return headers
 
     async def messages(self, call: ChatCall, meter: Meter) -> bytes:
-        payload = orjson.dumps({**call.body, "model": call.model})
+        payload = orjson.dumps({**without_unsigned_thinking(call.body), "model": call.model})
         headers = self._request_headers(call, False)
         data, raw = await request_json(
             self._client, self.name, "POST", self._url, headers, payload, meter, self._map_error
@@ -98,14 +123,14 @@ class MessagesPassthrough:
         return raw
 
     async def open_stream(self, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
-        payload = orjson.dumps({**call.body, "model": call.model})
+        payload = orjson.dumps({**without_unsigned_thinking(call.body), "model": call.model})
         headers = self._request_headers(call, True)
         resp = await open_upstream_stream(self._client, self.name, self._url, headers, payload, meter, self._map_error)
         reader = PassthroughEvents(self.name, self._max_event_bytes, self._redact)
         return relay_upstream(self.name, resp, reader, meter)
 
     async def count_tokens(self, body: dict[str, Any], model: str, client_headers: Mapping[str, str]) -> int:
-        payload = orjson.dumps({**body, "model": model})
+        payload = orjson.dumps({**without_unsigned_thinking(body), "model": model})
         headers = {**self._headers, **client_headers} if client_headers else self._headers
         data, _ = await request_json(
             self._client, self.name, "POST", self._count_url, headers, payload, None, self._map_error, "token count"

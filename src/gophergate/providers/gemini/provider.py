@@ -40,6 +40,8 @@ _EMBED_BATCH = 100
 
 
 class GeminiProvider:
+    takes_top_k = True  # generationConfig.topK: /v1/messages passes Anthropic's top_k on
+
     def __init__(
         self,
         *,

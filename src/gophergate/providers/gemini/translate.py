@@ -450,6 +450,7 @@ def generation_config(body: Mapping[str, Any], model: str) -> dict[str, Any]:
     for source, target in (
         ("temperature", "temperature"),
         ("top_p", "topP"),
+        ("top_k", "topK"),  # not an OpenAI field: what /v1/messages translates Anthropic's top_k to
         ("n", "candidateCount"),
         ("seed", "seed"),
         ("presence_penalty", "presencePenalty"),
