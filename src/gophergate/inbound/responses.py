@@ -262,6 +262,9 @@ def _tool_result(item: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
+    """Function tools, and the function tools of a ``namespace`` tool (a named group of functions, as Codex sends its
+    sub-agent tools) as plain ones: a chat backend has no namespaces. ``namespaces`` puts the group back on the
+    calls that come out."""
     if not isinstance(tools, list):
         raise _bad("tools", "'tools' must be a list.")
     out: list[dict[str, Any]] = []
@@ -269,17 +272,46 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
         where = f"tools[{i}]"
         if not isinstance(tool, dict):
             raise _bad(where, f"'{where}' must be an object.")
-        kind = tool.get("type")
-        if kind != "function":
-            raise _unsupported(
-                f"{where}.type", f"The '{kind}' tool is not available for this model's provider; use function tools."
-            )
-        function: dict[str, Any] = {"name": _required_string(tool, "name", where)}
-        for name in ("description", "parameters", "strict"):
-            if tool.get(name) is not None:
-                function[name] = tool[name]
-        out.append({"type": "function", "function": function})
+        if tool.get("type") == "namespace":
+            _required_string(tool, "name", where)
+            inner = tool.get("tools")
+            if not isinstance(inner, list):
+                raise _bad(f"{where}.tools", f"'{where}.tools' must be a list of function tools.")
+            out.extend(_function_tool(t, f"{where}.tools[{j}]") for j, t in enumerate(inner))
+        else:
+            out.append(_function_tool(tool, where))
+    names = [t["function"]["name"] for t in out]
+    if len(set(names)) != len(names):
+        duplicate = next(n for n in names if names.count(n) > 1)
+        raise _bad("tools", f"Two tools are named '{duplicate}': a chat backend needs one name per function.")
     return out
+
+
+def _function_tool(tool: Any, where: str) -> dict[str, Any]:
+    if not isinstance(tool, dict):
+        raise _bad(where, f"'{where}' must be an object.")
+    kind = tool.get("type")
+    if kind != "function":
+        raise _unsupported(
+            f"{where}.type", f"The '{kind}' tool is not available for this model's provider; use function tools."
+        )
+    function: dict[str, Any] = {"name": _required_string(tool, "name", where)}
+    for name in ("description", "parameters", "strict"):
+        if tool.get(name) is not None:
+            function[name] = tool[name]
+    return {"type": "function", "function": function}
+
+
+def namespaces(request: dict[str, Any]) -> dict[str, str]:
+    """Function name -> the ``namespace`` tool it was declared in, for the request's namespaced functions."""
+    found: dict[str, str] = {}
+    tools = request.get("tools")
+    for tool in tools if isinstance(tools, list) else ():
+        if isinstance(tool, dict) and tool.get("type") == "namespace" and isinstance(tool.get("tools"), list):
+            for inner in tool["tools"]:
+                if isinstance(inner, dict) and isinstance(inner.get("name"), str):
+                    found[inner["name"]] = str(tool.get("name"))
+    return found
 
 
 def _tool_choice(choice: Any) -> Any:
@@ -390,8 +422,10 @@ def _part(kind: str, text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": []}
 
 
-def _call_item(call_id: Any, name: Any, arguments: str, status: str) -> dict[str, Any]:
-    return {
+def _call_item(
+    call_id: Any, name: Any, arguments: str, status: str, spaces: dict[str, str] | None = None
+) -> dict[str, Any]:
+    item = {
         "type": "function_call",
         "id": _id("fc"),
         "call_id": call_id if isinstance(call_id, str) and call_id else _id("call"),
@@ -399,6 +433,9 @@ def _call_item(call_id: Any, name: Any, arguments: str, status: str) -> dict[str
         "arguments": arguments,
         "status": status,
     }
+    if spaces and item["name"] in spaces:
+        item["namespace"] = spaces[item["name"]]  # a function of a namespace tool: the client routes by it
+    return item
 
 
 def _text(content: Any) -> str:
@@ -434,7 +471,7 @@ def chat_to_response(
         if isinstance(function, dict):
             arguments = function.get("arguments")
             arguments = arguments if isinstance(arguments, str) else ""
-            output.append(_call_item(call.get("id"), function.get("name"), arguments, "completed"))
+            output.append(_call_item(call.get("id"), function.get("name"), arguments, "completed", namespaces(request)))
     status = "incomplete" if incomplete else "completed"
     usage = _usage(completion.get("usage"))
     return _response(request, response_id, created_at, status, output, usage, incomplete=incomplete)
@@ -507,6 +544,7 @@ class ResponsesStream:
         "_error",
         "_finish",
         "_items",
+        "_namespaces",
         "_open",
         "_request",
         "_response",
@@ -518,6 +556,7 @@ class ResponsesStream:
 
     def __init__(self, request: dict[str, Any], response_id: str, created_at: int) -> None:
         self._request = request
+        self._namespaces = namespaces(request)
         self._response_id = response_id
         self._created_at = created_at
         self._decoder = SSEDecoder()
@@ -698,7 +737,7 @@ class ResponsesStream:
                 # A call resumed after another began: its done event went out, but the final response is whole.
                 self._calls[index]["arguments"] += arguments
                 return
-            item = _call_item(call.get("id"), function.get("name"), "", "in_progress")
+            item = _call_item(call.get("id"), function.get("name"), "", "in_progress", self._namespaces)
             state = self._add("function_call", item, out)
             state.call = index
             self._calls[index] = item

@@ -680,3 +680,56 @@ def test_a_malformed_event_fails_the_stream() -> None:
     stream, events = run(b"data: {not json\n\n")
     assert events[-1]["type"] == "response.failed"
     assert stream.error is not None and "malformed" in stream.error
+
+
+NAMESPACE_TOOLS = [
+    {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+    {
+        "type": "namespace",
+        "name": "multi_agent_v1",
+        "description": "Sub-agents",
+        "tools": [
+            {"type": "function", "name": "spawn_agent", "parameters": {"type": "object"}},
+            {"type": "function", "name": "wait_agent", "parameters": {"type": "object"}},
+        ],
+    },
+]
+
+
+def test_namespace_tools_reach_a_chat_backend_as_plain_functions() -> None:
+    chat = responses_to_chat({"model": "m", "input": "Hi", "tools": NAMESPACE_TOOLS})
+    assert [t["function"]["name"] for t in chat["tools"]] == ["exec_command", "spawn_agent", "wait_agent"]
+
+
+def test_a_call_of_a_namespaced_function_names_its_namespace() -> None:
+    request = {"model": "m", "input": "Hi", "tools": NAMESPACE_TOOLS}
+    calls = [
+        {"id": "call_1", "type": "function", "function": {"name": "spawn_agent", "arguments": "{}"}},
+        {"id": "call_2", "type": "function", "function": {"name": "exec_command", "arguments": "{}"}},
+    ]
+    response = chat_to_response(completion({"role": "assistant", "tool_calls": calls}, "tool_calls"), request, "r", 1)
+    items = [i for i in response["output"] if i["type"] == "function_call"]
+    assert items[0]["namespace"] == "multi_agent_v1" and "namespace" not in items[1]
+    _, events = run(chunk(call_delta(0, "{}", "call_1", "spawn_agent"), "tool_calls"), request=request)
+    added = next(e for e in events if e["type"] == "response.output_item.added")
+    assert added["item"]["namespace"] == "multi_agent_v1"
+
+
+def test_a_namespaced_function_call_item_in_the_input_is_accepted() -> None:
+    items = [
+        {
+            "type": "function_call",
+            "call_id": "c1",
+            "name": "spawn_agent",
+            "namespace": "multi_agent_v1",
+            "arguments": "{}",
+        },
+        {"type": "function_call_output", "call_id": "c1", "output": "spawned"},
+    ]
+    chat = responses_to_chat({"model": "m", "input": items, "tools": NAMESPACE_TOOLS})
+    assert chat["messages"][0]["tool_calls"][0]["function"]["name"] == "spawn_agent"
+
+
+def test_two_tools_of_one_name_are_a_400() -> None:
+    tools = [*NAMESPACE_TOOLS, {"type": "function", "name": "wait_agent", "parameters": {}}]
+    assert rejected({"model": "m", "input": "Hi", "tools": tools}).param == "tools"
