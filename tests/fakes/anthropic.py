@@ -59,6 +59,7 @@ TOP_LEVEL_FIELDS = frozenset(
         "mcp_servers", "context_management", "diagnostics", "inference_geo",
     }
 )  # fmt: skip
+MID_CONVERSATION_SYSTEM = "mid-conversation-system-2026-04-07"  # the beta Claude Code sends its system turns under
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k")  # removed in 2026-10-21 (§4.1)
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")  # §4.2
 EFFORTS = ("low", "medium", "high", "xhigh", "max")  # §4.2
@@ -227,7 +228,10 @@ class FakeAnthropic(LoopbackServer):
         extra_models: dict[str, tuple[str, bool, int]] | None = None,
     ) -> None:
         self.api_key = api_key
-        self.model_specs = {**MODELS, **(extra_models or {})}  # an Anthropic-compatible endpoint's own models
+        self.model_specs = {**MODELS, **(extra_models or {})}
+        self._betas: frozenset[str] = (
+            frozenset()
+        )  # the anthropic-beta values of the request being validated  # an Anthropic-compatible endpoint's own models
         # Where the API is mounted: "" for Anthropic itself, "/anthropic" for an Anthropic-compatible endpoint of
         # another provider (DeepSeek's https://api.deepseek.com/anthropic).
         self.path_prefix = path_prefix
@@ -315,6 +319,9 @@ class FakeAnthropic(LoopbackServer):
             if path in ("/v1/messages", "/v1/messages/count_tokens") and request.method == "POST":
                 if parsed is None:
                     raise bad("There was an issue with your request body: not valid JSON")
+                self._betas = frozenset(
+                    b.strip() for b in request.headers.get("anthropic-beta", "").split(",") if b.strip()
+                )
                 if path == "/v1/messages/count_tokens":
                     return self._json(200, self._count_tokens(parsed, version))
                 return await self._messages(request, parsed, version)
@@ -524,12 +531,17 @@ class FakeAnthropic(LoopbackServer):
                 if key not in ("role", "content"):
                     raise bad(f"messages.{i}.{key}: Extra inputs are not permitted")
             role = msg.get("role")
+            if role == "system" and MID_CONVERSATION_SYSTEM in self._betas and i:
+                # A system turn inside the conversation (text blocks only), behind its beta header.
+                self._validate_system(msg.get("content"))
+                continue
             if role not in ("user", "assistant"):
                 # The system prompt is top-level (§4.2, §11.19).
                 raise bad(f"messages.{i}.role: Input should be 'user' or 'assistant'")
             if i == 0 and role != "user":
                 raise bad('messages: first message must use the "user" role')
-            if i and messages[i - 1].get("role") == role:
+            previous = next((m.get("role") for m in reversed(messages[:i]) if m.get("role") != "system"), None)
+            if i and previous == role:
                 raise bad(
                     f'messages: roles must alternate between "user" and "assistant", but found multiple "{role}" '
                     "roles in a row"

@@ -23,6 +23,8 @@ The text of the last user text part selects scripted behaviour:
     CACHE <n>       report n prompt tokens as cached (cachedContentTokenCount)
     call tool       (tools declared) call the first tool, or the one allowed by toolConfig
     call all tools  call every tool, in parallel (one signature, on the first call, §3.5)
+    CALL <name> [<json object>]  call the declared function of that name with the JSON object as its args, or
+                    example args from its schema; no call when none has that name (an agent declares many)
 
 Otherwise the answer is "echo: " + that text (with "[mime N bytes]" per inline part), or "tool result: ..."
 when the last turn holds function responses. Thinking models (2.5, 3) count thought tokens and return thought
@@ -34,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import re
 import secrets
 import threading
@@ -160,6 +163,18 @@ def _example(name: str, schema: Any) -> Any:
     )
 
 
+def _json_object_at(text: str, start: int) -> dict[str, Any] | None:
+    """The JSON object that follows ``text[start:]`` after spaces, if one does."""
+    rest = text[start:].lstrip(" ")
+    if not rest.startswith("{"):
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(rest)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 @dataclass
 class _Triggers:
     fail: int | None = None
@@ -169,6 +184,8 @@ class _Triggers:
     flags: frozenset[str] = frozenset()
     call_tool: bool = False
     call_all: bool = False
+    call_name: str | None = None  # CALL <name>
+    call_args: dict[str, Any] | None = None  # CALL <name> <json object>
 
     @classmethod
     def parse(cls, text: str) -> _Triggers:
@@ -178,7 +195,10 @@ class _Triggers:
 
         names = ("CUT", "MIDERROR", "RAWERROR", "NOFINISH", "USAGEONLY", "LFONLY", "BLOCK", "SAFETY", "LIMIT")
         lowered = text.lower()
+        call = re.search(r"\bCALL ([\w.:-]+)", text)
         return cls(
+            call_name=call.group(1) if call else None,
+            call_args=_json_object_at(text, call.end()) if call else None,
             fail=number("FAIL"),
             slow_ms=number("SLOW") or 0,
             words=number("WORDS"),
@@ -187,6 +207,17 @@ class _Triggers:
             call_tool="call tool" in lowered or "call all tools" in lowered,
             call_all="call all tools" in lowered,
         )
+
+
+def _called(body: dict[str, Any], declared: dict[str, Any], trig: _Triggers) -> list[str]:
+    """The names of the declared functions the triggers call."""
+    if not declared or not (trig.call_tool or trig.call_name is not None):
+        return []
+    fcc = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    names: list[str] = fcc.get("allowedFunctionNames") or list(declared)
+    if trig.call_name is not None:
+        names = [n for n in names if n == trig.call_name]
+    return names if trig.call_all else names[:1]
 
 
 @dataclass
@@ -594,13 +625,12 @@ class FakeGemini(LoopbackServer):
             answer.text = "tool result: " + ", ".join(
                 f"{r['name']}={orjson.dumps(r['response']).decode()}" for r in results
             )
-        elif trig.call_tool and declared:
-            fcc = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
-            names = fcc.get("allowedFunctionNames") or list(declared)
-            chosen = names if trig.call_all else names[:1]
+        elif chosen := _called(body, declared, trig):
             signature = base64.b64encode(secrets.token_bytes(24)).decode() if thinks else None
             for k, name in enumerate(chosen):
                 args = _example(name, declared[name]) if declared[name] else {}
+                if trig.call_name is not None and trig.call_args is not None:
+                    args = trig.call_args
                 part: dict[str, Any] = {"functionCall": {"name": name, "args": args if isinstance(args, dict) else {}}}
                 if model.startswith("gemini-3"):
                     part["functionCall"]["id"] = "fc_" + secrets.token_hex(6)

@@ -29,6 +29,9 @@ scripted behaviour, so tests can drive it through the gateway without side chann
     call tool       (request has `tools`, last message is from the user) call the first tool, or the
                     one named by tool_choice
     call all tools  call every tool, in parallel
+    CALL <name> [<json object>]  (last message is from the user) call the declared tool of that name with
+                    the JSON object as its arguments, or example arguments from its schema; no call when no
+                    tool has that name (an agent's tool list is long and its first tool is rarely the one wanted)
 
 Otherwise the answer is "echo: " + the text of the last user message, or "tool result: " + the text
 of the last message when that is a tool result.
@@ -48,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import random
 import re
 import string
@@ -267,6 +271,18 @@ def _example_value(name: str, schema: Any) -> Any:
     return "Paris" if name == "city" else f"test-{name}"
 
 
+def _json_object_at(text: str, start: int) -> dict[str, Any] | None:
+    """The JSON object that follows ``text[start:]`` after spaces, if one does."""
+    rest = text[start:].lstrip(" ")
+    if not rest.startswith("{"):
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(rest)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 @dataclass
 class _Triggers:
     fail: int | None = None
@@ -279,6 +295,8 @@ class _Triggers:
     cache: int = 0
     call_tool: bool = False
     call_all_tools: bool = False
+    call_name: str | None = None  # CALL <name>
+    call_arguments: dict[str, Any] | None = None  # CALL <name> <json object>
     hang_up: bool = False
     drop_idle: bool = False
     bad_event: bool = False
@@ -293,7 +311,11 @@ class _Triggers:
             return int(m.group(1)) if m else None
 
         lowered = text.lower()
+        call = re.search(r"\bCALL ([\w.:-]+)", text)
+        arguments = _json_object_at(text, call.end()) if call else None
         return cls(
+            call_name=call.group(1) if call else None,
+            call_arguments=arguments,
             fail=number("FAIL"),
             slow_ms=number("SLOW") or 0,
             cut=re.search(r"\bCUT\b", text) is not None,
@@ -1005,17 +1027,22 @@ class FakeOpenAICompat(LoopbackServer):
 
     def _answer(self, chat: _Chat) -> _Answer:
         body, messages, trig = chat.body, chat.messages, chat.triggers
-        last = messages[-1]
+        # A system message after the user's turn (Claude Code's mid-conversation system turns) is context for the
+        # answer, not the turn being answered: the model still answers the user, as OpenAI's models do.
+        last = next((m for m in reversed(messages) if m.get("role") not in ("system", "developer")), messages[-1])
         last_user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
         user_text = _text_of(last_user.get("content")) if last_user else ""
         prompt_tokens = sum(_words(_text_of(m.get("content"))) for m in messages) + 10
 
         tool_calls: list[dict[str, Any]] = []
         tools = body.get("tools") or []
-        if tools and trig.call_tool and last.get("role") == "user" and body.get("tool_choice") != "none":
+        wanted = trig.call_tool or trig.call_name is not None
+        if tools and wanted and last.get("role") == "user" and body.get("tool_choice") != "none":
             chosen = [t["function"] for t in tools]
             choice = body.get("tool_choice")
-            if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+            if trig.call_name is not None:
+                chosen = [f for f in chosen if f["name"] == trig.call_name][:1]
+            elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
                 chosen = [f for f in chosen if f["name"] == choice["function"].get("name")] or chosen
             if not trig.call_all_tools:
                 chosen = chosen[:1]
@@ -1024,6 +1051,8 @@ class FakeOpenAICompat(LoopbackServer):
                 props = params.get("properties") if isinstance(params, dict) else None
                 props = props if isinstance(props, dict) else {}
                 args = {name: _example_value(name, schema) for name, schema in props.items()}
+                if trig.call_arguments is not None:
+                    args = trig.call_arguments
                 tool_calls.append(
                     {
                         "id": _new_tool_call_id(),

@@ -505,3 +505,31 @@ def test_an_endpoint_the_provider_lacks_is_400_unsupported_endpoint_and_logs_the
     assert body["code"] == "unsupported_endpoint" and "'anthropic'" in body["message"] and body["param"] == "model"
     row = stack.gateway.row_for(response.headers["x-request-id"])
     assert (row["endpoint"], row["status"], row["provider"]) == ("embeddings", 400, "anthropic")
+
+
+def test_thinking_is_not_sent_to_a_model_that_does_not_reason(stack: MessagesStack) -> None:
+    """Claude Code asks every model for thinking; the registry says gpt-4o-mini does not reason, and OpenAI rejects
+    reasoning_effort for it."""
+    message = stack.client().messages.create(
+        model="gpt-4o-mini",
+        max_tokens=100,
+        thinking={"type": "adaptive"},  # type: ignore[typeddict-item]
+        output_config={"effort": "high"},  # type: ignore[call-arg]
+        messages=[{"role": "user", "content": "hi"}],
+    )
+    assert message.content[0].text == "echo: hi"  # type: ignore[union-attr]
+    assert "reasoning_effort" not in stack.compat["openai"].requests[-1].body
+
+
+def test_a_mid_conversation_system_turn_passes_through_to_anthropic_and_is_a_system_message_elsewhere(
+    stack: MessagesStack,
+) -> None:
+    """Claude Code sends its environment as system turns inside `messages` (beta mid-conversation-system)."""
+    turn = {"role": "system", "content": [{"type": "text", "text": "cwd: /work"}]}
+    messages: Any = [{"role": "user", "content": "hi"}, turn]
+    beta = {"anthropic-beta": "mid-conversation-system-2026-04-07"}
+    stack.client().messages.create(model=HAIKU, max_tokens=50, messages=messages, extra_headers=beta)
+    assert stack.anthropic.message_requests[-1].body["messages"][1] == turn
+    stack.client().messages.create(model="gpt-4o-mini", max_tokens=50, messages=messages, extra_headers=beta)
+    sent = stack.compat["openai"].requests[-1].body["messages"]
+    assert sent[-1] == {"role": "system", "content": "cwd: /work"}

@@ -75,6 +75,9 @@ class ChatCall(_PricedCall):
     max_output_tokens: int | None = None  # the model's output limit from the registry, when known
     # Client headers a pass-through backend gets (/v1/messages: anthropic-version, anthropic-beta).
     client_headers: Mapping[str, str] | None = None
+    # The registry says whether the model reasons (None: unknown): a translated request's reasoning controls are
+    # dropped for one that does not (Claude Code always asks for thinking).
+    reasons: bool | None = None
 
 
 @dataclass(slots=True)
@@ -97,6 +100,7 @@ class EndpointCall(_PricedCall):
     stream: bool = False  # /v1/responses only
     max_output_tokens: int | None = None  # the model's output limit (a translated /v1/responses call)
     conversation: Conversation | None = None  # /v1/responses: what a translated call keeps
+    reasons: bool | None = None  # as ChatCall.reasons
 
 
 @dataclass(slots=True)

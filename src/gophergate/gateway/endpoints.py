@@ -65,12 +65,14 @@ class EndpointSpec:
         max_output_tokens: int | None,
         client_headers: Mapping[str, str] | None = None,
         conversation: Conversation | None = None,
+        reasons: bool | None = None,
     ) -> ChatCall | EndpointCall:
         _, stream, include_usage = checked
         if self.chat:
             call = ChatCall(data, model, stream, include_usage, request_id, max_output_tokens, pricer=pricer)
             if client_headers:
                 call.client_headers = client_headers
+            call.reasons = reasons
             return call
         return EndpointCall(
             data,
@@ -80,6 +82,7 @@ class EndpointSpec:
             pricer=pricer,
             max_output_tokens=max_output_tokens,
             conversation=conversation,
+            reasons=reasons,
         )
 
 
@@ -167,6 +170,8 @@ def _responses_chat(call: EndpointCall) -> ChatCall:
             code="previous_response_not_found",
         )
     body = responses_to_chat(call.body, history)
+    if call.reasons is False:
+        body.pop("reasoning_effort", None)  # a model that does not reason rejects it
     return ChatCall(body, call.model, call.stream, True, call.request_id, call.max_output_tokens, pricer=call.pricer)
 
 
@@ -296,6 +301,8 @@ def _translated_call(provider: Provider, call: ChatCall) -> ChatCall:
     body = messages_to_chat(call.body)
     if not getattr(provider, "takes_top_k", False):
         body.pop("top_k", None)  # OpenAI-compatible backends reject it
+    if call.reasons is False:
+        body.pop("reasoning_effort", None)  # a model that does not reason rejects it
     return ChatCall(body, call.model, call.stream, True, call.request_id, call.max_output_tokens, pricer=call.pricer)
 
 

@@ -481,6 +481,7 @@ class RoutedRequest:
             limit,
             client_headers(self.scope, spec.forwarded_headers) if spec.forwarded_headers else None,
             self.conversation,
+            route.entry.reasoning if route.entry is not None else None,
         )
         meter = self.meter = Meter()
         key = (route.provider, route.model)

@@ -207,6 +207,7 @@ class V1:
                 limit,
                 client_headers(scope, spec.forwarded_headers) if spec.forwarded_headers else None,
                 conversation,
+                route.entry.reasoning if route.entry is not None else None,
             )
             meter = Meter()
             if not stream:

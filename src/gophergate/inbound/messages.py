@@ -75,13 +75,17 @@ def check_messages(data: dict[str, Any]) -> tuple[str, bool]:
         where = f"messages[{i}]"
         if not isinstance(message, dict):
             raise _bad(where, f"'{where}' must be an object.")
-        if message.get("role") not in ("user", "assistant"):
-            raise _bad(f"{where}.role", f"'{where}.role' must be user or assistant.")
+        role = message.get("role")
+        if role not in ("user", "assistant", "system"):
+            raise _bad(f"{where}.role", f"'{where}.role' must be user, assistant or system.")
         content = message.get("content")
         if isinstance(content, str):
             continue
         if not isinstance(content, list):
             raise _bad(f"{where}.content", f"'{where}.content' must be a string or an array of content blocks.")
+        if role == "system":  # text blocks only, as in the top-level `system`
+            _system_text(content, f"{where}.content")
+            continue
         for j, block in enumerate(content):
             if not isinstance(block, dict) or not isinstance(block.get("type"), str):
                 raise _bad(f"{where}.content[{j}]", f"'{where}.content[{j}]' must be a block with a string 'type'.")
@@ -102,6 +106,10 @@ def messages_to_chat(data: dict[str, Any]) -> dict[str, Any]:
     for i, message in enumerate(data["messages"]):
         if message["role"] == "user":
             chat.extend(_user_turn(message["content"], f"messages[{i}]"))
+        elif message["role"] == "system":
+            # A mid-conversation system turn (Claude Code sends them; beta mid-conversation-system-2026-04-07):
+            # chat takes a system message anywhere, and the Gemini translator folds it into systemInstruction.
+            chat.append({"role": "system", "content": _system_text(message["content"], f"messages[{i}].content")})
         else:
             chat.append(_assistant_turn(message["content"], f"messages[{i}]"))
 
@@ -143,15 +151,15 @@ def messages_to_chat(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _system_text(system: Any) -> str | None:
+def _system_text(system: Any, where: str = "system") -> str | None:
     if system is None or isinstance(system, str):
         return system
     if not isinstance(system, list):
-        raise _bad("system", "'system' must be a string or an array of text blocks.")
+        raise _bad(where, f"'{where}' must be a string or an array of text blocks.")
     texts: list[str] = []
     for k, block in enumerate(system):
         if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
-            raise _bad(f"system[{k}]", f"'system[{k}]' must be a text block.")
+            raise _bad(f"{where}[{k}]", f"'{where}[{k}]' must be a text block.")
         texts.append(block["text"])
     return "\n\n".join(texts)
 

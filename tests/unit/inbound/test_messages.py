@@ -72,7 +72,8 @@ def test_check_messages_returns_the_model_and_whether_to_stream() -> None:
         ({"messages": []}, "messages"),
         ({"messages": {"role": "user"}}, "messages"),
         ({"messages": ["hi"]}, "messages[0]"),
-        ({"messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [user("Hi"), {"role": "system", "content": [{"type": "image"}]}]}, "messages[1].content[0]"),
         ({"messages": [user("a"), {"content": "b"}]}, "messages[1].role"),
         ({"messages": [user(5)]}, "messages[0].content"),
         ({"messages": [user(None)]}, "messages[0].content"),
@@ -152,6 +153,16 @@ def test_system_blocks_are_joined_and_cache_control_is_dropped() -> None:
         {"type": "text", "text": "Two."},
     ]
     assert chat_messages(request(system=system))[0] == {"role": "system", "content": "One.\n\nTwo."}
+
+
+def test_a_mid_conversation_system_turn_stays_in_place_as_a_system_message() -> None:
+    # Claude Code (2.1.154 and later) sends its environment and reminders this way.
+    turn = {"role": "system", "content": [{"type": "text", "text": "cwd: /w", "cache_control": {"type": "ephemeral"}}]}
+    assert chat_messages(request([user("Hi"), turn], system="Be brief.")) == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "system", "content": "cwd: /w"},
+    ]
 
 
 def test_a_user_turn_of_one_text_block_is_a_plain_string() -> None:
