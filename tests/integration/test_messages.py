@@ -533,3 +533,32 @@ def test_a_mid_conversation_system_turn_passes_through_to_anthropic_and_is_a_sys
     stack.client().messages.create(model="gpt-4o-mini", max_tokens=50, messages=messages, extra_headers=beta)
     sent = stack.compat["openai"].requests[-1].body["messages"]
     assert sent[-1] == {"role": "system", "content": "cwd: /work"}
+
+
+def test_a_translated_stream_that_fails_after_content_ends_with_an_anthropic_error_event(stack: MessagesStack) -> None:
+    response = stack.post(
+        "/v1/messages",
+        {
+            "model": "gpt-4o-mini",
+            "max_tokens": 50,
+            "stream": True,
+            "messages": [{"role": "user", "content": "MIDERROR"}],
+        },
+    )
+    events = _events(response)
+    assert events[0][0] == "message_start" and "content_block_delta" in [n for n, _ in events]
+    name, data = events[-1]
+    assert name == "error" and data["type"] == "error" and data["error"]["type"] == "api_error"
+    assert "message_stop" not in [n for n, _ in events]
+    row = stack.gateway.row_for(response.headers["x-request-id"])
+    assert (row["endpoint"], row["status"], row["error_type"]) == ("messages", 502, "upstream_stream_error")
+
+
+def test_a_rate_limited_key_gets_an_anthropic_rate_limit_error(stack: MessagesStack) -> None:
+    key = stack.gateway.cli("keys", "create", "--name", "one-a-minute", "--rpm", "1").stdout.strip().splitlines()[-1]
+    client = anthropic.Anthropic(base_url=stack.gateway.url, api_key=key, max_retries=0)
+    client.messages.create(model=HAIKU, max_tokens=10, messages=[{"role": "user", "content": "first"}])
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        client.messages.create(model=HAIKU, max_tokens=10, messages=[{"role": "user", "content": "second"}])
+    assert caught.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    assert int(caught.value.response.headers["retry-after"]) >= 1
