@@ -5,13 +5,16 @@ and carry the conversation on, and so that ``GET`` / ``DELETE /v1/responses/{id}
 has no upstream that keeps it, so the gateway does: the response object and the conversation's chat messages up
 to and including it, owned by the client key that made it, for ``GOPHERGATE_RESPONSES_TTL_DAYS``.
 
-A response is kept in memory at once (a follow-up can come a millisecond after the answer) and written to the
-database by a background task, off the request path; another instance finds it there. Reads look in memory first.
+A response is kept in memory at once (a follow-up can come a millisecond after the answer; the memory is bounded by
+the bytes it holds) and queued for the database, where one writer task inserts the queue in batches, off the
+request path; another instance finds it there. Reads look in memory first. A queue that the database cannot keep up
+with is bounded too: past ``MAX_PENDING`` responses, new ones are kept in memory only (counted, with a warning).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -26,48 +29,101 @@ from gophergate.db.tables import stored_responses
 
 log = logging.getLogger(__name__)
 
-MEMORY_ENTRIES = 2048  # the most recent responses of this process, for follow-ups without a database read
+MEMORY_BYTES = 64 * 1024 * 1024  # the most recent responses of this process, for follow-ups without a database read
+MAX_PENDING = 10_000  # responses queued for the database at most
+BATCH = 500  # rows per insert
+GATHER_SECONDS = 0.05  # the writer waits this long after the first queued row, to write a batch rather than a row
 
 
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
     client_key_id: int
-    response: dict[str, Any]
-    messages: list[dict[str, Any]]  # the conversation's chat messages up to and including this response
+    response_json: str
+    messages_json: str  # the conversation's chat messages up to and including this response
     expires_at: dt.datetime
+
+    @property
+    def response(self) -> dict[str, Any]:
+        value: dict[str, Any] = orjson.loads(self.response_json)
+        return value
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        value: list[dict[str, Any]] = orjson.loads(self.messages_json)
+        return value
+
+
+def _size(stored: StoredResponse) -> int:
+    return len(stored.response_json) + len(stored.messages_json) + 200
 
 
 class ResponseStore:
     def __init__(self, engine: AsyncEngine, ttl_days: int) -> None:
         self._engine = engine
         self._ttl = dt.timedelta(days=ttl_days)
-        self._memory: LRUCache[str, StoredResponse] = LRUCache(MEMORY_ENTRIES)
-        self._writes: set[asyncio.Task[None]] = set()
+        self._memory: LRUCache[str, StoredResponse] = LRUCache(MEMORY_BYTES, getsizeof=_size)
+        self._pending: list[dict[str, Any]] = []
+        self._queued = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._writing: asyncio.Future[None] | None = None  # the batch being inserted now
+        self.dropped = 0  # responses kept in memory only: the queue was full
 
     def keep(self, client_key_id: int, response: dict[str, Any], messages: list[dict[str, Any]]) -> None:
-        """Keep a finished response: in memory now, in the database soon."""
+        """Keep a finished response: in memory now, in the database with the writer's next batch."""
         now = dt.datetime.now(dt.UTC)
-        stored = StoredResponse(client_key_id, response, messages, now + self._ttl)
         response_id = str(response["id"])
+        stored = StoredResponse(
+            client_key_id, orjson.dumps(response).decode(), orjson.dumps(messages).decode(), now + self._ttl
+        )
         self._memory[response_id] = stored
-        task = asyncio.get_running_loop().create_task(self._write(response_id, stored, now))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+        if len(self._pending) >= MAX_PENDING:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("stored responses: the database falls behind; %d kept in memory only", self.dropped)
+            return
+        self._pending.append(
+            {
+                "id": response_id,
+                "client_key_id": client_key_id,
+                "created_at": now,
+                "expires_at": stored.expires_at,
+                "response": stored.response_json,
+                "messages": stored.messages_json,
+            }
+        )
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._run(), name="stored-responses")
+        self._queued.set()
 
-    async def _write(self, response_id: str, stored: StoredResponse, now: dt.datetime) -> None:
-        row = {
-            "id": response_id,
-            "client_key_id": stored.client_key_id,
-            "created_at": now,
-            "expires_at": stored.expires_at,
-            "response": orjson.dumps(stored.response).decode(),
-            "messages": orjson.dumps(stored.messages).decode(),
-        }
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(insert(stored_responses).values(row))
-        except Exception as exc:  # the memory copy still serves this process's follow-ups
-            log.warning("could not store response %s: %s", response_id, exc)
+    async def _run(self) -> None:
+        while True:
+            await self._queued.wait()
+            await asyncio.sleep(GATHER_SECONDS)
+            await self._write_pending()
+
+    async def _write_pending(self) -> None:
+        self._queued.clear()
+        while self._pending:
+            batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
+            loop = asyncio.get_running_loop()
+            self._writing = loop.create_future()
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(insert(stored_responses), batch)
+            except asyncio.CancelledError:
+                self._pending[:0] = batch  # not written: the last flush at close writes it
+                raise
+            except Exception as exc:  # the memory copies still serve this process's follow-ups
+                log.warning("could not store %d responses: %s", len(batch), exc)
+            finally:
+                self._writing.set_result(None)
+                self._writing = None
+
+    async def _flush(self) -> None:
+        """Everything queued so far is in the database (a delete must not be followed by the row's insert)."""
+        if self._writing is not None:
+            await asyncio.shield(self._writing)
+        await self._write_pending()
 
     async def load(self, response_id: str, client_key_id: int | None) -> StoredResponse | None:
         """The stored response, if it exists, has not expired and belongs to the key (another key's is not found)."""
@@ -78,7 +134,7 @@ class ResponseStore:
             if row is None:
                 return None
             expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.UTC)
-            stored = StoredResponse(row.client_key_id, orjson.loads(row.response), orjson.loads(row.messages), expires)
+            stored = StoredResponse(row.client_key_id, row.response, row.messages, expires)
             self._memory[response_id] = stored
         if stored.client_key_id != client_key_id or stored.expires_at <= dt.datetime.now(dt.UTC):
             return None
@@ -93,10 +149,11 @@ class ResponseStore:
             await conn.execute(delete(stored_responses).where(stored_responses.c.id == response_id))
         return True
 
-    async def _flush(self) -> None:
-        """Wait for pending writes (a delete must not be followed by the row's insert)."""
-        if self._writes:
-            await asyncio.gather(*list(self._writes), return_exceptions=True)
-
     async def close(self) -> None:
+        """Stop the writer and write what is queued (the runtime closes the store before the engine)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
         await self._flush()
