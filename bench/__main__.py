@@ -12,8 +12,22 @@ from bench.procs import REPO_ROOT, BenchSetupError
 from bench.runner import Options, log, run_and_report
 from bench.wrk import WrkError
 
-DEFAULTS = {"duration": 10.0, "warmup": 2.0, "ttfc_requests": 2000, "limits_duration": 4.0, "routing_duration": 4.0}
-QUICK = {"duration": 2.0, "warmup": 1.0, "ttfc_requests": 300, "limits_duration": 2.0, "routing_duration": 2.0}
+DEFAULTS = {
+    "duration": 10.0,
+    "warmup": 2.0,
+    "ttfc_requests": 2000,
+    "limits_duration": 4.0,
+    "routing_duration": 4.0,
+    "front_door_duration": 4.0,
+}
+QUICK = {
+    "duration": 2.0,
+    "warmup": 1.0,
+    "ttfc_requests": 300,
+    "limits_duration": 2.0,
+    "routing_duration": 2.0,
+    "front_door_duration": 2.0,
+}
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -105,6 +119,17 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--routing-rounds", type=int, default=2, help="runs per model and mode in the routing scenario (default 2)"
     )
+    parser.add_argument(
+        "--no-front-door",
+        action="store_true",
+        help="skip the front-door scenario (Anthropic Messages and Responses, translated, against chat)",
+    )
+    parser.add_argument(
+        "--front-door-duration", type=float, help="seconds per run of the front-door scenario (default 4, --quick 2)"
+    )
+    parser.add_argument(
+        "--front-door-rounds", type=int, default=2, help="runs per door and mode in the front-door scenario (default 2)"
+    )
     parser.add_argument("--model", default="gpt-4o-mini")
     parser.add_argument(
         "--gateway-env",
@@ -123,6 +148,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         parser.error("--limits-rounds must be at least 1")
     if args.routing_rounds < 1:
         parser.error("--routing-rounds must be at least 1")
+    if args.front_door_rounds < 1:
+        parser.error("--front-door-rounds must be at least 1")
     return Options(
         duration_s=args.duration if args.duration is not None else base["duration"],
         connections=args.connections,
@@ -146,6 +173,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
         routing=not args.no_routing,
         routing_duration_s=args.routing_duration if args.routing_duration is not None else base["routing_duration"],
         routing_rounds=args.routing_rounds,
+        front_door=not args.no_front_door,
+        front_door_duration_s=(
+            args.front_door_duration if args.front_door_duration is not None else base["front_door_duration"]
+        ),
+        front_door_rounds=args.front_door_rounds,
         command=" ".join(["python -m bench", *map(_shown, sys.argv[1:] if argv is None else argv)]),
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bench.front_door import CHAT, FrontDoorRun
 from bench.limits import IN_PROCESS, LIMITED, REDIS, TARGET_PCT, KeyRuns, LimitsRun
 from bench.results import NON_STREAM, STREAM, BenchResults, Measured, PacedMeasured, PacedScenario, Scenario
 from bench.routing import GROUPED, PLAIN, RoutingRun
@@ -376,6 +377,62 @@ def render_routing(run: RoutingRun) -> list[str]:
     return out
 
 
+def render_front_door(run: FrontDoorRun) -> list[str]:
+    """The front-door section: per mode and door, req/s and p50 / p99, the share of chat's req/s and the added p50,
+    the gateway's CPU per request during the runs and with what it did after them, each run's req/s; then the
+    doors, what the gateway did after the runs and its RSS."""
+    cfg = run.config
+    provider = cfg.get("translated_provider", {})
+    out = [
+        f"front door: the same answer through each client protocol, on a gateway started with {provider.get('name')} "
+        f"(dialect {provider.get('dialect')}, no Responses API, on the fake upstream) in GOPHERGATE_CONFIG, "
+        f"{cfg.get('connections')} clients, {cfg.get('rounds')} runs of {cfg.get('duration_s', 0):g} s per door and "
+        f"mode in the order {', '.join(cfg.get('order', []))}, each followed by a wait until the gateway is idle; "
+        "req/s, p50 / p99 ms and the gateway's CPU per request in µs (during the runs / with its CPU after them until "
+        "idle: work done after the answer) are means over the runs:",
+    ]
+    for name, door in cfg.get("doors", {}).items():
+        out.append(f"  {name}: POST {door.get('path')} {door.get('model')}, served by {door.get('served_by')}")
+    for name, why in cfg.get("skipped_doors", {}).items():
+        out.append(f"  {name}: {why}")
+    if run.skipped:
+        out.append(f"  skipped: {run.skipped}")
+        return out
+    width = max((len(name) for name in cfg.get("doors", {})), default=20)
+    header = (
+        f"{'scenario':<10} {'door':<{width}} | {'req/s':>7} {'p50 / p99':>15} | {'% of chat':>9} {'p50 added':>10} | "
+        f"{'CPU µs/req run / +after':>23} | runs, req/s"
+    )
+    out.append(header)
+    out.append("-" * len(header))
+    for found in run.modes:
+        for name, runs in found.doors.items():
+            rounds = " ".join("-" if rps is None else f"{rps:,.0f}" for who, rps in found.rounds_rps() if who == name)
+            share = "-" if name == CHAT else _pct_of(found.share_pct(name))
+            added = found.added_p50_ms(name)
+            added_cell = "-" if name == CHAT or added is None else f"{added:+.2f} ms"
+            cpu = " / ".join("-" if us is None else f"{us:.0f}" for us in (runs.cpu_us, runs.cpu_us_with_after))
+            out.append(
+                f"{found.mode:<10} {name:<{width}} | {_key_cells(runs)} | {share:>9} {added_cell:>10} | {cpu:>23} | "
+                f"{rounds}"
+            )
+    for found in run.modes:
+        busy = [
+            f"{name} {runs.after_cpu_s:.1f} CPU s over {runs.after_wait_s:.1f} s"
+            for name, runs in found.doors.items()
+            if runs.after_cpu_s >= 0.1
+        ]
+        if busy:
+            out.append(f"  after the {found.mode} runs the gateway was still busy: {', '.join(busy)}")
+    if run.rss_before_mb is not None:
+        peak = "-" if run.rss_peak_mb is None else f"{run.rss_peak_mb:.0f} MB"
+        after = "-" if run.rss_after_mb is None else f"{run.rss_after_mb:.0f} MB"
+        out.append(
+            f"  front-door gateway RSS: {run.rss_before_mb:.0f} MB before the runs, peak {peak}, {after} after them"
+        )
+    return out
+
+
 def render(results: BenchResults, targets: list[Target]) -> str:
     cfg = results.config
     out = header_lines(cfg, "GopherGate benchmark")
@@ -455,6 +512,9 @@ def render(results: BenchResults, targets: list[Target]) -> str:
     if results.routing is not None:
         out.append("")
         out.extend(render_routing(results.routing))
+    if results.front_door is not None:
+        out.append("")
+        out.extend(render_front_door(results.front_door))
     if results.limits is not None:
         out.append("")
         out.extend(render_limits(results.limits))

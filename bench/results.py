@@ -11,6 +11,7 @@ from bench.rss import MB, RssSample
 from bench.wrk import WrkResult
 
 if TYPE_CHECKING:
+    from bench.front_door import FrontDoorRun
     from bench.limits import LimitsRun
     from bench.routing import RoutingRun
 
@@ -229,6 +230,8 @@ class BenchResults:
     """The limits scenario (bench/limits.py); None when it was not run."""
     routing: RoutingRun | None = None
     """The routing scenario (bench/routing.py); None when it was not run."""
+    front_door: FrontDoorRun | None = None
+    """The front-door scenario (bench/front_door.py); None when it was not run."""
 
     def scenario(self, mode: str, connections: int) -> Scenario | None:
         for found in self.scenarios:
@@ -255,5 +258,6 @@ class BenchResults:
             "problems": self.problems,
             "limits": self.limits.to_dict() if self.limits else None,
             "routing": self.routing.to_dict() if self.routing else None,
+            "front_door": self.front_door.to_dict() if self.front_door else None,
             "targets": targets,
         }

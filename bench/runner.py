@@ -20,6 +20,7 @@ import psutil
 
 from bench import fake_upstream, paced
 from bench.client import Endpoint, check_endpoint, measure_ttfc, request_body
+from bench.front_door import FrontDoorGateway, FrontDoorRun, front_door_config, run_front_door
 from bench.limits import (
     IN_PROCESS,
     BackendRun,
@@ -92,6 +93,10 @@ class Options:
     """Run the routing scenario (bench/routing.py)."""
     routing_duration_s: float = 4.0
     routing_rounds: int = 2
+    front_door: bool = True
+    """Run the front-door scenario (bench/front_door.py)."""
+    front_door_duration_s: float = 4.0
+    front_door_rounds: int = 2
     command: str = ""
 
 
@@ -115,6 +120,7 @@ class Bench:
         self.limited_key: CreatedKey | None = None
         self.redis_gateway: RedisGateway | None = None
         self.routing_gateway: RoutingGateway | None = None
+        self.front_door_gateway: FrontDoorGateway | None = None
 
     # -- helpers -------------------------------------------------------------------------------------
 
@@ -138,8 +144,9 @@ class Bench:
         server_pid: int | None = None,
         gateway_core: bool = False,
         model: str | None = None,
+        body: bytes | None = None,
     ) -> Measured:
-        body = request_body(model or self.opts.model, stream=mode == STREAM)
+        body = body or request_body(model or self.opts.model, stream=mode == STREAM)
         if server_pid is None:
             server_pid = {id(self.direct): self.direct_pid, id(self.relay): self.relay_pid}.get(
                 id(endpoint), self.gateway_pid
@@ -379,6 +386,41 @@ class Bench:
             log(f"routing: skipped: {run.skipped}")
         self.results.problems.extend(f"routing: {problem}" for problem in run.problems)
 
+    def front_door_runs(self) -> None:
+        """Chat, Anthropic Messages and Responses (translated) for the same answer, rotated, on a gateway started with
+        a provider entry without a Responses API in its TOML file."""
+        opts = self.opts
+        run = FrontDoorRun(
+            config=front_door_config(opts.connections, opts.front_door_duration_s, opts.front_door_rounds, opts.model)
+        )
+        self.results.front_door = run
+        if self.front_door_gateway is None:
+            run.skipped = "not run against --target (the bench starts a gateway with the provider entry itself)"
+            return
+
+        def measure(endpoint: Endpoint, body: bytes, seconds: float, pid: int, where: str | None) -> Measured:
+            measured = self._wrk(endpoint, NON_STREAM, opts.connections, seconds, pid, gateway_core=True, body=body)
+            if where is not None:
+                self._note_errors(where, measured)
+                if measured.error:
+                    self.results.problems.append(f"{where}: {measured.error}")
+            return measured
+
+        run_front_door(
+            measure,
+            self.front_door_gateway,
+            opts.model,
+            opts.front_door_duration_s,
+            opts.front_door_rounds,
+            min(opts.warmup_s, 1.0),
+            fake_upstream.STREAM_CONTENT_CHUNKS,
+            log,
+            run,
+        )
+        if run.skipped:
+            log(f"front door: skipped: {run.skipped}")
+        self.results.problems.extend(f"front door: {problem}" for problem in run.problems)
+
     def time_to_first_chunk(self) -> None:
         assert self.gateway and self.direct
         n = self.opts.ttfc_requests
@@ -474,6 +516,10 @@ class Bench:
                     self.routing_gateway = RoutingGateway(
                         env, tmp, self.plan, opts.results_dir / f"gateway-routing-{stamp}.log", upstream_port, key
                     )
+                if opts.front_door:
+                    self.front_door_gateway = FrontDoorGateway(
+                        env, tmp, self.plan, opts.results_dir / f"gateway-front-door-{stamp}.log", upstream_port, key
+                    )
                 port = free_port()
                 log_path = opts.results_dir / f"gateway-{stamp}.log"
                 log(f"starting the gateway on 127.0.0.1:{port} (1 worker), log in {log_path}")
@@ -533,10 +579,12 @@ class Bench:
                 memory.samples = list(self.sampler.samples)
                 memory.at_start = memory.samples[0] if memory.samples else None
                 memory.peak = self.sampler.peak
-            # On a gateway of its own (started with the group in its TOML file): the memory figures above are
-            # the bench gateway's alone.
+            # Each on a gateway of its own (started with its TOML file): the memory figures above are the bench
+            # gateway's alone.
             if opts.routing:
                 self.routing_runs()
+            if opts.front_door:
+                self.front_door_runs()
             # Last: a limited key loads the tokenizer (~150 MB) into the gateway for good, which the memory
             # figures above must not include.
             if opts.limits:

@@ -191,3 +191,28 @@ def test_stored_responses_survive_a_restart(stack: ResponsesStack) -> None:
     assert history[1]["role"] == "assistant" and history[1]["content"] == "echo: remember across restarts"
     raw = httpx.get(f"{stack.gateway.base_url}/responses/{made.id}", headers={"authorization": f"Bearer {key}"})
     assert raw.status_code == 200 and raw.json()["id"] == made.id
+
+
+def test_a_follow_up_on_another_instance_continues_the_conversation(
+    stack: ResponsesStack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Two instances on one database: a response made on one is continued on the other at once (its writer may not
+    have committed yet: the other looks again briefly for an id the gateway made)."""
+    shared = {
+        name: value
+        for name, value in stack.gateway.env.items()
+        if name not in ("GOPHERGATE_PORT", "GOPHERGATE_DATA_DIR", "GOPHERGATE_DATABASE_URL", "HOME")
+    }
+    other = Gateway(tmp_path_factory.mktemp("second"), env=shared, database_url=stack.gateway.database_url).start()
+    try:
+        key = stack.gateway.key
+        made = stack.client(key).responses.create(model="deepseek-flash", input="first instance")
+        assert made.id.startswith("resp_")
+        client = openai.OpenAI(base_url=other.base_url, api_key=key, max_retries=0)
+        follow = client.responses.create(model="deepseek-flash", previous_response_id=made.id, input="second")
+        assert follow.output_text == "echo: second"
+        history = stack.compat["deepseek"].requests[-1].body["messages"]
+        assert [m["role"] for m in history] == ["user", "assistant", "user"]
+        assert history[0]["content"] == "first instance"
+    finally:
+        other.stop()

@@ -7,7 +7,6 @@ validate, resolve, capability check, call or stream, send, and one record; addin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import re
 import secrets
@@ -175,8 +174,11 @@ def _responses_chat(call: EndpointCall) -> ChatCall:
     return ChatCall(body, call.model, call.stream, True, call.request_id, call.max_output_tokens, pricer=call.pricer)
 
 
+GATEWAY_RESPONSE_PREFIX = "resp_gg"  # the ids of responses the gateway made (OpenAI's: resp_ and hex)
+
+
 def _response_id() -> str:
-    return "resp_" + secrets.token_hex(24)
+    return GATEWAY_RESPONSE_PREFIX + secrets.token_hex(23)
 
 
 def _keep(call: EndpointCall, chat: ChatCall, response: dict[str, Any] | None) -> None:
@@ -327,6 +329,10 @@ async def _messages_stream(provider: Provider, call: ChatCall, meter: Meter) -> 
     return translate_messages_stream(chunks, MessagesStream(str(call.body.get("model")), _message_id()), chat, call)
 
 
+_END = object()  # the backend's stream ended (or failed: then the exception follows the marker)
+_PING = object()  # the backend has been silent for the ping interval
+
+
 async def translate_messages_stream(
     chunks: AsyncIterator[bytes],
     stream: MessagesStream,
@@ -335,33 +341,60 @@ async def translate_messages_stream(
     ping_seconds: float = PING_SECONDS,
 ) -> AsyncIterator[bytes]:
     """The backend's chat stream as Anthropic events, with a ``ping`` whenever the backend is silent for
-    ``PING_SECONDS`` (a client's read timeout then never mistakes a slow backend for a dead one)."""
-    pending: asyncio.Future[bytes] | None = None
+    ``ping_seconds`` (a client's read timeout then never mistakes a slow backend for a dead one).
+
+    A reader task moves the backend's chunks into a queue and one timer per stream looks for silence, so a chunk
+    costs a queue hand-over (a task and a wait per chunk cost four times as much: bench/front_door.py)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    last = loop.time()
+    failure: list[BaseException] = []
+    timer: asyncio.TimerHandle | None = None
+
+    async def read() -> None:
+        nonlocal last
+        try:
+            async for chunk in chunks:
+                last = loop.time()
+                queue.put_nowait(chunk)
+        except Exception as exc:
+            failure.append(exc)
+        finally:
+            queue.put_nowait(_END)
+
+    def watch() -> None:
+        nonlocal last, timer
+        idle = loop.time() - last
+        if idle >= ping_seconds:
+            queue.put_nowait(_PING)
+            last, idle = loop.time(), 0.0
+        timer = loop.call_later(ping_seconds - idle, watch)
+
+    reader = loop.create_task(read())
+    timer = loop.call_later(ping_seconds, watch)
     try:
         while True:
-            if pending is None:
-                pending = asyncio.ensure_future(chunks.__anext__())
-            done, _ = await asyncio.wait((pending,), timeout=ping_seconds)
-            if not done:
+            item = await queue.get()
+            if item is _END:
+                break
+            if item is _PING:
                 if stream.started:
                     yield ping_event()
                 continue
-            task, pending = pending, None
-            try:
-                chunk = task.result()
-            except StopAsyncIteration:
-                break
-            out = stream.feed(chunk)
+            out = stream.feed(item)
             if out:
                 yield out
+        if failure:
+            raise failure[0]
         tail = stream.end()
         if tail:
             yield tail
     finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
+        if timer is not None:
+            timer.cancel()
+        if not reader.done():
+            reader.cancel()
+        await asyncio.wait((reader,))  # the backend's stream is closed (its finally) before the request is metered
         close = getattr(chunks, "aclose", None)
         if close is not None:
             await close()

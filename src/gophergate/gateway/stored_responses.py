@@ -32,7 +32,10 @@ log = logging.getLogger(__name__)
 MEMORY_BYTES = 64 * 1024 * 1024  # the most recent responses of this process, for follow-ups without a database read
 MAX_PENDING = 10_000  # responses queued for the database at most
 BATCH = 500  # rows per insert
-GATHER_SECONDS = 0.05  # the writer waits this long after the first queued row, to write a batch rather than a row
+GATHER_SECONDS = 0.005  # the writer waits this long after the first queued row, to write a batch rather than a row
+# A follow-up that names a response this instance never saw and the database does not have yet (another instance
+# made it a moment ago and its writer has not committed) is looked for again after these pauses.
+RECENT_RETRIES = (0.05, 0.1, 0.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +128,19 @@ class ResponseStore:
             await asyncio.shield(self._writing)
         await self._write_pending()
 
-    async def load(self, response_id: str, client_key_id: int | None) -> StoredResponse | None:
-        """The stored response, if it exists, has not expired and belongs to the key (another key's is not found)."""
+    async def load(
+        self, response_id: str, client_key_id: int | None, *, wait_for_recent: bool = False
+    ) -> StoredResponse | None:
+        """The stored response, if it exists, has not expired and belongs to the key (another key's is not found).
+        ``wait_for_recent``: look again, briefly, for one another instance may have made a moment ago."""
         stored = self._memory.get(response_id)
         if stored is None:
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(select(stored_responses).where(stored_responses.c.id == response_id))).first()
+            row = await self._select(response_id)
+            for pause in RECENT_RETRIES if wait_for_recent else ():
+                if row is not None:
+                    break
+                await asyncio.sleep(pause)
+                row = await self._select(response_id)
             if row is None:
                 return None
             expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.UTC)
@@ -139,6 +149,10 @@ class ResponseStore:
         if stored.client_key_id != client_key_id or stored.expires_at <= dt.datetime.now(dt.UTC):
             return None
         return stored
+
+    async def _select(self, response_id: str) -> Any:
+        async with self._engine.connect() as conn:
+            return (await conn.execute(select(stored_responses).where(stored_responses.c.id == response_id))).first()
 
     async def delete(self, response_id: str, client_key_id: int | None) -> bool:
         if await self.load(response_id, client_key_id) is None:

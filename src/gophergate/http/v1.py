@@ -27,6 +27,7 @@ from gophergate.core.errors import (
 from gophergate.core.record import RequestRecord
 from gophergate.gateway.endpoints import (
     ENDPOINTS,
+    GATEWAY_RESPONSE_PREFIX,
     MESSAGES,
     RESPONSES,
     EndpointSpec,
@@ -239,7 +240,10 @@ class V1:
                 raise InvalidRequest(
                     "'previous_response_id' must be the id of an earlier response.", param="previous_response_id"
                 )
-            stored = await store.load(previous, key_id)
+            # One of the gateway's may be a moment from the database when another instance made it; an upstream's
+            # id is looked up once (it is not there) and passed on.
+            recent = previous.startswith(GATEWAY_RESPONSE_PREFIX)
+            stored = await store.load(previous, key_id, wait_for_recent=recent)
             if stored is not None:
                 history = stored.messages
         keep = None
