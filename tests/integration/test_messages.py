@@ -425,9 +425,14 @@ def test_count_tokens_elsewhere_is_counted_locally_and_errs_high(stack: Messages
     assert estimate.json()["input_tokens"] >= counted * 1.25
 
 
-def test_count_tokens_of_an_unknown_model_is_an_anthropic_not_found(stack: MessagesStack) -> None:
+def test_count_tokens_of_a_model_the_gateway_does_not_serve_is_an_estimate_not_a_404(stack: MessagesStack) -> None:
+    count = stack.client().messages.count_tokens(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    assert count.input_tokens > 0
+
+
+def test_an_unknown_model_is_an_anthropic_not_found_error(stack: MessagesStack) -> None:
     with pytest.raises(anthropic.NotFoundError) as caught:
-        stack.client().messages.count_tokens(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+        stack.client().messages.create(model="no-such-model", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     assert caught.value.body["type"] == "error"  # type: ignore[index]
     assert caught.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
 

@@ -418,7 +418,7 @@ def check_count_tokens(data: dict[str, Any]) -> str:
 
 
 async def count_message_tokens(
-    provider: Provider, data: dict[str, Any], model: str, headers: Mapping[str, str], counter: Any
+    provider: Provider | None, data: dict[str, Any], model: str, headers: Mapping[str, str], counter: Any
 ) -> tuple[int, str]:
     """The input tokens of a Messages request for ``model`` on ``provider``, and how they were counted:
     ``upstream`` (the backend's own count endpoint), ``tokenizer`` (o200k for OpenAI's models) or ``estimate``."""
@@ -446,7 +446,7 @@ async def count_message_tokens(
     return math.ceil(count * ESTIMATE_MARGIN), "estimate"
 
 
-def _is_openai(provider: Provider) -> bool:
+def _is_openai(provider: Provider | None) -> bool:
     dialect = getattr(provider, "dialect", None)
     return getattr(dialect, "name", None) == "openai"
 

@@ -271,8 +271,9 @@ class V1:
 
     async def count_tokens(self, scope: Scope, receive: Any, send: Any) -> None:
         """POST /v1/messages/count_tokens (Claude Code calls it to decide when to compact): the input tokens of a
-        Messages request as its model's backend counts them, else the local count (gateway/endpoints.py). Never
-        a 404 for a model the gateway serves; a model group is counted on its first target."""
+        Messages request as its model's backend counts them, else the local count (gateway/endpoints.py). Never a
+        404: a model the gateway does not serve gets the local estimate; a model group is counted on its first
+        target."""
         rt = self.rt
         record = RequestRecord(
             request_id(scope), "messages.count_tokens", time.perf_counter(), client_ip=_client_ip(scope)
@@ -282,15 +283,21 @@ class V1:
             model = check_count_tokens(data)
             record.requested_model = model
             routing = rt.routing
-            route = routing.resolver.resolve(model)
-            record.provider, record.model = route.provider, route.model
-            if route.group is None and (route.provider, route.model) in routing.disabled_models:
-                raise _disabled(model)
-            if rules is not None:
-                rt.governance.check(rules, data, model, route.provider, route.model, ())
-            provider = routing.providers[route.provider]
+            try:
+                route: Route | None = routing.resolver.resolve(model)
+            except ModelNotFound:  # counted all the same: an agent that gets no count cannot tell when to compact
+                route = None
+            provider = None
+            upstream_model = model
+            if route is not None:
+                record.provider, record.model = route.provider, route.model
+                if route.group is None and (route.provider, route.model) in routing.disabled_models:
+                    raise _disabled(model)
+                if rules is not None:
+                    rt.governance.check(rules, data, model, route.provider, route.model, ())
+                provider, upstream_model = routing.providers[route.provider], route.model
             headers = client_headers(scope, MESSAGES.forwarded_headers)
-            count, how = await count_message_tokens(provider, data, route.model, headers, rt.governance.counter)
+            count, how = await count_message_tokens(provider, data, upstream_model, headers, rt.governance.counter)
             record.status = 200
             out = base_headers(record.request_id)
             out.append((b"x-gophergate-token-count", how.encode()))
