@@ -363,10 +363,13 @@ def test_translated_kimi_tool_turn_gets_its_reasoning_content_back(stack: Messag
     assert replayed["reasoning_content"] == first.content[0].thinking  # type: ignore[union-attr]
 
 
-def test_translated_to_gemini_tool_round_trip(stack: MessagesStack) -> None:
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gemini-3-flash"])
+def test_translated_to_gemini_tool_round_trip(stack: MessagesStack, model: str) -> None:
+    """Gemini 3 refuses a tool-call turn in the history without its thought signature: the gateway restores it
+    from what it stored, keyed by the tool_use id the client sends back."""
     client = stack.client()
     first = client.messages.create(
-        model="gemini-2.5-flash",
+        model=model,
         max_tokens=300,
         top_k=5,
         tools=[WEATHER],  # type: ignore[list-item]
@@ -376,7 +379,7 @@ def test_translated_to_gemini_tool_round_trip(stack: MessagesStack) -> None:
     tool_use = next(b for b in first.content if b.type == "tool_use")
     assert first.stop_reason == "tool_use" and tool_use.name == "get_weather"
     second = client.messages.create(
-        model="gemini-2.5-flash",
+        model=model,
         max_tokens=300,
         tools=[WEATHER],  # type: ignore[list-item]
         messages=[
