@@ -49,7 +49,7 @@ from gophergate.recorder.writer import DeadLetters, Recorder, fallback_spill_dir
 from gophergate.security.client_keys import KeyCache
 from gophergate.security.secretbox import SecretBox
 from gophergate.security.sessions import SessionManager
-from gophergate.security.throttle import LoginThrottle
+from gophergate.security.throttle import LoginThrottle, SharedLoginThrottle
 from gophergate.security.users import ensure_first_admin
 from gophergate.settings import Settings
 
@@ -159,7 +159,7 @@ class Runtime:
     media: MediaClient
     box: SecretBox  # provider keys stored by the dashboard
     sessions: SessionManager  # dashboard sessions
-    throttle: LoginThrottle
+    throttle: LoginThrottle | SharedLoginThrottle  # shared by the cluster with GOPHERGATE_REDIS_URL
     health: ProviderHealth = field(default_factory=ProviderHealth)
     # Routing state: requests in flight, time to first token, cooldowns and affinity pins per target.
     router: Router = field(init=False)
@@ -249,6 +249,8 @@ class Runtime:
 
             redis = connect(settings.redis_url.get_secret_value(), max_connections=256)
             rt.router.shared = SharedRouting(redis, settings.redis_key_prefix + "routing:", rt.router)
+            login = connect(settings.redis_url.get_secret_value(), max_connections=16)
+            rt.throttle = SharedLoginThrottle(login, settings.redis_key_prefix + "login:", throttle)
         rt.governance = metering.governance = build_governance(settings, engine, keys)
         rt.responses = ResponseStore(engine, settings.responses_ttl_days)
         rt.hub = hub = Hub(Sampler(lambda: metering.depth), key_names=keys.names)
@@ -470,6 +472,7 @@ class Runtime:
         await self.metering.close(self.settings.shutdown_drain_seconds)
         await self.governance.close()
         await self.responses.close()
+        await self.throttle.close()
         if self.router.shared is not None:
             await self.router.shared.close()
         await self.recorder.close(max(deadline - time.monotonic(), 0.0))

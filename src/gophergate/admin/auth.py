@@ -35,7 +35,7 @@ def _client_ip(request: Request) -> str | None:
 @router.post("/login", summary="Log in: sets the gg_session cookie and returns the CSRF token")
 async def login(body: LoginIn, request: Request, rt: Rt) -> Response:
     ip = _client_ip(request)
-    wait = rt.throttle.retry_after(body.username, ip)
+    wait = await rt.throttle.check(body.username, ip)
     if wait is not None:
         raise GatewayError(
             f"Too many failed logins; retry in {wait} s.",
@@ -46,11 +46,11 @@ async def login(body: LoginIn, request: Request, rt: Rt) -> Response:
         )
     found = await find_user(rt.engine, body.username)
     if not await verify_password(body.password, found[1] if found is not None else None) or found is None:
-        rt.throttle.failure(body.username, ip)
+        await rt.throttle.failed(body.username, ip)
         log.info("failed dashboard login for %r from %s", body.username[:100], ip)
         raise AuthenticationFailed("Invalid username or password.", code="invalid_credentials")
     user = found[0]
-    rt.throttle.success(body.username, ip)
+    await rt.throttle.succeeded(body.username, ip)
     token, session = await rt.sessions.create(user, ip, request.headers.get("user-agent"))
     log.info("dashboard login: %s (%s) from %s", user.username, user.role, ip)
     rt.emit("user_logged_in", {"username": user.username, "role": user.role})
