@@ -70,7 +70,12 @@ class GopherGate:
         if kind == "http":
             path: str = scope["path"]
             if path.startswith("/v1/") and self._v1 is not None:
-                await self._v1(scope, receive, send)
+                metrics = self._v1.rt.metrics
+                metrics.in_flight += 1
+                try:
+                    await self._v1(scope, receive, send)
+                finally:
+                    metrics.in_flight -= 1
             elif path == "/healthz":
                 await health.healthz(scope, send)
             elif path == "/readyz" and self.runtime is not None:
@@ -216,5 +221,5 @@ def factory() -> GopherGate:
     from gophergate.logs import setup_logging
 
     settings = load_settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     return create_app(settings)

@@ -101,7 +101,7 @@ def _serve(settings: Settings) -> int:
     from gophergate.logs import setup_logging
     from gophergate.serve import serve
 
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     return serve(settings)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
@@ -52,6 +53,9 @@ from gophergate.security.sessions import SessionManager
 from gophergate.security.throttle import LoginThrottle, SharedLoginThrottle
 from gophergate.security.users import ensure_first_admin
 from gophergate.settings import Settings
+from gophergate.telemetry.metrics import Metrics
+from gophergate.telemetry.metrics_dir import multiprocess_dir
+from gophergate.telemetry.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +171,8 @@ class Runtime:
     metering: Metering = field(init=False)
     # Budgets, rate limits and access rules per key and team (gateway/governance.py).
     governance: Governance = field(init=False)
+    # The Prometheus metrics at /metrics (each record counted by metering, folded in once a second).
+    metrics: Metrics = field(init=False)
     # The responses /v1/responses made by translation, for previous_response_id and GET/DELETE.
     responses: ResponseStore = field(init=False)
     # Every provider the dashboard lists (served or not) and the config each served one was built from.
@@ -184,6 +190,8 @@ class Runtime:
     provider_up: dict[str, bool] = field(default_factory=dict)
     # Listeners of dashboard events (e.g. the live hub): called with (kind, detail); must not block.
     listeners: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
+    # OpenTelemetry traces of /v1 requests (None: off, the OTEL_* variables ask for none).
+    tracing: Tracing | None = None
     _providers_seen: tuple[tuple[str, str], ...] = ()
     _retired: list[Provider] = field(default_factory=list)
 
@@ -242,6 +250,7 @@ class Runtime:
             settings, engine, client, routing, keys, recorder, store, registry, media, box, sessions, throttle,
         )  # fmt: skip
         rt.metering = metering = Metering(recorder, rt.health)
+        rt.tracing = Tracing.from_environ(os.environ, settings.otel_capture_content)
         rt.router = Router(settings.routing, on_event=rt._routing_event)
         if settings.redis_url is not None:
             from gophergate.gateway.shared_routing import SharedRouting
@@ -252,6 +261,8 @@ class Runtime:
             login = connect(settings.redis_url.get_secret_value(), max_connections=16)
             rt.throttle = SharedLoginThrottle(login, settings.redis_key_prefix + "login:", throttle)
         rt.governance = metering.governance = build_governance(settings, engine, keys)
+        rt.metrics = metering.metrics = Metrics(multiprocess_dir())
+        rt.metrics.attach(rt, recorder, metering, rt.governance, registry)
         rt.responses = ResponseStore(engine, settings.responses_ttl_days)
         rt.hub = hub = Hub(Sampler(lambda: metering.depth), key_names=keys.names)
         recorder.on_committed = hub.publish_committed
@@ -287,6 +298,7 @@ class Runtime:
         rt._spawn(rt._refresh_overrides_forever(), "price-overrides")
         rt._spawn(rt._refresh_admin_config_forever(), "admin-config")
         rt._spawn(retention.run_forever(engine, settings.log_retention_days), "log-retention")
+        rt._spawn(rt.metrics.run(), "metrics")
         log.info("providers configured: %s", ", ".join(sorted(providers)) or "none")
         if not providers:
             log.warning(
@@ -455,6 +467,24 @@ class Runtime:
             await self.refresh_models()
             await asyncio.sleep(self.settings.models_refresh_seconds)
 
+    def serves(self, provider: str, model: str | None = None) -> bool:
+        """``provider`` is configured and, given a model, the configuration names that model for it: the provider
+        lists it, its configuration declares it, or the registry has it under that exact id. What a metric may
+        carry as a label (anything a client can make up is not)."""
+        routing = self.routing
+        if provider not in routing.providers:
+            return False
+        if model is None:
+            return True
+        listed = routing.models.get(provider)
+        if listed is not None and model in listed:
+            return True
+        config = self.provider_configs.get(provider)
+        if config is not None and model in config.models:
+            return True
+        entry = routing.resolver.book.lookup(provider, model).entry
+        return entry is not None and entry.id == model
+
     async def database_ok(self) -> bool:
         try:
             async with self.engine.connect() as conn:
@@ -476,11 +506,14 @@ class Runtime:
         if self.router.shared is not None:
             await self.router.shared.close()
         await self.recorder.close(max(deadline - time.monotonic(), 0.0))
+        self.metrics.flush()  # the last records' counts, for the instance's other workers to report
         for provider in (*self.routing.providers.values(), *self._retired):
             await provider.aclose()
         await self.client.close()
         await self.media.close()
         await self.engine.dispose()
+        if self.tracing is not None:  # the spans still queued are exported (5 s at most)
+            await self.tracing.close()
 
 
 def build_governance(settings: Settings, engine: AsyncEngine, keys: KeyCache) -> Governance:

@@ -32,6 +32,8 @@ from granian.constants import HTTPModes, Interfaces, Loops
 from granian.http import HTTP1Settings
 from granian.server.mp import MPServer, WorkerProcess
 
+from gophergate.telemetry.metrics_dir import MetricsDir
+
 if TYPE_CHECKING:
     from gophergate.app import GopherGate
     from gophergate.settings import Settings
@@ -93,6 +95,8 @@ def serve(settings: Settings) -> int:
             60 * settings.workers,
         )
     kill_timeout = math.ceil(settings.shutdown_grace_seconds + settings.shutdown_drain_seconds + _KILL_MARGIN_S)
+    # Before the first worker starts: every worker's metrics go to one directory, summed by /metrics.
+    metrics_dir = MetricsDir()
     server = _Server(
         "gophergate.app:factory",  # only a label: the app comes from the loader below
         address=settings.host,
@@ -109,6 +113,7 @@ def serve(settings: Settings) -> int:
         respawn_failed_workers=True,
         workers_kill_timeout=kill_timeout,
     )
+    server.metrics_dir = metrics_dir
 
     def load_app() -> GopherGate:  # in the worker process, first thing
         # A signal that comes while the app is loaded is kept for the worker (the handler inherited from the
@@ -130,6 +135,8 @@ def serve(settings: Settings) -> int:
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror or exc)
         return 1
+    finally:
+        metrics_dir.close()
     if server.failed_workers:
         log.error("%d workers did not stop cleanly (see above); exiting 1", server.failed_workers)
         return 1
@@ -311,6 +318,7 @@ class _Server(MPServer):
 
     failed_workers = 0
     startup_failed = False
+    metrics_dir: MetricsDir | None = None
 
     _spawn_rsgi_worker = staticmethod(WorkerProcess.wrap_target(_worker))
 
@@ -323,6 +331,7 @@ class _Server(MPServer):
     def _respawn_workers(self, workers: list[int], *args: Any, **kwargs: Any) -> None:
         """A worker that died is replaced, unless its startup failed (exit code ``STARTUP_FAILED``): another would
         fail the same way (the database is unreachable, a setting is wrong), so the server stops, exit code 3."""
+        pids = [self.wrks[idx].inner.pid for idx in workers]
         if any(self.wrks[idx].inner.exitcode == STARTUP_FAILED for idx in workers):
             self.startup_failed = True
             self.interrupt_children.extend(workers)
@@ -330,8 +339,16 @@ class _Server(MPServer):
             self.main_loop_interrupt.set()
             return
         super()._respawn_workers(workers, *args, **kwargs)
+        self._exited(pids)
+
+    def _exited(self, pids: list[int | None]) -> None:
+        """Workers that have exited: their gauges leave /metrics (their counters stay in the instance's totals)."""
+        if self.metrics_dir is not None:
+            for pid in pids:
+                self.metrics_dir.worker_exited(pid)
 
     def _stop_workers(self) -> None:
         workers = list(self.wrks)
         super()._stop_workers()
+        self._exited([worker.inner.pid for worker in workers])
         self.failed_workers += sum(1 for worker in workers if worker.inner.exitcode != 0)

@@ -226,6 +226,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str | None = None
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, for log shippers
+    # OpenTelemetry traces (on through the standard OTEL_* variables) record the prompt and the answer.
+    otel_capture_content: bool = False
 
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     # The whole request body must arrive within this long (408): a deadline per read lets a body trickle forever.
@@ -283,6 +286,8 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(None, description="redis://[:password@]host:port/db for shared limits.")
     limits_on_redis_error: Literal["deny", "allow"] = "deny"
     redis_key_prefix: str = Field("gophergate:", min_length=1, max_length=100)
+    # When set, /metrics answers only a request with ``Authorization: Bearer <token>`` (401 otherwise).
+    metrics_token: SecretStr | None = Field(None, description="Bearer token required on /metrics.")
 
     aliases: dict[str, str] = Field(default_factory=dict)
     # Routing (issue 18): model groups (TOML ``[model_groups.NAME]``, or JSON in GOPHERGATE_MODEL_GROUPS) and the

@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"providers"},
     {"inbound"},
     {"recorder"},
+    {"telemetry"},
     {"limits"},
     {"gateway"},
     {"hub"},

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from gophergate.core.calls import Price
+    from gophergate.core.calls import Meter, Price
+
+
+class Trace(Protocol):
+    """A request's spans when tracing is on (``telemetry/tracing.RequestTrace``): an attempt starts (``call``), its
+    answer is seen as the client gets it (``answered``, ``watch``), and metering finished its record."""
+
+    def call(self, record: RequestRecord) -> None: ...
+
+    def answered(self, body: bytes) -> None: ...
+
+    def watch(self, chunks: AsyncIterator[bytes], prefix: bytes) -> AsyncIterator[bytes]: ...
+
+    def finished(self, record: RequestRecord, meter: Meter | None, messages: Any) -> None: ...
 
 
 @dataclass(slots=True)
@@ -65,6 +79,9 @@ class RequestRecord:
     # request's earlier attempts (its limits are settled once, on the final row, with the sum).
     served_by: bytes | None = None
     prior_cost: Decimal | None = None
+    # The request's spans when tracing is on (``telemetry/tracing.py``), passed on to each next attempt's record;
+    # metering calls its ``finished`` once the record is.
+    trace: Trace | None = None
 
     def values(self) -> tuple[Any, ...]:
         """The stored columns, in ``COLUMNS`` order."""
@@ -85,6 +102,7 @@ class RequestRecord:
             model_group=self.model_group,
             admission=self.admission,
             limit_headers=self.limit_headers,
+            trace=self.trace,
         )
         self.final = False
         self.admission = None

@@ -16,6 +16,7 @@ when the request does. Keys and teams without limits skip all of it: one dict lo
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import fnmatch
 import functools
@@ -337,6 +338,10 @@ def _refusal(refused: Refused, rules: Rules, extra: list[tuple[bytes, bytes]]) -
     return GatewayError(message, status=429, type=kind, code="rate_limit_exceeded", headers=headers)
 
 
+# A limit's name (limits/types.py) as the metrics' reason.
+_REASONS = {"requests": "rpm", "tokens": "tpm", "parallel": "in_flight", "budget": "budget"}
+
+
 def _unavailable() -> GatewayError:
     return GatewayError(
         "The gateway cannot check this key's limits right now; retry shortly.",
@@ -373,6 +378,8 @@ class Governance:
         self._tickets = itertools.count(1)  # id(price) -> (price, input, output per token)
         self.counter = PromptCounter()
         self.settle_failures = 0
+        # Requests refused, by reason (the limit, or the rule): read by the metrics (telemetry/metrics.py).
+        self.refusals: collections.Counter[str] = collections.Counter()
 
     # -- the request path -------------------------------------------------------------------------------------
     def rules(self, principal: Principal) -> Rules | None:
@@ -393,6 +400,7 @@ class Governance:
                 self.counter.warm()
         if rules is not None and rules.expires_at is not None and self._now() >= rules.expires_at:
             when = dt.datetime.fromtimestamp(rules.expires_at, dt.UTC).isoformat().replace("+00:00", "Z")
+            self.refusals["key_expired"] += 1
             raise AuthenticationFailed(f"This API key expired at {when}.", code="key_expired")
         return rules
 
@@ -410,6 +418,7 @@ class Governance:
     ) -> None:
         """Steps 2 and 3: the model, the output limit. A request without one gets the cap as its limit."""
         if rules.patterns and not self.allows(rules, requested, provider, model):
+            self.refusals["model_not_allowed"] += 1
             raise GatewayError(
                 f"This key may not use the model '{requested}'.",
                 status=403,
@@ -422,6 +431,7 @@ class Governance:
             if asked is None:
                 data[fields[0]] = rules.cap
             elif asked[1] > rules.cap:
+                self.refusals["max_tokens"] += 1
                 raise InvalidRequest(
                     f"'{asked[0]}' is {asked[1]}, above this key's limit of {rules.cap} output tokens.",
                     param=asked[0],
@@ -446,6 +456,7 @@ class Governance:
         cost = _ZERO
         if rules.needs_tokens:
             if rules.budget and price is None and self._unknown_price == "deny":
+                self.refusals["unpriced_model"] += 1
                 raise GatewayError(
                     f"The model '{record.requested_model}' has no known price, and this key has a budget: it cannot "
                     "be used until a price is set (or GOPHERGATE_BUDGET_UNKNOWN_PRICE=allow).",
@@ -489,6 +500,7 @@ class Governance:
             raise _unavailable() from None
         headers = rate_headers(result.headers, result.budget_remaining)
         if isinstance(result, Refused):
+            self.refusals[_REASONS[result.limit]] += 1
             raise _refusal(result, rules, headers)
         record.admission = ticket
         return headers

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from gophergate.gateway.governance import Governance
     from gophergate.gateway.health import ProviderHealth
     from gophergate.recorder.writer import Recorder
+    from gophergate.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class Metering:
         self._deadline: float | None = None
         self._task: asyncio.Task[None] | None = None
         self.governance: Governance | None = None  # settles each admitted request once it is billed
+        self.metrics: Metrics | None = None  # counts each record once it is billed (telemetry/metrics.py)
         self.estimate_failures = 0
         self.restarts = 0  # the estimating task restarted after an exception
 
@@ -123,6 +125,9 @@ class Metering:
     def finish(self, record: RequestRecord, meter: Meter | None, messages: Any, priced: Priced | None = None) -> None:
         """Never blocks: the record goes to the recorder now, or to the estimating stage first."""
         pending = finalize(record, meter, messages, priced)
+        if record.trace is not None:  # tracing is on: the attempt's span (and the request's, when final) ends
+            record.trace.finished(record, meter, messages)
+            record.trace = None
         if meter is not None and self._health is not None:  # a provider was called
             self._health.observe(record)
         if pending is None:
@@ -142,6 +147,11 @@ class Metering:
                 self.governance.settle(record)
             except Exception:
                 log.exception("settling the limits of request %s failed", record.request_id)
+        if self.metrics is not None:
+            try:
+                self.metrics.observe(record)
+            except Exception:
+                log.exception("counting request %s in the metrics failed", record.request_id)
         self._recorder.submit(record)
 
     @property

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Any
 
 import orjson
 
 from gophergate.core.asgi import Scope
-from gophergate.http.io import base_headers, request_id, send_bytes
+from gophergate.core.errors import AuthenticationFailed
+from gophergate.http.io import base_headers, request_id, send_bytes, send_error
 from gophergate.runtime import Runtime
+from gophergate.telemetry.metrics import CONTENT_TYPE
 
 
 async def healthz(scope: Scope, send: Any) -> None:
@@ -53,43 +56,23 @@ async def readyz(rt: Runtime, scope: Scope, send: Any) -> None:
 
 
 async def metrics(rt: Runtime, scope: Scope, send: Any) -> None:
-    """Prometheus text exposition of this process's counters (no secrets, no per-client labels)."""
-    rec = rt.recorder
-    registry_age = rt.registry.age_seconds
-    lines = [
-        "# HELP gophergate_log_rows_written_total Request log rows written by this process.",
-        "# TYPE gophergate_log_rows_written_total counter",
-        f"gophergate_log_rows_written_total {rec.written}",
-        "# HELP gophergate_log_queue_depth Request log rows waiting to be written.",
-        "# TYPE gophergate_log_queue_depth gauge",
-        f"gophergate_log_queue_depth {rt.metering.depth}",
-        "# HELP gophergate_log_failed_batches_total Log writer batches that failed and were retried.",
-        "# TYPE gophergate_log_failed_batches_total counter",
-        f"gophergate_log_failed_batches_total {rec.failed_batches}",
-        "# HELP gophergate_log_dead_letter_rows_total Request log rows refused by the database (dead-letter file).",
-        "# TYPE gophergate_log_dead_letter_rows_total counter",
-        f"gophergate_log_dead_letter_rows_total {rec.dead_lettered}",
-        "# HELP gophergate_log_consecutive_failures Failed log write attempts since the last commit.",
-        "# TYPE gophergate_log_consecutive_failures gauge",
-        f"gophergate_log_consecutive_failures {rec.consecutive_failures}",
-        "# HELP gophergate_log_writer_restarts_total Log writer tasks restarted after an unexpected exception.",
-        "# TYPE gophergate_log_writer_restarts_total counter",
-        f"gophergate_log_writer_restarts_total {rec.restarts + rt.metering.restarts}",
-        "# HELP gophergate_log_ready Whether the request log is making progress (0: /readyz says not ready).",
-        "# TYPE gophergate_log_ready gauge",
-        f"gophergate_log_ready {0 if rt.metering.not_ready else 1}",
-        "# HELP gophergate_cost_usd_total Cost of the requests logged by this process, in USD.",
-        "# TYPE gophergate_cost_usd_total counter",
-        f"gophergate_cost_usd_total {format(rec.cost_total, 'f')}",
-        "# HELP gophergate_price_unknown_requests_total Requests with tokens but no known price (cost NULL).",
-        "# TYPE gophergate_price_unknown_requests_total counter",
-        f"gophergate_price_unknown_requests_total {rec.price_unknown}",
-        "# HELP gophergate_registry_age_seconds Seconds since the model registry was last checked.",
-        "# TYPE gophergate_registry_age_seconds gauge",
-        f"gophergate_registry_age_seconds {registry_age if registry_age is not None else 'NaN'}",
-        "# HELP gophergate_registry_models Models in the loaded registry copy (0: offline prices).",
-        "# TYPE gophergate_registry_models gauge",
-        f"gophergate_registry_models {rt.registry.catalog.model_count if rt.registry.catalog else 0}",
-    ]
-    body = ("\n".join(lines) + "\n").encode()
-    await send_bytes(send, 200, body, base_headers(request_id(scope), b"text/plain; version=0.0.4"))
+    """Prometheus text exposition of the instance (every worker's figures; ``telemetry/metrics.py``). With
+    ``GOPHERGATE_METRICS_TOKEN`` set, only for a request that presents it as a bearer token."""
+    token = rt.settings.metrics_token
+    if token is not None and not _presents(scope, token.get_secret_value()):
+        error = AuthenticationFailed(
+            "/metrics needs 'Authorization: Bearer <GOPHERGATE_METRICS_TOKEN>'.", code="invalid_metrics_token"
+        )
+        await send_error(send, error, request_id(scope), [(b"www-authenticate", b"Bearer")])
+        return
+    body = await rt.metrics.render()
+    await send_bytes(send, 200, body, base_headers(request_id(scope), CONTENT_TYPE))
+
+
+def _presents(scope: Scope, token: str) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, presented = bytes(value).partition(b" ")
+            if scheme.lower() == b"bearer" and hmac.compare_digest(presented.strip(), token.encode()):
+                return True
+    return False

@@ -406,6 +406,7 @@ class RoutedRequest:
                                 if last.retry_after is not None:
                                     wait = max(wait, last.retry_after)
                             self._next_record()
+                            rt.metrics.attempted_again(retry > 0)
                             if wait:
                                 await unless_disconnected(self.receive, asyncio.sleep(wait))
                     except BaseException:
@@ -484,6 +485,8 @@ class RoutedRequest:
             route.entry.reasoning if route.entry is not None else None,
         )
         meter = self.meter = Meter()
+        if record.trace is not None:
+            record.trace.call(record)
         key = (route.provider, route.model)
         started = time.perf_counter()
         try:

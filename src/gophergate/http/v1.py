@@ -15,6 +15,7 @@ import orjson
 
 from gophergate.core.asgi import Scope
 from gophergate.core.calls import ChatCall, Conversation, EndpointCall, Meter
+from gophergate.core.context import REQUEST_ID
 from gophergate.core.errors import (
     ClientDisconnected,
     GatewayError,
@@ -158,10 +159,13 @@ class V1:
         send, and one record, finished by the metering step in ``finally``."""
         rt = self.rt
         record = RequestRecord(request_id(scope), spec.name, time.perf_counter(), client_ip=_client_ip(scope))
+        REQUEST_ID.set(record.request_id)
         meter: Meter | None = None
         call: ChatCall | EndpointCall | None = None
         prompt: Any = None
         try:
+            if rt.tracing is not None:
+                record.trace = rt.tracing.begin(scope, spec.name)
             data, rules, size = await self._admit(scope, receive, record)
             checked = spec.check(data)
             model, stream, _ = checked
@@ -211,6 +215,8 @@ class V1:
                 route.entry.reasoning if route.entry is not None else None,
             )
             meter = Meter()
+            if record.trace is not None:
+                record.trace.call(record)
             if not stream:
                 body = await unless_disconnected(receive, spec.call(provider, call, meter))
                 await self._answer(send, record, meter, body, call.cost)
@@ -278,6 +284,7 @@ class V1:
         record = RequestRecord(
             request_id(scope), "messages.count_tokens", time.perf_counter(), client_ip=_client_ip(scope)
         )
+        REQUEST_ID.set(record.request_id)
         try:
             data, rules, _ = await self._admit(scope, receive, record)
             model = check_count_tokens(data)
@@ -338,6 +345,8 @@ class V1:
         _route_headers(headers, record)
         headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
         record.status = 200  # from here on the headers count as sent
+        if record.trace is not None:
+            record.trace.answered(body)
         try:
             await send_bytes(send, 200, body, headers)
         except Exception as exc:  # how servers report a write to a closed connection varies
@@ -362,6 +371,8 @@ class V1:
         _route_headers(headers, record)
         headers.append((OVERHEAD, _overhead(record, meter, time.perf_counter())))
         record.status = 200  # from here on the headers count as sent
+        if record.trace is not None:
+            chunks = record.trace.watch(chunks, prefix)
         await relay_stream(send, receive, headers, chunks, meter, done=done, prefix=prefix)
         if meter.stream_error is not None:
             record.error_type = "upstream_stream_error"
@@ -404,6 +415,7 @@ class V1:
     async def _simple(self, scope: Scope, receive: Any, send: Any, endpoint: str, handler: Any) -> None:
         """Authenticated, bodiless endpoints: one JSON answer, one record."""
         record = RequestRecord(request_id(scope), endpoint, time.perf_counter(), client_ip=_client_ip(scope))
+        REQUEST_ID.set(record.request_id)
         try:
             principal = await authenticate(scope, self.rt.keys)
             record.client_key_id = principal.key_id

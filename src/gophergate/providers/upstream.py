@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from gophergate.core.calls import Meter
+from gophergate.core.context import UPSTREAM_HEADERS
 from gophergate.core.errors import ErrorClass, GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gophergate.core.redact import REDACTOR
 from gophergate.providers.transport import (
@@ -192,6 +193,9 @@ async def open_upstream_stream(
 ) -> UpstreamResponse:
     """POST a streaming request and check the answer: an error status is read, closed and raised (through
     ``error``, the provider's own error mapping, else ``upstream_error``) before anything reaches the client."""
+    extra = UPSTREAM_HEADERS.get()
+    if extra is not None:  # the attempt's trace context (tracing on)
+        headers = {**headers, **extra}
     meter.start_upstream()
     with transport_errors(provider):
         resp = await client.request("POST", url, headers, payload, stream=True)
@@ -220,6 +224,9 @@ async def request_json(
 ) -> tuple[dict[str, Any], bytes]:
     """A buffered request whose answer must be a JSON object: the parsed object and its bytes. Error statuses
     go through ``error`` (else ``upstream_error``); a body that is not a JSON object is a 502."""
+    extra = UPSTREAM_HEADERS.get()
+    if extra is not None:  # the attempt's trace context (tracing on)
+        headers = {**headers, **extra}
     if meter is not None:
         meter.start_upstream()
     with transport_errors(provider):
