@@ -13,10 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +21,12 @@ from typing import Any
 
 import pytest
 
+from tests.agents import EgressTrap, install_agent
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai_compat import FakeOpenAICompat
 from tests.support import Gateway
 
 CLAUDE_CODE_VERSION = "2.1.332"  # npm view @anthropic-ai/claude-code version (2026-12-07)
-CACHE = Path(__file__).resolve().parents[1] / ".cache" / "agents"
 UPSTREAM_KEY = "sk-upstream-claude-code-0123456789"
 RUN_TIMEOUT = 60  # seconds for one `claude -p`; a run takes about a second
 
@@ -52,39 +49,6 @@ pytestmark = pytest.mark.timeout(600)
 # working directory is allowed anyway; Bash asks, and in -p nobody answers, so `echo` is allowed by rule
 # (--dangerously-skip-permissions / bypassPermissions are refused when running as root, as CI does).
 FLAGS = ("--output-format", "json", "--max-turns", "3", "--allowedTools", "Read", "Bash(echo:*)")
-
-
-class EgressTrap:
-    """An HTTP proxy on loopback that answers every request 403 and keeps its first line (``CONNECT host:443``)."""
-
-    def __init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self.seen: list[str] = []
-        self._thread = threading.Thread(target=self._serve, name="egress-trap", daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return  # closed
-            with conn:
-                conn.settimeout(5)
-                head = b""
-                try:
-                    while b"\r\n\r\n" not in head and (chunk := conn.recv(4096)):
-                        head += chunk
-                    conn.sendall(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                except OSError:
-                    pass
-                self.seen.append(head.split(b"\r\n", 1)[0].decode(errors="replace"))
-
-    def close(self) -> None:
-        self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone does not (Linux)
-        self._sock.close()
-        self._thread.join(5)
 
 
 @dataclass
@@ -170,40 +134,13 @@ class ClaudeStack:
 
 def install_claude_code() -> Path:
     """The `claude` launcher of the pinned version, installed into the test cache once (skip when that fails)."""
-    folder = CACHE / f"claude-code-{CLAUDE_CODE_VERSION}"
-    launcher = folder / "node_modules" / ".bin" / "claude"
-    if not launcher.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip("Claude Code tests need npm (Node.js >= 18) to install @anthropic-ai/claude-code")
-        staging = CACHE / f"claude-code-{CLAUDE_CODE_VERSION}.partial-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        # The native binary is in an optional per-platform package (@anthropic-ai/claude-code-linux-x64, ...) that
-        # the package's postinstall links over its bin/claude.exe: --include=optional installs it even where npm is
-        # configured to omit optional dependencies.
-        command = [npm, "install", "--prefix", str(staging), "--no-audit", "--no-fund", "--include=optional"]
-        try:
-            done = subprocess.run(
-                [*command, f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}"],
-                capture_output=True,
-                text=True,
-                timeout=480,
-            )
-        except subprocess.TimeoutExpired:
-            shutil.rmtree(staging, ignore_errors=True)
-            pytest.skip(f"npm install @anthropic-ai/claude-code@{CLAUDE_CODE_VERSION} took more than 8 minutes")
-        if done.returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            pytest.skip(f"npm install @anthropic-ai/claude-code@{CLAUDE_CODE_VERSION} failed:\n{done.stderr[-2000:]}")
-        try:
-            staging.rename(folder)  # whole or not at all: a cut install is never mistaken for a cached one
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)  # another session installed it meanwhile
-    version = subprocess.run([str(launcher), "--version"], capture_output=True, text=True, timeout=60)
-    assert version.stdout.strip() == f"{CLAUDE_CODE_VERSION} (Claude Code)", (
-        f"{launcher} does not run (is its native binary missing?):\n{version.stdout}{version.stderr}"
+    return install_agent(
+        "@anthropic-ai/claude-code",
+        CLAUDE_CODE_VERSION,
+        "claude-code",
+        "claude",
+        f"{CLAUDE_CODE_VERSION} (Claude Code)",
     )
-    return launcher
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +20,11 @@ from typing import Any
 
 import pytest
 
+from tests.agents import EgressTrap, install_agent
 from tests.fakes.openai_compat import FakeOpenAICompat
 from tests.support import Gateway
 
 CODEX_VERSION = "0.171.0"  # npm view @openai/codex version (2026-12-07)
-CACHE = Path(__file__).resolve().parents[1] / ".cache" / "agents"
 UPSTREAM_KEY = "sk-upstream-codex-0123456789"
 MODEL = "deepseek-flash"
 RUN_TIMEOUT = 60  # seconds for one `codex exec`; a run takes about a second
@@ -69,38 +66,6 @@ plugins = false
 # there in every container); the commands run are the fake's, in a scratch directory. --skip-git-repo-check: that
 # directory is no git repository. --strict-config: a misspelt key above is an error, not a silent default.
 FLAGS = ("--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "--strict-config")
-
-
-class EgressTrap:
-    """An HTTP proxy on loopback that answers every request 403 and keeps its first line (``CONNECT host:443``)."""
-
-    def __init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self.seen: list[str] = []
-        self._thread = threading.Thread(target=self._serve, name="egress-trap", daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return  # closed
-            with conn:
-                conn.settimeout(5)
-                head = b""
-                try:
-                    while b"\r\n\r\n" not in head and (chunk := conn.recv(4096)):
-                        head += chunk
-                    conn.sendall(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                except OSError:
-                    pass
-                self.seen.append(head.split(b"\r\n", 1)[0].decode(errors="replace"))
-
-    def close(self) -> None:
-        self._sock.close()
-        self._thread.join(5)
 
 
 @dataclass
@@ -169,37 +134,7 @@ class CodexStack:
 
 def install_codex() -> Path:
     """The `codex` launcher of the pinned version, installed into the test cache once (skip when that fails)."""
-    folder = CACHE / f"codex-{CODEX_VERSION}"
-    launcher = folder / "node_modules" / ".bin" / "codex"
-    if not launcher.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip("Codex tests need npm (Node.js >= 18) to install @openai/codex")
-        CACHE.mkdir(parents=True, exist_ok=True)
-        staging = CACHE / f"codex-{CODEX_VERSION}.partial-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        command = [npm, "install", "--prefix", str(staging), "--no-audit", "--no-fund", "--include=optional"]
-        try:
-            # The native binary comes in an optional per-platform package (@openai/codex-linux-x64, ...):
-            # --include=optional installs it even where npm is configured to omit optional dependencies.
-            done = subprocess.run(
-                [*command, f"@openai/codex@{CODEX_VERSION}"], capture_output=True, text=True, timeout=480
-            )
-        except subprocess.TimeoutExpired:
-            shutil.rmtree(staging, ignore_errors=True)
-            pytest.skip(f"npm install @openai/codex@{CODEX_VERSION} took more than 8 minutes")
-        if done.returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            pytest.skip(f"npm install @openai/codex@{CODEX_VERSION} failed:\n{done.stderr[-2000:]}")
-        try:
-            staging.rename(folder)  # whole or not at all: a cut install is never mistaken for a cached one
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)  # another session installed it meanwhile
-    version = subprocess.run([str(launcher), "--version"], capture_output=True, text=True, timeout=60)
-    assert version.stdout.strip() == f"codex-cli {CODEX_VERSION}", (
-        f"{launcher} does not run (is its native binary missing?):\n{version.stdout}{version.stderr}"
-    )
-    return launcher
+    return install_agent("@openai/codex", CODEX_VERSION, "codex", "codex", f"codex-cli {CODEX_VERSION}")
 
 
 @pytest.fixture
