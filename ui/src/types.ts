@@ -72,6 +72,31 @@ export interface Metrics {
   memory_percent: number;
   queue_depth: number;
   ts: string;
+  // Added with the hub across instances (issue 20); optional so that an older server's message still renders.
+  instances?: InstanceMetrics[]; // sorted by instance name; this instance alone without Redis
+  cluster?: ClusterStatus;
+}
+
+/** One instance's own figures, as it last reported them to the cluster. */
+export interface InstanceMetrics {
+  instance: string; // GOPHERGATE_INSTANCE_NAME, by default "<hostname>:<port>"
+  processes: number; // worker processes reporting under this name
+  requests_per_s: number;
+  tokens_per_s: number;
+  cost_per_min_usd: string | null;
+  error_rate: number;
+  p95_ms: number | null;
+  queue_depth: number;
+  cpu_percent: number;
+  memory_percent: number;
+  age_s: number; // seconds since it last reported; one that stops reporting drops out after ~3 intervals
+}
+
+/** With Redis the top-level figures of `Metrics` are the whole cluster's; unreachable or off, this instance's. */
+export interface ClusterStatus {
+  redis: "off" | "connected" | "unreachable";
+  instances: number;
+  hub_dropped: number; // live messages not published to Redis (dropped rather than slowing requests)
 }
 
 export interface HubEvent {

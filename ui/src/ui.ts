@@ -1,7 +1,7 @@
 // Shared widgets: toasts, modal forms, confirmations, the copy-once secret reveal, simple tables.
 
 import { ApiError, type User } from "./api";
-import { clear, h, type Child } from "./dom";
+import { clear, h, type Child, type Props } from "./dom";
 
 export interface PageCtx {
   root: HTMLElement;
@@ -300,7 +300,11 @@ export interface Column<T> {
   class?: string;
 }
 
-export function table<T>(columns: Column<T>[], rows: T[], opts: { testid?: string; empty?: string } = {}): HTMLElement {
+export function table<T>(
+  columns: Column<T>[],
+  rows: T[],
+  opts: { testid?: string; empty?: string; rowProps?: (row: T) => Props } = {},
+): HTMLElement {
   if (rows.length === 0) return h("div", { class: "empty", "data-testid": opts.testid }, opts.empty ?? "Nothing here yet");
   // The table scrolls inside its own box on a narrow screen; the page never gets wider than the window.
   return h(
@@ -313,7 +317,7 @@ export function table<T>(columns: Column<T>[], rows: T[], opts: { testid?: strin
       h(
         "tbody",
         null,
-        rows.map((r) => h("tr", null, columns.map((c) => h("td", { class: c.class }, c.cell(r))))),
+        rows.map((r) => h("tr", opts.rowProps?.(r) ?? null, columns.map((c) => h("td", { class: c.class }, c.cell(r))))),
       ),
     ),
   );

@@ -24,6 +24,8 @@ export function overviewPage(ctx: PageCtx): void {
     mem: h("span", null, "—"),
     queue: h("span", null, "—"),
   };
+  // Shown only when the live figures add up several instances (through Redis); each one is on the System page.
+  const instancesHint = h("a", { href: "#/system", class: "muted", "data-testid": "cluster-hint", hidden: true });
   const showMetrics = (m: Metrics | null): void => {
     if (!m) return;
     counters.rps.textContent = fmtNum(m.requests_per_s, 2);
@@ -34,6 +36,10 @@ export function overviewPage(ctx: PageCtx): void {
     counters.cpu.textContent = `${fmtNum(m.cpu_percent)}%`;
     counters.mem.textContent = `${fmtNum(m.memory_percent)}%`;
     counters.queue.textContent = fmtInt(m.queue_depth);
+    const n = m.cluster?.instances ?? 1;
+    instancesHint.hidden = n <= 1;
+    instancesHint.textContent = `${fmtInt(n)} instances`;
+    instancesHint.title = `Live figures of ${fmtInt(n)} instances together; each one on the System page`;
   };
 
   const liveChart = new TimeChart("Live throughput (requests/s, errors %)", { height: 180, testid: "live-chart" });
@@ -46,7 +52,7 @@ export function overviewPage(ctx: PageCtx): void {
   };
 
   ctx.root.append(
-    pageHeader("Overview"),
+    pageHeader("Overview", instancesHint),
     h(
       "div",
       { class: "cards", "data-testid": "live-counters" },

@@ -1,11 +1,13 @@
-// System: version, uptime, host and process resources, log writer, registry, provider health, and the
-// live event feed (provider up/down, config changed, registry refreshed, logins).
+// System: version, uptime, host and process resources, log writer, registry, provider health, the instances
+// of the cluster (live, from the ws `metrics`), and the live event feed (provider up/down, config changed,
+// registry refreshed, logins).
 
 import { get } from "../api";
-import { fmtBytes, fmtInt, fmtMs, fmtNum, fmtPct, fmtTime, h } from "../dom";
+import { append, clear, fmtBytes, fmtInt, fmtMs, fmtNum, fmtPct, fmtTime, h, type Child } from "../dom";
+import { usd } from "../format";
 import { live } from "../live";
-import type { HubEvent } from "../types";
-import { card, errorText, pageHeader, table, type PageCtx } from "../ui";
+import type { ClusterStatus, HubEvent, InstanceMetrics, Metrics } from "../types";
+import { badge, card, errorText, pageHeader, table, type Column, type PageCtx } from "../ui";
 
 interface SystemInfo {
   version: string;
@@ -71,6 +73,38 @@ function registryRows(reg: Record<string, unknown>, prices: string | undefined):
   return rows;
 }
 
+/** What the live figures cover: the cluster through Redis, this instance alone, or a gateway without Redis. */
+function clusterLine(c: ClusterStatus): Child[] {
+  const line: Child[] =
+    c.redis === "connected"
+      ? [`Cluster: ${fmtInt(c.instances)} ${c.instances === 1 ? "instance" : "instances"}, Redis connected`]
+      : c.redis === "unreachable"
+        ? [badge("Redis unreachable", "warn"), ": figures are this instance's only"]
+        : ["Single instance (no Redis)"];
+  if (c.hub_dropped > 0) {
+    line.push(h("span", { class: "muted", "data-testid": "hub-dropped" }, ` · ${fmtInt(c.hub_dropped)} live messages dropped on the way to Redis`));
+  }
+  return line;
+}
+
+function lastReport(age: number): string {
+  return age < 60 ? `${fmtNum(age)} s ago` : ago(age);
+}
+
+const INSTANCE_COLUMNS: Column<InstanceMetrics>[] = [
+  { title: "Instance", cell: (i) => i.instance },
+  { title: "Requests/s", cell: (i) => fmtNum(i.requests_per_s, 2), class: "num" },
+  { title: "Tokens/s", cell: (i) => fmtNum(i.tokens_per_s), class: "num" },
+  { title: "Cost/min", cell: (i) => usd(i.cost_per_min_usd), class: "num" },
+  { title: "Error rate", cell: (i) => fmtPct(i.error_rate), class: "num" },
+  { title: "p95", cell: (i) => fmtMs(i.p95_ms), class: "num" },
+  { title: "Log queue", cell: (i) => fmtInt(i.queue_depth), class: "num" },
+  { title: "CPU", cell: (i) => `${fmtNum(i.cpu_percent)}%`, class: "num" },
+  { title: "Memory", cell: (i) => `${fmtNum(i.memory_percent)}%`, class: "num" },
+  { title: "Processes", cell: (i) => fmtInt(i.processes), class: "num" },
+  { title: "Last report", cell: (i) => lastReport(i.age_s), class: "num" },
+];
+
 const EVENT_NAMES: Record<string, string> = {
   provider_up: "Provider up",
   provider_down: "Provider down",
@@ -111,7 +145,27 @@ export function systemPage(ctx: PageCtx): void {
   const showEmpty = (): void => {
     noEvents.hidden = events.children.length > 0;
   };
-  ctx.root.append(pageHeader("System"), body, h("h3", null, "Events"), noEvents, events);
+  // Hidden until a metrics message says what it covers (an older server's has no instances: nothing to show).
+  const instances = h("section", { "data-testid": "instances", hidden: true });
+  const showInstances = (m: Metrics | null): void => {
+    if (!m || (!m.cluster && !m.instances)) {
+      instances.hidden = true;
+      return;
+    }
+    instances.hidden = false;
+    clear(instances);
+    append(instances, [
+      h("h3", null, "Instances"),
+      m.cluster ? h("p", { class: "page-note", "data-testid": "cluster-status", "data-redis": m.cluster.redis }, clusterLine(m.cluster)) : null,
+      table(INSTANCE_COLUMNS, m.instances ?? [], {
+        testid: "instances-table",
+        empty: "No instance has reported yet",
+        rowProps: (i) => ({ "data-instance": i.instance }),
+      }),
+    ]);
+  };
+  ctx.root.append(pageHeader("System"), body, instances, h("h3", null, "Events"), noEvents, events);
+  showInstances(live.lastMetrics);
   for (const e of live.events.slice(-50).reverse()) events.appendChild(eventRow(e));
   showEmpty();
 
@@ -159,6 +213,7 @@ export function systemPage(ctx: PageCtx): void {
   void load();
   const timer = window.setInterval(() => void load(), 5000);
   const unsubscribe = live.subscribe((batch) => {
+    if (batch.metrics.length) showInstances(batch.metrics[batch.metrics.length - 1]);
     for (const e of batch.events) events.insertBefore(eventRow(e), events.firstChild);
     while (events.children.length > 100) events.lastChild?.remove();
     showEmpty();
