@@ -117,17 +117,31 @@ def migrate(
         typer.echo("database is up to date")
 
 
-def _run(coro_factory: Any, settings: Settings) -> Any:
+def _run(coro_factory: Any, settings: Settings, announce: dict[str, Any] | None = None) -> Any:
+    """Run ``coro_factory(engine)``; with ``announce`` (a change, e.g. ``{"what": "keys"}``) and GOPHERGATE_REDIS_URL,
+    the running gateways are told at once through the cluster bus (they would notice at their next poll)."""
     from gophergate.db.engine import create_engine
 
     async def main() -> Any:
         engine = create_engine(settings.resolved_database_url)
         try:
-            return await coro_factory(engine)
+            result = await coro_factory(engine)
         finally:
             await engine.dispose()
+        if announce is not None and settings.redis_url is not None:
+            import orjson
+
+            from gophergate.cluster.bus import publish_once
+
+            url = settings.redis_url.get_secret_value()
+            await publish_once(url, settings.redis_key_prefix, "change", orjson.dumps(announce))
+        return result
 
     return asyncio.run(main())
+
+
+KEYS_CHANGED = {"what": "keys"}
+PRICES_CHANGED = {"what": "prices"}
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -276,7 +290,7 @@ def keys_create(
     if team is not None:
         values["team_id"] = _team_id(settings, team)
     try:
-        key_id, key = _run(lambda engine: keys.create(engine, name.strip(), values), settings)
+        key_id, key = _run(lambda engine: keys.create(engine, name.strip(), values), settings, KEYS_CHANGED)
     except LimitError as exc:
         raise _limit_error(exc) from None
     typer.echo(f"created key {key_id} ({name.strip()}); it is shown only this once:", err=True)
@@ -321,7 +335,7 @@ def keys_update(
     if team is not None:
         values["team_id"] = _team_id(settings, team)
     try:
-        found = _run(lambda engine: keys.change(engine, key_id, values), settings)
+        found = _run(lambda engine: keys.change(engine, key_id, values), settings, KEYS_CHANGED)
     except LimitError as exc:
         raise _limit_error(exc) from None
     if not found:
@@ -453,7 +467,7 @@ def teams_create(
     settings = _settings(config)
     _migrate(settings)
     try:
-        team_id = _run(lambda engine: teams.create(engine, name.strip(), values), settings)
+        team_id = _run(lambda engine: teams.create(engine, name.strip(), values), settings, KEYS_CHANGED)
     except LimitError as exc:
         raise _limit_error(exc) from None
     except teams.TeamExists:
@@ -497,7 +511,7 @@ def teams_update(
     _migrate(settings)
     team_id = _team_id(settings, name, "NAME")
     try:
-        _run(lambda engine: teams.change(engine, team_id, values), settings)
+        _run(lambda engine: teams.change(engine, team_id, values), settings, KEYS_CHANGED)
     except LimitError as exc:
         raise _limit_error(exc) from None
     typer.echo(f"updated team {name}")
@@ -512,7 +526,7 @@ def teams_delete(name: Annotated[str, typer.Argument(help="The team's name.")], 
     _migrate(settings)
     team_id = _team_id(settings, name, "NAME")
     try:
-        _run(lambda engine: teams.remove(engine, team_id), settings)
+        _run(lambda engine: teams.remove(engine, team_id), settings, KEYS_CHANGED)
     except teams.TeamHasKeys as exc:
         raise _fail(
             f"team {name} still has {exc.count} key(s); move them out first (keys update ID --no-team)", 1
@@ -529,7 +543,7 @@ def keys_revoke(
 
     settings = _settings(config)
     _migrate(settings)
-    if not _run(lambda engine: revoke_key(engine, key_id), settings):
+    if not _run(lambda engine: revoke_key(engine, key_id), settings, KEYS_CHANGED):
         typer.echo(f"error: no active key with id {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked key {key_id}")
@@ -622,7 +636,7 @@ def users_passwd(
     async def main(engine: Any) -> bool:
         return await update_user(engine, user_id, password_hash=await hash_password(password))
 
-    _run(main, settings)
+    _run(main, settings, {"what": "sessions", "user_id": user_id})
     typer.echo(f"password changed for {username}; their sessions are revoked")
 
 
@@ -636,29 +650,52 @@ def users_delete(
     settings = _settings(config)
     _migrate(settings)
     user_id = _user_id(settings, username)
-    _run(lambda engine: delete_user(engine, user_id), settings)
+    _run(lambda engine: delete_user(engine, user_id), settings, {"what": "sessions", "user_id": user_id})
     typer.echo(f"deleted user {username}")
 
 
 @registry_app.command("refresh")
 def registry_refresh(config: ConfigOption = None) -> None:
-    """Fetch the registry now (unconditionally) and save it; running servers load it within a minute."""
+    """Fetch the registry now (unconditionally) and save it; running servers load it within a minute. With
+    GOPHERGATE_REDIS_URL the copy is also shared with the cluster: every instance loads it within a minute."""
+    from gophergate.pricing.cluster import ClusterUnavailable, RegistryCluster
     from gophergate.pricing.registry import Registry
 
     settings = _settings(config)
-    registry = Registry(settings.registry_url, settings.data_dir, refresh_hours=settings.registry_refresh_hours)
+    cluster = None
+    if settings.redis_url is not None:
+        from gophergate.limits.redis import connect
 
-    async def main() -> Any:
-        await asyncio.to_thread(registry.load_saved)
-        return await registry.refresh(force=True)
+        cluster = RegistryCluster(
+            connect(settings.redis_url.get_secret_value(), max_connections=4), settings.redis_key_prefix
+        )
+    registry = Registry(
+        settings.registry_url, settings.data_dir, refresh_hours=settings.registry_refresh_hours, cluster=cluster
+    )
 
-    result = asyncio.run(main())
+    async def main() -> tuple[Any, str | None]:
+        try:
+            await asyncio.to_thread(registry.load_saved)
+            result = await registry.refresh(force=True)
+            shared = None
+            if result.outcome != "failed" and registry.shares:
+                try:
+                    shared = "shared with the cluster" if await registry.publish() else None
+                except ClusterUnavailable as exc:
+                    shared = f"not shared with the cluster (Redis: {exc})"
+            return result, shared
+        finally:
+            await registry.close()
+
+    result, shared = asyncio.run(main())
     if result.outcome == "failed":
         typer.echo(f"error: registry refresh failed: {result.detail}; the saved copy is unchanged", err=True)
         raise typer.Exit(1)
     catalog = registry.catalog
     assert catalog is not None
     typer.echo(f"registry {result.outcome}: {catalog.model_count} models, snapshot {catalog.snapshot}")
+    if shared is not None:
+        typer.echo(f"registry copy {shared}", err=shared.startswith("not"))
 
 
 @registry_app.command("show")
@@ -776,6 +813,7 @@ def prices_set(
     _run(
         lambda engine: set_override(engine, provider, bare, rates=rates, discount_percent=percent, discount_until=end),
         settings,
+        PRICES_CHANGED,
     )
     typer.echo(f"price override set for {model}")
 
@@ -814,7 +852,7 @@ def prices_unset(
     known = _provider_names(settings)
     provider, bare = split_key(model, known)
     _migrate(settings)
-    if not _run(lambda engine: unset_override(engine, provider, bare), settings):
+    if not _run(lambda engine: unset_override(engine, provider, bare), settings, PRICES_CHANGED):
         typer.echo(f"error: no price override for {model} in the database", err=True)
         raise typer.Exit(1)
     typer.echo(f"price override removed for {model}")

@@ -12,15 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gophergate.cluster.bus import ClusterBus
+from gophergate.cluster.memory import SharedMemories
 from gophergate.core.errors import ModelNotFound
 from gophergate.core.redact import MIN_SECRET_LENGTH, REDACTOR
 from gophergate.db.engine import create_engine
@@ -32,8 +36,10 @@ from gophergate.gateway.resolve import Resolver
 from gophergate.gateway.router import Group, Router, compile_groups, plain_group
 from gophergate.gateway.stored_responses import ResponseStore
 from gophergate.hub import Authenticate, Hub, Sampler
+from gophergate.hub.cluster import ClusterLive
 from gophergate.limits import LimitsStore, MemoryLimits
 from gophergate.pricing.catalog import Catalog
+from gophergate.pricing.cluster import RegistryCluster
 from gophergate.pricing.fallback import GenaiPrices
 from gophergate.pricing.overrides import PriceOverride, from_config, load_overrides, merge
 from gophergate.pricing.pricebook import PriceBook
@@ -60,6 +66,8 @@ from gophergate.telemetry.tracing import Tracing
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "gg_session"
+# What a change pushed to the other processes of the cluster can be (``Runtime.apply_change``).
+CHANGES = frozenset(("keys", "providers", "models", "prices", "sessions"))
 
 
 def _cookie(scope: dict[str, Any], name: str) -> str | None:
@@ -192,6 +200,15 @@ class Runtime:
     listeners: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
     # OpenTelemetry traces of /v1 requests (None: off, the OTEL_* variables ask for none).
     tracing: Tracing | None = None
+    # With GOPHERGATE_REDIS_URL: the conversation memories (reasoning, thinking, signatures, stored responses) kept in
+    # Redis too, so a tool conversation's next turn finds them on any instance (cluster/memory.py).
+    memories: SharedMemories | None = None
+    # This instance's name (GOPHERGATE_INSTANCE_NAME, else "<hostname>:<port>") and, with GOPHERGATE_REDIS_URL, the
+    # cluster bus that carries the live hub and pushed changes to every process of every instance.
+    instance: str = ""
+    bus: ClusterBus | None = None
+    _changing: set[str] = field(default_factory=set)
+    _change_again: set[str] = field(default_factory=set)
     _providers_seen: tuple[tuple[str, str], ...] = ()
     _retired: list[Provider] = field(default_factory=list)
 
@@ -219,16 +236,30 @@ class Runtime:
             stream_read_timeout=settings.routing.stream_idle_timeout_s,
         )
         store = ReasoningStore()
+        memories = None
+        if settings.redis_url is not None:
+            from gophergate.limits.redis import connect
+
+            memories = SharedMemories(
+                connect(settings.redis_url.get_secret_value(), max_connections=64),
+                settings.redis_key_prefix + "memories:",
+            )
+            memories.attach(store, "reasoning")
         media = MediaClient(allow_private=settings.media_fetch_allow_private)
         box = SecretBox(settings.encryption_key_bytes)
         stored = await load_stored(engine)
         entries = merge_providers(settings, stored, box)
         learn_secrets(entry_secrets(entries))
         configs = served_configs(entries)
-        providers = build_providers(configs, client, store, media, settings.max_sse_event_bytes)
+        providers = build_providers(configs, client, store, media, settings.max_sse_event_bytes, memories)
         declared = {model: cfg.name for cfg in configs for model in cfg.models}
         resolver = new_resolver(settings, frozenset(providers), declared)
-        registry = Registry(settings.registry_url, settings.data_dir, refresh_hours=settings.registry_refresh_hours)
+        registry = Registry(
+            settings.registry_url,
+            settings.data_dir,
+            refresh_hours=settings.registry_refresh_hours,
+            cluster=registry_cluster(settings),
+        )
         recorder = Recorder(
             engine,
             max_queue=settings.log_queue_size,
@@ -263,8 +294,19 @@ class Runtime:
         rt.governance = metering.governance = build_governance(settings, engine, keys)
         rt.metrics = metering.metrics = Metrics(multiprocess_dir())
         rt.metrics.attach(rt, recorder, metering, rt.governance, registry)
-        rt.responses = ResponseStore(engine, settings.responses_ttl_days)
-        rt.hub = hub = Hub(Sampler(lambda: metering.depth), key_names=keys.names)
+        rt.memories = memories
+        rt.responses = ResponseStore(engine, settings.responses_ttl_days, memories)
+        rt.instance = settings.instance_name or f"{socket.gethostname()}:{settings.port}"
+        live = None
+        if settings.redis_url is not None:
+            from gophergate.limits.redis import connect
+
+            bus_client = connect(settings.redis_url.get_secret_value(), max_connections=8)
+            rt.bus = ClusterBus(bus_client, settings.redis_key_prefix, rt.instance)
+            rt.bus.on("change", rt._on_change)
+            rt.bus.on_reconnect.append(rt._resync)
+            live = ClusterLive(rt.bus, rt.instance, rt.health)
+        rt.hub = hub = Hub(Sampler(lambda: metering.depth), key_names=keys.names, instance=rt.instance, cluster=live)
         recorder.on_committed = hub.publish_committed
         rt.listeners.append(hub.event)  # type: ignore[arg-type]
         rt.ws_authenticate = rt._ws_user
@@ -276,6 +318,7 @@ class Runtime:
         rt.config_overrides = from_config(settings.prices, provider_names(settings))
         rt.table_overrides = await load_overrides(engine)
         await asyncio.to_thread(registry.load_saved)
+        await registry.load_cluster_copy()  # with Redis: the cluster's copy when newer (bounded by short timeouts)
         if registry.catalog is None and registry.is_local:
             await registry.refresh()  # a local file: read it now rather than price from the offline data first
         rt.rebuild_prices()
@@ -291,6 +334,10 @@ class Runtime:
         metering.start()
         if rt.router.shared is not None:
             rt.router.shared.start()
+        if rt.memories is not None:
+            rt.memories.start()
+        if rt.bus is not None:
+            rt.bus.start()
         rt._spawn(hub.run(), "live-hub")
         rt._spawn(keys.run_refresh(settings.key_refresh_seconds), "key-refresh")
         rt._spawn(rt._refresh_models_forever(), "models-refresh")
@@ -366,7 +413,9 @@ class Runtime:
             else:
                 fresh.append(cfg)
         providers.update(
-            build_providers(fresh, self.client, self.reasoning, self.media, self.settings.max_sse_event_bytes)
+            build_providers(
+                fresh, self.client, self.reasoning, self.media, self.settings.max_sse_event_bytes, self.memories
+            )
         )
         self._retired.extend(p for name, p in routing.providers.items() if providers.get(name) is not p)
         declared = {model: cfg.name for cfg in configs for model in cfg.models}
@@ -379,6 +428,76 @@ class Runtime:
         self.rebuild_prices()
         if fresh:
             self._spawn(self.refresh_models(sorted(rebuilt)), "models-refresh-changed")
+
+    # -- changes made here, pushed to the cluster -----------------------------------------------------------------
+    async def apply_change(self, what: str, *, announce: bool = True, **detail: Any) -> None:
+        """Apply a change just committed to the database in this process at once and, with the cluster bus, tell
+        every other process (which applies it within milliseconds; their polling stays the net for a lost message).
+        ``what``: keys (keys and teams), providers, models (switches), prices (overrides), sessions (``user_id``
+        or ``session_id`` whose cached sessions are dropped)."""
+        if what not in CHANGES:
+            raise ValueError(f"unknown change: {what}")
+        if what == "keys":
+            await self.keys.refresh()
+        elif what == "providers":
+            await self.reload_providers()
+        elif what == "models":
+            await self.reload_model_settings()
+        elif what == "prices":
+            self.table_overrides = await load_overrides(self.engine)
+            self.rebuild_prices()
+        else:
+            self._forget_sessions(detail)
+        if announce and self.bus is not None:
+            self.bus.publish("change", orjson.dumps({"what": what, **detail}))
+
+    def _forget_sessions(self, detail: dict[str, Any]) -> None:
+        user_id = detail.get("user_id")
+        if isinstance(user_id, int):
+            self.sessions.forget_user(user_id)
+        session_id = detail.get("session_id")
+        if isinstance(session_id, str):
+            self.sessions.forget(session_id)
+
+    def _on_change(self, sender: str, payload: bytes) -> None:
+        """A change another process made (the cluster bus's ``change`` topic): applied here, once at a time per
+        kind (a burst of changes while one is applied costs one more application, not one each)."""
+        try:
+            body = orjson.loads(payload)
+            what = body.pop("what")
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            log.warning("cluster: ignoring a malformed change from %s", sender)
+            return
+        if what not in CHANGES:
+            return
+        if what == "sessions":  # no I/O: the next check of those sessions reads the database
+            self._forget_sessions(body)
+            return
+        if what in self._changing:
+            self._change_again.add(what)
+            return
+        self._changing.add(what)
+        self._spawn(self._apply_pushed(what), f"apply-{what}")
+
+    async def _apply_pushed(self, what: str) -> None:
+        try:
+            while True:
+                self._change_again.discard(what)
+                try:
+                    await self.apply_change(what, announce=False)
+                except Exception as exc:
+                    log.warning("applying a %s change pushed by another instance failed (%s); polling will", what, exc)
+                if what not in self._change_again:
+                    return
+        finally:
+            self._changing.discard(what)
+
+    def _resync(self) -> None:
+        """The cluster bus reconnected: changes pushed meanwhile were lost, so everything is read again."""
+        for what in ("keys", "providers", "models", "prices"):
+            if what not in self._changing:
+                self._changing.add(what)
+                self._spawn(self._apply_pushed(what), f"resync-{what}")
 
     async def _ws_user(self, scope: dict[str, Any]) -> Any:
         """The dashboard user a /ws handshake's session cookie belongs to, or None."""
@@ -497,15 +616,20 @@ class Runtime:
         if self.hub is not None:
             await self.hub.close()
         await self.tasks.close()
+        await self.registry.close()
         # Finish the estimates in hand, then drain every queued row, before the engine goes away.
         deadline = time.monotonic() + self.settings.shutdown_drain_seconds
         await self.metering.close(self.settings.shutdown_drain_seconds)
         await self.governance.close()
         await self.responses.close()
+        if self.memories is not None:
+            await self.memories.close()  # what is queued is written (1 s at most)
         await self.throttle.close()
         if self.router.shared is not None:
             await self.router.shared.close()
         await self.recorder.close(max(deadline - time.monotonic(), 0.0))
+        if self.bus is not None:
+            await self.bus.close()  # after the writer: the last committed rows reach the cluster's dashboards too
         self.metrics.flush()  # the last records' counts, for the instance's other workers to report
         for provider in (*self.routing.providers.values(), *self._retired):
             await provider.aclose()
@@ -514,6 +638,16 @@ class Runtime:
         await self.engine.dispose()
         if self.tracing is not None:  # the spans still queued are exported (5 s at most)
             await self.tracing.close()
+
+
+def registry_cluster(settings: Settings) -> RegistryCluster | None:
+    """With ``GOPHERGATE_REDIS_URL``: one registry fetch per cluster (``pricing/cluster.py``)."""
+    if settings.redis_url is None:
+        return None
+    from gophergate.limits.redis import connect
+
+    client = connect(settings.redis_url.get_secret_value(), max_connections=4)
+    return RegistryCluster(client, settings.redis_key_prefix)
 
 
 def build_governance(settings: Settings, engine: AsyncEngine, keys: KeyCache) -> Governance:

@@ -286,6 +286,8 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(None, description="redis://[:password@]host:port/db for shared limits.")
     limits_on_redis_error: Literal["deny", "allow"] = "deny"
     redis_key_prefix: str = Field("gophergate:", min_length=1, max_length=100)
+    # This instance's name on the dashboard and in the cluster's live figures ("<hostname>:<port>" when unset).
+    instance_name: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")
     # When set, /metrics answers only a request with ``Authorization: Bearer <token>`` (401 otherwise).
     metrics_token: SecretStr | None = Field(None, description="Bearer token required on /metrics.")
 

@@ -16,6 +16,7 @@ LAYERS: list[set[str]] = [
     {"wire", "supervise"},
     {"settings", "logs"},
     {"db"},
+    {"cluster"},
     {"security"},
     {"pricing"},
     {"providers"},

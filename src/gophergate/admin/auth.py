@@ -70,6 +70,7 @@ async def login(body: LoginIn, request: Request, rt: Rt) -> Response:
 @router.post("/logout", status_code=204, summary="Log out: revokes the session at once")
 async def logout(session: CurrentSession, request: Request, rt: Rt) -> Response:
     await rt.sessions.revoke(session.id)
+    await rt.apply_change("sessions", session_id=session.id)
     response = no_content()
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https")
     return response

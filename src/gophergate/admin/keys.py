@@ -121,7 +121,7 @@ async def create_key(body: KeyIn, rt: Rt, _: AdminUser) -> Response:
         key_id, secret = await service.create(rt.engine, body.name.strip(), values)
     except LimitError as exc:
         raise limit_error(exc) from None
-    await rt.keys.refresh()  # usable on /v1 at once in this process
+    await rt.apply_change("keys")  # usable on /v1 at once here, and in the cluster
     return ok({"key": await _item(rt, key_id), "secret": secret}, 201)
 
 
@@ -145,7 +145,7 @@ async def update_key(key_id: int, body: KeyPatch, rt: Rt, _: AdminUser) -> Respo
         raise limit_error(exc) from None
     if not changed:
         raise not_found(f"No client key with id {key_id}.")
-    await rt.keys.refresh()
+    await rt.apply_change("keys")
     return ok(await _item(rt, key_id))
 
 
@@ -163,7 +163,7 @@ async def revoke_key(key_id: int, rt: Rt, _: AdminUser) -> Response:
     item = await _item(rt, key_id)
     if item["revoked_at"] is None:
         await service.revoke(rt.engine, key_id)
-        await rt.keys.refresh()
+        await rt.apply_change("keys")
     return ok({"key": await _item(rt, key_id)})
 
 
@@ -174,5 +174,5 @@ async def rotate_key(key_id: int, rt: Rt, _: AdminUser) -> Response:
     if rotated is None:
         raise conflict(f"Client key {key_id} is revoked; create a new one instead.", code="key_revoked")
     new_id, secret = rotated
-    await rt.keys.refresh()
+    await rt.apply_change("keys")
     return ok({"key": await _item(rt, new_id), "secret": secret, "replaces": key_id})

@@ -20,7 +20,7 @@ from gophergate.gateway.model_settings import list_settings, set_enabled
 from gophergate.gateway.resolve import Route
 from gophergate.http.v1 import _model_object
 from gophergate.pricing.catalog import Rates
-from gophergate.pricing.overrides import PriceOverride, load_overrides, set_override, unset_override, until_datetime
+from gophergate.pricing.overrides import PriceOverride, set_override, unset_override, until_datetime
 from gophergate.runtime import Runtime
 
 router = APIRouter(prefix="/api/models", tags=["models"])
@@ -109,7 +109,7 @@ def _known_provider(rt: Runtime, provider: str) -> None:
 async def update_model(provider: str, model: str, body: ModelPatch, rt: Rt, _: AdminUser) -> Response:
     _known_provider(rt, provider)
     await set_enabled(rt.engine, provider, model, body.enabled)
-    await rt.reload_model_settings()
+    await rt.apply_change("models")
     rt.emit("config_changed", {"what": "model", "provider": provider, "model": model, "enabled": body.enabled})
     return _json(_item(rt, provider, model))
 
@@ -182,7 +182,6 @@ async def delete_price(provider: str, model: str, rt: Rt, _: AdminUser) -> Respo
 
 
 async def _reprice(rt: Runtime) -> None:
-    """Applied at once here; other processes pick it up with their price-override poll."""
-    rt.table_overrides = await load_overrides(rt.engine)
-    rt.rebuild_prices()
+    """Applied at once here and pushed to the cluster; other processes also pick it up with their poll."""
+    await rt.apply_change("prices")
     rt.emit("config_changed", {"what": "prices"})

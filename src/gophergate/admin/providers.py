@@ -152,7 +152,7 @@ async def create_provider(body: ProviderIn, rt: Rt, user: AdminUser) -> Response
             "enabled": body.enabled,
         },
     )
-    await rt.reload_providers()
+    await rt.apply_change("providers")
     log.info("provider %s (%s) added from the dashboard by %s", body.name, body.kind, user.username)
     rt.emit("config_changed", {"what": "provider", "name": body.name, "action": "added"})
     return ok(item(rt, _entry(rt, body.name), user), 201)
@@ -194,7 +194,7 @@ async def update_provider(name: str, body: ProviderPatch, rt: Rt, user: AdminUse
     )
     _check(rt, row, new_key if "api_key" in fields else stored_key)
     await save_stored(rt.engine, name, values)
-    await rt.reload_providers()
+    await rt.apply_change("providers")
     log.info("provider %s changed from the dashboard by %s (%s)", name, user.username, ", ".join(sorted(fields)))
     rt.emit("config_changed", {"what": "provider", "name": name, "action": "changed"})
     return ok(item(rt, _entry(rt, name), user))
@@ -209,7 +209,7 @@ async def delete_provider(name: str, rt: Rt, user: AdminUser) -> Response:
             code="provider_not_deletable",
         )
     await delete_stored(rt.engine, name)
-    await rt.reload_providers()
+    await rt.apply_change("providers")
     log.info("provider %s deleted from the dashboard by %s", name, user.username)
     rt.emit("config_changed", {"what": "provider", "name": name, "action": "deleted"})
     return no_content()

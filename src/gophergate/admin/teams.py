@@ -58,6 +58,7 @@ async def create_team(body: TeamIn, rt: Rt, _: AdminUser) -> Response:
         raise limit_error(exc) from None
     except service.TeamExists:
         raise _exists(name) from None
+    await rt.apply_change("keys")  # teams are read with the keys
     return ok(await _item(rt, team_id), 201)
 
 
@@ -78,6 +79,7 @@ async def update_team(team_id: int, body: TeamPatch, rt: Rt, _: AdminUser) -> Re
         raise _exists(values["name"]) from None
     if not changed:
         raise not_found(f"No team with id {team_id}.")
+    await rt.apply_change("keys")  # a team's limits apply on /v1 at once here, and in the cluster
     return ok(await _item(rt, team_id))
 
 
@@ -97,4 +99,5 @@ async def delete_team(team_id: int, rt: Rt, _: AdminUser) -> Response:
         ) from None
     if not deleted:
         raise not_found(f"No team with id {team_id}.")
+    await rt.apply_change("keys")
     return ok({"deleted": team_id})

@@ -93,8 +93,9 @@ async def update_user(user_id: int, body: UserPatch, rt: Rt, _: AdminUser) -> Re
     await store.update_user(rt.engine, user_id, role=body.role, password_hash=password_hash)
     if password_hash is not None:
         await rt.sessions.revoke_user(user_id)  # the rows are revoked already; drop this process's cache
+        await rt.apply_change("sessions", user_id=user_id)
     else:
-        rt.sessions.forget_user(user_id)
+        await rt.apply_change("sessions", user_id=user_id)
     return ok(item(await _existing(rt, user_id)))
 
 
@@ -104,5 +105,5 @@ async def delete_user(user_id: int, rt: Rt, _: AdminUser) -> Response:
     if row["role"] == "admin" and await store.count_admins(rt.engine) <= 1:
         raise conflict("The last admin cannot be deleted.", code="last_admin")
     await store.delete_user(rt.engine, user_id)
-    rt.sessions.forget_user(user_id)
+    await rt.apply_change("sessions", user_id=user_id)
     return no_content()

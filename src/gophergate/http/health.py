@@ -26,11 +26,22 @@ async def readyz(rt: Runtime, scope: Scope, send: Any) -> None:
     writer = stuck is None
     ready = database and writer
     reasons = ([] if database else ["the database does not answer"]) + ([] if stuck is None else [stuck])
+    # Redis unreachable is degraded, not unready: /v1 keeps serving, and a load balancer that took every instance
+    # out at once because their shared Redis failed would turn a degraded cluster into an outage.
+    bus = rt.bus
+    degraded = []
+    if bus is not None and not bus.connected:
+        degraded.append(
+            "Redis is unreachable: the live hub, conversation memories and pushed changes are per process meanwhile"
+        )
     body = {
         "status": "ready" if ready else "not_ready",
         "checks": {"database": database, "log_writer": writer},
+        "degraded": degraded,
         "details": {
             "not_ready_reasons": reasons,
+            "instance": rt.instance,
+            "cluster": None if bus is None else bus.status(),
             "log_queue_depth": rt.metering.depth,
             "log_rows_written": rec.written,
             "log_failed_batches": rec.failed_batches,
@@ -43,6 +54,7 @@ async def readyz(rt: Runtime, scope: Scope, send: Any) -> None:
                 None if rt.recorder.last_commit is None else round(time.time() - rt.recorder.last_commit, 3)
             ),
             "limits": rt.governance.status(),
+            "memories": {"mode": "process"} if rt.memories is None else rt.memories.status(),
             "providers": sorted(rt.routing.providers),
             "registry": rt.registry.status(),
             "price_source": rt.routing.resolver.book.source,

@@ -92,8 +92,12 @@ def metrics_message(data: dict[str, Any]) -> str:
     return _encode("metrics", data)
 
 
-def event_message(kind: EventKind, detail: dict[str, Any]) -> str:
+def event_message(kind: EventKind, detail: dict[str, Any], instance: str | None = None) -> str:
+    """``instance`` names where it happened (the instance's name; a cluster's dashboards see every instance's)."""
     if kind not in EVENT_KINDS:
         raise ValueError(f"unknown hub event kind: {kind}")
+    data: dict[str, Any] = {"kind": kind, "detail": detail, "ts": now_iso()}
+    if instance is not None:
+        data["instance"] = instance
     # Details are rare and may one day quote an error: redacted as a net (forms include the JSON-escaped one).
-    return redact(_encode("event", {"kind": kind, "detail": detail, "ts": now_iso()}))
+    return redact(_encode("event", data))

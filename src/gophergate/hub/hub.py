@@ -7,6 +7,10 @@ so a client that reads slowly only fills its own queue; when that queue is full 
 
 One task (``run``) drives the clock: a ``metrics`` message every ``metrics_interval`` and a ping every
 ``ping_interval``. ``close`` ends the task and closes every connection with 1001 (going away).
+
+In a cluster (``cluster``, with ``GOPHERGATE_REDIS_URL``) every row and event is also handed to the cluster bus,
+the other processes' rows and events reach this process's connections, and the ``metrics`` message sums the
+cluster with a per-instance breakdown (``hub/cluster.py``).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from gophergate.core.record import RequestRecord
-from gophergate.hub.events import PING, EventKind, event_message, metrics_message, request_message
-from gophergate.hub.sampler import Sampler
+from gophergate.hub.cluster import ClusterLive, instance_rows
+from gophergate.hub.events import PING, EventKind, event_message, metrics_message, now_iso, request_message
+from gophergate.hub.sampler import Sampler, Window, figures
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +81,12 @@ class Hub:
         metrics_interval: float = 2.0,
         ping_interval: float = 20.0,
         key_names: Mapping[int, str] | None = None,
+        instance: str = "local",
+        cluster: ClusterLive | None = None,
     ) -> None:
         self.sampler = sampler
+        self.instance = instance
+        self.cluster = cluster
         # Client key id -> name (the key cache's live map), so request messages name their key without a query.
         self.key_names: Mapping[int, str] = key_names if key_names is not None else {}
         self.max_queue = max_queue
@@ -91,6 +100,8 @@ class Hub:
         self._idle.set()
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
+        if cluster is not None:
+            cluster.attach(self)
 
     # -- connections ----------------------------------------------------------------------------------------
     def connect(self, user: HubUser) -> Connection | None:
@@ -124,9 +135,13 @@ class Hub:
     def publish_committed(self, records: Sequence[RequestRecord]) -> None:
         """The recorder's ``on_committed`` listener: count for the metrics, then one ``request`` per row."""
         self.sampler.observe(records)
-        if self.connections:
-            for record in records:
-                self.publish(request_message(record, self.key_names))
+        cluster = self.cluster
+        if self.connections or cluster is not None:
+            messages = [request_message(record, self.key_names) for record in records]
+            for message in messages:
+                self.publish(message)
+            if cluster is not None:
+                cluster.publish_rows(messages)
 
     def event(self, kind: EventKind, detail: dict[str, Any]) -> None:
         """Announce something that happened (``detail`` must hold no secrets: every viewer receives it).
@@ -138,23 +153,45 @@ class Hub:
             with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody is listening
                 self._loop.call_soon_threadsafe(self.event, kind, detail)
             return
-        if self.connections:
-            self.publish(event_message(kind, detail))
+        if self.connections or self.cluster is not None:
+            message = event_message(kind, detail, self.instance)
+            self.publish(message)
+            if self.cluster is not None:
+                self.cluster.publish_event(message)
 
     # -- the hub task ---------------------------------------------------------------------------------------
     async def run(self) -> None:
         since_ping = 0.0
         while True:
             await asyncio.sleep(self.metrics_interval)
-            if self.connections:
+            if self.connections or self.cluster is not None:
                 try:
-                    self.publish(metrics_message(self.sampler.sample()))
+                    local = self.sampler.window()
+                    if self.cluster is not None:
+                        self.cluster.publish_window(local)
+                    if self.connections:
+                        self.publish(metrics_message(self.metrics_data(local)))
                 except Exception:  # a failing probe must not end the hub
                     log.exception("live hub: sampling metrics failed")
             since_ping += self.metrics_interval
             if since_ping >= self.ping_interval:
                 since_ping = 0.0
                 self.publish(PING)
+
+    def metrics_data(self, local: Window) -> dict[str, Any]:
+        """The ``metrics`` message: the cluster's figures (this process's alone without a cluster), the instances."""
+        seconds = self.sampler.window_seconds
+        cluster = self.cluster
+        others = cluster.fresh() if cluster is not None else []
+        data = figures([local, *(w for _, _, w in others)], seconds)
+        data["ts"] = now_iso()
+        data["instances"] = rows = instance_rows(self.instance, local, others, seconds)
+        data["cluster"] = {
+            "redis": "off" if cluster is None else "connected" if cluster.bus.connected else "unreachable",
+            "instances": len(rows),
+            "hub_dropped": 0 if cluster is None else cluster.bus.dropped,
+        }
+        return data
 
     async def close(self, wait_seconds: float = 5.0) -> None:
         """Close every connection (1001) and wait, up to ``wait_seconds``, for their handlers to finish."""

@@ -111,30 +111,118 @@ class Sampler:
                 if slot < self._max_latencies:
                     bucket.latencies[slot] = record.latency_ms
 
-    def sample(self) -> dict[str, Any]:
-        """The ``metrics`` message data for the last window."""
+    def window(self) -> Window:
+        """This process's figures over the last window (host load read once per call)."""
         oldest = int(self._clock() // self._bucket_seconds) - self._keep() + 1
         recent = [b for b in self._buckets if b.key >= oldest]
-        requests = sum(b.requests for b in recent)
-        errors = sum(b.errors for b in recent)
-        tokens = sum(b.tokens for b in recent)
-        cost = sum((b.cost for b in recent), Decimal(0))
-        unpriced = sum(b.unpriced for b in recent)
-        latencies = [value for b in recent for value in b.latencies]
-        window = Decimal(str(self.window_seconds))
         cpu, memory = self._load()
-        worst = p95(latencies)
+        return Window(
+            requests=sum(b.requests for b in recent),
+            errors=sum(b.errors for b in recent),
+            tokens=sum(b.tokens for b in recent),
+            cost=sum((b.cost for b in recent), Decimal(0)),
+            unpriced=sum(b.unpriced for b in recent),
+            latencies=[(b.seen_latencies / len(b.latencies), b.latencies) for b in recent if b.latencies],
+            queue_depth=self._queue_depth(),
+            cpu_percent=cpu,
+            memory_percent=memory,
+        )
+
+    def sample(self) -> dict[str, Any]:
+        """The ``metrics`` message data for the last window, this process's alone."""
+        return {**figures([self.window()], self.window_seconds), "ts": now_iso()}
+
+
+@dataclass(slots=True)
+class Window:
+    """One process's figures over the window, mergeable with other processes' (``figures``). Latencies are
+    reservoir samples, each group with the weight of one of its values (requests seen / values kept)."""
+
+    requests: int = 0
+    errors: int = 0
+    tokens: int = 0
+    cost: Decimal = field(default_factory=Decimal)
+    unpriced: int = 0
+    latencies: list[tuple[float, list[float]]] = field(default_factory=list)
+    queue_depth: int = 0
+    cpu_percent: float = 0.0
+    memory_percent: float = 0.0
+
+    def encode(self, max_values: int = 1024) -> dict[str, Any]:
+        """A JSON-ready form for the cluster: at most ``max_values`` latencies, the weights adjusted to match."""
+        kept = sum(len(values) for _, values in self.latencies)
+        groups = []
+        for weight, values in self.latencies:
+            if kept > max_values:
+                share = max(1, len(values) * max_values // kept)
+                if share < len(values):
+                    weight = weight * len(values) / share
+                    values = random.sample(values, share)
+            groups.append([round(weight, 6), [round(v, 3) for v in values]])
         return {
-            "requests_per_s": round(requests / self.window_seconds, 3),
-            "tokens_per_s": round(tokens / self.window_seconds, 3),
-            "cost_per_min_usd": None
-            if unpriced and unpriced >= requests and not cost
-            else usd((cost * 60 / window).normalize() if cost else Decimal(0)),
-            "unpriced_requests": unpriced,
-            "error_rate": round(errors / requests, 4) if requests else 0.0,
-            "p95_ms": None if worst is None else round(worst, 3),
-            "cpu_percent": cpu,
-            "memory_percent": memory,
-            "queue_depth": self._queue_depth(),
-            "ts": now_iso(),
+            "requests": self.requests,
+            "errors": self.errors,
+            "tokens": self.tokens,
+            "cost": format(self.cost, "f"),
+            "unpriced": self.unpriced,
+            "latencies": groups,
+            "queue_depth": self.queue_depth,
+            "cpu_percent": self.cpu_percent,
+            "memory_percent": self.memory_percent,
         }
+
+    @classmethod
+    def decode(cls, data: dict[str, Any]) -> Window:
+        return cls(
+            requests=int(data["requests"]),
+            errors=int(data["errors"]),
+            tokens=int(data["tokens"]),
+            cost=Decimal(str(data["cost"])),
+            unpriced=int(data["unpriced"]),
+            latencies=[(float(weight), [float(v) for v in values]) for weight, values in data["latencies"]],
+            queue_depth=int(data["queue_depth"]),
+            cpu_percent=float(data["cpu_percent"]),
+            memory_percent=float(data["memory_percent"]),
+        )
+
+
+def weighted_p95(groups: Iterable[tuple[float, list[float]]]) -> float | None:
+    """Nearest-rank 95th percentile of weighted samples: the smallest value whose cumulative weight reaches 95%
+    of the total (with equal weights, ``p95``)."""
+    pairs = sorted((value, weight) for weight, values in groups for value in values)
+    if not pairs:
+        return None
+    total = sum(weight for _, weight in pairs)
+    goal = 0.95 * total * (1 - 1e-9)
+    running = 0.0
+    for value, weight in pairs:
+        running += weight
+        if running >= goal:
+            return value
+    return pairs[-1][0]
+
+
+def figures(windows: list[Window], window_seconds: float) -> dict[str, Any]:
+    """The ``metrics`` figures of one or more processes' windows: sums, and p95 over their merged samples. Host
+    load is the first window's (this process's host)."""
+    requests = sum(w.requests for w in windows)
+    errors = sum(w.errors for w in windows)
+    tokens = sum(w.tokens for w in windows)
+    cost = sum((w.cost for w in windows), Decimal(0))
+    unpriced = sum(w.unpriced for w in windows)
+    worst = weighted_p95(group for w in windows for group in w.latencies)
+    window = Decimal(str(window_seconds))
+    first = windows[0] if windows else Window()
+    return {
+        "requests_per_s": round(requests / window_seconds, 3),
+        "tokens_per_s": round(tokens / window_seconds, 3),
+        "cost_per_min_usd": None
+        if unpriced and unpriced >= requests and not cost
+        else usd((cost * 60 / window).normalize() if cost else Decimal(0)),
+        "unpriced_requests": unpriced,
+        "error_rate": round(errors / requests, 4) if requests else 0.0,
+        "p95_ms": None if worst is None else round(worst, 3),
+        "cpu_percent": first.cpu_percent,
+        "memory_percent": first.memory_percent,
+        "queue_depth": sum(w.queue_depth for w in windows),
+    }

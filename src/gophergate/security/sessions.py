@@ -225,6 +225,10 @@ class SessionManager:
         self.forget_user(user_id)
         await revoke_user_sessions(self._engine, user_id)
 
+    def forget(self, session_id: str) -> None:
+        """Drop one cached session (revoked elsewhere), so its next use re-reads it."""
+        self._cache.pop(session_id, None)
+
     def forget_user(self, user_id: int) -> None:
         """Drop cached rows of a user, so the next request re-reads them (role changed)."""
         for sid in [sid for sid, entry in self._cache.items() if entry.user.id == user_id]:
