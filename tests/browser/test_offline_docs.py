@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,6 +143,7 @@ def test_system_page_says_when_there_are_no_events_and_labels_the_registry_in_wo
     log_in_elsewhere(gateway)
     expect(events.first).to_contain_text("User logged in")
     expect(events.first).to_contain_text("username admin")
+    expect(events.first).to_contain_text(f"on {socket.gethostname()}:{gateway.port}")  # where it happened
     expect(empty).to_be_hidden()
 
     labels = registry.locator("dt").all_inner_texts()

@@ -103,6 +103,8 @@ export interface HubEvent {
   kind: string;
   detail: Record<string, unknown>;
   ts: string;
+  /** The instance it happened on (GOPHERGATE_INSTANCE_NAME); absent from an older server. */
+  instance?: string;
 }
 
 export type WsMessage =

@@ -131,6 +131,7 @@ function eventRow(e: HubEvent): HTMLElement {
     h("b", null, EVENT_NAMES[e.kind] ?? humanize(e.kind)),
     " ",
     h("span", null, eventDetail(e.detail)),
+    e.instance ? h("span", { class: "muted" }, ` on ${e.instance}`) : "",
   );
 }
 
