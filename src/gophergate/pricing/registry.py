@@ -7,6 +7,13 @@ check the next one comes 5 minutes later, then 10, 20, ... up to the refresh int
 the count starts over after a success. The URL may
 also be a local file path (or ``file://``), read the same way. ``gophergate registry refresh`` forces a fetch
 and saves it; running servers notice the saved copy changed and load it.
+
+With ``GOPHERGATE_REDIS_URL`` (a ``RegistryCluster``, ``cluster.py``) one instance of a cluster fetches for all:
+the one that takes the Redis lock when the shared copy is missing or older than the refresh interval fetches,
+validates and saves as above, then publishes the document to Redis; the others load that copy when it is newer
+than theirs (at start, within a short timeout, and at each 30 s check), save it to their data dir as if they had
+fetched it, and fetch nothing. Redis unreachable: each instance checks on its own, as without Redis. A local file
+source is read by each instance: there is nothing to share.
 """
 
 from __future__ import annotations
@@ -32,6 +39,14 @@ import aiohttp
 import orjson
 
 from gophergate.pricing.catalog import Catalog, CatalogError
+from gophergate.pricing.cluster import (
+    BadSharedCopy,
+    ClusterUnavailable,
+    RegistryCluster,
+    SharedMeta,
+    decompress,
+    source_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +59,9 @@ MIN_SHARE = 0.5
 _RETRY_SECONDS = 300.0  # the first retry after a failed check; doubled after each further failure
 _RETRY_CAP_SECONDS = 6 * 3600.0  # ... up to the refresh interval, and never more than this
 _CHECK_SECONDS = 30.0
+_WAIT_SECONDS = 5.0  # while another instance holds the cluster's lock, its copy is looked for this often
+
+FETCHED, CLUSTER_COPY, SAVED = "fetched", "cluster copy", "saved"  # where the current copy came from
 
 
 def release_memory() -> None:
@@ -108,6 +126,7 @@ class Registry:
         timeout: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        cluster: RegistryCluster | None = None,
     ) -> None:
         self.url = url
         self.dir = data_dir / "registry"
@@ -121,7 +140,11 @@ class Registry:
         self.last_error: str | None = None
         self.failures = 0  # failed checks in a row (0 after a success)
         self.background = False  # run_forever is checking (a failure then says when the next try comes)
+        self.copy_source: str | None = None  # FETCHED, CLUSTER_COPY or SAVED
+        self.cluster = cluster
         self._saved_mtime: float | None = None
+        self._rejected: tuple[str, float] | None = None  # a shared copy that could not be used: not tried again
+        self._next_fetch = 0.0
         self._clock = clock
         self._sleep = sleep
 
@@ -136,6 +159,11 @@ class Registry:
     @property
     def is_local(self) -> bool:
         return _is_path(self.url)
+
+    @property
+    def shares(self) -> bool:
+        """The cluster's copy is used: Redis is configured and the source is a URL (a local file is per machine)."""
+        return self.cluster is not None and not _is_path(self.url)
 
     @property
     def retry_seconds(self) -> float:
@@ -185,6 +213,7 @@ class Registry:
         fetched = meta.get("fetched_at")
         self.fetched_at = float(fetched) if isinstance(fetched, (int, float)) else stat.st_mtime
         self._saved_mtime = stat.st_mtime
+        self.copy_source = SAVED
         if install:
             self._install(catalog)
         return catalog
@@ -217,16 +246,16 @@ class Registry:
         os.replace(tmp, self.saved_path)
         self._saved_mtime = self.saved_path.stat().st_mtime
         self._write_compact(snapshot, blob)
-        self._save_meta()
+        self._save_meta(snapshot)
 
-    def _save_meta(self) -> None:
+    def _save_meta(self, snapshot: str | None = None) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = {
             "url": self.url if not _is_path(self.url) else "file",
             "etag": self.etag,
             "last_modified": self.last_modified,
             "fetched_at": self.fetched_at,
-            "snapshot": self.catalog.snapshot if self.catalog is not None else None,
+            "snapshot": snapshot or (self.catalog.snapshot if self.catalog is not None else None),
         }
         tmp = self.meta_path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_bytes(orjson.dumps(meta))
@@ -313,6 +342,7 @@ class Registry:
         return RefreshResult("updated", f"{catalog.model_count} models")
 
     def _succeeded(self) -> None:
+        self.copy_source = FETCHED
         if self.failures:
             log.info("registry check succeeded after %d failed %s", self.failures, _checks(self.failures))
         self.failures = 0
@@ -348,10 +378,12 @@ class Registry:
 
     async def run_forever(self) -> None:
         """Background task: a first fetch right away, then every refresh interval (retries sooner on failure);
-        picks up copies saved by another process (the CLI, another worker) in between."""
+        picks up copies saved by another process (the CLI, another worker) in between. With a cluster, each check
+        looks at the shared copy first and fetches only when it is missing or stale and this process gets the
+        lock; Redis unreachable, the check goes on as without Redis."""
         self.background = True
         clock = self._clock
-        next_fetch = clock()
+        self._next_fetch = clock()
         first = True
         while True:
             if self._saved_changed():
@@ -360,15 +392,168 @@ class Registry:
                 if catalog is not None:
                     self._install(catalog)
             now = clock()
-            if now >= next_fetch:
+            pause = await self._cluster_check(now >= self._next_fetch) if self.shares else None
+            if pause is not None:
+                first = False
+            elif now >= self._next_fetch:
                 age = self.age_seconds
                 if not first and age is not None and age < self.refresh_seconds:
-                    next_fetch = now + self.refresh_seconds - age  # another process checked recently
+                    self._next_fetch = now + self.refresh_seconds - age  # another process checked recently
                 else:
                     result = await self.refresh()
-                    next_fetch = now + (self.refresh_seconds if result.outcome != "failed" else self.retry_seconds)
+                    self._next_fetch = now + (
+                        self.refresh_seconds if result.outcome != "failed" else self.retry_seconds
+                    )
                 first = False
-            await self._sleep(min(_CHECK_SECONDS, max(next_fetch - clock(), 0.05)))
+            if pause is None:
+                pause = max(self._next_fetch - clock(), 0.05)
+            await self._sleep(min(_CHECK_SECONDS, pause))
+
+    # -- one fetch per cluster --------------------------------------------------------------------------------
+    async def _cluster_check(self, due: bool) -> float | None:
+        """One check against the cluster: load its copy when newer than ours; fetch (under the lock) and publish
+        when it is missing or stale and ``due`` (not backing off after a failure of ours). Returns how long to
+        wait before the next check, or None when Redis did not answer (the caller checks on its own)."""
+        cluster = self.cluster
+        assert cluster is not None
+        try:
+            meta = await self._take_newer()
+            if meta is not None:
+                return min(self.refresh_seconds - meta.age_seconds, _CHECK_SECONDS)
+            age = self.age_seconds
+            if self.copy_source == FETCHED and age is not None and age < self.refresh_seconds and await self.publish():
+                # Fetched here while Redis was away (or its publish failed): the cluster gets it now.
+                return min(self.refresh_seconds - age, _CHECK_SECONDS)
+            if not due:
+                return max(self._next_fetch - self._clock(), 0.05)
+            token = await cluster.acquire()
+            if token is None:
+                return _WAIT_SECONDS  # another instance is fetching: its copy is looked for again soon
+        except ClusterUnavailable:
+            return None
+        try:
+            try:
+                if await self._take_newer() is not None:  # published between our look and the lock
+                    return _CHECK_SECONDS
+            except ClusterUnavailable:
+                pass  # Redis went away just now: fetch all the same
+            result = await self.refresh()
+            if result.outcome != "failed":
+                try:
+                    await self.publish()
+                except ClusterUnavailable:
+                    pass  # published by the next check that reaches Redis (the copy is fresh and fetched here)
+        finally:
+            await cluster.release(token)
+        now = self._clock()
+        self._next_fetch = now + (self.refresh_seconds if self.last_error is None else self.retry_seconds)
+        return max(self._next_fetch - now, 0.05)
+
+    def _usable(self, meta: SharedMeta | None) -> bool:
+        return (
+            meta is not None
+            and meta.source == source_id(self.url)
+            and self._rejected != (meta.snapshot, meta.fetched_at)
+        )
+
+    async def _take_newer(self) -> SharedMeta | None:
+        """Read the cluster's meta; load its copy when it is newer than ours. Returns the meta when the cluster's
+        copy is usable and fresh (younger than the refresh interval), else None."""
+        cluster = self.cluster
+        assert cluster is not None
+        meta = await cluster.read_meta()
+        if not self._usable(meta):
+            return None
+        assert meta is not None
+        if self.catalog is None or self.fetched_at is None or meta.fetched_at > self.fetched_at:
+            if not await self._load_shared():
+                return None
+            meta = cluster.seen
+            assert meta is not None
+        return meta if meta.age_seconds < self.refresh_seconds else None
+
+    async def _load_shared(self) -> bool:
+        """Install the cluster's copy and save it to the data dir as if fetched here (a restart without Redis
+        still has it). The same content as ours: only its check time and validators are taken."""
+        cluster = self.cluster
+        assert cluster is not None
+        shared = await cluster.read_copy()
+        if shared is None or not self._usable(shared[0]):
+            return False
+        meta, data = shared
+        current = self.catalog
+        try:
+            body = await asyncio.to_thread(decompress, data, MAX_BYTES)
+            del data
+            if Catalog.snapshot_id(body) != meta.snapshot:
+                raise BadSharedCopy(f"its content is not snapshot {meta.snapshot}")
+            if current is not None and current.snapshot == meta.snapshot:
+                catalog, blob = None, b""
+            else:
+                catalog, blob = await asyncio.to_thread(self._validate, body, self.url)
+        except (BadSharedCopy, CatalogError) as exc:
+            self._rejected = (meta.snapshot, meta.fetched_at)
+            log.warning("the cluster's registry copy (%s, from %s) is not used: %s", meta.snapshot, meta.by, exc)
+            return False
+        self.etag, self.last_modified, self.fetched_at = meta.etag, meta.last_modified, meta.fetched_at
+        self.copy_source = CLUSTER_COPY
+        self.failures, self.last_error = 0, None
+        if catalog is None:
+            await asyncio.to_thread(self._save_meta)
+            return True
+        try:
+            await asyncio.to_thread(self._save, body, blob, catalog.snapshot)
+        except OSError as exc:  # served all the same; a restart without Redis starts from the older copy
+            log.warning("could not save the cluster's registry copy to %s: %s", self.dir, exc)
+        self._install(catalog)
+        log.info("registry loaded from the cluster's copy: %d models (%s)", catalog.model_count, catalog.snapshot)
+        return True
+
+    async def load_cluster_copy(self) -> bool:
+        """At start: take the cluster's copy when there is none saved here or the saved one is older. Two Redis
+        reads at most, each bounded by the cluster's timeout (the client's 0.5 s in practice); Redis unreachable,
+        the start goes on with the saved copy. True when a copy was taken."""
+        if not self.shares:
+            return False
+        cluster = self.cluster
+        assert cluster is not None
+        try:
+            meta = await cluster.read_meta()
+            if not self._usable(meta):
+                return False
+            assert meta is not None
+            if self.catalog is not None and self.fetched_at is not None and meta.fetched_at <= self.fetched_at:
+                return False
+            return await self._load_shared()
+        except ClusterUnavailable:
+            return False
+
+    async def publish(self) -> bool:
+        """Share the current copy (the saved document) with the cluster; False when Redis is not configured, the
+        saved document is not the current copy, or the cluster already has one as new."""
+        cluster, catalog, fetched_at = self.cluster, self.catalog, self.fetched_at
+        if cluster is None or catalog is None or fetched_at is None or _is_path(self.url):
+            return False
+        try:
+            body = await asyncio.to_thread(self.saved_path.read_bytes)
+        except OSError as exc:
+            log.warning("the registry copy was not shared with the cluster: %s", exc)
+            return False
+        if Catalog.snapshot_id(body) != catalog.snapshot:
+            return False
+        return await cluster.publish(
+            body,
+            snapshot=catalog.snapshot,
+            fetched_at=fetched_at,
+            etag=self.etag,
+            last_modified=self.last_modified,
+            models=catalog.model_count,
+            source=source_id(self.url),
+        )
+
+    async def close(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.aclose()
 
     def status(self) -> dict[str, Any]:
         catalog = self.catalog
@@ -384,7 +569,16 @@ class Registry:
             ),
             "last_error": self.last_error,
             "failures": self.failures,
+            "copy": self.copy_source if catalog is not None else None,
+            **self._cluster_status(),
         }
+
+    def _cluster_status(self) -> dict[str, Any]:
+        if self.cluster is None:
+            return {"cluster": "off"}
+        if not self.shares:
+            return {"cluster": "off (local file)"}
+        return self.cluster.status()
 
 
 def _checks(n: int) -> str:

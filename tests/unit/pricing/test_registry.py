@@ -3,60 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-import pytest
-from aiohttp import web
 
 from gophergate.pricing.catalog import Catalog
 from gophergate.pricing.registry import Registry
+from tests.fakes.registry import FakeRegistry
 from tests.support import MINI_REGISTRY, free_port
-
-
-@dataclass
-class Source:
-    """What the fake registry server answers; ``requests`` records the conditional headers it saw."""
-
-    body: bytes = field(default_factory=MINI_REGISTRY.read_bytes)
-    etag: str = '"v1"'
-    status: int = 200
-    truncate: bool = False
-    requests: list[dict[str, str]] = field(default_factory=list)
-    url: str = ""
-
-
-@pytest.fixture
-async def source() -> AsyncIterator[Source]:
-    state = Source()
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        state.requests.append({k: v for k, v in request.headers.items() if k.lower().startswith("if-")})
-        if state.status != 200:
-            return web.Response(status=state.status, text="nope")
-        if request.headers.get("If-None-Match") == state.etag:
-            return web.Response(status=304)
-        if state.truncate:  # announce the full length, send half, then drop the connection
-            resp = web.StreamResponse(headers={"ETag": state.etag, "Content-Length": str(len(state.body))})
-            await resp.prepare(request)
-            await resp.write(state.body[: len(state.body) // 2])
-            assert request.transport is not None
-            request.transport.close()
-            return resp
-        return web.Response(body=state.body, content_type="application/json", headers={"ETag": state.etag})
-
-    app = web.Application()
-    app.router.add_get("/api.json", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    state.url = f"http://127.0.0.1:{port}/api.json"
-    yield state
-    await runner.cleanup()
 
 
 def fewer_models(body: bytes, keep: int) -> bytes:
@@ -71,7 +25,7 @@ def fewer_models(body: bytes, keep: int) -> bytes:
     return orjson.dumps(kept)
 
 
-async def test_fetch_saves_a_copy_and_conditional_refresh_gets_304(source: Source, tmp_path: Path) -> None:
+async def test_fetch_saves_a_copy_and_conditional_refresh_gets_304(source: FakeRegistry, tmp_path: Path) -> None:
     seen: list[Catalog] = []
     registry = Registry(source.url, tmp_path, on_change=seen.append)
     result = await registry.refresh()
@@ -91,7 +45,7 @@ async def test_fetch_saves_a_copy_and_conditional_refresh_gets_304(source: Sourc
     assert other.etag == '"v1"'
 
 
-async def test_corrupt_body_never_replaces_the_good_copy(source: Source, tmp_path: Path) -> None:
+async def test_corrupt_body_never_replaces_the_good_copy(source: FakeRegistry, tmp_path: Path) -> None:
     registry = Registry(source.url, tmp_path)
     assert (await registry.refresh()).outcome == "updated"
     good = registry.catalog
@@ -102,7 +56,7 @@ async def test_corrupt_body_never_replaces_the_good_copy(source: Source, tmp_pat
     assert registry.saved_path.read_bytes() == MINI_REGISTRY.read_bytes()
 
 
-async def test_truncated_download_is_rejected(source: Source, tmp_path: Path) -> None:
+async def test_truncated_download_is_rejected(source: FakeRegistry, tmp_path: Path) -> None:
     registry = Registry(source.url, tmp_path)
     assert (await registry.refresh()).outcome == "updated"
     good = registry.catalog
@@ -112,7 +66,7 @@ async def test_truncated_download_is_rejected(source: Source, tmp_path: Path) ->
     assert registry.catalog is good
 
 
-async def test_a_catalogue_with_far_fewer_models_is_taken_for_partial(source: Source, tmp_path: Path) -> None:
+async def test_a_catalogue_with_far_fewer_models_is_taken_for_partial(source: FakeRegistry, tmp_path: Path) -> None:
     registry = Registry(source.url, tmp_path)
     assert (await registry.refresh()).outcome == "updated"
     good = registry.catalog
@@ -123,7 +77,7 @@ async def test_a_catalogue_with_far_fewer_models_is_taken_for_partial(source: So
     assert registry.catalog is good
 
 
-async def test_valid_new_copy_replaces_the_old_one(source: Source, tmp_path: Path) -> None:
+async def test_valid_new_copy_replaces_the_old_one(source: FakeRegistry, tmp_path: Path) -> None:
     registry = Registry(source.url, tmp_path)
     await registry.refresh()
     first = registry.catalog
@@ -134,7 +88,7 @@ async def test_valid_new_copy_replaces_the_old_one(source: Source, tmp_path: Pat
     assert registry.catalog.model_count == first.model_count - 1
 
 
-async def test_http_error_and_unreachable_keep_the_current_copy(source: Source, tmp_path: Path) -> None:
+async def test_http_error_and_unreachable_keep_the_current_copy(source: FakeRegistry, tmp_path: Path) -> None:
     registry = Registry(source.url, tmp_path)
     await registry.refresh()
     good = registry.catalog
@@ -154,7 +108,7 @@ async def test_unreachable_with_nothing_saved_leaves_no_catalogue(tmp_path: Path
     assert registry.status()["source"] == "offline"
 
 
-async def test_forced_refresh_sends_no_conditional_headers(source: Source, tmp_path: Path) -> None:
+async def test_forced_refresh_sends_no_conditional_headers(source: FakeRegistry, tmp_path: Path) -> None:
     registry = Registry(source.url, tmp_path)
     await registry.refresh()
     assert (await registry.refresh(force=True)).outcome == "not_modified"  # same content, re-checked
@@ -169,7 +123,7 @@ async def test_local_file_path_source(tmp_path: Path) -> None:
     assert (await missing.refresh()).outcome == "failed"
 
 
-async def test_a_copy_saved_by_another_process_is_noticed(source: Source, tmp_path: Path) -> None:
+async def test_a_copy_saved_by_another_process_is_noticed(source: FakeRegistry, tmp_path: Path) -> None:
     mine = Registry(source.url, tmp_path)
     await mine.refresh()
     assert not mine._saved_changed()
