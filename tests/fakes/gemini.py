@@ -246,6 +246,9 @@ class FakeGemini(LoopbackServer):
         self.embedding_usage = False  # batchEmbedContents reports usageMetadata
         super().__init__()
         self.issued_signatures: set[str] = set()
+        # Google accepts its documented sentinel on a replayed call; False makes the fake refuse it, so a test can
+        # tell the real signature came back (e.g. from another gateway instance) from the gateway's fallback.
+        self.accepts_skip_signature = True
         self._requests: list[RecordedRequest] = []
         self._failures: deque[tuple[int, Any, dict[str, str]]] = deque()
         self._lock = threading.Lock()
@@ -558,6 +561,8 @@ class FakeGemini(LoopbackServer):
             name = calls[0]["functionCall"].get("name")
             if signature is None:
                 raise _bad(f"Function call `{name}` in the `{i}.` content block is missing a `thought_signature`.")
+            if signature == SKIP_SIGNATURE and not self.accepts_skip_signature:
+                raise _bad(f"Thought signature is not valid (contents[{i}]): the skip sentinel is refused here.")
             if signature != SKIP_SIGNATURE and signature not in self.issued_signatures:
                 raise _bad(f"Thought signature is not valid (contents[{i}]).")
 

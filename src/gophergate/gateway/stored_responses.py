@@ -9,6 +9,11 @@ A response is kept in memory at once (a follow-up can come a millisecond after t
 the bytes it holds) and queued for the database, where one writer task inserts the queue in batches, off the
 request path; another instance finds it there. Reads look in memory first. A queue that the database cannot keep up
 with is bounded too: past ``MAX_PENDING`` responses, new ones are kept in memory only (counted, with a warning).
+
+With ``GOPHERGATE_REDIS_URL`` (``cluster/memory.py``) a kept response is also queued for Redis, with the same time to
+live, so that another instance finds it at once rather than when the database writer has committed it; a read that
+misses the memory asks Redis (within a short timeout) before the database, and a delete removes it there too. A
+response larger than ``cluster.memory.MAX_RESPONSE_BYTES`` goes to the database only.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from cachetools import LRUCache
@@ -26,6 +31,9 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophergate.db.tables import stored_responses
+
+if TYPE_CHECKING:
+    from gophergate.cluster.memory import SharedMemories
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +68,32 @@ def _size(stored: StoredResponse) -> int:
     return len(stored.response_json) + len(stored.messages_json) + 200
 
 
+def encode(stored: StoredResponse) -> bytes:
+    """A stored response as kept in Redis."""
+    return orjson.dumps(
+        [stored.client_key_id, stored.expires_at.timestamp(), stored.response_json, stored.messages_json]
+    )
+
+
+def decode(data: bytes) -> StoredResponse:
+    """What ``encode`` made; raises ``ValueError`` on anything else."""
+    value = orjson.loads(data)
+    if not (
+        isinstance(value, list)
+        and len(value) == 4
+        and isinstance(value[0], int)
+        and isinstance(value[1], int | float)
+        and isinstance(value[2], str)
+        and isinstance(value[3], str)
+    ):
+        raise ValueError("not a stored response")
+    return StoredResponse(value[0], value[2], value[3], dt.datetime.fromtimestamp(value[1], dt.UTC))
+
+
 class ResponseStore:
-    def __init__(self, engine: AsyncEngine, ttl_days: int) -> None:
+    def __init__(self, engine: AsyncEngine, ttl_days: int, shared: SharedMemories | None = None) -> None:
         self._engine = engine
+        self._shared = shared  # with GOPHERGATE_REDIS_URL: the cluster's copy, found by every instance at once
         self._ttl = dt.timedelta(days=ttl_days)
         self._memory: LRUCache[str, StoredResponse] = LRUCache(MEMORY_BYTES, getsizeof=_size)
         self._pending: list[dict[str, Any]] = []
@@ -79,6 +110,8 @@ class ResponseStore:
             client_key_id, orjson.dumps(response).decode(), orjson.dumps(messages).decode(), now + self._ttl
         )
         self._memory[response_id] = stored
+        if self._shared is not None:
+            self._shared.keep_response(response_id, stored, encode, self._ttl.total_seconds(), _size(stored))
         if len(self._pending) >= MAX_PENDING:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
@@ -135,20 +168,37 @@ class ResponseStore:
         ``wait_for_recent``: look again, briefly, for one another instance may have made a moment ago."""
         stored = self._memory.get(response_id)
         if stored is None:
-            row = await self._select(response_id)
+            stored = await self._shared_copy(response_id) or await self._row(response_id)
             for pause in RECENT_RETRIES if wait_for_recent else ():
-                if row is not None:
+                if stored is not None:
                     break
                 await asyncio.sleep(pause)
-                row = await self._select(response_id)
-            if row is None:
+                stored = await self._shared_copy(response_id) or await self._row(response_id)
+            if stored is None:
                 return None
-            expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.UTC)
-            stored = StoredResponse(row.client_key_id, row.response, row.messages, expires)
             self._memory[response_id] = stored
         if stored.client_key_id != client_key_id or stored.expires_at <= dt.datetime.now(dt.UTC):
             return None
         return stored
+
+    async def _shared_copy(self, response_id: str) -> StoredResponse | None:
+        if self._shared is None:
+            return None
+        data = await self._shared.load_response(response_id)
+        if data is None:
+            return None
+        try:
+            return decode(data)
+        except ValueError:
+            log.warning("stored responses: an unreadable copy of %s in Redis; reading the database", response_id)
+            return None
+
+    async def _row(self, response_id: str) -> StoredResponse | None:
+        row = await self._select(response_id)
+        if row is None:
+            return None
+        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.UTC)
+        return StoredResponse(row.client_key_id, row.response, row.messages, expires)
 
     async def _select(self, response_id: str) -> Any:
         async with self._engine.connect() as conn:
@@ -158,6 +208,8 @@ class ResponseStore:
         if await self.load(response_id, client_key_id) is None:
             return False
         self._memory.pop(response_id, None)
+        if self._shared is not None:
+            await self._shared.forget_response(response_id)
         await self._flush()
         async with self._engine.begin() as conn:
             await conn.execute(delete(stored_responses).where(stored_responses.c.id == response_id))

@@ -15,8 +15,10 @@ from gophergate.providers.anthropic.thinking_store import ThinkingStore
 from gophergate.providers.anthropic.translate import (
     DEFAULT_API_VERSION,
     from_anthropic_message,
+    thinking_style,
     to_anthropic,
 )
+from gophergate.providers.recall import tool_call_ids
 from gophergate.providers.stream import relay_upstream
 from gophergate.providers.transport import Transport
 from gophergate.providers.upstream import open_upstream_stream, request_json, scrub
@@ -77,6 +79,18 @@ class AnthropicProvider:
             text = text.replace(self._key, "[redacted]")
         return scrub(text)
 
+    async def _recall(self, call: ChatCall) -> None:
+        """Shared memories: fetch the thinking blocks of the history's tool-call turns another instance relayed.
+        Only when the request asks for thinking: without it the blocks change nothing about the answer (an
+        assistant turn without them is accepted), so a tool loop without thinking never waits on Redis."""
+        store = self._store
+        if (
+            store.shared is not None
+            and call.body.get("reasoning_effort") not in (None, "none")
+            and thinking_style(call.model) != "none"
+        ):
+            await store.recall(tool_call_ids(call.body))
+
     def _payload(self, call: ChatCall, stream: bool) -> bytes:
         request = to_anthropic(
             call.body,
@@ -92,6 +106,7 @@ class AnthropicProvider:
         return anthropic_error(self.name, status, raw, header, self._redact)
 
     async def chat(self, call: ChatCall, meter: Meter) -> bytes:
+        await self._recall(call)
         payload = self._payload(call, False)
         data, raw = await request_json(
             self._client, self.name, "POST", self._messages_url, self._headers, payload, meter, self._map_error
@@ -114,6 +129,7 @@ class AnthropicProvider:
         return orjson.dumps(result.body)
 
     async def open_chat_stream(self, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
+        await self._recall(call)
         payload = self._payload(call, True)
         resp = await open_upstream_stream(
             self._client,

@@ -30,6 +30,7 @@ from gophergate.providers.gemini.translate import (
     remote_files,
     to_gemini,
 )
+from gophergate.providers.recall import tool_call_ids
 from gophergate.providers.stream import relay_upstream
 from gophergate.providers.transport import Transport
 from gophergate.providers.upstream import open_upstream_stream, request_json
@@ -75,6 +76,9 @@ class GeminiProvider:
         return f"{self.base_url}/{model_path(model)}:{method}"
 
     async def _payload(self, call: ChatCall) -> bytes:
+        store = self._store
+        if store is not None and store.shared is not None:  # the signatures another instance relayed
+            await store.recall(tool_call_ids(call.body))
         files = remote_files(call.body)
         fetched = (
             await fetch_all(self._media, files, max_bytes=self._max_fetch, time_limit=self._fetch_timeout)

@@ -3,14 +3,17 @@
 Gemini 3 rejects a replayed ``functionCall`` part that lost its ``thoughtSignature`` (providers.md §3.5,
 §11.15). OpenAI clients never see signatures, so the gateway keeps them keyed by the tool-call id it issued
 and re-attaches them when the history comes back. In-process, bounded, with a TTL (like
-``gateway/reasoning_store.py``); a missed entry (another worker, a restart, expiry) falls back to the
-documented validator-skip sentinel in ``translate.py``.
+``providers/reasoning_store.py``), shared through Redis in a cluster (``cluster/memory.py``); a missed entry
+(another worker without Redis, a restart, expiry) falls back to the documented validator-skip sentinel in
+``translate.py``.
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+
+import orjson
 
 from gophergate.core.ttl_store import TTLStore
 
@@ -31,3 +34,14 @@ class SignatureStore(TTLStore[CallMemory]):
 
     def put(self, tool_call_id: str, memory: CallMemory) -> None:
         self.set(tool_call_id, memory)
+
+    def encode(self, value: CallMemory) -> bytes:
+        return orjson.dumps([value.signature, value.upstream_id])
+
+    def decode(self, data: bytes) -> CallMemory:
+        value = orjson.loads(data)
+        if not (
+            isinstance(value, list) and len(value) == 2 and all(part is None or isinstance(part, str) for part in value)
+        ):
+            raise ValueError("a call memory must be [signature, upstream id]")
+        return CallMemory(value[0], value[1])

@@ -23,6 +23,7 @@ from gophergate.providers.openai_compat.dialects import (
     to_upstream_request,
 )
 from gophergate.providers.reasoning_store import ReasoningStore
+from gophergate.providers.recall import tool_call_ids
 from gophergate.providers.stream import relay_upstream
 from gophergate.providers.transport import Transport
 from gophergate.providers.upstream import open_upstream_stream, request_json
@@ -64,7 +65,14 @@ class OpenAICompatProvider:
         # The upstream's Anthropic-compatible Messages API, when it has one (set by the registry).
         self.messages_api: MessagesPassthrough | None = None
 
+    async def _recall(self, call: ChatCall) -> None:
+        """Shared memories: fetch the reasoning of tool-call turns that lost it and another instance relayed."""
+        store = self._store
+        if store is not None and store.shared is not None and self.dialect.replays_reasoning(call.model):
+            await store.recall(tool_call_ids(call.body, unless="reasoning_content"))
+
     async def chat(self, call: ChatCall, meter: Meter) -> bytes:
+        await self._recall(call)
         payload = to_upstream_request(call.body, call.model, False, self.dialect, self._store)
         data, raw = await request_json(self._client, self.name, "POST", self._chat_url, self._headers, payload, meter)
         if not isinstance(data.get("choices"), list):
@@ -83,6 +91,7 @@ class OpenAICompatProvider:
         return orjson.dumps(data) if changed else raw
 
     async def open_chat_stream(self, call: ChatCall, meter: Meter) -> AsyncIterator[bytes]:
+        await self._recall(call)
         payload = to_upstream_request(call.body, call.model, True, self.dialect, self._store)
         resp = await open_upstream_stream(self._client, self.name, self._chat_url, self._stream_headers, payload, meter)
         translator = StreamTranslator(
