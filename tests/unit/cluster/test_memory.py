@@ -374,10 +374,14 @@ def gemini() -> Iterator[FakeGemini]:
         yield server
 
 
-async def _turns(gemini: FakeGemini, one: GeminiProvider, two: GeminiProvider) -> bytes:
+async def _turns(
+    gemini: FakeGemini, one: GeminiProvider, two: GeminiProvider, writer: SharedMemories | None = None
+) -> bytes:
     messages: list[dict[str, Any]] = [{"role": "user", "content": "call tool"}]
     body = {"model": "gemini-3-flash", "messages": messages, "tools": TOOLS}
     first = orjson.loads(await one.chat(ChatCall(body, "gemini-3-flash", False, False, "r1"), Meter()))
+    if writer is not None:  # the moment a client takes to run its tool: the first instance's write is done
+        await settled(writer)
     message = first["choices"][0]["message"]
     calls = [{"id": c["id"], "type": "function", "function": c["function"]} for c in message["tool_calls"]]
     messages += [
@@ -398,16 +402,18 @@ async def test_a_gemini_tool_turn_on_another_instance_replays_the_real_signature
 ) -> None:
     a, b = pair
     client = AiohttpClient(max_connections=4, connect_timeout=5, read_timeout=10, total_timeout=20)
-    here, there = SignatureStore(), SignatureStore()
-    a.attach(here, "signatures:gemini")
-    b.attach(there, "signatures:gemini")
-    answer = orjson.loads(await _turns(gemini, _gemini(gemini, client, here), _gemini(gemini, client, there)))
-    assert answer["choices"][0]["message"]["content"] == 'tool result: get_weather={"result":"sunny"}'
-    part = gemini.last_request.body["contents"][1]["parts"][0]
-    assert part["thoughtSignature"] in gemini.issued_signatures and "id" in part["functionCall"]
-    assert b.loaded == 1
-    # The control: without the shared layer the second instance has no signature, and the strict fake refuses.
-    with pytest.raises(GatewayError) as refused:
-        await _turns(gemini, _gemini(gemini, client, SignatureStore()), _gemini(gemini, client, SignatureStore()))
-    assert refused.value.status == 400 and "signature" in refused.value.message.lower()
-    await client.close()
+    try:
+        here, there = SignatureStore(), SignatureStore()
+        a.attach(here, "signatures:gemini")
+        b.attach(there, "signatures:gemini")
+        answer = orjson.loads(await _turns(gemini, _gemini(gemini, client, here), _gemini(gemini, client, there), a))
+        assert answer["choices"][0]["message"]["content"] == 'tool result: get_weather={"result":"sunny"}'
+        part = gemini.last_request.body["contents"][1]["parts"][0]
+        assert part["thoughtSignature"] in gemini.issued_signatures and "id" in part["functionCall"]
+        assert b.loaded == 1
+        # The control: without the shared layer the second instance has no signature, and the strict fake refuses.
+        with pytest.raises(GatewayError) as refused:
+            await _turns(gemini, _gemini(gemini, client, SignatureStore()), _gemini(gemini, client, SignatureStore()))
+        assert refused.value.status == 400 and "signature" in refused.value.message.lower()
+    finally:
+        await client.close()
