@@ -13,6 +13,7 @@ import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -28,7 +29,30 @@ from tests.unit.pricing.test_registry import fewer_models
 REDIS_ENV = "GOPHERGATE_TEST_REDIS_URL"
 DAY = 86400.0
 # The real models.dev snapshot beside the checkout (../shared/fixtures/README.md), when there.
-FULL_REGISTRY = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "models-dev-api.json"
+TRIMMED_REGISTRY = Path(__file__).resolve().parents[2] / "fixtures" / "models-dev-trimmed.json"
+
+
+def full_size_registry(models: int = 5300) -> bytes:
+    """A models.dev document as large as the real one (~5,300 models, megabytes): the trimmed snapshot's real
+    entries, each provider's models repeated under new ids until the count is reached."""
+    data = orjson.loads(TRIMMED_REGISTRY.read_bytes())
+    originals = [(name, dict(provider["models"])) for name, provider in data.items() if provider.get("models")]
+    count = sum(len(m) for _, m in originals)
+    copy = 0
+    while count < models:
+        copy += 1
+        for name, entries in originals:
+            for model_id, entry in entries.items():
+                if count >= models:
+                    break
+                clone_id = f"{model_id}-copy{copy}"
+                data[name]["models"][clone_id] = {
+                    **entry,
+                    "id": clone_id,
+                    "name": f"{entry.get('name', model_id)} {copy}",
+                }
+                count += 1
+    return orjson.dumps(data)
 
 
 def redis_url() -> str:
@@ -179,9 +203,8 @@ async def test_the_shared_copy_is_the_downloaded_document_compressed_with_its_me
 async def test_the_full_models_dev_document_goes_through_redis_within_the_clients_timeouts(
     make: Make, source: FakeRegistry, redis: Redis, prefix: str
 ) -> None:
-    if not FULL_REGISTRY.exists():
-        pytest.skip(f"the full models.dev snapshot is not beside the checkout ({FULL_REGISTRY})")
-    source.body = FULL_REGISTRY.read_bytes()  # 2.4 MB, 5,276 models
+    source.body = full_size_registry()  # as large as the real one: megabytes, over 5,000 models
+    assert len(source.body) > 1_000_000
     one = make("one")
     await one._cluster_check(True)
     assert one.catalog is not None and one.catalog.model_count > 5000
