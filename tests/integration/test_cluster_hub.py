@@ -251,3 +251,56 @@ def test_an_unreachable_redis_leaves_v1_serving_and_readyz_says_degraded(tmp_pat
             assert "cluster: Redis is unreachable" in gw.logs()
         finally:
             gw.stop()
+
+
+def test_with_redis_the_dashboard_of_a_two_worker_instance_sees_both_workers_traffic(tmp_path: Any) -> None:
+    """Without Redis each worker's hub shows its own share; with it, one instance's two workers are one view."""
+    redis_url = _redis_url()
+    prefix = f"gg-test-{uuid.uuid4().hex[:8]}:"
+    with FakeOpenAICompat("openai", api_key=UPSTREAM_KEY) as upstream:
+        env = {
+            "OPENAI_API_KEY": UPSTREAM_KEY,
+            "OPENAI_BASE_URL": upstream.base_url,
+            "GOPHERGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "GOPHERGATE_REDIS_URL": redis_url,
+            "GOPHERGATE_REDIS_KEY_PREFIX": prefix,
+            "GOPHERGATE_WORKERS": "2",
+            "GOPHERGATE_INSTANCE_NAME": "gw-w",
+        }
+        gw = Gateway(tmp_path, env=env).start()
+        try:
+            pair = Pair(gw, gw, prefix)
+
+            def both_workers(messages: list[dict[str, Any]]) -> bool:
+                last = [m["data"] for m in messages if m["type"] == "metrics"]
+                return bool(last) and last[-1]["instances"][0]["processes"] == 2 and last[-1]["requests_per_s"] > 0
+
+            async def run() -> tuple[set[str], list[dict[str, Any]]]:
+                sent: set[str] = set()
+
+                async def traffic() -> None:
+                    await asyncio.sleep(0.5)
+                    for _ in range(16):  # new connections: the kernel spreads them over the two workers
+                        r = await asyncio.to_thread(chat, gw, gw.key)
+                        assert r.status_code == 200, r.text
+                        sent.add(r.headers["x-request-id"])
+
+                task = asyncio.create_task(traffic())
+
+                def done(messages: list[dict[str, Any]]) -> bool:
+                    got = {m["data"]["request_id"] for m in messages if m["type"] == "request"}
+                    return task.done() and sent <= got and both_workers(messages)
+
+                messages = await _watch(pair, gw, 15, done)
+                await task
+                return sent, messages
+
+            sent, messages = asyncio.run(run())
+            got = {m["data"]["request_id"] for m in messages if m["type"] == "request"}
+            assert sent <= got, f"missing on the dashboard: {len(sent - got)} of {len(sent)}"
+            assert both_workers(messages)
+            metrics = [m["data"] for m in messages if m["type"] == "metrics"][-1]
+            assert [i["instance"] for i in metrics["instances"]] == ["gw-w"]
+        finally:
+            gw.stop()
+            _delete_prefix(redis_url, prefix)
