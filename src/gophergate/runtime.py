@@ -303,6 +303,7 @@ class Runtime:
 
             bus_client = connect(settings.redis_url.get_secret_value(), max_connections=8)
             rt.bus = ClusterBus(bus_client, settings.redis_key_prefix, rt.instance)
+            rt.metrics.attach_bus(rt.bus)
             rt.bus.on("change", rt._on_change)
             rt.bus.on_reconnect.append(rt._resync)
             live = ClusterLive(rt.bus, rt.instance, rt.health)

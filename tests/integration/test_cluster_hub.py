@@ -20,6 +20,7 @@ import aiohttp
 import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes.openai_compat import FakeOpenAICompat
 from tests.integration.test_governance_cluster import REDIS_ENV, _delete_prefix, _redis_url
@@ -225,6 +226,21 @@ def test_every_instance_reports_the_cluster_on_readyz(pair: Pair) -> None:
         assert ready["details"]["instance"] == name
         cluster = ready["details"]["cluster"]
         assert cluster["state"] == "connected" and cluster["published"] > 0 and cluster["received"] > 0
+        figures = _scrape(gw)
+        assert figures["gophergate_cluster_connected"] == 1.0
+        assert figures["gophergate_cluster_messages_published_total"] > 0
+
+
+def _scrape(gw: Gateway) -> dict[str, float]:
+    """The unlabelled samples of an instance's /metrics, once its workers' figures are flushed (every second)."""
+    time.sleep(1.2)
+    text = httpx.get(gw.url + "/metrics", timeout=10).text
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.labels
+    }
 
 
 def test_an_unreachable_redis_leaves_v1_serving_and_readyz_says_degraded(tmp_path: Any) -> None:
@@ -249,6 +265,7 @@ def test_an_unreachable_redis_leaves_v1_serving_and_readyz_says_degraded(tmp_pat
             assert body["status"] == "ready" and body["details"]["cluster"]["state"] == "unreachable"
             assert any("Redis is unreachable" in line for line in body["degraded"])
             assert "cluster: Redis is unreachable" in gw.logs()
+            assert _scrape(gw)["gophergate_cluster_connected"] == 0.0
         finally:
             gw.stop()
 

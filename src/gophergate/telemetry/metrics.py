@@ -114,6 +114,14 @@ class RegistryFigures(Protocol):
     def catalog(self) -> Any: ...
 
 
+class BusFigures(Protocol):
+    """What /metrics reads of the cluster bus (``cluster/bus.py``)."""
+
+    published: int
+    dropped: int
+    connected: bool
+
+
 class _Tally:
     """One raw key's requests since the last flush (histogram buckets in the bounds' order, then +Inf)."""
 
@@ -287,9 +295,32 @@ class Metrics:
         self._registry_models = gauge(
             "gophergate_registry_models", "Models in the loaded registry copy (0: offline prices).", "livemax"
         )
+        self._target = registry
+        self.bus: BusFigures | None = None  # with GOPHERGATE_REDIS_URL: ``attach_bus``
         self._process: _ProcessFigures | None = None
         if self.multiprocess_dir is not None:
             self._process = _ProcessFigures(registry)
+
+    def attach_bus(self, bus: BusFigures) -> None:
+        """The cluster bus's figures (with GOPHERGATE_REDIS_URL only: without it these metrics do not exist)."""
+        registry = self._target
+        self._bus_published = Counter(
+            "gophergate_cluster_messages_published_total",
+            "Live hub and change messages handed to Redis.",
+            registry=registry,
+        )
+        self._bus_dropped = Counter(
+            "gophergate_cluster_messages_dropped_total",
+            "Live hub and change messages dropped: the queue to Redis was full or Redis did not answer.",
+            registry=registry,
+        )
+        self._bus_connected = Gauge(
+            "gophergate_cluster_connected",
+            "1 while every worker is subscribed to the cluster bus on Redis, 0 while one cannot reach it.",
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
+        self.bus = bus
 
     def attach(
         self,
@@ -425,6 +456,11 @@ class Metrics:
         if refusals is not None:
             for reason, count in list(refusals.refusals.items()):
                 self._fold(f"refused:{reason}", count, self._rejections.labels(reason))
+        bus = self.bus
+        if bus is not None:
+            self._fold("bus_published", bus.published, self._bus_published)
+            self._fold("bus_dropped", bus.dropped, self._bus_dropped)
+            self._bus_connected.set(1 if bus.connected else 0)
         if registry is not None:
             age = registry.age_seconds
             self._registry_age.set(age if age is not None else float("nan"))
