@@ -23,7 +23,7 @@ import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -37,6 +37,38 @@ BATCH = 256
 WARN_EVERY_S = 60.0
 
 Handler = Callable[[str, bytes], None]  # (sender, payload)
+
+
+async def listen(
+    client: Redis,
+    channel: str,
+    on_message: Callable[[Any], None],
+    on_subscribed: Callable[[], Awaitable[None]],
+    on_error: Callable[[BaseException], None],
+) -> None:
+    """Subscribe to ``channel`` and hand each message's data to ``on_message`` until cancelled. After every
+    (re)subscription ``on_subscribed`` runs (load what may have been missed); after a failure ``on_error``, then a
+    new attempt after a backoff (0.1 s, doubling up to 5 s)."""
+    wait = 0.1
+    while True:
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(channel)
+            await on_subscribed()
+            wait = 0.1
+            while True:
+                message = await pubsub.get_message(timeout=0.25)  # below the client's socket timeout
+                if message is not None:
+                    on_message(message["data"])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            on_error(exc)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 5.0)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
 
 
 def frame(topic: str, sender: str, payload: bytes) -> bytes:
@@ -140,34 +172,18 @@ class ClusterBus:
             log.exception("cluster bus: handling a %s message failed", topic.decode(errors="replace"))
 
     async def _subscriber(self) -> None:
-        wait = 0.1
-        while True:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                reconnected = self._ever_connected
-                self.connected = self._ever_connected = True
-                wait = 0.1
-                if reconnected:
-                    log.info("cluster bus: Redis is reachable again")
-                    for callback in self.on_reconnect:
-                        try:
-                            callback()
-                        except Exception:
-                            log.exception("cluster bus: a reconnect callback failed")
-                while True:
-                    message = await pubsub.get_message(timeout=0.25)  # below the client's socket timeout
-                    if message is not None:
-                        self._dispatch(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._unreachable(exc)
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, 5.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+        await listen(self.client, self.channel, self._dispatch, self._subscribed, self._unreachable)
+
+    async def _subscribed(self) -> None:
+        reconnected = self._ever_connected
+        self.connected = self._ever_connected = True
+        if reconnected:
+            log.info("cluster bus: Redis is reachable again")
+            for callback in self.on_reconnect:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("cluster bus: a reconnect callback failed")
 
     def _unreachable(self, exc: BaseException) -> None:
         self.errors += 1

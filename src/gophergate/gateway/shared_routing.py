@@ -21,6 +21,8 @@ import uuid
 from itertools import count
 from typing import TYPE_CHECKING, Any
 
+from gophergate.cluster.bus import listen
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
@@ -125,27 +127,11 @@ class SharedRouting:
             log.warning("routing state: Redis is unreachable (%s); cooldowns are counted per process meanwhile", exc)
 
     async def _subscribe(self) -> None:
-        wait = 0.1
-        while True:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                await self._load()
-                self.connected = True
-                wait = 0.1
-                while True:
-                    message = await pubsub.get_message(timeout=0.25)  # below the client's socket timeout
-                    if message is not None:
-                        self._apply(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._unreachable(exc)
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, 5.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+        await listen(self.client, self.channel, self._apply, self._subscribed, self._unreachable)
+
+    async def _subscribed(self) -> None:
+        await self._load()
+        self.connected = True
 
     async def _load(self) -> None:
         """The cooldowns in force (a process that starts, or reconnects, missed their messages)."""
