@@ -116,6 +116,16 @@ class InvalidRequest(GatewayError):
     type = "invalid_request_error"
 
 
+def invalid_value(param: str, message: str) -> InvalidRequest:
+    """A field with a value the API does not accept (400 ``invalid_value``, naming the field)."""
+    return InvalidRequest(message, param=param, code="invalid_value")
+
+
+def unsupported_value(param: str, message: str) -> InvalidRequest:
+    """A field with a value the API accepts but this gateway cannot carry to the provider (400)."""
+    return InvalidRequest(message, param=param, code="unsupported_value")
+
+
 class BodyTooLarge(InvalidRequest):
     status = 413
     code = "request_too_large"

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from gophergate.core.errors import InvalidRequest
+from gophergate.core.errors import InvalidRequest, invalid_value, unsupported_value
 from gophergate.core.usage import Usage, from_openai
 from gophergate.wire.sse import EventTooLarge, SSEDecoder
 
@@ -40,14 +40,6 @@ _STOP_REASONS = {
     "function_call": "tool_use",
     "content_filter": "refusal",
 }
-
-
-def _bad(param: str, message: str) -> InvalidRequest:
-    return InvalidRequest(message, param=param, code="invalid_value")
-
-
-def _unsupported(param: str, message: str) -> InvalidRequest:
-    return InvalidRequest(message, param=param, code="unsupported_value")
 
 
 def _positive_int(value: Any) -> int | None:
@@ -65,33 +57,37 @@ def check_messages(data: dict[str, Any]) -> tuple[str, bool]:
     """``(model, stream)`` of a Messages request checked enough to route it; InvalidRequest names the field."""
     model = data.get("model")
     if not isinstance(model, str) or not model:
-        raise _bad("model", "'model' is required and must be a non-empty string.")
+        raise invalid_value("model", "'model' is required and must be a non-empty string.")
     if _positive_int(data.get("max_tokens")) is None:
-        raise _bad("max_tokens", "'max_tokens' is required and must be a positive integer.")
+        raise invalid_value("max_tokens", "'max_tokens' is required and must be a positive integer.")
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise _bad("messages", "'messages' is required and must be a non-empty array.")
+        raise invalid_value("messages", "'messages' is required and must be a non-empty array.")
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(message, dict):
-            raise _bad(where, f"'{where}' must be an object.")
+            raise invalid_value(where, f"'{where}' must be an object.")
         role = message.get("role")
         if role not in ("user", "assistant", "system"):
-            raise _bad(f"{where}.role", f"'{where}.role' must be user, assistant or system.")
+            raise invalid_value(f"{where}.role", f"'{where}.role' must be user, assistant or system.")
         content = message.get("content")
         if isinstance(content, str):
             continue
         if not isinstance(content, list):
-            raise _bad(f"{where}.content", f"'{where}.content' must be a string or an array of content blocks.")
+            raise invalid_value(
+                f"{where}.content", f"'{where}.content' must be a string or an array of content blocks."
+            )
         if role == "system":  # text blocks only, as in the top-level `system`
             _system_text(content, f"{where}.content")
             continue
         for j, block in enumerate(content):
             if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-                raise _bad(f"{where}.content[{j}]", f"'{where}.content[{j}]' must be a block with a string 'type'.")
+                raise invalid_value(
+                    f"{where}.content[{j}]", f"'{where}.content[{j}]' must be a block with a string 'type'."
+                )
     stream = data.get("stream")
     if stream is not None and not isinstance(stream, bool):
-        raise _bad("stream", "'stream' must be a boolean.")
+        raise invalid_value("stream", "'stream' must be a boolean.")
     _system_text(data.get("system"))
     return model, bool(stream)
 
@@ -125,7 +121,7 @@ def messages_to_chat(data: dict[str, Any]) -> dict[str, Any]:
     stop = data.get("stop_sequences")
     if stop is not None:
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise _bad("stop_sequences", "'stop_sequences' must be an array of strings.")
+            raise invalid_value("stop_sequences", "'stop_sequences' must be an array of strings.")
         if stop:
             out["stop"] = stop
     for name in ("temperature", "top_p", "top_k"):
@@ -133,7 +129,7 @@ def messages_to_chat(data: dict[str, Any]) -> dict[str, Any]:
             out[name] = data[name]
     output_config = data.get("output_config")
     if output_config is not None and not isinstance(output_config, dict):
-        raise _bad("output_config", "'output_config' must be an object.")
+        raise invalid_value("output_config", "'output_config' must be an object.")
     output_config = output_config or {}
     effort = _reasoning_effort(data.get("thinking"), output_config.get("effort"))
     if effort is not None:
@@ -155,11 +151,11 @@ def _system_text(system: Any, where: str = "system") -> str | None:
     if system is None or isinstance(system, str):
         return system
     if not isinstance(system, list):
-        raise _bad(where, f"'{where}' must be a string or an array of text blocks.")
+        raise invalid_value(where, f"'{where}' must be a string or an array of text blocks.")
     texts: list[str] = []
     for k, block in enumerate(system):
         if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
-            raise _bad(f"{where}[{k}]", f"'{where}[{k}]' must be a text block.")
+            raise invalid_value(f"{where}[{k}]", f"'{where}[{k}]' must be a text block.")
         texts.append(block["text"])
     return "\n\n".join(texts)
 
@@ -167,12 +163,12 @@ def _system_text(system: Any, where: str = "system") -> str | None:
 def _text(block: dict[str, Any], at: str) -> str:
     text = block.get("text")
     if not isinstance(text, str):
-        raise _bad(f"{at}.text", f"'{at}.text' must be a string.")
+        raise invalid_value(f"{at}.text", f"'{at}.text' must be a string.")
     return text
 
 
 def _not_here(at: str, kind: str, role: str) -> InvalidRequest:
-    return _bad(f"{at}.type", f"Content block type {kind!r} is not supported in {role} turns ('{at}.type').")
+    return invalid_value(f"{at}.type", f"Content block type {kind!r} is not supported in {role} turns ('{at}.type').")
 
 
 def _user_turn(content: str | list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
@@ -210,16 +206,16 @@ def _user_turn(content: str | list[dict[str, Any]], where: str) -> list[dict[str
 def _source(block: dict[str, Any], at: str) -> tuple[Any, dict[str, Any]]:
     source = block.get("source")
     if not isinstance(source, dict):
-        raise _bad(f"{at}.source", f"'{at}.source' must be an object.")
+        raise invalid_value(f"{at}.source", f"'{at}.source' must be an object.")
     return source.get("type"), source
 
 
 def _base64(source: dict[str, Any], at: str) -> tuple[str, str]:
     media_type, data = source.get("media_type"), source.get("data")
     if not isinstance(media_type, str) or not media_type:
-        raise _bad(f"{at}.source.media_type", f"'{at}.source.media_type' must be a non-empty string.")
+        raise invalid_value(f"{at}.source.media_type", f"'{at}.source.media_type' must be a non-empty string.")
     if not isinstance(data, str) or not data:
-        raise _bad(f"{at}.source.data", f"'{at}.source.data' must be a non-empty base64 string.")
+        raise invalid_value(f"{at}.source.data", f"'{at}.source.data' must be a non-empty base64 string.")
     return media_type.lower(), data
 
 
@@ -231,10 +227,10 @@ def _image(block: dict[str, Any], at: str) -> dict[str, Any]:
     elif kind == "url":
         given = source.get("url")
         if not isinstance(given, str) or not given:
-            raise _bad(f"{at}.source.url", f"'{at}.source.url' must be a non-empty string.")
+            raise invalid_value(f"{at}.source.url", f"'{at}.source.url' must be a non-empty string.")
         url = given
     else:
-        raise _unsupported(f"{at}.source.type", f"Image source type {kind!r} is not supported; use base64 or url.")
+        raise unsupported_value(f"{at}.source.type", f"Image source type {kind!r} is not supported; use base64 or url.")
     return {"type": "image_url", "image_url": {"url": url}}
 
 
@@ -243,28 +239,28 @@ def _document(block: dict[str, Any], at: str) -> dict[str, Any]:
     if kind == "base64":
         media_type, data = _base64(source, at)
         if media_type != "application/pdf":
-            raise _unsupported(f"{at}.source.media_type", "Base64 documents must be application/pdf.")
+            raise unsupported_value(f"{at}.source.media_type", "Base64 documents must be application/pdf.")
         title = block.get("title")
         filename = title if isinstance(title, str) and title else "document.pdf"
         return {"type": "file", "file": {"filename": filename, "file_data": f"data:application/pdf;base64,{data}"}}
     if kind == "text":
         text = source.get("data")
         if not isinstance(text, str):
-            raise _bad(f"{at}.source.data", f"'{at}.source.data' must be a string.")
+            raise invalid_value(f"{at}.source.data", f"'{at}.source.data' must be a string.")
         return {"type": "text", "text": text}
     if kind == "url":
-        raise _unsupported(
+        raise unsupported_value(
             f"{at}.source.type",
             "Documents by URL are only available when the model is served by Anthropic; send the PDF as base64.",
         )
-    raise _unsupported(f"{at}.source.type", f"Document source type {kind!r} is not supported; use base64 or text.")
+    raise unsupported_value(f"{at}.source.type", f"Document source type {kind!r} is not supported; use base64 or text.")
 
 
 def _tool_result(block: dict[str, Any], at: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The tool message for a ``tool_result`` block, and the image/PDF parts a tool message cannot carry."""
     call_id = block.get("tool_use_id")
     if not isinstance(call_id, str) or not call_id:
-        raise _bad(f"{at}.tool_use_id", f"'{at}.tool_use_id' must be a non-empty string.")
+        raise invalid_value(f"{at}.tool_use_id", f"'{at}.tool_use_id' must be a non-empty string.")
     content = block.get("content")
     texts: list[str] = []
     media: list[dict[str, Any]] = []
@@ -285,9 +281,9 @@ def _tool_result(block: dict[str, Any], at: str) -> tuple[dict[str, Any], list[d
                 else:
                     media.append(converted)
             else:
-                raise _bad(f"{inner}.type", f"'{inner}' must be a text, image or document block.")
+                raise invalid_value(f"{inner}.type", f"'{inner}' must be a text, image or document block.")
     elif content is not None:
-        raise _bad(f"{at}.content", f"'{at}.content' must be a string or an array of content blocks.")
+        raise invalid_value(f"{at}.content", f"'{at}.content' must be a string or an array of content blocks.")
     text = "\n".join(texts)
     if block.get("is_error") is True and not text.startswith("Error:"):
         text = f"Error: {text}" if text else "Error"
@@ -310,7 +306,7 @@ def _assistant_turn(content: str | list[dict[str, Any]], where: str) -> dict[str
         elif kind == "thinking":
             thinking = block.get("thinking")
             if not isinstance(thinking, str):
-                raise _bad(f"{at}.thinking", f"'{at}.thinking' must be a string.")
+                raise invalid_value(f"{at}.thinking", f"'{at}.thinking' must be a string.")
             if thinking:
                 thoughts.append(thinking)
         elif kind != "redacted_thinking":
@@ -327,13 +323,13 @@ def _assistant_turn(content: str | list[dict[str, Any]], where: str) -> dict[str
 def _tool_call(block: dict[str, Any], at: str) -> dict[str, Any]:
     call_id, name, arguments = block.get("id"), block.get("name"), block.get("input")
     if not isinstance(call_id, str) or not call_id:
-        raise _bad(f"{at}.id", f"'{at}.id' must be a non-empty string.")
+        raise invalid_value(f"{at}.id", f"'{at}.id' must be a non-empty string.")
     if not isinstance(name, str) or not name:
-        raise _bad(f"{at}.name", f"'{at}.name' must be a non-empty string.")
+        raise invalid_value(f"{at}.name", f"'{at}.name' must be a non-empty string.")
     if arguments is None:
         arguments = {}
     elif not isinstance(arguments, dict):
-        raise _bad(f"{at}.input", f"'{at}.input' must be an object.")
+        raise invalid_value(f"{at}.input", f"'{at}.input' must be an object.")
     function = {"name": name, "arguments": orjson.dumps(arguments).decode()}
     return {"id": call_id, "type": "function", "function": function}
 
@@ -342,24 +338,24 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
     if tools is None:
         return []
     if not isinstance(tools, list):
-        raise _bad("tools", "'tools' must be an array.")
+        raise invalid_value("tools", "'tools' must be an array.")
     out: list[dict[str, Any]] = []
     for i, tool in enumerate(tools):
         where = f"tools[{i}]"
         if not isinstance(tool, dict):
-            raise _bad(where, f"'{where}' must be an object.")
+            raise invalid_value(where, f"'{where}' must be an object.")
         kind = tool.get("type")
         if kind not in (None, "custom"):
-            raise _unsupported(
+            raise unsupported_value(
                 f"{where}.type",
                 f"Tool type {kind!r} is only available when the model is served by Anthropic; "
                 "define a custom tool with an 'input_schema' instead.",
             )
         name, schema = tool.get("name"), tool.get("input_schema")
         if not isinstance(name, str) or not name:
-            raise _bad(f"{where}.name", f"'{where}.name' must be a non-empty string.")
+            raise invalid_value(f"{where}.name", f"'{where}.name' must be a non-empty string.")
         if not isinstance(schema, dict):
-            raise _bad(f"{where}.input_schema", f"'{where}.input_schema' must be a JSON Schema object.")
+            raise invalid_value(f"{where}.input_schema", f"'{where}.input_schema' must be a JSON Schema object.")
         function: dict[str, Any] = {"name": name}
         if isinstance(tool.get("description"), str):
             function["description"] = tool["description"]
@@ -373,7 +369,7 @@ def _tool_choice(choice: Any) -> tuple[str | dict[str, Any] | None, bool]:
     if choice is None:
         return None, False
     if not isinstance(choice, dict):
-        raise _bad("tool_choice", "'tool_choice' must be an object with a 'type'.")
+        raise invalid_value("tool_choice", "'tool_choice' must be an object with a 'type'.")
     kind = choice.get("type")
     value: str | dict[str, Any]
     if kind in ("auto", "none"):
@@ -383,20 +379,22 @@ def _tool_choice(choice: Any) -> tuple[str | dict[str, Any] | None, bool]:
     elif kind == "tool":
         name = choice.get("name")
         if not isinstance(name, str) or not name:
-            raise _bad("tool_choice.name", "'tool_choice.name' must be a non-empty string.")
+            raise invalid_value("tool_choice.name", "'tool_choice.name' must be a non-empty string.")
         value = {"type": "function", "function": {"name": name}}
     else:
-        raise _bad("tool_choice.type", "'tool_choice.type' must be auto, any, tool or none.")
+        raise invalid_value("tool_choice.type", "'tool_choice.type' must be auto, any, tool or none.")
     return value, choice.get("disable_parallel_tool_use") is True
 
 
 def _reasoning_effort(thinking: Any, effort: Any) -> str | None:
     if effort is not None and effort not in _ADAPTIVE_EFFORTS:
-        raise _bad("output_config.effort", f"'output_config.effort' must be one of {', '.join(_ADAPTIVE_EFFORTS)}.")
+        raise invalid_value(
+            "output_config.effort", f"'output_config.effort' must be one of {', '.join(_ADAPTIVE_EFFORTS)}."
+        )
     if thinking is None:
         return None
     if not isinstance(thinking, dict):
-        raise _bad("thinking", "'thinking' must be an object with a 'type'.")
+        raise invalid_value("thinking", "'thinking' must be an object with a 'type'.")
     kind = thinking.get("type")
     if kind == "disabled":
         return None
@@ -405,19 +403,21 @@ def _reasoning_effort(thinking: Any, effort: Any) -> str | None:
     if kind == "enabled":
         budget = _positive_int(thinking.get("budget_tokens"))
         if budget is None:
-            raise _bad("thinking.budget_tokens", "'thinking.budget_tokens' must be a positive integer.")
+            raise invalid_value("thinking.budget_tokens", "'thinking.budget_tokens' must be a positive integer.")
         return next((name for limit, name in _BUDGET_EFFORTS if budget <= limit), "high")
-    raise _bad("thinking.type", "'thinking.type' must be enabled, adaptive or disabled.")
+    raise invalid_value("thinking.type", "'thinking.type' must be enabled, adaptive or disabled.")
 
 
 def _response_format(spec: Any) -> dict[str, Any] | None:
     if spec is None:
         return None
     if not isinstance(spec, dict) or spec.get("type") != "json_schema":
-        raise _bad("output_config.format.type", "'output_config.format.type' must be json_schema.")
+        raise invalid_value("output_config.format.type", "'output_config.format.type' must be json_schema.")
     schema = spec.get("schema")
     if not isinstance(schema, dict):
-        raise _bad("output_config.format.schema", "'output_config.format.schema' must be a JSON Schema object.")
+        raise invalid_value(
+            "output_config.format.schema", "'output_config.format.schema' must be a JSON Schema object."
+        )
     return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from gophergate.core.errors import InvalidRequest
+from gophergate.core.errors import invalid_value, unsupported_value
 from gophergate.core.redact import redact
 from gophergate.wire.sse import EventTooLarge, SSEDecoder, SSEEvent
 
@@ -44,14 +44,6 @@ _OPENAI_ONLY = {
 }
 
 
-def _bad(param: str, message: str) -> InvalidRequest:
-    return InvalidRequest(message, param=param, code="invalid_value")
-
-
-def _unsupported(param: str, message: str) -> InvalidRequest:
-    return InvalidRequest(message, param=param, code="unsupported_value")
-
-
 def _id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(24)}"
 
@@ -66,11 +58,11 @@ def responses_to_chat(data: dict[str, Any], history: list[dict[str, Any]] | None
     for name, message in _OPENAI_ONLY.items():
         value = data.get(name)
         if value is not None and value is not False:
-            raise _unsupported(name, message)
+            raise unsupported_value(name, message)
     messages: list[dict[str, Any]] = []
     instructions = data.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
-        raise _bad("instructions", "'instructions' must be a string.")
+        raise invalid_value("instructions", "'instructions' must be a string.")
     if instructions:
         messages.append({"role": "system", "content": instructions})
     messages.extend(history or ())
@@ -96,7 +88,7 @@ def responses_to_chat(data: dict[str, Any], history: list[dict[str, Any]] | None
         chat["max_tokens"] = data["max_output_tokens"]
     reasoning = data.get("reasoning")
     if reasoning is not None and not isinstance(reasoning, dict):
-        raise _bad("reasoning", "'reasoning' must be an object.")
+        raise invalid_value("reasoning", "'reasoning' must be an object.")
     if reasoning and reasoning.get("effort") is not None:
         chat["reasoning_effort"] = reasoning["effort"]
     for name in ("temperature", "top_p", "user"):
@@ -116,14 +108,14 @@ def _input_messages(value: Any) -> list[dict[str, Any]]:
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
     if not isinstance(value, list):
-        raise _bad("input", "'input' must be a string or a list of input items.")
+        raise invalid_value("input", "'input' must be a string or a list of input items.")
     messages: list[dict[str, Any]] = []
     assistant: dict[str, Any] | None = None  # the assistant message the next function_call joins
     reasoning: list[str] = []  # summaries waiting for the next assistant message
     for i, item in enumerate(value):
         where = f"input[{i}]"
         if not isinstance(item, dict):
-            raise _bad(where, f"'{where}' must be an object.")
+            raise invalid_value(where, f"'{where}' must be an object.")
         kind = item.get("type", "message" if "role" in item else None)
         if kind == "message":
             message = _message(item, where)
@@ -146,9 +138,9 @@ def _input_messages(value: Any) -> list[dict[str, Any]]:
                 reasoning.append(text)
             assistant = None
         elif kind is None:
-            raise _bad(f"{where}.type", f"'{where}' needs a 'type' (or a 'role' for a message).")
+            raise invalid_value(f"{where}.type", f"'{where}' needs a 'type' (or a 'role' for a message).")
         else:
-            raise _unsupported(
+            raise unsupported_value(
                 f"{where}.type", f"Input items of type '{kind}' are not available for this model's provider."
             )
     return messages
@@ -169,12 +161,12 @@ def _message(item: dict[str, Any], where: str) -> dict[str, Any]:
     role = item.get("role")
     chat_role = _ROLES.get(role) if isinstance(role, str) else None
     if chat_role is None:
-        raise _bad(f"{where}.role", f"'{where}.role' must be user, assistant, system or developer.")
+        raise invalid_value(f"{where}.role", f"'{where}.role' must be user, assistant, system or developer.")
     content = item.get("content")
     if isinstance(content, str):
         return {"role": chat_role, "content": content}
     if not isinstance(content, list):
-        raise _bad(f"{where}.content", f"'{where}.content' must be a string or a list of content parts.")
+        raise invalid_value(f"{where}.content", f"'{where}.content' must be a string or a list of content parts.")
     wheres = [f"{where}.content[{j}]" for j in range(len(content))]
     if chat_role == "user":
         return {"role": "user", "content": [_user_part(p, w) for p, w in zip(content, wheres, strict=True)]}
@@ -185,20 +177,20 @@ def _message(item: dict[str, Any], where: str) -> dict[str, Any]:
 
 def _part_text(part: Any, where: str) -> str:
     if not isinstance(part, dict):
-        raise _bad(where, f"'{where}' must be an object.")
+        raise invalid_value(where, f"'{where}' must be an object.")
     kind = part.get("type")
     key = "text" if kind in _TEXT_PARTS else "refusal" if kind == "refusal" else None
     if key is None:
-        raise _unsupported(f"{where}.type", f"'{where}' must be a text part here, not '{kind}'.")
+        raise unsupported_value(f"{where}.type", f"'{where}' must be a text part here, not '{kind}'.")
     text = part.get(key)
     if not isinstance(text, str):
-        raise _bad(f"{where}.{key}", f"'{where}.{key}' must be a string.")
+        raise invalid_value(f"{where}.{key}", f"'{where}.{key}' must be a string.")
     return text
 
 
 def _user_part(part: Any, where: str) -> dict[str, Any]:
     if not isinstance(part, dict):
-        raise _bad(where, f"'{where}' must be an object.")
+        raise invalid_value(where, f"'{where}' must be an object.")
     kind = part.get("type")
     if kind in _TEXT_PARTS:
         return {"type": "text", "text": _part_text(part, where)}
@@ -206,7 +198,7 @@ def _user_part(part: Any, where: str) -> dict[str, Any]:
         _no_storage(part, where, ("file_id",), "image_url")
         url = part.get("image_url")
         if not isinstance(url, str) or not url:
-            raise _bad(f"{where}.image_url", f"'{where}.image_url' must be a URL or a data URI.")
+            raise invalid_value(f"{where}.image_url", f"'{where}.image_url' must be a URL or a data URI.")
         image: dict[str, Any] = {"url": url}
         if isinstance(part.get("detail"), str):
             image["detail"] = part["detail"]
@@ -215,18 +207,20 @@ def _user_part(part: Any, where: str) -> dict[str, Any]:
         _no_storage(part, where, ("file_id", "file_url"), "file_data")
         file_data = part.get("file_data")
         if not isinstance(file_data, str) or not file_data:
-            raise _bad(f"{where}.file_data", f"'{where}.file_data' must be the file as a base64 data URI.")
+            raise invalid_value(f"{where}.file_data", f"'{where}.file_data' must be the file as a base64 data URI.")
         file: dict[str, Any] = {"file_data": file_data}
         if isinstance(part.get("filename"), str):
             file = {"filename": part["filename"], **file}
         return {"type": "file", "file": file}
-    raise _unsupported(f"{where}.type", f"Content parts of type '{kind}' are not available for this model's provider.")
+    raise unsupported_value(
+        f"{where}.type", f"Content parts of type '{kind}' are not available for this model's provider."
+    )
 
 
 def _no_storage(part: dict[str, Any], where: str, fields: tuple[str, ...], inline: str) -> None:
     for name in fields:
         if part.get(name) is not None:
-            raise _unsupported(
+            raise unsupported_value(
                 f"{where}.{name}",
                 f"'{name}' is not supported for this model's provider (it cannot fetch OpenAI files); send the "
                 f"content inline in '{inline}'.",
@@ -236,14 +230,14 @@ def _no_storage(part: dict[str, Any], where: str, fields: tuple[str, ...], inlin
 def _required_string(item: dict[str, Any], name: str, where: str) -> str:
     value = item.get(name)
     if not isinstance(value, str) or not value:
-        raise _bad(f"{where}.{name}", f"'{where}.{name}' must be a non-empty string.")
+        raise invalid_value(f"{where}.{name}", f"'{where}.{name}' must be a non-empty string.")
     return value
 
 
 def _function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
     arguments = item.get("arguments")
     if not isinstance(arguments, str):
-        raise _bad(f"{where}.arguments", f"'{where}.arguments' must be a JSON string.")
+        raise invalid_value(f"{where}.arguments", f"'{where}.arguments' must be a JSON string.")
     call_id = _required_string(item, "call_id", where)
     name = _required_string(item, "name", where)
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
@@ -257,7 +251,7 @@ def _tool_result(item: dict[str, Any], where: str) -> dict[str, Any]:
     elif isinstance(output, str):
         text = output
     else:
-        raise _bad(f"{where}.output", f"'{where}.output' must be a string or a list of text parts.")
+        raise invalid_value(f"{where}.output", f"'{where}.output' must be a string or a list of text parts.")
     return {"role": "tool", "tool_call_id": call_id, "content": text}
 
 
@@ -266,33 +260,33 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
     sub-agent tools) as plain ones: a chat backend has no namespaces. ``namespaces`` puts the group back on the
     calls that come out."""
     if not isinstance(tools, list):
-        raise _bad("tools", "'tools' must be a list.")
+        raise invalid_value("tools", "'tools' must be a list.")
     out: list[dict[str, Any]] = []
     for i, tool in enumerate(tools):
         where = f"tools[{i}]"
         if not isinstance(tool, dict):
-            raise _bad(where, f"'{where}' must be an object.")
+            raise invalid_value(where, f"'{where}' must be an object.")
         if tool.get("type") == "namespace":
             _required_string(tool, "name", where)
             inner = tool.get("tools")
             if not isinstance(inner, list):
-                raise _bad(f"{where}.tools", f"'{where}.tools' must be a list of function tools.")
+                raise invalid_value(f"{where}.tools", f"'{where}.tools' must be a list of function tools.")
             out.extend(_function_tool(t, f"{where}.tools[{j}]") for j, t in enumerate(inner))
         else:
             out.append(_function_tool(tool, where))
     names = [t["function"]["name"] for t in out]
     if len(set(names)) != len(names):
         duplicate = next(n for n in names if names.count(n) > 1)
-        raise _bad("tools", f"Two tools are named '{duplicate}': a chat backend needs one name per function.")
+        raise invalid_value("tools", f"Two tools are named '{duplicate}': a chat backend needs one name per function.")
     return out
 
 
 def _function_tool(tool: Any, where: str) -> dict[str, Any]:
     if not isinstance(tool, dict):
-        raise _bad(where, f"'{where}' must be an object.")
+        raise invalid_value(where, f"'{where}' must be an object.")
     kind = tool.get("type")
     if kind != "function":
-        raise _unsupported(
+        raise unsupported_value(
             f"{where}.type", f"The '{kind}' tool is not available for this model's provider; use function tools."
         )
     function: dict[str, Any] = {"name": _required_string(tool, "name", where)}
@@ -319,7 +313,7 @@ def _tool_choice(choice: Any) -> Any:
         return choice
     if isinstance(choice, dict) and choice.get("type") == "function":
         return {"type": "function", "function": {"name": _required_string(choice, "name", "tool_choice")}}
-    raise _unsupported(
+    raise unsupported_value(
         "tool_choice",
         "'tool_choice' must be auto, none, required or a function ({type: function, name}) for this model's provider.",
     )
@@ -329,7 +323,7 @@ def _response_format(text: Any) -> dict[str, Any] | None:
     if text is None:
         return None
     if not isinstance(text, dict):
-        raise _bad("text", "'text' must be an object.")
+        raise invalid_value("text", "'text' must be an object.")
     spec = text.get("format")
     if spec is None:
         return None
@@ -339,9 +333,9 @@ def _response_format(text: Any) -> dict[str, Any] | None:
     if kind == "json_object":
         return {"type": "json_object"}
     if kind != "json_schema" or not isinstance(spec, dict):
-        raise _bad("text.format.type", "'text.format.type' must be text, json_object or json_schema.")
+        raise invalid_value("text.format.type", "'text.format.type' must be text, json_object or json_schema.")
     if not isinstance(spec.get("schema"), dict):
-        raise _bad("text.format.schema", "'text.format.schema' must be a JSON Schema object.")
+        raise invalid_value("text.format.schema", "'text.format.schema' must be a JSON Schema object.")
     schema: dict[str, Any] = {"name": _required_string(spec, "name", "text.format")}
     for name in ("description", "schema", "strict"):
         if spec.get(name) is not None:

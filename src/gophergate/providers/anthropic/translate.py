@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from gophergate.core.errors import InvalidRequest
+from gophergate.core.errors import InvalidRequest, unsupported_value
 from gophergate.core.usage import Usage, from_anthropic
 
 DEFAULT_MAX_TOKENS = 4096
@@ -106,10 +106,6 @@ def _bad(param: str, message: str, code: str = "invalid_value") -> InvalidReques
     return InvalidRequest(message, param=param, code=code)
 
 
-def _unsupported(param: str, message: str) -> InvalidRequest:
-    return InvalidRequest(message, param=param, code="unsupported_value")
-
-
 # -- requests -------------------------------------------------------------------------------------------------
 
 
@@ -125,7 +121,9 @@ def to_anthropic(
     """The Messages API request for a Chat Completions body (``body`` is not modified)."""
     n = body.get("n")
     if isinstance(n, int) and not isinstance(n, bool) and n > 1:
-        raise _unsupported("n", "'n' greater than 1 is not supported by Anthropic models; send one request per answer.")
+        raise unsupported_value(
+            "n", "'n' greater than 1 is not supported by Anthropic models; send one request per answer."
+        )
 
     system, turns = _convert_messages(body.get("messages"), lookup)
     out: dict[str, Any] = {"model": model}
@@ -274,7 +272,7 @@ def _convert_messages(messages: Any, lookup: ThinkingLookup | None) -> tuple[lis
             blocks = [_tool_result(message, where)]
             turn_role = "user"
         else:
-            raise _unsupported(
+            raise unsupported_value(
                 f"{where}.role", f"Role '{role}' is not supported by Anthropic models; use tools and tool messages."
             )
         if not blocks:
@@ -340,7 +338,7 @@ def _content_part(part: Any, where: str) -> dict[str, Any] | None:
     if kind == "file":
         return _document(part.get("file"), f"{where}.file")
     if kind == "input_audio":
-        raise _unsupported(where, "Audio input is not supported by Anthropic models.")
+        raise unsupported_value(where, "Audio input is not supported by Anthropic models.")
     raise _bad(f"{where}.type", f"Unsupported content part type {kind!r} in '{where}'.")
 
 
@@ -354,7 +352,7 @@ def _image_source(url: str, where: str) -> dict[str, Any]:
     if media_type == "image/jpg":
         media_type = "image/jpeg"
     if media_type not in _IMAGE_TYPES:
-        raise _unsupported(
+        raise unsupported_value(
             where, f"Image type {media_type or 'unknown'!r} is not supported; use jpeg, png, gif or webp."
         )
     return {"type": "base64", "media_type": media_type, "data": match.group(3)}
@@ -366,7 +364,9 @@ def _document(file: Any, where: str) -> dict[str, Any]:
     data = file.get("file_data")
     if not isinstance(data, str) or not data:
         if file.get("file_id") is not None:
-            raise _unsupported(f"{where}.file_id", "Uploaded file ids are not supported; send 'file_data' instead.")
+            raise unsupported_value(
+                f"{where}.file_id", "Uploaded file ids are not supported; send 'file_data' instead."
+            )
         raise _bad(f"{where}.file_data", f"'{where}.file_data' is required.")
     match = _DATA_URI.fullmatch(data)
     if match is None:
@@ -387,7 +387,9 @@ def _document(file: Any, where: str) -> dict[str, Any]:
             raise _bad(f"{where}.file_data", f"'{where}.file_data' is not valid base64 UTF-8 text.") from None
         block = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text}}
     else:
-        raise _unsupported(f"{where}.file_data", f"File type {media_type!r} is not supported; use application/pdf.")
+        raise unsupported_value(
+            f"{where}.file_data", f"File type {media_type!r} is not supported; use application/pdf."
+        )
     filename = file.get("filename")
     if isinstance(filename, str) and filename:
         block["title"] = filename
@@ -428,7 +430,7 @@ def _tool_use(call: Any, where: str) -> dict[str, Any]:
     if not isinstance(call, dict):
         raise _bad(where, f"'{where}' must be an object.")
     if call.get("type", "function") != "function":
-        raise _unsupported(f"{where}.type", "Only function tool calls are supported by Anthropic models.")
+        raise unsupported_value(f"{where}.type", "Only function tool calls are supported by Anthropic models.")
     call_id = call.get("id")
     if not isinstance(call_id, str) or not call_id:
         raise _bad(f"{where}.id", f"'{where}.id' must be a non-empty string.")
@@ -471,7 +473,7 @@ def _convert_tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str
     for j, tool in enumerate(raw_tools):
         where = f"tools[{j}]"
         if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            raise _unsupported(f"{where}.type", "Only function tools are supported by Anthropic models.")
+            raise unsupported_value(f"{where}.type", "Only function tools are supported by Anthropic models.")
         fn = tool.get("function")
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
             raise _bad(f"{where}.function.name", f"'{where}.function.name' must be a non-empty string.")
