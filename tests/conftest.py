@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support import POSTGRES_ENV, Gateway, postgres_database
+from tests.support import POSTGRES_ENV, Gateway, delete_keys, postgres_database, redis_url, unique_prefix
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -39,3 +43,21 @@ def make_gateway(tmp_path: Path) -> Iterator[type[Gateway]]:
             gateway.stop(timeout=20)
         except Exception:
             pass
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[Redis]:
+    """A client of the test Redis (``GOPHERGATE_TEST_REDIS_URL``); the test fails without it."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_url(required=True), socket_timeout=5, socket_connect_timeout=5, max_connections=256)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def redis_prefix(redis_client: Redis) -> AsyncIterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = unique_prefix()
+    yield prefix
+    await delete_keys(redis_client, prefix)

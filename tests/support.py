@@ -1,4 +1,5 @@
-"""Test support: the real gateway as a subprocess on a loopback port, and database access for both engines."""
+"""Test support: the real gateway as a subprocess on a loopback port (alone or several as one cluster), database
+access for both engines, and the test Redis."""
 
 from __future__ import annotations
 
@@ -13,12 +14,18 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 POSTGRES_ENV = "GOPHERGATE_TEST_POSTGRES_URL"
+REDIS_ENV = "GOPHERGATE_TEST_REDIS_URL"
 # The project's own small registry snapshot: no test reaches models.dev.
 MINI_REGISTRY = Path(__file__).parent / "fixtures" / "models-dev-mini.json"
 # Real models.dev data trimmed to what the lookup tests ask for, in the real document's shape
@@ -89,6 +96,47 @@ def postgres_database() -> Iterator[str]:
         yield base.rsplit("/", 1)[0] + "/" + name
     finally:
         run_async(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def redis_url(*, required: bool = False) -> str:
+    """The test Redis (``GOPHERGATE_TEST_REDIS_URL``). Without it the test is skipped, or fails where ``required``
+    (the unit tests of the code that talks to Redis)."""
+    import pytest
+
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        message = f"this test needs {REDIS_ENV} (e.g. redis://127.0.0.1:6379/0); .ci/run sets it"
+        if required:
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
+def unique_prefix(label: str = "") -> str:
+    """A Redis key prefix of the caller's own (``gg-test-<label>-<random>:``), so that tests never share keys."""
+    return f"gg-test-{label + '-' if label else ''}{uuid.uuid4().hex[:8]}:"
+
+
+async def delete_keys(client: Redis, prefix: str) -> int:
+    """Delete every key under ``prefix``; how many there were."""
+    keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    return len(keys)
+
+
+def delete_redis_prefix(url: str, prefix: str) -> int:
+    """``delete_keys`` from sync code, with a client of its own."""
+    from redis.asyncio import Redis
+
+    async def main() -> int:
+        client = Redis.from_url(url)
+        try:
+            return await delete_keys(client, prefix)
+        finally:
+            await client.aclose()
+
+    return int(run_async(main))
 
 
 class Gateway:
@@ -246,3 +294,62 @@ models = ["{UNPRICED_MODEL}"]
             yield gateway, upstream
         finally:
             gateway.stop()
+
+
+@dataclass
+class GatewayCluster:
+    gateways: list[Gateway]
+    database_url: str
+    redis_url: str  # "" (and no prefix) where the instances share the database only
+    prefix: str
+
+
+def require_cluster_services(*, redis: bool = True) -> str | None:
+    """Skip the test without the shared PostgreSQL (``GOPHERGATE_TEST_POSTGRES_URL``) or, with ``redis``, the test
+    Redis; the Redis URL (None without ``redis``)."""
+    import pytest
+
+    url = redis_url() if redis else None
+    if not os.environ.get(POSTGRES_ENV):
+        pytest.skip(f"the cluster tests need {POSTGRES_ENV}")
+    return url
+
+
+@contextmanager
+def gateway_cluster(
+    root: Path,
+    env: dict[str, str],
+    names: Sequence[str],
+    *,
+    instance_names: bool = True,
+    redis: bool = True,
+    together: bool = False,
+) -> Iterator[GatewayCluster]:
+    """One started ``Gateway`` per name (its data dir ``root/<name>``, ``GOPHERGATE_INSTANCE_NAME=<name>`` where
+    ``instance_names``), all on one fresh PostgreSQL database with ``env``, one encryption key and, with ``redis``,
+    the test Redis under a key prefix of their own (deleted afterwards). The first instance migrates the database;
+    the others start one after another, or all at once where ``together``. Skipped without the services."""
+    url = require_cluster_services(redis=redis) or ""
+    prefix = unique_prefix() if url else ""
+    shared = {**env, "GOPHERGATE_ENCRYPTION_KEY": secrets.token_hex(32)}  # one cluster, one key
+    if url:
+        shared |= {"GOPHERGATE_REDIS_URL": url, "GOPHERGATE_REDIS_KEY_PREFIX": prefix}
+    with postgres_database() as database_url:
+        gateways: list[Gateway] = []
+        try:
+            for name in names:
+                path = root / name
+                path.mkdir()
+                own = {**shared, "GOPHERGATE_INSTANCE_NAME": name} if instance_names else shared
+                gateways.append(Gateway(path, env=own, database_url=database_url))
+                if len(gateways) == 1 or not together:
+                    gateways[-1].start()
+            if together and len(gateways) > 1:
+                with ThreadPoolExecutor(len(gateways) - 1) as pool:
+                    list(pool.map(Gateway.start, gateways[1:]))
+            yield GatewayCluster(gateways, database_url, url, prefix)
+        finally:
+            for gateway in gateways:
+                gateway.stop()
+            if url:
+                delete_redis_prefix(url, prefix)

@@ -9,12 +9,9 @@ routing): the page code is the one served, nothing in it exists for the test.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,59 +22,25 @@ from playwright.sync_api import Browser, Page, WebSocketRoute, expect
 
 from tests.browser.support import STATIC_INDEX, login
 from tests.fakes.openai_compat import FakeOpenAICompat
-from tests.support import POSTGRES_ENV, Gateway, postgres_database
+from tests.support import Gateway, gateway_cluster, require_cluster_services
 
-REDIS_ENV = "GOPHERGATE_TEST_REDIS_URL"
 UPSTREAM_KEY = "sk-upstream-browser-cluster"
 ADMIN_PASSWORD = "admin-pass-browser-cluster-1"
 NAMES = ("gw-a", "gw-b")
 
 
-def _delete_prefix(url: str, prefix: str) -> None:
-    import redis.asyncio as redis
-
-    async def run() -> None:
-        client = redis.Redis.from_url(url)
-        try:
-            names = [name async for name in client.scan_iter(match=prefix + "*", count=1000)]
-            if names:
-                await client.delete(*names)
-        finally:
-            await client.aclose()
-
-    asyncio.run(run())
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Gateway]]:
-    redis_url = os.environ.get(REDIS_ENV)
-    if not redis_url or not os.environ.get(POSTGRES_ENV):
-        pytest.skip(f"the cluster dashboard test needs {REDIS_ENV} and {POSTGRES_ENV} (.ci/run sets them)")
+    require_cluster_services()  # skips without PostgreSQL and Redis, before the UI build is checked
     assert STATIC_INDEX.is_file(), "the dashboard UI is not built: run `make ui` (make test builds it)"
-    prefix = f"gg-test-{uuid.uuid4().hex[:8]}:"
-    with postgres_database() as database_url, FakeOpenAICompat("openai", api_key=UPSTREAM_KEY) as upstream:
+    with FakeOpenAICompat("openai", api_key=UPSTREAM_KEY) as upstream:
         env = {
             "OPENAI_API_KEY": UPSTREAM_KEY,
             "OPENAI_BASE_URL": upstream.base_url,
             "GOPHERGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "GOPHERGATE_ENCRYPTION_KEY": os.urandom(32).hex(),  # one cluster, one key
-            "GOPHERGATE_REDIS_URL": redis_url,
-            "GOPHERGATE_REDIS_KEY_PREFIX": prefix,
         }
-        root = tmp_path_factory.mktemp("browser-cluster")
-        gateways: list[Gateway] = []
-        try:
-            for name in NAMES:
-                path = root / name
-                path.mkdir()
-                gateways.append(
-                    Gateway(path, env={**env, "GOPHERGATE_INSTANCE_NAME": name}, database_url=database_url).start()
-                )
-            yield gateways
-        finally:
-            for gateway in gateways:
-                gateway.stop()
-            _delete_prefix(redis_url, prefix)
+        with gateway_cluster(tmp_path_factory.mktemp("browser-cluster"), env, NAMES) as instances:
+            yield instances.gateways
 
 
 class Traffic:

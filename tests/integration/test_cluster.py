@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import socket
-import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -38,10 +35,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.gemini import SKIP_SIGNATURE, FakeGemini
 from tests.fakes.openai_compat import FakeOpenAICompat
-from tests.support import POSTGRES_ENV, Gateway, admin_session, free_port, postgres_database, query
+from tests.nginx import nginx
+from tests.support import Gateway, admin_session, gateway_cluster, query
 
-NGINX = Path("/usr/sbin/nginx")
-REDIS_ENV = "GOPHERGATE_TEST_REDIS_URL"
 NAMES = ("gw-a", "gw-b", "gw-c")
 UPSTREAM_KEY = "sk-upstream-cluster-0123456789"
 ADMIN_PASSWORD = "cluster-admin-password-1"
@@ -114,28 +110,6 @@ class Cluster:
             time.sleep(0.1)
 
 
-def _redis_url() -> str:
-    url = os.environ.get(REDIS_ENV)
-    if not url:
-        pytest.skip(f"the cluster tests need {REDIS_ENV} (e.g. redis://127.0.0.1:6379/0); .ci/run sets it")
-    return url
-
-
-def _delete_prefix(url: str, prefix: str) -> None:
-    import redis.asyncio as redis
-
-    async def run() -> None:
-        client = redis.Redis.from_url(url)
-        try:
-            names = [name async for name in client.scan_iter(match=prefix + "*", count=1000)]
-            if names:
-                await client.delete(*names)
-        finally:
-            await client.aclose()
-
-    asyncio.run(run())
-
-
 def _nginx_conf(directory: Path, port: int, gateway_ports: list[int]) -> str:
     """docs/operations.md's cluster configuration on loopback, without TLS, plus ``X-Upstream-Addr`` for the test.
     No ``keepalive`` to the instances: nginx never resends a POST it has sent, and on a kept-alive connection the
@@ -189,49 +163,10 @@ http {{
 """
 
 
-def _start_nginx(directory: Path, port: int) -> subprocess.Popen[bytes]:
-    assert NGINX.is_file(), "Debian nginx missing: apt-get install nginx (.ci/run does)"
-    log = (directory / "nginx.out").open("ab")
-    proc = subprocess.Popen(
-        [str(NGINX), "-p", str(directory), "-c", str(directory / "nginx.conf"), "-e", str(directory / "error.log")],
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"nginx exited early:\n{_nginx_logs(directory)}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"nginx did not listen on {port}")
-
-
-def _nginx_logs(directory: Path) -> str:
-    return "\n".join(p.read_text() for p in (directory / "nginx.out", directory / "error.log") if p.exists())
-
-
-def _stop_nginx(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGQUIT)  # graceful: workers finish, then the master exits
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    redis_url = _redis_url()
-    if not os.environ.get(POSTGRES_ENV):
-        pytest.skip(f"the cluster tests need {POSTGRES_ENV}")
-    prefix = f"gg-test-{uuid.uuid4().hex[:8]}:"
     root = tmp_path_factory.mktemp("cluster")
     with (
-        postgres_database() as database_url,
         FakeOpenAICompat("openai", api_key=UPSTREAM_KEY) as openai_fake,
         FakeGemini() as gemini,
         FakeAnthropic(api_key=UPSTREAM_KEY) as anthropic_fake,
@@ -244,34 +179,23 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "ANTHROPIC_API_KEY": UPSTREAM_KEY,
             "ANTHROPIC_BASE_URL": anthropic_fake.base_url,
             "GOPHERGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "GOPHERGATE_ENCRYPTION_KEY": secrets.token_hex(32),  # one cluster, one key
-            "GOPHERGATE_REDIS_URL": redis_url,
-            "GOPHERGATE_REDIS_KEY_PREFIX": prefix,
             "GOPHERGATE_LOG_FLUSH_INTERVAL_MS": "10",  # the default: the rows a SIGKILL loses are the default's
             "GOPHERGATE_KEY_REFRESH_SECONDS": "0.25",  # the default: revocation is measured as shipped
         }
-        gateways: list[Gateway] = []
-        for name in NAMES:
-            path = root / name
-            path.mkdir()
-            gateways.append(Gateway(path, env={**env, "GOPHERGATE_INSTANCE_NAME": name}, database_url=database_url))
-        directory = root / "nginx"
-        directory.mkdir()
-        nginx: subprocess.Popen[bytes] | None = None
-        try:
-            gateways[0].start()  # migrates the empty database; the other two start beside each other
-            with ThreadPoolExecutor(2) as pool:
-                list(pool.map(Gateway.start, gateways[1:]))
-            port = free_port()
-            (directory / "nginx.conf").write_text(_nginx_conf(directory, port, [g.port for g in gateways]))
-            nginx = _start_nginx(directory, port)
-            yield Cluster(gateways, f"http://127.0.0.1:{port}", database_url, openai_fake, gemini, anthropic_fake)
-        finally:
-            if nginx is not None:
-                _stop_nginx(nginx)
-            for gateway in gateways:
-                gateway.stop()
-            _delete_prefix(redis_url, prefix)
+        # The first instance migrates the empty database; the other two start beside each other.
+        with gateway_cluster(root, env, NAMES, together=True) as instances:
+            directory = root / "nginx"
+            directory.mkdir()
+            ports = [g.port for g in instances.gateways]
+            with nginx(directory, lambda port: _nginx_conf(directory, port, ports)) as port:
+                yield Cluster(
+                    instances.gateways,
+                    f"http://127.0.0.1:{port}",
+                    instances.database_url,
+                    openai_fake,
+                    gemini,
+                    anthropic_fake,
+                )
 
 
 class Answer(NamedTuple):

@@ -8,11 +8,8 @@ A gateway whose Redis does not answer keeps serving and says so on /readyz."""
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,8 +20,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes.openai_compat import FakeOpenAICompat
-from tests.integration.test_governance_cluster import REDIS_ENV, _delete_prefix, _redis_url
-from tests.support import POSTGRES_ENV, Gateway, admin_session, free_port, postgres_database
+from tests.support import (
+    Gateway,
+    admin_session,
+    delete_redis_prefix,
+    free_port,
+    gateway_cluster,
+    redis_url,
+    unique_prefix,
+)
 
 UPSTREAM_KEY = "sk-upstream-cluster-hub"
 ADMIN_PASSWORD = "admin-pass-cluster-hub-1"
@@ -53,34 +57,16 @@ def chat(gw: Gateway, secret: str, model: str = "gpt-4o-mini") -> httpx.Response
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    redis_url = _redis_url()
-    if not os.environ.get(POSTGRES_ENV):
-        pytest.skip(f"the cluster tests need {POSTGRES_ENV}")
-    prefix = f"gg-test-{uuid.uuid4().hex[:8]}:"
-    with postgres_database() as database_url, FakeOpenAICompat("openai", api_key=UPSTREAM_KEY) as upstream:
+    with FakeOpenAICompat("openai", api_key=UPSTREAM_KEY) as upstream:
         env = {
             "OPENAI_API_KEY": UPSTREAM_KEY,
             "OPENAI_BASE_URL": upstream.base_url,
             "GOPHERGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "GOPHERGATE_ENCRYPTION_KEY": secrets.token_hex(32),
-            "GOPHERGATE_REDIS_URL": redis_url,
-            "GOPHERGATE_REDIS_KEY_PREFIX": prefix,
             "GOPHERGATE_KEY_REFRESH_SECONDS": SLOW_POLL,
             "GOPHERGATE_PRICE_REFRESH_SECONDS": SLOW_POLL,
         }
-        root = tmp_path_factory.mktemp("cluster-hub")
-        gateways: list[Gateway] = []
-        try:
-            for name in ("gw-a", "gw-b"):
-                path = root / name
-                path.mkdir()
-                gateways.append(Gateway(path, env={**env, "GOPHERGATE_INSTANCE_NAME": name}, database_url=database_url))
-                gateways[-1].start()
-            yield Pair(gateways[0], gateways[1], prefix)
-        finally:
-            for gateway in gateways:
-                gateway.stop()
-            _delete_prefix(redis_url, prefix)
+        with gateway_cluster(tmp_path_factory.mktemp("cluster-hub"), env, ("gw-a", "gw-b")) as instances:
+            yield Pair(instances.gateways[0], instances.gateways[1], instances.prefix)
 
 
 async def _watch(pair: Pair, gw: Gateway, seconds: float, until: Any) -> list[dict[str, Any]]:
@@ -247,8 +233,7 @@ def _scrape(gw: Gateway) -> dict[str, float]:
 
 
 def test_an_unreachable_redis_leaves_v1_serving_and_readyz_says_degraded(tmp_path: Any) -> None:
-    if not os.environ.get(REDIS_ENV):
-        pytest.skip(f"needs {REDIS_ENV}")
+    redis_url()  # skips the test without GOPHERGATE_TEST_REDIS_URL
     with FakeOpenAICompat("openai", api_key=UPSTREAM_KEY) as upstream:
         env = {
             "OPENAI_API_KEY": UPSTREAM_KEY,
@@ -275,14 +260,14 @@ def test_an_unreachable_redis_leaves_v1_serving_and_readyz_says_degraded(tmp_pat
 
 def test_with_redis_the_dashboard_of_a_two_worker_instance_sees_both_workers_traffic(tmp_path: Any) -> None:
     """Without Redis each worker's hub shows its own share; with it, one instance's two workers are one view."""
-    redis_url = _redis_url()
-    prefix = f"gg-test-{uuid.uuid4().hex[:8]}:"
+    url = redis_url()
+    prefix = unique_prefix()
     with FakeOpenAICompat("openai", api_key=UPSTREAM_KEY) as upstream:
         env = {
             "OPENAI_API_KEY": UPSTREAM_KEY,
             "OPENAI_BASE_URL": upstream.base_url,
             "GOPHERGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "GOPHERGATE_REDIS_URL": redis_url,
+            "GOPHERGATE_REDIS_URL": url,
             "GOPHERGATE_REDIS_KEY_PREFIX": prefix,
             "GOPHERGATE_WORKERS": "2",
             "GOPHERGATE_INSTANCE_NAME": "gw-w",
@@ -323,4 +308,4 @@ def test_with_redis_the_dashboard_of_a_two_worker_instance_sees_both_workers_tra
             assert [i["instance"] for i in metrics["instances"]] == ["gw-w"]
         finally:
             gw.stop()
-            _delete_prefix(redis_url, prefix)
+            delete_redis_prefix(url, prefix)

@@ -13,9 +13,6 @@ turn (the tool result, the assistant message echoed with the standard fields onl
 
 from __future__ import annotations
 
-import os
-import secrets
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,8 +25,7 @@ import pytest
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.gemini import SKIP_SIGNATURE, FakeGemini
 from tests.fakes.openai_compat import FakeOpenAICompat
-from tests.integration.test_governance_cluster import REDIS_ENV, _delete_prefix
-from tests.support import POSTGRES_ENV, Gateway, free_port, postgres_database
+from tests.support import Gateway, free_port, gateway_cluster
 
 UPSTREAM_KEY = "sk-upstream-memories-0123456789"
 SONNET = "claude-sonnet-4-5-20250929"  # manual thinking budgets in the Anthropic fake
@@ -99,43 +95,20 @@ class Pair:
 
 
 @contextmanager
-def pair(root: Path, fakes: Fakes, extra: dict[str, str]) -> Iterator[Pair]:
-    if not os.environ.get(POSTGRES_ENV):
-        pytest.skip(f"the cluster tests need {POSTGRES_ENV}")
-    with postgres_database() as database_url:
-        env = {**fakes.env(), "GOPHERGATE_ENCRYPTION_KEY": secrets.token_hex(32), **extra}
-        gateways: list[Gateway] = []
-        try:
-            for index in range(2):
-                path = root / f"gw{index}"
-                path.mkdir()
-                gateways.append(Gateway(path, env=env, database_url=database_url).start())
-            yield Pair(gateways)
-        finally:
-            for gateway in gateways:
-                gateway.stop()
+def pair(root: Path, fakes: Fakes, *, redis: bool) -> Iterator[Pair]:
+    with gateway_cluster(root, fakes.env(), ("gw0", "gw1"), instance_names=False, redis=redis) as instances:
+        yield Pair(instances.gateways)
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory, fakes: Fakes) -> Iterator[Pair]:
-    url = os.environ.get(REDIS_ENV)
-    if not url:
-        pytest.skip(f"Redis tests need {REDIS_ENV} (e.g. redis://127.0.0.1:6379/0); .ci/run sets it")
-    prefix = f"gg-test-{uuid.uuid4().hex[:8]}:"
-    try:
-        with pair(
-            tmp_path_factory.mktemp("shared"),
-            fakes,
-            {"GOPHERGATE_REDIS_URL": url, "GOPHERGATE_REDIS_KEY_PREFIX": prefix},
-        ) as made:
-            yield made
-    finally:
-        _delete_prefix(url, prefix)
+    with pair(tmp_path_factory.mktemp("shared"), fakes, redis=True) as made:
+        yield made
 
 
 @pytest.fixture(scope="module")
 def unshared(tmp_path_factory: pytest.TempPathFactory, fakes: Fakes) -> Iterator[Pair]:
-    with pair(tmp_path_factory.mktemp("unshared"), fakes, {}) as made:
+    with pair(tmp_path_factory.mktemp("unshared"), fakes, redis=False) as made:
         yield made
 
 

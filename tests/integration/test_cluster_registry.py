@@ -7,12 +7,10 @@ fetch on its own, as without Redis."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -26,19 +24,11 @@ import pytest
 from gophergate.pricing.catalog import Catalog
 from tests.fakes.openai_compat import FakeOpenAICompat
 from tests.fakes.registry import FakeRegistry
-from tests.support import MINI_REGISTRY, Gateway, free_port
+from tests.support import MINI_REGISTRY, Gateway, delete_redis_prefix, free_port, redis_url, unique_prefix
 
-REDIS_ENV = "GOPHERGATE_TEST_REDIS_URL"
 UPSTREAM_KEY = "sk-upstream-registry-cluster"
 # gpt-4o-mini at prices no other source has (USD per 1M tokens): a row priced at them was priced by this copy.
 INPUT, OUTPUT = Decimal(7), Decimal(13)
-
-
-def _redis_url() -> str:
-    url = os.environ.get(REDIS_ENV)
-    if not url:
-        pytest.skip(f"the registry cluster tests need {REDIS_ENV} (e.g. redis://127.0.0.1:6379/0); .ci/run sets it")
-    return url
 
 
 def _redis(url: str, work: Callable[[Any], Any]) -> Any:
@@ -54,15 +44,6 @@ def _redis(url: str, work: Callable[[Any], Any]) -> Any:
     return asyncio.run(run())
 
 
-def _delete_prefix(url: str, prefix: str) -> None:
-    async def work(client: Any) -> None:
-        names = [name async for name in client.scan_iter(match=prefix + "*", count=1000)]
-        if names:
-            await client.delete(*names)
-
-    _redis(url, work)
-
-
 def registry_body(input_price: Decimal, output_price: Decimal) -> bytes:
     doc = orjson.loads(MINI_REGISTRY.read_bytes())
     cost = doc["openai"]["models"]["gpt-4o-mini"]["cost"]
@@ -75,7 +56,7 @@ class Cluster:
     def __init__(self, root: Path, source: FakeRegistry, upstream: FakeOpenAICompat, redis_url: str) -> None:
         self.root = root
         self.source = source
-        self.prefix = f"gg-test-registry-{uuid.uuid4().hex[:8]}:"
+        self.prefix = unique_prefix("registry")
         self.env = {
             "OPENAI_API_KEY": UPSTREAM_KEY,
             "OPENAI_BASE_URL": upstream.base_url,
@@ -109,17 +90,17 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    redis_url = _redis_url()
+    url = redis_url()
     with (
         FakeRegistry(registry_body(INPUT, OUTPUT)) as source,
         FakeOpenAICompat("openai", api_key=UPSTREAM_KEY) as upstream,
     ):
-        cluster = Cluster(tmp_path, source, upstream, redis_url)
+        cluster = Cluster(tmp_path, source, upstream, url)
         try:
             yield cluster
         finally:
             cluster.stop()
-            _delete_prefix(redis_url, cluster.prefix)
+            delete_redis_prefix(url, cluster.prefix)
 
 
 def registry_status(gateway: Gateway) -> dict[str, Any]:

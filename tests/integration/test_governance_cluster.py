@@ -5,12 +5,8 @@ refused or tolerated as configured."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import os
-import secrets
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -21,36 +17,12 @@ import openai
 import pytest
 
 from tests.fakes.openai_compat import FakeOpenAICompat
-from tests.support import POSTGRES_ENV, Gateway, admin_session, free_port, postgres_database
+from tests.support import Gateway, admin_session, delete_redis_prefix, free_port, gateway_cluster
 
-REDIS_ENV = "GOPHERGATE_TEST_REDIS_URL"
 UPSTREAM_KEY = "sk-upstream-cluster"
 ADMIN_PASSWORD = "admin-pass-cluster-1"
 # gpt-4o-mini in tests/fixtures/models-dev-mini.json: $0.15 input, $0.60 output per 1M tokens.
 OUTPUT = Decimal("0.6") / 1_000_000
-
-
-def _redis_url() -> str:
-    url = os.environ.get(REDIS_ENV)
-    if not url:
-        pytest.skip(f"Redis tests need {REDIS_ENV} (e.g. redis://127.0.0.1:6379/0); .ci/run sets it")
-    return url
-
-
-def _delete_prefix(url: str, prefix: str) -> int:
-    import redis.asyncio as redis
-
-    async def run() -> int:
-        client = redis.Redis.from_url(url)
-        try:
-            names = [name async for name in client.scan_iter(match=prefix + "*", count=1000)]
-            if names:
-                await client.delete(*names)
-            return len(names)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(run())
 
 
 class Cluster:
@@ -95,33 +67,15 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    redis_url = _redis_url()
-    if not os.environ.get(POSTGRES_ENV):
-        pytest.skip(f"the cluster tests need {POSTGRES_ENV}")
-    prefix = f"gg-test-{uuid.uuid4().hex[:8]}:"
-    with postgres_database() as database_url, FakeOpenAICompat("openai", api_key=UPSTREAM_KEY) as upstream:
+    with FakeOpenAICompat("openai", api_key=UPSTREAM_KEY) as upstream:
         env = {
             "OPENAI_API_KEY": UPSTREAM_KEY,
             "OPENAI_BASE_URL": upstream.base_url,
             "GOPHERGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "GOPHERGATE_ENCRYPTION_KEY": secrets.token_hex(32),  # one cluster, one key
-            "GOPHERGATE_REDIS_URL": redis_url,
-            "GOPHERGATE_REDIS_KEY_PREFIX": prefix,
         }
         root = tmp_path_factory.mktemp("cluster")
-        gateways: list[Gateway] = []
-        try:
-            for index in range(3):
-                path = root / f"gw{index}"
-                path.mkdir()
-                gateway = Gateway(path, env=env, database_url=database_url)
-                gateway.start()
-                gateways.append(gateway)
-            yield Cluster(gateways, upstream, redis_url, prefix)
-        finally:
-            for gateway in gateways:
-                gateway.stop()
-            _delete_prefix(redis_url, prefix)
+        with gateway_cluster(root, env, ("gw0", "gw1", "gw2"), instance_names=False) as instances:
+            yield Cluster(instances.gateways, upstream, instances.redis_url, instances.prefix)
 
 
 def test_every_instance_says_its_limits_live_in_redis(cluster: Cluster) -> None:
@@ -241,7 +195,7 @@ def test_spend_is_rebuilt_from_the_log_after_redis_is_flushed(cluster: Cluster) 
     for index in range(3):
         assert cluster.chat(index, secret, "WORDS 30").status_code == 200
     spent = cluster.logged_cost(key_id, 3)
-    assert _delete_prefix(cluster.redis_url, cluster.prefix) > 0  # Redis lost every counter
+    assert delete_redis_prefix(cluster.redis_url, cluster.prefix) > 0  # Redis lost every counter
     with cluster.admin(1) as c:
         usage = c.get(f"/api/keys/{key_id}/usage").json()
     assert Decimal(usage["budget"]["spend_usd"]) == spent  # rebuilt before the scope was read or admitted again
@@ -255,7 +209,7 @@ def test_a_budget_spent_before_a_flush_stays_spent(cluster: Cluster) -> None:
     while cluster.chat(0, secret, "WORDS 40").status_code == 200:
         pass
     cluster.logged_cost(key_id, 2)
-    _delete_prefix(cluster.redis_url, cluster.prefix)
+    delete_redis_prefix(cluster.redis_url, cluster.prefix)
     for index in range(3):
         r = cluster.chat(index, secret)
         assert r.status_code == 429 and r.json()["error"]["code"] == "budget_exceeded"

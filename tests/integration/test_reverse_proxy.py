@@ -13,12 +13,9 @@ import asyncio
 import base64
 import datetime as dt
 import os
-import signal
-import socket
 import ssl
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,9 +30,9 @@ import orjson
 import pytest
 
 from tests.fakes.openai_compat import FakeOpenAICompat
+from tests.nginx import nginx
 from tests.support import Gateway, free_port, query
 
-NGINX = Path("/usr/sbin/nginx")
 UPSTREAM_KEY = "sk-upstream-proxy-test"
 ADMIN_PASSWORD = "proxy-admin-password-1"
 MAX_FAILURES = 3
@@ -156,31 +153,6 @@ http {{
 """
 
 
-def _start_nginx(directory: Path, port: int) -> subprocess.Popen[bytes]:
-    assert NGINX.is_file(), "Debian nginx missing: apt-get install nginx (.ci/run does)"
-    log = (directory / "nginx.out").open("ab")
-    proc = subprocess.Popen(
-        [str(NGINX), "-p", str(directory), "-c", str(directory / "nginx.conf"), "-e", str(directory / "error.log")],
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"nginx exited early:\n{_nginx_logs(directory)}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"nginx did not listen on {port}:\n{_nginx_logs(directory)}")
-
-
-def _nginx_logs(directory: Path) -> str:
-    return "\n".join(p.read_text() for p in (directory / "nginx.out", directory / "error.log") if p.exists())
-
-
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     upstream = FakeOpenAICompat("openai", api_key=UPSTREAM_KEY).start()
@@ -196,21 +168,11 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     )
     directory = tmp_path_factory.mktemp("nginx")
     ca_file, cert, key = _write_certificates(directory)
-    port = free_port()
-    nginx: subprocess.Popen[bytes] | None = None
     try:
         gateway.start()
-        (directory / "nginx.conf").write_text(_nginx_conf(directory, port, gateway.port, cert, key))
-        nginx = _start_nginx(directory, port)
-        yield Proxy(gateway, f"https://localhost:{port}", ca_file)
+        with nginx(directory, lambda port: _nginx_conf(directory, port, gateway.port, cert, key)) as port:
+            yield Proxy(gateway, f"https://localhost:{port}", ca_file)
     finally:
-        if nginx is not None:
-            nginx.send_signal(signal.SIGQUIT)  # graceful: workers finish, then the master exits
-            try:
-                nginx.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(nginx.pid, signal.SIGKILL)
-                nginx.wait()
         gateway.stop()
         upstream.stop()
 

@@ -4,24 +4,12 @@ counted when the queue is full or Redis is gone."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 
-import pytest
-
 from gophergate.cluster.bus import ClusterBus, frame, publish_once
 from gophergate.limits.redis import connect
-from tests.support import free_port
-
-REDIS_ENV = "GOPHERGATE_TEST_REDIS_URL"
-
-
-def _url() -> str:
-    url = os.environ.get(REDIS_ENV)
-    if not url:
-        pytest.skip(f"needs {REDIS_ENV}")
-    return url
+from tests.support import free_port, redis_url, unique_prefix
 
 
 async def _until(check: object, within: float = 3.0) -> None:
@@ -32,8 +20,8 @@ async def _until(check: object, within: float = 3.0) -> None:
 
 
 def test_a_message_reaches_every_other_process_and_not_its_sender() -> None:
-    url = _url()
-    prefix = f"gg-test-{uuid.uuid4().hex[:8]}:"
+    url = redis_url()
+    prefix = unique_prefix()
 
     async def run() -> None:
         a = ClusterBus(connect(url), prefix, "gw-a")
@@ -78,8 +66,8 @@ def test_publishing_never_waits_and_a_full_queue_drops_and_counts() -> None:
 
 
 def test_a_reconnect_calls_back_so_missed_changes_are_read_again() -> None:
-    url = _url()
-    prefix = f"gg-test-{uuid.uuid4().hex[:8]}:"
+    url = redis_url()
+    prefix = unique_prefix()
 
     async def run() -> None:
         from redis.asyncio import Redis

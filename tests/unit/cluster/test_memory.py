@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,44 +32,18 @@ from gophergate.providers.reasoning_store import ReasoningStore
 from gophergate.providers.recall import tool_call_ids
 from tests.dashboard_data import migrated_engine
 from tests.fakes.gemini import FakeGemini
-from tests.support import free_port
-
-REDIS_ENV = "GOPHERGATE_TEST_REDIS_URL"
-
-
-def redis_url() -> str:
-    url = os.environ.get(REDIS_ENV)
-    if not url:
-        pytest.fail(f"the shared memory tests need {REDIS_ENV} (e.g. redis://127.0.0.1:6379/0)")
-    return url
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url(), socket_timeout=5, socket_connect_timeout=5)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def prefix(redis: Redis) -> AsyncIterator[str]:
-    """A prefix of this test's own; its keys are deleted afterwards."""
-    value = f"gg:test:memories:{uuid.uuid4().hex}:"
-    yield value
-    names = [name async for name in redis.scan_iter(match=value + "*", count=1000)]
-    if names:
-        await redis.delete(*names)
+from tests.support import free_port, redis_url
 
 
 def shared(prefix: str, **kwargs: Any) -> SharedMemories:
     """One process's shared layer, as the runtime builds it (its own client and pool)."""
-    return SharedMemories(connect(redis_url(), max_connections=16), prefix, **kwargs)
+    return SharedMemories(connect(redis_url(required=True), max_connections=16), prefix, **kwargs)
 
 
 @pytest.fixture
-async def pair(prefix: str) -> AsyncIterator[tuple[SharedMemories, SharedMemories]]:
+async def pair(redis_prefix: str) -> AsyncIterator[tuple[SharedMemories, SharedMemories]]:
     """Two processes (instances) on one Redis, writers running."""
-    a, b = shared(prefix), shared(prefix)
+    a, b = shared(redis_prefix), shared(redis_prefix)
     a.start()
     b.start()
     yield a, b
@@ -143,7 +115,7 @@ def _store_of(name: str) -> TTLStore[Any]:
 
 
 async def test_every_set_is_written_through_with_the_stores_ttl(
-    pair: tuple[SharedMemories, SharedMemories], redis: Redis, prefix: str
+    pair: tuple[SharedMemories, SharedMemories], redis_client: Redis, redis_prefix: str
 ) -> None:
     a, _ = pair
     store = ThinkingStore(ttl_seconds=3600)
@@ -153,15 +125,15 @@ async def test_every_set_is_written_through_with_the_stores_ttl(
     assert store.get("toolu_1") == blocks  # here at once; Redis a moment later, off the request path
     await settled(a)
     for key in ("toolu_1", "toolu_2"):
-        name = f"{prefix}thinking:claude:{key}"
-        assert await redis.get(name) == orjson.dumps(blocks)
-        assert 3_590_000 < await redis.pttl(name) <= 3_600_000
+        name = f"{redis_prefix}thinking:claude:{key}"
+        assert await redis_client.get(name) == orjson.dumps(blocks)
+        assert 3_590_000 < await redis_client.pttl(name) <= 3_600_000
     signatures = SignatureStore(ttl_seconds=48 * 3600)
     a.attach(signatures, "signatures:gemini")
     signatures.put("call_x", CallMemory("sig", "fc_1"))
     await settled(a)
-    assert await redis.get(f"{prefix}signatures:gemini:call_x") == b'["sig","fc_1"]'
-    assert await redis.pttl(f"{prefix}signatures:gemini:call_x") > 47 * 3600 * 1000
+    assert await redis_client.get(f"{redis_prefix}signatures:gemini:call_x") == b'["sig","fc_1"]'
+    assert await redis_client.pttl(f"{redis_prefix}signatures:gemini:call_x") > 47 * 3600 * 1000
     assert a.status()["written"] == 3 and a.status()["connected"] is True
 
 
@@ -210,8 +182,8 @@ async def test_a_value_fetched_is_not_written_back(pair: tuple[SharedMemories, S
     assert b.written == 0 and there.get("call_1") == "r"
 
 
-async def test_full_queue_drops_and_counts_without_blocking(prefix: str, redis: Redis) -> None:
-    memories = shared(prefix, max_queue=3, max_queue_bytes=1 << 20)
+async def test_full_queue_drops_and_counts_without_blocking(redis_prefix: str, redis_client: Redis) -> None:
+    memories = shared(redis_prefix, max_queue=3, max_queue_bytes=1 << 20)
     store = ReasoningStore()
     memories.attach(store, "reasoning")
     started = time.perf_counter()
@@ -226,8 +198,8 @@ async def test_full_queue_drops_and_counts_without_blocking(prefix: str, redis: 
     memories.start()
     await settled(memories)
     assert memories.written == 3
-    assert await redis.get(f"{prefix}reasoning:call_0") == b'"reasoning 0"'
-    assert await redis.get(f"{prefix}reasoning:call_3") is None
+    assert await redis_client.get(f"{redis_prefix}reasoning:call_0") == b'"reasoning 0"'
+    assert await redis_client.get(f"{redis_prefix}reasoning:call_3") is None
     await memories.close()
 
 
@@ -304,7 +276,7 @@ def test_stored_response_codec_round_trips() -> None:
 
 
 async def test_a_stored_response_is_found_on_another_instance_at_once_and_deleted_everywhere(
-    pair: tuple[SharedMemories, SharedMemories], databases: tuple[str, str], redis: Redis, prefix: str
+    pair: tuple[SharedMemories, SharedMemories], databases: tuple[str, str], redis_client: Redis, redis_prefix: str
 ) -> None:
     a, b = pair
     engines = [await migrated_engine(url) for url in databases]
@@ -312,19 +284,19 @@ async def test_a_stored_response_is_found_on_another_instance_at_once_and_delete
     messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
     first.keep(7, {"id": "resp_gg_1", "object": "response"}, messages)
     await settled(a)
-    ttl = await redis.pttl(prefix + "responses:resp_gg_1")
+    ttl = await redis_client.pttl(redis_prefix + "responses:resp_gg_1")
     assert 29 * 86400 * 1000 < ttl <= 30 * 86400 * 1000
     found = await second.load("resp_gg_1", 7)
     assert found is not None and found.messages == messages and found.response["id"] == "resp_gg_1"
     assert await second.load("resp_gg_1", 8) is None  # another key's
     assert b.responses_loaded == 1
     assert await second.delete("resp_gg_1", 7)
-    assert await redis.get(prefix + "responses:resp_gg_1") is None
-    assert await ResponseStore(engines[1], 30, shared(prefix)).load("resp_gg_1", 7) is None
+    assert await redis_client.get(redis_prefix + "responses:resp_gg_1") is None
+    assert await ResponseStore(engines[1], 30, shared(redis_prefix)).load("resp_gg_1", 7) is None
     big = [{"role": "user", "content": "x" * MAX_RESPONSE_BYTES}]
     first.keep(7, {"id": "resp_gg_big", "object": "response"}, big)
     await settled(a)
-    assert a.responses_too_large == 1 and await redis.get(prefix + "responses:resp_gg_big") is None
+    assert a.responses_too_large == 1 and await redis_client.get(redis_prefix + "responses:resp_gg_big") is None
     await first.close()
     await second.close()
     for engine in engines:
@@ -332,7 +304,7 @@ async def test_a_stored_response_is_found_on_another_instance_at_once_and_delete
 
 
 async def test_a_delete_right_after_the_keep_leaves_nothing_in_redis(
-    pair: tuple[SharedMemories, SharedMemories], databases: tuple[str, str], redis: Redis, prefix: str
+    pair: tuple[SharedMemories, SharedMemories], databases: tuple[str, str], redis_client: Redis, redis_prefix: str
 ) -> None:
     a, _ = pair
     engine = await migrated_engine(databases[0])
@@ -340,7 +312,7 @@ async def test_a_delete_right_after_the_keep_leaves_nothing_in_redis(
     store.keep(7, {"id": "resp_gg_2", "object": "response"}, [])
     assert await store.delete("resp_gg_2", 7)  # the queued write is taken back, not written after the DEL
     await settled(a)
-    assert await redis.get(prefix + "responses:resp_gg_2") is None
+    assert await redis_client.get(redis_prefix + "responses:resp_gg_2") is None
     await store.close()
     await engine.dispose()
 

@@ -15,8 +15,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gophergate.limits import Admitted, Limits, LimitsUnavailable, RedisLimits, Refused, Scope
-from tests.support import free_port
-from tests.unit.limits.conftest import FakeClock, delete_keys, redis_url
+from tests.support import delete_keys, free_port, redis_url
+from tests.unit.limits.conftest import FakeClock
 
 D = Decimal
 START = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
@@ -26,7 +26,7 @@ NO_RETRY = Retry(NoBackoff(), 0)  # redis-py retries three times with backoff by
 @pytest.fixture
 async def second_client() -> AsyncIterator[Redis]:
     """Another connection pool, as another gateway process would have."""
-    client = Redis.from_url(redis_url(), socket_timeout=5, socket_connect_timeout=5, max_connections=256)
+    client = Redis.from_url(redis_url(required=True), socket_timeout=5, socket_connect_timeout=5, max_connections=256)
     yield client
     await client.aclose()
 
@@ -272,7 +272,7 @@ async def test_two_processes_share_a_budget_exactly(
 
 
 async def test_a_client_that_decodes_responses_works_the_same(redis_prefix: str) -> None:
-    client = Redis.from_url(redis_url(), decode_responses=True)
+    client = Redis.from_url(redis_url(required=True), decode_responses=True)
     clock = FakeClock(START)
 
     async def ledger(scope: Scope, start: datetime | None) -> Decimal:

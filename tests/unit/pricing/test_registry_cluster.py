@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -23,10 +21,9 @@ from gophergate.pricing.catalog import Catalog
 from gophergate.pricing.cluster import RegistryCluster, decompress, source_id
 from gophergate.pricing.registry import Registry
 from tests.fakes.registry import FakeRegistry
-from tests.support import MINI_REGISTRY, free_port
+from tests.support import MINI_REGISTRY, free_port, redis_url
 from tests.unit.pricing.test_registry import fewer_models
 
-REDIS_ENV = "GOPHERGATE_TEST_REDIS_URL"
 DAY = 86400.0
 # The real models.dev snapshot beside the checkout (../shared/fixtures/README.md), when there.
 TRIMMED_REGISTRY = Path(__file__).resolve().parents[2] / "fixtures" / "models-dev-trimmed.json"
@@ -55,30 +52,6 @@ def full_size_registry(models: int = 5300) -> bytes:
     return orjson.dumps(data)
 
 
-def redis_url() -> str:
-    url = os.environ.get(REDIS_ENV)
-    if not url:
-        pytest.fail(f"the registry cluster tests need {REDIS_ENV} (e.g. redis://127.0.0.1:6379/0)")
-    return url
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url(), socket_timeout=5, socket_connect_timeout=5)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def prefix(redis: Redis) -> AsyncIterator[str]:
-    """A prefix of this test's own; its keys are deleted afterwards."""
-    prefix = f"gg:test:registry:{uuid.uuid4().hex}:"
-    yield prefix
-    keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
-    if keys:
-        await redis.delete(*keys)
-
-
 @pytest.fixture(autouse=True)
 def quick_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     """While another instance holds the lock, look again after 50 ms rather than 5 s."""
@@ -89,15 +62,15 @@ Make = Callable[..., Registry]
 
 
 @pytest.fixture
-async def make(prefix: str, tmp_path: Path, source: FakeRegistry) -> AsyncIterator[Make]:
+async def make(redis_prefix: str, tmp_path: Path, source: FakeRegistry) -> AsyncIterator[Make]:
     """``make(name)``: a registry of the fake source with a data dir of its own (another machine), sharing the
     test's prefix; closed at the end."""
     made: list[Registry] = []
 
     def build(name: str, *, url: str | None = None, redis: str | None = None, **kwargs: object) -> Registry:
         cluster = RegistryCluster(
-            connect(redis or redis_url(), max_connections=4),
-            prefix,
+            connect(redis or redis_url(required=True), max_connections=4),
+            redis_prefix,
             lock_seconds=float(kwargs.pop("lock_seconds", 60.0)),  # type: ignore[arg-type]
         )
         registry = Registry(url or source.url, tmp_path / name, cluster=cluster, **kwargs)  # type: ignore[arg-type]
@@ -116,9 +89,9 @@ def dead_redis() -> str:
 # -- the lock --------------------------------------------------------------------------------------------------------
 
 
-async def test_the_lock_has_one_holder_and_only_its_token_releases_it(prefix: str) -> None:
-    one = RegistryCluster(connect(redis_url(), max_connections=4), prefix)
-    two = RegistryCluster(connect(redis_url(), max_connections=4), prefix)
+async def test_the_lock_has_one_holder_and_only_its_token_releases_it(redis_prefix: str) -> None:
+    one = RegistryCluster(connect(redis_url(required=True), max_connections=4), redis_prefix)
+    two = RegistryCluster(connect(redis_url(required=True), max_connections=4), redis_prefix)
     try:
         token = await one.acquire()
         assert token is not None and one.holding
@@ -133,9 +106,9 @@ async def test_the_lock_has_one_holder_and_only_its_token_releases_it(prefix: st
         await two.aclose()
 
 
-async def test_a_lock_whose_holder_died_expires(prefix: str) -> None:
-    dead = RegistryCluster(connect(redis_url(), max_connections=4), prefix, lock_seconds=0.3)
-    other = RegistryCluster(connect(redis_url(), max_connections=4), prefix)
+async def test_a_lock_whose_holder_died_expires(redis_prefix: str) -> None:
+    dead = RegistryCluster(connect(redis_url(required=True), max_connections=4), redis_prefix, lock_seconds=0.3)
+    other = RegistryCluster(connect(redis_url(required=True), max_connections=4), redis_prefix)
     try:
         assert await dead.acquire() is not None  # and never released
         assert await other.acquire() is None
@@ -157,7 +130,7 @@ async def wait_for(predicate: Callable[[], bool], seconds: float = 15.0) -> None
 
 
 async def test_three_instances_starting_together_fetch_once(
-    make: Make, source: FakeRegistry, redis: Redis, prefix: str
+    make: Make, source: FakeRegistry, redis_client: Redis, redis_prefix: str
 ) -> None:
     seen: dict[str, list[Catalog]] = {name: [] for name in ("a", "b", "c")}
     registries = [make(name, on_change=seen[name].append) for name in seen]
@@ -174,7 +147,7 @@ async def test_three_instances_starting_together_fetch_once(
     assert sorted(r.status()["copy"] for r in registries) == ["cluster copy", "cluster copy", "fetched"]
     assert all(len(catalogs) == 1 for catalogs in seen.values())  # on_change, once each
     assert all(r.status()["cluster"] == "redis" and not r.status()["cluster_lock_held"] for r in registries)
-    assert await redis.exists(prefix + "registry:lock") == 0  # released
+    assert await redis_client.exists(redis_prefix + "registry:lock") == 0  # released
     # Each saved the copy to its own data dir, as if fetched there: a restart without Redis has it.
     fetched = next(r for r in registries if r.status()["copy"] == "fetched")
     for registry in registries:
@@ -187,28 +160,29 @@ async def test_three_instances_starting_together_fetch_once(
 
 
 async def test_the_shared_copy_is_the_downloaded_document_compressed_with_its_meta(
-    make: Make, source: FakeRegistry, redis: Redis, prefix: str
+    make: Make, source: FakeRegistry, redis_client: Redis, redis_prefix: str
 ) -> None:
     one = make("one")
     assert await one._cluster_check(True) is not None
-    data = await redis.get(prefix + "registry:copy")
+    data = await redis_client.get(redis_prefix + "registry:copy")
     assert data is not None and decompress(data, 1 << 26) == source.body
-    meta = {k.decode(): v.decode() for k, v in (await redis.hgetall(prefix + "registry:meta")).items()}
+    meta = {k.decode(): v.decode() for k, v in (await redis_client.hgetall(redis_prefix + "registry:meta")).items()}
     assert meta["snapshot"] == Catalog.snapshot_id(source.body) and meta["etag"] == '"v1"'
     assert float(meta["fetched_at"]) == one.fetched_at and int(meta["models"]) == one.catalog.model_count  # type: ignore[union-attr]
     assert meta["source"] == source_id(source.url) and source.url not in str(meta)
-    assert 0 < await redis.pttl(prefix + "registry:copy") <= 30 * DAY * 1000
+    assert 0 < await redis_client.pttl(redis_prefix + "registry:copy") <= 30 * DAY * 1000
 
 
 async def test_the_full_models_dev_document_goes_through_redis_within_the_clients_timeouts(
-    make: Make, source: FakeRegistry, redis: Redis, prefix: str
+    make: Make, source: FakeRegistry, redis_client: Redis, redis_prefix: str
 ) -> None:
     source.body = full_size_registry()  # as large as the real one: megabytes, over 5,000 models
     assert len(source.body) > 1_000_000
     one = make("one")
     await one._cluster_check(True)
     assert one.catalog is not None and one.catalog.model_count > 5000
-    assert (await redis.strlen(prefix + "registry:copy")) < len(source.body) // 5  # about 200 kB compressed
+    compressed = await redis_client.strlen(redis_prefix + "registry:copy")
+    assert compressed < len(source.body) // 5  # about 200 kB compressed
     other = make("other")  # the client of connect(): 0.5 s socket timeouts, no retries
     assert await other.load_cluster_copy()
     assert other.catalog is not None and other.catalog.snapshot == one.catalog.snapshot
@@ -241,17 +215,17 @@ async def test_at_start_a_newer_cluster_copy_replaces_an_older_saved_one(
 
 
 async def test_a_stale_shared_copy_is_checked_again_by_one_instance(
-    make: Make, source: FakeRegistry, redis: Redis, prefix: str
+    make: Make, source: FakeRegistry, redis_client: Redis, redis_prefix: str
 ) -> None:
     await make("a")._cluster_check(True)
     two_days_ago = time.time() - 2 * DAY
-    await redis.hset(prefix + "registry:meta", "fetched_at", repr(two_days_ago))
+    await redis_client.hset(redis_prefix + "registry:meta", "fetched_at", repr(two_days_ago))
     b = make("b")
     await b._cluster_check(True)
     # b took the stale copy (it had none), then checked it with its validators: 304, and shared the check.
     assert source.count == 2 and source.requests[-1].get("If-None-Match") == '"v1"'
     assert b.status()["copy"] == "fetched" and b.catalog is not None
-    meta = await redis.hgetall(prefix + "registry:meta")
+    meta = await redis_client.hgetall(redis_prefix + "registry:meta")
     assert float(meta[b"fetched_at"]) == b.fetched_at > two_days_ago + DAY
     c = make("c")
     await c._cluster_check(True)
@@ -259,9 +233,9 @@ async def test_a_stale_shared_copy_is_checked_again_by_one_instance(
 
 
 async def test_no_fetch_while_another_instance_holds_the_lock(
-    make: Make, source: FakeRegistry, redis: Redis, prefix: str
+    make: Make, source: FakeRegistry, redis_client: Redis, redis_prefix: str
 ) -> None:
-    await redis.set(prefix + "registry:lock", "someone-else", px=500)  # a holder that died mid-fetch
+    await redis_client.set(redis_prefix + "registry:lock", "someone-else", px=500)  # a holder that died mid-fetch
     registry = make("a")
     assert await registry._cluster_check(True) == pytest.approx(0.05)
     assert source.count == 0 and registry.catalog is None
@@ -297,26 +271,26 @@ async def test_a_failed_fetch_releases_the_lock_and_backs_off(make: Make, source
 
 
 async def test_an_unusable_shared_copy_is_fetched_over_and_not_tried_again(
-    make: Make, source: FakeRegistry, redis: Redis, prefix: str, caplog: pytest.LogCaptureFixture
+    make: Make, source: FakeRegistry, redis_client: Redis, redis_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     junk = b'{"openai": {"models": {'
-    await redis.set(prefix + "registry:copy", zlib.compress(junk))
+    await redis_client.set(redis_prefix + "registry:copy", zlib.compress(junk))
     meta = {"fetched_at": repr(time.time()), "snapshot": Catalog.snapshot_id(junk), "models": "3"}
-    await redis.hset(prefix + "registry:meta", mapping={**meta, "source": source_id(source.url)})
+    await redis_client.hset(redis_prefix + "registry:meta", mapping={**meta, "source": source_id(source.url)})
     registry = make("a")
     with caplog.at_level(logging.WARNING, logger="gophergate.pricing.registry"):
         await registry._cluster_check(True)
     assert any("is not used" in r.getMessage() for r in caplog.records)
     assert source.count == 1 and registry.status()["copy"] == "fetched"
-    shared = await redis.hget(prefix + "registry:meta", "snapshot")
+    shared = await redis_client.hget(redis_prefix + "registry:meta", "snapshot")
     assert shared is not None and shared.decode() == Catalog.snapshot_id(source.body)  # replaced by the good one
 
 
 async def test_a_copy_of_another_registry_url_is_not_taken(
-    make: Make, source: FakeRegistry, redis: Redis, prefix: str
+    make: Make, source: FakeRegistry, redis_client: Redis, redis_prefix: str
 ) -> None:
     await make("a")._cluster_check(True)
-    await redis.hset(prefix + "registry:meta", "source", source_id("https://elsewhere.example/api.json"))
+    await redis_client.hset(redis_prefix + "registry:meta", "source", source_id("https://elsewhere.example/api.json"))
     b = make("b")
     assert not await b.load_cluster_copy()
     await b._cluster_check(True)
@@ -324,15 +298,15 @@ async def test_a_copy_of_another_registry_url_is_not_taken(
 
 
 async def test_a_copy_fetched_while_redis_was_away_is_shared_when_it_answers(
-    make: Make, source: FakeRegistry, redis: Redis, prefix: str
+    make: Make, source: FakeRegistry, redis_client: Redis, redis_prefix: str
 ) -> None:
     registry = make("a", redis=dead_redis())
     assert await registry._cluster_check(True) is None  # unreachable: the caller fetches on its own
     assert (await registry.refresh()).outcome == "updated"
-    registry.cluster = RegistryCluster(connect(redis_url(), max_connections=4), prefix)
+    registry.cluster = RegistryCluster(connect(redis_url(required=True), max_connections=4), redis_prefix)
     try:
         assert await registry._cluster_check(False) is not None
-        assert await redis.exists(prefix + "registry:copy") == 1 and source.count == 1
+        assert await redis_client.exists(redis_prefix + "registry:copy") == 1 and source.count == 1
         assert await make("b").load_cluster_copy() and source.count == 1
     finally:
         await registry.close()
