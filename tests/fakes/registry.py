@@ -71,3 +71,23 @@ class FakeRegistry(LoopbackServer):
             request.transport.close()
             return resp
         return web.Response(body=self.body, content_type="application/json", headers={"ETag": self.etag})
+
+
+class Stop(Exception):
+    pass
+
+
+class FakeTime:
+    """A monotonic clock that moves only when the registry's loop sleeps; stops the loop past ``until``."""
+
+    def __init__(self, until: float) -> None:
+        self.now = 0.0
+        self.until = until
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        if self.now > self.until:
+            raise Stop

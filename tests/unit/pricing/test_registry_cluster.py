@@ -20,7 +20,7 @@ from gophergate.pricing import registry as registry_module
 from gophergate.pricing.catalog import Catalog
 from gophergate.pricing.cluster import RegistryCluster, decompress, source_id
 from gophergate.pricing.registry import Registry
-from tests.fakes.registry import FakeRegistry
+from tests.fakes.registry import FakeRegistry, FakeTime, Stop
 from tests.support import MINI_REGISTRY, free_port, redis_url
 from tests.unit.pricing.test_registry import fewer_models
 
@@ -313,26 +313,6 @@ async def test_a_copy_fetched_while_redis_was_away_is_shared_when_it_answers(
 
 
 # -- Redis unreachable -----------------------------------------------------------------------------------------------
-
-
-class Stop(Exception):
-    pass
-
-
-class FakeTime:
-    """A monotonic clock that moves only when the registry's loop sleeps; stops the loop past ``until``."""
-
-    def __init__(self, until: float) -> None:
-        self.now = 0.0
-        self.until = until
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        if self.now > self.until:
-            raise Stop
 
 
 async def test_redis_unreachable_each_instance_checks_on_its_own_with_a_warning_a_minute(

@@ -11,29 +11,10 @@ from pathlib import Path
 import pytest
 
 from gophergate.pricing.registry import Registry
+from tests.fakes.registry import FakeTime, Stop
 from tests.support import MINI_REGISTRY, free_port
 
 MINUTE = 60.0
-
-
-class Stop(Exception):
-    pass
-
-
-class FakeTime:
-    """A monotonic clock that only moves when the registry's loop sleeps; stops the loop past ``until``."""
-
-    def __init__(self, until: float) -> None:
-        self.now = 0.0
-        self.until = until
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        if self.now > self.until:
-            raise Stop
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
