@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import re
 import secrets
 import threading
@@ -47,7 +46,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.fakes.server import LoopbackServer
+from tests.fakes.server import LoopbackServer, json_object_at
 
 DEFAULT_MODELS = [
     "gemini-2.0-flash",
@@ -163,18 +162,6 @@ def _example(name: str, schema: Any) -> Any:
     )
 
 
-def _json_object_at(text: str, start: int) -> dict[str, Any] | None:
-    """The JSON object that follows ``text[start:]`` after spaces, if one does."""
-    rest = text[start:].lstrip(" ")
-    if not rest.startswith("{"):
-        return None
-    try:
-        value, _ = json.JSONDecoder().raw_decode(rest)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 @dataclass
 class _Triggers:
     fail: int | None = None
@@ -198,7 +185,7 @@ class _Triggers:
         call = re.search(r"\bCALL ([\w.:-]+)", text)
         return cls(
             call_name=call.group(1) if call else None,
-            call_args=_json_object_at(text, call.end()) if call else None,
+            call_args=json_object_at(text, call.end()) if call else None,
             fail=number("FAIL"),
             slow_ms=number("SLOW") or 0,
             words=number("WORDS"),

@@ -51,7 +51,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import random
 import re
 import string
@@ -67,7 +66,7 @@ from urllib.parse import quote
 import orjson
 from aiohttp import web
 
-from tests.fakes.server import LoopbackServer, hang_up, huge_body, huge_event
+from tests.fakes.server import LoopbackServer, hang_up, huge_body, huge_event, json_object_at
 
 DIALECTS: tuple[str, ...] = ("openai", "deepseek", "xai", "moonshot", "ollama")
 
@@ -271,18 +270,6 @@ def _example_value(name: str, schema: Any) -> Any:
     return "Paris" if name == "city" else f"test-{name}"
 
 
-def _json_object_at(text: str, start: int) -> dict[str, Any] | None:
-    """The JSON object that follows ``text[start:]`` after spaces, if one does."""
-    rest = text[start:].lstrip(" ")
-    if not rest.startswith("{"):
-        return None
-    try:
-        value, _ = json.JSONDecoder().raw_decode(rest)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 @dataclass
 class _Triggers:
     fail: int | None = None
@@ -312,7 +299,7 @@ class _Triggers:
 
         lowered = text.lower()
         call = re.search(r"\bCALL ([\w.:-]+)", text)
-        arguments = _json_object_at(text, call.end()) if call else None
+        arguments = json_object_at(text, call.end()) if call else None
         return cls(
             call_name=call.group(1) if call else None,
             call_arguments=arguments,

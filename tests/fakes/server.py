@@ -4,10 +4,11 @@ background thread with its own event loop; ``start()`` / ``stop()`` or a ``with`
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import threading
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -130,3 +131,16 @@ class LoopbackServer:
         finally:
             loop.run_until_complete(runner.cleanup())
             loop.close()
+
+
+def json_object_at(text: str, start: int) -> dict[str, Any] | None:
+    """The JSON object that follows ``text[start:]`` after spaces, if one does (the
+    fakes' `CALL <name> {args}` trigger)."""
+    rest = text[start:].lstrip(" ")
+    if not rest.startswith("{"):
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(rest)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
