@@ -165,6 +165,21 @@ def test_a_key_revoked_on_one_instance_is_refused_by_the_other_within_a_second(p
         time.sleep(0.02)
 
 
+def test_a_key_revoked_with_the_cli_is_refused_by_both_instances_within_a_second(pair: Pair) -> None:
+    """The CLI is no process of the cluster: it publishes the change on Redis after committing it."""
+    with admin_session(pair.a.url, ADMIN_PASSWORD) as c:
+        created = c.post("/api/keys", json={"name": "revoke-by-cli"}).json()
+        key_id, secret = created["key"]["id"], created["secret"]
+    assert chat(pair.a, secret).status_code == 200 and chat(pair.b, secret).status_code == 200
+    result = pair.a.cli("keys", "revoke", str(key_id))
+    assert f"revoked key {key_id}" in result.stdout, result.stderr
+    revoked_at = time.monotonic()
+    for gw in (pair.a, pair.b):
+        while chat(gw, secret).status_code != 401:
+            assert time.monotonic() - revoked_at < 1.0, "an instance still accepts the key revoked by the CLI"
+            time.sleep(0.02)
+
+
 def test_a_model_switched_off_on_one_instance_is_refused_by_the_other_and_its_dashboards_see_the_event(
     pair: Pair,
 ) -> None:
