@@ -353,3 +353,16 @@ def gateway_cluster(
                 gateway.stop()
             if url:
                 delete_redis_prefix(url, prefix)
+
+
+def echoed_assistant(message: Any) -> dict[str, Any]:
+    """An SDK answer's assistant message as an OpenAI SDK client sends it back: the standard fields only (no
+    reasoning_content, no provider extras), so anything else the next turn needs must come from the gateway."""
+    return {
+        "role": "assistant",
+        "content": message.content,
+        "tool_calls": [
+            {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
+            for c in message.tool_calls
+        ],
+    }

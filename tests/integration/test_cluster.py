@@ -36,7 +36,7 @@ from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.gemini import SKIP_SIGNATURE, FakeGemini
 from tests.fakes.openai_compat import FakeOpenAICompat
 from tests.nginx import nginx
-from tests.support import Gateway, admin_session, gateway_cluster, query
+from tests.support import Gateway, admin_session, echoed_assistant, gateway_cluster, query
 
 NAMES = ("gw-a", "gw-b", "gw-c")
 UPSTREAM_KEY = "sk-upstream-cluster-0123456789"
@@ -325,25 +325,13 @@ def test_a_key_revoked_on_one_instance_is_refused_by_all_three_within_a_second(c
 # -- conversation memories ------------------------------------------------------------------------------------------
 
 
-def _assistant(message: Any) -> dict[str, Any]:
-    """What an SDK user echoes back: the tool calls only (the OpenAI wire has no room for signatures)."""
-    return {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [
-            {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
-            for c in message.tool_calls
-        ],
-    }
-
-
 def _gemini_conversation(first: openai.OpenAI, second: openai.OpenAI) -> tuple[Any, Any]:
     model = "gemini-3-pro-preview"  # Gemini 3 checks the signature of every tool-call turn
     messages: list[Any] = [{"role": "user", "content": "call all tools please"}]
     one = first.chat.completions.with_raw_response.create(model=model, messages=messages, tools=TOOLS)
     message = one.parse().choices[0].message
     assert message.tool_calls is not None and len(message.tool_calls) == 2
-    messages.append(_assistant(message))
+    messages.append(echoed_assistant(message))
     messages += [{"role": "tool", "tool_call_id": c.id, "content": "fine"} for c in message.tool_calls]
     two = second.chat.completions.with_raw_response.create(model=model, messages=messages, tools=TOOLS)
     assert (two.parse().choices[0].message.content or "").startswith("tool result:")
@@ -356,7 +344,7 @@ def _anthropic_conversation(first: openai.OpenAI, second: openai.OpenAI) -> tupl
     one = first.chat.completions.with_raw_response.create(messages=messages, **kwargs)
     message = one.parse().choices[0].message
     assert message.tool_calls is not None and len(message.tool_calls) == 2
-    messages.append(_assistant(message))
+    messages.append(echoed_assistant(message))
     messages += [{"role": "tool", "tool_call_id": c.id, "content": "fine"} for c in message.tool_calls]
     two = second.chat.completions.with_raw_response.create(messages=messages, **kwargs)
     assert two.parse().choices[0].message.content == "tool result: fine | fine"

@@ -25,7 +25,7 @@ import pytest
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.gemini import SKIP_SIGNATURE, FakeGemini
 from tests.fakes.openai_compat import FakeOpenAICompat
-from tests.support import Gateway, free_port, gateway_cluster
+from tests.support import Gateway, echoed_assistant, free_port, gateway_cluster
 
 UPSTREAM_KEY = "sk-upstream-memories-0123456789"
 SONNET = "claude-sonnet-4-5-20250929"  # manual thinking budgets in the Anthropic fake
@@ -112,18 +112,6 @@ def unshared(tmp_path_factory: pytest.TempPathFactory, fakes: Fakes) -> Iterator
         yield made
 
 
-def _echoed(message: Any) -> dict[str, Any]:
-    """The assistant message as an OpenAI SDK client sends it back: the standard fields only."""
-    return {
-        "role": "assistant",
-        "content": message.content,
-        "tool_calls": [
-            {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
-            for c in message.tool_calls
-        ],
-    }
-
-
 # -- the conversations --------------------------------------------------------------------------------------------
 
 
@@ -132,7 +120,10 @@ def gemini_turns(first: openai.OpenAI, second: openai.OpenAI) -> str:
     turn = first.chat.completions.create(model="gemini-3-flash", messages=messages, tools=TOOLS)
     message = turn.choices[0].message
     assert turn.choices[0].finish_reason == "tool_calls" and message.tool_calls
-    messages += [_echoed(message), {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "sunny"}]
+    messages += [
+        echoed_assistant(message),
+        {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "sunny"},
+    ]
     answer = second.chat.completions.create(model="gemini-3-flash", messages=messages, tools=TOOLS)
     return answer.choices[0].message.content or ""
 
@@ -167,7 +158,10 @@ def deepseek_turns(first: openai.OpenAI, second: openai.OpenAI) -> str:
     turn = first.chat.completions.create(model="deepseek-flash", messages=messages, tools=TOOLS)
     message = turn.choices[0].message
     assert message.tool_calls and (message.model_extra or {}).get("reasoning_content")
-    messages += [_echoed(message), {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "sunny"}]
+    messages += [
+        echoed_assistant(message),
+        {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "sunny"},
+    ]
     answer = second.chat.completions.create(model="deepseek-flash", messages=messages, tools=TOOLS)
     return answer.choices[0].message.content or ""
 

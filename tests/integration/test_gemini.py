@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from tests.fakes.gemini import PNG_1X1, SKIP_SIGNATURE, FakeGemini
-from tests.support import Gateway
+from tests.support import Gateway, echoed_assistant
 
 TOOLS: list[Any] = [
     {
@@ -171,17 +171,6 @@ def test_stream_without_include_usage_sends_no_usage_chunk(gemini: GeminiStack) 
     assert all(c.choices for c in chunks) and all(c.usage is None for c in chunks)
 
 
-def _assistant(message: Any) -> dict[str, Any]:
-    return {
-        "role": "assistant",
-        "content": message.content,
-        "tool_calls": [
-            {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
-            for c in message.tool_calls
-        ],
-    }
-
-
 def test_two_step_tool_conversation_with_parallel_calls_replays_signatures(gemini: GeminiStack) -> None:
     client = gemini.client()
     messages: list[Any] = [{"role": "user", "content": "call all tools please"}]
@@ -192,7 +181,7 @@ def test_two_step_tool_conversation_with_parallel_calls_replays_signatures(gemin
     assert calls is not None and [c.function.name for c in calls] == ["get_weather", "get_time"]
     assert json.loads(calls[0].function.arguments) == {"city": "Paris"}
     assert len({c.id for c in calls}) == 2 and all(c.id.startswith("call_") for c in calls)
-    messages.append(_assistant(choice.message))
+    messages.append(echoed_assistant(choice.message))
     messages.append({"role": "tool", "tool_call_id": calls[1].id, "content": "12:00"})
     messages.append({"role": "tool", "tool_call_id": calls[0].id, "content": '{"temp": 3}'})
     second = client.chat.completions.create(model="gemini-3-pro-preview", messages=messages, tools=TOOLS)
